@@ -1,0 +1,283 @@
+//! One committer thread per writer: it owns the [`WalWriter`], takes everything queued,
+//! writes it with one write and one fdatasync, then answers the whole group.
+//!
+//! Callers never block: each request carries a [`Reply`] that the committer calls when the
+//! request is as durable as the sync policy promises (or has failed). Sequences are assigned in
+//! queue order. A panic inside the writer is caught, poisons the writer and fails the group;
+//! it never unwinds out of the thread.
+
+use std::ops::RangeInclusive;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::scan::TailRepair;
+use crate::writer::{NewEntry, SyncPolicy, WalWriter};
+
+/// Called once with the outcome of a request, on the committer thread.
+pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+/// Most bytes of payload taken into one group.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+enum Command {
+    Append {
+        entries: Vec<NewEntry>,
+        reply: Reply<RangeInclusive<u64>>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+}
+
+/// The writer's state as of the last finished group.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct WriterState {
+    /// Sequence of the last committed entry.
+    pub last_sequence: u64,
+    /// Offset just past it.
+    pub committed_offset: u64,
+    /// The header's snapshot sequence.
+    pub snapshot_seq: u64,
+    /// Committed entries not yet fdatasynced.
+    pub entries_since_fsync: u64,
+    /// Why the writer is poisoned, if it is.
+    pub poisoned: Option<String>,
+}
+
+impl WriterState {
+    fn of(writer: &WalWriter) -> Self {
+        Self {
+            last_sequence: writer.last_sequence(),
+            committed_offset: writer.committed_offset(),
+            snapshot_seq: writer.snapshot_seq(),
+            entries_since_fsync: writer.entries_since_fsync(),
+            poisoned: writer.poisoned().map(str::to_owned),
+        }
+    }
+}
+
+/// Handle to a writer owned by its committer thread.
+#[derive(Debug)]
+pub struct Committer {
+    sender: Mutex<Option<Sender<Command>>>,
+    state: Arc<Mutex<WriterState>>,
+    tail_repair: Option<TailRepair>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Committer {
+    /// Move `writer` onto a new committer thread.
+    ///
+    /// # Errors
+    /// `Io` if the thread cannot be spawned.
+    pub fn start(writer: WalWriter) -> Result<Self> {
+        let state = Arc::new(Mutex::new(WriterState::of(&writer)));
+        let tail_repair = writer.tail_repair();
+        let (sender, receiver) = mpsc::channel();
+        let shared = Arc::clone(&state);
+        let path = writer.path().to_path_buf();
+        thread::Builder::new()
+            .name("selene-persist-committer".into())
+            .spawn(move || run(writer, &receiver, &shared))
+            .map_err(|e| Error::io("spawn committer for", path, e))?;
+        Ok(Self {
+            sender: Mutex::new(Some(sender)),
+            state,
+            tail_repair,
+        })
+    }
+
+    /// Queue `entries`; `reply` gets their sequences once they are committed.
+    pub fn append(&self, entries: Vec<NewEntry>, reply: Reply<RangeInclusive<u64>>) {
+        self.send(Command::Append { entries, reply }, |c| match c {
+            Command::Append { reply, .. } => reply(Err(closed())),
+            _ => unreachable_reply(),
+        });
+    }
+
+    /// Queue a flush; `reply` is called once everything before it is durable.
+    pub fn flush(&self, reply: Reply<()>) {
+        self.send(Command::Flush { reply }, |c| match c {
+            Command::Flush { reply } => reply(Err(closed())),
+            _ => unreachable_reply(),
+        });
+    }
+
+    /// Queue a close: everything queued before it is committed and (unless the policy is
+    /// manual) made durable, the lock is released, then `reply` is called. Later requests fail
+    /// with `Closed`.
+    pub fn close(&self, reply: Reply<()>) {
+        let sender = lock(&self.sender).take();
+        match sender {
+            Some(sender) => {
+                if let Err(mpsc::SendError(Command::Close { reply })) = sender.send(Command::Close { reply }) {
+                    reply(Err(closed()));
+                }
+            }
+            None => reply(Err(closed())),
+        }
+    }
+
+    /// Whether `close` has been called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        lock(&self.sender).is_none()
+    }
+
+    /// The state as of the last finished group.
+    #[must_use]
+    pub fn state(&self) -> WriterState {
+        lock(&self.state).clone()
+    }
+
+    /// The torn tail cut when the writer was opened.
+    #[must_use]
+    pub const fn tail_repair(&self) -> Option<TailRepair> {
+        self.tail_repair
+    }
+
+    fn send(&self, command: Command, refuse: impl FnOnce(Command)) {
+        let guard = lock(&self.sender);
+        match guard.as_ref() {
+            Some(sender) => {
+                if let Err(mpsc::SendError(command)) = sender.send(command) {
+                    drop(guard);
+                    refuse(command);
+                }
+            }
+            None => {
+                drop(guard);
+                refuse(command);
+            }
+        }
+    }
+}
+
+impl Drop for Committer {
+    /// Dropped without `close`: the thread still commits what is queued and closes the writer.
+    fn drop(&mut self) {
+        if !self.is_closed() {
+            self.close(Box::new(|_| {}));
+        }
+    }
+}
+
+fn closed() -> Error {
+    Error::Closed { what: "writer" }
+}
+
+fn unreachable_reply() {
+    tracing::error!("committer refused a command of another kind");
+}
+
+/// Run `f` on the writer; a panic becomes `Internal` and poisons the writer.
+fn shielded<T>(writer: &mut WalWriter, f: impl FnOnce(&mut WalWriter) -> Result<T>) -> Result<T> {
+    match catch_unwind(AssertUnwindSafe(|| f(writer))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let error = Error::Internal(format!("panic in WAL writer: {message}"));
+            writer.poison(&error);
+            Err(error)
+        }
+    }
+}
+
+fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<WriterState>) {
+    let interval = match writer.options().sync {
+        SyncPolicy::Interval(d) => Some(d),
+        _ => None,
+    };
+    let mut dirty_since: Option<Instant> = None;
+    loop {
+        let first = match (interval, dirty_since) {
+            (Some(period), Some(since)) => match receiver.recv_timeout(period.saturating_sub(since.elapsed())) {
+                Ok(command) => command,
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(e) = shielded(&mut writer, WalWriter::flush) {
+                        tracing::error!(error = %e, "background fdatasync failed");
+                    }
+                    dirty_since = None;
+                    *lock(state) = WriterState::of(&writer);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            _ => match receiver.recv() {
+                Ok(command) => command,
+                Err(_) => break,
+            },
+        };
+        let close = process_group(&mut writer, first, receiver);
+        *lock(state) = WriterState::of(&writer);
+        if writer.entries_since_fsync() > 0 {
+            dirty_since.get_or_insert_with(Instant::now);
+        } else {
+            dirty_since = None;
+        }
+        if let Some(reply) = close {
+            let outcome = shielded(&mut writer, |w| if w.entries_since_fsync() > 0 && w.options().sync != SyncPolicy::Manual { w.flush() } else { Ok(()) });
+            *lock(state) = WriterState::of(&writer);
+            // Release the lock before answering, so the caller can reopen at once.
+            drop(writer);
+            reply(outcome);
+            return;
+        }
+    }
+    if let Err(e) = writer.close() {
+        tracing::error!(error = %e, "closing abandoned WAL writer failed");
+    }
+}
+
+/// Stage `first` and everything else queued, commit once, answer. Returns a pending close.
+fn process_group(writer: &mut WalWriter, first: Command, receiver: &Receiver<Command>) -> Option<Reply<()>> {
+    let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>)> = Vec::new();
+    let mut flushes: Vec<Reply<()>> = Vec::new();
+    let mut close = None;
+    let mut bytes = 0usize;
+    let mut next = Some(first);
+    while let Some(command) = next.take() {
+        match command {
+            Command::Append { entries, reply } => {
+                bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
+                match shielded(writer, |w| w.stage(&entries)) {
+                    Ok(range) => pending.push((reply, range)),
+                    Err(e) => reply(Err(e)),
+                }
+            }
+            Command::Flush { reply } => flushes.push(reply),
+            Command::Close { reply } => {
+                close = Some(reply);
+                break;
+            }
+        }
+        if bytes < MAX_GROUP_BYTES {
+            next = receiver.try_recv().ok();
+        }
+    }
+    let committed = shielded(writer, WalWriter::commit);
+    for (reply, range) in pending {
+        reply(committed.clone().map(|()| range));
+    }
+    if !flushes.is_empty() {
+        let flushed = shielded(writer, WalWriter::flush);
+        for reply in flushes {
+            reply(flushed.clone());
+        }
+    }
+    close
+}

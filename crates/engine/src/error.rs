@@ -1,0 +1,200 @@
+//! Typed errors with stable codes shared by every layer above the engine.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Result alias used throughout the engine.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Every failure the engine reports. Each variant maps to one stable [`Error::code`].
+///
+/// Errors are `Clone` so one failed group commit can reject every append in the group.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another writer (in this or another process) holds the file's exclusive lock.
+    #[error("{}: another writer holds the lock", path.display())]
+    WriterLockHeld {
+        /// The locked file.
+        path: PathBuf,
+    },
+    /// A payload (as given, or after decompression) is larger than the cap.
+    #[error("payload of {len} bytes exceeds the cap of {cap} bytes")]
+    PayloadTooLarge {
+        /// Observed length.
+        len: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// A principal is larger than the cap.
+    #[error("principal of {len} bytes exceeds the cap of {cap} bytes")]
+    PrincipalTooLarge {
+        /// Observed length.
+        len: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// A damaged frame is followed by valid frames: this is not a torn tail, so nothing is repaired.
+    #[error(
+        "damaged frame at offset {offset} ({detail}) is followed by a valid frame at offset {next_valid}; the file was left untouched"
+    )]
+    MidLogCorruption {
+        /// Offset of the damaged frame.
+        offset: u64,
+        /// What was wrong with it.
+        detail: &'static str,
+        /// Offset of the first valid frame found after it.
+        next_valid: u64,
+    },
+    /// A checksum that must hold did not (file header, or a payload read back by offset).
+    #[error("checksum mismatch in {what} at offset {offset}")]
+    ChecksumMismatch {
+        /// The protected region.
+        what: &'static str,
+        /// Its offset.
+        offset: u64,
+    },
+    /// The file does not start with this format's magic: it is not a selene-persist file.
+    #[error("not a selene-persist {expected} file (magic {found:02x?})")]
+    MagicMismatch {
+        /// The kind of file that was expected.
+        expected: &'static str,
+        /// The first bytes found.
+        found: [u8; 4],
+    },
+    /// The file is of this format but a version this build does not read.
+    #[error("unsupported {what} version {major}.{minor} (this build reads {supported})")]
+    UnsupportedVersion {
+        /// The kind of file.
+        what: &'static str,
+        /// Major version found.
+        major: u16,
+        /// Minor version found.
+        minor: u16,
+        /// The version this build reads.
+        supported: &'static str,
+    },
+    /// A checksum-valid frame uses flags or fields this build does not know.
+    #[error("frame at offset {offset} is valid but unsupported: {detail}")]
+    UnsupportedFrame {
+        /// Offset of the frame.
+        offset: u64,
+        /// What is unsupported.
+        detail: String,
+    },
+    /// The file is shorter than its header.
+    #[error("file header truncated: {len} bytes, need {need}")]
+    TruncatedHeader {
+        /// File length.
+        len: u64,
+        /// Header length.
+        need: u64,
+    },
+    /// A checksum-valid header has non-zero reserved bytes.
+    #[error("reserved bytes at offset {offset} are not zero")]
+    ReservedNonZero {
+        /// Offset of the reserved field.
+        offset: u64,
+    },
+    /// A valid frame's sequence does not increase.
+    #[error("frame at offset {offset} has sequence {found}, not above {previous}")]
+    NonMonotonicSequence {
+        /// Offset of the frame.
+        offset: u64,
+        /// The previous sequence.
+        previous: u64,
+        /// The sequence found.
+        found: u64,
+    },
+    /// A valid frame's sequence skips ahead: entries are missing.
+    #[error("frame at offset {offset} has sequence {found}, expected {expected}")]
+    SequenceGap {
+        /// Offset of the frame.
+        offset: u64,
+        /// The expected sequence.
+        expected: u64,
+        /// The sequence found.
+        found: u64,
+    },
+    /// No further sequence can be assigned.
+    #[error("sequence space exhausted at {last}")]
+    SequenceExhausted {
+        /// The last sequence assigned.
+        last: u64,
+    },
+    /// A stored payload passed its checksum but could not be decompressed.
+    #[error("payload at offset {offset} could not be decompressed: {detail}")]
+    Decompression {
+        /// Offset of the frame.
+        offset: u64,
+        /// Codec message.
+        detail: String,
+    },
+    /// The handle was closed.
+    #[error("the {what} is closed")]
+    Closed {
+        /// What was closed.
+        what: &'static str,
+    },
+    /// An earlier failure left the on-disk state unknown; reopen to recover.
+    #[error("the writer is poisoned by an earlier failure ({cause}); reopen it to recover")]
+    Poisoned {
+        /// The failure that poisoned it.
+        cause: String,
+    },
+    /// A caller-supplied argument is out of range or malformed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// An operating-system I/O failure.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// The operation that failed.
+        op: &'static str,
+        /// The path it acted on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// A bug: an internal invariant failed or a panic was caught.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable machine-readable code for this error, e.g. `WRITER_LOCK_HELD`.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::WriterLockHeld { .. } => "WRITER_LOCK_HELD",
+            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::PrincipalTooLarge { .. } => "PRINCIPAL_TOO_LARGE",
+            Self::MidLogCorruption { .. } => "MID_LOG_CORRUPTION",
+            Self::ChecksumMismatch { .. } => "CHECKSUM_MISMATCH",
+            Self::MagicMismatch { .. } => "MAGIC_MISMATCH",
+            Self::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
+            Self::UnsupportedFrame { .. } => "UNSUPPORTED_FRAME",
+            Self::TruncatedHeader { .. } => "TRUNCATED_HEADER",
+            Self::ReservedNonZero { .. } => "RESERVED_NON_ZERO",
+            Self::NonMonotonicSequence { .. } => "NON_MONOTONIC_SEQUENCE",
+            Self::SequenceGap { .. } => "SEQUENCE_GAP",
+            Self::SequenceExhausted { .. } => "SEQUENCE_EXHAUSTED",
+            Self::Decompression { .. } => "DECOMPRESSION_FAILED",
+            Self::Closed { .. } => "CLOSED",
+            Self::Poisoned { .. } => "POISONED",
+            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Self::Io { .. } => "IO",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// Wrap an OS error with the operation and path it came from.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source: Arc::new(source),
+        }
+    }
+}

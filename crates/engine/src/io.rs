@@ -1,0 +1,134 @@
+//! The engine's one door to the file system.
+//!
+//! Every file-system call made by the writer, reader and scan goes through [`Vfs`] and
+//! [`VfsFile`], so tests can record operations and inject faults (see [`crate::fault`])
+//! without touching format code. [`StdFs`] is the production implementation.
+
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::Arc;
+
+/// How a file is opened.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Create a new file for writing (mode 0600); fails if it exists.
+    CreateNew,
+}
+
+/// A file system: the operations on paths.
+pub trait Vfs: Send + Sync + Debug {
+    /// Open `path` in `mode`.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>>;
+    /// Hard-link `from` to `to`; fails with `AlreadyExists` rather than replace `to`.
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Remove a file.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Make the directory's entries (creations, links, renames) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// An open file: positional I/O, so no operation depends on a hidden cursor.
+pub trait VfsFile: Send + Debug {
+    /// Read into `buf` at `offset`; returns the bytes read (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Write all of `buf` at `offset`.
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Flush file data (and the metadata needed to read it) to stable storage.
+    fn sync_data(&mut self) -> io::Result<()>;
+    /// Truncate or extend the file to `len` bytes.
+    fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Current length in bytes.
+    fn size(&self) -> io::Result<u64>;
+    /// Take an exclusive advisory lock without waiting; `Ok(false)` if another holder has it.
+    fn try_lock(&self) -> io::Result<bool>;
+}
+
+/// Fill `buf` from `offset`, failing with `UnexpectedEof` if the file ends first.
+pub fn read_exact_at(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFs;
+
+impl StdFs {
+    /// A shared handle to the real file system.
+    #[must_use]
+    pub fn shared() -> Arc<dyn Vfs> {
+        Arc::new(Self)
+    }
+}
+
+impl Vfs for StdFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
+        let mut options = OpenOptions::new();
+        match mode {
+            OpenMode::Read => options.read(true),
+            OpenMode::ReadWrite => options.read(true).write(true),
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true).mode(0o600),
+        };
+        Ok(Box::new(StdFile(options.open(path)?)))
+    }
+
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+}
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl VfsFile for StdFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        match self.0.try_lock() {
+            Ok(()) => Ok(true),
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! selene-persist engine: a durable, append-only write-ahead log.
+//!
+//! Pure Rust, no Node dependency. Layers, bottom up: [`io`] (every file-system call),
+//! [`checksum`], [`file_header`] and [`frame`] (the byte formats), [`compression`], [`hlc`],
+//! [`scan`] (torn tail vs corruption), [`writer`] and [`reader`], and [`committer`] (one thread
+//! per writer, group commit).
+
+pub mod checksum;
+pub mod committer;
+pub mod compression;
+pub mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod fault;
+pub mod file_header;
+pub mod frame;
+pub mod hlc;
+pub mod io;
+pub mod reader;
+pub mod scan;
+pub mod writer;
+
+pub use committer::{Committer, Reply, WriterState};
+pub use compression::Compression;
+pub use error::{Error, Result};
+pub use frame::Origin;
+pub use hlc::Hlc;
+pub use reader::{Entry, WalReader};
+pub use scan::{TailReason, TailRepair};
+pub use writer::{MAX_SEQUENCE, NewEntry, SyncPolicy, WalOptions, WalWriter};

@@ -1,0 +1,268 @@
+//! Reading frames in order, and telling a torn tail from mid-log corruption.
+//!
+//! A damaged frame (short, zero-filled, or failing a checksum) is a *torn tail* when no valid
+//! frame follows it anywhere in the file: a crash cut the last write. It is *mid-log
+//! corruption* when a valid frame with a later sequence starts after it: acknowledged data sits
+//! behind the damage, so nothing may be cut and the open is refused. A frame whose checksums
+//! hold but whose contents this build rejects (unknown flags, a sequence out of order) is never
+//! treated as torn.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::file_header::{FILE_HEADER_LEN, FileHeader};
+use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin};
+use crate::io::{VfsFile, read_exact_at};
+
+/// Why a tail was cut.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TailReason {
+    /// The file ends inside the last frame.
+    ShortFrame,
+    /// The last frame fails a checksum and nothing valid follows it.
+    CorruptFinalFrame,
+    /// Everything from the cut to the end of the file is zero.
+    ZeroTail,
+}
+
+impl TailReason {
+    /// Stable kebab-case name, as the TypeScript API reports it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ShortFrame => "short-frame",
+            Self::CorruptFinalFrame => "corrupt-final-frame",
+            Self::ZeroTail => "zero-tail",
+        }
+    }
+}
+
+/// A torn tail found (and, by the writer, cut) at open.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct TailRepair {
+    /// Why the tail was cut.
+    pub reason: TailReason,
+    /// Offset of the first byte cut: the end of the last valid frame.
+    pub offset: u64,
+    /// Number of bytes cut.
+    pub discarded_bytes: u64,
+}
+
+/// One verified frame, payload as stored.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// Offset of the frame in the file.
+    pub offset: u64,
+    /// Its header.
+    pub header: FrameHeader,
+    /// Its origin.
+    pub origin: Origin,
+    /// Its principal.
+    pub principal: Option<Vec<u8>>,
+    /// The payload as stored (compressed if the header says so).
+    pub stored: Vec<u8>,
+}
+
+/// What the cursor found next.
+#[derive(Debug)]
+pub enum Step {
+    /// A verified frame.
+    Frame(Frame),
+    /// The clean end of the file.
+    End,
+    /// A torn tail starting at the cursor's offset.
+    Torn(TailRepair),
+}
+
+/// Read and check the file header.
+///
+/// # Errors
+/// I/O errors and every header error of [`FileHeader::decode`].
+pub fn read_file_header(file: &dyn VfsFile, path: &Path) -> Result<FileHeader> {
+    let len = file.size().map_err(|e| Error::io("stat", path, e))?;
+    let mut bytes = [0u8; FILE_HEADER_LEN];
+    let have = usize::try_from(len).unwrap_or(usize::MAX).min(FILE_HEADER_LEN);
+    read_exact_at(file, &mut bytes[..have], 0).map_err(|e| Error::io("read", path, e))?;
+    FileHeader::decode(&bytes[..have])
+}
+
+const WINDOW: usize = 256 << 10;
+
+/// Walks the frames of one file from the end of its header.
+#[derive(Debug)]
+pub struct FrameCursor {
+    file_len: u64,
+    offset: u64,
+    last_sequence: u64,
+    window: Vec<u8>,
+    window_start: u64,
+}
+
+impl FrameCursor {
+    /// A cursor over a file of `file_len` bytes whose header names `snapshot_seq`.
+    #[must_use]
+    pub fn new(file_len: u64, snapshot_seq: u64) -> Self {
+        Self {
+            file_len,
+            offset: FILE_HEADER_LEN as u64,
+            last_sequence: snapshot_seq,
+            window: Vec::new(),
+            window_start: 0,
+        }
+    }
+
+    /// Offset just past the last frame returned.
+    #[must_use]
+    pub const fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Sequence of the last frame returned (the header's snapshot_seq before any).
+    #[must_use]
+    pub const fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    /// The next frame, the end, or a torn tail.
+    ///
+    /// # Errors
+    /// I/O errors, [`Error::MidLogCorruption`], sequence errors, and unsupported frames.
+    pub fn next(&mut self, file: &dyn VfsFile, path: &Path) -> Result<Step> {
+        if self.offset >= self.file_len {
+            return Ok(Step::End);
+        }
+        match self.read_frame(file, path)? {
+            Ok(frame) => {
+                self.offset += frame.header.frame_len();
+                self.last_sequence = frame.header.sequence;
+                Ok(Step::Frame(frame))
+            }
+            Err(Defect::Invalid(error)) => Err(error),
+            Err(Defect::Damaged(damage)) => self.classify(file, path, damage).map(Step::Torn),
+        }
+    }
+
+    fn read_frame(&mut self, file: &dyn VfsFile, path: &Path) -> Result<std::result::Result<Frame, Defect>> {
+        let offset = self.offset;
+        let Some(bytes) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
+            return Ok(Err(Defect::Damaged(Damage::Short)));
+        };
+        let bytes: &[u8; FRAME_HEADER_LEN] = bytes.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
+        let header = match frame::decode_header(bytes, offset) {
+            Ok(header) => header,
+            Err(defect) => return Ok(Err(defect)),
+        };
+        self.check_sequence(&header, offset)?;
+        let body_len = header.extent_len() + header.payload_len as usize;
+        let Some(body) = self.fetch(file, path, offset + FRAME_HEADER_LEN as u64, body_len)? else {
+            return Ok(Err(Defect::Damaged(Damage::Short)));
+        };
+        let (extent, stored) = body.split_at(header.extent_len());
+        let checked = frame::decode_extent(&header, extent)
+            .and_then(|decoded| frame::verify_payload(&header, stored).map(|()| decoded));
+        Ok(checked.map(|(origin, principal)| Frame {
+            offset,
+            header,
+            origin,
+            principal,
+            stored: stored.to_vec(),
+        }))
+    }
+
+    fn check_sequence(&self, header: &FrameHeader, offset: u64) -> Result<()> {
+        let previous = self.last_sequence;
+        if header.sequence <= previous {
+            return Err(Error::NonMonotonicSequence {
+                offset,
+                previous,
+                found: header.sequence,
+            });
+        }
+        if header.sequence != previous + 1 {
+            return Err(Error::SequenceGap {
+                offset,
+                expected: previous + 1,
+                found: header.sequence,
+            });
+        }
+        Ok(())
+    }
+
+    /// `len` bytes at `offset` through the read window; `None` if the file ends first.
+    fn fetch(&mut self, file: &dyn VfsFile, path: &Path, offset: u64, len: usize) -> Result<Option<&[u8]>> {
+        let end = offset + len as u64;
+        if end > self.file_len {
+            return Ok(None);
+        }
+        let window_end = self.window_start + self.window.len() as u64;
+        if offset < self.window_start || end > window_end {
+            let want = usize::try_from(self.file_len - offset).unwrap_or(usize::MAX).min(WINDOW.max(len));
+            self.window.resize(want, 0);
+            read_exact_at(file, &mut self.window, offset).map_err(|e| Error::io("read", path, e))?;
+            self.window_start = offset;
+        }
+        let start = usize::try_from(offset - self.window_start).unwrap_or(0);
+        Ok(Some(&self.window[start..start + len]))
+    }
+
+    /// Decide whether damage at the cursor is a torn tail or mid-log corruption.
+    fn classify(&self, file: &dyn VfsFile, path: &Path, damage: Damage) -> Result<TailRepair> {
+        let offset = self.offset;
+        if let Some(next_valid) = self.find_valid_frame(file, path, offset + 1)? {
+            return Err(Error::MidLogCorruption {
+                offset,
+                detail: damage.describe(),
+                next_valid,
+            });
+        }
+        let reason = if self.is_zero_from(file, path, offset)? {
+            TailReason::ZeroTail
+        } else if damage == Damage::Short {
+            TailReason::ShortFrame
+        } else {
+            TailReason::CorruptFinalFrame
+        };
+        Ok(TailRepair {
+            reason,
+            offset,
+            discarded_bytes: self.file_len - offset,
+        })
+    }
+
+    /// First offset at or after `start` holding a valid frame header with a later sequence.
+    fn find_valid_frame(&self, file: &dyn VfsFile, path: &Path, start: u64) -> Result<Option<u64>> {
+        const CHUNK: usize = 1 << 20;
+        let mut buf = Vec::new();
+        let mut pos = start;
+        while pos + FRAME_HEADER_LEN as u64 <= self.file_len {
+            let want = usize::try_from(self.file_len - pos).unwrap_or(usize::MAX).min(CHUNK + FRAME_HEADER_LEN - 1);
+            buf.resize(want, 0);
+            read_exact_at(file, &mut buf, pos).map_err(|e| Error::io("read", path, e))?;
+            for (i, window) in buf.windows(FRAME_HEADER_LEN).enumerate() {
+                let candidate = pos + i as u64;
+                let bytes: &[u8; FRAME_HEADER_LEN] = window.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
+                if let Ok(header) = frame::decode_header(bytes, candidate)
+                    && header.sequence > self.last_sequence
+                {
+                    return Ok(Some(candidate));
+                }
+            }
+            pos += (want - FRAME_HEADER_LEN + 1) as u64;
+        }
+        Ok(None)
+    }
+
+    fn is_zero_from(&self, file: &dyn VfsFile, path: &Path, start: u64) -> Result<bool> {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut pos = start;
+        while pos < self.file_len {
+            let want = usize::try_from(self.file_len - pos).unwrap_or(usize::MAX).min(buf.len());
+            read_exact_at(file, &mut buf[..want], pos).map_err(|e| Error::io("read", path, e))?;
+            if buf[..want].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            pos += want as u64;
+        }
+        Ok(true)
+    }
+}

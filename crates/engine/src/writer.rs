@@ -1,0 +1,408 @@
+//! The append-only WAL writer: one owner, positional writes, rollback on failure.
+//!
+//! Appends are *staged* (validated, compressed, framed with provisional sequences) and then
+//! *committed* (one write, one fsync when the policy asks). Staging many appends before one
+//! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync.
+
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::compression::Compression;
+use crate::error::{Error, Result};
+use crate::file_header::FileHeader;
+use crate::frame::{self, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin};
+use crate::hlc::{Hlc, HlcClock};
+use crate::io::{OpenMode, Vfs, VfsFile};
+use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
+
+/// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
+pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
+/// A staged buffer larger than this is released after commit rather than kept for reuse.
+const STAGING_RETAIN_LIMIT: usize = 4 << 20;
+
+/// When appended entries are made durable.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum SyncPolicy {
+    /// fdatasync before every commit is acknowledged: durable on ack (the default).
+    Always,
+    /// fdatasync once at least N entries are unsynced (group commit); N >= 1.
+    EveryN(u32),
+    /// Only on an explicit flush.
+    Manual,
+    /// fdatasync in the background at most this long after the first unsynced write.
+    Interval(Duration),
+}
+
+/// Options for opening a writer.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct WalOptions {
+    /// When entries become durable.
+    pub sync: SyncPolicy,
+    /// Payload compression.
+    pub compression: Compression,
+    /// Snapshot sequence written into a new file's header; an existing file's header wins.
+    pub snapshot_seq: u64,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            sync: SyncPolicy::Always,
+            compression: Compression::default(),
+            snapshot_seq: 0,
+        }
+    }
+}
+
+impl WalOptions {
+    fn validate(&self) -> Result<()> {
+        match self.sync {
+            SyncPolicy::EveryN(0) => return Err(Error::InvalidArgument("sync.everyN must be at least 1".into())),
+            SyncPolicy::Interval(d) if d.is_zero() => {
+                return Err(Error::InvalidArgument("sync.intervalMs must be at least 1".into()));
+            }
+            _ => {}
+        }
+        if self.snapshot_seq > MAX_SEQUENCE {
+            return Err(Error::InvalidArgument(format!("snapshotSeq must be at most {MAX_SEQUENCE}")));
+        }
+        if !(1..=22).contains(&self.compression.level) {
+            return Err(Error::InvalidArgument("compression.level must be 1 to 22".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One entry to append.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct NewEntry {
+    /// The payload bytes (at most 256 MiB).
+    pub payload: Vec<u8>,
+    /// Optional principal (at most 4 KiB).
+    pub principal: Option<Vec<u8>>,
+    /// Where the entry came from.
+    pub origin: Origin,
+    /// Timestamp; the writer's clock supplies one when `None`.
+    pub hlc: Option<Hlc>,
+}
+
+impl NewEntry {
+    /// Check the entry against the caps.
+    ///
+    /// # Errors
+    /// `PayloadTooLarge` or `PrincipalTooLarge`.
+    pub fn validate(&self) -> Result<()> {
+        if self.payload.len() > MAX_PAYLOAD_LEN {
+            return Err(Error::PayloadTooLarge {
+                len: self.payload.len() as u64,
+                cap: MAX_PAYLOAD_LEN as u64,
+            });
+        }
+        match &self.principal {
+            Some(p) if p.len() > MAX_PRINCIPAL_LEN => Err(Error::PrincipalTooLarge {
+                len: p.len() as u64,
+                cap: MAX_PRINCIPAL_LEN as u64,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The single writer of one WAL file. Holds the file's exclusive lock while it lives.
+#[derive(Debug)]
+pub struct WalWriter {
+    path: PathBuf,
+    file: Box<dyn VfsFile>,
+    options: WalOptions,
+    clock: HlcClock,
+    snapshot_seq: u64,
+    last_sequence: u64,
+    committed_offset: u64,
+    entries_since_fsync: u64,
+    staged: Vec<u8>,
+    staged_count: u64,
+    poisoned: Option<String>,
+    tail_repair: Option<TailRepair>,
+}
+
+impl WalWriter {
+    /// Open (creating if absent) the WAL at `path`, take its lock, scan it and cut a torn tail.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad options, `WriterLockHeld`, header errors, `MidLogCorruption`
+    /// and sequence errors (the file is then left untouched), and I/O errors.
+    pub fn open(vfs: &Arc<dyn Vfs>, path: &Path, options: WalOptions) -> Result<Self> {
+        options.validate()?;
+        let mut file = match vfs.open(path, OpenMode::ReadWrite) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create(vfs.as_ref(), path, options.snapshot_seq)?;
+                vfs.open(path, OpenMode::ReadWrite).map_err(|e| Error::io("open", path, e))?
+            }
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        if !file.try_lock().map_err(|e| Error::io("lock", path, e))? {
+            return Err(Error::WriterLockHeld { path: path.to_path_buf() });
+        }
+        let header = read_file_header(file.as_ref(), path)?;
+        let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
+        let mut cursor = FrameCursor::new(file_len, header.snapshot_seq);
+        let mut clock = HlcClock::default();
+        let tail_repair = loop {
+            match cursor.next(file.as_ref(), path)? {
+                Step::Frame(frame) => clock.observe(frame.header.hlc),
+                Step::End => break None,
+                Step::Torn(repair) => break Some(repair),
+            }
+        };
+        if let Some(repair) = tail_repair {
+            tracing::warn!(path = %path.display(), reason = repair.reason.as_str(), offset = repair.offset,
+                discarded = repair.discarded_bytes, "cutting torn WAL tail");
+            file.set_len(repair.offset).map_err(|e| Error::io("truncate", path, e))?;
+            file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            options,
+            clock,
+            snapshot_seq: header.snapshot_seq,
+            last_sequence: cursor.last_sequence(),
+            committed_offset: cursor.offset(),
+            entries_since_fsync: 0,
+            staged: Vec::new(),
+            staged_count: 0,
+            poisoned: None,
+            tail_repair,
+        })
+    }
+
+    /// Validate, compress and frame `entries` behind anything already staged.
+    /// Returns the sequences they will have once committed. On error nothing is staged.
+    ///
+    /// # Errors
+    /// `Poisoned`, cap errors, `SequenceExhausted`.
+    pub fn stage(&mut self, entries: &[NewEntry]) -> Result<RangeInclusive<u64>> {
+        self.check_usable()?;
+        if entries.is_empty() {
+            return Err(Error::InvalidArgument("a batch needs at least one entry".into()));
+        }
+        entries.iter().try_for_each(NewEntry::validate)?;
+        let first = self.last_sequence + self.staged_count + 1;
+        let last = first + entries.len() as u64 - 1;
+        if last > MAX_SEQUENCE {
+            return Err(Error::SequenceExhausted { last: first - 1 });
+        }
+        for (sequence, entry) in (first..=last).zip(entries) {
+            let hlc = match entry.hlc {
+                Some(hlc) => {
+                    self.clock.observe(hlc);
+                    hlc
+                }
+                None => self.clock.now(),
+            };
+            let packed = self.options.compression.compress(&entry.payload);
+            let fields = FrameFields {
+                sequence,
+                hlc,
+                origin: entry.origin,
+                principal: entry.principal.as_deref(),
+                flags: if packed.is_some() { FLAG_COMPRESSED } else { 0 },
+            };
+            frame::encode_frame(&mut self.staged, &fields, packed.as_deref().unwrap_or(&entry.payload));
+        }
+        self.staged_count += entries.len() as u64;
+        Ok(first..=last)
+    }
+
+    /// Write everything staged with one write, and fdatasync if the policy asks.
+    ///
+    /// On a write error the file is cut back to the last committed entry and the writer stays
+    /// usable; if that cut fails, or fdatasync fails (the page cache can no longer be trusted),
+    /// the writer is poisoned. Either way no staged sequence is consumed.
+    ///
+    /// # Errors
+    /// `Poisoned` and I/O errors.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.staged_count == 0 {
+            return Ok(());
+        }
+        let outcome = self.write_staged();
+        self.staged_count = 0;
+        if self.staged.capacity() > STAGING_RETAIN_LIMIT {
+            self.staged = Vec::new();
+        } else {
+            self.staged.clear();
+        }
+        outcome
+    }
+
+    fn write_staged(&mut self) -> Result<()> {
+        self.check_usable()?;
+        let path = &self.path;
+        if let Err(e) = self.file.write_all_at(&self.staged, self.committed_offset) {
+            let error = Error::io("write", path, e);
+            self.cut_back(&error);
+            return Err(error);
+        }
+        let unsynced = self.entries_since_fsync + self.staged_count;
+        let sync = match self.options.sync {
+            SyncPolicy::Always => true,
+            SyncPolicy::EveryN(n) => unsynced >= u64::from(n),
+            SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
+        };
+        if sync && let Err(e) = self.file.sync_data() {
+            let error = Error::io("fdatasync", path, e);
+            self.cut_back(&error);
+            self.poison(&error);
+            return Err(error);
+        }
+        self.committed_offset += self.staged.len() as u64;
+        self.last_sequence += self.staged_count;
+        self.entries_since_fsync = if sync { 0 } else { unsynced };
+        Ok(())
+    }
+
+    /// Cut the file back to the last committed entry after a failed commit.
+    fn cut_back(&mut self, cause: &Error) {
+        if let Err(e) = self.file.set_len(self.committed_offset) {
+            tracing::error!(path = %self.path.display(), error = %e, "cannot cut WAL back after a failed write");
+            self.poison(&Error::io("truncate", &self.path, e));
+            return;
+        }
+        tracing::warn!(path = %self.path.display(), error = %cause, "WAL commit failed; cut back to last committed entry");
+    }
+
+    /// Stage and commit `entries` in one step.
+    ///
+    /// # Errors
+    /// As [`Self::stage`] and [`Self::commit`].
+    pub fn append(&mut self, entries: &[NewEntry]) -> Result<RangeInclusive<u64>> {
+        let range = self.stage(entries)?;
+        self.commit()?;
+        Ok(range)
+    }
+
+    /// Make every committed entry durable now.
+    ///
+    /// # Errors
+    /// `Poisoned`, I/O errors (an fdatasync failure poisons the writer).
+    pub fn flush(&mut self) -> Result<()> {
+        self.check_usable()?;
+        if let Err(e) = self.file.sync_data() {
+            let error = Error::io("fdatasync", &self.path, e);
+            self.poison(&error);
+            return Err(error);
+        }
+        self.entries_since_fsync = 0;
+        Ok(())
+    }
+
+    /// Make committed entries durable unless the policy is `Manual`; then release the lock.
+    ///
+    /// # Errors
+    /// As [`Self::flush`]. The lock is released either way.
+    pub fn close(mut self) -> Result<()> {
+        if self.options.sync == SyncPolicy::Manual || self.poisoned.is_some() || self.entries_since_fsync == 0 {
+            return Ok(());
+        }
+        self.flush()
+    }
+
+    /// Refuse further writes until reopened.
+    pub fn poison(&mut self, cause: &Error) {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(cause.to_string());
+        }
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    /// The WAL's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The options the writer was opened with.
+    #[must_use]
+    pub const fn options(&self) -> &WalOptions {
+        &self.options
+    }
+
+    /// Sequence of the last committed entry (the snapshot sequence if there is none).
+    #[must_use]
+    pub const fn last_sequence(&self) -> u64 {
+        self.last_sequence
+    }
+
+    /// File offset just past the last committed entry.
+    #[must_use]
+    pub const fn committed_offset(&self) -> u64 {
+        self.committed_offset
+    }
+
+    /// The snapshot sequence in the file header.
+    #[must_use]
+    pub const fn snapshot_seq(&self) -> u64 {
+        self.snapshot_seq
+    }
+
+    /// Committed entries not yet fdatasynced.
+    #[must_use]
+    pub const fn entries_since_fsync(&self) -> u64 {
+        self.entries_since_fsync
+    }
+
+    /// The torn tail cut at open, if any.
+    #[must_use]
+    pub const fn tail_repair(&self) -> Option<TailRepair> {
+        self.tail_repair
+    }
+
+    /// Why the writer is poisoned, if it is.
+    #[must_use]
+    pub fn poisoned(&self) -> Option<&str> {
+        self.poisoned.as_deref()
+    }
+}
+
+/// Create a WAL holding only its header, atomically: temp file, fdatasync, no-clobber link,
+/// directory fsync. A crash leaves either no WAL or a complete header, never a partial one.
+fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut temp_name = name.to_os_string();
+    temp_name.push(format!(".init.{}.{nanos}.tmp", std::process::id()));
+    let temp = dir.join(temp_name);
+    let written = (|| {
+        let mut file = vfs.open(&temp, OpenMode::CreateNew).map_err(|e| Error::io("create", &temp, e))?;
+        file.write_all_at(&FileHeader { snapshot_seq }.encode(), 0).map_err(|e| Error::io("write", &temp, e))?;
+        file.sync_data().map_err(|e| Error::io("fdatasync", &temp, e))?;
+        match vfs.link(&temp, path) {
+            Ok(()) => Ok(()),
+            // Another opener created it first; theirs is just as good.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io("link", path, e)),
+        }
+    })();
+    if let Err(e) = vfs.remove(&temp)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %temp.display(), error = %e, "cannot remove WAL init temp file");
+    }
+    written?;
+    vfs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))
+}
