@@ -120,7 +120,9 @@ impl Committer {
         let sender = lock(&self.sender).take();
         match sender {
             Some(sender) => {
-                if let Err(mpsc::SendError(Command::Close { reply })) = sender.send(Command::Close { reply }) {
+                if let Err(mpsc::SendError(Command::Close { reply })) =
+                    sender.send(Command::Close { reply })
+                {
                     reply(Err(closed()));
                 }
             }
@@ -205,32 +207,39 @@ fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<Writer
     let mut dirty_since: Option<Instant> = None;
     loop {
         let first = match (interval, dirty_since) {
-            (Some(period), Some(since)) => match receiver.recv_timeout(period.saturating_sub(since.elapsed())) {
-                Ok(command) => command,
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = shielded(&mut writer, WalWriter::flush) {
-                        tracing::error!(error = %e, "background fdatasync failed");
+            (Some(period), Some(since)) => {
+                match receiver.recv_timeout(period.saturating_sub(since.elapsed())) {
+                    Ok(command) => command,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = shielded(&mut writer, WalWriter::flush) {
+                            tracing::error!(error = %e, "background fdatasync failed");
+                        }
+                        dirty_since = None;
+                        *lock(state) = WriterState::of(&writer);
+                        continue;
                     }
-                    dirty_since = None;
-                    *lock(state) = WriterState::of(&writer);
-                    continue;
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
+            }
             _ => match receiver.recv() {
                 Ok(command) => command,
                 Err(_) => break,
             },
         };
-        let close = process_group(&mut writer, first, receiver);
-        *lock(state) = WriterState::of(&writer);
+        let close = process_group(&mut writer, first, receiver, state);
         if writer.entries_since_fsync() > 0 {
             dirty_since.get_or_insert_with(Instant::now);
         } else {
             dirty_since = None;
         }
         if let Some(reply) = close {
-            let outcome = shielded(&mut writer, |w| if w.entries_since_fsync() > 0 && w.options().sync != SyncPolicy::Manual { w.flush() } else { Ok(()) });
+            let outcome = shielded(&mut writer, |w| {
+                if w.entries_since_fsync() > 0 && w.options().sync != SyncPolicy::Manual {
+                    w.flush()
+                } else {
+                    Ok(())
+                }
+            });
             *lock(state) = WriterState::of(&writer);
             // Release the lock before answering, so the caller can reopen at once.
             drop(writer);
@@ -243,8 +252,14 @@ fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<Writer
     }
 }
 
-/// Stage `first` and everything else queued, commit once, answer. Returns a pending close.
-fn process_group(writer: &mut WalWriter, first: Command, receiver: &Receiver<Command>) -> Option<Reply<()>> {
+/// Stage `first` and everything else queued, commit once, publish the state, then answer.
+/// Returns a pending close.
+fn process_group(
+    writer: &mut WalWriter,
+    first: Command,
+    receiver: &Receiver<Command>,
+    state: &Mutex<WriterState>,
+) -> Option<Reply<()>> {
     let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>)> = Vec::new();
     let mut flushes: Vec<Reply<()>> = Vec::new();
     let mut close = None;
@@ -270,11 +285,13 @@ fn process_group(writer: &mut WalWriter, first: Command, receiver: &Receiver<Com
         }
     }
     let committed = shielded(writer, WalWriter::commit);
+    let flushed = (!flushes.is_empty()).then(|| shielded(writer, WalWriter::flush));
+    // Callers that see their reply must also see the state it produced.
+    *lock(state) = WriterState::of(writer);
     for (reply, range) in pending {
         reply(committed.clone().map(|()| range));
     }
-    if !flushes.is_empty() {
-        let flushed = shielded(writer, WalWriter::flush);
+    if let Some(flushed) = flushed {
         for reply in flushes {
             reply(flushed.clone());
         }

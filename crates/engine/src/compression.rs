@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn threshold_is_inclusive() {
-        let c = Compression { threshold: Some(100), level: 1 };
+        let c = Compression {
+            threshold: Some(100),
+            level: 1,
+        };
         assert!(c.compress(&[b'a'; 99]).is_none());
         assert!(c.compress(&[b'a'; 100]).is_some());
     }
@@ -99,8 +102,14 @@ mod tests {
     #[test]
     fn decompression_is_bounded() {
         let packed = zstd::bulk::compress(&vec![7u8; 10_000], 1).unwrap();
-        assert_eq!(decompress_bounded(&packed, 10_000).unwrap().unwrap().len(), 10_000);
-        assert_eq!(decompress_bounded(&packed, 9_999).unwrap().unwrap_err(), 10_000);
+        assert_eq!(
+            decompress_bounded(&packed, 10_000).unwrap().unwrap().len(),
+            10_000
+        );
+        assert_eq!(
+            decompress_bounded(&packed, 9_999).unwrap().unwrap_err(),
+            10_000
+        );
         assert!(decompress_bounded(b"not zstd at all", 100).is_err());
     }
 }

@@ -86,7 +86,9 @@ impl FaultFs {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Record `op` and return the fault planned for it, if any.
@@ -95,9 +97,13 @@ impl FaultFs {
         let index = state.log.len();
         state.log.push(op);
         let listed = state.plan.faults.iter().find(|(at, _)| *at == index);
-        listed
-            .map(|(_, fault)| *fault)
-            .or_else(|| state.plan.fail_from.filter(|(from, _)| index >= *from).map(|(_, f)| f))
+        listed.map(|(_, fault)| *fault).or_else(|| {
+            state
+                .plan
+                .fail_from
+                .filter(|(from, _)| index >= *from)
+                .map(|(_, f)| f)
+        })
     }
 }
 
@@ -154,7 +160,10 @@ impl VfsFile for FaultFile {
     }
 
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        match self.fs.record(Op::Write(self.path.clone(), offset, buf.len())) {
+        match self
+            .fs
+            .record(Op::Write(self.path.clone(), offset, buf.len()))
+        {
             None => self.inner.write_all_at(buf, offset),
             Some(Fault::ShortWrite) => {
                 self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;

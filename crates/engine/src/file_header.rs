@@ -55,7 +55,11 @@ impl FileHeader {
             len: bytes.len() as u64,
             need: FILE_HEADER_LEN as u64,
         };
-        let magic: [u8; 4] = bytes.get(0..4).ok_or_else(truncated)?.try_into().unwrap_or_default();
+        let magic: [u8; 4] = bytes
+            .get(0..4)
+            .ok_or_else(truncated)?
+            .try_into()
+            .unwrap_or_default();
         if magic != WAL_MAGIC {
             return Err(Error::MagicMismatch {
                 expected: "WAL",
@@ -105,19 +109,28 @@ mod tests {
 
     #[test]
     fn round_trips_and_pins_layout() {
-        let bytes = FileHeader { snapshot_seq: 0x0102_0304_0506_0708 }.encode();
+        let bytes = FileHeader {
+            snapshot_seq: 0x0102_0304_0506_0708,
+        }
+        .encode();
         assert_eq!(&bytes[0..4], b"SPWL");
         assert_eq!(&bytes[4..8], &[1, 0, 0, 0]);
         assert_eq!(&bytes[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(&bytes[16..20], &[0; 4]);
-        assert_eq!(FileHeader::decode(&bytes).unwrap().snapshot_seq, 0x0102_0304_0506_0708);
+        assert_eq!(
+            FileHeader::decode(&bytes).unwrap().snapshot_seq,
+            0x0102_0304_0506_0708
+        );
     }
 
     #[test]
     fn foreign_file_is_magic_mismatch_even_when_short() {
         let err = FileHeader::decode(b"SQLite format 3\0").unwrap_err();
         assert_eq!(err.code(), "MAGIC_MISMATCH");
-        assert_eq!(FileHeader::decode(b"PK\x03\x04").unwrap_err().code(), "MAGIC_MISMATCH");
+        assert_eq!(
+            FileHeader::decode(b"PK\x03\x04").unwrap_err().code(),
+            "MAGIC_MISMATCH"
+        );
     }
 
     #[test]
@@ -127,9 +140,15 @@ mod tests {
             bytes[4..6].copy_from_slice(&major.to_le_bytes());
             bytes[6..8].copy_from_slice(&minor.to_le_bytes());
             // Checksum deliberately stale: the version gate comes first.
-            assert_eq!(FileHeader::decode(&bytes).unwrap_err().code(), "UNSUPPORTED_VERSION");
+            assert_eq!(
+                FileHeader::decode(&bytes).unwrap_err().code(),
+                "UNSUPPORTED_VERSION"
+            );
             // A newer file with a shorter header is still reported by version.
-            assert_eq!(FileHeader::decode(&bytes[..16]).unwrap_err().code(), "UNSUPPORTED_VERSION");
+            assert_eq!(
+                FileHeader::decode(&bytes[..16]).unwrap_err().code(),
+                "UNSUPPORTED_VERSION"
+            );
         }
     }
 
@@ -161,6 +180,9 @@ mod tests {
         bytes[17] = 1;
         let sum = checksum32(&bytes[0..20]);
         bytes[20..24].copy_from_slice(&sum.to_le_bytes());
-        assert_eq!(FileHeader::decode(&bytes).unwrap_err().code(), "RESERVED_NON_ZERO");
+        assert_eq!(
+            FileHeader::decode(&bytes).unwrap_err().code(),
+            "RESERVED_NON_ZERO"
+        );
     }
 }

@@ -75,7 +75,11 @@ impl FrameHeader {
     /// Length of the extent (origin tail and principal).
     #[must_use]
     pub fn extent_len(&self) -> usize {
-        let tail = if self.flags & FLAG_REPLICATED != 0 { ORIGIN_TAIL_LEN } else { 0 };
+        let tail = if self.flags & FLAG_REPLICATED != 0 {
+            ORIGIN_TAIL_LEN
+        } else {
+            0
+        };
         tail + self.principal_len.unwrap_or(0)
     }
 
@@ -138,19 +142,29 @@ pub fn decode_header(bytes: &[u8; FRAME_HEADER_LEN], offset: u64) -> Result<Fram
     let invalid = |detail: String| Defect::Invalid(Error::UnsupportedFrame { offset, detail });
     let flags = bytes[32];
     if flags & !KNOWN_FLAGS != 0 {
-        return Err(invalid(format!("unknown flag bits {:#04x}", flags & !KNOWN_FLAGS)));
+        return Err(invalid(format!(
+            "unknown flag bits {:#04x}",
+            flags & !KNOWN_FLAGS
+        )));
     }
     if bytes[33] != 0 {
-        return Err(Defect::Invalid(Error::ReservedNonZero { offset: offset + 33 }));
+        return Err(Defect::Invalid(Error::ReservedNonZero {
+            offset: offset + 33,
+        }));
     }
     let payload_len = le_u32(&bytes[4..8]);
     if payload_len as usize > MAX_PAYLOAD_LEN {
-        return Err(invalid(format!("payload length {payload_len} exceeds {MAX_PAYLOAD_LEN}")));
+        return Err(invalid(format!(
+            "payload length {payload_len} exceeds {MAX_PAYLOAD_LEN}"
+        )));
     }
     let principal_len = match u16::from_le_bytes([bytes[34], bytes[35]]) {
         0 => None,
         n if usize::from(n) - 1 > MAX_PRINCIPAL_LEN => {
-            return Err(invalid(format!("principal length {} exceeds {MAX_PRINCIPAL_LEN}", n - 1)));
+            return Err(invalid(format!(
+                "principal length {} exceeds {MAX_PRINCIPAL_LEN}",
+                n - 1
+            )));
         }
         n => Some(usize::from(n) - 1),
     };
@@ -172,7 +186,10 @@ pub fn decode_header(bytes: &[u8; FRAME_HEADER_LEN], offset: u64) -> Result<Fram
 ///
 /// # Errors
 /// `Defect::Damaged(ExtentChecksum)` when the extent does not match its checksum.
-pub fn decode_extent(header: &FrameHeader, extent: &[u8]) -> Result<(Origin, Option<Vec<u8>>), Defect> {
+pub fn decode_extent(
+    header: &FrameHeader,
+    extent: &[u8],
+) -> Result<(Origin, Option<Vec<u8>>), Defect> {
     if checksum32(extent) != header.extent_checksum {
         return Err(Defect::Damaged(Damage::ExtentChecksum));
     }
@@ -222,7 +239,11 @@ pub fn encode_frame(out: &mut Vec<u8>, fields: &FrameFields<'_>, stored: &[u8]) 
     let start = out.len();
     out.resize(start + FRAME_HEADER_LEN, 0);
     let mut flags = fields.flags;
-    if let Origin::Replicated { source_node_id, source_seq } = fields.origin {
+    if let Origin::Replicated {
+        source_node_id,
+        source_seq,
+    } = fields.origin
+    {
         flags |= FLAG_REPLICATED;
         out.extend_from_slice(&source_node_id.to_le_bytes());
         out.extend_from_slice(&source_seq.to_le_bytes());

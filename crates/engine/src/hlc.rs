@@ -28,7 +28,9 @@ impl Hlc {
     /// The wall clock now.
     #[must_use]
     pub fn wall() -> Self {
-        let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let frac = (u128::from(since.subsec_nanos()) << 32) / 1_000_000_000;
         Self::from_ticks((u128::from(since.as_secs()) << 32) | frac)
     }
@@ -70,18 +72,42 @@ mod tests {
     #[test]
     fn monotonic_when_wall_clock_steps_back() {
         let mut clock = HlcClock::default();
-        let a = clock.tick(Hlc { seconds: 100, subseconds: 5 });
-        let b = clock.tick(Hlc { seconds: 50, subseconds: 0 });
-        let c = clock.tick(Hlc { seconds: 100, subseconds: 5 });
+        let a = clock.tick(Hlc {
+            seconds: 100,
+            subseconds: 5,
+        });
+        let b = clock.tick(Hlc {
+            seconds: 50,
+            subseconds: 0,
+        });
+        let c = clock.tick(Hlc {
+            seconds: 100,
+            subseconds: 5,
+        });
         assert!(a < b && b < c);
-        assert_eq!(b, Hlc { seconds: 100, subseconds: 6 });
+        assert_eq!(
+            b,
+            Hlc {
+                seconds: 100,
+                subseconds: 6
+            }
+        );
     }
 
     #[test]
     fn subsecond_overflow_carries_into_seconds() {
         let mut clock = HlcClock::default();
-        clock.observe(Hlc { seconds: 9, subseconds: u32::MAX });
-        assert_eq!(clock.tick(Hlc::default()), Hlc { seconds: 10, subseconds: 0 });
+        clock.observe(Hlc {
+            seconds: 9,
+            subseconds: u32::MAX,
+        });
+        assert_eq!(
+            clock.tick(Hlc::default()),
+            Hlc {
+                seconds: 10,
+                subseconds: 0
+            }
+        );
     }
 
     #[test]

@@ -39,8 +39,14 @@ impl Entry {
         } else {
             let offset = frame.offset;
             decompress_bounded(&frame.stored, MAX_PAYLOAD_LEN)
-                .map_err(|e| Error::Decompression { offset, detail: e.to_string() })?
-                .map_err(|len| Error::PayloadTooLarge { len, cap: MAX_PAYLOAD_LEN as u64 })?
+                .map_err(|e| Error::Decompression {
+                    offset,
+                    detail: e.to_string(),
+                })?
+                .map_err(|len| Error::PayloadTooLarge {
+                    len,
+                    cap: MAX_PAYLOAD_LEN as u64,
+                })?
         };
         Ok(Self {
             sequence: frame.header.sequence,
@@ -73,7 +79,9 @@ impl WalReader {
     /// # Errors
     /// I/O errors and header errors.
     pub fn open(vfs: &Arc<dyn Vfs>, path: &Path) -> Result<Self> {
-        let file = vfs.open(path, OpenMode::Read).map_err(|e| Error::io("open", path, e))?;
+        let file = vfs
+            .open(path, OpenMode::Read)
+            .map_err(|e| Error::io("open", path, e))?;
         let header = read_file_header(file.as_ref(), path)?;
         let len = file.size().map_err(|e| Error::io("stat", path, e))?;
         Ok(Self {
@@ -127,11 +135,18 @@ impl WalReader {
     ///
     /// # Errors
     /// As [`Self::next_frame`] and [`Entry::from_frame`].
-    pub fn next_batch(&mut self, from: u64, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>> {
+    pub fn next_batch(
+        &mut self,
+        from: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry>> {
         let mut batch = Vec::new();
         let mut bytes = 0;
         while batch.len() < max_entries && bytes < max_bytes {
-            let Some(frame) = self.next_frame(from)? else { break };
+            let Some(frame) = self.next_frame(from)? else {
+                break;
+            };
             let entry = Entry::from_frame(frame)?;
             bytes += entry.payload.len();
             batch.push(entry);

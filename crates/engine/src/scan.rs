@@ -81,7 +81,9 @@ pub enum Step {
 pub fn read_file_header(file: &dyn VfsFile, path: &Path) -> Result<FileHeader> {
     let len = file.size().map_err(|e| Error::io("stat", path, e))?;
     let mut bytes = [0u8; FILE_HEADER_LEN];
-    let have = usize::try_from(len).unwrap_or(usize::MAX).min(FILE_HEADER_LEN);
+    let have = usize::try_from(len)
+        .unwrap_or(usize::MAX)
+        .min(FILE_HEADER_LEN);
     read_exact_at(file, &mut bytes[..have], 0).map_err(|e| Error::io("read", path, e))?;
     FileHeader::decode(&bytes[..have])
 }
@@ -142,7 +144,11 @@ impl FrameCursor {
         }
     }
 
-    fn read_frame(&mut self, file: &dyn VfsFile, path: &Path) -> Result<std::result::Result<Frame, Defect>> {
+    fn read_frame(
+        &mut self,
+        file: &dyn VfsFile,
+        path: &Path,
+    ) -> Result<std::result::Result<Frame, Defect>> {
         let offset = self.offset;
         let Some(bytes) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
@@ -189,16 +195,25 @@ impl FrameCursor {
     }
 
     /// `len` bytes at `offset` through the read window; `None` if the file ends first.
-    fn fetch(&mut self, file: &dyn VfsFile, path: &Path, offset: u64, len: usize) -> Result<Option<&[u8]>> {
+    fn fetch(
+        &mut self,
+        file: &dyn VfsFile,
+        path: &Path,
+        offset: u64,
+        len: usize,
+    ) -> Result<Option<&[u8]>> {
         let end = offset + len as u64;
         if end > self.file_len {
             return Ok(None);
         }
         let window_end = self.window_start + self.window.len() as u64;
         if offset < self.window_start || end > window_end {
-            let want = usize::try_from(self.file_len - offset).unwrap_or(usize::MAX).min(WINDOW.max(len));
+            let want = usize::try_from(self.file_len - offset)
+                .unwrap_or(usize::MAX)
+                .min(WINDOW.max(len));
             self.window.resize(want, 0);
-            read_exact_at(file, &mut self.window, offset).map_err(|e| Error::io("read", path, e))?;
+            read_exact_at(file, &mut self.window, offset)
+                .map_err(|e| Error::io("read", path, e))?;
             self.window_start = offset;
         }
         let start = usize::try_from(offset - self.window_start).unwrap_or(0);
@@ -235,12 +250,15 @@ impl FrameCursor {
         let mut buf = Vec::new();
         let mut pos = start;
         while pos + FRAME_HEADER_LEN as u64 <= self.file_len {
-            let want = usize::try_from(self.file_len - pos).unwrap_or(usize::MAX).min(CHUNK + FRAME_HEADER_LEN - 1);
+            let want = usize::try_from(self.file_len - pos)
+                .unwrap_or(usize::MAX)
+                .min(CHUNK + FRAME_HEADER_LEN - 1);
             buf.resize(want, 0);
             read_exact_at(file, &mut buf, pos).map_err(|e| Error::io("read", path, e))?;
             for (i, window) in buf.windows(FRAME_HEADER_LEN).enumerate() {
                 let candidate = pos + i as u64;
-                let bytes: &[u8; FRAME_HEADER_LEN] = window.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
+                let bytes: &[u8; FRAME_HEADER_LEN] =
+                    window.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
                 if let Ok(header) = frame::decode_header(bytes, candidate)
                     && header.sequence > self.last_sequence
                 {
@@ -256,7 +274,9 @@ impl FrameCursor {
         let mut buf = vec![0u8; 64 << 10];
         let mut pos = start;
         while pos < self.file_len {
-            let want = usize::try_from(self.file_len - pos).unwrap_or(usize::MAX).min(buf.len());
+            let want = usize::try_from(self.file_len - pos)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
             read_exact_at(file, &mut buf[..want], pos).map_err(|e| Error::io("read", path, e))?;
             if buf[..want].iter().any(|&b| b != 0) {
                 return Ok(false);

@@ -12,7 +12,9 @@ use std::time::Duration;
 use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::file_header::FileHeader;
-use crate::frame::{self, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin};
+use crate::frame::{
+    self, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin,
+};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
@@ -60,17 +62,27 @@ impl Default for WalOptions {
 impl WalOptions {
     fn validate(&self) -> Result<()> {
         match self.sync {
-            SyncPolicy::EveryN(0) => return Err(Error::InvalidArgument("sync.everyN must be at least 1".into())),
+            SyncPolicy::EveryN(0) => {
+                return Err(Error::InvalidArgument(
+                    "sync.everyN must be at least 1".into(),
+                ));
+            }
             SyncPolicy::Interval(d) if d.is_zero() => {
-                return Err(Error::InvalidArgument("sync.intervalMs must be at least 1".into()));
+                return Err(Error::InvalidArgument(
+                    "sync.intervalMs must be at least 1".into(),
+                ));
             }
             _ => {}
         }
         if self.snapshot_seq > MAX_SEQUENCE {
-            return Err(Error::InvalidArgument(format!("snapshotSeq must be at most {MAX_SEQUENCE}")));
+            return Err(Error::InvalidArgument(format!(
+                "snapshotSeq must be at most {MAX_SEQUENCE}"
+            )));
         }
         if !(1..=22).contains(&self.compression.level) {
-            return Err(Error::InvalidArgument("compression.level must be 1 to 22".into()));
+            return Err(Error::InvalidArgument(
+                "compression.level must be 1 to 22".into(),
+            ));
         }
         Ok(())
     }
@@ -140,12 +152,15 @@ impl WalWriter {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 create(vfs.as_ref(), path, options.snapshot_seq)?;
-                vfs.open(path, OpenMode::ReadWrite).map_err(|e| Error::io("open", path, e))?
+                vfs.open(path, OpenMode::ReadWrite)
+                    .map_err(|e| Error::io("open", path, e))?
             }
             Err(e) => return Err(Error::io("open", path, e)),
         };
         if !file.try_lock().map_err(|e| Error::io("lock", path, e))? {
-            return Err(Error::WriterLockHeld { path: path.to_path_buf() });
+            return Err(Error::WriterLockHeld {
+                path: path.to_path_buf(),
+            });
         }
         let header = read_file_header(file.as_ref(), path)?;
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
@@ -161,8 +176,10 @@ impl WalWriter {
         if let Some(repair) = tail_repair {
             tracing::warn!(path = %path.display(), reason = repair.reason.as_str(), offset = repair.offset,
                 discarded = repair.discarded_bytes, "cutting torn WAL tail");
-            file.set_len(repair.offset).map_err(|e| Error::io("truncate", path, e))?;
-            file.sync_data().map_err(|e| Error::io("fdatasync", path, e))?;
+            file.set_len(repair.offset)
+                .map_err(|e| Error::io("truncate", path, e))?;
+            file.sync_data()
+                .map_err(|e| Error::io("fdatasync", path, e))?;
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -188,7 +205,9 @@ impl WalWriter {
     pub fn stage(&mut self, entries: &[NewEntry]) -> Result<RangeInclusive<u64>> {
         self.check_usable()?;
         if entries.is_empty() {
-            return Err(Error::InvalidArgument("a batch needs at least one entry".into()));
+            return Err(Error::InvalidArgument(
+                "a batch needs at least one entry".into(),
+            ));
         }
         entries.iter().try_for_each(NewEntry::validate)?;
         let first = self.last_sequence + self.staged_count + 1;
@@ -212,7 +231,11 @@ impl WalWriter {
                 principal: entry.principal.as_deref(),
                 flags: if packed.is_some() { FLAG_COMPRESSED } else { 0 },
             };
-            frame::encode_frame(&mut self.staged, &fields, packed.as_deref().unwrap_or(&entry.payload));
+            frame::encode_frame(
+                &mut self.staged,
+                &fields,
+                packed.as_deref().unwrap_or(&entry.payload),
+            );
         }
         self.staged_count += entries.len() as u64;
         Ok(first..=last)
@@ -306,7 +329,10 @@ impl WalWriter {
     /// # Errors
     /// As [`Self::flush`]. The lock is released either way.
     pub fn close(mut self) -> Result<()> {
-        if self.options.sync == SyncPolicy::Manual || self.poisoned.is_some() || self.entries_since_fsync == 0 {
+        if self.options.sync == SyncPolicy::Manual
+            || self.poisoned.is_some()
+            || self.entries_since_fsync == 0
+        {
             return Ok(());
         }
         self.flush()
@@ -321,7 +347,9 @@ impl WalWriter {
 
     fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
-            Some(cause) => Err(Error::Poisoned { cause: cause.clone() }),
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -382,15 +410,24 @@ fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let mut temp_name = name.to_os_string();
     temp_name.push(format!(".init.{}.{nanos}.tmp", std::process::id()));
     let temp = dir.join(temp_name);
     let written = (|| {
-        let mut file = vfs.open(&temp, OpenMode::CreateNew).map_err(|e| Error::io("create", &temp, e))?;
-        file.write_all_at(&FileHeader { snapshot_seq }.encode(), 0).map_err(|e| Error::io("write", &temp, e))?;
-        file.sync_data().map_err(|e| Error::io("fdatasync", &temp, e))?;
+        let mut file = vfs
+            .open(&temp, OpenMode::CreateNew)
+            .map_err(|e| Error::io("create", &temp, e))?;
+        file.write_all_at(&FileHeader { snapshot_seq }.encode(), 0)
+            .map_err(|e| Error::io("write", &temp, e))?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &temp, e))?;
         match vfs.link(&temp, path) {
             Ok(()) => Ok(()),
             // Another opener created it first; theirs is just as good.
@@ -404,5 +441,6 @@ fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
         tracing::warn!(path = %temp.display(), error = %e, "cannot remove WAL init temp file");
     }
     written?;
-    vfs.sync_dir(dir).map_err(|e| Error::io("fsync dir", dir, e))
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync dir", dir, e))
 }

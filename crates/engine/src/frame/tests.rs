@@ -27,14 +27,20 @@ fn decode(bytes: &[u8]) -> Result<Decoded, Defect> {
 fn fields(principal: Option<&[u8]>, origin: Origin) -> FrameFields<'_> {
     FrameFields {
         sequence: 42,
-        hlc: Hlc { seconds: 1_700_000_000, subseconds: 12345 },
+        hlc: Hlc {
+            seconds: 1_700_000_000,
+            subseconds: 12345,
+        },
         origin,
         principal,
         flags: 0,
     }
 }
 
-const REPLICATED: Origin = Origin::Replicated { source_node_id: 7, source_seq: 9 };
+const REPLICATED: Origin = Origin::Replicated {
+    source_node_id: 7,
+    source_seq: 9,
+};
 
 #[test]
 fn layout_is_pinned() {
@@ -75,7 +81,10 @@ fn every_header_bit_flip_is_damage() {
             let mut bytes = good.clone();
             bytes[byte] ^= 1 << bit;
             assert!(
-                matches!(header_of(&bytes), Err(Defect::Damaged(Damage::HeaderChecksum))),
+                matches!(
+                    header_of(&bytes),
+                    Err(Defect::Damaged(Damage::HeaderChecksum))
+                ),
                 "byte {byte} bit {bit}"
             );
         }
@@ -102,7 +111,10 @@ fn every_extent_and_payload_bit_flip_is_damage() {
 
 #[test]
 fn zero_header_is_its_own_damage() {
-    assert!(matches!(header_of(&[0u8; 40]), Err(Defect::Damaged(Damage::ZeroHeader))));
+    assert!(matches!(
+        header_of(&[0u8; 40]),
+        Err(Defect::Damaged(Damage::ZeroHeader))
+    ));
 }
 
 /// Rewrite header bytes and fix up the header checksum, to forge a valid-but-odd header.
@@ -158,7 +170,10 @@ fn caps_at_and_over_the_limit() {
 fn origin_strategy() -> impl Strategy<Value = Origin> {
     prop_oneof![
         Just(Origin::Local),
-        (any::<u64>(), any::<u64>()).prop_map(|(n, s)| Origin::Replicated { source_node_id: n, source_seq: s }),
+        (any::<u64>(), any::<u64>()).prop_map(|(n, s)| Origin::Replicated {
+            source_node_id: n,
+            source_seq: s
+        }),
     ]
 }
 

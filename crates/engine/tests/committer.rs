@@ -1,0 +1,159 @@
+//! The committer thread: queue order, group commit, close, and the interval policy.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan, Op};
+use selene_persist_engine::io::Vfs;
+use selene_persist_engine::{Committer, Result, SyncPolicy, WalOptions, WalWriter};
+
+fn reply<T: Send + 'static>() -> (Box<dyn FnOnce(Result<T>) + Send>, mpsc::Receiver<Result<T>>) {
+    let (tx, rx) = mpsc::channel();
+    (Box::new(move |r| tx.send(r).unwrap()), rx)
+}
+
+fn start(vfs: &Arc<dyn Vfs>, path: &std::path::Path, sync: SyncPolicy) -> Committer {
+    Committer::start(WalWriter::open(vfs, path, options(sync)).unwrap()).unwrap()
+}
+
+fn close(committer: &Committer) {
+    let (done, rx) = reply();
+    committer.close(done);
+    rx.recv().unwrap().unwrap();
+}
+
+#[test]
+fn queued_appends_get_sequences_in_queue_order_and_share_fdatasyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let receivers: Vec<_> = (1..=2000u64)
+        .map(|seq| {
+            let (done, rx) = reply();
+            committer.append(vec![entry(&payload_for(seq))], done);
+            rx
+        })
+        .collect();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let range = rx.recv().unwrap().unwrap();
+        assert_eq!(range, i as u64 + 1..=i as u64 + 1);
+    }
+    let syncs = faults
+        .log()
+        .iter()
+        .filter(|op| matches!(op, Op::SyncData(p) if *p == path))
+        .count();
+    assert!(
+        syncs < 2000,
+        "2000 durable appends took {syncs} fdatasyncs: no grouping"
+    );
+    assert_eq!(committer.state().last_sequence, 2000);
+    close(&committer);
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 2000);
+}
+
+#[test]
+fn a_failed_group_rejects_every_member_and_consumes_no_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let committer = start(&vfs, &path, SyncPolicy::Always);
+    // Every write fails from now on.
+    faults.set_plan(FaultPlan {
+        faults: Vec::new(),
+        fail_from: Some((faults.op_count(), Fault::NoSpace)),
+    });
+    let receivers: Vec<_> = (0..50)
+        .map(|i| {
+            let (done, rx) = reply();
+            committer.append(vec![entry(&payload_for(i))], done);
+            rx
+        })
+        .collect();
+    for rx in receivers {
+        assert_eq!(rx.recv().unwrap().unwrap_err().code(), "IO");
+    }
+    assert_eq!(committer.state().last_sequence, 0);
+    faults.set_plan(FaultPlan::default());
+    drop(committer);
+    assert!(read_all(&path).unwrap().is_empty());
+}
+
+#[test]
+fn close_commits_the_queue_releases_the_lock_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let committer = start(&fs(), &path, SyncPolicy::Manual);
+    let receivers: Vec<_> = (1..=10u64)
+        .map(|seq| {
+            let (done, rx) = reply();
+            committer.append(vec![entry(&payload_for(seq))], done);
+            rx
+        })
+        .collect();
+    close(&committer);
+    for rx in receivers {
+        rx.recv().unwrap().unwrap();
+    }
+    // The lock is free as soon as close has answered.
+    WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    let (done, rx) = reply();
+    committer.append(vec![entry(b"late")], done);
+    assert_eq!(rx.recv().unwrap().unwrap_err().code(), "CLOSED");
+    let (done, rx) = reply();
+    committer.close(done);
+    assert_eq!(rx.recv().unwrap().unwrap_err().code(), "CLOSED");
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 10);
+}
+
+#[test]
+fn the_interval_policy_syncs_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let committer = start(
+        &fs(),
+        &path,
+        SyncPolicy::Interval(Duration::from_millis(20)),
+    );
+    let (done, rx) = reply();
+    committer.append(vec![entry(b"soon durable")], done);
+    rx.recv().unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while committer.state().entries_since_fsync > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no background fdatasync within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    close(&committer);
+}
+
+#[test]
+fn dropping_the_handle_still_commits_and_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let committer = start(&fs(), &path, SyncPolicy::EveryN(100));
+    let (done, rx) = reply();
+    committer.append(vec![entry(&payload_for(1))], done);
+    drop(committer);
+    rx.recv().unwrap().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let writer = loop {
+        match WalWriter::open(&fs(), &path, WalOptions::default()) {
+            Ok(writer) => break writer,
+            Err(e) if e.code() == "WRITER_LOCK_HELD" && Instant::now() < deadline => {
+                std::thread::yield_now()
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(writer.last_sequence(), 1);
+}

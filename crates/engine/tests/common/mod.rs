@@ -1,0 +1,83 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use selene_persist_engine::io::{StdFs, Vfs};
+use selene_persist_engine::{
+    Entry, NewEntry, Result, SyncPolicy, WalOptions, WalReader, WalWriter,
+};
+
+pub fn fs() -> Arc<dyn Vfs> {
+    StdFs::shared()
+}
+
+pub fn wal_in(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("wal.log")
+}
+
+pub fn entry(payload: &[u8]) -> NewEntry {
+    NewEntry {
+        payload: payload.to_vec(),
+        ..NewEntry::default()
+    }
+}
+
+/// The payload of the entry with sequence `seq` in the standard test workload.
+pub fn payload_for(seq: u64) -> Vec<u8> {
+    format!("entry-{seq:05}-{}", "x".repeat((seq % 17) as usize)).into_bytes()
+}
+
+pub fn options(sync: SyncPolicy) -> WalOptions {
+    WalOptions {
+        sync,
+        ..WalOptions::default()
+    }
+}
+
+/// Open a writer, append `count` standard entries one commit each, close it.
+pub fn write_entries(path: &Path, count: u64) {
+    let mut writer = WalWriter::open(&fs(), path, WalOptions::default()).unwrap();
+    for _ in 0..count {
+        let next = writer.last_sequence() + 1;
+        writer.append(&[entry(&payload_for(next))]).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+/// Every entry of the file, or the first error.
+pub fn read_all(path: &Path) -> Result<Vec<Entry>> {
+    let mut reader = WalReader::open(&fs(), path)?;
+    let mut all = Vec::new();
+    loop {
+        let batch = reader.next_batch(0, 1000, usize::MAX)?;
+        if batch.is_empty() {
+            return Ok(all);
+        }
+        all.extend(batch);
+    }
+}
+
+/// Offsets at which each frame starts, from a clean file.
+pub fn frame_offsets(path: &Path) -> Vec<u64> {
+    let mut reader = WalReader::open(&fs(), path).unwrap();
+    let mut offsets = Vec::new();
+    while let Some(frame) = reader.next_frame(0).unwrap() {
+        offsets.push(frame.offset);
+    }
+    offsets
+}
+
+pub fn assert_standard_entries(entries: &[Entry], first: u64, last: u64) {
+    let sequences: Vec<u64> = entries.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (first..=last).collect::<Vec<_>>());
+    for e in entries {
+        assert_eq!(
+            e.payload,
+            payload_for(e.sequence),
+            "payload of {}",
+            e.sequence
+        );
+    }
+}

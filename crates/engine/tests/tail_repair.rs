@@ -1,0 +1,163 @@
+//! Torn tails are cut exactly; damage with valid data behind it is refused untouched.
+
+mod common;
+
+use common::*;
+use selene_persist_engine::{TailReason, WalOptions, WalWriter};
+
+const ENTRIES: u64 = 5;
+
+fn fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, Vec<u64>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    write_entries(&path, ENTRIES);
+    let bytes = std::fs::read(&path).unwrap();
+    let offsets = frame_offsets(&path);
+    (dir, path, bytes, offsets)
+}
+
+fn reopen(path: &std::path::Path) -> selene_persist_engine::Result<WalWriter> {
+    WalWriter::open(&fs(), path, WalOptions::default())
+}
+
+#[test]
+fn clean_log_reports_no_repair() {
+    let (_dir, path, bytes, _) = fixture();
+    let writer = reopen(&path).unwrap();
+    assert_eq!(writer.tail_repair(), None);
+    assert_eq!(writer.last_sequence(), ENTRIES);
+    assert_eq!(writer.committed_offset(), bytes.len() as u64);
+}
+
+#[test]
+fn truncating_the_last_frame_at_every_byte_is_repaired() {
+    let (_dir, path, bytes, offsets) = fixture();
+    let last_start = *offsets.last().unwrap() as usize;
+    for cut in last_start + 1..bytes.len() {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        // The reader stops cleanly before the torn frame without touching the file.
+        assert_standard_entries(&read_all(&path).unwrap(), 1, ENTRIES - 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), cut as u64);
+
+        let writer = reopen(&path).unwrap();
+        let repair = writer.tail_repair().expect("a repair");
+        assert_eq!(repair.reason, TailReason::ShortFrame, "cut at {cut}");
+        assert_eq!(repair.offset, last_start as u64);
+        assert_eq!(repair.discarded_bytes, (cut - last_start) as u64);
+        assert_eq!(writer.last_sequence(), ENTRIES - 1);
+        drop(writer);
+        assert_eq!(std::fs::read(&path).unwrap(), &bytes[..last_start]);
+    }
+}
+
+#[test]
+fn a_bit_flip_anywhere_in_the_last_frame_is_repaired() {
+    let (_dir, path, bytes, offsets) = fixture();
+    let last_start = *offsets.last().unwrap() as usize;
+    for byte in last_start..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[byte] ^= 0x40;
+        std::fs::write(&path, &damaged).unwrap();
+        let writer = reopen(&path).unwrap();
+        let repair = writer.tail_repair().expect("a repair");
+        assert_eq!(repair.reason, TailReason::CorruptFinalFrame, "byte {byte}");
+        assert_eq!(repair.offset, last_start as u64);
+        drop(writer);
+        assert_standard_entries(&read_all(&path).unwrap(), 1, ENTRIES - 1);
+    }
+}
+
+#[test]
+fn zero_filled_tails_are_repaired() {
+    let (_dir, path, bytes, _) = fixture();
+    for zeros in [1usize, 39, 40, 128, 70_000] {
+        let mut padded = bytes.clone();
+        padded.resize(bytes.len() + zeros, 0);
+        std::fs::write(&path, &padded).unwrap();
+        let writer = reopen(&path).unwrap();
+        let repair = writer.tail_repair().unwrap();
+        assert_eq!(repair.reason, TailReason::ZeroTail);
+        assert_eq!(repair.offset, bytes.len() as u64);
+        assert_eq!(repair.discarded_bytes, zeros as u64);
+        assert_eq!(writer.last_sequence(), ENTRIES);
+    }
+}
+
+#[test]
+fn a_zeroed_last_frame_is_a_zero_tail() {
+    let (_dir, path, mut bytes, offsets) = fixture();
+    let last_start = *offsets.last().unwrap() as usize;
+    bytes[last_start..].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    let writer = reopen(&path).unwrap();
+    assert_eq!(writer.tail_repair().unwrap().reason, TailReason::ZeroTail);
+    assert_eq!(writer.last_sequence(), ENTRIES - 1);
+}
+
+#[test]
+fn damage_before_valid_frames_is_refused_and_leaves_the_file_untouched() {
+    let (_dir, path, bytes, offsets) = fixture();
+    // Every byte of every frame but the last: header, extent and payload.
+    let end_of_middle = *offsets.last().unwrap() as usize;
+    for byte in offsets[0] as usize..end_of_middle {
+        let mut damaged = bytes.clone();
+        damaged[byte] ^= 0x01;
+        std::fs::write(&path, &damaged).unwrap();
+        let err = reopen(&path).unwrap_err();
+        assert_eq!(err.code(), "MID_LOG_CORRUPTION", "byte {byte}: {err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            damaged,
+            "file changed after byte {byte}"
+        );
+        assert_eq!(read_all(&path).unwrap_err().code(), "MID_LOG_CORRUPTION");
+    }
+}
+
+#[test]
+fn a_zeroed_frame_followed_by_data_is_refused() {
+    let (_dir, path, mut bytes, offsets) = fixture();
+    bytes[offsets[1] as usize..offsets[2] as usize].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(reopen(&path).unwrap_err().code(), "MID_LOG_CORRUPTION");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn a_missing_middle_frame_is_a_sequence_gap() {
+    let (_dir, path, bytes, offsets) = fixture();
+    let mut spliced = bytes[..offsets[1] as usize].to_vec();
+    spliced.extend_from_slice(&bytes[offsets[2] as usize..]);
+    std::fs::write(&path, &spliced).unwrap();
+    assert_eq!(reopen(&path).unwrap_err().code(), "SEQUENCE_GAP");
+    assert_eq!(std::fs::read(&path).unwrap(), spliced);
+}
+
+#[test]
+fn a_repeated_frame_is_a_non_monotonic_sequence() {
+    let (_dir, path, bytes, offsets) = fixture();
+    let mut doubled = bytes[..offsets[2] as usize].to_vec();
+    doubled.extend_from_slice(&bytes[offsets[1] as usize..]);
+    std::fs::write(&path, &doubled).unwrap();
+    assert_eq!(reopen(&path).unwrap_err().code(), "NON_MONOTONIC_SEQUENCE");
+    assert_eq!(
+        read_all(&path).unwrap_err().code(),
+        "NON_MONOTONIC_SEQUENCE"
+    );
+}
+
+#[test]
+fn header_damage_is_typed_and_untouched() {
+    let (_dir, path, bytes, _) = fixture();
+    let mut damaged = bytes.clone();
+    damaged[10] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    assert_eq!(reopen(&path).unwrap_err().code(), "CHECKSUM_MISMATCH");
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
+
+    std::fs::write(&path, b"SQLite format 3\0 and the rest of some database").unwrap();
+    assert_eq!(reopen(&path).unwrap_err().code(), "MAGIC_MISMATCH");
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(reopen(&path).unwrap_err().code(), "TRUNCATED_HEADER");
+    assert_eq!(std::fs::read(&path).unwrap(), b"");
+}

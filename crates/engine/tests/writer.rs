@@ -1,0 +1,451 @@
+//! Writer behaviour: sequences, reopen, locks, caps, compression, rollback and poisoning.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+
+use common::*;
+use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan, Op};
+use selene_persist_engine::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN};
+use selene_persist_engine::io::Vfs;
+use selene_persist_engine::{
+    Compression, Hlc, NewEntry, Origin, SyncPolicy, WalOptions, WalWriter,
+};
+
+#[test]
+fn sequences_continue_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    write_entries(&path, 3);
+    write_entries(&path, 4);
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 7);
+}
+
+#[test]
+fn snapshot_seq_seeds_a_new_file_and_the_header_wins_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let seeded = WalOptions {
+        snapshot_seq: 100,
+        ..WalOptions::default()
+    };
+    let mut writer = WalWriter::open(&fs(), &path, seeded).unwrap();
+    assert_eq!(writer.snapshot_seq(), 100);
+    assert_eq!(writer.append(&[entry(b"a")]).unwrap(), 101..=101);
+    writer.close().unwrap();
+
+    let other = WalOptions {
+        snapshot_seq: 5,
+        ..WalOptions::default()
+    };
+    let mut writer = WalWriter::open(&fs(), &path, other).unwrap();
+    assert_eq!(writer.snapshot_seq(), 100);
+    assert_eq!(writer.append(&[entry(b"b")]).unwrap(), 102..=102);
+}
+
+#[test]
+fn exactly_one_of_many_threads_gets_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Arc::new(wal_in(&dir));
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (path, barrier) = (Arc::clone(&path), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let result = WalWriter::open(&fs(), &path, WalOptions::default());
+                // Hold the lock until every thread has tried.
+                barrier.wait();
+                result.map(|_| ()).map_err(|e| e.code())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.err())
+            .all(|code| code == "WRITER_LOCK_HELD")
+    );
+    // Released on drop: a new writer can open.
+    WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+}
+
+#[test]
+fn principals_origins_and_timestamps_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    let replicated = Origin::Replicated {
+        source_node_id: u64::MAX,
+        source_seq: 0,
+    };
+    let given = Hlc {
+        seconds: 12,
+        subseconds: 34,
+    };
+    let entries = vec![
+        NewEntry {
+            payload: b"one".to_vec(),
+            principal: Some(b"alice".to_vec()),
+            origin: replicated,
+            hlc: Some(given),
+        },
+        NewEntry {
+            payload: Vec::new(),
+            principal: Some(Vec::new()),
+            ..NewEntry::default()
+        },
+        NewEntry {
+            payload: b"three".to_vec(),
+            ..NewEntry::default()
+        },
+    ];
+    assert_eq!(writer.append(&entries).unwrap(), 1..=3);
+    writer.close().unwrap();
+    let read = read_all(&path).unwrap();
+    assert_eq!(read.len(), 3);
+    for (got, want) in read.iter().zip(&entries) {
+        assert_eq!(got.payload, want.payload);
+        assert_eq!(got.principal, want.principal);
+        assert_eq!(got.origin, want.origin);
+    }
+    assert_eq!(read[0].hlc, given);
+    // Generated timestamps are wall-clock based and strictly increasing.
+    assert!(read[1].hlc > given && read[2].hlc > read[1].hlc);
+}
+
+#[test]
+fn generated_timestamps_stay_monotonic_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let future = Hlc {
+        seconds: u64::from(u32::MAX) * 4,
+        subseconds: 0,
+    };
+    let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    writer
+        .append(&[NewEntry {
+            hlc: Some(future),
+            ..entry(b"from the future")
+        }])
+        .unwrap();
+    writer.close().unwrap();
+    let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    writer.append(&[entry(b"now")]).unwrap();
+    writer.close().unwrap();
+    let read = read_all(&path).unwrap();
+    assert!(read[1].hlc > future);
+}
+
+#[test]
+fn caps_are_enforced_at_and_over_the_limit_without_consuming_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let options = WalOptions {
+        compression: Compression::disabled(),
+        ..WalOptions::default()
+    };
+    let mut writer = WalWriter::open(&fs(), &path, options).unwrap();
+    let at = NewEntry {
+        principal: Some(vec![1; MAX_PRINCIPAL_LEN]),
+        ..entry(b"p")
+    };
+    assert_eq!(writer.append(&[at]).unwrap(), 1..=1);
+    let over = NewEntry {
+        principal: Some(vec![1; MAX_PRINCIPAL_LEN + 1]),
+        ..entry(b"p")
+    };
+    assert_eq!(
+        writer.append(&[over]).unwrap_err().code(),
+        "PRINCIPAL_TOO_LARGE"
+    );
+
+    let len_before = std::fs::metadata(&path).unwrap().len();
+    let too_big = entry(&vec![0; MAX_PAYLOAD_LEN + 1]);
+    // One bad entry fails the whole batch, and nothing of it is written.
+    assert_eq!(
+        writer.append(&[entry(b"ok"), too_big]).unwrap_err().code(),
+        "PAYLOAD_TOO_LARGE"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len_before);
+    assert_eq!(writer.last_sequence(), 1);
+
+    let max = entry(&vec![7; MAX_PAYLOAD_LEN]);
+    assert_eq!(writer.append(&[max]).unwrap(), 2..=2);
+    writer.close().unwrap();
+    let read = read_all(&path).unwrap();
+    assert_eq!(read[1].payload.len(), MAX_PAYLOAD_LEN);
+}
+
+#[test]
+fn compression_threshold_is_inclusive_and_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let options = WalOptions {
+        compression: Compression {
+            threshold: Some(1000),
+            level: 3,
+        },
+        ..WalOptions::default()
+    };
+    let mut writer = WalWriter::open(&fs(), &path, options).unwrap();
+    let below = vec![b'z'; 999];
+    let at = vec![b'z'; 1000];
+    let before = writer.committed_offset();
+    writer.append(&[entry(&below)]).unwrap();
+    let below_len = writer.committed_offset() - before;
+    writer.append(&[entry(&at)]).unwrap();
+    let at_len = writer.committed_offset() - before - below_len;
+    assert_eq!(below_len, 40 + 999, "stored as is below the threshold");
+    assert!(at_len < 100, "compressed at the threshold: {at_len} bytes");
+    writer.close().unwrap();
+    let read = read_all(&path).unwrap();
+    assert_eq!(read[0].payload, below);
+    assert_eq!(read[1].payload, at);
+}
+
+#[test]
+fn bad_options_are_invalid_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let bad = [
+        options(SyncPolicy::EveryN(0)),
+        options(SyncPolicy::Interval(std::time::Duration::ZERO)),
+        WalOptions {
+            snapshot_seq: 1 << 53,
+            ..WalOptions::default()
+        },
+        WalOptions {
+            compression: Compression {
+                threshold: Some(1),
+                level: 0,
+            },
+            ..WalOptions::default()
+        },
+    ];
+    for options in bad {
+        assert_eq!(
+            WalWriter::open(&fs(), &path, options).unwrap_err().code(),
+            "INVALID_ARGUMENT"
+        );
+    }
+    assert!(!path.exists(), "a refused open creates nothing");
+}
+
+#[test]
+fn the_sequence_space_ends_at_2_pow_53_minus_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let options = WalOptions {
+        snapshot_seq: (1 << 53) - 2,
+        ..WalOptions::default()
+    };
+    let mut writer = WalWriter::open(&fs(), &path, options).unwrap();
+    assert_eq!(
+        writer.append(&[entry(b"last")]).unwrap(),
+        (1 << 53) - 1..=(1 << 53) - 1
+    );
+    assert_eq!(
+        writer.append(&[entry(b"one too many")]).unwrap_err().code(),
+        "SEQUENCE_EXHAUSTED"
+    );
+}
+
+#[test]
+fn a_missing_directory_is_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("no/such/dir/wal.log");
+    assert_eq!(
+        WalWriter::open(&fs(), &path, WalOptions::default())
+            .unwrap_err()
+            .code(),
+        "IO"
+    );
+}
+
+/// Open a writer over a fault-injecting fs with two committed entries.
+fn faulty_writer(dir: &tempfile::TempDir, sync: SyncPolicy) -> (FaultFs, WalWriter) {
+    let faults = FaultFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let mut writer = WalWriter::open(&vfs, &wal_in(dir), options(sync)).unwrap();
+    writer
+        .append(&[entry(&payload_for(1)), entry(&payload_for(2))])
+        .unwrap();
+    (faults, writer)
+}
+
+fn fail_next(faults: &FaultFs, fault: Fault) {
+    faults.set_plan(FaultPlan {
+        faults: vec![(faults.op_count(), fault)],
+        fail_from: None,
+    });
+}
+
+#[test]
+fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
+    for fault in [Fault::Eio, Fault::NoSpace, Fault::ShortWrite] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_in(&dir);
+        let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+        let committed = writer.committed_offset();
+        fail_next(&faults, fault);
+        let err = writer
+            .append(&[entry(b"doomed"), entry(b"doomed too")])
+            .unwrap_err();
+        assert_eq!(err.code(), "IO", "{fault:?}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            committed,
+            "{fault:?}"
+        );
+        assert_eq!(writer.last_sequence(), 2);
+        assert!(writer.poisoned().is_none());
+        assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
+        writer.close().unwrap();
+        assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
+    }
+}
+
+#[test]
+fn a_failed_fdatasync_rejects_the_group_and_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+    let committed = writer.committed_offset();
+    // Operation after the write is the fdatasync.
+    faults.set_plan(FaultPlan {
+        faults: vec![(faults.op_count() + 1, Fault::Eio)],
+        fail_from: None,
+    });
+    assert_eq!(
+        writer.append(&[entry(b"unsynced")]).unwrap_err().code(),
+        "IO"
+    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), committed);
+    assert_eq!(
+        writer.append(&[entry(b"refused")]).unwrap_err().code(),
+        "POISONED"
+    );
+    assert_eq!(writer.flush().unwrap_err().code(), "POISONED");
+    drop(writer);
+    // Reopen recovers exactly the acknowledged entries.
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 2);
+    let writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    assert_eq!(writer.last_sequence(), 2);
+}
+
+#[test]
+fn a_failed_cut_back_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+    // The short write leaves half a frame; the truncate that should remove it fails too.
+    let next = faults.op_count();
+    faults.set_plan(FaultPlan {
+        faults: vec![(next, Fault::ShortWrite), (next + 1, Fault::Eio)],
+        fail_from: None,
+    });
+    assert_eq!(writer.append(&[entry(b"torn")]).unwrap_err().code(), "IO");
+    assert!(writer.poisoned().is_some());
+    assert_eq!(
+        writer.append(&[entry(b"x")]).unwrap_err().code(),
+        "POISONED"
+    );
+    drop(writer);
+    // The half frame is a torn tail; reopening cuts it and keeps the acknowledged entries.
+    let writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    assert!(writer.tail_repair().is_some());
+    assert_eq!(writer.last_sequence(), 2);
+}
+
+#[test]
+fn sync_policies_fdatasync_when_they_promise() {
+    let count_syncs = |faults: &FaultFs| {
+        faults
+            .log()
+            .iter()
+            .filter(|op| matches!(op, Op::SyncData(_)))
+            .count()
+    };
+    // (policy, fdatasyncs over 10 appends, entries left unsynced)
+    for (policy, syncs, unsynced) in [
+        (SyncPolicy::Always, 10, 0),
+        (SyncPolicy::EveryN(4), 2, 2),
+        (SyncPolicy::Manual, 0, 10),
+        (
+            SyncPolicy::Interval(std::time::Duration::from_secs(60)),
+            0,
+            10,
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = FaultFs::new();
+        let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+        let mut writer = WalWriter::open(&vfs, &wal_in(&dir), options(policy)).unwrap();
+        let before = count_syncs(&faults);
+        for i in 0..10 {
+            writer.append(&[entry(&payload_for(i))]).unwrap();
+        }
+        assert_eq!(count_syncs(&faults) - before, syncs, "{policy:?}");
+        assert_eq!(writer.entries_since_fsync(), unsynced, "{policy:?}");
+        writer.flush().unwrap();
+        assert_eq!(writer.entries_since_fsync(), 0);
+    }
+}
+
+#[test]
+fn creating_a_wal_is_atomic_and_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    WalWriter::open(&vfs, &path, WalOptions::default()).unwrap();
+    let log = faults.log();
+    let link = log
+        .iter()
+        .position(|op| matches!(op, Op::Link(_, to) if *to == path))
+        .expect("linked into place");
+    let synced = log
+        .iter()
+        .position(|op| matches!(op, Op::SyncData(p) if p != &path))
+        .expect("temp synced");
+    let dir_synced = log
+        .iter()
+        .position(|op| matches!(op, Op::SyncDir(_)))
+        .expect("directory synced");
+    assert!(synced < link && link < dir_synced, "{log:?}");
+    // Nothing but the WAL is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("wal.log")]);
+}
+
+#[test]
+fn a_failed_create_leaves_no_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    for step in 0..4 {
+        let faults = FaultFs::new();
+        faults.set_plan(FaultPlan {
+            faults: vec![(step, Fault::Eio)],
+            fail_from: None,
+        });
+        let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+        assert_eq!(
+            WalWriter::open(&vfs, &path, WalOptions::default())
+                .unwrap_err()
+                .code(),
+            "IO",
+            "step {step}"
+        );
+        assert!(!path.exists(), "step {step}");
+    }
+}
