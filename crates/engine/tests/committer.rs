@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::io::Vfs;
-use selene_persist_engine::{Committer, Result, SyncPolicy, WalOptions, WalWriter};
+use selene_persist_engine::{Committer, Reply, Result, SyncPolicy, WalOptions, WalWriter};
 
-fn reply<T: Send + 'static>() -> (Box<dyn FnOnce(Result<T>) + Send>, mpsc::Receiver<Result<T>>) {
+fn reply<T: Send + 'static>() -> (Reply<T>, mpsc::Receiver<Result<T>>) {
     let (tx, rx) = mpsc::channel();
     (Box::new(move |r| tx.send(r).unwrap()), rx)
 }
