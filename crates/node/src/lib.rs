@@ -1,1 +1,9 @@
-//! placeholder
+//! napi-rs binding of the selene-persist engine: conversion only, no logic.
+//!
+//! Every engine error crosses as a JS `Error` whose message starts `[selene:CODE] `; the
+//! TypeScript facade turns it into a `PersistError` with that `code`. Sequences cross as JS
+//! numbers (the engine never assigns one above 2^53 - 1).
+
+mod convert;
+mod reader;
+mod writer;
