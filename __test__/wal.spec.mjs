@@ -1,0 +1,341 @@
+import { spawn, execFile } from 'node:child_process'
+import { readFile, writeFile, truncate, appendFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+import test from 'ava'
+
+import { PersistError, WalReader, WalWriter } from 'selene-persist'
+
+import { payloadFor, readAll, tempDir } from './helpers.mjs'
+
+const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+
+async function walWith(t, count, options) {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, options)
+  for (let seq = 1; seq <= count; seq++) await writer.append(payloadFor(seq))
+  await writer.close()
+  return path
+}
+
+function assertStandard(t, entries, first, last) {
+  t.deepEqual(
+    entries.map((e) => e.sequence),
+    Array.from({ length: last - first + 1 }, (_, i) => first + i),
+  )
+  for (const e of entries) t.deepEqual(e.payload, payloadFor(e.sequence))
+}
+
+test('payloads, principals, origins and timestamps round-trip', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const big = Buffer.alloc(200_000, 'compressible ')
+  const noise = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7919 + (i >> 3) * 31) & 0xff))
+  const cases = [
+    [Buffer.from('plain'), undefined],
+    [new Uint8Array([0, 1, 2, 255]), { principal: Buffer.from('alice') }],
+    [Buffer.alloc(0), { principal: new Uint8Array(0) }],
+    [big, { origin: { kind: 'replicated', sourceNodeId: 42, sourceSeq: 7 } }],
+    [noise, { origin: { kind: 'local' }, hlc: { seconds: 1_600_000_000, subseconds: 99 } }],
+  ]
+  for (const [payload, meta] of cases) await writer.append(payload, meta)
+  t.is(writer.lastSequence, cases.length)
+  await writer.close()
+  const entries = await readAll(path)
+  t.is(entries.length, cases.length)
+  entries.forEach((entry, i) => {
+    const [payload, meta] = cases[i]
+    t.is(entry.sequence, i + 1)
+    t.true(Buffer.isBuffer(entry.payload))
+    t.deepEqual(entry.payload, Buffer.from(payload))
+    t.deepEqual(entry.principal, meta?.principal === undefined ? null : Buffer.from(meta.principal))
+    t.deepEqual(entry.origin, meta?.origin ?? { kind: 'local' })
+  })
+  t.deepEqual(entries[4].hlc, { seconds: 1_600_000_000, subseconds: 99 })
+  t.true(entries[1].hlc.seconds > 1_700_000_000)
+  // The big compressible payload was stored compressed.
+  t.true((await stat(path)).size < 50_000)
+})
+
+test('sequences follow call order under many concurrent appends', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const seqs = await Promise.all(Array.from({ length: 1000 }, (_, i) => writer.append(payloadFor(i + 1))))
+  t.deepEqual(seqs, Array.from({ length: 1000 }, (_, i) => i + 1))
+  await writer.close()
+  assertStandard(t, await readAll(path), 1, 1000)
+})
+
+test('appendBatch commits contiguous sequences', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  await writer.append(payloadFor(1))
+  t.is(await writer.appendBatch([payloadFor(2), payloadFor(3), payloadFor(4)]), 2)
+  t.is(writer.lastSequence, 4)
+  await writer.close()
+  assertStandard(t, await readAll(path), 1, 4)
+})
+
+test('reopen continues the sequence; snapshotSeq seeds a new file and the header wins', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  let writer = await WalWriter.open(path, { snapshotSeq: 100 })
+  t.is(writer.snapshotSeq, 100)
+  t.is(writer.lastSequence, 100)
+  t.is(await writer.append(Buffer.from('a')), 101)
+  await writer.close()
+  writer = await WalWriter.open(path, { snapshotSeq: 7 })
+  t.is(writer.snapshotSeq, 100)
+  t.is(await writer.append(Buffer.from('b')), 102)
+  await writer.close()
+  const reader = await WalReader.open(path)
+  t.is(reader.snapshotSeq, 100)
+})
+
+test('entries({ from }) starts at the given sequence and iterates afresh each time', async (t) => {
+  const path = await walWith(t, 30)
+  const reader = await WalReader.open(path)
+  assertStandard(t, await readAll(path, { from: 25 }), 25, 30)
+  assertStandard(t, await readAll(path, { from: 0 }), 1, 30)
+  t.deepEqual(await readAll(path, { from: 31 }), [])
+  let first = 0
+  for await (const e of reader.entries()) {
+    first = e.sequence
+    break
+  }
+  t.is(first, 1)
+})
+
+test('a torn tail is cut on open and reported', async (t) => {
+  const path = await walWith(t, 5)
+  const size = (await stat(path)).size
+  await truncate(path, size - 3)
+  // The reader stops cleanly before the torn frame and does not change the file.
+  assertStandard(t, await readAll(path), 1, 4)
+  t.is((await stat(path)).size, size - 3)
+  const writer = await WalWriter.open(path)
+  t.is(writer.tailRepair?.reason, 'short-frame')
+  t.is(writer.tailRepair?.discardedBytes, writer.tailRepair && size - 3 - writer.tailRepair.offset)
+  t.is(writer.lastSequence, 4)
+  t.is(await writer.append(payloadFor(5)), 5)
+  await writer.close()
+  assertStandard(t, await readAll(path), 1, 5)
+})
+
+test('a zero-filled tail is cut and reported', async (t) => {
+  const path = await walWith(t, 3)
+  const size = (await stat(path)).size
+  await appendFile(path, Buffer.alloc(4096))
+  const writer = await WalWriter.open(path)
+  t.deepEqual(writer.tailRepair, { reason: 'zero-tail', offset: size, discardedBytes: 4096 })
+  t.is(writer.committedOffset, size)
+  await writer.close()
+  t.is((await stat(path)).size, size)
+})
+
+test('mid-log corruption is refused and the file left untouched', async (t) => {
+  const path = await walWith(t, 10)
+  const bytes = await readFile(path)
+  bytes[Math.floor(bytes.length / 2)] ^= 0x20
+  await writeFile(path, bytes)
+  const error = await t.throwsAsync(WalWriter.open(path), { instanceOf: PersistError })
+  t.is(error.code, 'MID_LOG_CORRUPTION')
+  t.deepEqual(await readFile(path), bytes)
+  const readError = await t.throwsAsync(readAll(path), { instanceOf: PersistError })
+  t.is(readError.code, 'MID_LOG_CORRUPTION')
+})
+
+test('foreign, newer and truncated files get their own codes', async (t) => {
+  const dir = await tempDir(t)
+  const foreign = join(dir, 'foreign.db')
+  await writeFile(foreign, 'SQLite format 3\0' + 'x'.repeat(100))
+  t.is((await t.throwsAsync(WalWriter.open(foreign))).code, 'MAGIC_MISMATCH')
+  t.is((await t.throwsAsync(WalReader.open(foreign))).code, 'MAGIC_MISMATCH')
+
+  const newer = await walWith(t, 1)
+  const bytes = await readFile(newer)
+  bytes.writeUInt16LE(2, 4)
+  await writeFile(newer, bytes)
+  t.is((await t.throwsAsync(WalWriter.open(newer))).code, 'UNSUPPORTED_VERSION')
+
+  const short = join(dir, 'short.log')
+  await writeFile(short, bytes.subarray(0, 4))
+  bytes.writeUInt16LE(1, 4)
+  await writeFile(short, bytes.subarray(0, 12))
+  t.is((await t.throwsAsync(WalWriter.open(short))).code, 'TRUNCATED_HEADER')
+
+  const headerFlip = await walWith(t, 1)
+  const hb = await readFile(headerFlip)
+  hb[9] ^= 1
+  await writeFile(headerFlip, hb)
+  t.is((await t.throwsAsync(WalWriter.open(headerFlip))).code, 'CHECKSUM_MISMATCH')
+})
+
+test('a second writer in another process gets WRITER_LOCK_HELD', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const { stdout } = await promisify(execFile)(process.execPath, [fixture('lock-child.mjs'), path])
+  t.deepEqual(JSON.parse(stdout), { ok: false, code: 'WRITER_LOCK_HELD', name: 'PersistError' })
+  // And in this process too.
+  t.is((await t.throwsAsync(WalWriter.open(path))).code, 'WRITER_LOCK_HELD')
+  await writer.close()
+  const after = await promisify(execFile)(process.execPath, [fixture('lock-child.mjs'), path])
+  t.deepEqual(JSON.parse(after.stdout), { ok: true })
+})
+
+test('sync policies report what is not yet durable', async (t) => {
+  const dir = await tempDir(t)
+  const always = await WalWriter.open(join(dir, 'a.log'))
+  await always.append(payloadFor(1))
+  t.is(always.entriesSinceFsync, 0)
+  await always.close()
+
+  const everyN = await WalWriter.open(join(dir, 'b.log'), { sync: { everyN: 3 } })
+  for (let i = 1; i <= 4; i++) await everyN.append(payloadFor(i))
+  t.is(everyN.entriesSinceFsync, 1)
+  await everyN.flush()
+  t.is(everyN.entriesSinceFsync, 0)
+  await everyN.close()
+
+  const manual = await WalWriter.open(join(dir, 'c.log'), { sync: 'manual' })
+  for (let i = 1; i <= 5; i++) await manual.append(payloadFor(i))
+  t.is(manual.entriesSinceFsync, 5)
+  await manual.flush()
+  t.is(manual.entriesSinceFsync, 0)
+  await manual.close()
+
+  const interval = await WalWriter.open(join(dir, 'd.log'), { sync: { intervalMs: 10 } })
+  await interval.append(payloadFor(1))
+  const deadline = Date.now() + 10_000
+  while (interval.entriesSinceFsync > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+  t.is(interval.entriesSinceFsync, 0, 'the background fdatasync ran')
+  await interval.close()
+  for (const name of ['a.log', 'b.log', 'c.log', 'd.log']) t.true((await readAll(join(dir, name))).length > 0)
+})
+
+const badOpenArgs = [
+  [123, undefined],
+  ['', undefined],
+  ['has\0nul', undefined],
+  [undefined, undefined],
+  ['ok.log', 'not an object'],
+  ['ok.log', { sync: 'sometimes' }],
+  ['ok.log', { sync: { everyN: 0 } }],
+  ['ok.log', { sync: { everyN: 1.5 } }],
+  ['ok.log', { sync: { intervalMs: -1 } }],
+  ['ok.log', { sync: null }],
+  ['ok.log', { compression: 'yes' }],
+  ['ok.log', { compression: { threshold: -1 } }],
+  ['ok.log', { compression: { level: 99 } }],
+  ['ok.log', { snapshotSeq: -1 }],
+  ['ok.log', { snapshotSeq: 2 ** 53 }],
+  ['ok.log', { snapshotSeq: '5' }],
+]
+
+test('bad open arguments are INVALID_ARGUMENT and create nothing', async (t) => {
+  const dir = await tempDir(t)
+  for (const [path, options] of badOpenArgs) {
+    const full = typeof path === 'string' && path.length > 0 && !path.includes('\0') ? join(dir, path) : path
+    const error = await t.throwsAsync(WalWriter.open(full, options), { instanceOf: PersistError }, JSON.stringify([path, options]))
+    t.is(error.code, 'INVALID_ARGUMENT', JSON.stringify([path, options]))
+  }
+  await t.throwsAsync(stat(join(dir, 'ok.log')), { code: 'ENOENT' })
+  const missing = await t.throwsAsync(WalWriter.open(join(dir, 'no', 'such', 'dir', 'wal.log')))
+  t.is(missing.code, 'IO')
+})
+
+test('bad append arguments are typed errors and lose nothing', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  await writer.append(payloadFor(1))
+  const bad = [
+    ['string payload', 'hello', undefined],
+    ['number payload', 42, undefined],
+    ['null payload', null, undefined],
+    ['array payload', [1, 2, 3], undefined],
+    ['string principal', Buffer.from('x'), { principal: 'alice' }],
+    ['bad origin', Buffer.from('x'), { origin: { kind: 'elsewhere' } }],
+    ['origin missing ids', Buffer.from('x'), { origin: { kind: 'replicated' } }],
+    ['negative hlc', Buffer.from('x'), { hlc: { seconds: -1, subseconds: 0 } }],
+    ['fractional hlc', Buffer.from('x'), { hlc: { seconds: 1.5, subseconds: 0 } }],
+    ['meta not an object', Buffer.from('x'), 'meta'],
+  ]
+  for (const [label, payload, meta] of bad) {
+    const error = await t.throwsAsync(writer.append(payload, meta), { instanceOf: PersistError }, label)
+    t.is(error.code, 'INVALID_ARGUMENT', label)
+  }
+  t.is((await t.throwsAsync(writer.append(Buffer.alloc(1), { principal: Buffer.alloc(4097) }))).code, 'PRINCIPAL_TOO_LARGE')
+  t.is(await writer.append(Buffer.alloc(1), { principal: Buffer.alloc(4096) }), 2)
+  const tooBig = Buffer.alloc(256 * 1024 * 1024 + 1)
+  t.is((await t.throwsAsync(writer.append(tooBig))).code, 'PAYLOAD_TOO_LARGE')
+  t.is((await t.throwsAsync(writer.appendBatch([]))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(writer.appendBatch([Buffer.alloc(1), 'x']))).code, 'INVALID_ARGUMENT')
+  t.is(writer.lastSequence, 2)
+  await writer.close()
+  t.deepEqual((await readAll(path)).map((e) => e.sequence), [1, 2])
+  const reader = await WalReader.open(path)
+  t.is((await t.throwsAsync(readAll(path, { from: -1 }))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(reader.entries({ from: 'x' }).next())).code, 'INVALID_ARGUMENT')
+})
+
+test('a closed writer refuses everything with CLOSED', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const pending = writer.append(payloadFor(1))
+  await writer.close()
+  t.is(await pending, 1, 'an append queued before close is committed')
+  t.true(writer.closed)
+  for (const call of [() => writer.append(payloadFor(2)), () => writer.appendBatch([payloadFor(2)]), () => writer.flush(), () => writer.close()]) {
+    const error = await t.throwsAsync(call(), { instanceOf: PersistError })
+    t.is(error.code, 'CLOSED')
+  }
+  t.is(writer.lastSequence, 1)
+})
+
+test('close makes the lock available to the next writer at once', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  for (let round = 1; round <= 20; round++) {
+    const writer = await WalWriter.open(path)
+    t.is(await writer.append(payloadFor(round)), round)
+    await writer.close()
+  }
+  assertStandard(t, await readAll(path), 1, 20)
+})
+
+/** Run the append child until it has acknowledged at least `minAcks`, then SIGKILL it. */
+async function killWhileAppending(path, minAcks, extraMs) {
+  const child = spawn(process.execPath, [fixture('append-child.mjs'), path, '8'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const acked = []
+  let buffered = ''
+  await new Promise((resolve, reject) => {
+    child.on('error', reject)
+    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code}`))))
+    child.stdout.on('data', (chunk) => {
+      buffered += chunk
+      const lines = buffered.split('\n')
+      buffered = lines.pop()
+      for (const line of lines) if (line.startsWith('ack ')) acked.push(Number(line.slice(4)))
+      if (acked.length >= minAcks && !child.killTimer) child.killTimer = setTimeout(() => child.kill('SIGKILL'), extraMs)
+    })
+  })
+  return acked
+}
+
+test('every acknowledged entry survives SIGKILL under always, and nothing else appears', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  let highestAcked = 0
+  for (let round = 0; round < 5; round++) {
+    const acked = await killWhileAppending(path, 50, Math.floor(Math.random() * 40))
+    t.true(acked.length >= 50)
+    highestAcked = Math.max(highestAcked, ...acked)
+    const entries = await readAll(path)
+    const last = entries.at(-1)?.sequence ?? 0
+    t.true(last >= highestAcked, `round ${round}: acknowledged ${highestAcked}, recovered only ${last}`)
+    // Contiguous from 1, each payload exactly what was appended under its sequence.
+    assertStandard(t, entries, 1, last)
+    // Reopening for write repairs any torn tail and keeps every acknowledged entry.
+    const writer = await WalWriter.open(path)
+    t.true(writer.lastSequence >= highestAcked)
+    await writer.close()
+  }
+})
