@@ -19,6 +19,8 @@ pub enum Fault {
     NoSpace,
     /// A write stores only its first half, then fails with EIO; other operations fail as `Eio`.
     ShortWrite,
+    /// The operation panics, as a bug in the engine would.
+    Panic,
 }
 
 /// One recorded operation.
@@ -111,6 +113,7 @@ fn injected(fault: Fault) -> io::Error {
     match fault {
         Fault::NoSpace => io::Error::from_raw_os_error(28),
         Fault::Eio | Fault::ShortWrite => io::Error::from_raw_os_error(5),
+        Fault::Panic => panic!("injected panic"),
     }
 }
 

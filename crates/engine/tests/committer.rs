@@ -157,3 +157,31 @@ fn dropping_the_handle_still_commits_and_closes() {
     };
     assert_eq!(writer.last_sequence(), 1);
 }
+
+#[test]
+fn a_panic_in_the_writer_fails_the_group_poisons_and_keeps_the_thread_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let (done, rx) = reply();
+    committer.append(vec![entry(&payload_for(1))], done);
+    rx.recv().unwrap().unwrap();
+    faults.set_plan(FaultPlan {
+        faults: vec![(faults.op_count(), Fault::Panic)],
+        fail_from: None,
+    });
+    let (done, rx) = reply();
+    committer.append(vec![entry(b"boom")], done);
+    assert_eq!(rx.recv().unwrap().unwrap_err().code(), "INTERNAL");
+    assert!(committer.state().poisoned.is_some());
+    let (done, rx) = reply();
+    committer.append(vec![entry(b"after")], done);
+    assert_eq!(rx.recv().unwrap().unwrap_err().code(), "POISONED");
+    close(&committer);
+    drop(committer);
+    // The acknowledged entry is intact; the panicked write left at most a torn tail.
+    let writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    assert_eq!(writer.last_sequence(), 1);
+}
