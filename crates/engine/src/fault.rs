@@ -75,6 +75,21 @@ impl FaultFs {
         self.lock().plan = plan;
     }
 
+    /// Fail the operation `ahead` steps from now (0: the next one) with `fault`.
+    pub fn fail_ahead(&self, ahead: usize, fault: Fault) {
+        let at = self.op_count() + ahead;
+        self.set_plan(FaultPlan {
+            faults: vec![(at, fault)],
+            fail_from: None,
+        });
+    }
+
+    /// This file system as a shared `Vfs` handle (sharing the plan and log).
+    #[must_use]
+    pub fn shared(&self) -> Arc<dyn Vfs> {
+        Arc::new(self.clone())
+    }
+
     /// The operations recorded so far.
     #[must_use]
     pub fn log(&self) -> Vec<Op> {

@@ -20,6 +20,19 @@ fn start(vfs: &Arc<dyn Vfs>, path: &std::path::Path, sync: SyncPolicy) -> Commit
     Committer::start(WalWriter::open(vfs, path, options(sync)).unwrap()).unwrap()
 }
 
+/// Queue one standard entry per sequence in `seqs`; the receivers answer in the same order.
+fn queue(
+    committer: &Committer,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Vec<mpsc::Receiver<Result<std::ops::RangeInclusive<u64>>>> {
+    seqs.map(|seq| {
+        let (done, rx) = reply();
+        committer.append(vec![entry(&payload_for(seq))], done);
+        rx
+    })
+    .collect()
+}
+
 fn close(committer: &Committer) {
     let (done, rx) = reply();
     committer.close(done);
@@ -31,15 +44,9 @@ fn queued_appends_get_sequences_in_queue_order_and_share_fdatasyncs() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
     let faults = FaultFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let vfs = faults.shared();
     let committer = start(&vfs, &path, SyncPolicy::Always);
-    let receivers: Vec<_> = (1..=2000u64)
-        .map(|seq| {
-            let (done, rx) = reply();
-            committer.append(vec![entry(&payload_for(seq))], done);
-            rx
-        })
-        .collect();
+    let receivers = queue(&committer, 1..=2000);
     for (i, rx) in receivers.into_iter().enumerate() {
         let range = rx.recv().unwrap().unwrap();
         assert_eq!(range, i as u64 + 1..=i as u64 + 1);
@@ -63,20 +70,14 @@ fn a_failed_group_rejects_every_member_and_consumes_no_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
     let faults = FaultFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let vfs = faults.shared();
     let committer = start(&vfs, &path, SyncPolicy::Always);
     // Every write fails from now on.
     faults.set_plan(FaultPlan {
         faults: Vec::new(),
         fail_from: Some((faults.op_count(), Fault::NoSpace)),
     });
-    let receivers: Vec<_> = (0..50)
-        .map(|i| {
-            let (done, rx) = reply();
-            committer.append(vec![entry(&payload_for(i))], done);
-            rx
-        })
-        .collect();
+    let receivers = queue(&committer, 1..=50);
     for rx in receivers {
         assert_eq!(rx.recv().unwrap().unwrap_err().code(), "IO");
     }
@@ -91,13 +92,7 @@ fn close_commits_the_queue_releases_the_lock_then_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
     let committer = start(&fs(), &path, SyncPolicy::Manual);
-    let receivers: Vec<_> = (1..=10u64)
-        .map(|seq| {
-            let (done, rx) = reply();
-            committer.append(vec![entry(&payload_for(seq))], done);
-            rx
-        })
-        .collect();
+    let receivers = queue(&committer, 1..=10);
     close(&committer);
     for rx in receivers {
         rx.recv().unwrap().unwrap();
@@ -163,15 +158,12 @@ fn a_panic_in_the_writer_fails_the_group_poisons_and_keeps_the_thread_answering(
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
     let faults = FaultFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let vfs = faults.shared();
     let committer = start(&vfs, &path, SyncPolicy::Always);
     let (done, rx) = reply();
     committer.append(vec![entry(&payload_for(1))], done);
     rx.recv().unwrap().unwrap();
-    faults.set_plan(FaultPlan {
-        faults: vec![(faults.op_count(), Fault::Panic)],
-        fail_from: None,
-    });
+    faults.fail_ahead(0, Fault::Panic);
     let (done, rx) = reply();
     committer.append(vec![entry(b"boom")], done);
     assert_eq!(rx.recv().unwrap().unwrap_err().code(), "INTERNAL");

@@ -272,19 +272,12 @@ fn a_missing_directory_is_an_io_error() {
 /// Open a writer over a fault-injecting fs with two committed entries.
 fn faulty_writer(dir: &tempfile::TempDir, sync: SyncPolicy) -> (FaultFs, WalWriter) {
     let faults = FaultFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let vfs = faults.shared();
     let mut writer = WalWriter::open(&vfs, &wal_in(dir), options(sync)).unwrap();
     writer
         .append(&[entry(&payload_for(1)), entry(&payload_for(2))])
         .unwrap();
     (faults, writer)
-}
-
-fn fail_next(faults: &FaultFs, fault: Fault) {
-    faults.set_plan(FaultPlan {
-        faults: vec![(faults.op_count(), fault)],
-        fail_from: None,
-    });
 }
 
 #[test]
@@ -294,7 +287,7 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
         let path = wal_in(&dir);
         let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
         let committed = writer.committed_offset();
-        fail_next(&faults, fault);
+        faults.fail_ahead(0, fault);
         let err = writer
             .append(&[entry(b"doomed"), entry(b"doomed too")])
             .unwrap_err();
@@ -319,10 +312,7 @@ fn a_failed_fdatasync_rejects_the_group_and_poisons() {
     let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
     let committed = writer.committed_offset();
     // Operation after the write is the fdatasync.
-    faults.set_plan(FaultPlan {
-        faults: vec![(faults.op_count() + 1, Fault::Eio)],
-        fail_from: None,
-    });
+    faults.fail_ahead(1, Fault::Eio);
     assert_eq!(
         writer.append(&[entry(b"unsynced")]).unwrap_err().code(),
         "IO"
@@ -386,7 +376,7 @@ fn sync_policies_fdatasync_when_they_promise() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let faults = FaultFs::new();
-        let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+        let vfs = faults.shared();
         let mut writer = WalWriter::open(&vfs, &wal_in(&dir), options(policy)).unwrap();
         let before = count_syncs(&faults);
         for i in 0..10 {
@@ -404,7 +394,7 @@ fn creating_a_wal_is_atomic_and_durable() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
     let faults = FaultFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
+    let vfs = faults.shared();
     WalWriter::open(&vfs, &path, WalOptions::default()).unwrap();
     let log = faults.log();
     let link = log
