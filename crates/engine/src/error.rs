@@ -157,6 +157,50 @@ pub enum Error {
         #[source]
         source: Arc<io::Error>,
     },
+    /// A different file already exists where a snapshot or archive is being published.
+    #[error("{} already exists with different contents", path.display())]
+    ArtifactConflict {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// A snapshot file's layout is malformed (its header checksum holds).
+    #[error("snapshot {}: {detail}", path.display())]
+    SnapshotCorrupt {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A snapshot's body does not match the hash in its header.
+    #[error("snapshot {}: body hash mismatch", path.display())]
+    BodyHashMismatch {
+        /// The snapshot file.
+        path: PathBuf,
+    },
+    /// A snapshot section name was given twice.
+    #[error("duplicate snapshot section {0:?}")]
+    DuplicateSection(String),
+    /// A snapshot section does not exist.
+    #[error("no snapshot section {0:?}")]
+    SectionNotFound(String),
+    /// A snapshot or section is over a cap.
+    #[error("{what} of {len} exceeds the cap of {cap}")]
+    SnapshotTooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Observed size.
+        len: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The MANIFEST and the files of a store directory disagree.
+    #[error("store {}: {detail}", dir.display())]
+    StoreInconsistent {
+        /// The store directory.
+        dir: PathBuf,
+        /// What disagrees.
+        detail: String,
+    },
     /// A bug: an internal invariant failed or a panic was caught.
     #[error("internal error: {0}")]
     Internal(String),
@@ -185,6 +229,13 @@ impl Error {
             Self::Poisoned { .. } => "POISONED",
             Self::InvalidArgument(_) => "INVALID_ARGUMENT",
             Self::Io { .. } => "IO",
+            Self::ArtifactConflict { .. } => "ARTIFACT_CONFLICT",
+            Self::SnapshotCorrupt { .. } => "SNAPSHOT_CORRUPT",
+            Self::BodyHashMismatch { .. } => "BODY_HASH_MISMATCH",
+            Self::DuplicateSection(_) => "DUPLICATE_SECTION",
+            Self::SectionNotFound(_) => "SECTION_NOT_FOUND",
+            Self::SnapshotTooLarge { .. } => "SNAPSHOT_TOO_LARGE",
+            Self::StoreInconsistent { .. } => "STORE_INCONSISTENT",
             Self::Internal(_) => "INTERNAL",
         }
     }

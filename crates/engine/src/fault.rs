@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::io::{OpenMode, StdFs, Vfs, VfsFile};
+use crate::io::{DirEntry, LockKind, OpenMode, StdFs, Vfs, VfsFile};
 
 /// The kind of fault to inject.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -36,6 +36,10 @@ pub enum Op {
     SetLen(PathBuf, u64),
     /// A hard link was made.
     Link(PathBuf, PathBuf),
+    /// A file was renamed.
+    Rename(PathBuf, PathBuf),
+    /// A directory was created.
+    CreateDir(PathBuf),
     /// A file was removed.
     Remove(PathBuf),
     /// A directory was synced.
@@ -154,6 +158,23 @@ impl Vfs for FaultFs {
         StdFs.link(from, to)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        check(self.record(Op::Rename(from.to_path_buf(), to.to_path_buf())))?;
+        StdFs.rename(from, to)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        StdFs.list(dir)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        check(self.record(Op::CreateDir(dir.to_path_buf())))?;
+        StdFs.create_dir_all(dir)
+    }
+
     fn remove(&self, path: &Path) -> io::Result<()> {
         check(self.record(Op::Remove(path.to_path_buf())))?;
         StdFs.remove(path)
@@ -207,5 +228,9 @@ impl VfsFile for FaultFile {
 
     fn try_lock(&self) -> io::Result<bool> {
         self.inner.try_lock()
+    }
+
+    fn lock(&self, kind: LockKind) -> io::Result<()> {
+        self.inner.lock(kind)
     }
 }

@@ -20,6 +20,28 @@ pub enum OpenMode {
     ReadWrite,
     /// Create a new file for writing (mode 0600); fails if it exists.
     CreateNew,
+    /// Open for read and write, creating the file (mode 0600) if it is missing.
+    Create,
+}
+
+/// A directory entry as [`Vfs::list`] reports it.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct DirEntry {
+    /// The file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time.
+    pub modified: std::time::SystemTime,
+}
+
+/// How [`VfsFile::lock`] locks.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum LockKind {
+    /// Many holders at once (readers, backups).
+    Shared,
+    /// One holder (rotation, prune).
+    Exclusive,
 }
 
 /// A file system: the operations on paths.
@@ -28,6 +50,12 @@ pub trait Vfs: Send + Sync + Debug {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>>;
     /// Hard-link `from` to `to`; fails with `AlreadyExists` rather than replace `to`.
     fn link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Rename `from` to `to`, replacing `to` atomically.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// The regular files in `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Create `dir` and its parents if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Remove a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Make the directory's entries (creations, links, renames) durable.
@@ -48,6 +76,8 @@ pub trait VfsFile: Send + Debug {
     fn size(&self) -> io::Result<u64>;
     /// Take an exclusive advisory lock without waiting; `Ok(false)` if another holder has it.
     fn try_lock(&self) -> io::Result<bool>;
+    /// Take an advisory lock, waiting for conflicting holders to release theirs.
+    fn lock(&self, kind: LockKind) -> io::Result<()>;
 }
 
 /// Fill `buf` from `offset`, failing with `UnexpectedEof` if the file ends first.
@@ -83,12 +113,42 @@ impl Vfs for StdFs {
             OpenMode::Read => options.read(true),
             OpenMode::ReadWrite => options.read(true).write(true),
             OpenMode::CreateNew => options.read(true).write(true).create_new(true).mode(0o600),
+            OpenMode::Create => options
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600),
         };
         Ok(Box::new(StdFile(options.open(path)?)))
     }
 
     fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::hard_link(from, to)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
+                entries.push(DirEntry {
+                    name: name.to_owned(),
+                    size: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+        Ok(entries)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -129,6 +189,13 @@ impl VfsFile for StdFile {
             Ok(()) => Ok(true),
             Err(TryLockError::WouldBlock) => Ok(false),
             Err(TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn lock(&self, kind: LockKind) -> io::Result<()> {
+        match kind {
+            LockKind::Shared => self.0.lock_shared(),
+            LockKind::Exclusive => self.0.lock(),
         }
     }
 }

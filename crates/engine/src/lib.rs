@@ -15,8 +15,10 @@ pub mod file_header;
 pub mod frame;
 pub mod hlc;
 pub mod io;
+pub mod publish;
 pub mod reader;
 pub mod scan;
+pub mod snapshot;
 pub mod writer;
 
 pub use committer::{Committer, Reply, WriterState};

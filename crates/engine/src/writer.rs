@@ -17,6 +17,7 @@ use crate::frame::{
 };
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
+use crate::publish::{Placement, publish, write_all};
 use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
 
 /// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
@@ -403,44 +404,17 @@ impl WalWriter {
     }
 }
 
-/// Create a WAL holding only its header, atomically: temp file, fdatasync, no-clobber link,
-/// directory fsync. A crash leaves either no WAL or a complete header, never a partial one.
+/// Create a WAL holding only its header, atomically: a crash leaves either no WAL or a
+/// complete header. If another opener created it first, theirs is kept.
 fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut temp_name = name.to_os_string();
-    temp_name.push(format!(".init.{}.{nanos}.tmp", std::process::id()));
-    let temp = dir.join(temp_name);
-    let written = (|| {
-        let mut file = vfs
-            .open(&temp, OpenMode::CreateNew)
-            .map_err(|e| Error::io("create", &temp, e))?;
-        file.write_all_at(&FileHeader { snapshot_seq }.encode(), 0)
-            .map_err(|e| Error::io("write", &temp, e))?;
-        file.sync_data()
-            .map_err(|e| Error::io("fdatasync", &temp, e))?;
-        match vfs.link(&temp, path) {
-            Ok(()) => Ok(()),
-            // Another opener created it first; theirs is just as good.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(Error::io("link", path, e)),
-        }
-    })();
-    if let Err(e) = vfs.remove(&temp)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %temp.display(), error = %e, "cannot remove WAL init temp file");
-    }
-    written?;
-    vfs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync dir", dir, e))
+    let header = FileHeader { snapshot_seq }.encode();
+    publish(
+        vfs,
+        path,
+        Placement::Link {
+            require_identical: false,
+        },
+        |file, temp| write_all(file, temp, &header),
+    )
+    .map(drop)
 }

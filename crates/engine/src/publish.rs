@@ -1,0 +1,166 @@
+//! Crash-safe publication of whole files: write a temp file beside the target, fdatasync it,
+//! link (no clobber) or rename (replace) it into place, then fsync the directory. A crash
+//! leaves either no target or a complete one; stale temp files are named `*.tmp` for pruning.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
+
+/// How the temp file takes the target's place.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Placement {
+    /// Hard link; an existing target is kept. With `require_identical`, an existing target
+    /// that differs from the new contents is an `ArtifactConflict`.
+    Link {
+        /// Whether an existing target must match byte for byte.
+        require_identical: bool,
+    },
+    /// Rename over the target, replacing it atomically.
+    Replace,
+}
+
+/// What publication did.
+#[derive(Debug)]
+pub struct Published {
+    /// False when a link found the target already there.
+    pub created: bool,
+    /// The still-open temp file handle (the target's inode when `created`).
+    pub file: Box<dyn VfsFile>,
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+#[must_use]
+pub fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A unique temp path beside `target`: `<name>.<pid>.<nanos>.tmp`.
+#[must_use]
+pub fn temp_path(target: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{nanos}.tmp", std::process::id()));
+    dir_of(target).join(name)
+}
+
+/// Remove `path`, logging (not failing) anything but "not found".
+pub fn remove_quietly(vfs: &dyn Vfs, path: &Path) {
+    if let Err(e) = vfs.remove(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove file");
+    }
+}
+
+/// Publish `target` with the contents `fill` writes into a fresh temp file.
+///
+/// # Errors
+/// I/O errors, `ArtifactConflict`, and whatever `fill` returns. The temp file is removed on
+/// every failure.
+pub fn publish(
+    vfs: &dyn Vfs,
+    target: &Path,
+    placement: Placement,
+    fill: impl FnOnce(&mut dyn VfsFile, &Path) -> Result<()>,
+) -> Result<Published> {
+    let temp = temp_path(target);
+    let placed = (|| {
+        let mut file = vfs
+            .open(&temp, OpenMode::CreateNew)
+            .map_err(|e| Error::io("create", &temp, e))?;
+        fill(file.as_mut(), &temp)?;
+        file.sync_data()
+            .map_err(|e| Error::io("fdatasync", &temp, e))?;
+        let created = match placement {
+            Placement::Replace => {
+                vfs.rename(&temp, target)
+                    .map_err(|e| Error::io("rename", target, e))?;
+                true
+            }
+            Placement::Link { require_identical } => match vfs.link(&temp, target) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if require_identical && !same_contents(vfs, file.as_ref(), target)? {
+                        return Err(Error::ArtifactConflict {
+                            path: target.to_path_buf(),
+                        });
+                    }
+                    false
+                }
+                Err(e) => return Err(Error::io("link", target, e)),
+            },
+        };
+        Ok(Published { created, file })
+    })();
+    remove_quietly(vfs, &temp);
+    let published = placed?;
+    let dir = dir_of(target);
+    vfs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok(published)
+}
+
+/// Write `bytes` at the start of `file`.
+///
+/// # Errors
+/// I/O errors, naming `path`.
+pub fn write_all(file: &mut dyn VfsFile, path: &Path, bytes: &[u8]) -> Result<()> {
+    file.write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", path, e))
+}
+
+/// Copy `len` bytes from `src` at `from` into `dst` at `to`, in 1 MiB chunks.
+///
+/// # Errors
+/// I/O errors naming `src_path` or `dst_path`.
+pub fn copy_range(
+    src: &dyn VfsFile,
+    src_path: &Path,
+    from: u64,
+    dst: &mut dyn VfsFile,
+    dst_path: &Path,
+    to: u64,
+    len: u64,
+) -> Result<()> {
+    let mut buf = vec![0u8; usize::try_from(len.min(1 << 20)).unwrap_or(1 << 20)];
+    let mut done = 0;
+    while done < len {
+        let n = usize::try_from((len - done).min(buf.len() as u64)).unwrap_or(buf.len());
+        read_exact_at(src, &mut buf[..n], from + done)
+            .map_err(|e| Error::io("read", src_path, e))?;
+        dst.write_all_at(&buf[..n], to + done)
+            .map_err(|e| Error::io("write", dst_path, e))?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+fn same_contents(vfs: &dyn Vfs, ours: &dyn VfsFile, other: &Path) -> Result<bool> {
+    let theirs = vfs
+        .open(other, OpenMode::Read)
+        .map_err(|e| Error::io("open", other, e))?;
+    let len = ours.size().map_err(|e| Error::io("stat", other, e))?;
+    if theirs.size().map_err(|e| Error::io("stat", other, e))? != len {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    let mut pos = 0;
+    while pos < len {
+        let n = usize::try_from((len - pos).min(a.len() as u64)).unwrap_or(a.len());
+        read_exact_at(ours, &mut a[..n], pos).map_err(|e| Error::io("read", other, e))?;
+        read_exact_at(theirs.as_ref(), &mut b[..n], pos)
+            .map_err(|e| Error::io("read", other, e))?;
+        if a[..n] != b[..n] {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
