@@ -34,6 +34,9 @@ enum Command {
     Close {
         reply: Reply<()>,
     },
+    Exclusive {
+        task: Box<dyn FnOnce(&mut WalWriter) + Send>,
+    },
 }
 
 /// The writer's state as of the last finished group.
@@ -128,6 +131,24 @@ impl Committer {
             }
             None => reply(Err(closed())),
         }
+    }
+
+    /// Run `task` on the committer thread after everything queued before it, and wait for its
+    /// result. Blocks: call it from a worker thread, never the JS thread.
+    ///
+    /// # Errors
+    /// `Closed`, or what `task` returns (a panic in it becomes `Internal` and poisons).
+    pub fn call<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut WalWriter) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::channel();
+        let task = Box::new(move |writer: &mut WalWriter| {
+            // The receiver waits below; a send error means the caller is gone.
+            drop(tx.send(shielded(writer, task)));
+        });
+        self.send(Command::Exclusive { task }, drop);
+        rx.recv().unwrap_or_else(|_| Err(closed()))
     }
 
     /// Whether `close` has been called.
@@ -263,6 +284,7 @@ fn process_group(
     let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>)> = Vec::new();
     let mut flushes: Vec<Reply<()>> = Vec::new();
     let mut close = None;
+    let mut exclusive = None;
     let mut bytes = 0usize;
     let mut next = Some(first);
     while let Some(command) = next.take() {
@@ -277,6 +299,10 @@ fn process_group(
             Command::Flush { reply } => flushes.push(reply),
             Command::Close { reply } => {
                 close = Some(reply);
+                break;
+            }
+            Command::Exclusive { task } => {
+                exclusive = Some(task);
                 break;
             }
         }
@@ -295,6 +321,10 @@ fn process_group(
         for reply in flushes {
             reply(flushed.clone());
         }
+    }
+    if let Some(task) = exclusive {
+        task(writer);
+        *lock(state) = WriterState::of(writer);
     }
     close
 }

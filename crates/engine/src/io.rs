@@ -63,7 +63,7 @@ pub trait Vfs: Send + Sync + Debug {
 }
 
 /// An open file: positional I/O, so no operation depends on a hidden cursor.
-pub trait VfsFile: Send + Debug {
+pub trait VfsFile: Send + Sync + Debug {
     /// Read into `buf` at `offset`; returns the bytes read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Write all of `buf` at `offset`.

@@ -15,10 +15,14 @@ pub mod file_header;
 pub mod frame;
 pub mod hlc;
 pub mod io;
+pub mod manifest;
 pub mod publish;
 pub mod reader;
+pub mod retention;
+pub mod rotation;
 pub mod scan;
 pub mod snapshot;
+pub mod store;
 pub mod writer;
 
 pub use committer::{Committer, Reply, WriterState};

@@ -112,6 +112,12 @@ impl SnapshotBuilder {
         self.sequence
     }
 
+    /// The same sections, for the snapshot covering `sequence`.
+    #[must_use]
+    pub fn at_sequence(self, sequence: u64) -> Self {
+        Self { sequence, ..self }
+    }
+
     /// Add a section; `compress` stores it zstd-compressed when that makes it smaller.
     ///
     /// # Errors

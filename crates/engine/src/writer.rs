@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use crate::file_header::FileHeader;
+use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::frame::{
-    self, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin,
+    self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN,
+    MAX_PRINCIPAL_LEN, Origin,
 };
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
-use crate::publish::{Placement, publish, write_all};
+use crate::publish::{Placement, copy_range, publish, write_all};
 use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
 
 /// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
@@ -127,6 +128,7 @@ impl NewEntry {
 /// The single writer of one WAL file. Holds the file's exclusive lock while it lives.
 #[derive(Debug)]
 pub struct WalWriter {
+    vfs: Arc<dyn Vfs>,
     path: PathBuf,
     file: Box<dyn VfsFile>,
     options: WalOptions,
@@ -183,6 +185,7 @@ impl WalWriter {
                 .map_err(|e| Error::io("fdatasync", path, e))?;
         }
         Ok(Self {
+            vfs: Arc::clone(vfs),
             path: path.to_path_buf(),
             file,
             options,
@@ -204,6 +207,14 @@ impl WalWriter {
     /// # Errors
     /// `Poisoned`, cap errors, `SequenceExhausted`.
     pub fn stage(&mut self, entries: &[NewEntry]) -> Result<RangeInclusive<u64>> {
+        self.stage_flagged(entries, 0)
+    }
+
+    fn stage_flagged(
+        &mut self,
+        entries: &[NewEntry],
+        extra_flags: u8,
+    ) -> Result<RangeInclusive<u64>> {
         self.check_usable()?;
         if entries.is_empty() {
             return Err(Error::InvalidArgument(
@@ -230,7 +241,7 @@ impl WalWriter {
                 hlc,
                 origin: entry.origin,
                 principal: entry.principal.as_deref(),
-                flags: if packed.is_some() { FLAG_COMPRESSED } else { 0 },
+                flags: extra_flags | if packed.is_some() { FLAG_COMPRESSED } else { 0 },
             };
             frame::encode_frame(
                 &mut self.staged,
@@ -308,6 +319,72 @@ impl WalWriter {
         let range = self.stage(entries)?;
         self.commit()?;
         Ok(range)
+    }
+
+    /// Append a durable checkpoint-watermark entry (empty payload). Returns its sequence and
+    /// the offset just past it: the WAL prefix a checkpoint at that sequence archives.
+    ///
+    /// # Errors
+    /// As [`Self::append`] and [`Self::flush`].
+    pub fn append_watermark(&mut self) -> Result<(u64, u64)> {
+        if self.staged_count > 0 {
+            return Err(Error::Internal(
+                "watermark staged behind uncommitted entries".into(),
+            ));
+        }
+        let range = self.stage_flagged(&[NewEntry::default()], FLAG_CHECKPOINT_WATERMARK)?;
+        self.commit()?;
+        self.flush()?;
+        Ok((*range.end(), self.committed_offset))
+    }
+
+    /// Replace the WAL with a fresh one whose header names `snapshot_seq` and which carries
+    /// over the committed frames from `from_offset` on (entries appended after the snapshot).
+    /// The new file is locked before it takes the old one's name.
+    ///
+    /// # Errors
+    /// I/O errors; the caller decides whether the failure poisons.
+    pub fn reset(&mut self, snapshot_seq: u64, from_offset: u64) -> Result<()> {
+        self.check_usable()?;
+        let tail_len = self
+            .committed_offset
+            .checked_sub(from_offset)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "reset from {from_offset} past the committed end {}",
+                    self.committed_offset
+                ))
+            })?;
+        let header = FileHeader { snapshot_seq }.encode();
+        let (old, path) = (self.file.as_ref(), &self.path);
+        let published = publish(self.vfs.as_ref(), path, Placement::Replace, |file, temp| {
+            if !file.try_lock().map_err(|e| Error::io("lock", temp, e))? {
+                return Err(Error::WriterLockHeld {
+                    path: temp.to_path_buf(),
+                });
+            }
+            write_all(file, temp, &header)?;
+            copy_range(
+                old,
+                path,
+                from_offset,
+                file,
+                temp,
+                FILE_HEADER_LEN as u64,
+                tail_len,
+            )
+        })?;
+        self.file = published.file;
+        self.snapshot_seq = snapshot_seq;
+        self.committed_offset = FILE_HEADER_LEN as u64 + tail_len;
+        self.entries_since_fsync = 0;
+        Ok(())
+    }
+
+    /// The file system this writer works through.
+    #[must_use]
+    pub fn vfs(&self) -> &Arc<dyn Vfs> {
+        &self.vfs
     }
 
     /// Make every committed entry durable now.

@@ -1,0 +1,154 @@
+//! MANIFEST-committed rotation: seal the WAL prefix behind a snapshot and start a new epoch.
+//!
+//! | phase | step | a crash or failure here leaves |
+//! |---|---|---|
+//! | 0 | fix the sequence N (append a durable watermark, or take the last sequence) | the old epoch, plus a watermark that replay skips |
+//! | 1 | publish `snapshot.N.snap` | the old epoch and an orphan snapshot (pruned later) |
+//! | 2 | publish `wal.N.archive`: the WAL bytes up to N | the old epoch and an orphan archive (pruned later) |
+//! | 3 | replace the MANIFEST: live N, archives + N. **The commit point.** | the new epoch; the old `wal.log` still holds N and what followed it |
+//! | 4 | replace `wal.log` with header N plus the frames after N | the new epoch |
+//!
+//! Phases 1 and 2 run on the caller's thread while appends continue; only 3 and 4 run on the
+//! committer thread, so appends wait just for the MANIFEST write and the carry-over of the
+//! few frames appended meanwhile. Recovery finishes an interrupted phase 4.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::committer::Committer;
+use crate::error::{Error, Result};
+use crate::io::{LockKind, OpenMode, Vfs};
+use crate::manifest::{Manifest, lock_dir};
+use crate::publish::{Placement, copy_range, dir_of, publish};
+use crate::snapshot::{PublishedSnapshot, SnapshotBuilder};
+
+/// File name of the archive of the WAL prefix ending at `sequence`.
+#[must_use]
+pub fn archive_file_name(sequence: u64) -> String {
+    format!("wal.{sequence}.archive")
+}
+
+/// The sequence in an archive file name, if `name` is one.
+#[must_use]
+pub fn parse_archive_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("wal.")?.strip_suffix(".archive")?;
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Where the new epoch's sequence comes from.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Anchor {
+    /// Append a checkpoint watermark and snapshot at its sequence: every checkpoint is a new
+    /// epoch, even with no entries since the last one.
+    Watermark,
+    /// Snapshot at the writer's last sequence, which must equal this value.
+    LastSequence(u64),
+}
+
+/// What a rotation did.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Rotation {
+    /// The sequence the new snapshot covers.
+    pub sequence: u64,
+    /// The published snapshot.
+    pub snapshot: PublishedSnapshot,
+    /// The sealed WAL prefix.
+    pub archive_path: PathBuf,
+}
+
+/// Rotate the WAL at `wal_path`, owned by `committer`, behind the snapshot `builder` holds.
+/// Blocks; call it from a worker thread.
+///
+/// # Errors
+/// `InvalidArgument` for a mismatched anchor, I/O and publish errors (before the commit the
+/// writer stays usable; after it, a failure poisons the writer and reopening finishes).
+pub fn rotate(
+    committer: &Committer,
+    vfs: &Arc<dyn Vfs>,
+    wal_path: &Path,
+    builder: SnapshotBuilder,
+    anchor: Anchor,
+) -> Result<Rotation> {
+    let dir = dir_of(wal_path).to_path_buf();
+    let _lock = lock_dir(vfs.as_ref(), &dir, LockKind::Exclusive)?;
+    let (sequence, offset) = match anchor {
+        Anchor::Watermark => committer.call(|w| w.append_watermark())?,
+        Anchor::LastSequence(expected) => committer.call(move |w| {
+            if w.last_sequence() != expected || expected == 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "the snapshot must cover the last sequence {} (and it must be above 0), got {expected}",
+                    w.last_sequence()
+                )));
+            }
+            w.flush()?;
+            Ok((expected, w.committed_offset()))
+        })?,
+    };
+    if let Some(m) = Manifest::read(vfs.as_ref(), &dir)?
+        && m.live_snapshot_seq >= sequence
+    {
+        return Err(Error::InvalidArgument(format!(
+            "a checkpoint at {} is already committed",
+            m.live_snapshot_seq
+        )));
+    }
+    let snapshot = builder.at_sequence(sequence).publish(vfs.as_ref(), &dir)?;
+    let archive_path = dir.join(archive_file_name(sequence));
+    let wal = vfs
+        .open(wal_path, OpenMode::Read)
+        .map_err(|e| Error::io("open", wal_path, e))?;
+    publish(
+        vfs.as_ref(),
+        &archive_path,
+        Placement::Link {
+            require_identical: true,
+        },
+        |file, temp| copy_range(wal.as_ref(), wal_path, 0, file, temp, 0, offset),
+    )?;
+    drop(wal);
+    let vfs = Arc::clone(vfs);
+    committer.call(move |w| commit_and_reset(w, vfs.as_ref(), &dir, sequence, offset))?;
+    Ok(Rotation {
+        sequence,
+        snapshot,
+        archive_path,
+    })
+}
+
+/// Phases 3 and 4, on the committer thread.
+fn commit_and_reset(
+    w: &mut crate::WalWriter,
+    vfs: &dyn Vfs,
+    dir: &Path,
+    sequence: u64,
+    offset: u64,
+) -> Result<()> {
+    let mut archives = Manifest::read(vfs, dir)?
+        .map(|m| m.archives)
+        .unwrap_or_default();
+    archives.push(sequence);
+    archives.sort_unstable();
+    archives.dedup();
+    let next = Manifest {
+        live_snapshot_seq: sequence,
+        active_wal_seq: sequence,
+        archives,
+    };
+    if let Err(error) = next.write(vfs, dir) {
+        // If the rename happened the new epoch is visible but maybe not durable: stop here.
+        if Manifest::read(vfs, dir)
+            .ok()
+            .flatten()
+            .is_none_or(|m| m.live_snapshot_seq == sequence)
+        {
+            w.poison(&error);
+        }
+        return Err(error);
+    }
+    w.reset(sequence, offset)
+        .inspect_err(|error| w.poison(error))
+}

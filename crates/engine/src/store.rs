@@ -1,0 +1,253 @@
+//! The Store: a directory holding a WAL, its snapshots and archives, and the MANIFEST that
+//! commits them. Opening recovers; checkpoints rotate; prune applies retention.
+//!
+//! Recovery: the MANIFEST names the live snapshot (without a MANIFEST, the snapshot the WAL
+//! header names, if any); its body hash is verified (a mismatch is an error, never a silent
+//! fallback); a rotation interrupted after its commit is finished; replay yields the WAL's
+//! entries above the snapshot, skipping watermarks and repeated replicated entries.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use crate::committer::Committer;
+use crate::error::{Error, Result};
+use crate::frame::Origin;
+use crate::io::{LockKind, Vfs};
+use crate::manifest::{Manifest, lock_dir};
+use crate::reader::{Entry, WalReader};
+use crate::retention::{PruneOutcome, RetentionPolicy, prune};
+use crate::rotation::{Anchor, Rotation, rotate};
+use crate::snapshot::{self, SnapshotBuilder, SnapshotReader};
+use crate::writer::{WalOptions, WalWriter};
+
+/// File name of the active WAL in a store directory.
+pub const WAL_FILE_NAME: &str = "wal.log";
+
+/// What recovery found and did.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct Recovery {
+    /// Sequence of the live snapshot (0: none).
+    pub snapshot_seq: u64,
+    /// Whether a rotation interrupted after its commit was finished.
+    pub finished_rotation: bool,
+}
+
+/// An open store. One per directory: the WAL's lock enforces it across processes.
+#[derive(Debug)]
+pub struct Store {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    committer: Committer,
+    snapshot: Mutex<Option<Arc<SnapshotReader>>>,
+    recovery: Recovery,
+    /// Serialises checkpoints and prunes of this store.
+    maintenance: Mutex<()>,
+    snapshot_level: i32,
+}
+
+fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Store {
+    /// Create or recover the store in `dir`.
+    ///
+    /// # Errors
+    /// `WriterLockHeld`, every WAL, snapshot and MANIFEST error, `StoreInconsistent` when the
+    /// files contradict each other.
+    pub fn open(vfs: &Arc<dyn Vfs>, dir: &Path, options: WalOptions) -> Result<Self> {
+        vfs.create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let lock = lock_dir(vfs.as_ref(), dir, LockKind::Exclusive)?;
+        let manifest = Manifest::read(vfs.as_ref(), dir)?;
+        let wal_path = dir.join(WAL_FILE_NAME);
+        let seed = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
+        let mut writer = WalWriter::open(
+            vfs,
+            &wal_path,
+            WalOptions {
+                snapshot_seq: seed,
+                ..options
+            },
+        )?;
+        let header_seq = writer.snapshot_seq();
+        let live = manifest
+            .as_ref()
+            .map_or(header_seq, |m| m.live_snapshot_seq);
+        let inconsistent = |detail: String| Error::StoreInconsistent {
+            dir: dir.to_path_buf(),
+            detail,
+        };
+        if header_seq > live {
+            return Err(inconsistent(format!(
+                "wal.log starts after snapshot {header_seq}, but the MANIFEST's live snapshot is {live}"
+            )));
+        }
+        let snapshot = if live == 0 {
+            None
+        } else {
+            let path = dir.join(snapshot::file_name(live));
+            if !path.exists() {
+                return Err(inconsistent(format!(
+                    "the live snapshot {} is missing",
+                    path.display()
+                )));
+            }
+            let reader = SnapshotReader::open(vfs.as_ref(), &path)?;
+            reader.verify()?;
+            Some(Arc::new(reader))
+        };
+        let mut recovery = Recovery {
+            snapshot_seq: live,
+            finished_rotation: false,
+        };
+        if header_seq < live {
+            // Committed rotation whose WAL reset did not happen: finish it.
+            if writer.last_sequence() < live {
+                return Err(inconsistent(format!(
+                    "wal.log ends at {} but the live snapshot covers {live}",
+                    writer.last_sequence()
+                )));
+            }
+            let carry_from =
+                offset_after(vfs, &wal_path, live)?.unwrap_or(writer.committed_offset());
+            writer.reset(live, carry_from)?;
+            recovery.finished_rotation = true;
+        }
+        if manifest.is_none() && live > 0 {
+            // Adopt the WAL header's snapshot in a MANIFEST so later rotations extend it.
+            Manifest {
+                live_snapshot_seq: live,
+                active_wal_seq: live,
+                archives: Vec::new(),
+            }
+            .write(vfs.as_ref(), dir)?;
+        }
+        drop(lock);
+        Ok(Self {
+            vfs: Arc::clone(vfs),
+            dir: dir.to_path_buf(),
+            committer: Committer::start(writer)?,
+            snapshot: Mutex::new(snapshot),
+            recovery,
+            maintenance: Mutex::new(()),
+            snapshot_level: options.compression.level,
+        })
+    }
+
+    /// The committer that owns the store's WAL writer: append, flush and close through it.
+    #[must_use]
+    pub const fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    /// The store directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What recovery found and did at open.
+    #[must_use]
+    pub const fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The live snapshot, if there is one.
+    #[must_use]
+    pub fn snapshot(&self) -> Option<Arc<SnapshotReader>> {
+        guard(&self.snapshot).clone()
+    }
+
+    /// A reader of the entries after the live snapshot, from `from` on.
+    ///
+    /// # Errors
+    /// I/O and WAL header errors.
+    pub fn replay(&self, from: u64) -> Result<Replay> {
+        let floor = self.snapshot().map_or(0, |s| s.sequence()) + 1;
+        Ok(Replay {
+            reader: WalReader::open(&self.vfs, &self.dir.join(WAL_FILE_NAME))?,
+            from: from.max(floor),
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Snapshot `sections` (name, bytes, compress) at a new watermark sequence and rotate.
+    /// Appends continue meanwhile. Blocks; call it from a worker thread.
+    ///
+    /// # Errors
+    /// Section errors (nothing is written), and the errors of [`rotate`].
+    pub fn checkpoint(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<Rotation> {
+        let mut builder = SnapshotBuilder::new(0, self.snapshot_level);
+        for (name, bytes, compress) in sections {
+            builder.add(&name, bytes, compress)?;
+        }
+        let _maintenance = guard(&self.maintenance);
+        let rotation = rotate(
+            &self.committer,
+            &self.vfs,
+            &self.dir.join(WAL_FILE_NAME),
+            builder,
+            Anchor::Watermark,
+        )?;
+        let reader = SnapshotReader::open(self.vfs.as_ref(), &rotation.snapshot.path)?;
+        *guard(&self.snapshot) = Some(Arc::new(reader));
+        Ok(rotation)
+    }
+
+    /// Apply `policy`. Blocks; call it from a worker thread.
+    ///
+    /// # Errors
+    /// As [`prune`].
+    pub fn prune(&self, policy: &RetentionPolicy) -> Result<PruneOutcome> {
+        let _maintenance = guard(&self.maintenance);
+        prune(self.vfs.as_ref(), &self.dir, policy, SystemTime::now())
+    }
+}
+
+/// Offset of the first frame with a sequence above `sequence`, if any.
+fn offset_after(vfs: &Arc<dyn Vfs>, wal_path: &Path, sequence: u64) -> Result<Option<u64>> {
+    let mut reader = WalReader::open(vfs, wal_path)?;
+    Ok(reader.next_frame(sequence + 1)?.map(|frame| frame.offset))
+}
+
+/// The entries a store replays: above the snapshot, no watermarks, each replicated entry once.
+#[derive(Debug)]
+pub struct Replay {
+    reader: WalReader,
+    from: u64,
+    seen: HashSet<(u64, u64)>,
+}
+
+impl Replay {
+    /// Up to `max_entries` entries (or about `max_bytes` of payload); empty at the end.
+    ///
+    /// # Errors
+    /// As [`WalReader::next_frame`] and [`Entry::from_frame`].
+    pub fn next_batch(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while batch.len() < max_entries && bytes < max_bytes {
+            let Some(frame) = self.reader.next_frame(self.from)? else {
+                break;
+            };
+            let entry = Entry::from_frame(frame)?;
+            if entry.watermark {
+                continue;
+            }
+            if let Origin::Replicated {
+                source_node_id,
+                source_seq,
+            } = entry.origin
+                && !self.seen.insert((source_node_id, source_seq))
+            {
+                continue;
+            }
+            bytes += entry.payload.len();
+            batch.push(entry);
+        }
+        Ok(batch)
+    }
+}
