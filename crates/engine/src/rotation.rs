@@ -60,12 +60,11 @@ pub struct Rotation {
     pub archive_path: PathBuf,
 }
 
-/// Rotate the WAL at `wal_path`, owned by `committer`, behind the snapshot `builder` holds.
-/// Blocks; call it from a worker thread.
+/// Rotate the WAL at `wal_path`, owned by `committer`, behind the snapshot `builder` holds:
+/// [`begin`] then [`finish`]. Blocks; call it from a worker thread.
 ///
 /// # Errors
-/// `InvalidArgument` for a mismatched anchor, I/O and publish errors (before the commit the
-/// writer stays usable; after it, a failure poisons the writer and reopening finishes).
+/// As [`begin`] and [`finish`].
 pub fn rotate(
     committer: &Committer,
     vfs: &Arc<dyn Vfs>,
@@ -73,10 +72,19 @@ pub fn rotate(
     builder: SnapshotBuilder,
     anchor: Anchor,
 ) -> Result<Rotation> {
-    let dir = dir_of(wal_path).to_path_buf();
-    let _lock = lock_dir(vfs.as_ref(), &dir, LockKind::Exclusive)?;
-    let (sequence, offset) = match anchor {
-        Anchor::Watermark => committer.call(|w| w.append_watermark())?,
+    let (sequence, offset) = begin(committer, anchor)?;
+    finish(committer, vfs, wal_path, builder, sequence, offset)
+}
+
+/// Phase 0: fix the new epoch's sequence in queue order. Returns it and the WAL offset just
+/// past it. The state a snapshot at this sequence holds must include every append queued
+/// before this call and none queued after.
+///
+/// # Errors
+/// `InvalidArgument` for a mismatched anchor; append and flush errors.
+pub fn begin(committer: &Committer, anchor: Anchor) -> Result<(u64, u64)> {
+    match anchor {
+        Anchor::Watermark => committer.call(|w| w.append_watermark()),
         Anchor::LastSequence(expected) => committer.call(move |w| {
             if w.last_sequence() != expected || expected == 0 {
                 return Err(Error::InvalidArgument(format!(
@@ -86,14 +94,33 @@ pub fn rotate(
             }
             w.flush()?;
             Ok((expected, w.committed_offset()))
-        })?,
-    };
-    if let Some(m) = Manifest::read(vfs.as_ref(), &dir)?
-        && m.live_snapshot_seq >= sequence
-    {
+        }),
+    }
+}
+
+/// Phases 1 to 4 for the epoch [`begin`] fixed at `sequence`, whose WAL prefix ends at `offset`.
+/// Blocks; call it from a worker thread.
+///
+/// # Errors
+/// `InvalidArgument` if a later epoch is already committed; I/O and publish errors (before
+/// the commit the writer stays usable; after it, a failure poisons the writer and reopening
+/// finishes the rotation).
+pub fn finish(
+    committer: &Committer,
+    vfs: &Arc<dyn Vfs>,
+    wal_path: &Path,
+    builder: SnapshotBuilder,
+    sequence: u64,
+    offset: u64,
+) -> Result<Rotation> {
+    let dir = dir_of(wal_path).to_path_buf();
+    let _lock = lock_dir(vfs.as_ref(), &dir, LockKind::Exclusive)?;
+    let current = committer.state().snapshot_seq;
+    let committed =
+        Manifest::read(vfs.as_ref(), &dir)?.map_or(current, |m| m.live_snapshot_seq.max(current));
+    if committed >= sequence {
         return Err(Error::InvalidArgument(format!(
-            "a checkpoint at {} is already committed",
-            m.live_snapshot_seq
+            "a checkpoint at {committed} is already committed"
         )));
     }
     let snapshot = builder.at_sequence(sequence).publish(vfs.as_ref(), &dir)?;

@@ -18,7 +18,7 @@ use crate::io::{LockKind, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
-use crate::rotation::{Anchor, Rotation, rotate};
+use crate::rotation::{Anchor, Rotation, begin, finish};
 use crate::snapshot::{self, SnapshotBuilder, SnapshotReader};
 use crate::writer::{WalOptions, WalWriter};
 
@@ -178,19 +178,53 @@ impl Store {
     /// Appends continue meanwhile. Blocks; call it from a worker thread.
     ///
     /// # Errors
-    /// Section errors (nothing is written), and the errors of [`rotate`].
+    /// Section errors (nothing is written), and the errors of [`begin`] and [`finish`].
     pub fn checkpoint(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<Rotation> {
+        let builder = self.builder(sections)?;
+        let (sequence, offset) = self.begin_checkpoint()?;
+        self.finish_checkpoint(builder, sequence, offset)
+    }
+
+    /// Check `sections` against the caps, ready for [`Self::finish_checkpoint`].
+    ///
+    /// # Errors
+    /// `InvalidArgument`, `DuplicateSection`, `SnapshotTooLarge`.
+    pub fn builder(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<SnapshotBuilder> {
         let mut builder = SnapshotBuilder::new(0, self.snapshot_level);
         for (name, bytes, compress) in sections {
             builder.add(&name, bytes, compress)?;
         }
+        Ok(builder)
+    }
+
+    /// Queue a checkpoint watermark: the snapshot finished with it must hold the state after
+    /// every append queued before this call. Returns its sequence and WAL offset. Blocks.
+    ///
+    /// # Errors
+    /// As [`begin`].
+    pub fn begin_checkpoint(&self) -> Result<(u64, u64)> {
+        begin(&self.committer, Anchor::Watermark)
+    }
+
+    /// Publish `builder` at the sequence [`Self::begin_checkpoint`] returned and rotate. Blocks.
+    ///
+    /// # Errors
+    /// As [`finish`].
+    pub fn finish_checkpoint(
+        &self,
+        builder: SnapshotBuilder,
+        sequence: u64,
+        offset: u64,
+    ) -> Result<Rotation> {
         let _maintenance = guard(&self.maintenance);
-        let rotation = rotate(
+        let wal_path = self.dir.join(WAL_FILE_NAME);
+        let rotation = finish(
             &self.committer,
             &self.vfs,
-            &self.dir.join(WAL_FILE_NAME),
+            &wal_path,
             builder,
-            Anchor::Watermark,
+            sequence,
+            offset,
         )?;
         let reader = SnapshotReader::open(self.vfs.as_ref(), &rotation.snapshot.path)?;
         *guard(&self.snapshot) = Some(Arc::new(reader));

@@ -3,6 +3,9 @@
 use napi::Status;
 use napi::bindgen_prelude::{Buffer, Uint8Array};
 use napi_derive::napi;
+use selene_persist_engine::retention::{PruneOutcome, RetentionPolicy};
+use selene_persist_engine::rotation::Rotation;
+use selene_persist_engine::snapshot::{PublishedSnapshot, SectionInfo, SnapshotBuilder};
 use selene_persist_engine::{
     Compression, Entry, Error, Hlc, MAX_SEQUENCE, NewEntry, Origin, SyncPolicy, TailRepair,
     WalOptions,
@@ -192,6 +195,180 @@ impl From<TailRepair> for NativeTailRepair {
             reason: repair.reason.as_str().to_owned(),
             offset: to_f64(repair.offset),
             discarded_bytes: to_f64(repair.discarded_bytes),
+        }
+    }
+}
+
+/// Entries read back, as JS objects.
+pub fn entries(batch: Vec<Entry>) -> Vec<NativeEntry> {
+    batch.into_iter().map(NativeEntry::from).collect()
+}
+
+fn to_f64s(sequences: Vec<u64>) -> Vec<f64> {
+    sequences.into_iter().map(to_f64).collect()
+}
+
+/// One snapshot section to write.
+#[napi(object)]
+pub struct NativeSection {
+    /// Unique name.
+    pub name: String,
+    /// Its bytes.
+    pub data: Uint8Array,
+    /// Store it zstd-compressed when that makes it smaller.
+    pub compress: bool,
+}
+
+/// Sections as owned engine tuples (copies the bytes).
+pub fn sections(sections: Vec<NativeSection>) -> Vec<(String, Vec<u8>, bool)> {
+    sections
+        .into_iter()
+        .map(|s| (s.name, s.data.to_vec(), s.compress))
+        .collect()
+}
+
+/// A builder holding `sections`, checked against the caps.
+pub fn snapshot_builder(
+    sequence: u64,
+    sections_in: Vec<NativeSection>,
+    level: i32,
+) -> napi::Result<SnapshotBuilder> {
+    let mut builder = SnapshotBuilder::new(sequence, level);
+    for (name, bytes, compress) in sections(sections_in) {
+        builder
+            .add(&name, bytes, compress)
+            .map_err(|e| js_error(&e))?;
+    }
+    Ok(builder)
+}
+
+/// A section as listed in a snapshot's table.
+#[napi(object)]
+pub struct NativeSectionInfo {
+    /// Name.
+    pub name: String,
+    /// Length once decompressed.
+    pub raw_len: f64,
+    /// Length as stored.
+    pub stored_len: f64,
+    /// Whether it is stored compressed.
+    pub compressed: bool,
+}
+
+impl From<&SectionInfo> for NativeSectionInfo {
+    fn from(info: &SectionInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            raw_len: to_f64(info.raw_len),
+            stored_len: to_f64(info.stored_len),
+            compressed: info.compressed,
+        }
+    }
+}
+
+/// A published snapshot.
+#[napi(object)]
+pub struct NativePublished {
+    /// Its path.
+    pub path: String,
+    /// The sequence it covers.
+    pub sequence: f64,
+    /// Its size.
+    pub bytes: f64,
+    /// False when an identical file was already there.
+    pub created: bool,
+}
+
+impl From<PublishedSnapshot> for NativePublished {
+    fn from(p: PublishedSnapshot) -> Self {
+        Self {
+            path: p.path.display().to_string(),
+            sequence: to_f64(p.sequence),
+            bytes: to_f64(p.bytes),
+            created: p.created,
+        }
+    }
+}
+
+/// What a rotation or checkpoint did.
+#[napi(object)]
+pub struct NativeRotation {
+    /// The sequence the new snapshot covers.
+    pub sequence: f64,
+    /// The snapshot file.
+    pub snapshot_path: String,
+    /// Its size.
+    pub snapshot_bytes: f64,
+    /// The archived WAL prefix.
+    pub archive_path: String,
+}
+
+impl From<Rotation> for NativeRotation {
+    fn from(r: Rotation) -> Self {
+        Self {
+            sequence: to_f64(r.sequence),
+            snapshot_path: r.snapshot.path.display().to_string(),
+            snapshot_bytes: to_f64(r.snapshot.bytes),
+            archive_path: r.archive_path.display().to_string(),
+        }
+    }
+}
+
+/// A retention policy, normalised by the facade.
+#[napi(object)]
+pub struct NativePolicy {
+    /// Snapshots to keep (the live one always).
+    pub keep_snapshots: u32,
+    /// Archives to keep.
+    pub keep_archives: u32,
+    /// Byte budget for snapshots and archives.
+    pub max_bytes: Option<f64>,
+    /// Maximum age in milliseconds.
+    pub max_age_ms: Option<f64>,
+}
+
+impl TryFrom<NativePolicy> for RetentionPolicy {
+    type Error = napi::Error;
+
+    fn try_from(p: NativePolicy) -> napi::Result<Self> {
+        Ok(Self {
+            keep_snapshots: p.keep_snapshots,
+            keep_archives: p.keep_archives,
+            max_bytes: p.max_bytes.map(|b| to_u64("maxBytes", b)).transpose()?,
+            max_age: p
+                .max_age_ms
+                .map(|ms| to_u64("maxAgeMs", ms).map(std::time::Duration::from_millis))
+                .transpose()?,
+        })
+    }
+}
+
+/// What a prune did.
+#[napi(object)]
+pub struct NativePruneOutcome {
+    /// Snapshots deleted.
+    pub deleted_snapshots: Vec<f64>,
+    /// Archives deleted.
+    pub deleted_archives: Vec<f64>,
+    /// Stale temp files deleted.
+    pub deleted_temp_files: Vec<String>,
+    /// Snapshots kept.
+    pub retained_snapshots: Vec<f64>,
+    /// Archives kept.
+    pub retained_archives: Vec<f64>,
+    /// Bytes freed.
+    pub bytes_reclaimed: f64,
+}
+
+impl From<PruneOutcome> for NativePruneOutcome {
+    fn from(o: PruneOutcome) -> Self {
+        Self {
+            deleted_snapshots: to_f64s(o.deleted_snapshots),
+            deleted_archives: to_f64s(o.deleted_archives),
+            deleted_temp_files: o.deleted_temp_files,
+            retained_snapshots: to_f64s(o.retained_snapshots),
+            retained_archives: to_f64s(o.retained_archives),
+            bytes_reclaimed: to_f64(o.bytes_reclaimed),
         }
     }
 }

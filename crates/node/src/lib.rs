@@ -6,4 +6,7 @@
 
 mod convert;
 mod reader;
+mod snapshot;
+mod store;
+mod task;
 mod writer;

@@ -4,12 +4,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use napi::bindgen_prelude::AsyncTask;
-use napi::{Env, Task};
 use napi_derive::napi;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::{Entry, Error, WalReader};
 
-use crate::convert::{NativeEntry, NativeTailRepair, js_error, to_u64};
+use crate::convert::{NativeEntry, NativeTailRepair, entries, to_f64, to_u64};
+use crate::task::{Blocking, blocking};
 
 /// A WAL reader; each batch is read off the JS thread.
 #[napi]
@@ -17,61 +17,18 @@ pub struct NativeReader {
     inner: Arc<Mutex<Option<WalReader>>>,
 }
 
-/// Opens a reader on the thread pool.
-pub struct OpenReader {
-    path: PathBuf,
-}
-
-impl Task for OpenReader {
-    type Output = WalReader;
-    type JsValue = NativeReader;
-
-    fn compute(&mut self) -> napi::Result<WalReader> {
-        WalReader::open(&StdFs::shared(), &self.path).map_err(|e| js_error(&e))
-    }
-
-    fn resolve(&mut self, _env: Env, reader: WalReader) -> napi::Result<NativeReader> {
-        Ok(NativeReader {
-            inner: Arc::new(Mutex::new(Some(reader))),
-        })
-    }
-}
-
-/// Reads one batch on the thread pool.
-pub struct ReadBatch {
-    inner: Arc<Mutex<Option<WalReader>>>,
-    from: u64,
-    max_entries: usize,
-    max_bytes: usize,
-}
-
-impl Task for ReadBatch {
-    type Output = Vec<Entry>;
-    type JsValue = Vec<NativeEntry>;
-
-    fn compute(&mut self) -> napi::Result<Vec<Entry>> {
-        let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let reader = guard
-            .as_mut()
-            .ok_or_else(|| js_error(&Error::Closed { what: "reader" }))?;
-        reader
-            .next_batch(self.from, self.max_entries, self.max_bytes)
-            .map_err(|e| js_error(&e))
-    }
-
-    fn resolve(&mut self, _env: Env, batch: Vec<Entry>) -> napi::Result<Vec<NativeEntry>> {
-        Ok(batch.into_iter().map(NativeEntry::from).collect())
-    }
-}
-
 #[napi]
 impl NativeReader {
     /// Open the WAL at `path` for reading.
     #[napi(ts_return_type = "Promise<NativeReader>")]
-    pub fn open(path: String) -> AsyncTask<OpenReader> {
-        AsyncTask::new(OpenReader {
-            path: PathBuf::from(path),
-        })
+    pub fn open(path: String) -> AsyncTask<Blocking<WalReader, NativeReader>> {
+        let path = PathBuf::from(path);
+        blocking(
+            move || WalReader::open(&StdFs::shared(), &path),
+            |reader| NativeReader {
+                inner: Arc::new(Mutex::new(Some(reader))),
+            },
+        )
     }
 
     /// The next entries with sequence >= `from`; an empty array means the end.
@@ -81,22 +38,24 @@ impl NativeReader {
         from: f64,
         max_entries: u32,
         max_bytes: u32,
-    ) -> napi::Result<AsyncTask<ReadBatch>> {
-        Ok(AsyncTask::new(ReadBatch {
-            inner: Arc::clone(&self.inner),
-            from: to_u64("from", from)?,
-            max_entries: max_entries.max(1) as usize,
-            max_bytes: max_bytes.max(1) as usize,
-        }))
+    ) -> napi::Result<AsyncTask<Blocking<Vec<Entry>, Vec<NativeEntry>>>> {
+        let from = to_u64("from", from)?;
+        let inner = Arc::clone(&self.inner);
+        Ok(blocking(
+            move || {
+                let mut guard = inner.lock().unwrap_or_else(PoisonError::into_inner);
+                let reader = guard.as_mut().ok_or(Error::Closed { what: "reader" })?;
+                reader.next_batch(from, max_entries.max(1) as usize, max_bytes.max(1) as usize)
+            },
+            entries,
+        ))
     }
 
     /// The snapshot sequence in the file header, or `null` once closed.
     #[napi(catch_unwind)]
     pub fn snapshot_seq(&self) -> Option<f64> {
         let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        guard
-            .as_ref()
-            .map(|r| crate::convert::to_f64(r.snapshot_seq()))
+        guard.as_ref().map(|r| to_f64(r.snapshot_seq()))
     }
 
     /// The torn tail the reader stopped at, once it reached the end.

@@ -1,0 +1,190 @@
+//! `NativeStore`: a recovered store directory; appends through its committer.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use napi::Env;
+use napi::bindgen_prelude::{AsyncTask, Object, Uint8Array};
+use napi_derive::napi;
+use selene_persist_engine::io::StdFs;
+use selene_persist_engine::retention::PruneOutcome;
+use selene_persist_engine::rotation::Rotation;
+use selene_persist_engine::store::{Replay, Store};
+use selene_persist_engine::{Entry, Error};
+
+use crate::convert::{
+    NativeEntry, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
+    NativeSection, NativeTailRepair, entries, sections, to_u64,
+};
+use crate::snapshot::NativeSnapshotReader;
+use crate::task::{Blocking, blocking};
+use crate::writer::{self, NativeWriterState};
+
+/// What recovery found and did.
+#[napi(object)]
+pub struct NativeRecovery {
+    /// Sequence of the live snapshot (0: none).
+    pub snapshot_seq: f64,
+    /// Whether a rotation interrupted after its commit was finished.
+    pub finished_rotation: bool,
+}
+
+/// An open store.
+#[napi]
+pub struct NativeStore {
+    store: Arc<Store>,
+}
+
+#[napi]
+impl NativeStore {
+    /// Create or recover the store in `dir`.
+    #[napi(ts_return_type = "Promise<NativeStore>")]
+    pub fn open(
+        dir: String,
+        options: NativeOpenOptions,
+    ) -> napi::Result<AsyncTask<Blocking<Store, NativeStore>>> {
+        let options = options.try_into()?;
+        let dir = PathBuf::from(dir);
+        Ok(blocking(
+            move || Store::open(&StdFs::shared(), &dir, options),
+            |store| NativeStore {
+                store: Arc::new(store),
+            },
+        ))
+    }
+
+    /// Queue one entry.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn append<'env>(
+        &self,
+        env: &'env Env,
+        payload: Uint8Array,
+        meta: Option<NativeMeta>,
+    ) -> napi::Result<Object<'env>> {
+        writer::append(env, self.store.committer(), &payload, meta)
+    }
+
+    /// Queue many entries as one commit.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn append_batch<'env>(
+        &self,
+        env: &'env Env,
+        payloads: Vec<Uint8Array>,
+    ) -> napi::Result<Object<'env>> {
+        writer::append_batch(env, self.store.committer(), &payloads)
+    }
+
+    /// Make everything committed so far durable.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        writer::flush(env, self.store.committer())
+    }
+
+    /// Commit what is queued, make it durable (unless manual), release the locks.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        writer::close(env, self.store.committer())
+    }
+
+    /// The WAL writer's state.
+    #[napi(catch_unwind)]
+    pub fn state(&self) -> NativeWriterState {
+        writer::state(self.store.committer())
+    }
+
+    /// The torn tail cut at open, if any.
+    #[napi(catch_unwind)]
+    pub fn tail_repair(&self) -> Option<NativeTailRepair> {
+        self.store.committer().tail_repair().map(Into::into)
+    }
+
+    /// What recovery found and did.
+    #[napi(catch_unwind)]
+    pub fn recovery(&self) -> NativeRecovery {
+        let recovery = self.store.recovery();
+        NativeRecovery {
+            snapshot_seq: crate::convert::to_f64(recovery.snapshot_seq),
+            finished_rotation: recovery.finished_rotation,
+        }
+    }
+
+    /// The live snapshot, if any.
+    #[napi(catch_unwind)]
+    pub fn snapshot(&self) -> Option<NativeSnapshotReader> {
+        self.store.snapshot().map(Into::into)
+    }
+
+    /// A replay of the entries after the live snapshot, from `from` on.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeReplay>")]
+    pub fn replay(&self, from: f64) -> napi::Result<AsyncTask<Blocking<Replay, NativeReplay>>> {
+        let from = to_u64("from", from)?;
+        let store = Arc::clone(&self.store);
+        Ok(blocking(
+            move || store.replay(from),
+            |replay| NativeReplay {
+                inner: Arc::new(Mutex::new(Some(replay))),
+            },
+        ))
+    }
+
+    /// Snapshot `sections` at a new watermark and rotate.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeRotation>")]
+    pub fn checkpoint(
+        &self,
+        sections_in: Vec<NativeSection>,
+    ) -> AsyncTask<Blocking<Rotation, NativeRotation>> {
+        let store = Arc::clone(&self.store);
+        let owned = sections(sections_in);
+        blocking(move || store.checkpoint(owned), NativeRotation::from)
+    }
+
+    /// Apply a retention policy.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativePruneOutcome>")]
+    pub fn prune(
+        &self,
+        policy: NativePolicy,
+    ) -> napi::Result<AsyncTask<Blocking<PruneOutcome, NativePruneOutcome>>> {
+        let policy = policy.try_into()?;
+        let store = Arc::clone(&self.store);
+        Ok(blocking(
+            move || store.prune(&policy),
+            NativePruneOutcome::from,
+        ))
+    }
+}
+
+/// Batches of replayed entries.
+#[napi]
+pub struct NativeReplay {
+    inner: Arc<Mutex<Option<Replay>>>,
+}
+
+#[napi]
+impl NativeReplay {
+    /// The next entries; an empty array means the end.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeEntry[]>")]
+    pub fn next_batch(
+        &self,
+        max_entries: u32,
+        max_bytes: u32,
+    ) -> AsyncTask<Blocking<Vec<Entry>, Vec<NativeEntry>>> {
+        let inner = Arc::clone(&self.inner);
+        blocking(
+            move || {
+                let mut guard = inner.lock().unwrap_or_else(PoisonError::into_inner);
+                let replay = guard.as_mut().ok_or(Error::Closed { what: "replay" })?;
+                replay.next_batch(max_entries.max(1) as usize, max_bytes.max(1) as usize)
+            },
+            entries,
+        )
+    }
+
+    /// Release the file.
+    #[napi(catch_unwind)]
+    pub fn close(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}

@@ -1,0 +1,55 @@
+//! One generic off-thread task: run engine work on the libuv pool, map the result on the JS
+//! thread. A panic in the work becomes an `INTERNAL` error instead of reaching Node.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
+use napi::{Env, Task};
+use selene_persist_engine::{Error, Result};
+
+use crate::convert::js_error;
+
+type Work<T> = Box<dyn FnOnce() -> Result<T> + Send>;
+
+/// Engine work returning `T`, delivered to JS as `R`.
+pub struct Blocking<T, R> {
+    work: Option<Work<T>>,
+    map: fn(T) -> R,
+}
+
+/// Run `work` on the thread pool; the Promise resolves with `map` of its result.
+pub fn blocking<T, R>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+    map: fn(T) -> R,
+) -> AsyncTask<Blocking<T, R>>
+where
+    T: Send + 'static,
+    R: ToNapiValue + TypeName,
+{
+    AsyncTask::new(Blocking {
+        work: Some(Box::new(work)),
+        map,
+    })
+}
+
+impl<T: Send + 'static, R: ToNapiValue + TypeName> Task for Blocking<T, R> {
+    type Output = T;
+    type JsValue = R;
+
+    fn compute(&mut self) -> napi::Result<T> {
+        let work = self
+            .work
+            .take()
+            .ok_or_else(|| js_error(&Error::Internal("task ran twice".into())))?;
+        match catch_unwind(AssertUnwindSafe(work)) {
+            Ok(result) => result.map_err(|e| js_error(&e)),
+            Err(_) => Err(js_error(&Error::Internal(
+                "panic in a background task".into(),
+            ))),
+        }
+    }
+
+    fn resolve(&mut self, _env: Env, output: T) -> napi::Result<R> {
+        Ok((self.map)(output))
+    }
+}
