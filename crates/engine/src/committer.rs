@@ -133,21 +133,38 @@ impl Committer {
         }
     }
 
-    /// Run `task` on the committer thread after everything queued before it, and wait for its
-    /// result. Blocks: call it from a worker thread, never the JS thread.
+    /// Queue `task` to run on the committer thread after everything queued before it;
+    /// `reply` gets its result (a panic in it becomes `Internal` and poisons the writer).
+    pub fn submit<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&mut WalWriter) -> Result<T> + Send + 'static,
+        reply: Reply<T>,
+    ) {
+        let slot = Arc::new(Mutex::new(Some(reply)));
+        let runner = Arc::clone(&slot);
+        let task = Box::new(move |writer: &mut WalWriter| {
+            if let Some(reply) = lock(&runner).take() {
+                reply(shielded(writer, task));
+            }
+        });
+        self.send(Command::Exclusive { task }, |_| {
+            if let Some(reply) = lock(&slot).take() {
+                reply(Err(closed()));
+            }
+        });
+    }
+
+    /// [`Self::submit`], waiting for the result. Blocks: call it from a worker thread, never
+    /// the JS thread.
     ///
     /// # Errors
-    /// `Closed`, or what `task` returns (a panic in it becomes `Internal` and poisons).
+    /// `Closed`, or what `task` returns.
     pub fn call<T: Send + 'static>(
         &self,
         task: impl FnOnce(&mut WalWriter) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (tx, rx) = mpsc::channel();
-        let task = Box::new(move |writer: &mut WalWriter| {
-            // The receiver waits below; a send error means the caller is gone.
-            drop(tx.send(shielded(writer, task)));
-        });
-        self.send(Command::Exclusive { task }, drop);
+        self.submit(task, Box::new(move |result| drop(tx.send(result))));
         rx.recv().unwrap_or_else(|_| Err(closed()))
     }
 

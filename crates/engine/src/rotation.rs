@@ -15,12 +15,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::committer::Committer;
+use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::publish::{Placement, copy_range, dir_of, publish};
 use crate::snapshot::{PublishedSnapshot, SnapshotBuilder};
+use crate::writer::WalWriter;
 
 /// File name of the archive of the WAL prefix ending at `sequence`.
 #[must_use]
@@ -83,9 +84,18 @@ pub fn rotate(
 /// # Errors
 /// `InvalidArgument` for a mismatched anchor; append and flush errors.
 pub fn begin(committer: &Committer, anchor: Anchor) -> Result<(u64, u64)> {
+    committer.call(move |w| anchor_epoch(w, anchor))
+}
+
+/// [`begin`] without waiting: the watermark is queued now, `reply` gets the outcome.
+pub fn begin_queued(committer: &Committer, anchor: Anchor, reply: Reply<(u64, u64)>) {
+    committer.submit(move |w| anchor_epoch(w, anchor), reply);
+}
+
+fn anchor_epoch(w: &mut WalWriter, anchor: Anchor) -> Result<(u64, u64)> {
     match anchor {
-        Anchor::Watermark => committer.call(|w| w.append_watermark()),
-        Anchor::LastSequence(expected) => committer.call(move |w| {
+        Anchor::Watermark => w.append_watermark(),
+        Anchor::LastSequence(expected) => {
             if w.last_sequence() != expected || expected == 0 {
                 return Err(Error::InvalidArgument(format!(
                     "the snapshot must cover the last sequence {} (and it must be above 0), got {expected}",
@@ -94,7 +104,7 @@ pub fn begin(committer: &Committer, anchor: Anchor) -> Result<(u64, u64)> {
             }
             w.flush()?;
             Ok((expected, w.committed_offset()))
-        }),
+        }
     }
 }
 

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
-use crate::committer::Committer;
+use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
 use crate::frame::Origin;
 use crate::io::{LockKind, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
-use crate::rotation::{Anchor, Rotation, begin, finish};
+use crate::rotation::{Anchor, Rotation, begin, begin_queued, finish};
 use crate::snapshot::{self, SnapshotBuilder, SnapshotReader};
 use crate::writer::{WalOptions, WalWriter};
 
@@ -181,7 +181,7 @@ impl Store {
     /// Section errors (nothing is written), and the errors of [`begin`] and [`finish`].
     pub fn checkpoint(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<Rotation> {
         let builder = self.builder(sections)?;
-        let (sequence, offset) = self.begin_checkpoint()?;
+        let (sequence, offset) = begin(&self.committer, Anchor::Watermark)?;
         self.finish_checkpoint(builder, sequence, offset)
     }
 
@@ -197,13 +197,10 @@ impl Store {
         Ok(builder)
     }
 
-    /// Queue a checkpoint watermark: the snapshot finished with it must hold the state after
-    /// every append queued before this call. Returns its sequence and WAL offset. Blocks.
-    ///
-    /// # Errors
-    /// As [`begin`].
-    pub fn begin_checkpoint(&self) -> Result<(u64, u64)> {
-        begin(&self.committer, Anchor::Watermark)
+    /// Queue a checkpoint watermark now: the snapshot finished with it must hold the state
+    /// after every append queued before this call. `reply` gets its sequence and WAL offset.
+    pub fn begin_checkpoint(&self, reply: Reply<(u64, u64)>) {
+        begin_queued(&self.committer, Anchor::Watermark, reply);
     }
 
     /// Publish `builder` at the sequence [`Self::begin_checkpoint`] returned and rotate. Blocks.

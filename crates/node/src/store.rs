@@ -14,7 +14,7 @@ use selene_persist_engine::{Entry, Error};
 
 use crate::convert::{
     NativeEntry, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
-    NativeSection, NativeTailRepair, entries, sections, to_u64,
+    NativeSection, NativeTailRepair, entries, js_error, sections, to_f64, to_u64,
 };
 use crate::snapshot::NativeSnapshotReader;
 use crate::task::{Blocking, blocking};
@@ -103,7 +103,7 @@ impl NativeStore {
     pub fn recovery(&self) -> NativeRecovery {
         let recovery = self.store.recovery();
         NativeRecovery {
-            snapshot_seq: crate::convert::to_f64(recovery.snapshot_seq),
+            snapshot_seq: to_f64(recovery.snapshot_seq),
             finished_rotation: recovery.finished_rotation,
         }
     }
@@ -127,15 +127,37 @@ impl NativeStore {
         ))
     }
 
-    /// Snapshot `sections` at a new watermark and rotate.
+    /// Queue a checkpoint watermark now; resolves with `[sequence, offset]`. The sections later
+    /// given to `finishCheckpoint` must hold the state after every append queued before this.
+    #[napi(catch_unwind, ts_return_type = "Promise<[number, number]>")]
+    pub fn begin_checkpoint<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        writer::promise(
+            env,
+            |(sequence, offset): (u64, u64)| vec![to_f64(sequence), to_f64(offset)],
+            |reply| {
+                self.store.begin_checkpoint(reply);
+            },
+        )
+    }
+
+    /// Snapshot `sections` at the sequence `beginCheckpoint` returned and rotate.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeRotation>")]
-    pub fn checkpoint(
+    pub fn finish_checkpoint(
         &self,
+        sequence: f64,
+        offset: f64,
         sections_in: Vec<NativeSection>,
-    ) -> AsyncTask<Blocking<Rotation, NativeRotation>> {
+    ) -> napi::Result<AsyncTask<Blocking<Rotation, NativeRotation>>> {
+        let (sequence, offset) = (to_u64("sequence", sequence)?, to_u64("offset", offset)?);
+        let builder = self
+            .store
+            .builder(sections(sections_in))
+            .map_err(|e| js_error(&e))?;
         let store = Arc::clone(&self.store);
-        let owned = sections(sections_in);
-        blocking(move || store.checkpoint(owned), NativeRotation::from)
+        Ok(blocking(
+            move || store.finish_checkpoint(builder, sequence, offset),
+            NativeRotation::from,
+        ))
     }
 
     /// Apply a retention policy.

@@ -38,7 +38,7 @@ pub struct NativeWriterState {
 }
 
 /// A Promise settled from the committer thread.
-fn promise<'env, T, R>(
+pub fn promise<'env, T, R>(
     env: &'env Env,
     map: fn(T) -> R,
     submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>),

@@ -1,0 +1,147 @@
+/** Validation of caller-supplied options and arguments, and their normalised native form. */
+import type * as native from '../native'
+
+import { invalid } from './errors'
+
+/** When appended entries are made durable. */
+export type SyncPolicy = 'always' | 'manual' | { everyN: number } | { intervalMs: number }
+
+/** Payload compression: zstd at or above `threshold` bytes (default 4096); `false` disables. */
+export type CompressionOption = false | { threshold?: number; level?: number }
+
+/** A hybrid-logical-clock timestamp: Unix seconds plus a 1/2^32-second fraction. */
+export interface Hlc {
+  seconds: number
+  subseconds: number
+}
+
+/** Where an entry came from. */
+export type Origin = { kind: 'local' } | { kind: 'replicated'; sourceNodeId: number; sourceSeq: number }
+
+/** Optional metadata of one append. */
+export interface AppendMeta {
+  /** Who wrote it (at most 4096 bytes). */
+  principal?: Uint8Array
+  /** Local (default) or replicated from another node. */
+  origin?: Origin
+  /** Timestamp; the writer's monotonic clock supplies one when absent. */
+  hlc?: Hlc
+}
+
+/** What `prune` keeps. The live snapshot and the active WAL are never deleted. */
+export interface RetentionPolicy {
+  /** Snapshots to keep, the live one included (default 2). */
+  keepSnapshots?: number
+  /** Archived WAL prefixes to keep (default 4). */
+  keepArchives?: number
+  /** Byte budget for snapshots and archives; the oldest go first. */
+  maxBytes?: number
+  /** Delete snapshots and archives older than this many milliseconds. */
+  maxAgeMs?: number
+}
+
+/** Named snapshot sections: a Record or a Map of name to bytes. */
+export type Sections = Record<string, Uint8Array> | ReadonlyMap<string, Uint8Array>
+
+export const U32_MAX = 0xffff_ffff
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null
+}
+
+export function checkInteger(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`)
+  }
+  return value
+}
+
+export function checkBytes(name: string, value: unknown): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw invalid(`${name} must be a Uint8Array or Buffer`)
+  return value
+}
+
+export function checkPath(path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
+    throw invalid('path must be a non-empty string without NUL bytes')
+  }
+  return path
+}
+
+export function checkObject(name: string, value: unknown): Record<string, unknown> {
+  if (value === undefined) return {}
+  if (!isObject(value)) throw invalid(`${name} must be an object`)
+  return value
+}
+
+/** Native writer options from `sync`, `compression` and `snapshotSeq`. */
+export function nativeOptions(options: Record<string, unknown>): native.NativeOpenOptions {
+  const { sync = 'always', compression = {}, snapshotSeq = 0 } = options
+  const out: native.NativeOpenOptions = {
+    syncMode: 'always',
+    compressionLevel: 1,
+    snapshotSeq: checkInteger('snapshotSeq', snapshotSeq, 0, Number.MAX_SAFE_INTEGER),
+  }
+  if (sync === 'always' || sync === 'manual') {
+    out.syncMode = sync
+  } else if (isObject(sync) && 'everyN' in sync) {
+    out.syncMode = 'everyN'
+    out.everyN = checkInteger('sync.everyN', sync.everyN, 1, U32_MAX)
+  } else if (isObject(sync) && 'intervalMs' in sync) {
+    out.syncMode = 'interval'
+    out.intervalMs = checkInteger('sync.intervalMs', sync.intervalMs, 1, U32_MAX)
+  } else {
+    throw invalid(`sync must be 'always', 'manual', { everyN } or { intervalMs }, got ${JSON.stringify(sync)}`)
+  }
+  if (compression !== false) {
+    if (!isObject(compression)) throw invalid('compression must be false or { threshold?, level? }')
+    out.compressionThreshold = checkInteger('compression.threshold', compression.threshold ?? 4096, 0, U32_MAX)
+    out.compressionLevel = checkInteger('compression.level', compression.level ?? 1, 1, 22)
+  }
+  return out
+}
+
+export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
+  if (meta === undefined) return undefined
+  if (!isObject(meta)) throw invalid('meta must be an object')
+  const { principal, origin, hlc } = meta
+  const out: native.NativeMeta = {}
+  if (principal !== undefined) out.principal = checkBytes('meta.principal', principal)
+  if (origin !== undefined) {
+    if (!isObject(origin) || (origin.kind !== 'local' && origin.kind !== 'replicated')) {
+      throw invalid("meta.origin must be { kind: 'local' } or { kind: 'replicated', sourceNodeId, sourceSeq }")
+    }
+    if (origin.kind === 'replicated') {
+      out.sourceNodeId = checkInteger('origin.sourceNodeId', origin.sourceNodeId, 0, Number.MAX_SAFE_INTEGER)
+      out.sourceSeq = checkInteger('origin.sourceSeq', origin.sourceSeq, 0, Number.MAX_SAFE_INTEGER)
+    }
+  }
+  if (hlc !== undefined) {
+    if (!isObject(hlc)) throw invalid('meta.hlc must be { seconds, subseconds }')
+    out.hlcSeconds = checkInteger('hlc.seconds', hlc.seconds, 0, Number.MAX_SAFE_INTEGER)
+    out.hlcSubseconds = checkInteger('hlc.subseconds', hlc.subseconds ?? 0, 0, U32_MAX)
+  }
+  return out
+}
+
+export function nativePolicy(policy: unknown, defaults: RetentionPolicy = {}): native.NativePolicy {
+  const given = { ...defaults, ...checkObject('policy', policy) }
+  const out: native.NativePolicy = {
+    keepSnapshots: checkInteger('keepSnapshots', given.keepSnapshots ?? 2, 0, U32_MAX),
+    keepArchives: checkInteger('keepArchives', given.keepArchives ?? 4, 0, U32_MAX),
+  }
+  if (given.maxBytes !== undefined) out.maxBytes = checkInteger('maxBytes', given.maxBytes, 0, Number.MAX_SAFE_INTEGER)
+  if (given.maxAgeMs !== undefined) out.maxAgeMs = checkInteger('maxAgeMs', given.maxAgeMs, 0, Number.MAX_SAFE_INTEGER)
+  return out
+}
+
+export function nativeSections(sections: unknown, compress: boolean): native.NativeSection[] {
+  let pairs: [unknown, unknown][]
+  if (sections instanceof Map) pairs = [...sections.entries()]
+  else if (isObject(sections) && !Array.isArray(sections)) pairs = Object.entries(sections)
+  else throw invalid('sections must be a Record or Map of name to Uint8Array')
+  return pairs.map(([name, data]) => {
+    if (typeof name !== 'string') throw invalid('section names must be strings')
+    return { name, data: checkBytes(`sections[${JSON.stringify(name)}]`, data), compress }
+  })
+}

@@ -1,0 +1,199 @@
+/** The Store: a recovered directory of WAL, snapshots and archives committed by a MANIFEST. */
+import * as native from '../native'
+
+import { PersistError, call, invalid } from './errors'
+import {
+  type CompressionOption,
+  type RetentionPolicy,
+  type Sections,
+  type SyncPolicy,
+  checkInteger,
+  checkObject,
+  checkPath,
+  isObject,
+  nativeOptions,
+  nativePolicy,
+  nativeSections,
+} from './options'
+import { SnapshotReader } from './snapshot'
+import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, type WalEntry, drain, fromOption } from './wal'
+
+/** Sections, or a function that captures them (synchronously) and may serialise them later. */
+export type SectionsSource = Sections | (() => Sections | Promise<Sections>)
+
+/** Checkpoint automatically once the active WAL passes a threshold. */
+export interface AutoCheckpoint {
+  /** Checkpoint when the active WAL reaches this many bytes. */
+  maxBytes?: number
+  /** Checkpoint when this many entries follow the live snapshot. */
+  maxEntries?: number
+  /**
+   * Returns the application state as sections. It must capture the state synchronously
+   * (the checkpoint's sequence is fixed in the same tick); it may return a Promise that
+   * finishes serialising what it captured.
+   */
+  sections: () => Sections | Promise<Sections>
+  /** Called with the error of a failed automatic checkpoint (default: ignored). */
+  onError?: (error: PersistError) => void
+}
+
+/** Options of {@link Store.open}. */
+export interface StoreOptions {
+  /** Durability of appends; default `'always'`. */
+  sync?: SyncPolicy
+  /** Payload compression of WAL entries. */
+  compression?: CompressionOption
+  /** Whether snapshot sections are zstd-compressed (default true). */
+  compressSnapshots?: boolean
+  /** The policy `prune()` applies when called without one. */
+  retention?: RetentionPolicy
+  /** Checkpoint automatically past a size or entry threshold. */
+  autoCheckpoint?: AutoCheckpoint
+}
+
+/** What recovery found and did when the store opened. */
+export interface Recovery {
+  /** Sequence of the live snapshot (0: none). */
+  snapshotSeq: number
+  /** Whether a rotation interrupted after its commit was finished. */
+  finishedRotation: boolean
+}
+
+function checkAuto(auto: unknown): AutoCheckpoint | null {
+  if (auto === undefined) return null
+  if (!isObject(auto) || typeof auto.sections !== 'function') {
+    throw invalid('autoCheckpoint needs a sections() function')
+  }
+  if (auto.maxBytes === undefined && auto.maxEntries === undefined) {
+    throw invalid('autoCheckpoint needs maxBytes or maxEntries')
+  }
+  if (auto.maxBytes !== undefined) checkInteger('autoCheckpoint.maxBytes', auto.maxBytes, 1, Number.MAX_SAFE_INTEGER)
+  if (auto.maxEntries !== undefined) checkInteger('autoCheckpoint.maxEntries', auto.maxEntries, 1, Number.MAX_SAFE_INTEGER)
+  if (auto.onError !== undefined && typeof auto.onError !== 'function') throw invalid('autoCheckpoint.onError must be a function')
+  return auto as unknown as AutoCheckpoint
+}
+
+/**
+ * A store directory: `wal.log`, `snapshot.<seq>.snap`, `wal.<seq>.archive`, `MANIFEST`.
+ * Opening recovers it; `checkpoint` seals the WAL behind a snapshot of your state; `prune`
+ * applies retention. One Store per directory, across processes.
+ */
+export class Store extends Appender {
+  readonly #native: native.NativeStore
+  readonly #retention: RetentionPolicy
+  readonly #compress: boolean
+  readonly #auto: AutoCheckpoint | null
+  #autoRunning: Promise<void> | null = null
+  /** Serialises checkpoint finishes and prunes, in call order. */
+  #maintenance: Promise<unknown> = Promise.resolve()
+  /** What recovery found and did. */
+  readonly recovery: Recovery
+
+  private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null) {
+    super(handle)
+    this.#native = handle
+    this.#retention = options.retention ?? {}
+    this.#compress = options.compressSnapshots ?? true
+    this.#auto = auto
+    this.recovery = handle.recovery()
+  }
+
+  /** Create the directory if needed, recover it, and open it for appends. */
+  static async open(dir: string, options?: StoreOptions): Promise<Store> {
+    return call(async () => {
+      const given = checkObject('options', options)
+      if ('snapshotSeq' in given) throw invalid('a Store manages snapshotSeq itself')
+      const auto = checkAuto(given.autoCheckpoint)
+      nativePolicy(given.retention)
+      const handle = await native.NativeStore.open(checkPath(dir), nativeOptions(given))
+      return new Store(handle, given as StoreOptions, auto)
+    })
+  }
+
+  /** The live snapshot, or `null` before the first checkpoint. */
+  get snapshot(): SnapshotReader | null {
+    const handle = this.#native.snapshot()
+    return handle ? new SnapshotReader(handle) : null
+  }
+
+  /**
+   * The entries after the live snapshot, in order, without checkpoint watermarks and with
+   * each replicated entry (by source node and sequence) once. Restore `snapshot`, then apply
+   * these.
+   */
+  async *replay(options: EntriesOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
+    const from = fromOption(options)
+    yield* drain(await call(() => this.#native.replay(from)))
+  }
+
+  override append(...args: Parameters<Appender['append']>): Promise<number> {
+    return this.#thenMaybeCheckpoint(super.append(...args))
+  }
+
+  override appendBatch(...args: Parameters<Appender['appendBatch']>): Promise<number> {
+    return this.#thenMaybeCheckpoint(super.appendBatch(...args))
+  }
+
+  /**
+   * Snapshot your state and seal the WAL behind it. `sections` must hold the state after
+   * every append called before `checkpoint` (a function is called at once and must capture
+   * synchronously). Appends continue while the snapshot and archive are written; they wait
+   * only for the MANIFEST commit and the swap of `wal.log`.
+   */
+  checkpoint(sections: SectionsSource, options: { compress?: boolean } = {}): Promise<Checkpoint> {
+    return call(() => {
+      const given = checkObject('options', options).compress
+      if (given !== undefined && typeof given !== 'boolean') throw invalid('options.compress must be a boolean')
+      const compress = given ?? this.#compress
+      const captured = typeof sections === 'function' ? sections() : sections
+      if (!(captured instanceof Promise)) nativeSections(captured, true)
+      // Same tick as the capture: the watermark follows exactly the appends made so far.
+      const begun = this.#native.beginCheckpoint()
+      const previous = this.#maintenance
+      const finished = (async () => {
+        const [[sequence, offset], resolved] = await Promise.all([begun, captured])
+        await previous
+        return this.#native.finishCheckpoint(sequence, offset, nativeSections(resolved, compress))
+      })()
+      this.#maintenance = finished.catch(() => undefined)
+      return finished
+    })
+  }
+
+  /** Apply retention (default: the store's `retention` option, else keep 2 snapshots, 4 archives). */
+  prune(policy?: RetentionPolicy): Promise<PruneResult> {
+    return call(() => {
+      const normalised = nativePolicy(policy ?? this.#retention)
+      const run = this.#maintenance.then(() => this.#native.prune(normalised))
+      this.#maintenance = run.catch(() => undefined)
+      return run
+    })
+  }
+
+  /** Wait for a running automatic checkpoint, then commit, sync and close. */
+  override async close(): Promise<void> {
+    await this.#autoRunning
+    await this.#maintenance
+    return super.close()
+  }
+
+  async #thenMaybeCheckpoint(appended: Promise<number>): Promise<number> {
+    const sequence = await appended
+    const auto = this.#auto
+    if (auto && !this.#autoRunning && !this.closed) {
+      const due =
+        (auto.maxBytes !== undefined && this.committedOffset >= auto.maxBytes) ||
+        (auto.maxEntries !== undefined && this.lastSequence - this.snapshotSeq >= auto.maxEntries)
+      if (due) {
+        this.#autoRunning = this.checkpoint(auto.sections).then(
+          () => undefined,
+          (error: unknown) => auto.onError?.(error as PersistError),
+        )
+        void this.#autoRunning.finally(() => {
+          this.#autoRunning = null
+        })
+      }
+    }
+    return sequence
+  }
+}

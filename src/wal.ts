@@ -1,0 +1,272 @@
+/** The WAL writer and reader. */
+import * as native from '../native'
+
+import { call, invalid } from './errors'
+import {
+  type AppendMeta,
+  type CompressionOption,
+  type Hlc,
+  type Origin,
+  type RetentionPolicy,
+  type Sections,
+  type SyncPolicy,
+  checkBytes,
+  checkInteger,
+  checkObject,
+  checkPath,
+  isObject,
+  nativeMeta,
+  nativeOptions,
+  nativePolicy,
+  nativeSections,
+} from './options'
+
+/** Options of {@link WalWriter.open}. */
+export interface WalWriterOptions {
+  /** Durability policy; default `'always'` (durable when `append` resolves). */
+  sync?: SyncPolicy
+  /** zstd compression of payloads at or above `threshold` bytes (default 4096); `false` disables. */
+  compression?: CompressionOption
+  /** Snapshot sequence recorded in a new file's header; the first entry gets `snapshotSeq + 1`. */
+  snapshotSeq?: number
+}
+
+/** A torn tail cut when a writer opened. */
+export interface TailRepair {
+  reason: 'short-frame' | 'corrupt-final-frame' | 'zero-tail'
+  /** Offset of the first byte cut (the end of the last valid entry). */
+  offset: number
+  /** How many bytes were cut. */
+  discardedBytes: number
+}
+
+/** One entry read back. */
+export interface WalEntry {
+  sequence: number
+  hlc: Hlc
+  origin: Origin
+  principal: Buffer | null
+  payload: Buffer
+}
+
+/** What a rotation or checkpoint did. */
+export interface Checkpoint {
+  /** The sequence the new snapshot covers. */
+  sequence: number
+  snapshotPath: string
+  snapshotBytes: number
+  /** The sealed WAL prefix. */
+  archivePath: string
+}
+
+/** What a prune did. */
+export interface PruneResult {
+  deletedSnapshots: number[]
+  deletedArchives: number[]
+  deletedTempFiles: string[]
+  retainedSnapshots: number[]
+  retainedArchives: number[]
+  bytesReclaimed: number
+}
+
+/** The native handles that own a committer thread. */
+interface NativeAppender {
+  append(payload: Uint8Array, meta?: native.NativeMeta): Promise<number>
+  appendBatch(payloads: Uint8Array[]): Promise<number>
+  flush(): Promise<void>
+  close(): Promise<void>
+  state(): native.NativeWriterState
+  tailRepair(): native.NativeTailRepair | null
+}
+
+/**
+ * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
+ * appends into one write and one fdatasync. No fsync ever runs on the JS thread.
+ */
+export abstract class Appender {
+  readonly #native: NativeAppender
+  /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
+  readonly tailRepair: TailRepair | null
+
+  protected constructor(handle: NativeAppender) {
+    this.#native = handle
+    this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
+  }
+
+  /**
+   * Append one entry. Resolves with its sequence once it is as durable as the sync policy
+   * promises. Sequences follow call order.
+   */
+  append(payload: Uint8Array, meta?: AppendMeta): Promise<number> {
+    return call(() => this.#native.append(checkBytes('payload', payload), nativeMeta(meta)))
+  }
+
+  /** Append many entries as one commit; resolves with the first sequence (they are contiguous). */
+  appendBatch(payloads: readonly Uint8Array[]): Promise<number> {
+    return call(() => {
+      if (!Array.isArray(payloads) || payloads.length === 0) throw invalid('payloads must be a non-empty array')
+      return this.#native.appendBatch(payloads.map((p, i) => checkBytes(`payloads[${i}]`, p)))
+    })
+  }
+
+  /** Make every entry appended so far durable. */
+  flush(): Promise<void> {
+    return call(() => this.#native.flush())
+  }
+
+  /**
+   * Commit everything queued, make it durable (except under `'manual'`, where unflushed
+   * entries may be lost on power failure), and release the lock.
+   */
+  close(): Promise<void> {
+    return call(() => this.#native.close())
+  }
+
+  /** Sequence of the last committed entry (the snapshot sequence when there is none). */
+  get lastSequence(): number {
+    return this.#native.state().lastSequence
+  }
+
+  /** File offset just past the last committed entry: the active WAL's size. */
+  get committedOffset(): number {
+    return this.#native.state().committedOffset
+  }
+
+  /** The snapshot sequence recorded in the active WAL's header. */
+  get snapshotSeq(): number {
+    return this.#native.state().snapshotSeq
+  }
+
+  /** Committed entries not yet fdatasynced. */
+  get entriesSinceFsync(): number {
+    return this.#native.state().entriesSinceFsync
+  }
+
+  /** Why writes are refused until reopened, or `null`. */
+  get poisoned(): string | null {
+    return this.#native.state().poisoned ?? null
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return this.#native.state().closed
+  }
+}
+
+/** The single writer of one WAL file. */
+export class WalWriter extends Appender {
+  readonly #native: native.NativeWriter
+
+  private constructor(handle: native.NativeWriter) {
+    super(handle)
+    this.#native = handle
+  }
+
+  /** Open (creating if absent) the WAL file at `path`, scan it and cut any torn tail. */
+  static async open(path: string, options?: WalWriterOptions): Promise<WalWriter> {
+    return call(async () => {
+      const normalised = nativeOptions(checkObject('options', options))
+      return new WalWriter(await native.NativeWriter.open(checkPath(path), normalised))
+    })
+  }
+
+  /**
+   * Low level: snapshot `sections` at the last sequence `sequence` and rotate through the
+   * MANIFEST in the WAL's directory (snapshot, archive, MANIFEST commit, fresh WAL). The WAL
+   * must be named `wal.log`. Most users want {@link Store.checkpoint}.
+   */
+  rotateWithManifest(sequence: number, sections: Sections, options: { compress?: boolean } = {}): Promise<Checkpoint> {
+    return call(() =>
+      this.#native.rotateWithManifest(
+        checkInteger('sequence', sequence, 1, Number.MAX_SAFE_INTEGER),
+        nativeSections(sections, options.compress ?? true),
+        1,
+      ),
+    )
+  }
+
+  /** Low level: apply a retention policy to the WAL's directory. */
+  prune(policy?: RetentionPolicy): Promise<PruneResult> {
+    return call(() => this.#native.prune(nativePolicy(policy)))
+  }
+}
+
+export function toEntry(raw: native.NativeEntry): WalEntry {
+  return {
+    sequence: raw.sequence,
+    hlc: { seconds: raw.hlcSeconds, subseconds: raw.hlcSubseconds },
+    origin:
+      raw.sourceNodeId === undefined || raw.sourceNodeId === null
+        ? { kind: 'local' }
+        : { kind: 'replicated', sourceNodeId: raw.sourceNodeId, sourceSeq: raw.sourceSeq ?? 0 },
+    principal: raw.principal ?? null,
+    payload: raw.payload,
+  }
+}
+
+const BATCH_ENTRIES = 1024
+const BATCH_BYTES = 4 << 20
+
+/** Yield every entry of a native batch source, then release it. */
+export async function* drain(source: {
+  nextBatch(maxEntries: number, maxBytes: number): Promise<native.NativeEntry[]>
+  close(): void
+}): AsyncGenerator<WalEntry, void, undefined> {
+  try {
+    for (;;) {
+      const batch = await call(() => source.nextBatch(BATCH_ENTRIES, BATCH_BYTES))
+      if (batch.length === 0) return
+      for (const raw of batch) yield toEntry(raw)
+    }
+  } finally {
+    source.close()
+  }
+}
+
+/** Options of {@link WalReader.entries} and {@link Store.replay}. */
+export interface EntriesOptions {
+  /** First sequence to yield (default: the first there is). */
+  from?: number
+}
+
+export function fromOption(options: unknown): number {
+  if (!isObject(options)) throw invalid('options must be an object')
+  return checkInteger('from', options.from ?? 0, 0, Number.MAX_SAFE_INTEGER)
+}
+
+/**
+ * Reads a WAL file, verifying every checksum. Safe beside a live writer: it reads what was in
+ * the file when iteration started, ends cleanly at a torn tail, and throws
+ * `MID_LOG_CORRUPTION` where damage hides valid entries.
+ */
+export class WalReader {
+  /** The file's path. */
+  readonly path: string
+  /** The snapshot sequence recorded in the file header. */
+  readonly snapshotSeq: number
+
+  private constructor(path: string, snapshotSeq: number) {
+    this.path = path
+    this.snapshotSeq = snapshotSeq
+  }
+
+  /** Open the WAL at `path` and check its header. */
+  static async open(path: string): Promise<WalReader> {
+    return call(async () => {
+      const reader = await native.NativeReader.open(checkPath(path))
+      const snapshotSeq = reader.snapshotSeq() ?? 0
+      reader.close()
+      return new WalReader(path, snapshotSeq)
+    })
+  }
+
+  /** The entries in sequence order, each iteration reading the file afresh. */
+  async *entries(options: EntriesOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
+    const from = fromOption(options)
+    const reader = await call(() => native.NativeReader.open(this.path))
+    yield* drain({
+      nextBatch: (maxEntries, maxBytes) => reader.nextBatch(from, maxEntries, maxBytes),
+      close: () => reader.close(),
+    })
+  }
+}
