@@ -28,9 +28,9 @@ export interface AutoCheckpoint {
   /** Checkpoint when this many entries follow the live snapshot. */
   maxEntries?: number
   /**
-   * Returns the application state as sections. It must capture the state synchronously
-   * (the checkpoint's sequence is fixed in the same tick); it may return a Promise that
-   * finishes serialising what it captured.
+   * Returns the application state as sections. It is called at the start of an `append`,
+   * before that entry is queued, and must capture (synchronously) the state after every
+   * earlier append; it may return a Promise that finishes serialising what it captured.
    */
   sections: () => Sections | Promise<Sections>
   /** Called with the error of a failed automatic checkpoint (default: ignored). */
@@ -127,11 +127,13 @@ export class Store extends Appender {
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {
-    return this.#thenMaybeCheckpoint(super.append(...args))
+    this.#maybeAutoCheckpoint()
+    return super.append(...args)
   }
 
   override appendBatch(...args: Parameters<Appender['appendBatch']>): Promise<number> {
-    return this.#thenMaybeCheckpoint(super.appendBatch(...args))
+    this.#maybeAutoCheckpoint()
+    return super.appendBatch(...args)
   }
 
   /**
@@ -151,9 +153,9 @@ export class Store extends Appender {
       const begun = this.#native.beginCheckpoint()
       const previous = this.#maintenance
       const finished = (async () => {
-        const [[sequence, offset], resolved] = await Promise.all([begun, captured])
+        const [sequence, resolved] = await Promise.all([begun, captured])
         await previous
-        return this.#native.finishCheckpoint(sequence, offset, nativeSections(resolved, compress))
+        return this.#native.finishCheckpoint(sequence, nativeSections(resolved, compress))
       })()
       this.#maintenance = finished.catch(() => undefined)
       return finished
@@ -177,23 +179,23 @@ export class Store extends Appender {
     return super.close()
   }
 
-  async #thenMaybeCheckpoint(appended: Promise<number>): Promise<number> {
-    const sequence = await appended
+  /**
+   * Start an automatic checkpoint if a threshold is passed. Runs at the start of an append,
+   * before that entry is queued, so `sections()` sees the state after every earlier append.
+   */
+  #maybeAutoCheckpoint(): void {
     const auto = this.#auto
-    if (auto && !this.#autoRunning && !this.closed) {
-      const due =
-        (auto.maxBytes !== undefined && this.committedOffset >= auto.maxBytes) ||
-        (auto.maxEntries !== undefined && this.lastSequence - this.snapshotSeq >= auto.maxEntries)
-      if (due) {
-        this.#autoRunning = this.checkpoint(auto.sections).then(
-          () => undefined,
-          (error: unknown) => auto.onError?.(error as PersistError),
-        )
-        void this.#autoRunning.finally(() => {
-          this.#autoRunning = null
-        })
-      }
-    }
-    return sequence
+    if (!auto || this.#autoRunning || this.closed) return
+    const due =
+      (auto.maxBytes !== undefined && this.committedOffset >= auto.maxBytes) ||
+      (auto.maxEntries !== undefined && this.lastSequence - this.snapshotSeq >= auto.maxEntries)
+    if (!due) return
+    const running = this.checkpoint(auto.sections).then(
+      () => undefined,
+      (error: unknown) => auto.onError?.(error as PersistError),
+    )
+    this.#autoRunning = running.finally(() => {
+      this.#autoRunning = null
+    })
   }
 }

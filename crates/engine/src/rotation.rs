@@ -73,26 +73,25 @@ pub fn rotate(
     builder: SnapshotBuilder,
     anchor: Anchor,
 ) -> Result<Rotation> {
-    let (sequence, offset) = begin(committer, anchor)?;
-    finish(committer, vfs, wal_path, builder, sequence, offset)
+    let sequence = begin(committer, anchor)?;
+    finish(committer, vfs, wal_path, builder, sequence)
 }
 
-/// Phase 0: fix the new epoch's sequence in queue order. Returns it and the WAL offset just
-/// past it. The state a snapshot at this sequence holds must include every append queued
+/// Phase 0: fix the new epoch's sequence in queue order and anchor it. The state a snapshot at this sequence holds must include every append queued
 /// before this call and none queued after.
 ///
 /// # Errors
 /// `InvalidArgument` for a mismatched anchor; append and flush errors.
-pub fn begin(committer: &Committer, anchor: Anchor) -> Result<(u64, u64)> {
+pub fn begin(committer: &Committer, anchor: Anchor) -> Result<u64> {
     committer.call(move |w| anchor_epoch(w, anchor))
 }
 
 /// [`begin`] without waiting: the watermark is queued now, `reply` gets the outcome.
-pub fn begin_queued(committer: &Committer, anchor: Anchor, reply: Reply<(u64, u64)>) {
+pub fn begin_queued(committer: &Committer, anchor: Anchor, reply: Reply<u64>) {
     committer.submit(move |w| anchor_epoch(w, anchor), reply);
 }
 
-fn anchor_epoch(w: &mut WalWriter, anchor: Anchor) -> Result<(u64, u64)> {
+fn anchor_epoch(w: &mut WalWriter, anchor: Anchor) -> Result<u64> {
     match anchor {
         Anchor::Watermark => w.append_watermark(),
         Anchor::LastSequence(expected) => {
@@ -102,14 +101,13 @@ fn anchor_epoch(w: &mut WalWriter, anchor: Anchor) -> Result<(u64, u64)> {
                     w.last_sequence()
                 )));
             }
-            w.flush()?;
-            Ok((expected, w.committed_offset()))
+            w.anchor()
         }
     }
 }
 
-/// Phases 1 to 4 for the epoch [`begin`] fixed at `sequence`, whose WAL prefix ends at `offset`.
-/// Blocks; call it from a worker thread.
+/// Phases 1 to 4 for the epoch [`begin`] anchored at `sequence`. Blocks; call it from a
+/// worker thread.
 ///
 /// # Errors
 /// `InvalidArgument` if a later epoch is already committed; I/O and publish errors (before
@@ -121,10 +119,15 @@ pub fn finish(
     wal_path: &Path,
     builder: SnapshotBuilder,
     sequence: u64,
-    offset: u64,
 ) -> Result<Rotation> {
     let dir = dir_of(wal_path).to_path_buf();
     let _lock = lock_dir(vfs.as_ref(), &dir, LockKind::Exclusive)?;
+    // Only rotations move anchors, and they are serialised by the lock held from here on.
+    let offset = committer.call(move |w| {
+        w.anchor_offset(sequence).ok_or_else(|| {
+            Error::InvalidArgument(format!("no checkpoint was begun at sequence {sequence}"))
+        })
+    })?;
     let current = committer.state().snapshot_seq;
     let committed =
         Manifest::read(vfs.as_ref(), &dir)?.map_or(current, |m| m.live_snapshot_seq.max(current));

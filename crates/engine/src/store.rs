@@ -181,8 +181,8 @@ impl Store {
     /// Section errors (nothing is written), and the errors of [`begin`] and [`finish`].
     pub fn checkpoint(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<Rotation> {
         let builder = self.builder(sections)?;
-        let (sequence, offset) = begin(&self.committer, Anchor::Watermark)?;
-        self.finish_checkpoint(builder, sequence, offset)
+        let sequence = begin(&self.committer, Anchor::Watermark)?;
+        self.finish_checkpoint(builder, sequence)
     }
 
     /// Check `sections` against the caps, ready for [`Self::finish_checkpoint`].
@@ -198,8 +198,8 @@ impl Store {
     }
 
     /// Queue a checkpoint watermark now: the snapshot finished with it must hold the state
-    /// after every append queued before this call. `reply` gets its sequence and WAL offset.
-    pub fn begin_checkpoint(&self, reply: Reply<(u64, u64)>) {
+    /// after every append queued before this call. `reply` gets its sequence.
+    pub fn begin_checkpoint(&self, reply: Reply<u64>) {
         begin_queued(&self.committer, Anchor::Watermark, reply);
     }
 
@@ -207,22 +207,10 @@ impl Store {
     ///
     /// # Errors
     /// As [`finish`].
-    pub fn finish_checkpoint(
-        &self,
-        builder: SnapshotBuilder,
-        sequence: u64,
-        offset: u64,
-    ) -> Result<Rotation> {
+    pub fn finish_checkpoint(&self, builder: SnapshotBuilder, sequence: u64) -> Result<Rotation> {
         let _maintenance = guard(&self.maintenance);
         let wal_path = self.dir.join(WAL_FILE_NAME);
-        let rotation = finish(
-            &self.committer,
-            &self.vfs,
-            &wal_path,
-            builder,
-            sequence,
-            offset,
-        )?;
+        let rotation = finish(&self.committer, &self.vfs, &wal_path, builder, sequence)?;
         let reader = SnapshotReader::open(self.vfs.as_ref(), &rotation.snapshot.path)?;
         *guard(&self.snapshot) = Some(Arc::new(reader));
         Ok(rotation)

@@ -141,6 +141,9 @@ pub struct WalWriter {
     staged_count: u64,
     poisoned: Option<String>,
     tail_repair: Option<TailRepair>,
+    /// Epoch anchors (sequence, offset just past it) of checkpoints not yet rotated; kept
+    /// valid across resets.
+    anchors: Vec<(u64, u64)>,
 }
 
 impl WalWriter {
@@ -198,6 +201,7 @@ impl WalWriter {
             staged_count: 0,
             poisoned: None,
             tail_repair,
+            anchors: Vec::new(),
         })
     }
 
@@ -321,21 +325,41 @@ impl WalWriter {
         Ok(range)
     }
 
-    /// Append a durable checkpoint-watermark entry (empty payload). Returns its sequence and
-    /// the offset just past it: the WAL prefix a checkpoint at that sequence archives.
+    /// Append a durable checkpoint-watermark entry (empty payload) and anchor an epoch at it.
+    /// Returns its sequence.
     ///
     /// # Errors
     /// As [`Self::append`] and [`Self::flush`].
-    pub fn append_watermark(&mut self) -> Result<(u64, u64)> {
+    pub fn append_watermark(&mut self) -> Result<u64> {
         if self.staged_count > 0 {
             return Err(Error::Internal(
                 "watermark staged behind uncommitted entries".into(),
             ));
         }
-        let range = self.stage_flagged(&[NewEntry::default()], FLAG_CHECKPOINT_WATERMARK)?;
+        self.stage_flagged(&[NewEntry::default()], FLAG_CHECKPOINT_WATERMARK)?;
         self.commit()?;
+        self.anchor()
+    }
+
+    /// Anchor an epoch at the last sequence, made durable first. Returns it.
+    ///
+    /// # Errors
+    /// As [`Self::flush`].
+    pub fn anchor(&mut self) -> Result<u64> {
         self.flush()?;
-        Ok((*range.end(), self.committed_offset))
+        self.anchors
+            .push((self.last_sequence, self.committed_offset));
+        Ok(self.last_sequence)
+    }
+
+    /// Offset in the current file just past the anchored `sequence`: the WAL prefix a
+    /// rotation at that sequence archives.
+    #[must_use]
+    pub fn anchor_offset(&self, sequence: u64) -> Option<u64> {
+        self.anchors
+            .iter()
+            .find(|(s, _)| *s == sequence)
+            .map(|(_, offset)| *offset)
     }
 
     /// Replace the WAL with a fresh one whose header names `snapshot_seq` and which carries
@@ -377,6 +401,11 @@ impl WalWriter {
         self.file = published.file;
         self.snapshot_seq = snapshot_seq;
         self.committed_offset = FILE_HEADER_LEN as u64 + tail_len;
+        // Later anchors move with the frames they follow; earlier ones are sealed.
+        self.anchors.retain(|(s, _)| *s > snapshot_seq);
+        for (_, offset) in &mut self.anchors {
+            *offset = *offset - from_offset + FILE_HEADER_LEN as u64;
+        }
         self.entries_since_fsync = 0;
         Ok(())
     }

@@ -510,3 +510,42 @@ fn a_second_store_on_the_same_directory_is_refused() {
     );
     close(store);
 }
+
+#[test]
+fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let begin = |store: &Store| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.begin_checkpoint(Box::new(move |r| tx.send(r).unwrap()));
+        rx.recv().unwrap().unwrap()
+    };
+    let events: Vec<Vec<u8>> = (0..8).map(event).collect();
+    for e in &events[..3] {
+        append(store.committer(), e).unwrap();
+    }
+    let a = begin(&store);
+    for e in &events[3..6] {
+        append(store.committer(), e).unwrap();
+    }
+    let b = begin(&store);
+    for e in &events[6..] {
+        append(store.committer(), e).unwrap();
+    }
+    store
+        .finish_checkpoint(store.builder(state_of(&events[..3])).unwrap(), a)
+        .unwrap();
+    let second = store
+        .finish_checkpoint(store.builder(state_of(&events[..6])).unwrap(), b)
+        .unwrap();
+    // The second archive holds exactly the frames after the first epoch, up to its watermark.
+    let archived: Vec<u64> = read_all(&second.archive_path)
+        .unwrap()
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(archived, (a + 1..=b).collect::<Vec<_>>());
+    // Finishing out of order is refused rather than rolling the epoch back.
+    close(store);
+    assert_eq!(recover(dir.path()), (b, events));
+}

@@ -127,17 +127,11 @@ impl NativeStore {
         ))
     }
 
-    /// Queue a checkpoint watermark now; resolves with `[sequence, offset]`. The sections later
-    /// given to `finishCheckpoint` must hold the state after every append queued before this.
-    #[napi(catch_unwind, ts_return_type = "Promise<[number, number]>")]
+    /// Queue a checkpoint watermark now; resolves with its sequence. The sections later given
+    /// to `finishCheckpoint` must hold the state after every append queued before this.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn begin_checkpoint<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        writer::promise(
-            env,
-            |(sequence, offset): (u64, u64)| vec![to_f64(sequence), to_f64(offset)],
-            |reply| {
-                self.store.begin_checkpoint(reply);
-            },
-        )
+        writer::promise(env, to_f64, |reply| self.store.begin_checkpoint(reply))
     }
 
     /// Snapshot `sections` at the sequence `beginCheckpoint` returned and rotate.
@@ -145,17 +139,16 @@ impl NativeStore {
     pub fn finish_checkpoint(
         &self,
         sequence: f64,
-        offset: f64,
         sections_in: Vec<NativeSection>,
     ) -> napi::Result<AsyncTask<Blocking<Rotation, NativeRotation>>> {
-        let (sequence, offset) = (to_u64("sequence", sequence)?, to_u64("offset", offset)?);
+        let sequence = to_u64("sequence", sequence)?;
         let builder = self
             .store
             .builder(sections(sections_in))
             .map_err(|e| js_error(&e))?;
         let store = Arc::clone(&self.store);
         Ok(blocking(
-            move || store.finish_checkpoint(builder, sequence, offset),
+            move || store.finish_checkpoint(builder, sequence),
             NativeRotation::from,
         ))
     }
