@@ -545,7 +545,9 @@ fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
         .map(|e| e.sequence)
         .collect();
     assert_eq!(archived, (a + 1..=b).collect::<Vec<_>>());
-    // Finishing out of order is refused rather than rolling the epoch back.
+    // Finishing an epoch already sealed is refused rather than rolling the store back.
+    let stale = store.finish_checkpoint(store.builder(state_of(&[])).unwrap(), a);
+    assert_eq!(stale.unwrap_err().code(), "INVALID_ARGUMENT");
     close(store);
     assert_eq!(recover(dir.path()), (b, events));
 }
