@@ -1,39 +1,76 @@
 #!/usr/bin/env node
 /**
- * The selene-persist command line. `demo <dir>` shows the main job end to end: durable
- * appends from many concurrent producers, bulk ingest, a crash, repair and replay.
+ * The selene-persist command line. `demo <dir>` shows the main job end to end: a durable event
+ * log with checkpoints and retention, a crash, and recovery.
  */
 import { spawn } from 'node:child_process'
 import { appendFile, mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 
-import { PersistError, WalReader, WalWriter } from './index'
+import { PersistError, Store } from './index'
 
 const USAGE = `Usage: selene-persist <command> [options]
 
 Commands:
-  demo <dir>    Write a sample event log in <dir>, crash a writer with SIGKILL,
-                recover and replay it, and print what happened and how fast.
+  demo <dir>    Keep a sample event log in the store directory <dir>: durable appends,
+                a checkpoint, retention, a SIGKILLed writer and a torn write, then
+                recovery; prints what happened and how fast.
   help          Show this text.
 `
 
-const rate = (count: number, ms: number): string => `${Math.round((count / ms) * 1000).toLocaleString('en-US')}/s`
+const TYPES = ['page_view', 'click', 'signup', 'purchase'] as const
 
-function event(seq: number): Buffer {
-  return Buffer.from(JSON.stringify({ type: 'page_view', user: seq % 97, path: `/item/${seq % 1013}`, n: seq }))
-}
+/** The demo's application state: how many events of each type. */
+class Tally {
+  count = 0
+  byType: Record<string, number> = {}
 
-/** Hidden helper for `demo`: appends durably until killed, printing each acknowledged sequence. */
-async function crashChild(path: string): Promise<void> {
-  const writer = await WalWriter.open(path, { sync: 'always' })
-  for (;;) {
-    const seq = await writer.append(event(writer.lastSequence + 1))
-    process.stdout.write(`${seq}\n`)
+  apply(payload: Buffer): void {
+    const event = JSON.parse(payload.toString()) as { n: number; type: string }
+    if (event.n !== this.count + 1) throw new Error(`event ${event.n} arrived after ${this.count}`)
+    this.count = event.n
+    this.byType[event.type] = (this.byType[event.type] ?? 0) + 1
+  }
+
+  sections(): Record<string, Buffer> {
+    return { tally: Buffer.from(JSON.stringify({ count: this.count, byType: this.byType })) }
+  }
+
+  static event(n: number): Buffer {
+    return Buffer.from(JSON.stringify({ n, type: TYPES[n % TYPES.length], at: 1_700_000_000 + n }))
   }
 }
 
-async function killAfter(path: string, acks: number): Promise<number> {
-  const child = spawn(process.execPath, [__filename, '__crash-child', path], { stdio: ['ignore', 'pipe', 'inherit'] })
+/** Open the store and rebuild the tally: snapshot, then replay. */
+async function recover(dir: string): Promise<{ store: Store; tally: Tally; replayed: number }> {
+  const store = await Store.open(dir)
+  const tally = new Tally()
+  if (store.snapshot) Object.assign(tally, JSON.parse((await store.snapshot.read('tally')).toString()))
+  let replayed = 0
+  for await (const entry of store.replay()) {
+    tally.apply(entry.payload)
+    replayed++
+  }
+  return { store, tally, replayed }
+}
+
+const rate = (count: number, ms: number): string => `${Math.round((count / ms) * 1000).toLocaleString('en-US')}/s`
+const since = (t0: number): number => performance.now() - t0
+
+/** Hidden helper for `demo`: appends and checkpoints durably until killed. */
+async function crashChild(dir: string): Promise<void> {
+  const { store, tally } = await recover(dir)
+  for (;;) {
+    const n = tally.count + 1
+    await store.append(Tally.event(n))
+    tally.apply(Tally.event(n))
+    process.stdout.write(`${n}\n`)
+    if (n % 500 === 0) void store.checkpoint(() => tally.sections())
+  }
+}
+
+async function killAfter(dir: string, acks: number): Promise<number> {
+  const child = spawn(process.execPath, [__filename, '__crash-child', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
   let last = 0
   let seen = 0
   let buffered = ''
@@ -56,58 +93,64 @@ async function demo(dirArg: string | undefined): Promise<void> {
   if (!dirArg) throw new PersistError('INVALID_ARGUMENT', 'demo needs a directory: selene-persist demo ./data')
   const dir = resolve(dirArg)
   await mkdir(dir, { recursive: true })
-  const path = join(dir, 'wal.log')
   console.log(`selene-persist demo in ${dir}\n`)
 
-  let writer = await WalWriter.open(path)
-  if (writer.tailRepair) console.log(`  repaired a torn tail left by an earlier run: ${JSON.stringify(writer.tailRepair)}`)
-  const start = writer.lastSequence
+  let t0 = performance.now()
+  let { store, tally, replayed } = await recover(dir)
+  console.log(`0. opened and recovered ${tally.count} earlier events (${replayed} replayed) in ${since(t0).toFixed(1)} ms`)
 
   const producers = 64
-  const perProducer = 100
-  let t0 = performance.now()
+  const each = 100
+  t0 = performance.now()
   await Promise.all(
     Array.from({ length: producers }, async () => {
-      for (let i = 0; i < perProducer; i++) await writer.append(event(writer.lastSequence + 1))
+      for (let i = 0; i < each; i++) {
+        const event = Tally.event(tally.count + 1)
+        tally.apply(event)
+        await store.append(event)
+      }
     }),
   )
-  let ms = performance.now() - t0
-  const durable = producers * perProducer
-  console.log(`1. ${durable} durable appends from ${producers} concurrent producers (sync 'always'): ${ms.toFixed(0)} ms, ${rate(durable, ms)}`)
-  console.log(`   each resolved only after its group's fdatasync; sequences ${start + 1}..${writer.lastSequence}`)
+  let ms = since(t0)
+  console.log(`1. ${producers * each} durable appends from ${producers} concurrent producers (sync 'always'): ${ms.toFixed(0)} ms, ${rate(producers * each, ms)}`)
+  console.log('   each resolved only after the fdatasync of the group it was committed in')
 
   const bulk = 100_000
   t0 = performance.now()
   for (let i = 0; i < bulk; i += 1000) {
-    await writer.appendBatch(Array.from({ length: 1000 }, (_, j) => event(start + durable + i + j + 1)))
+    const batch = Array.from({ length: 1000 }, () => {
+      const event = Tally.event(tally.count + 1)
+      tally.apply(event)
+      return event
+    })
+    await store.appendBatch(batch)
   }
-  ms = performance.now() - t0
-  console.log(`2. ${bulk.toLocaleString('en-US')} events ingested in batches of 1000, each batch durable: ${ms.toFixed(0)} ms, ${rate(bulk, ms)}`)
-  await writer.close()
-
-  const lastAcked = await killAfter(path, 200)
-  console.log(`3. a child process appended durably and was killed with SIGKILL after acknowledging sequence ${lastAcked}`)
-  await appendFile(path, Buffer.from('half a frame that never finished'))
-  console.log('   then 32 garbage bytes were appended to simulate a torn final write')
+  ms = since(t0)
+  console.log(`2. ${bulk.toLocaleString('en-US')} events in durable batches of 1000: ${ms.toFixed(0)} ms, ${rate(bulk, ms)}`)
 
   t0 = performance.now()
-  writer = await WalWriter.open(path)
-  ms = performance.now() - t0
-  const repair = writer.tailRepair
-  console.log(`4. reopened in ${ms.toFixed(1)} ms; tail repair: ${repair ? `${repair.reason}, ${repair.discardedBytes} bytes cut at offset ${repair.offset}` : 'none'}`)
-  console.log(`   last sequence ${writer.lastSequence} >= last acknowledged ${lastAcked}: ${writer.lastSequence >= lastAcked ? 'yes' : 'NO'}`)
-  await writer.close()
+  const checkpoint = await store.checkpoint(tally.sections())
+  console.log(`3. checkpoint at sequence ${checkpoint.sequence}: snapshot of ${checkpoint.snapshotBytes} bytes, WAL sealed as ${checkpoint.archivePath.split('/').pop()}, ${since(t0).toFixed(1)} ms`)
+  const pruned = await store.prune({ keepSnapshots: 2, keepArchives: 2 })
+  console.log(`   prune kept snapshots [${pruned.retainedSnapshots.join(', ')}], archives [${pruned.retainedArchives.join(', ')}], freed ${pruned.bytesReclaimed.toLocaleString('en-US')} bytes`)
+  await store.close()
+
+  const acked = await killAfter(dir, 1200)
+  console.log(`4. a child process appended and checkpointed durably, and was SIGKILLed after acknowledging event ${acked}`)
+  await appendFile(join(dir, 'wal.log'), Buffer.from('half a frame that never finished'))
+  console.log('   then 32 garbage bytes were appended to wal.log to simulate a torn final write')
 
   t0 = performance.now()
-  let count = 0
-  let expected = 1
-  for await (const entry of (await WalReader.open(path)).entries()) {
-    if (entry.sequence !== expected++) throw new Error(`gap before sequence ${entry.sequence}`)
-    count++
-  }
-  ms = performance.now() - t0
-  console.log(`5. replayed ${count.toLocaleString('en-US')} entries, every checksum verified, no gaps: ${ms.toFixed(0)} ms, ${rate(count, ms)}`)
-  console.log(`\nThe log is in ${path}; run the demo again to append more.`)
+  ;({ store, tally, replayed } = await recover(dir))
+  ms = since(t0)
+  const repair = store.tailRepair
+  console.log(`5. recovered in ${ms.toFixed(1)} ms: snapshot ${store.recovery.snapshotSeq}, ${replayed.toLocaleString('en-US')} events replayed (${rate(replayed, ms)})`)
+  console.log(`   torn tail: ${repair ? `${repair.reason}, ${repair.discardedBytes} bytes cut at offset ${repair.offset}` : 'none'}`)
+  console.log(`   ${tally.count} events recovered, every acknowledged one (${acked}) included: ${tally.count >= acked ? 'yes' : 'NO'}`)
+  console.log(`   by type: ${JSON.stringify(tally.byType)}`)
+  await store.close()
+  console.log(`\nThe store is in ${dir}; run the demo again to continue it.`)
+  if (tally.count < acked) process.exitCode = 1
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -115,7 +158,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo':
       await demo(rest[0])
-      return 0
+      return process.exitCode === 1 ? 1 : 0
     case '__crash-child':
       await crashChild(rest[0] ?? '')
       return 0
