@@ -551,3 +551,40 @@ fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
     close(store);
     assert_eq!(recover(dir.path()), (b, events));
 }
+
+#[test]
+fn without_a_manifest_the_snapshot_named_by_the_wal_header_is_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = dir.path().join("wal.log");
+    let mut writer = selene_persist_engine::WalWriter::open(
+        &fs(),
+        &wal,
+        WalOptions {
+            snapshot_seq: 5,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap();
+    writer.append(&[entry(&event(5))]).unwrap();
+    writer.close().unwrap();
+    // No snapshot 5 yet: the header names a state that is not there.
+    assert_eq!(
+        Store::open(&fs(), dir.path(), WalOptions::default())
+            .unwrap_err()
+            .code(),
+        "STORE_INCONSISTENT"
+    );
+    let mut builder = selene_persist_engine::snapshot::SnapshotBuilder::new(5, 1);
+    let (name, bytes, compress) = state_of(&(0..5).map(event).collect::<Vec<_>>()).remove(0);
+    builder.add(&name, bytes, compress).unwrap();
+    builder.add("count", b"5".to_vec(), false).unwrap();
+    builder.publish(&*fs(), dir.path()).unwrap();
+    let (snapshot_seq, events) = recover(dir.path());
+    assert_eq!(snapshot_seq, 5);
+    assert_eq!(events, (0..6).map(event).collect::<Vec<_>>());
+    let manifest = Manifest::read(&*fs(), dir.path()).unwrap().unwrap();
+    assert_eq!(
+        (manifest.live_snapshot_seq, manifest.active_wal_seq),
+        (5, 5)
+    );
+}
