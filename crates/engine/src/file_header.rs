@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 
 /// Magic bytes opening every WAL file.
 pub const WAL_MAGIC: [u8; 4] = *b"SPWL";
-/// Major format version written and read by this build.
+/// Major format version written and read by this build (WAL, snapshot and MANIFEST alike).
 pub const WAL_VERSION_MAJOR: u16 = 1;
 /// Minor format version written and read by this build.
 pub const WAL_VERSION_MINOR: u16 = 0;
@@ -51,46 +51,65 @@ impl FileHeader {
     /// `MagicMismatch`, `UnsupportedVersion`, `TruncatedHeader`, `ChecksumMismatch` or
     /// `ReservedNonZero`, checked in that order.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let truncated = || Error::TruncatedHeader {
-            len: bytes.len() as u64,
-            need: FILE_HEADER_LEN as u64,
-        };
-        let magic: [u8; 4] = bytes
-            .get(0..4)
-            .ok_or_else(truncated)?
-            .try_into()
-            .unwrap_or_default();
-        if magic != WAL_MAGIC {
-            return Err(Error::MagicMismatch {
-                expected: "WAL",
-                found: magic,
-            });
-        }
-        let version = bytes.get(4..8).ok_or_else(truncated)?;
-        let major = u16::from_le_bytes([version[0], version[1]]);
-        let minor = u16::from_le_bytes([version[2], version[3]]);
-        if (major, minor) != (WAL_VERSION_MAJOR, WAL_VERSION_MINOR) {
-            return Err(Error::UnsupportedVersion {
-                what: "WAL",
-                major,
-                minor,
-                supported: "1.0",
-            });
-        }
-        let header = bytes.get(..FILE_HEADER_LEN).ok_or_else(truncated)?;
-        if checksum32(&header[0..20]) != le_u32(&header[20..24]) {
+        check_identity(bytes, WAL_MAGIC, "WAL", FILE_HEADER_LEN)?;
+        if checksum32(&bytes[0..20]) != le_u32(&bytes[20..24]) {
             return Err(Error::ChecksumMismatch {
                 what: "WAL file header",
                 offset: 0,
             });
         }
-        if header[16..20] != [0; 4] {
+        if bytes[16..20] != [0; 4] {
             return Err(Error::ReservedNonZero { offset: 16 });
         }
         Ok(Self {
-            snapshot_seq: le_u64(&header[8..16]),
+            snapshot_seq: le_u64(&bytes[8..16]),
         })
     }
+}
+
+/// The identity gate every format opens with: magic, then exact version 1.0, then the
+/// header's full length. A foreign or newer file is reported as such, never as corruption.
+///
+/// # Errors
+/// `MagicMismatch`, `UnsupportedVersion` or `TruncatedHeader`.
+pub(crate) fn check_identity(
+    bytes: &[u8],
+    magic: [u8; 4],
+    what: &'static str,
+    header_len: usize,
+) -> Result<()> {
+    let truncated = || Error::TruncatedHeader {
+        len: bytes.len() as u64,
+        need: header_len as u64,
+    };
+    let found: [u8; 4] = bytes
+        .get(0..4)
+        .ok_or_else(truncated)?
+        .try_into()
+        .unwrap_or_default();
+    if found != magic {
+        return Err(Error::MagicMismatch {
+            expected: what,
+            found,
+        });
+    }
+    let version = bytes.get(4..8).ok_or_else(truncated)?;
+    let (major, minor) = (
+        u16::from_le_bytes([version[0], version[1]]),
+        u16::from_le_bytes([version[2], version[3]]),
+    );
+    if (major, minor) != (WAL_VERSION_MAJOR, WAL_VERSION_MINOR) {
+        return Err(Error::UnsupportedVersion {
+            what,
+            major,
+            minor,
+            supported: "1.0",
+        });
+    }
+    if bytes.len() < header_len {
+        return Err(truncated());
+    }
+    Ok(())
 }
 
 /// Little-endian u32 from a 4-byte slice.

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::file_header::{le_u32, le_u64};
+use crate::file_header::{check_identity, le_u32, le_u64};
 use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
 use crate::publish::{Placement, publish, write_all};
 
@@ -65,30 +65,8 @@ impl Manifest {
             len: bytes.len() as u64,
             need: need as u64,
         };
-        let magic: [u8; 4] = bytes
-            .get(0..4)
-            .ok_or_else(|| truncated(FIXED_LEN))?
-            .try_into()
-            .unwrap_or_default();
-        if magic != MAGIC {
-            return Err(Error::MagicMismatch {
-                expected: "MANIFEST",
-                found: magic,
-            });
-        }
-        let fixed = bytes.get(..FIXED_LEN).ok_or_else(|| truncated(FIXED_LEN))?;
-        let (major, minor) = (
-            u16::from_le_bytes([fixed[4], fixed[5]]),
-            u16::from_le_bytes([fixed[6], fixed[7]]),
-        );
-        if (major, minor) != (1, 0) {
-            return Err(Error::UnsupportedVersion {
-                what: "MANIFEST",
-                major,
-                minor,
-                supported: "1.0",
-            });
-        }
+        check_identity(bytes, MAGIC, "MANIFEST", FIXED_LEN)?;
+        let fixed = &bytes[..FIXED_LEN];
         let count = le_u32(&fixed[24..28]) as usize;
         if count > MAX_ARCHIVES {
             return Err(inconsistent(

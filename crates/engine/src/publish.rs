@@ -38,6 +38,17 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
+/// The number in a file name of the form `<prefix><decimal digits><suffix>`.
+#[must_use]
+pub fn parse_numbered(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    digits
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// A unique temp path beside `target`: `<name>.<pid>.<nanos>.tmp`.
 #[must_use]
 pub fn temp_path(target: &Path) -> PathBuf {

@@ -19,7 +19,7 @@ use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, copy_range, dir_of, publish};
+use crate::publish::{Placement, copy_range, dir_of, parse_numbered, publish};
 use crate::snapshot::{PublishedSnapshot, SnapshotBuilder};
 use crate::writer::WalWriter;
 
@@ -32,12 +32,7 @@ pub fn archive_file_name(sequence: u64) -> String {
 /// The sequence in an archive file name, if `name` is one.
 #[must_use]
 pub fn parse_archive_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("wal.")?.strip_suffix(".archive")?;
-    digits
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| digits.parse().ok())
-        .flatten()
+    parse_numbered(name, "wal.", ".archive")
 }
 
 /// Where the new epoch's sequence comes from.
@@ -77,8 +72,8 @@ pub fn rotate(
     finish(committer, vfs, wal_path, builder, sequence)
 }
 
-/// Phase 0: fix the new epoch's sequence in queue order and anchor it. The state a snapshot at this sequence holds must include every append queued
-/// before this call and none queued after.
+/// Phase 0: fix the new epoch's sequence in queue order and anchor it. The state a snapshot
+/// at this sequence holds must include every append queued before this call and none after.
 ///
 /// # Errors
 /// `InvalidArgument` for a mismatched anchor; append and flush errors.

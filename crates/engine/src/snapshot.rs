@@ -25,9 +25,9 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::checksum::checksum32;
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
-use crate::file_header::{le_u32, le_u64};
+use crate::file_header::{check_identity, le_u32, le_u64};
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
-use crate::publish::{Placement, publish};
+use crate::publish::{Placement, parse_numbered, publish};
 
 const MAGIC: [u8; 4] = *b"SPSN";
 const HEADER_LEN: usize = 48;
@@ -49,12 +49,7 @@ pub fn file_name(sequence: u64) -> String {
 /// The sequence in a snapshot file name, if `name` is one.
 #[must_use]
 pub fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("snapshot.")?.strip_suffix(".snap")?;
-    digits
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| digits.parse().ok())
-        .flatten()
+    parse_numbered(name, "snapshot.", ".snap")
 }
 
 /// One section as listed in the table.
@@ -415,42 +410,14 @@ impl SnapshotReader {
 }
 
 fn decode_header(bytes: &[u8]) -> Result<()> {
-    let truncated = || Error::TruncatedHeader {
-        len: bytes.len() as u64,
-        need: HEADER_LEN as u64,
-    };
-    let magic: [u8; 4] = bytes
-        .get(0..4)
-        .ok_or_else(truncated)?
-        .try_into()
-        .unwrap_or_default();
-    if magic != MAGIC {
-        return Err(Error::MagicMismatch {
-            expected: "snapshot",
-            found: magic,
-        });
-    }
-    let version = bytes.get(4..8).ok_or_else(truncated)?;
-    let (major, minor) = (
-        u16::from_le_bytes([version[0], version[1]]),
-        u16::from_le_bytes([version[2], version[3]]),
-    );
-    if (major, minor) != (1, 0) {
-        return Err(Error::UnsupportedVersion {
-            what: "snapshot",
-            major,
-            minor,
-            supported: "1.0",
-        });
-    }
-    let header = bytes.get(..HEADER_LEN).ok_or_else(truncated)?;
-    if checksum32(&header[0..44]) != le_u32(&header[44..48]) {
+    check_identity(bytes, MAGIC, "snapshot", HEADER_LEN)?;
+    if checksum32(&bytes[0..44]) != le_u32(&bytes[44..48]) {
         return Err(Error::ChecksumMismatch {
             what: "snapshot header",
             offset: 0,
         });
     }
-    if header[20..24] != [0; 4] || header[40..44] != [0; 4] {
+    if bytes[20..24] != [0; 4] || bytes[40..44] != [0; 4] {
         return Err(Error::ReservedNonZero { offset: 20 });
     }
     Ok(())

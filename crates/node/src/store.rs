@@ -1,23 +1,23 @@
 //! `NativeStore`: a recovered store directory; appends through its committer.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Object, Uint8Array};
 use napi_derive::napi;
+use selene_persist_engine::Entry;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::retention::PruneOutcome;
 use selene_persist_engine::rotation::Rotation;
 use selene_persist_engine::store::{Replay, Store};
-use selene_persist_engine::{Entry, Error};
 
 use crate::convert::{
     NativeEntry, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
     NativeSection, NativeTailRepair, entries, js_error, sections, to_f64, to_u64,
 };
 use crate::snapshot::NativeSnapshotReader;
-use crate::task::{Blocking, blocking};
+use crate::task::{Blocking, Closable, blocking};
 use crate::writer::{self, NativeWriterState};
 
 /// What recovery found and did.
@@ -122,7 +122,7 @@ impl NativeStore {
         Ok(blocking(
             move || store.replay(from),
             |replay| NativeReplay {
-                inner: Arc::new(Mutex::new(Some(replay))),
+                inner: Closable::new(replay),
             },
         ))
     }
@@ -171,7 +171,7 @@ impl NativeStore {
 /// Batches of replayed entries.
 #[napi]
 pub struct NativeReplay {
-    inner: Arc<Mutex<Option<Replay>>>,
+    inner: Closable<Replay>,
 }
 
 #[napi]
@@ -183,13 +183,10 @@ impl NativeReplay {
         max_entries: u32,
         max_bytes: u32,
     ) -> AsyncTask<Blocking<Vec<Entry>, Vec<NativeEntry>>> {
-        let inner = Arc::clone(&self.inner);
+        let inner = self.inner.clone();
+        let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
         blocking(
-            move || {
-                let mut guard = inner.lock().unwrap_or_else(PoisonError::into_inner);
-                let replay = guard.as_mut().ok_or(Error::Closed { what: "replay" })?;
-                replay.next_batch(max_entries.max(1) as usize, max_bytes.max(1) as usize)
-            },
+            move || inner.with("replay", |r| r.next_batch(entries_max, bytes_max)),
             entries,
         )
     }
@@ -197,9 +194,6 @@ impl NativeReplay {
     /// Release the file.
     #[napi(catch_unwind)]
     pub fn close(&self) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        self.inner.close();
     }
 }

@@ -2,6 +2,7 @@
 //! thread. A panic in the work becomes an `INTERNAL` error instead of reaching Node.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
 use napi::{Env, Task};
@@ -51,5 +52,40 @@ impl<T: Send + 'static, R: ToNapiValue + TypeName> Task for Blocking<T, R> {
 
     fn resolve(&mut self, _env: Env, output: T) -> napi::Result<R> {
         Ok((self.map)(output))
+    }
+}
+
+/// An engine handle that JS can close while background tasks hold a reference to it.
+pub struct Closable<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> Clone for Closable<T> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Closable<T> {
+    /// Wrap an open handle.
+    pub fn new(inner: T) -> Self {
+        Self(Arc::new(Mutex::new(Some(inner))))
+    }
+
+    fn guard(&self) -> MutexGuard<'_, Option<T>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Run `f` on the handle, or fail with `Closed { what }`.
+    pub fn with<R>(&self, what: &'static str, f: impl FnOnce(&mut T) -> Result<R>) -> Result<R> {
+        self.guard().as_mut().map_or(Err(Error::Closed { what }), f)
+    }
+
+    /// `f` of the handle, or `None` once closed.
+    pub fn peek<R>(&self, f: impl FnOnce(&T) -> Option<R>) -> Option<R> {
+        self.guard().as_ref().and_then(f)
+    }
+
+    /// Release the handle.
+    pub fn close(&self) {
+        self.guard().take();
     }
 }
