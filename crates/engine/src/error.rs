@@ -240,6 +240,21 @@ impl Error {
         }
     }
 
+    /// The file offset the error is about, where there is one.
+    #[must_use]
+    pub const fn offset(&self) -> Option<u64> {
+        match self {
+            Self::MidLogCorruption { offset, .. }
+            | Self::ChecksumMismatch { offset, .. }
+            | Self::UnsupportedFrame { offset, .. }
+            | Self::ReservedNonZero { offset }
+            | Self::NonMonotonicSequence { offset, .. }
+            | Self::SequenceGap { offset, .. }
+            | Self::Decompression { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+
     /// Wrap an OS error with the operation and path it came from.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {

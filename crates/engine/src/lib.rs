@@ -14,6 +14,7 @@ pub mod fault;
 pub mod file_header;
 pub mod frame;
 pub mod hlc;
+pub mod inspect;
 pub mod io;
 pub mod manifest;
 pub mod publish;

@@ -15,7 +15,8 @@ use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin};
 use crate::io::{VfsFile, read_exact_at};
 
 /// Why a tail was cut.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TailReason {
     /// The file ends inside the last frame.
     ShortFrame,
@@ -38,7 +39,8 @@ impl TailReason {
 }
 
 /// A torn tail found (and, by the writer, cut) at open.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TailRepair {
     /// Why the tail was cut.
     pub reason: TailReason,

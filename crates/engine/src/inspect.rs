@@ -1,0 +1,555 @@
+//! Looking inside a store directory or a single file without changing it: what is there
+//! (`Depth::Inspect`) and whether every checksum, hash and cross-file rule holds
+//! (`Depth::Verify`). Problems are collected, each with its file, offset and error code,
+//! rather than stopping at the first.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::file_header::FILE_HEADER_LEN;
+use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
+use crate::io::{LockKind, OpenMode, Vfs, read_exact_at};
+use crate::manifest::{self, Manifest, lock_dir};
+use crate::reader::{Entry, WalReader};
+use crate::rotation::parse_archive_file_name;
+use crate::scan::TailRepair;
+use crate::snapshot::{self, SnapshotReader};
+use crate::store::WAL_FILE_NAME;
+
+/// How deep to look.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Depth {
+    /// Headers, section tables and the frame chain (every frame checksum).
+    Inspect,
+    /// Also decompress every payload, hash every snapshot body, and check the MANIFEST
+    /// against the files and sequence continuity across archives.
+    Verify,
+}
+
+/// Bytes examined so far, and in all; shared with whoever draws a progress bar.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes examined.
+    pub done: AtomicU64,
+    /// Bytes to examine.
+    pub total: AtomicU64,
+}
+
+/// How bad a problem is.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// Data is damaged, missing or inconsistent.
+    Error,
+    /// Expected after a crash and repaired by the next open or prune (torn tail, orphans).
+    Warning,
+}
+
+/// One problem found.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// How bad it is.
+    pub severity: Severity,
+    /// The file it is in.
+    pub file: String,
+    /// Where in the file, if known.
+    pub offset: Option<u64>,
+    /// A stable code (an error code, or `TORN_TAIL`, `ORPHAN`, `STALE_TEMP_FILE`).
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A WAL or archive file.
+#[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WalSummary {
+    /// Its path.
+    pub path: String,
+    /// Its size.
+    pub file_bytes: u64,
+    /// The snapshot sequence in its header.
+    pub snapshot_seq: u64,
+    /// First entry's sequence.
+    pub first_sequence: Option<u64>,
+    /// Last entry's sequence.
+    pub last_sequence: Option<u64>,
+    /// Entries, watermarks included.
+    pub entries: u64,
+    /// Checkpoint watermarks among them.
+    pub watermarks: u64,
+    /// Entries stored compressed.
+    pub compressed_entries: u64,
+    /// Payload bytes as stored.
+    pub stored_payload_bytes: u64,
+    /// Payload bytes decompressed (with `Depth::Verify`; else equal to stored for raw entries).
+    pub raw_payload_bytes: u64,
+    /// A torn tail after the last valid frame.
+    pub torn_tail: Option<TailRepair>,
+}
+
+/// A snapshot file.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotSummary {
+    /// Its path.
+    pub path: String,
+    /// The sequence it covers.
+    pub sequence: u64,
+    /// Its size.
+    pub bytes: u64,
+    /// Whether the MANIFEST names it live.
+    pub live: bool,
+    /// Its sections.
+    pub sections: Vec<SectionSummary>,
+}
+
+/// One snapshot section.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SectionSummary {
+    /// Name.
+    pub name: String,
+    /// Length once decompressed.
+    pub raw_len: u64,
+    /// Length as stored.
+    pub stored_len: u64,
+    /// Whether it is stored compressed.
+    pub compressed: bool,
+}
+
+/// An archive and whether the MANIFEST lists it.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveSummary {
+    /// The sequence in its name.
+    pub sequence: u64,
+    /// Whether the MANIFEST lists it.
+    pub tracked: bool,
+    /// Its contents.
+    pub wal: WalSummary,
+}
+
+/// Everything examined.
+#[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// The directory or file examined.
+    pub path: String,
+    /// `store`, `wal`, `snapshot` or `manifest`.
+    pub kind: String,
+    /// The MANIFEST, if there is one.
+    pub manifest: Option<ManifestSummary>,
+    /// Snapshots, ascending.
+    pub snapshots: Vec<SnapshotSummary>,
+    /// Archives, ascending.
+    pub archives: Vec<ArchiveSummary>,
+    /// The active WAL (or the one WAL file examined).
+    pub wal: Option<WalSummary>,
+    /// Temp files left by interrupted publications.
+    pub temp_files: Vec<String>,
+    /// Everything wrong.
+    pub problems: Vec<Problem>,
+}
+
+/// The MANIFEST's contents.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestSummary {
+    /// Live snapshot sequence (0: none).
+    pub live_snapshot_seq: u64,
+    /// The sequence the active WAL's header should carry.
+    pub active_wal_seq: u64,
+    /// Retained archives.
+    pub archives: Vec<u64>,
+}
+
+impl From<Manifest> for ManifestSummary {
+    fn from(m: Manifest) -> Self {
+        Self {
+            live_snapshot_seq: m.live_snapshot_seq,
+            active_wal_seq: m.active_wal_seq,
+            archives: m.archives,
+        }
+    }
+}
+
+impl Report {
+    fn problem(
+        &mut self,
+        severity: Severity,
+        file: &Path,
+        offset: Option<u64>,
+        code: &str,
+        message: String,
+    ) {
+        self.problems.push(Problem {
+            severity,
+            file: file.display().to_string(),
+            offset,
+            code: code.to_owned(),
+            message,
+        });
+    }
+
+    fn error(&mut self, file: &Path, error: &Error) {
+        self.problem(
+            Severity::Error,
+            file,
+            error.offset(),
+            error.code(),
+            error.to_string(),
+        );
+    }
+
+    /// Whether any problem is an error.
+    #[must_use]
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+}
+
+/// Examine `path`: a store directory, or one WAL, archive, snapshot or MANIFEST file.
+///
+/// # Errors
+/// Only when `path` cannot be read at all; everything else is a [`Problem`] in the report.
+pub fn examine(
+    vfs: &Arc<dyn Vfs>,
+    path: &Path,
+    depth: Depth,
+    progress: &Progress,
+) -> Result<Report> {
+    let mut report = Report {
+        path: path.display().to_string(),
+        ..Report::default()
+    };
+    if path.is_dir() {
+        report.kind = "store".into();
+        examine_store(vfs, path, depth, progress, &mut report)?;
+    } else {
+        let file = vfs
+            .open(path, OpenMode::Read)
+            .map_err(|e| Error::io("open", path, e))?;
+        let size = file.size().map_err(|e| Error::io("stat", path, e))?;
+        progress.total.store(size, Ordering::Relaxed);
+        let mut magic = [0u8; 4];
+        let have = usize::try_from(size).unwrap_or(4).min(4);
+        read_exact_at(file.as_ref(), &mut magic[..have], 0)
+            .map_err(|e| Error::io("read", path, e))?;
+        match &magic {
+            b"SPSN" => {
+                report.kind = "snapshot".into();
+                if let Some(s) = examine_snapshot(vfs, path, depth, false, &mut report) {
+                    report.snapshots.push(s);
+                }
+            }
+            b"SPMF" => {
+                report.kind = "manifest".into();
+                let mut bytes = vec![0u8; usize::try_from(size).unwrap_or(0)];
+                read_exact_at(file.as_ref(), &mut bytes, 0)
+                    .map_err(|e| Error::io("read", path, e))?;
+                match Manifest::decode(&bytes, path) {
+                    Ok(m) => report.manifest = Some(m.into()),
+                    Err(e) => report.error(path, &e),
+                }
+            }
+            _ => {
+                report.kind = "wal".into();
+                report.wal =
+                    examine_wal(vfs, path, depth, progress, Severity::Warning, &mut report);
+            }
+        }
+        progress.done.store(size, Ordering::Relaxed);
+    }
+    Ok(report)
+}
+
+fn examine_store(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    depth: Depth,
+    progress: &Progress,
+    report: &mut Report,
+) -> Result<()> {
+    // Wait out a running rotation or prune, without creating a lock file where there is none.
+    let _lock = if dir.join(manifest::LOCK_FILE_NAME).exists() {
+        Some(lock_dir(vfs.as_ref(), dir, LockKind::Shared)?)
+    } else {
+        None
+    };
+    let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let examined = |name: &str| {
+        name == WAL_FILE_NAME
+            || snapshot::parse_file_name(name).is_some()
+            || parse_archive_file_name(name).is_some()
+    };
+    let total = listing
+        .iter()
+        .filter(|e| examined(&e.name))
+        .map(|e| e.size)
+        .sum();
+    progress.total.store(total, Ordering::Relaxed);
+    let manifest = match Manifest::read(vfs.as_ref(), dir) {
+        Ok(m) => m,
+        Err(e) => {
+            report.error(&dir.join(manifest::FILE_NAME), &e);
+            None
+        }
+    };
+    let live = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
+    let mut snapshot_seqs = Vec::new();
+    let mut archive_seqs = Vec::new();
+    for entry in &listing {
+        let path = dir.join(&entry.name);
+        if entry.name.ends_with(".tmp") {
+            report.temp_files.push(entry.name.clone());
+            report.problem(
+                Severity::Warning,
+                &path,
+                None,
+                "STALE_TEMP_FILE",
+                "left by an interrupted publication; prune deletes it".into(),
+            );
+        } else if let Some(seq) = snapshot::parse_file_name(&entry.name) {
+            snapshot_seqs.push(seq);
+        } else if let Some(seq) = parse_archive_file_name(&entry.name) {
+            archive_seqs.push(seq);
+        }
+    }
+    snapshot_seqs.sort_unstable();
+    archive_seqs.sort_unstable();
+    for seq in snapshot_seqs {
+        let path = dir.join(snapshot::file_name(seq));
+        if let Some(summary) = examine_snapshot(vfs, &path, depth, seq == live, report) {
+            report.snapshots.push(summary);
+        }
+        if seq > live {
+            report.problem(Severity::Warning, &path, None, "ORPHAN", format!("newer than the live snapshot {live}: left by an unfinished checkpoint; prune deletes it"));
+        }
+        progress.done.fetch_add(
+            std::fs::metadata(&path).map_or(0, |m| m.len()),
+            Ordering::Relaxed,
+        );
+    }
+    let tracked: &[u64] = manifest.as_ref().map_or(&[], |m| &m.archives);
+    for seq in archive_seqs {
+        let path = dir.join(crate::rotation::archive_file_name(seq));
+        let Some(wal) = examine_wal(vfs, &path, depth, progress, Severity::Error, report) else {
+            continue;
+        };
+        if !tracked.contains(&seq) {
+            report.problem(
+                Severity::Warning,
+                &path,
+                None,
+                "ORPHAN",
+                "not listed in the MANIFEST; prune deletes it".into(),
+            );
+        }
+        if depth == Depth::Verify && wal.last_sequence.unwrap_or(wal.snapshot_seq) != seq {
+            report.problem(
+                Severity::Error,
+                &path,
+                None,
+                "STORE_INCONSISTENT",
+                format!("archive ends at {:?}, not at {seq}", wal.last_sequence),
+            );
+        }
+        report.archives.push(ArchiveSummary {
+            sequence: seq,
+            tracked: tracked.contains(&seq),
+            wal,
+        });
+    }
+    let wal_path = dir.join(WAL_FILE_NAME);
+    report.wal = if wal_path.exists() {
+        examine_wal(vfs, &wal_path, depth, progress, Severity::Warning, report)
+    } else {
+        None
+    };
+    if depth == Depth::Verify {
+        check_store(dir, manifest.as_ref(), report);
+    }
+    report.manifest = manifest.map(Into::into);
+    Ok(())
+}
+
+/// The cross-file rules: the MANIFEST names files that exist, archives chain without gaps,
+/// and the active WAL continues from the live snapshot.
+fn check_store(dir: &Path, manifest: Option<&Manifest>, report: &mut Report) {
+    let manifest_path = dir.join(manifest::FILE_NAME);
+    let inconsistent = |report: &mut Report, file: &Path, message: String| {
+        report.problem(Severity::Error, file, None, "STORE_INCONSISTENT", message);
+    };
+    if let Some(m) = manifest {
+        if m.live_snapshot_seq > 0
+            && !report
+                .snapshots
+                .iter()
+                .any(|s| s.sequence == m.live_snapshot_seq)
+        {
+            inconsistent(
+                report,
+                &manifest_path,
+                format!("the live snapshot {} is missing", m.live_snapshot_seq),
+            );
+        }
+        for seq in &m.archives {
+            if !report.archives.iter().any(|a| a.sequence == *seq) {
+                inconsistent(
+                    report,
+                    &manifest_path,
+                    format!("the listed archive wal.{seq}.archive is missing"),
+                );
+            }
+        }
+    }
+    let chain: Vec<(u64, u64, String)> = report
+        .archives
+        .iter()
+        .filter(|a| a.tracked)
+        .map(|a| (a.sequence, a.wal.snapshot_seq, a.wal.path.clone()))
+        .collect();
+    for pair in chain.windows(2) {
+        let ((previous, _, _), (_, starts_after, path)) = (&pair[0], &pair[1]);
+        if starts_after != previous {
+            inconsistent(
+                report,
+                Path::new(path),
+                format!("starts after {starts_after}, but the previous archive ends at {previous}"),
+            );
+        }
+    }
+    let live = manifest.map_or(0, |m| m.live_snapshot_seq);
+    if let Some(wal) = report.wal.clone() {
+        let path = PathBuf::from(&wal.path);
+        if wal.snapshot_seq > live {
+            inconsistent(
+                report,
+                &path,
+                format!(
+                    "starts after {}, past the live snapshot {live}",
+                    wal.snapshot_seq
+                ),
+            );
+        } else if wal.snapshot_seq < live {
+            report.problem(Severity::Warning, &path, None, "ROTATION_UNFINISHED", format!("starts after {} but the live snapshot is {live}: the next open finishes the rotation", wal.snapshot_seq));
+        }
+    }
+}
+
+fn examine_snapshot(
+    vfs: &Arc<dyn Vfs>,
+    path: &Path,
+    depth: Depth,
+    live: bool,
+    report: &mut Report,
+) -> Option<SnapshotSummary> {
+    let reader = match SnapshotReader::open(vfs.as_ref(), path) {
+        Ok(reader) => reader,
+        Err(e) => {
+            report.error(path, &e);
+            return None;
+        }
+    };
+    if depth == Depth::Verify
+        && let Err(e) = reader.verify()
+    {
+        report.error(path, &e);
+    }
+    let sections = reader
+        .sections()
+        .iter()
+        .map(|s| SectionSummary {
+            name: s.name.clone(),
+            raw_len: s.raw_len,
+            stored_len: s.stored_len,
+            compressed: s.compressed,
+        })
+        .collect();
+    Some(SnapshotSummary {
+        path: path.display().to_string(),
+        sequence: reader.sequence(),
+        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+        live,
+        sections,
+    })
+}
+
+/// Walk every frame of a WAL file. A torn tail is reported with `torn_severity`.
+fn examine_wal(
+    vfs: &Arc<dyn Vfs>,
+    path: &Path,
+    depth: Depth,
+    progress: &Progress,
+    torn_severity: Severity,
+    report: &mut Report,
+) -> Option<WalSummary> {
+    let mut reader = match WalReader::open(vfs, path) {
+        Ok(reader) => reader,
+        Err(e) => {
+            report.error(path, &e);
+            return None;
+        }
+    };
+    let mut summary = WalSummary {
+        path: path.display().to_string(),
+        file_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+        snapshot_seq: reader.snapshot_seq(),
+        ..WalSummary::default()
+    };
+    let start = progress.done.load(Ordering::Relaxed);
+    loop {
+        let frame = match reader.next_frame(0) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                report.error(path, &e);
+                break;
+            }
+        };
+        let (flags, stored) = (frame.header.flags, frame.stored.len() as u64);
+        summary.first_sequence.get_or_insert(frame.header.sequence);
+        summary.last_sequence = Some(frame.header.sequence);
+        summary.entries += 1;
+        summary.watermarks += u64::from(flags & FLAG_CHECKPOINT_WATERMARK != 0);
+        summary.stored_payload_bytes += stored;
+        let end = frame.offset + frame.header.frame_len();
+        if flags & FLAG_COMPRESSED == 0 {
+            summary.raw_payload_bytes += stored;
+        } else {
+            summary.compressed_entries += 1;
+            if depth == Depth::Verify {
+                match Entry::from_frame(frame) {
+                    Ok(entry) => summary.raw_payload_bytes += entry.payload.len() as u64,
+                    Err(e) => report.error(path, &e),
+                }
+            }
+        }
+        progress.done.store(start + end, Ordering::Relaxed);
+    }
+    if let Some(torn) = reader.torn_tail() {
+        summary.torn_tail = Some(torn);
+        report.problem(
+            torn_severity,
+            path,
+            Some(torn.offset),
+            "TORN_TAIL",
+            format!(
+                "{} bytes after the last valid entry ({}); the next writer open cuts them",
+                torn.discarded_bytes,
+                torn.reason.as_str()
+            ),
+        );
+    }
+    progress.done.store(
+        start + summary.file_bytes.max(FILE_HEADER_LEN as u64),
+        Ordering::Relaxed,
+    );
+    Some(summary)
+}
