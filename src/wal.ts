@@ -265,7 +265,7 @@ export class WalReader {
     const from = fromOption(options)
     const reader = await call(() => native.NativeReader.open(this.path))
     yield* drain({
-      nextBatch: (maxEntries, maxBytes) => reader.nextBatch(from, maxEntries, maxBytes),
+      nextBatch: (maxEntries, maxBytes) => reader.nextBatch(from, maxEntries, maxBytes, false),
       close: () => reader.close(),
     })
   }

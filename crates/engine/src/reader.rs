@@ -25,6 +25,12 @@ pub struct Entry {
     pub payload: Vec<u8>,
     /// Whether it is a checkpoint watermark.
     pub watermark: bool,
+    /// Offset of its frame in the file.
+    pub offset: u64,
+    /// Payload length as stored.
+    pub stored_len: u64,
+    /// Whether the payload was stored compressed.
+    pub compressed: bool,
 }
 
 impl Entry {
@@ -34,6 +40,7 @@ impl Entry {
     /// `Decompression`, `PayloadTooLarge`.
     pub fn from_frame(frame: Frame) -> Result<Self> {
         let flags = frame.header.flags;
+        let (offset, stored_len) = (frame.offset, frame.stored.len() as u64);
         let payload = if flags & FLAG_COMPRESSED == 0 {
             frame.stored
         } else {
@@ -55,6 +62,9 @@ impl Entry {
             principal: frame.principal,
             payload,
             watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
+            offset,
+            stored_len,
+            compressed: flags & FLAG_COMPRESSED != 0,
         })
     }
 }
@@ -130,8 +140,8 @@ impl WalReader {
         Ok(None)
     }
 
-    /// Up to `max_entries` entries (or about `max_bytes` of payload) with sequence >= `from`.
-    /// An empty batch means the end.
+    /// Up to `max_entries` entries (or about `max_bytes` of payload) with sequence >= `from`,
+    /// checkpoint watermarks only if `watermarks`. An empty batch means the end.
     ///
     /// # Errors
     /// As [`Self::next_frame`] and [`Entry::from_frame`].
@@ -140,6 +150,7 @@ impl WalReader {
         from: u64,
         max_entries: usize,
         max_bytes: usize,
+        watermarks: bool,
     ) -> Result<Vec<Entry>> {
         let mut batch = Vec::new();
         let mut bytes = 0;
@@ -148,6 +159,9 @@ impl WalReader {
                 break;
             };
             let entry = Entry::from_frame(frame)?;
+            if entry.watermark && !watermarks {
+                continue;
+            }
             bytes += entry.payload.len();
             batch.push(entry);
         }

@@ -155,6 +155,14 @@ pub struct NativeEntry {
     pub principal: Option<Buffer>,
     /// Payload bytes.
     pub payload: Buffer,
+    /// Whether it is a checkpoint watermark.
+    pub watermark: bool,
+    /// Offset of its frame.
+    pub offset: f64,
+    /// Payload length as stored.
+    pub stored_len: f64,
+    /// Whether the payload was stored compressed.
+    pub compressed: bool,
 }
 
 impl From<Entry> for NativeEntry {
@@ -174,6 +182,10 @@ impl From<Entry> for NativeEntry {
             source_seq,
             principal: entry.principal.map(Buffer::from),
             payload: Buffer::from(entry.payload),
+            watermark: entry.watermark,
+            offset: to_f64(entry.offset),
+            stored_len: to_f64(entry.stored_len),
+            compressed: entry.compressed,
         }
     }
 }

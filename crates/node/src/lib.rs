@@ -5,6 +5,7 @@
 //! numbers (the engine never assigns one above 2^53 - 1).
 
 mod convert;
+mod inspect;
 mod reader;
 mod snapshot;
 mod store;

@@ -30,19 +30,25 @@ impl NativeReader {
         )
     }
 
-    /// The next entries with sequence >= `from`; an empty array means the end.
+    /// The next entries with sequence >= `from` (checkpoint watermarks only if asked); an
+    /// empty array means the end.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeEntry[]>")]
     pub fn next_batch(
         &self,
         from: f64,
         max_entries: u32,
         max_bytes: u32,
+        watermarks: bool,
     ) -> napi::Result<AsyncTask<Blocking<Vec<Entry>, Vec<NativeEntry>>>> {
         let from = to_u64("from", from)?;
         let inner = self.inner.clone();
         let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
         Ok(blocking(
-            move || inner.with("reader", |r| r.next_batch(from, entries_max, bytes_max)),
+            move || {
+                inner.with("reader", |r| {
+                    r.next_batch(from, entries_max, bytes_max, watermarks)
+                })
+            },
             entries,
         ))
     }

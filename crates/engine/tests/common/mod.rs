@@ -51,7 +51,7 @@ pub fn read_all(path: &Path) -> Result<Vec<Entry>> {
     let mut reader = WalReader::open(&fs(), path)?;
     let mut all = Vec::new();
     loop {
-        let batch = reader.next_batch(0, 1000, usize::MAX)?;
+        let batch = reader.next_batch(0, 1000, usize::MAX, true)?;
         if batch.is_empty() {
             return Ok(all);
         }

@@ -1,0 +1,62 @@
+//! `NativeExamination`: inspect or verify a store or file off the JS thread, with progress
+//! that JS polls (no callback crosses threads).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use napi::bindgen_prelude::AsyncTask;
+use napi_derive::napi;
+use selene_persist_engine::inspect::{Depth, Progress, Report, examine};
+use selene_persist_engine::io::StdFs;
+
+use crate::convert::to_f64;
+use crate::task::{Blocking, blocking};
+
+/// One examination and its progress.
+#[napi]
+pub struct NativeExamination {
+    progress: Arc<Progress>,
+}
+
+#[napi]
+impl NativeExamination {
+    /// A new examination.
+    #[napi(constructor)]
+    pub fn new() -> Self {
+        Self {
+            progress: Arc::new(Progress::default()),
+        }
+    }
+
+    /// Examine `path` (a store directory or one file); `verify` also checks every hash,
+    /// payload and cross-file rule. Resolves with the report as JSON.
+    #[napi(catch_unwind, ts_return_type = "Promise<string>")]
+    pub fn run(&self, path: String, verify: bool) -> AsyncTask<Blocking<Report, String>> {
+        let progress = Arc::clone(&self.progress);
+        let depth = if verify {
+            Depth::Verify
+        } else {
+            Depth::Inspect
+        };
+        blocking(
+            move || examine(&StdFs::shared(), &PathBuf::from(path), depth, &progress),
+            |report| serde_json::to_string(&report).unwrap_or_default(),
+        )
+    }
+
+    /// `[bytes examined, bytes in all]` so far.
+    #[napi(catch_unwind)]
+    pub fn progress(&self) -> Vec<f64> {
+        vec![
+            to_f64(self.progress.done.load(Ordering::Relaxed)),
+            to_f64(self.progress.total.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+impl Default for NativeExamination {
+    fn default() -> Self {
+        Self::new()
+    }
+}
