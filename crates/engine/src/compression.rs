@@ -47,6 +47,14 @@ impl Compression {
     }
 }
 
+/// The decompressed size a zstd frame declares in its header, if it declares one.
+#[must_use]
+pub fn declared_len(stored: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(stored)
+        .ok()
+        .flatten()
+}
+
 /// Decompress `stored`, refusing to produce more than `cap` bytes.
 ///
 /// # Errors
@@ -97,6 +105,13 @@ mod tests {
             })
             .collect();
         assert!(Compression::default().compress(&noise).is_none());
+    }
+
+    #[test]
+    fn compressed_frames_declare_their_size() {
+        let packed = Compression::default().compress(&[3u8; 9000]).unwrap();
+        assert_eq!(declared_len(&packed), Some(9000));
+        assert_eq!(declared_len(b"not zstd"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::compression::declared_len;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
@@ -87,7 +88,7 @@ pub struct WalSummary {
     pub compressed_entries: u64,
     /// Payload bytes as stored.
     pub stored_payload_bytes: u64,
-    /// Payload bytes decompressed (with `Depth::Verify`; else equal to stored for raw entries).
+    /// Payload bytes decompressed (declared by each zstd frame, or counted by `Depth::Verify`).
     pub raw_payload_bytes: u64,
     /// A torn tail after the last valid frame.
     pub torn_tail: Option<TailRepair>,
@@ -529,6 +530,8 @@ fn examine_wal(
                     Ok(entry) => summary.raw_payload_bytes += entry.payload.len() as u64,
                     Err(e) => report.error(path, &e),
                 }
+            } else {
+                summary.raw_payload_bytes += declared_len(&frame.stored).unwrap_or(stored);
             }
         }
         progress.done.store(start + end, Ordering::Relaxed);

@@ -1,0 +1,72 @@
+/** Argument parsing for the CLI: node's parseArgs, with usage errors as their own type. */
+import { parseArgs } from 'node:util'
+
+/** A wrong command line: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options']
+
+/** Parse `argv` against `options`, expecting between `min` and `max` positionals. */
+export function parse(argv: string[], options: Options, min: number, max: number) {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true })
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error))
+  }
+  const { positionals, values } = parsed
+  if (!values.help && (positionals.length < min || positionals.length > max)) {
+    throw new UsageError(`expected ${min === max ? min : `${min} to ${max}`} argument${max === 1 ? '' : 's'}, got ${positionals.length}`)
+  }
+  return { positionals, values: values as Record<string, string | boolean | undefined>, help: values.help === true }
+}
+
+/** A non-negative integer option, or `undefined`. */
+export function integer(name: string, value: string | boolean | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (typeof value !== 'string' || !Number.isSafeInteger(n) || n < 0) throw new UsageError(`--${name} takes a whole number, got ${String(value)}`)
+  return n
+}
+
+/** Human-readable bytes. */
+export function bytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB']
+  let value = n / 1024
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(1)} ${units[unit]}`
+}
+
+/** A progress bar on stderr, drawn only when stderr is a terminal. */
+export class ProgressBar {
+  readonly #label: string
+  readonly #tty = process.stderr.isTTY === true
+  #drawn = false
+
+  constructor(label: string) {
+    this.#label = label
+  }
+
+  update(done: number, total: number): void {
+    if (!this.#tty || total <= 0) return
+    const width = 30
+    const filled = Math.min(width, Math.round((done / total) * width))
+    const percent = Math.min(100, Math.floor((done / total) * 100))
+    process.stderr.write(`\r${this.#label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${percent}% ${bytes(done)} / ${bytes(total)}`)
+    this.#drawn = true
+  }
+
+  done(): void {
+    if (this.#drawn) process.stderr.write('\r\x1b[K')
+  }
+}
