@@ -340,9 +340,12 @@ fn examine_store(
     let tracked: &[u64] = manifest.as_ref().map_or(&[], |m| &m.archives);
     for seq in archive_seqs {
         let path = dir.join(crate::rotation::archive_file_name(seq));
+        let errors_before = report.problems.len();
         let Some(wal) = examine_wal(vfs, &path, depth, progress, Severity::Error, report) else {
             continue;
         };
+        // An archive that already failed its scan cannot be judged by where it ends.
+        let scanned_clean = report.problems.len() == errors_before;
         if !tracked.contains(&seq) {
             report.problem(
                 Severity::Warning,
@@ -352,13 +355,14 @@ fn examine_store(
                 "not listed in the MANIFEST; prune deletes it".into(),
             );
         }
-        if depth == Depth::Verify && wal.last_sequence.unwrap_or(wal.snapshot_seq) != seq {
+        let last = wal.last_sequence.unwrap_or(wal.snapshot_seq);
+        if depth == Depth::Verify && scanned_clean && last != seq {
             report.problem(
                 Severity::Error,
                 &path,
                 None,
                 "STORE_INCONSISTENT",
-                format!("archive ends at {:?}, not at {seq}", wal.last_sequence),
+                format!("archive ends at {last}, not at {seq}"),
             );
         }
         report.archives.push(ArchiveSummary {

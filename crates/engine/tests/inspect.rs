@@ -246,3 +246,35 @@ fn the_report_serialises_to_camel_case_json() {
     assert_eq!(json["wal"]["lastSequence"], 34);
     assert!(json["problems"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn an_archive_must_end_at_the_sequence_in_its_name() {
+    let dir = store_dir();
+    std::fs::copy(
+        dir.path().join("wal.11.archive"),
+        dir.path().join("wal.12.archive"),
+    )
+    .unwrap();
+    let report = verify(dir.path());
+    let wrong: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.file.ends_with("wal.12.archive"))
+        .map(|p| (p.severity, p.code.as_str(), p.message.as_str()))
+        .collect();
+    assert_eq!(
+        wrong,
+        vec![
+            (
+                Severity::Warning,
+                "ORPHAN",
+                "not listed in the MANIFEST; prune deletes it"
+            ),
+            (
+                Severity::Error,
+                "STORE_INCONSISTENT",
+                "archive ends at 11, not at 12"
+            ),
+        ]
+    );
+}

@@ -1,0 +1,155 @@
+import { execFile } from 'node:child_process'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+import test from 'ava'
+
+import { Store, WalWriter } from 'selene-persist'
+
+import { tempDir } from './helpers.mjs'
+
+const cli = new URL('../cli.js', import.meta.url).pathname
+
+/** Run the CLI; resolves with { code, stdout, stderr } whatever the exit code. */
+async function run(...args) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, ...args], { maxBuffer: 64 << 20 })
+    return { code: 0, stdout, stderr }
+  } catch (error) {
+    return { code: error.code, stdout: error.stdout, stderr: error.stderr }
+  }
+}
+
+/** A store with two checkpoints and a few entries after them. */
+async function sampleStore(t) {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let n = 1; n <= 20; n++) await store.append(Buffer.from(JSON.stringify({ n })), n === 3 ? { principal: Buffer.from('alice') } : undefined)
+  await store.checkpoint({ state: Buffer.from('twenty') })
+  for (let n = 21; n <= 25; n++) await store.append(Buffer.from(JSON.stringify({ n })))
+  await store.checkpoint({ state: Buffer.from('twenty-five') })
+  await store.append(Buffer.from('{"n":26}'))
+  await store.close()
+  return dir
+}
+
+test('help: every command has --help, no command is a usage error', async (t) => {
+  for (const command of ['inspect', 'verify', 'dump', 'demo', 'bench']) {
+    const { code, stdout } = await run(command, '--help')
+    t.is(code, 0, command)
+    t.true(stdout.startsWith(`Usage: selene-persist ${command}`), command)
+  }
+  const help = await run('help')
+  t.is(help.code, 0)
+  t.regex(help.stdout, /inspect <dir\|file>/)
+  t.is((await run()).code, 2)
+  const unknown = await run('frobnicate')
+  t.is(unknown.code, 2)
+  t.regex(unknown.stderr, /unknown command 'frobnicate'/)
+})
+
+test('wrong arguments exit 2 with the command usage; missing paths exit 1 with the error code', async (t) => {
+  for (const args of [['inspect'], ['verify', 'a', 'b'], ['dump', 'x', '--format', 'xml'], ['dump', 'x', '--from', '-1'], ['inspect', 'x', '--bogus'], ['bench', 'extra']]) {
+    const { code, stderr } = await run(...args)
+    t.is(code, 2, args.join(' '))
+    t.regex(stderr, /Usage: selene-persist/, args.join(' '))
+  }
+  for (const command of ['inspect', 'verify', 'dump']) {
+    const { code, stderr } = await run(command, '/no/such/path')
+    t.is(code, 1, command)
+    t.regex(stderr, /No such file or directory.*\[IO\]/, command)
+  }
+})
+
+test('inspect shows the MANIFEST, snapshots, archives and the active WAL', async (t) => {
+  const dir = await sampleStore(t)
+  const { code, stdout } = await run('inspect', dir)
+  t.is(code, 0)
+  t.regex(stdout, /live snapshot 27, active WAL after 27, archives \[21, 27\]/)
+  t.regex(stdout, /snapshot\.27\.snap \(live\).*state/)
+  t.regex(stdout, /wal\.21\.archive {2}sequences 1\.\.21 {2}21 entries \(1 watermark\)/)
+  t.regex(stdout, /wal\.log {2}sequences 28\.\.28 {2}1 entries/)
+  t.regex(stdout, /problems {6}none/)
+  const json = JSON.parse((await run('inspect', dir, '--json')).stdout)
+  t.is(json.kind, 'store')
+  t.deepEqual(json.manifest, { liveSnapshotSeq: 27, activeWalSeq: 27, archives: [21, 27] })
+  t.is(json.wal.lastSequence, 28)
+  const single = JSON.parse((await run('inspect', join(dir, 'snapshot.21.snap'), '--json')).stdout)
+  t.is(single.kind, 'snapshot')
+  t.deepEqual(single.snapshots[0].sections.map((s) => s.name), ['state'])
+})
+
+test('verify exits 0 when clean, 1 with each problem located when not, and honours --strict', async (t) => {
+  const dir = await sampleStore(t)
+  const clean = await run('verify', dir)
+  t.is(clean.code, 0)
+  t.regex(clean.stdout, /verified: no problems/)
+
+  await writeFile(join(dir, 'wal.log'), Buffer.concat([await readFile(join(dir, 'wal.log')), Buffer.alloc(10)]))
+  const torn = await run('verify', dir)
+  t.is(torn.code, 0, 'a torn tail is a warning')
+  t.regex(torn.stdout, /warning .*wal\.log@\d+ {2}TORN_TAIL/)
+  t.is((await run('verify', dir, '--strict')).code, 1)
+
+  const archive = join(dir, 'wal.21.archive')
+  const bytes = await readFile(archive)
+  bytes[30] ^= 1
+  await writeFile(archive, bytes)
+  const broken = await run('verify', dir)
+  t.is(broken.code, 1)
+  t.regex(broken.stdout, /ERROR {3}.*wal\.21\.archive@24 {2}MID_LOG_CORRUPTION/)
+  t.regex(broken.stdout, /verified: 1 error, 1 warning/)
+  const json = JSON.parse((await run('verify', dir, '--json')).stdout)
+  t.deepEqual(json.problems.map((p) => [p.severity, p.code]), [['error', 'MID_LOG_CORRUPTION'], ['warning', 'TORN_TAIL']])
+})
+
+test('dump prints entries as NDJSON, text or hex, within --from and --to', async (t) => {
+  const dir = await sampleStore(t)
+  const archive = join(dir, 'wal.21.archive')
+  const lines = (await run('dump', archive, '--from', '2', '--to', '4')).stdout.trim().split('\n').map((l) => JSON.parse(l))
+  t.deepEqual(lines.map((e) => e.sequence), [2, 3, 4])
+  t.deepEqual(JSON.parse(lines[0].payload), { n: 2 })
+  t.is(lines[1].principal, Buffer.from('alice').toString('base64'))
+  t.is(lines[0].encoding, 'utf8')
+  const watermark = JSON.parse((await run('dump', archive, '--from', '21')).stdout)
+  t.true(watermark.watermark)
+  const text = (await run('dump', archive, '--from', '3', '--to', '3', '--format', 'text')).stdout
+  t.regex(text, /^#3 @\d+ \S+ local principal=alice 7 B: "\{\\"n\\":3\}"\n$/)
+  const hex = (await run('dump', archive, '--from', '3', '--to', '3', '--format', 'hex')).stdout
+  t.regex(hex, /00000000 {2}7b 22 6e 22 3a 33 7d/)
+  // A directory means its wal.log.
+  t.deepEqual((await run('dump', dir)).stdout.trim().split('\n').map((l) => JSON.parse(l).sequence), [28])
+})
+
+test('dump reports a torn tail on stderr without changing the file', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  await writer.append(Buffer.from('one'))
+  await writer.close()
+  const torn = Buffer.concat([await readFile(path), Buffer.from('partial')])
+  await writeFile(path, torn)
+  const { code, stdout, stderr } = await run('dump', path)
+  t.is(code, 0)
+  t.is(stdout.trim().split('\n').length, 1)
+  t.regex(stderr, /torn tail: 7 bytes/)
+  t.deepEqual(await readFile(path), torn)
+})
+
+test('demo runs the main job end to end and can be run again on the same store', async (t) => {
+  const dir = await tempDir(t)
+  const first = await run('demo', dir)
+  t.is(first.code, 0, first.stderr)
+  t.regex(first.stdout, /every acknowledged one \(\d+\) included: yes/)
+  t.regex(first.stdout, /checkpoint at sequence \d+/)
+  const second = await run('demo', dir)
+  t.is(second.code, 0, second.stderr)
+  t.regex(second.stdout, /recovered [1-9]\d* earlier events/)
+  t.is((await run('verify', dir)).code, 0)
+})
+
+test('bench --quick prints its table', async (t) => {
+  const { code, stdout } = await run('bench', '--quick')
+  t.is(code, 0)
+  for (const workload of ['W1 durable append, 128 B', 'W2 64 concurrent', 'W3 bulk ingest', 'W4 full replay', 'W5 open']) t.true(stdout.includes(workload), workload)
+})
