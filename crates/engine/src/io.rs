@@ -7,7 +7,10 @@
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io;
+#[cfg(unix)]
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+#[cfg(windows)]
+use std::os::windows::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -112,14 +115,14 @@ impl Vfs for StdFs {
         match mode {
             OpenMode::Read => options.read(true),
             OpenMode::ReadWrite => options.read(true).write(true),
-            OpenMode::CreateNew => options.read(true).write(true).create_new(true).mode(0o600),
-            OpenMode::Create => options
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600),
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true),
+            OpenMode::Create => options.read(true).write(true).create(true).truncate(false),
         };
+        // New files are private to the owner, like the data in them.
+        #[cfg(unix)]
+        if matches!(mode, OpenMode::CreateNew | OpenMode::Create) {
+            options.mode(0o600);
+        }
         Ok(Box::new(StdFile(options.open(path)?)))
     }
 
@@ -155,8 +158,15 @@ impl Vfs for StdFs {
         std::fs::remove_file(path)
     }
 
+    #[cfg(unix)]
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
+    }
+
+    /// Windows cannot open a directory for flushing; NTFS journals directory entries itself.
+    #[cfg(windows)]
+    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -164,12 +174,32 @@ impl Vfs for StdFs {
 struct StdFile(File);
 
 impl VfsFile for StdFile {
+    #[cfg(unix)]
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.0.read_at(buf, offset)
     }
 
+    #[cfg(windows)]
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.seek_read(buf, offset)
+    }
+
+    #[cfg(unix)]
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.0.write_all_at(buf, offset)
+    }
+
+    #[cfg(windows)]
+    fn write_all_at(&mut self, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.0.seek_write(buf, offset)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
     }
 
     fn sync_data(&mut self) -> io::Result<()> {

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Check the package as users receive it: pack it, install the tarball into a fresh project,
+# require and import it there, run a short script and the CLI, then check the type
+# declarations for ESM and CJS consumers (attw) and the package layout (publint).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$(pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
+echo "packed $tarball ($(du -h "$work/$tarball" | cut -f1))"
+mkdir "$work/app"
+cd "$work/app"
+npm init -y >/dev/null
+npm install --no-audit --no-fund --silent "$work/$tarball"
+
+node -e "
+const { WalWriter, Store, PersistError } = require('selene-persist')
+;(async () => {
+  const store = await Store.open('store')
+  await store.append(Buffer.from('from require'))
+  await store.checkpoint({ state: Buffer.from('s') })
+  await store.append(Buffer.from('after checkpoint'))
+  await store.close()
+  const err = await WalWriter.open('').catch((e) => e)
+  if (!(err instanceof PersistError) || err.code !== 'INVALID_ARGUMENT') throw new Error('typed errors broken')
+  console.log('require: ok')
+})()
+"
+node --input-type=module -e "
+import persist, { Store } from 'selene-persist'
+if (persist.Store !== Store) throw new Error('ESM and CJS disagree')
+const store = await Store.open('store')
+const seen = []
+for await (const e of store.replay()) seen.push(e.payload.toString())
+await store.close()
+if (seen.join() !== 'after checkpoint') throw new Error('replay: ' + seen.join())
+console.log('import: ok')
+"
+npx --no-install selene-persist verify store
+npx --no-install selene-persist inspect store --json > inspect.json
+node -e "if (require('./inspect.json').manifest.liveSnapshotSeq !== 2) process.exit(1)"
+echo "cli: ok"
+
+cd "$repo"
+npx --no-install attw --pack . --format table-flipped
+npx --no-install publint --strict
+echo "package: ok"
