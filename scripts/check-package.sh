@@ -43,6 +43,11 @@ npx --no-install selene-persist inspect store --json > inspect.json
 node -e "if (require('./inspect.json').manifest.liveSnapshotSeq !== 2) process.exit(1)"
 echo "cli: ok"
 
+# A platform with no prebuilt binary: the install script builds one from the shipped sources.
+rm node_modules/selene-persist/*.node
+CARGO_TARGET_DIR="$repo/target" npm rebuild selene-persist --foreground-scripts 2>&1 | grep 'selene-persist:'
+node -e "require('selene-persist'); console.log('source build: ok')"
+
 cd "$repo"
 npx --no-install attw --pack . --format table-flipped
 npx --no-install publint --strict
