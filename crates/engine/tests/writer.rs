@@ -411,7 +411,8 @@ fn creating_a_wal_is_atomic_and_durable() {
         .expect("directory synced");
     assert!(synced < link && link < dir_synced, "{log:?}");
     // Private to its owner.
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     // Nothing but the WAL is left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path())
