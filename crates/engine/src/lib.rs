@@ -8,6 +8,8 @@
 pub mod checksum;
 pub mod committer;
 pub mod compression;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod crash;
 pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;

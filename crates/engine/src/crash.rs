@@ -1,0 +1,421 @@
+//! Crash-state exploration, in the manner of ALICE (OSDI 2014): record a workload's file-system
+//! operations, then build every crash state the file system allows at every point of the
+//! trace, for recovery to be checked against.
+//!
+//! At a crash point, for every file with writes since its last fdatasync, the states keep
+//! them all, drop them all, or keep all but the last and tear the last one (at its first byte,
+//! its middle, and one byte short of its end); directory operations (create, link, rename,
+//! remove) since the last directory fsync are either all applied or all undone. Files are
+//! tracked by identity, not name, so a rename or link moves the same contents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::io::{DirEntry, LockKind, OpenMode, StdFs, Vfs, VfsFile};
+
+/// One recorded operation. Files are named by the identity the recorder gave them.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub enum TraceOp {
+    /// A new, empty file appeared under a name.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its identity.
+        file: usize,
+    },
+    /// Bytes written at an offset.
+    Write {
+        /// The file.
+        file: usize,
+        /// Where.
+        offset: u64,
+        /// What.
+        data: Vec<u8>,
+    },
+    /// The length set.
+    SetLen {
+        /// The file.
+        file: usize,
+        /// The new length.
+        len: u64,
+    },
+    /// File data made durable.
+    SyncData {
+        /// The file.
+        file: usize,
+    },
+    /// A second name for a file.
+    Link {
+        /// Existing name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// A name moved, replacing the target.
+    Rename {
+        /// Old name.
+        from: String,
+        /// New name.
+        to: String,
+    },
+    /// A name removed.
+    Remove {
+        /// The name.
+        name: String,
+    },
+    /// The directory's names made durable.
+    SyncDir,
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    trace: Vec<TraceOp>,
+    names: BTreeMap<String, usize>,
+    next_file: usize,
+}
+
+/// A file system that works on the real one and records every mutating operation in a single
+/// directory, for [`crash_states`].
+#[derive(Clone, Debug, Default)]
+pub struct RecordingFs {
+    state: Arc<Mutex<Recorder>>,
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+impl RecordingFs {
+    /// A recorder with an empty trace; the directory it works in must start empty.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This file system as a shared `Vfs` handle.
+    #[must_use]
+    pub fn shared(&self) -> Arc<dyn Vfs> {
+        Arc::new(self.clone())
+    }
+
+    /// The operations recorded so far.
+    #[must_use]
+    pub fn trace(&self) -> Vec<TraceOp> {
+        self.lock().trace.clone()
+    }
+
+    /// How many operations have been recorded.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().trace.len()
+    }
+
+    /// Whether nothing has been recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Recorder> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, op: TraceOp) {
+        let mut state = self.lock();
+        match &op {
+            TraceOp::Create { name, file } => {
+                state.names.insert(name.clone(), *file);
+            }
+            TraceOp::Link { from, to } => {
+                if let Some(file) = state.names.get(from).copied() {
+                    state.names.insert(to.clone(), file);
+                }
+            }
+            TraceOp::Rename { from, to } => {
+                if let Some(file) = state.names.remove(from) {
+                    state.names.insert(to.clone(), file);
+                }
+            }
+            TraceOp::Remove { name } => {
+                state.names.remove(name);
+            }
+            _ => {}
+        }
+        state.trace.push(op);
+    }
+}
+
+impl Vfs for RecordingFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
+        let existed = path.exists();
+        let inner = StdFs.open(path, mode)?;
+        let name = name_of(path);
+        let file = if existed {
+            self.lock().names.get(&name).copied()
+        } else {
+            let mut state = self.lock();
+            let file = state.next_file;
+            state.next_file += 1;
+            drop(state);
+            self.record(TraceOp::Create { name, file });
+            Some(file)
+        };
+        Ok(Box::new(RecordingFile {
+            fs: self.clone(),
+            file,
+            inner,
+        }))
+    }
+
+    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.link(from, to)?;
+        self.record(TraceOp::Link {
+            from: name_of(from),
+            to: name_of(to),
+        });
+        Ok(())
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)?;
+        self.record(TraceOp::Rename {
+            from: name_of(from),
+            to: name_of(to),
+        });
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
+        StdFs.list(dir)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove(path)?;
+        self.record(TraceOp::Remove {
+            name: name_of(path),
+        });
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdFs.sync_dir(dir)?;
+        self.record(TraceOp::SyncDir);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct RecordingFile {
+    fs: RecordingFs,
+    /// `None` for files the recorder never saw created (the lock file of a foreign directory).
+    file: Option<usize>,
+    inner: Box<dyn VfsFile>,
+}
+
+impl VfsFile for RecordingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)?;
+        if let Some(file) = self.file {
+            self.fs.record(TraceOp::Write {
+                file,
+                offset,
+                data: buf.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.inner.sync_data()?;
+        if let Some(file) = self.file {
+            self.fs.record(TraceOp::SyncData { file });
+        }
+        Ok(())
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)?;
+        if let Some(file) = self.file {
+            self.fs.record(TraceOp::SetLen { file, len });
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+
+    fn try_lock(&self) -> io::Result<bool> {
+        self.inner.try_lock()
+    }
+
+    fn lock(&self, kind: LockKind) -> io::Result<()> {
+        self.inner.lock(kind)
+    }
+}
+
+/// A directory's contents after a crash: file name to bytes.
+pub type CrashState = BTreeMap<String, Vec<u8>>;
+
+#[derive(Clone, Debug, Default)]
+struct FileModel {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    /// Data operations since the last fdatasync, in order.
+    pending: Vec<TraceOp>,
+}
+
+fn apply(content: &mut Vec<u8>, op: &TraceOp) {
+    match op {
+        TraceOp::Write { offset, data, .. } => {
+            let start = usize::try_from(*offset).unwrap_or(usize::MAX);
+            if content.len() < start + data.len() {
+                content.resize(start + data.len(), 0);
+            }
+            content[start..start + data.len()].copy_from_slice(data);
+        }
+        TraceOp::SetLen { len, .. } => content.resize(usize::try_from(*len).unwrap_or(0), 0),
+        _ => {}
+    }
+}
+
+/// The ways unsynced data can survive a crash.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum DataFate {
+    Kept,
+    Lost,
+    /// All but the last pending write kept; the last kept up to this many bytes.
+    Torn(Fraction),
+}
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Fraction {
+    OneByte,
+    Half,
+    AllButOne,
+}
+
+impl FileModel {
+    fn content(&self, fate: DataFate) -> Vec<u8> {
+        match fate {
+            DataFate::Kept => self.current.clone(),
+            DataFate::Lost => self.durable.clone(),
+            DataFate::Torn(fraction) => {
+                let mut content = self.durable.clone();
+                let Some((last, earlier)) = self.pending.split_last() else {
+                    return content;
+                };
+                earlier.iter().for_each(|op| apply(&mut content, op));
+                if let TraceOp::Write { file, offset, data } = last {
+                    let keep = match fraction {
+                        Fraction::OneByte => 1.min(data.len()),
+                        Fraction::Half => data.len() / 2,
+                        Fraction::AllButOne => data.len().saturating_sub(1),
+                    };
+                    apply(
+                        &mut content,
+                        &TraceOp::Write {
+                            file: *file,
+                            offset: *offset,
+                            data: data[..keep].to_vec(),
+                        },
+                    );
+                } else {
+                    apply(&mut content, last);
+                }
+                content
+            }
+        }
+    }
+}
+
+/// Every distinct crash state after the first `prefix` operations of `trace`, which started
+/// in an empty directory.
+#[must_use]
+pub fn crash_states(trace: &[TraceOp], prefix: usize) -> Vec<CrashState> {
+    let mut files: BTreeMap<usize, FileModel> = BTreeMap::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut durable_names: BTreeMap<String, usize> = BTreeMap::new();
+    for op in &trace[..prefix] {
+        match op {
+            TraceOp::Create { name, file } => {
+                files.insert(*file, FileModel::default());
+                names.insert(name.clone(), *file);
+            }
+            TraceOp::Write { file, .. } | TraceOp::SetLen { file, .. } => {
+                if let Some(model) = files.get_mut(file) {
+                    apply(&mut model.current, op);
+                    model.pending.push(op.clone());
+                }
+            }
+            TraceOp::SyncData { file } => {
+                if let Some(model) = files.get_mut(file) {
+                    model.durable = model.current.clone();
+                    model.pending.clear();
+                }
+            }
+            TraceOp::Link { from, to } => {
+                if let Some(file) = names.get(from).copied() {
+                    names.insert(to.clone(), file);
+                }
+            }
+            TraceOp::Rename { from, to } => {
+                if let Some(file) = names.remove(from) {
+                    names.insert(to.clone(), file);
+                }
+            }
+            TraceOp::Remove { name } => {
+                names.remove(name);
+            }
+            TraceOp::SyncDir => durable_names = names.clone(),
+        }
+    }
+    let fates = [
+        DataFate::Kept,
+        DataFate::Lost,
+        DataFate::Torn(Fraction::OneByte),
+        DataFate::Torn(Fraction::Half),
+        DataFate::Torn(Fraction::AllButOne),
+    ];
+    let mut seen = BTreeSet::new();
+    let mut states = Vec::new();
+    for directory in [&names, &durable_names] {
+        for fate in fates {
+            let state: CrashState = directory
+                .iter()
+                .filter_map(|(name, file)| {
+                    files
+                        .get(file)
+                        .map(|model| (name.clone(), model.content(fate)))
+                })
+                .collect();
+            if seen.insert(state.clone()) {
+                states.push(state);
+            }
+        }
+    }
+    states
+}
+
+/// Write `state` into the empty directory `dir`.
+///
+/// # Errors
+/// I/O errors.
+pub fn materialize(state: &CrashState, dir: &Path) -> io::Result<PathBuf> {
+    for (name, content) in state {
+        std::fs::write(dir.join(name), content)?;
+    }
+    Ok(dir.to_path_buf())
+}
