@@ -45,13 +45,24 @@ export type Sections = Record<string, Uint8Array> | ReadonlyMap<string, Uint8Arr
 
 export const U32_MAX = 0xffff_ffff
 
+/** A value as it appears in an error message; never throws (BigInt, Symbol, cycles). */
+export function describe(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`
+  if (typeof value === 'symbol' || typeof value === 'function') return String(value)
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
+}
+
 export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null
 }
 
 export function checkInteger(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw invalid(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`)
+    throw invalid(`${name} must be an integer from ${min} to ${max}, got ${describe(value)}`)
   }
   return value
 }
@@ -91,7 +102,7 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
     out.syncMode = 'interval'
     out.intervalMs = checkInteger('sync.intervalMs', sync.intervalMs, 1, U32_MAX)
   } else {
-    throw invalid(`sync must be 'always', 'manual', { everyN } or { intervalMs }, got ${JSON.stringify(sync)}`)
+    throw invalid(`sync must be 'always', 'manual', { everyN } or { intervalMs }, got ${describe(sync)}`)
   }
   if (compression !== false) {
     if (!isObject(compression)) throw invalid('compression must be false or { threshold?, level? }')
@@ -142,6 +153,6 @@ export function nativeSections(sections: unknown, compress: boolean): native.Nat
   else throw invalid('sections must be a Record or Map of name to Uint8Array')
   return pairs.map(([name, data]) => {
     if (typeof name !== 'string') throw invalid('section names must be strings')
-    return { name, data: checkBytes(`sections[${JSON.stringify(name)}]`, data), compress }
+    return { name, data: checkBytes(`sections[${describe(name)}]`, data), compress }
   })
 }
