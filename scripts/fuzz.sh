@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the decoders, the open-time scan and the
+# snapshot reader, SECONDS per target (default 60). cargo-fuzz needs nightly features; the
+# stable toolchain provides them with RUSTC_BOOTSTRAP=1. A crash fails the run and leaves the
+# input in fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds=${1:-60}
+export RUSTC_BOOTSTRAP=1
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+cargo fuzz build -O
+for target in decoders wal_scan snapshot; do
+  # Fuzz a scratch copy so the committed seed corpus only changes on purpose.
+  scratch=$(mktemp -d)
+  cp corpus/"$target"/* "$scratch"/
+  cargo fuzz run -O "$target" "$scratch" -- -max_total_time="$seconds" -max_len=65536 -timeout=20 2>&1 \
+    | grep -E '^Done|ERROR|SUMMARY|panicked' || true
+  test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzz target $target failed"; exit 1; }
+  echo "$target: corpus $(ls "$scratch" | wc -l) inputs after the run"
+  rm -rf "$scratch"
+done
