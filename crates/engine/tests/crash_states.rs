@@ -254,3 +254,16 @@ fn every_crash_state_of_checkpoints_and_prunes_recovers_the_old_or_new_epoch_who
         "{points} points, {states} states"
     );
 }
+
+#[test]
+fn every_crash_state_of_manual_and_interval_appends_keeps_what_was_flushed() {
+    for policy in [
+        SyncPolicy::Manual,
+        SyncPolicy::Interval(std::time::Duration::from_secs(3600)),
+    ] {
+        let recorded = record_wal(policy);
+        // Only the final flush promises anything.
+        assert_eq!(recorded.promises.len(), 1, "{policy:?}");
+        explore(&recorded, check_wal);
+    }
+}

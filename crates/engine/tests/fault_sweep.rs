@@ -19,10 +19,11 @@ fn expected(error: &Error) -> bool {
     matches!(error.code(), "IO" | "POISONED")
 }
 
-/// Appends under `always`, retrying the same entry after a failure, then reopen and compare.
-fn wal_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
+/// Appends under `policy`, retrying the same entry after a failure, then a flush; the caller
+/// reopens and compares.
+fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64, String> {
     let path = wal_in_path(dir);
-    let mut writer = match WalWriter::open(&faults.shared(), &path, options(SyncPolicy::Always)) {
+    let mut writer = match WalWriter::open(&faults.shared(), &path, options(policy)) {
         Ok(writer) => writer,
         Err(e) if expected(&e) => return Ok(0),
         Err(e) => return Err(format!("open: {e}")),
@@ -37,6 +38,11 @@ fn wal_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
             Err(e) if expected(&e) => {}
             Err(e) => return Err(format!("append: {e}")),
         }
+    }
+    match writer.flush() {
+        Ok(()) => {}
+        Err(e) if expected(&e) => {}
+        Err(e) => return Err(format!("flush: {e}")),
     }
     drop(writer);
     Ok(acked)
@@ -165,7 +171,7 @@ fn check_store(dir: &Path, acked: u64) -> Result<(), String> {
 
 /// Run `workload` once per (operation, fault) pair; returns how many faults were injected.
 fn sweep(
-    workload: fn(&FaultFs, &Path) -> Result<u64, String>,
+    workload: impl Fn(&FaultFs, &Path) -> Result<u64, String>,
     check: fn(&Path, u64) -> Result<(), String>,
 ) -> usize {
     let probe_dir = tempfile::tempdir().unwrap();
@@ -200,7 +206,16 @@ fn sweep(
 
 #[test]
 fn every_fault_at_every_operation_of_appends_loses_nothing_acknowledged() {
-    assert!(sweep(wal_workload, check_wal) > 50);
+    for policy in [
+        SyncPolicy::Always,
+        SyncPolicy::EveryN(3),
+        SyncPolicy::Manual,
+    ] {
+        assert!(
+            sweep(|faults, dir| wal_workload(faults, dir, policy), check_wal) > 20,
+            "{policy:?}"
+        );
+    }
 }
 
 #[test]

@@ -16,7 +16,9 @@ use selene_persist_engine::snapshot::SnapshotReader;
 use selene_persist_engine::{WalOptions, WalReader, WalWriter};
 
 fn corpus(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -51,7 +53,10 @@ fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn bytes_or_mutant(seed: &str) -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![proptest::collection::vec(any::<u8>(), 0..512), mutated(corpus(seed))]
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..512),
+        mutated(corpus(seed))
+    ]
 }
 
 /// Open a WAL for writing and read it back; both must end in a value or a typed error.
@@ -73,7 +78,11 @@ fn scan(dir: &Path, bytes: &[u8]) {
         }
         Err(e) => {
             assert!(!e.code().is_empty());
-            assert_eq!(std::fs::read(&path).unwrap(), before, "a refused open changed the file ({e})");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                before,
+                "a refused open changed the file ({e})"
+            );
         }
     }
     drop(read);
@@ -132,22 +141,42 @@ fn regenerate_corpus() {
     let (tx, rx) = std::sync::mpsc::channel();
     let batch = vec![
         entry(b"first"),
-        selene_persist_engine::NewEntry { principal: Some(b"alice".to_vec()), ..entry(&[7; 5000]) },
         selene_persist_engine::NewEntry {
-            origin: selene_persist_engine::Origin::Replicated { source_node_id: 3, source_seq: 9 },
+            principal: Some(b"alice".to_vec()),
+            ..entry(&[7; 5000])
+        },
+        selene_persist_engine::NewEntry {
+            origin: selene_persist_engine::Origin::Replicated {
+                source_node_id: 3,
+                source_seq: 9,
+            },
             ..entry(b"replicated")
         },
     ];
-    store.committer().append(batch, Box::new(move |r| tx.send(r).unwrap()));
+    store
+        .committer()
+        .append(batch, Box::new(move |r| tx.send(r).unwrap()));
     rx.recv().unwrap().unwrap();
-    store.checkpoint(vec![("a".into(), vec![1; 3000], true), ("b".into(), b"raw".to_vec(), false)]).unwrap();
+    store
+        .checkpoint(vec![
+            ("a".into(), vec![1; 3000], true),
+            ("b".into(), b"raw".to_vec(), false),
+        ])
+        .unwrap();
     for n in 0..8 {
         let (tx, rx) = std::sync::mpsc::channel();
-        store.committer().append(vec![entry(format!("after {n}").as_bytes())], Box::new(move |r| tx.send(r).unwrap()));
+        store.committer().append(
+            vec![entry(format!("after {n}").as_bytes())],
+            Box::new(move |r| tx.send(r).unwrap()),
+        );
         rx.recv().unwrap().unwrap();
     }
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    for (from, to) in [("wal.4.archive", "wal.log"), ("snapshot.4.snap", "snapshot.12.snap"), ("MANIFEST", "MANIFEST")] {
+    for (from, to) in [
+        ("wal.4.archive", "wal.log"),
+        ("snapshot.4.snap", "snapshot.12.snap"),
+        ("MANIFEST", "MANIFEST"),
+    ] {
         std::fs::copy(dir.path().join(from), out.join(to)).unwrap();
     }
 }
