@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { readFile, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -7,6 +6,7 @@ import test from 'ava'
 import { PersistError, SnapshotBuilder, SnapshotReader, Store, WalWriter } from 'selene-persist'
 
 import { Model, encode, eventFor, restore } from './fixtures/app.mjs'
+import { runUntilKilled } from './fixtures/kill.mjs'
 import { readAll, tempDir } from './helpers.mjs'
 
 const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
@@ -175,36 +175,12 @@ test('low level: SnapshotBuilder, SnapshotReader, rotateWithManifest and prune',
   await store.close()
 })
 
-/** Start the store child, wait until it has acknowledged `minAcks` events, SIGKILL it. */
-async function killChild(dir, minAcks, extraMs) {
-  const child = spawn(process.execPath, [fixture('store-child.mjs'), dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let highest = 0
-  let acks = 0
-  let buffered = ''
-  let timer
-  await new Promise((resolve, reject) => {
-    child.on('error', reject)
-    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited with ${code}`))))
-    child.stdout.on('data', (chunk) => {
-      buffered += chunk
-      const lines = buffered.split('\n')
-      buffered = lines.pop()
-      for (const line of lines) {
-        if (!line.startsWith('ack ')) continue
-        highest = Math.max(highest, Number(line.slice(4)))
-        acks++
-      }
-      if (acks >= minAcks && !timer) timer = setTimeout(() => child.kill('SIGKILL'), extraMs)
-    })
-  })
-  return highest
-}
 
 test('20 rounds of SIGKILL during appends, checkpoints and prunes lose nothing acknowledged', async (t) => {
   const dir = await tempDir(t)
   let acknowledged = 0
   for (let round = 0; round < 20; round++) {
-    acknowledged = Math.max(acknowledged, await killChild(dir, 10 + Math.floor(Math.random() * 60), Math.floor(Math.random() * 30)))
+    acknowledged = Math.max(acknowledged, await runUntilKilled(fixture('store-child.mjs'), [dir], 10 + Math.floor(Math.random() * 60), Math.floor(Math.random() * 30)))
     const store = await Store.open(dir)
     const model = await restore(store)
     await store.close()

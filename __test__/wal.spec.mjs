@@ -1,4 +1,4 @@
-import { spawn, execFile } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readFile, writeFile, truncate, appendFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -7,6 +7,7 @@ import test from 'ava'
 
 import { PersistError, WalReader, WalWriter } from 'selene-persist'
 
+import { runUntilKilled } from './fixtures/kill.mjs'
 import { payloadFor, readAll, tempDir } from './helpers.mjs'
 
 const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
@@ -307,32 +308,13 @@ test('close makes the lock available to the next writer at once', async (t) => {
   assertStandard(t, await readAll(path), 1, 20)
 })
 
-/** Run the append child until it has acknowledged at least `minAcks`, then SIGKILL it. */
-async function killWhileAppending(path, minAcks, extraMs) {
-  const child = spawn(process.execPath, [fixture('append-child.mjs'), path, '8'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  const acked = []
-  let buffered = ''
-  await new Promise((resolve, reject) => {
-    child.on('error', reject)
-    child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`child exited ${code}`))))
-    child.stdout.on('data', (chunk) => {
-      buffered += chunk
-      const lines = buffered.split('\n')
-      buffered = lines.pop()
-      for (const line of lines) if (line.startsWith('ack ')) acked.push(Number(line.slice(4)))
-      if (acked.length >= minAcks && !child.killTimer) child.killTimer = setTimeout(() => child.kill('SIGKILL'), extraMs)
-    })
-  })
-  return acked
-}
 
 test('every acknowledged entry survives SIGKILL under always, and nothing else appears', async (t) => {
   const path = join(await tempDir(t), 'wal.log')
   let highestAcked = 0
   for (let round = 0; round < 5; round++) {
-    const acked = await killWhileAppending(path, 50, Math.floor(Math.random() * 40))
-    t.true(acked.length >= 50)
-    highestAcked = Math.max(highestAcked, ...acked)
+    highestAcked = Math.max(highestAcked, await runUntilKilled(fixture('append-child.mjs'), [path, '8'], 50, Math.floor(Math.random() * 40)))
+    t.true(highestAcked >= 50)
     const entries = await readAll(path)
     const last = entries.at(-1)?.sequence ?? 0
     t.true(last >= highestAcked, `round ${round}: acknowledged ${highestAcked}, recovered only ${last}`)

@@ -2,7 +2,6 @@
 // kill -9 soak: a child runs appends, checkpoints and prunes against one store and is SIGKILLed
 // at random times; after each kill the store is recovered here and checked against what the
 // child acknowledged. Usage: npm run soak -- [--rounds N] [--dir DIR]
-import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,6 +10,7 @@ import { parseArgs } from 'node:util'
 import { Store } from 'selene-persist'
 
 import { Model, restore } from '../__test__/fixtures/app.mjs'
+import { runUntilKilled } from '../__test__/fixtures/kill.mjs'
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '100' }, dir: { type: 'string' } } })
 const rounds = Number(values.rounds)
@@ -21,34 +21,11 @@ if (!Number.isSafeInteger(rounds) || rounds < 1) {
 const dir = values.dir ?? (await mkdtemp(join(tmpdir(), 'selene-persist-soak-')))
 const child = new URL('../__test__/fixtures/store-child.mjs', import.meta.url).pathname
 
-/** Run the child until it has acknowledged `acks` events, plus `extraMs`; SIGKILL it. */
-function runAndKill(acks, extraMs) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [child, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-    let highest = 0
-    let seen = 0
-    let buffered = ''
-    let timer
-    proc.on('error', reject)
-    proc.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve(highest) : reject(new Error(`child exited with ${code}`))))
-    proc.stdout.on('data', (chunk) => {
-      buffered += chunk
-      const lines = buffered.split('\n')
-      buffered = lines.pop()
-      for (const line of lines) {
-        if (!line.startsWith('ack ')) continue
-        highest = Math.max(highest, Number(line.slice(4)))
-        seen++
-      }
-      if (seen >= acks && !timer) timer = setTimeout(() => proc.kill('SIGKILL'), extraMs)
-    })
-  })
-}
 
 const started = performance.now()
 let acknowledged = 0
 for (let round = 1; round <= rounds; round++) {
-  acknowledged = Math.max(acknowledged, await runAndKill(1 + Math.floor(Math.random() * 200), Math.floor(Math.random() * 50)))
+  acknowledged = Math.max(acknowledged, await runUntilKilled(child, [dir], 1 + Math.floor(Math.random() * 200), Math.floor(Math.random() * 50)))
   const store = await Store.open(dir)
   const model = await restore(store)
   await store.close()

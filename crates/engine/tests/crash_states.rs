@@ -66,22 +66,10 @@ fn check_wal(dir: &Path, promised: u64) -> Result<(), String> {
             Err(format!("no WAL, but {promised} entries were promised"))
         };
     }
-    let writer =
-        WalWriter::open(&fs(), &path, WalOptions::default()).map_err(|e| format!("open: {e}"))?;
-    drop(writer);
-    let entries = read_all(&path).map_err(|e| format!("read: {e}"))?;
-    for (i, e) in entries.iter().enumerate() {
-        if e.sequence != i as u64 + 1 || e.payload != payload_for(e.sequence) {
-            return Err(format!(
-                "entry {i} is sequence {} with an unexpected payload",
-                e.sequence
-            ));
-        }
-    }
-    if (entries.len() as u64) < promised {
+    let recovered = recover_standard_wal(&path)?;
+    if recovered < promised {
         return Err(format!(
-            "{} entries recovered, {promised} promised",
-            entries.len()
+            "{recovered} entries recovered, {promised} promised"
         ));
     }
     Ok(())
@@ -147,9 +135,7 @@ fn every_crash_state_of_group_committed_appends_keeps_what_was_synced() {
 }
 
 fn append(committer: &Committer, payload: &[u8]) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    committer.append(vec![entry(payload)], Box::new(move |r| tx.send(r).unwrap()));
-    rx.recv().unwrap().unwrap();
+    append_via(committer, payload).unwrap();
 }
 
 fn event(n: u64) -> Vec<u8> {

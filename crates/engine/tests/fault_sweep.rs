@@ -61,35 +61,22 @@ fn check_wal(dir: &Path, acked: u64) -> Result<(), String> {
             Err("WAL missing".into())
         };
     }
-    WalWriter::open(&fs(), &path, WalOptions::default()).map_err(|e| format!("reopen: {e}"))?;
-    let entries = read_all(&path).map_err(|e| format!("read: {e}"))?;
-    let ok = entries.len() as u64 == acked
-        && entries
-            .iter()
-            .enumerate()
-            .all(|(i, e)| e.sequence == i as u64 + 1 && e.payload == payload_for(e.sequence));
-    if ok {
+    let recovered = recover_standard_wal(&path)?;
+    if recovered == acked {
         Ok(())
     } else {
         Err(format!(
-            "{} entries recovered, exactly {acked} acknowledged",
-            entries.len()
+            "{recovered} entries recovered, exactly {acked} acknowledged"
         ))
     }
 }
 
 fn append(committer: &Committer, payload: &[u8]) -> Result<(), Error> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    committer.append(vec![entry(payload)], Box::new(move |r| tx.send(r).unwrap()));
-    rx.recv().unwrap().map(drop)
+    append_via(committer, payload).map(drop)
 }
 
 fn close(store: Store) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    store
-        .committer()
-        .close(Box::new(move |r| tx.send(r).unwrap()));
-    drop(rx.recv());
+    drop(close_via(store.committer()));
 }
 
 /// Appends, checkpoints and a prune on a store; returns how many events were acknowledged.

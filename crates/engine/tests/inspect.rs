@@ -11,9 +11,7 @@ use selene_persist_engine::store::Store;
 use selene_persist_engine::{Committer, WalOptions};
 
 fn append(committer: &Committer, payload: &[u8]) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    committer.append(vec![entry(payload)], Box::new(move |r| tx.send(r).unwrap()));
-    rx.recv().unwrap().unwrap();
+    append_via(committer, payload).unwrap();
 }
 
 /// A store with three checkpoints and a few entries after the last.

@@ -16,17 +16,11 @@ use selene_persist_engine::{Committer, NewEntry, Origin, Result, WalOptions};
 
 /// Append one entry through the committer and wait for its sequence.
 fn append(committer: &Committer, payload: &[u8]) -> Result<u64> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    committer.append(vec![entry(payload)], Box::new(move |r| tx.send(r).unwrap()));
-    rx.recv().unwrap().map(|range| *range.start())
+    append_via(committer, payload)
 }
 
 fn close(store: Store) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    store
-        .committer()
-        .close(Box::new(move |r| tx.send(r).unwrap()));
-    drop(rx.recv());
+    drop(close_via(store.committer()));
 }
 
 /// The application state: every event applied so far, one per line.

@@ -81,3 +81,33 @@ pub fn assert_standard_entries(entries: &[Entry], first: u64, last: u64) {
         );
     }
 }
+
+/// Append one entry through a committer and wait for its sequence.
+pub fn append_via(committer: &selene_persist_engine::Committer, payload: &[u8]) -> Result<u64> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    committer.append(vec![entry(payload)], Box::new(move |r| drop(tx.send(r))));
+    rx.recv().unwrap().map(|range| *range.start())
+}
+
+/// Close a committer (its writer's lock is released when this returns).
+pub fn close_via(committer: &selene_persist_engine::Committer) -> Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    committer.close(Box::new(move |r| drop(tx.send(r))));
+    rx.recv().unwrap()
+}
+
+/// Reopen the WAL at `path` for writing (repairing a torn tail), then check it holds standard
+/// entries 1..n exactly; returns n.
+pub fn recover_standard_wal(path: &Path) -> std::result::Result<u64, String> {
+    WalWriter::open(&fs(), path, WalOptions::default()).map_err(|e| format!("reopen: {e}"))?;
+    let entries = read_all(path).map_err(|e| format!("read: {e}"))?;
+    for (i, e) in entries.iter().enumerate() {
+        if e.sequence != i as u64 + 1 || e.payload != payload_for(e.sequence) {
+            return Err(format!(
+                "entry {i} is sequence {} with an unexpected payload",
+                e.sequence
+            ));
+        }
+    }
+    Ok(entries.len() as u64)
+}
