@@ -39,6 +39,18 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Answer a command that can no longer run: the writer is closed.
+    fn refuse(self) {
+        match self {
+            Self::Append { reply, .. } => reply(Err(closed())),
+            Self::Flush { reply } | Self::Close { reply } => reply(Err(closed())),
+            // `submit` answers through its own slot.
+            Self::Exclusive { task } => drop(task),
+        }
+    }
+}
+
 /// The writer's state as of the last finished group.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct WriterState {
@@ -102,18 +114,16 @@ impl Committer {
 
     /// Queue `entries`; `reply` gets their sequences once they are committed.
     pub fn append(&self, entries: Vec<NewEntry>, reply: Reply<RangeInclusive<u64>>) {
-        self.send(Command::Append { entries, reply }, |c| match c {
-            Command::Append { reply, .. } => reply(Err(closed())),
-            _ => unreachable_reply(),
-        });
+        if let Err(refused) = self.send(Command::Append { entries, reply }) {
+            refused.refuse();
+        }
     }
 
     /// Queue a flush; `reply` is called once everything before it is durable.
     pub fn flush(&self, reply: Reply<()>) {
-        self.send(Command::Flush { reply }, |c| match c {
-            Command::Flush { reply } => reply(Err(closed())),
-            _ => unreachable_reply(),
-        });
+        if let Err(refused) = self.send(Command::Flush { reply }) {
+            refused.refuse();
+        }
     }
 
     /// Queue a close: everything queued before it is committed and (unless the policy is
@@ -147,11 +157,11 @@ impl Committer {
                 reply(shielded(writer, task));
             }
         });
-        self.send(Command::Exclusive { task }, |_| {
-            if let Some(reply) = lock(&slot).take() {
-                reply(Err(closed()));
-            }
-        });
+        if self.send(Command::Exclusive { task }).is_err()
+            && let Some(reply) = lock(&slot).take()
+        {
+            reply(Err(closed()));
+        }
     }
 
     /// [`Self::submit`], waiting for the result. Blocks: call it from a worker thread, never
@@ -186,19 +196,13 @@ impl Committer {
         self.tail_repair
     }
 
-    fn send(&self, command: Command, refuse: impl FnOnce(Command)) {
-        let guard = lock(&self.sender);
-        match guard.as_ref() {
-            Some(sender) => {
-                if let Err(mpsc::SendError(command)) = sender.send(command) {
-                    drop(guard);
-                    refuse(command);
-                }
-            }
-            None => {
-                drop(guard);
-                refuse(command);
-            }
+    /// Queue `command`, or hand it back if the writer is closed.
+    fn send(&self, command: Command) -> std::result::Result<(), Command> {
+        match lock(&self.sender).as_ref() {
+            Some(sender) => sender
+                .send(command)
+                .map_err(|mpsc::SendError(command)| command),
+            None => Err(command),
         }
     }
 }
@@ -214,10 +218,6 @@ impl Drop for Committer {
 
 fn closed() -> Error {
     Error::Closed { what: "writer" }
-}
-
-fn unreachable_reply() {
-    tracing::error!("committer refused a command of another kind");
 }
 
 /// Run `f` on the writer; a panic becomes `Internal` and poisons the writer.
