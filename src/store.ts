@@ -16,7 +16,7 @@ import {
   nativeSections,
 } from './options'
 import { SnapshotReader } from './snapshot'
-import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, type WalEntry, drain, fromOption } from './wal'
+import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, type WalEntry, drain, fromOption, queueBound } from './wal'
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */
 export type SectionsSource = Sections | (() => Sections | Promise<Sections>)
@@ -49,6 +49,8 @@ export interface StoreOptions {
   retention?: RetentionPolicy
   /** Checkpoint automatically past a size or entry threshold. */
   autoCheckpoint?: AutoCheckpoint
+  /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
+  maxQueueBytes?: number
 }
 
 /** What recovery found and did when the store opened. */
@@ -89,8 +91,8 @@ export class Store extends Appender {
   /** What recovery found and did. */
   readonly recovery: Recovery
 
-  private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null) {
-    super(handle)
+  private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number) {
+    super(handle, maxQueueBytes)
     this.#native = handle
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? true
@@ -105,8 +107,9 @@ export class Store extends Appender {
       if ('snapshotSeq' in given) throw invalid('a Store manages snapshotSeq itself')
       const auto = checkAuto(given.autoCheckpoint)
       nativePolicy(given.retention)
+      const maxQueueBytes = queueBound(given)
       const handle = await native.NativeStore.open(checkPath(dir), nativeOptions(given))
-      return new Store(handle, given as StoreOptions, auto)
+      return new Store(handle, given as StoreOptions, auto, maxQueueBytes)
     })
   }
 
@@ -149,8 +152,8 @@ export class Store extends Appender {
       const compress = given ?? this.#compress
       const captured = typeof sections === 'function' ? sections() : sections
       if (!(captured instanceof Promise)) nativeSections(captured, true)
-      // Same tick as the capture: the watermark follows exactly the appends made so far.
-      const begun = this.#native.beginCheckpoint()
+      // Queued in call order with the capture: the watermark follows exactly the appends made so far.
+      const begun = this.admit(0, () => this.#native.beginCheckpoint())
       const previous = this.#maintenance
       const finished = (async () => {
         const [sequence, resolved] = await Promise.all([begun, captured])

@@ -29,6 +29,8 @@ export interface WalWriterOptions {
   compression?: CompressionOption
   /** Snapshot sequence recorded in a new file's header; the first entry gets `snapshotSeq + 1`. */
   snapshotSeq?: number
+  /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
+  maxQueueBytes?: number
 }
 
 /** A torn tail cut when a writer opened. */
@@ -79,18 +81,90 @@ interface NativeAppender {
   tailRepair(): native.NativeTailRepair | null
 }
 
+/** Default bound on the bytes queued to the committer and not yet committed: 64 MiB. */
+export const DEFAULT_MAX_QUEUE_BYTES = 64 << 20
+
+interface Waiting {
+  bytes: number
+  start: () => void
+}
+
 /**
  * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
  * appends into one write and one fdatasync. No fsync ever runs on the JS thread.
+ *
+ * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
+ * beyond that wait, in call order and without copying their buffers, until earlier appends
+ * commit; so sequences still follow call order and memory stays bounded however fast appends
+ * are fired.
  */
 export abstract class Appender {
   readonly #native: NativeAppender
+  readonly #maxQueueBytes: number
+  #queuedBytes = 0
+  readonly #waiting: Waiting[] = []
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: NativeAppender) {
+  protected constructor(handle: NativeAppender, maxQueueBytes: number) {
     this.#native = handle
+    this.#maxQueueBytes = maxQueueBytes
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
+  }
+
+  /**
+   * Hand `run` to the native queue now if `bytes` more fit under the bound and nothing is
+   * waiting, else when its turn comes. Everything that must keep its place in the sequence
+   * order (appends, checkpoint watermarks, flushes, close) goes through here.
+   */
+  protected admit<T>(bytes: number, run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const start = (): void => {
+        this.#queuedBytes += bytes
+        const settled = (): void => {
+          this.#queuedBytes -= bytes
+          this.#admitWaiting()
+        }
+        let pending: Promise<T>
+        try {
+          pending = run()
+        } catch (error) {
+          settled()
+          reject(error)
+          return
+        }
+        pending.then(
+          (value) => {
+            settled()
+            resolve(value)
+          },
+          (error: unknown) => {
+            settled()
+            reject(error)
+          },
+        )
+      }
+      if (this.#waiting.length === 0 && this.#fits(bytes)) start()
+      else this.#waiting.push({ bytes, start })
+    })
+  }
+
+  #fits(bytes: number): boolean {
+    return this.#queuedBytes === 0 || this.#queuedBytes + bytes <= this.#maxQueueBytes
+  }
+
+  #admitWaiting(): void {
+    while (this.#waiting.length > 0 && this.#fits(this.#waiting[0]?.bytes ?? 0)) this.#waiting.shift()?.start()
+  }
+
+  /** Payload bytes queued to the committer and not yet committed (at most `maxQueueBytes`, or one larger append). */
+  get queuedBytes(): number {
+    return this.#queuedBytes
+  }
+
+  /** Calls waiting for room in the queue. */
+  get waitingCalls(): number {
+    return this.#waiting.length
   }
 
   /**
@@ -98,20 +172,26 @@ export abstract class Appender {
    * promises. Sequences follow call order.
    */
   append(payload: Uint8Array, meta?: AppendMeta): Promise<number> {
-    return call(() => this.#native.append(checkBytes('payload', payload), nativeMeta(meta)))
+    return call(() => {
+      const bytes = checkBytes('payload', payload)
+      const normalised = nativeMeta(meta)
+      return this.admit(bytes.length, () => this.#native.append(bytes, normalised))
+    })
   }
 
   /** Append many entries as one commit; resolves with the first sequence (they are contiguous). */
   appendBatch(payloads: readonly Uint8Array[]): Promise<number> {
     return call(() => {
       if (!Array.isArray(payloads) || payloads.length === 0) throw invalid('payloads must be a non-empty array')
-      return this.#native.appendBatch(payloads.map((p, i) => checkBytes(`payloads[${i}]`, p)))
+      const checked = payloads.map((p, i) => checkBytes(`payloads[${i}]`, p))
+      const bytes = checked.reduce((sum, p) => sum + p.length, 0)
+      return this.admit(bytes, () => this.#native.appendBatch(checked))
     })
   }
 
   /** Make every entry appended so far durable. */
   flush(): Promise<void> {
-    return call(() => this.#native.flush())
+    return call(() => this.admit(0, () => this.#native.flush()))
   }
 
   /**
@@ -119,7 +199,7 @@ export abstract class Appender {
    * entries may be lost on power failure), and release the lock.
    */
   close(): Promise<void> {
-    return call(() => this.#native.close())
+    return call(() => this.admit(0, () => this.#native.close()))
   }
 
   /** Sequence of the last committed entry (the snapshot sequence when there is none). */
@@ -157,16 +237,18 @@ export abstract class Appender {
 export class WalWriter extends Appender {
   readonly #native: native.NativeWriter
 
-  private constructor(handle: native.NativeWriter) {
-    super(handle)
+  private constructor(handle: native.NativeWriter, maxQueueBytes: number) {
+    super(handle, maxQueueBytes)
     this.#native = handle
   }
 
   /** Open (creating if absent) the WAL file at `path`, scan it and cut any torn tail. */
   static async open(path: string, options?: WalWriterOptions): Promise<WalWriter> {
     return call(async () => {
-      const normalised = nativeOptions(checkObject('options', options))
-      return new WalWriter(await native.NativeWriter.open(checkPath(path), normalised))
+      const given = checkObject('options', options)
+      const normalised = nativeOptions(given)
+      const maxQueueBytes = queueBound(given)
+      return new WalWriter(await native.NativeWriter.open(checkPath(path), normalised), maxQueueBytes)
     })
   }
 
@@ -189,6 +271,11 @@ export class WalWriter extends Appender {
   prune(policy?: RetentionPolicy): Promise<PruneResult> {
     return call(() => this.#native.prune(nativePolicy(policy)))
   }
+}
+
+/** The `maxQueueBytes` option, checked. */
+export function queueBound(options: Record<string, unknown>): number {
+  return checkInteger('maxQueueBytes', options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES, 1, Number.MAX_SAFE_INTEGER)
 }
 
 export function toEntry(raw: native.NativeEntry): WalEntry {

@@ -1,0 +1,68 @@
+import { join } from 'node:path'
+
+import test from 'ava'
+
+import { PersistError, Store, WalWriter } from 'selene-persist'
+
+import { Model, encode, eventFor, restore } from './fixtures/app.mjs'
+import { readAll, tempDir } from './helpers.mjs'
+
+test('a flood of appends is held to maxQueueBytes and keeps call order', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const bound = 64 << 10
+  const writer = await WalWriter.open(path, { maxQueueBytes: bound })
+  const payload = (i) => Buffer.alloc(4096, i % 251)
+  let peak = 0
+  let maxWaiting = 0
+  const pending = []
+  for (let i = 0; i < 2000; i++) {
+    pending.push(writer.append(payload(i)))
+    peak = Math.max(peak, writer.queuedBytes)
+    maxWaiting = Math.max(maxWaiting, writer.waitingCalls)
+  }
+  t.true(peak <= bound, `queued ${peak} bytes past the bound of ${bound}`)
+  t.true(maxWaiting > 1000, 'most calls waited for room')
+  t.deepEqual(await Promise.all(pending), Array.from({ length: 2000 }, (_, i) => i + 1))
+  t.is(writer.queuedBytes, 0)
+  await writer.close()
+  const entries = await readAll(path)
+  t.is(entries.length, 2000)
+  t.true(entries.every((e, i) => e.payload.equals(payload(i))))
+})
+
+test('one append larger than the bound still goes through, alone', async (t) => {
+  const writer = await WalWriter.open(join(await tempDir(t), 'wal.log'), { maxQueueBytes: 1024 })
+  const results = await Promise.all([writer.append(Buffer.alloc(10_000)), writer.append(Buffer.alloc(10)), writer.append(Buffer.alloc(5000))])
+  t.deepEqual(results, [1, 2, 3])
+  await writer.close()
+})
+
+test('a checkpoint called while appends wait keeps its place in the order', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir, { maxQueueBytes: 4096 })
+  const model = new Model()
+  const pending = []
+  for (let n = 1; n <= 400; n++) {
+    const event = eventFor(n)
+    pending.push(store.append(encode(event)))
+    model.apply(event)
+    if (n === 150 || n === 300) {
+      t.true(store.waitingCalls > 0, 'appends are waiting when the checkpoint is called')
+      pending.push(store.checkpoint(model.sections()))
+    }
+  }
+  await Promise.all(pending)
+  await store.close()
+  const reopened = await Store.open(dir)
+  t.deepEqual((await restore(reopened)).toJSON(), Model.expected(400).toJSON())
+  await reopened.close()
+})
+
+test('maxQueueBytes must be a positive integer', async (t) => {
+  const dir = await tempDir(t)
+  for (const maxQueueBytes of [0, -1, 1.5, '1', 10n]) {
+    const error = await t.throwsAsync(WalWriter.open(join(dir, 'w.log'), { maxQueueBytes }), { instanceOf: PersistError })
+    t.is(error.code, 'INVALID_ARGUMENT')
+    t.is((await t.throwsAsync(Store.open(join(dir, 's'), { maxQueueBytes }))).code, 'INVALID_ARGUMENT')
+  }
+})
