@@ -3,10 +3,11 @@
 //! trace, for recovery to be checked against.
 //!
 //! At a crash point, for every file with writes since its last fdatasync, the states keep
-//! them all, drop them all, or keep all but the last and tear the last one (at its first byte,
-//! its middle, and one byte short of its end); directory operations (create, link, rename,
-//! remove) since the last directory fsync are either all applied or all undone. Files are
-//! tracked by identity, not name, so a rename or link moves the same contents.
+//! them all, drop them all, or keep all but the last and tear the last one after any of its
+//! bytes (every byte for writes up to 256 bytes; for longer ones the first and last three
+//! bytes and every 64th of the way); directory operations (create, link, rename, remove) since
+//! the last directory fsync are either all applied or all undone. Files are tracked by
+//! identity, not name, so a rename or link moves the same contents.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -296,15 +297,23 @@ fn apply(content: &mut Vec<u8>, op: &TraceOp) {
 enum DataFate {
     Kept,
     Lost,
-    /// All but the last pending write kept; the last kept up to this many bytes.
-    Torn(Fraction),
+    /// All but the last pending write kept; of the last, only its first this many bytes.
+    Torn(usize),
 }
 
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-enum Fraction {
-    OneByte,
-    Half,
-    AllButOne,
+/// Where a write of `len` bytes may be torn: after each of its bytes but the last, all of them
+/// when there are few, else the ends and every 64th of the way.
+fn tear_points(len: usize) -> Vec<usize> {
+    if len <= 256 {
+        return (1..len).collect();
+    }
+    let mut points: Vec<usize> = [1, 2, 3, len - 3, len - 2, len - 1]
+        .into_iter()
+        .chain((1..64).map(|i| i * len / 64))
+        .collect();
+    points.sort_unstable();
+    points.dedup();
+    points
 }
 
 impl FileModel {
@@ -312,18 +321,14 @@ impl FileModel {
         match fate {
             DataFate::Kept => self.current.clone(),
             DataFate::Lost => self.durable.clone(),
-            DataFate::Torn(fraction) => {
+            DataFate::Torn(keep) => {
                 let mut content = self.durable.clone();
                 let Some((last, earlier)) = self.pending.split_last() else {
                     return content;
                 };
                 earlier.iter().for_each(|op| apply(&mut content, op));
                 if let TraceOp::Write { file, offset, data } = last {
-                    let keep = match fraction {
-                        Fraction::OneByte => 1.min(data.len()),
-                        Fraction::Half => data.len() / 2,
-                        Fraction::AllButOne => data.len().saturating_sub(1),
-                    };
+                    let keep = keep.min(data.len());
                     apply(
                         &mut content,
                         &TraceOp::Write {
@@ -382,17 +387,23 @@ pub fn crash_states(trace: &[TraceOp], prefix: usize) -> Vec<CrashState> {
             TraceOp::SyncDir => durable_names = names.clone(),
         }
     }
-    let fates = [
-        DataFate::Kept,
-        DataFate::Lost,
-        DataFate::Torn(Fraction::OneByte),
-        DataFate::Torn(Fraction::Half),
-        DataFate::Torn(Fraction::AllButOne),
-    ];
+    // Tear points of every file's last unsynced write, so each file is torn at each of its own.
+    let longest = files
+        .values()
+        .filter_map(|m| match m.pending.last() {
+            Some(TraceOp::Write { data, .. }) => Some(data.len()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let fates: Vec<DataFate> = [DataFate::Kept, DataFate::Lost]
+        .into_iter()
+        .chain(tear_points(longest).into_iter().map(DataFate::Torn))
+        .collect();
     let mut seen = BTreeSet::new();
     let mut states = Vec::new();
     for directory in [&names, &durable_names] {
-        for fate in fates {
+        for &fate in &fates {
             let state: CrashState = directory
                 .iter()
                 .filter_map(|(name, file)| {
