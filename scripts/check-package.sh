@@ -45,7 +45,11 @@ echo "cli: ok"
 
 # A platform with no prebuilt binary: the install script builds one from the shipped sources.
 rm node_modules/selene-persist/*.node
-CARGO_TARGET_DIR="$repo/target" npm rebuild selene-persist --foreground-scripts 2>&1 | grep 'selene-persist:'
+if ! CARGO_TARGET_DIR="$repo/target" npm rebuild selene-persist --foreground-scripts > rebuild.log 2>&1; then
+  cat rebuild.log
+  exit 1
+fi
+grep 'selene-persist:' rebuild.log
 node -e "require('selene-persist'); console.log('source build: ok')"
 
 cd "$repo"
