@@ -35,9 +35,14 @@ enum Command {
         reply: Reply<()>,
     },
     Exclusive {
-        task: Box<dyn FnOnce(&mut WalWriter) + Send>,
+        /// Runs on the writer and returns the delivery of its reply, made after the state the
+        /// task produced is published.
+        task: Box<dyn FnOnce(&mut WalWriter) -> Deliver + Send>,
     },
 }
+
+/// A reply ready to be sent.
+type Deliver = Box<dyn FnOnce() + Send>;
 
 impl Command {
     /// Answer a command that can no longer run: the writer is closed.
@@ -152,10 +157,14 @@ impl Committer {
     ) {
         let slot = Arc::new(Mutex::new(Some(reply)));
         let runner = Arc::clone(&slot);
-        let task = Box::new(move |writer: &mut WalWriter| {
-            if let Some(reply) = lock(&runner).take() {
-                reply(shielded(writer, task));
-            }
+        let task = Box::new(move |writer: &mut WalWriter| -> Deliver {
+            let result = shielded(writer, task);
+            let reply = lock(&runner).take();
+            Box::new(move || {
+                if let Some(reply) = reply {
+                    reply(result);
+                }
+            })
         });
         if self.send(Command::Exclusive { task }).is_err()
             && let Some(reply) = lock(&slot).take()
@@ -340,8 +349,9 @@ fn process_group(
         }
     }
     if let Some(task) = exclusive {
-        task(writer);
+        let deliver = task(writer);
         *lock(state) = WriterState::of(writer);
+        deliver();
     }
     close
 }

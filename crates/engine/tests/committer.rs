@@ -177,3 +177,23 @@ fn a_panic_in_the_writer_fails_the_group_poisons_and_keeps_the_thread_answering(
     let writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     assert_eq!(writer.last_sequence(), 1);
 }
+
+#[test]
+fn an_exclusive_task_replies_after_the_state_it_produced_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let committer = Arc::new(start(&fs(), &wal_in(&dir), SyncPolicy::Always));
+    for round in 1..=20u64 {
+        let (tx, rx) = mpsc::channel();
+        let observer = Arc::clone(&committer);
+        committer.submit(
+            move |w| {
+                w.append(&[entry(&payload_for(round))])
+                    .map(|range| *range.end())
+            },
+            Box::new(move |result| tx.send((result, observer.state().last_sequence)).unwrap()),
+        );
+        let (result, seen) = rx.recv().unwrap();
+        assert_eq!(seen, result.unwrap(), "the reply saw a stale state");
+    }
+    close(&committer);
+}
