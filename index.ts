@@ -5,6 +5,7 @@
  * This facade adds typed options, typed errors, Promises and async iterators over the native
  * addon; every byte-level rule lives in the Rust engine.
  */
+export { EntryBatch, type WalEntry } from './src/batch'
 export { type ErrorCode, PersistError } from './src/errors'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'
@@ -15,7 +16,6 @@ export {
   type EntriesOptions,
   type PruneResult,
   type TailRepair,
-  type WalEntry,
   WalReader,
   WalWriter,
   type WalWriterOptions,

@@ -27,10 +27,10 @@ export declare class NativeReader {
   /** Open the WAL at `path` for reading. */
   static open(path: string): Promise<NativeReader>
   /**
-   * The next entries with sequence >= `from` (checkpoint watermarks only if asked); an
-   * empty array means the end.
+   * The next entries with sequence >= `from` (checkpoint watermarks only if asked), packed
+   * in one chunk; an empty chunk means the end.
    */
-  nextBatch(from: number, maxEntries: number, maxBytes: number, watermarks: boolean): Promise<NativeEntry[]>
+  nextChunk(from: number, maxEntries: number, maxBytes: number, watermarks: boolean): Promise<NativeChunk>
   /** The snapshot sequence in the file header, or `null` once closed. */
   snapshotSeq(): number | null
   /** The torn tail the reader stopped at, once it reached the end. */
@@ -41,8 +41,8 @@ export declare class NativeReader {
 
 /** Batches of replayed entries. */
 export declare class NativeReplay {
-  /** The next entries; an empty array means the end. */
-  nextBatch(maxEntries: number, maxBytes: number): Promise<NativeEntry[]>
+  /** The next entries, packed in one chunk; an empty chunk means the end. */
+  nextChunk(maxEntries: number, maxBytes: number): Promise<NativeChunk>
   /** Release the file. */
   close(): void
 }
@@ -120,30 +120,14 @@ export declare class NativeWriter {
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
 
-/** An entry read back. */
-export interface NativeEntry {
-  /** Sequence. */
-  sequence: number
-  /** Timestamp seconds. */
-  hlcSeconds: number
-  /** Timestamp fraction. */
-  hlcSubseconds: number
-  /** Source node, for replicated entries. */
-  sourceNodeId?: number
-  /** Source sequence, for replicated entries. */
-  sourceSeq?: number
-  /** Principal bytes. */
-  principal?: Buffer
-  /** Payload bytes. */
-  payload: Buffer
-  /** Whether it is a checkpoint watermark. */
-  watermark: boolean
-  /** Offset of its frame. */
-  offset: number
-  /** Payload length as stored. */
-  storedLen: number
-  /** Whether the payload was stored compressed. */
-  compressed: boolean
+/** Many entries in one crossing: their bytes back to back, and their fields as numbers. */
+export interface NativeChunk {
+  /** Principals and payloads, back to back. */
+  data: Buffer
+  /** `META_FIELDS` numbers per entry. */
+  meta: Float64Array
+  /** How many entries. */
+  count: number
 }
 
 /** Per-entry metadata, already normalised by the facade. */

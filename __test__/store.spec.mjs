@@ -41,6 +41,9 @@ test('an app appends, checkpoints, appends more, and recovers the same state', a
   t.deepEqual(restored.toJSON(), model.toJSON())
   t.deepEqual(restored.toJSON(), Model.expected(230).toJSON())
   await store.snapshot.verify()
+  let batched = 0
+  for await (const batch of store.replayBatches()) batched += batch.length
+  t.is(batched, 230 - 200, 'replayBatches yields the same entries as replay')
   const names = (await readdir(dir)).sort()
   t.deepEqual(names, ['MANIFEST', 'MANIFEST.lock', 'snapshot.121.snap', 'snapshot.202.snap', 'wal.121.archive', 'wal.202.archive', 'wal.log'])
   const pruned = await store.prune({ keepSnapshots: 1, keepArchives: 1 })

@@ -326,3 +326,28 @@ test('every acknowledged entry survives SIGKILL under always, and nothing else a
     await writer.close()
   }
 })
+
+test('batches() hands out views of one buffer per batch, matching entries()', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const payloads = Array.from({ length: 3000 }, (_, i) => (i % 7 === 0 ? Buffer.alloc(6000, i % 256) : payloadFor(i + 1)))
+  for (let i = 0; i < payloads.length; i += 500) await writer.appendBatch(payloads.slice(i, i + 500))
+  await writer.append(Buffer.from('last'), { principal: Buffer.from('p'), origin: { kind: 'replicated', sourceNodeId: 9, sourceSeq: 4 } })
+  await writer.close()
+  const reader = await WalReader.open(path)
+  const seen = []
+  let batches = 0
+  for await (const batch of reader.batches({ from: 2 })) {
+    batches++
+    t.true(batch.length <= 1024)
+    for (let i = 0; i < batch.length; i++) seen.push(batch.entry(i))
+    if (batch.length > 1) t.is(batch.payload(0).buffer, batch.payload(1).buffer, 'payloads share one buffer')
+  }
+  t.true(batches >= 3)
+  const expected = (await readAll(path)).filter((e) => e.sequence >= 2)
+  t.deepEqual(seen, expected)
+  const last = seen.at(-1)
+  t.deepEqual([last.principal, last.origin], [Buffer.from('p'), { kind: 'replicated', sourceNodeId: 9, sourceSeq: 4 }])
+  t.true(seen.slice(0, -1).every((e) => e.principal === null && e.origin.kind === 'local'))
+  t.true(seen[6].payload.equals(payloads[7]) && payloads[7].length === 6000, 'a compressed payload is decompressed into the batch')
+})

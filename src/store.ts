@@ -16,7 +16,8 @@ import {
   nativeSections,
 } from './options'
 import { SnapshotReader } from './snapshot'
-import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, type WalEntry, drain, fromOption, queueBound } from './wal'
+import type { EntryBatch, WalEntry } from './batch'
+import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, batchesOf, entriesOf, fromOption, queueBound } from './wal'
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */
 export type SectionsSource = Sections | (() => Sections | Promise<Sections>)
@@ -124,9 +125,14 @@ export class Store extends Appender {
    * each replicated entry (by source node and sequence) once. Restore `snapshot`, then apply
    * these.
    */
-  async *replay(options: EntriesOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
+  replay(options: EntriesOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
+    return entriesOf(this.replayBatches(options))
+  }
+
+  /** {@link Store.replay} in batches, each read in one native call (see {@link EntryBatch}). */
+  async *replayBatches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
     const from = fromOption(options)
-    yield* drain(await call(() => this.#native.replay(from)))
+    yield* batchesOf(await call(() => this.#native.replay(from)))
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {

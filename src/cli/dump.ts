@@ -3,7 +3,9 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 
 import * as native from '../../native'
+import type { EntryBatch } from '../batch'
 import { call } from '../errors'
+import { batchesOf } from '../wal'
 import { UsageError, integer, parse } from './args'
 
 export const DUMP_USAGE = `Usage: selene-persist dump <file|dir> [--from N] [--to N] [--format json|hex|text]
@@ -28,44 +30,52 @@ function timestamp(seconds: number, subseconds: number): string {
   return Number.isFinite(ms) && ms < 8.64e15 ? new Date(ms).toISOString() : `${seconds}s+${subseconds}`
 }
 
-function origin(e: native.NativeEntry): string {
-  return e.sourceNodeId === undefined || e.sourceNodeId === null ? 'local' : `replicated from node ${e.sourceNodeId} seq ${e.sourceSeq}`
+function origin(b: EntryBatch, i: number): string {
+  const o = b.origin(i)
+  return o.kind === 'local' ? 'local' : `replicated from node ${o.sourceNodeId} seq ${o.sourceSeq}`
 }
 
-function json(e: native.NativeEntry): string {
-  const text = isText(e.payload)
+function json(b: EntryBatch, i: number): string {
+  const payload = b.payload(i)
+  const principal = b.principal(i)
+  const hlc = b.hlc(i)
+  const text = isText(payload)
   return JSON.stringify({
-    sequence: e.sequence,
-    offset: e.offset,
-    hlc: { seconds: e.hlcSeconds, subseconds: e.hlcSubseconds, iso: timestamp(e.hlcSeconds, e.hlcSubseconds) },
-    origin: e.sourceNodeId === undefined || e.sourceNodeId === null ? { kind: 'local' } : { kind: 'replicated', sourceNodeId: e.sourceNodeId, sourceSeq: e.sourceSeq },
-    principal: e.principal ? e.principal.toString('base64') : null,
-    watermark: e.watermark,
-    compressed: e.compressed,
-    storedLength: e.storedLen,
-    length: e.payload.length,
+    sequence: b.sequence(i),
+    offset: b.offset(i),
+    hlc: { ...hlc, iso: timestamp(hlc.seconds, hlc.subseconds) },
+    origin: b.origin(i),
+    principal: principal ? principal.toString('base64') : null,
+    watermark: b.watermark(i),
+    compressed: b.compressed(i),
+    storedLength: b.storedLength(i),
+    length: payload.length,
     encoding: text ? 'utf8' : 'base64',
-    payload: e.payload.toString(text ? 'utf8' : 'base64'),
+    payload: payload.toString(text ? 'utf8' : 'base64'),
   })
 }
 
-function header(e: native.NativeEntry): string {
-  const principal = e.principal ? ` principal=${isText(e.principal) ? e.principal.toString() : e.principal.toString('hex')}` : ''
-  const kind = e.watermark ? ' checkpoint-watermark' : ''
-  const stored = e.compressed ? ` (zstd, stored ${e.storedLen} B)` : ''
-  return `#${e.sequence} @${e.offset} ${timestamp(e.hlcSeconds, e.hlcSubseconds)} ${origin(e)}${principal}${kind} ${e.payload.length} B${stored}`
+function header(b: EntryBatch, i: number): string {
+  const p = b.principal(i)
+  const principal = p ? ` principal=${isText(p) ? p.toString() : p.toString('hex')}` : ''
+  const kind = b.watermark(i) ? ' checkpoint-watermark' : ''
+  const stored = b.compressed(i) ? ` (zstd, stored ${b.storedLength(i)} B)` : ''
+  const hlc = b.hlc(i)
+  return `#${b.sequence(i)} @${b.offset(i)} ${timestamp(hlc.seconds, hlc.subseconds)} ${origin(b, i)}${principal}${kind} ${b.payload(i).length} B${stored}`
 }
 
-function text(e: native.NativeEntry): string {
-  const preview = isText(e.payload) ? JSON.stringify(e.payload.toString().slice(0, 120)) : `0x${e.payload.subarray(0, 48).toString('hex')}`
-  return `${header(e)}${e.payload.length > 0 ? `: ${preview}` : ''}`
+function text(b: EntryBatch, i: number): string {
+  const payload = b.payload(i)
+  const preview = isText(payload) ? JSON.stringify(payload.toString().slice(0, 120)) : `0x${payload.subarray(0, 48).toString('hex')}`
+  return `${header(b, i)}${payload.length > 0 ? `: ${preview}` : ''}`
 }
 
-function hex(e: native.NativeEntry): string {
-  const lines = [header(e)]
-  for (let at = 0; at < e.payload.length; at += 16) {
-    const row = e.payload.subarray(at, at + 16)
-    const ascii = [...row].map((b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('')
+function hex(b: EntryBatch, i: number): string {
+  const payload = b.payload(i)
+  const lines = [header(b, i)]
+  for (let at = 0; at < payload.length; at += 16) {
+    const row = payload.subarray(at, at + 16)
+    const ascii = [...row].map((c) => (c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : '.')).join('')
     lines.push(`  ${at.toString(16).padStart(8, '0')}  ${row.toString('hex').replace(/(..)/g, '$1 ').padEnd(48)} ${ascii}`)
   }
   return lines.join('\n')
@@ -84,19 +94,21 @@ export async function dumpCommand(argv: string[]): Promise<number> {
   let path = positionals[0] ?? ''
   if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) path = join(path, 'wal.log')
   const reader = await call(() => native.NativeReader.open(path))
-  try {
-    for (;;) {
-      const batch = await call(() => reader.nextBatch(from, 1024, 4 << 20, true))
-      if (batch.length === 0) break
-      for (const entry of batch) {
-        if (entry.sequence > to) return 0
-        process.stdout.write(`${print(entry)}\n`)
-      }
-    }
-    const torn = reader.tornTail()
-    if (torn) process.stderr.write(`torn tail: ${torn.discardedBytes} bytes at offset ${torn.offset} (${torn.reason}); the next writer open cuts them\n`)
-  } finally {
-    reader.close()
+  let torn: native.NativeTailRepair | null = null
+  const source = {
+    nextChunk: (maxEntries: number, maxBytes: number) => reader.nextChunk(from, maxEntries, maxBytes, true),
+    close: () => {
+      torn = reader.tornTail()
+      reader.close()
+    },
   }
+  for await (const batch of batchesOf(source)) {
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.sequence(i) > to) return 0
+      process.stdout.write(`${print(batch, i)}\n`)
+    }
+  }
+  const tail = torn as native.NativeTailRepair | null
+  if (tail) process.stderr.write(`torn tail: ${tail.discardedBytes} bytes at offset ${tail.offset} (${tail.reason}); the next writer open cuts them\n`)
   return 0
 }

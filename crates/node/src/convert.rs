@@ -1,7 +1,7 @@
 //! Conversions between JS values and engine types.
 
 use napi::Status;
-use napi::bindgen_prelude::{Buffer, Uint8Array};
+use napi::bindgen_prelude::{Buffer, Float64Array, Uint8Array};
 use napi_derive::napi;
 use selene_persist_engine::retention::{PruneOutcome, RetentionPolicy};
 use selene_persist_engine::rotation::Rotation;
@@ -138,55 +138,70 @@ pub fn new_entry(payload: &[u8], meta: Option<NativeMeta>) -> napi::Result<NewEn
     })
 }
 
-/// An entry read back.
+/// Fields per entry in [`NativeChunk::meta`], in this order: sequence, HLC seconds, HLC
+/// subseconds, source node id (-1 for local), source sequence, principal start (-1 for none),
+/// principal length, payload start, payload length, frame offset, stored length, flags
+/// (1 watermark, 2 compressed). Starts are offsets into [`NativeChunk::data`].
+pub const META_FIELDS: usize = 12;
+
+/// Many entries in one crossing: their bytes back to back, and their fields as numbers.
 #[napi(object)]
-pub struct NativeEntry {
-    /// Sequence.
-    pub sequence: f64,
-    /// Timestamp seconds.
-    pub hlc_seconds: f64,
-    /// Timestamp fraction.
-    pub hlc_subseconds: u32,
-    /// Source node, for replicated entries.
-    pub source_node_id: Option<f64>,
-    /// Source sequence, for replicated entries.
-    pub source_seq: Option<f64>,
-    /// Principal bytes.
-    pub principal: Option<Buffer>,
-    /// Payload bytes.
-    pub payload: Buffer,
-    /// Whether it is a checkpoint watermark.
-    pub watermark: bool,
-    /// Offset of its frame.
-    pub offset: f64,
-    /// Payload length as stored.
-    pub stored_len: f64,
-    /// Whether the payload was stored compressed.
-    pub compressed: bool,
+pub struct NativeChunk {
+    /// Principals and payloads, back to back.
+    pub data: Buffer,
+    /// `META_FIELDS` numbers per entry.
+    pub meta: Float64Array,
+    /// How many entries.
+    pub count: u32,
 }
 
-impl From<Entry> for NativeEntry {
-    fn from(entry: Entry) -> Self {
-        let (source_node_id, source_seq) = match entry.origin {
-            Origin::Local => (None, None),
+/// Pack entries into one chunk.
+pub fn chunk(batch: Vec<Entry>) -> NativeChunk {
+    let total: usize = batch
+        .iter()
+        .map(|e| e.payload.len() + e.principal.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut data = Vec::with_capacity(total);
+    let mut meta = Vec::with_capacity(batch.len() * META_FIELDS);
+    let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    for entry in batch {
+        let (node, seq) = match entry.origin {
+            Origin::Local => (-1.0, 0.0),
             Origin::Replicated {
                 source_node_id,
                 source_seq,
-            } => (Some(to_f64(source_node_id)), Some(to_f64(source_seq))),
+            } => (to_f64(source_node_id), to_f64(source_seq)),
         };
-        Self {
-            sequence: to_f64(entry.sequence),
-            hlc_seconds: to_f64(entry.hlc.seconds),
-            hlc_subseconds: entry.hlc.subseconds,
-            source_node_id,
-            source_seq,
-            principal: entry.principal.map(Buffer::from),
-            payload: Buffer::from(entry.payload),
-            watermark: entry.watermark,
-            offset: to_f64(entry.offset),
-            stored_len: to_f64(entry.stored_len),
-            compressed: entry.compressed,
-        }
+        let (principal_start, principal_len) = match &entry.principal {
+            Some(p) => {
+                let start = data.len();
+                data.extend_from_slice(p);
+                (start as f64, p.len() as f64)
+            }
+            None => (-1.0, 0.0),
+        };
+        let payload_start = data.len() as f64;
+        data.extend_from_slice(&entry.payload);
+        let flags = f64::from(u8::from(entry.watermark) | (u8::from(entry.compressed) << 1));
+        meta.extend_from_slice(&[
+            to_f64(entry.sequence),
+            to_f64(entry.hlc.seconds),
+            f64::from(entry.hlc.subseconds),
+            node,
+            seq,
+            principal_start,
+            principal_len,
+            payload_start,
+            entry.payload.len() as f64,
+            to_f64(entry.offset),
+            to_f64(entry.stored_len),
+            flags,
+        ]);
+    }
+    NativeChunk {
+        data: Buffer::from(data),
+        meta: Float64Array::new(meta),
+        count,
     }
 }
 
@@ -209,11 +224,6 @@ impl From<TailRepair> for NativeTailRepair {
             discarded_bytes: to_f64(repair.discarded_bytes),
         }
     }
-}
-
-/// Entries read back, as JS objects.
-pub fn entries(batch: Vec<Entry>) -> Vec<NativeEntry> {
-    batch.into_iter().map(NativeEntry::from).collect()
 }
 
 fn to_f64s(sequences: Vec<u64>) -> Vec<f64> {

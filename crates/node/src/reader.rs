@@ -7,7 +7,7 @@ use napi_derive::napi;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::{Entry, WalReader};
 
-use crate::convert::{NativeEntry, NativeTailRepair, entries, to_f64, to_u64};
+use crate::convert::{NativeChunk, NativeTailRepair, chunk, to_f64, to_u64};
 use crate::task::{Blocking, Closable, blocking};
 
 /// A WAL reader; each batch is read off the JS thread.
@@ -30,16 +30,16 @@ impl NativeReader {
         )
     }
 
-    /// The next entries with sequence >= `from` (checkpoint watermarks only if asked); an
-    /// empty array means the end.
-    #[napi(catch_unwind, ts_return_type = "Promise<NativeEntry[]>")]
-    pub fn next_batch(
+    /// The next entries with sequence >= `from` (checkpoint watermarks only if asked), packed
+    /// in one chunk; an empty chunk means the end.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
+    pub fn next_chunk(
         &self,
         from: f64,
         max_entries: u32,
         max_bytes: u32,
         watermarks: bool,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<Entry>, Vec<NativeEntry>>>> {
+    ) -> napi::Result<AsyncTask<Blocking<Vec<Entry>, NativeChunk>>> {
         let from = to_u64("from", from)?;
         let inner = self.inner.clone();
         let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
@@ -49,7 +49,7 @@ impl NativeReader {
                     r.next_batch(from, entries_max, bytes_max, watermarks)
                 })
             },
-            entries,
+            chunk,
         ))
     }
 

@@ -13,8 +13,8 @@ use selene_persist_engine::rotation::Rotation;
 use selene_persist_engine::store::{Replay, Store};
 
 use crate::convert::{
-    NativeEntry, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
-    NativeSection, NativeTailRepair, entries, js_error, sections, to_f64, to_u64,
+    NativeChunk, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
+    NativeSection, NativeTailRepair, chunk, js_error, sections, to_f64, to_u64,
 };
 use crate::snapshot::NativeSnapshotReader;
 use crate::task::{Blocking, Closable, blocking};
@@ -176,18 +176,18 @@ pub struct NativeReplay {
 
 #[napi]
 impl NativeReplay {
-    /// The next entries; an empty array means the end.
-    #[napi(catch_unwind, ts_return_type = "Promise<NativeEntry[]>")]
-    pub fn next_batch(
+    /// The next entries, packed in one chunk; an empty chunk means the end.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
+    pub fn next_chunk(
         &self,
         max_entries: u32,
         max_bytes: u32,
-    ) -> AsyncTask<Blocking<Vec<Entry>, Vec<NativeEntry>>> {
+    ) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
         let inner = self.inner.clone();
         let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
         blocking(
             move || inner.with("replay", |r| r.next_batch(entries_max, bytes_max)),
-            entries,
+            chunk,
         )
     }
 
