@@ -1,0 +1,263 @@
+// Peer benchmarks: this package against better-sqlite3 (WAL, synchronous=FULL), classic-level
+// (sync: true), lmdb (awaiting flushed) and plain Node fs (writeSync + fdatasyncSync), on the
+// same payloads, each case in a fresh child process; a raw Rust fdatasync loop is W1's limit.
+// Usage (from the repository root): npm run bench [-- --quick]
+import { execFileSync } from 'node:child_process'
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+
+const quick = process.argv.includes('--quick')
+const N = { single: quick ? 300 : 2000, writers: 64, each: quick ? 20 : 100, bulk: quick ? 100_000 : 1_000_000 }
+const PEERS = ['selene-persist', 'better-sqlite3', 'classic-level', 'lmdb', 'node-fs']
+const record = (size, i) => Buffer.alloc(size, i % 251)
+const key = (i) => i.toString(16).padStart(12, '0')
+const now = () => performance.now()
+
+/** Open a peer's store in `dir`: a uniform put / flush / scan / close surface. */
+async function open(peer, dir, { durable }) {
+  switch (peer) {
+    case 'selene-persist': {
+      const { WalWriter, WalReader } = await import('selene-persist')
+      const path = join(dir, 'wal.log')
+      const w = await WalWriter.open(path, { sync: durable ? 'always' : 'manual', compression: false })
+      return {
+        put: (i, v) => w.append(v),
+        putMany: (start, vs) => w.appendBatch(vs),
+        flush: () => w.flush(),
+        close: () => w.close(),
+        scan: async () => {
+          let n = 0
+          for await (const b of (await WalReader.open(path)).batches()) for (let i = 0; i < b.length; i++) n += b.payload(i).length > 0 ? 1 : 0
+          return n
+        },
+        reopen: async () => (await WalWriter.open(path)).close(),
+      }
+    }
+    case 'better-sqlite3': {
+      const Database = (await import('better-sqlite3')).default
+      const path = join(dir, 'db.sqlite')
+      const db = new Database(path)
+      db.pragma('journal_mode = WAL')
+      db.pragma(`synchronous = ${durable ? 'FULL' : 'OFF'}`)
+      db.exec('CREATE TABLE IF NOT EXISTS log (k INTEGER PRIMARY KEY, v BLOB)')
+      const insert = db.prepare('INSERT INTO log (v) VALUES (?)')
+      const many = db.transaction((vs) => vs.forEach((v) => insert.run(v)))
+      return {
+        put: async (i, v) => insert.run(v),
+        putMany: async (start, vs) => many(vs),
+        flush: async () => {
+          db.pragma('synchronous = FULL')
+          db.pragma('wal_checkpoint(FULL)')
+        },
+        close: async () => db.close(),
+        scan: async () => {
+          let n = 0
+          for (const row of db.prepare('SELECT v FROM log').iterate()) n += row.v.length > 0 ? 1 : 0
+          return n
+        },
+        reopen: async () => new Database(path).close(),
+      }
+    }
+    case 'classic-level': {
+      const { ClassicLevel } = await import('classic-level')
+      const path = join(dir, 'level')
+      const db = new ClassicLevel(path, { valueEncoding: 'buffer' })
+      await db.open()
+      return {
+        put: (i, v) => db.put(key(i), v, { sync: durable }),
+        putMany: (start, vs, last) => db.batch(vs.map((v, j) => ({ type: 'put', key: key(start + j), value: v })), { sync: durable || last }),
+        flush: async () => db.put('flush', Buffer.alloc(1), { sync: true }),
+        close: () => db.close(),
+        scan: async () => {
+          let n = 0
+          for await (const v of db.values()) n += v.length > 0 ? 1 : 0
+          return n
+        },
+        reopen: async () => {
+          const again = new ClassicLevel(path)
+          await again.open()
+          await again.close()
+        },
+      }
+    }
+    case 'lmdb': {
+      const { open: openLmdb } = await import('lmdb')
+      const path = join(dir, 'lmdb')
+      const db = openLmdb({ path, encoding: 'binary', mapSize: 4 << 30 })
+      return {
+        put: async (i, v) => {
+          await db.put(key(i), v)
+          if (durable) await db.flushed
+        },
+        putMany: async (start, vs) => {
+          let last
+          vs.forEach((v, j) => (last = db.put(key(start + j), v)))
+          await last
+        },
+        flush: async () => db.flushed,
+        close: () => db.close(),
+        scan: async () => {
+          let n = 0
+          for (const { value } of db.getRange()) n += value.length > 0 ? 1 : 0
+          return n
+        },
+        reopen: async () => openLmdb({ path, encoding: 'binary' }).close(),
+      }
+    }
+    case 'node-fs': {
+      const path = join(dir, 'log.bin')
+      const fd = openSync(path, 'a')
+      return {
+        put: async (i, v) => {
+          writeSync(fd, v)
+          if (durable) fdatasyncSync(fd)
+        },
+        putMany: async (start, vs) => writeSync(fd, Buffer.concat(vs)),
+        flush: async () => fdatasyncSync(fd),
+        close: async () => closeSync(fd),
+        scan: async () => {
+          const data = readFileSync(path)
+          let n = 0
+          for (let at = 0; at < data.length; at += 128) n += data.subarray(at, at + 128).length > 0 ? 1 : 0
+          return n
+        },
+        reopen: async () => closeSync(openSync(path, 'r')),
+      }
+    }
+  }
+  throw new Error(`unknown peer ${peer}`)
+}
+
+/** One case in this (child) process; returns its figures. */
+async function runCase(peer, workload, dir) {
+  if (workload === 'w1-128' || workload === 'w1-1024') {
+    const size = Number(workload.slice(3))
+    const db = await open(peer, dir, { durable: true })
+    const latencies = []
+    const t0 = now()
+    for (let i = 0; i < N.single; i++) {
+      const t = now()
+      await db.put(i, record(size, i))
+      latencies.push(now() - t)
+    }
+    const ms = now() - t0
+    await db.close()
+    latencies.sort((a, b) => a - b)
+    return { ops: (N.single / ms) * 1000, p50: latencies[Math.floor(latencies.length / 2)], p99: latencies[Math.floor(latencies.length * 0.99)] }
+  }
+  if (workload === 'w2') {
+    const db = await open(peer, dir, { durable: true })
+    const delay = monitorEventLoopDelay({ resolution: 1 })
+    delay.enable()
+    let next = 0
+    const t0 = now()
+    await Promise.all(Array.from({ length: N.writers }, async () => {
+      for (let j = 0; j < N.each; j++) {
+        const i = next++
+        await db.put(i, record(128, i))
+      }
+    }))
+    const ms = now() - t0
+    delay.disable()
+    await db.close()
+    return { ops: ((N.writers * N.each) / ms) * 1000, stall: delay.max / 1e6 }
+  }
+  if (workload === 'w3') {
+    const db = await open(peer, dir, { durable: false })
+    const t0 = now()
+    for (let i = 0; i < N.bulk; i += 1000) {
+      const vs = Array.from({ length: 1000 }, (_, j) => record(128, i + j))
+      await db.putMany(i, vs, i + 1000 >= N.bulk)
+    }
+    await db.flush()
+    const ms = now() - t0
+    const rss = process.resourceUsage().maxRSS / 1024
+    const t1 = now()
+    await db.close()
+    const closeMs = now() - t1
+    return { ops: (N.bulk / ms) * 1000, mbps: (N.bulk * 128) / 1e6 / (ms / 1000), rss, closeMs }
+  }
+  if (workload === 'w4' || workload === 'w5') {
+    const db = await open(peer, dir, { durable: false })
+    if (workload === 'w4') {
+      const t0 = now()
+      const n = await db.scan()
+      const ms = now() - t0
+      await db.close()
+      if (n < N.bulk) throw new Error(`${peer} replayed ${n} of ${N.bulk}`)
+      return { ops: (n / ms) * 1000 }
+    }
+    await db.close()
+    const t0 = now()
+    await db.reopen()
+    return { ms: now() - t0 }
+  }
+  throw new Error(`unknown workload ${workload}`)
+}
+
+const self = fileURLToPath(import.meta.url)
+if (process.argv[2] === '--case') {
+  const [peer, workload, dir] = process.argv.slice(3)
+  console.log(JSON.stringify(await runCase(peer, workload, dir)))
+  process.exit(0)
+}
+
+function child(peer, workload, dir) {
+  const out = execFileSync(process.execPath, [self, '--case', peer, workload, dir, ...(quick ? ['--quick'] : [])], { encoding: 'utf8' })
+  return JSON.parse(out.trim().split('\n').pop())
+}
+
+const fmt = (n) => Math.round(n).toLocaleString('en-US')
+const results = {}
+const root = mkdtempSync(join(tmpdir(), 'selene-persist-peers-'))
+try {
+  for (const peer of PEERS) {
+    results[peer] = {}
+    for (const workload of ['w1-128', 'w1-1024', 'w2']) {
+      if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${peer} ${workload}`)
+      const dir = mkdtempSync(join(root, `${peer}-${workload}-`))
+      results[peer][workload] = child(peer, workload, dir)
+    }
+    if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${peer} w3..w5`)
+    const dir = mkdtempSync(join(root, `${peer}-bulk-`))
+    results[peer].w3 = child(peer, 'w3', dir)
+    results[peer].w4 = child(peer, 'w4', dir)
+    results[peer].w5 = child(peer, 'w5', dir)
+  }
+  if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
+  const rawDir = mkdtempSync(join(root, 'raw-'))
+  const cargo = ['run', '--quiet', '--release', '--example', 'fdatasync_loop', '-p', 'selene-persist-engine', '--', rawDir, String(N.single), '128']
+  const raw = JSON.parse(execFileSync('cargo', cargo, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())
+
+  const ours = results['selene-persist']
+  // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
+  const peers = ['better-sqlite3', 'classic-level', 'lmdb']
+  const best = (metric, higher = true) => {
+    const values = peers.map((p) => [p, metric(results[p])])
+    return values.reduce((a, b) => ((higher ? b[1] > a[1] : b[1] < a[1]) ? b : a))
+  }
+  const times = (ourValue, theirs, higher) => (theirs === 0 ? 'n/a' : `${(higher ? ourValue / theirs : theirs / ourValue).toFixed(2)}x`)
+  const lines = [
+    `| workload | ${PEERS.join(' | ')} | vs best database | vs Node fs |`,
+    `|---|${PEERS.map(() => '---').join('|')}|---|---|`,
+  ]
+  const row = (name, metric, show, higher = true) => {
+    const [peer, theirs] = best(metric, higher)
+    const fs = metric(results['node-fs'])
+    lines.push(`| ${name} | ${PEERS.map((p) => show(results[p])).join(' | ')} | ${times(metric(ours), theirs, higher)} (${peer}) | ${times(metric(ours), fs, higher)} |`)
+  }
+  row('W1 durable append 128 B, ops/s (p50 ms)', (r) => r['w1-128'].ops, (r) => `${fmt(r['w1-128'].ops)} (${r['w1-128'].p50.toFixed(3)})`)
+  row('W1 durable append 1 KiB, ops/s (p50 ms)', (r) => r['w1-1024'].ops, (r) => `${fmt(r['w1-1024'].ops)} (${r['w1-1024'].p50.toFixed(3)})`)
+  row('W2 64 concurrent durable writers, ops/s (longest stall ms)', (r) => r.w2.ops, (r) => `${fmt(r.w2.ops)} (${r.w2.stall.toFixed(1)})`)
+  row(`W3 bulk ingest ${fmt(N.bulk)} x 128 B, records/s (peak RSS MiB)`, (r) => r.w3.ops, (r) => `${fmt(r.w3.ops)} (${fmt(r.w3.rss)})`)
+  row('W4 full replay, records/s', (r) => r.w4.ops, (r) => fmt(r.w4.ops))
+  row('W5 open after clean close, ms', (r) => r.w5.ms, (r) => r.w5.ms.toFixed(1), false)
+  lines.push('')
+  lines.push(`W1 physical limit (raw Rust fdatasync loop, 128 B): ${fmt(raw.appending)} ops/s appending, ${fmt(raw.preallocated)} ops/s preallocated; selene-persist W1 128 B is ${(ours['w1-128'].ops / raw.preallocated).toFixed(2)}x the preallocated loop and ${(ours['w1-128'].ops / raw.appending).toFixed(2)}x the appending one.`)
+  console.log(lines.join('\n'))
+} finally {
+  rmSync(root, { recursive: true, force: true })
+}
