@@ -22,11 +22,21 @@ fn main() {
     let dir = std::path::PathBuf::from(args.get(1).expect("DIR"));
     let count: u64 = args.get(2).map_or(2000, |n| n.parse().unwrap());
     let size: usize = args.get(3).map_or(128, |n| n.parse().unwrap());
-    let open = |name: &str| OpenOptions::new().create(true).truncate(true).read(true).write(true).open(dir.join(name)).unwrap();
+    let open = |name: &str| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.join(name))
+            .unwrap()
+    };
     let growing = open("raw-growing");
     let appending = rate(&growing, count, size);
     let preallocated_file = open("raw-preallocated");
-    preallocated_file.write_all_at(&vec![0u8; count as usize * size], 0).unwrap();
+    preallocated_file
+        .write_all_at(&vec![0u8; count as usize * size], 0)
+        .unwrap();
     preallocated_file.sync_all().unwrap();
     let preallocated = rate(&preallocated_file, count, size);
     println!("{{\"appending\":{appending:.0},\"preallocated\":{preallocated:.0}}}");
