@@ -61,7 +61,8 @@ pub struct Frame {
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
-    /// The payload as stored (compressed if the header says so).
+    /// The payload as stored (compressed if the header says so); empty from a cursor made
+    /// [`FrameCursor::without_payloads`].
     pub stored: Vec<u8>,
 }
 
@@ -100,6 +101,9 @@ pub struct FrameCursor {
     last_sequence: u64,
     window: Vec<u8>,
     window_start: u64,
+    /// Whether frames carry their payload bytes (a reader), or only their verified headers
+    /// (the writer's open-time scan, which needs no copy of every payload).
+    keep_payloads: bool,
 }
 
 impl FrameCursor {
@@ -112,6 +116,17 @@ impl FrameCursor {
             last_sequence: snapshot_seq,
             window: Vec::new(),
             window_start: 0,
+            keep_payloads: true,
+        }
+    }
+
+    /// The same cursor, verifying every payload checksum as before but returning frames whose
+    /// `stored` is empty.
+    #[must_use]
+    pub fn without_payloads(self) -> Self {
+        Self {
+            keep_payloads: false,
+            ..self
         }
     }
 
@@ -151,7 +166,7 @@ impl FrameCursor {
         file: &dyn VfsFile,
         path: &Path,
     ) -> Result<std::result::Result<Frame, Defect>> {
-        let offset = self.offset;
+        let (offset, keep_payloads) = (self.offset, self.keep_payloads);
         let Some(bytes) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
@@ -168,12 +183,17 @@ impl FrameCursor {
         let (extent, stored) = body.split_at(header.extent_len());
         let checked = frame::decode_extent(&header, extent)
             .and_then(|decoded| frame::verify_payload(&header, stored).map(|()| decoded));
+        let stored = if keep_payloads {
+            stored.to_vec()
+        } else {
+            Vec::new()
+        };
         Ok(checked.map(|(origin, principal)| Frame {
             offset,
             header,
             origin,
             principal,
-            stored: stored.to_vec(),
+            stored,
         }))
     }
 

@@ -170,7 +170,7 @@ impl WalWriter {
         }
         let header = read_file_header(file.as_ref(), path)?;
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
-        let mut cursor = FrameCursor::new(file_len, header.snapshot_seq);
+        let mut cursor = FrameCursor::new(file_len, header.snapshot_seq).without_payloads();
         let mut clock = HlcClock::default();
         let tail_repair = loop {
             match cursor.next(file.as_ref(), path)? {
