@@ -34,7 +34,8 @@ function libraryName() {
   return process.platform === 'darwin' ? 'libselene_persist_node.dylib' : 'libselene_persist_node.so'
 }
 
-if (loads()) process.exit(0)
+// In a git checkout, `npm install` runs the `prepare` script next, which builds the addon.
+if (loads() || existsSync(join(root, '.git'))) process.exit(0)
 if (!existsSync(join(root, 'crates', 'node', 'Cargo.toml'))) {
   console.warn('selene-persist: no prebuilt binary for this platform and no Rust sources to build one')
   process.exit(0)
