@@ -7,6 +7,7 @@
  */
 export { EntryBatch, type WalEntry } from './src/batch'
 export { type ErrorCode, PersistError } from './src/errors'
+export { type ExamineOptions, type Problem, type Report, inspect, verify } from './src/examine'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'
 export { type AutoCheckpoint, type Recovery, type SectionsSource, Store, type StoreOptions } from './src/store'

@@ -193,3 +193,28 @@ test('20 rounds of SIGKILL during appends, checkpoints and prunes lose nothing a
   }
   t.true(acknowledged > 200)
 })
+
+test('inspect and verify are available from the API, not only the CLI', async (t) => {
+  const { inspect, verify } = await import('selene-persist')
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  await store.append(Buffer.from('a'))
+  await store.checkpoint({ s: Buffer.from('x') })
+  await store.append(Buffer.from('b'))
+  await store.close()
+  const shallow = await inspect(dir)
+  t.is(shallow.kind, 'store')
+  t.deepEqual(shallow.manifest, { liveSnapshotSeq: 2, activeWalSeq: 2, archives: [2] })
+  const progress = []
+  const clean = await verify(dir, { onProgress: (done, total) => progress.push([done, total]) })
+  t.deepEqual(clean.problems, [])
+  t.true(progress.every(([done, total]) => done <= total))
+  const snapshot = join(dir, 'snapshot.2.snap')
+  const bytes = await readFile(snapshot)
+  bytes[bytes.length - 1] ^= 1
+  await writeFile(snapshot, bytes)
+  const damaged = await verify(dir)
+  t.deepEqual(damaged.problems.map((p) => [p.severity, p.code]), [['error', 'BODY_HASH_MISMATCH']])
+  t.is((await t.throwsAsync(verify(''))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(inspect(join(dir, 'missing')))).code, 'IO')
+})

@@ -1,6 +1,5 @@
 /** `inspect` and `verify`: what is in a store or file, and whether it is all intact. */
-import * as native from '../../native'
-import { call } from '../errors'
+import { type Problem, type Report, type WalSummary, inspect, verify } from '../examine'
 import { ProgressBar, bytes, parse } from './args'
 
 export const INSPECT_USAGE = `Usage: selene-persist inspect <dir|file> [--json]
@@ -23,49 +22,12 @@ are listed), 1 when there are, 2 for a wrong command line.
   --strict   fail on warnings too
 `
 
-interface WalSummary {
-  path: string
-  fileBytes: number
-  snapshotSeq: number
-  firstSequence: number | null
-  lastSequence: number | null
-  entries: number
-  watermarks: number
-  compressedEntries: number
-  storedPayloadBytes: number
-  rawPayloadBytes: number
-  tornTail: { reason: string; offset: number; discardedBytes: number } | null
-}
-
-interface Problem {
-  severity: 'error' | 'warning'
-  file: string
-  offset: number | null
-  code: string
-  message: string
-}
-
-/** The engine's report (see crates/engine/src/inspect.rs). */
-export interface Report {
-  path: string
-  kind: 'store' | 'wal' | 'snapshot' | 'manifest'
-  manifest: { liveSnapshotSeq: number; activeWalSeq: number; archives: number[] } | null
-  snapshots: { path: string; sequence: number; bytes: number; live: boolean; sections: { name: string; rawLen: number; storedLen: number; compressed: boolean }[] }[]
-  archives: { sequence: number; tracked: boolean; wal: WalSummary }[]
-  wal: WalSummary | null
-  tempFiles: string[]
-  problems: Problem[]
-}
-
 /** Run an examination, drawing progress on a terminal. */
-export async function examine(path: string, verify: boolean): Promise<Report> {
-  const examination = new native.NativeExamination()
-  const bar = new ProgressBar(verify ? 'verifying' : 'reading')
-  const timer = setInterval(() => bar.update(...(examination.progress() as [number, number])), 100)
+async function examine(path: string, deep: boolean): Promise<Report> {
+  const bar = new ProgressBar(deep ? 'verifying' : 'reading')
   try {
-    return JSON.parse(await call(() => examination.run(path, verify))) as Report
+    return await (deep ? verify : inspect)(path, { onProgress: (done, total) => bar.update(done, total) })
   } finally {
-    clearInterval(timer)
     bar.done()
   }
 }

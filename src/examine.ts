@@ -1,0 +1,80 @@
+/** Inspecting and verifying a store directory or file, without changing it. */
+import * as native from '../native'
+
+import { call } from './errors'
+import { checkPath } from './options'
+
+/** A WAL or archive file, as examined. */
+export interface WalSummary {
+  path: string
+  fileBytes: number
+  snapshotSeq: number
+  firstSequence: number | null
+  lastSequence: number | null
+  entries: number
+  watermarks: number
+  compressedEntries: number
+  storedPayloadBytes: number
+  rawPayloadBytes: number
+  tornTail: { reason: string; offset: number; discardedBytes: number } | null
+}
+
+/** One problem found, with its file and (where known) offset. */
+export interface Problem {
+  severity: 'error' | 'warning'
+  file: string
+  offset: number | null
+  code: string
+  message: string
+}
+
+/** What an examination found (see crates/engine/src/inspect.rs). */
+export interface Report {
+  path: string
+  kind: 'store' | 'wal' | 'snapshot' | 'manifest'
+  manifest: { liveSnapshotSeq: number; activeWalSeq: number; archives: number[] } | null
+  snapshots: { path: string; sequence: number; bytes: number; live: boolean; sections: { name: string; rawLen: number; storedLen: number; compressed: boolean }[] }[]
+  archives: { sequence: number; tracked: boolean; wal: WalSummary }[]
+  wal: WalSummary | null
+  tempFiles: string[]
+  problems: Problem[]
+}
+
+/** Options of {@link inspect} and {@link verify}. */
+export interface ExamineOptions {
+  /** Called about every 100 ms with the bytes examined so far and in all. */
+  onProgress?: (done: number, total: number) => void
+}
+
+async function examine(path: string, deep: boolean, options: ExamineOptions): Promise<Report> {
+  return call(async () => {
+    const examination = new native.NativeExamination()
+    const report = examination.run(checkPath(path), deep)
+    const progress = options.onProgress
+    const timer = progress ? setInterval(() => progress(...(examination.progress() as [number, number])), 100) : undefined
+    try {
+      return JSON.parse(await report) as Report
+    } finally {
+      clearInterval(timer)
+    }
+  })
+}
+
+/**
+ * What a store directory (or one WAL, archive, snapshot or MANIFEST file) holds: headers,
+ * section tables and every frame checksum. Reads only.
+ */
+export function inspect(path: string, options: ExamineOptions = {}): Promise<Report> {
+  return examine(path, false, options)
+}
+
+/**
+ * Everything {@link inspect} checks, plus every payload decompressed, every snapshot body
+ * hashed, and the MANIFEST checked against the files and the archive chain. Problems are in
+ * `report.problems`; errors (severity `error`) mean damage, warnings are what the next open or
+ * prune repairs. Reads only.
+ */
+export function verify(path: string, options: ExamineOptions = {}): Promise<Report> {
+  return examine(path, true, options)
+}
+
