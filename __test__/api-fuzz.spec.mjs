@@ -59,7 +59,10 @@ test('random call sequences with hostile arguments give typed errors and never c
       anything(),
     ])
   const sections = () => pick([{ a: bytes() }, new Map([['m', bytes()]]), { [String(pick(['', 'x', 'ünï', '\0', 'n'.repeat(300)]))]: bytes() }, { a: anything() }, anything(), () => ({ f: bytes() }), () => anything()])
-  const path = () => pick([join(dir, 'w.log'), join(dir, 'store'), join(dir, 'nope', 'w.log'), dir, '', anything(), join(dir, 'store', 'wal.log')])
+  // Hostile values stay as they are; any other string is a file name inside the temp dir, so a
+  // valid-looking path never lands in the working directory.
+  const inDir = (value) => (typeof value === 'string' && value !== '' && !value.includes('\0') ? join(dir, value) : value)
+  const path = () => pick([join(dir, 'w.log'), join(dir, 'store'), join(dir, 'nope', 'w.log'), dir, '', inDir(anything()), join(dir, 'store', 'wal.log')])
 
   const handles = []
   let failures = 0
