@@ -281,7 +281,7 @@ fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<Writer
         }
         if let Some(reply) = close {
             let outcome = shielded(&mut writer, |w| {
-                if w.entries_since_fsync() > 0 && w.options().sync != SyncPolicy::Manual {
+                if w.owes_sync_on_close() {
                     w.flush()
                 } else {
                     Ok(())

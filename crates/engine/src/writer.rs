@@ -410,12 +410,6 @@ impl WalWriter {
         Ok(())
     }
 
-    /// The file system this writer works through.
-    #[must_use]
-    pub fn vfs(&self) -> &Arc<dyn Vfs> {
-        &self.vfs
-    }
-
     /// Make every committed entry durable now.
     ///
     /// # Errors
@@ -436,13 +430,17 @@ impl WalWriter {
     /// # Errors
     /// As [`Self::flush`]. The lock is released either way.
     pub fn close(mut self) -> Result<()> {
-        if self.options.sync == SyncPolicy::Manual
-            || self.poisoned.is_some()
-            || self.entries_since_fsync == 0
-        {
+        if self.poisoned.is_some() || !self.owes_sync_on_close() {
             return Ok(());
         }
         self.flush()
+    }
+
+    /// Whether closing must fdatasync: committed entries are unsynced and the policy is not
+    /// `Manual`.
+    #[must_use]
+    pub fn owes_sync_on_close(&self) -> bool {
+        self.entries_since_fsync > 0 && self.options.sync != SyncPolicy::Manual
     }
 
     /// Refuse further writes until reopened.
