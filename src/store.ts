@@ -157,14 +157,15 @@ export class Store extends Appender {
       if (given !== undefined && typeof given !== 'boolean') throw invalid('options.compress must be a boolean')
       const compress = given ?? this.#compress
       const captured = typeof sections === 'function' ? sections() : sections
-      if (!(captured instanceof Promise)) nativeSections(captured, true)
+      // Sections given synchronously are checked before any watermark is queued.
+      const converted = captured instanceof Promise ? captured.then((s) => nativeSections(s, compress)) : nativeSections(captured, compress)
       // Queued in call order with the capture: the watermark follows exactly the appends made so far.
       const begun = this.admit(0, () => this.#native.beginCheckpoint())
       const previous = this.#maintenance
       const finished = (async () => {
-        const [sequence, resolved] = await Promise.all([begun, captured])
+        const [sequence, ready] = await Promise.all([begun, converted])
         await previous
-        return this.#native.finishCheckpoint(sequence, nativeSections(resolved, compress))
+        return this.#native.finishCheckpoint(sequence, ready)
       })()
       this.#maintenance = finished.catch(() => undefined)
       return finished
