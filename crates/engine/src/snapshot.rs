@@ -101,6 +101,22 @@ impl SnapshotBuilder {
         }
     }
 
+    /// A builder holding `sections` (name, bytes, compress), each checked as by [`Self::add`].
+    ///
+    /// # Errors
+    /// As [`Self::add`].
+    pub fn with_sections(
+        sequence: u64,
+        level: i32,
+        sections: impl IntoIterator<Item = (String, Vec<u8>, bool)>,
+    ) -> Result<Self> {
+        let mut builder = Self::new(sequence, level);
+        for (name, bytes, compress) in sections {
+            builder.add(&name, bytes, compress)?;
+        }
+        Ok(builder)
+    }
+
     /// The sequence the snapshot covers.
     #[must_use]
     pub const fn sequence(&self) -> u64 {

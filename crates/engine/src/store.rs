@@ -184,11 +184,7 @@ impl Store {
     /// # Errors
     /// `InvalidArgument`, `DuplicateSection`, `SnapshotTooLarge`.
     pub fn builder(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<SnapshotBuilder> {
-        let mut builder = SnapshotBuilder::new(0, self.snapshot_level);
-        for (name, bytes, compress) in sections {
-            builder.add(&name, bytes, compress)?;
-        }
-        Ok(builder)
+        SnapshotBuilder::with_sections(0, self.snapshot_level, sections)
     }
 
     /// Queue a checkpoint watermark now: the snapshot finished with it must hold the state

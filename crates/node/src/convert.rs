@@ -255,13 +255,7 @@ pub fn snapshot_builder(
     sections_in: Vec<NativeSection>,
     level: i32,
 ) -> napi::Result<SnapshotBuilder> {
-    let mut builder = SnapshotBuilder::new(sequence, level);
-    for (name, bytes, compress) in sections(sections_in) {
-        builder
-            .add(&name, bytes, compress)
-            .map_err(|e| js_error(&e))?;
-    }
-    Ok(builder)
+    SnapshotBuilder::with_sections(sequence, level, sections(sections_in)).map_err(|e| js_error(&e))
 }
 
 /// A section as listed in a snapshot's table.
