@@ -133,6 +133,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const runs = 3
   const rows: Row[] = []
   try {
+    /** Median W1 rate at 128 B, the base of W2's ratio. */
+    let singleRate = 0
     for (const size of [128, 1024]) {
       const ours: number[] = []
       const p50: number[] = []
@@ -146,6 +148,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
         p99.push(r.p99)
         base.push(nodeFsLoop(join(dir, `w1-fs-${size}-${run}.bin`), n.single, size))
       }
+      if (size === 128) singleRate = median(ours)
       rows.push({
         workload: `W1 durable append, ${size} B`,
         result: `${fmt(median(ours))} ops/s, p50 ${median(p50).toFixed(3)} ms, p99 ${median(p99).toFixed(3)} ms`,
@@ -157,7 +160,6 @@ export async function benchCommand(argv: string[]): Promise<number> {
       status(`W2 ${n.writers} concurrent writers, run ${run + 1}/${runs}`)
       w2.push(await concurrentAppends(join(dir, `w2-${run}.log`), n.writers, n.each))
     }
-    const singleRate = Number(rows[0]?.result.split(' ')[0]?.replace(/,/g, '') ?? 1)
     rows.push({
       workload: `W2 ${n.writers} concurrent durable writers`,
       result: `${fmt(median(w2.map((r) => r.rate)))} ops/s, longest stall ${median(w2.map((r) => r.stall)).toFixed(1)} ms`,
