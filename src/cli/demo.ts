@@ -1,10 +1,10 @@
 /** `demo`: the main job end to end on a sample event log. */
-import { spawn } from 'node:child_process'
 import { appendFile, mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 
 import { Store } from '../store'
 import { parse } from './args'
+import { runUntilKilled } from './kill'
 
 export const DEMO_USAGE = `Usage: selene-persist demo <dir>
 
@@ -60,29 +60,9 @@ export async function crashChild(dir: string): Promise<void> {
     const n = tally.count + 1
     await store.append(Tally.event(n))
     tally.apply(Tally.event(n))
-    process.stdout.write(`${n}\n`)
+    process.stdout.write(`ack ${n}\n`)
     if (n % 500 === 0) void store.checkpoint(() => tally.sections())
   }
-}
-
-async function killAfter(dir: string, acks: number): Promise<number> {
-  const child = spawn(process.execPath, [join(__dirname, '..', '..', 'cli.js'), '__crash-child', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let last = 0
-  let seen = 0
-  let buffered = ''
-  await new Promise<void>((done, fail) => {
-    child.on('error', fail)
-    child.on('exit', () => done())
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString()
-      const lines = buffered.split('\n')
-      buffered = lines.pop() ?? ''
-      for (const line of lines) last = Math.max(last, Number(line))
-      seen += lines.length
-      if (seen >= acks) child.kill('SIGKILL')
-    })
-  })
-  return last
 }
 
 async function demo(dir: string): Promise<void> {
@@ -129,7 +109,7 @@ async function demo(dir: string): Promise<void> {
   console.log(`   prune kept snapshots [${pruned.retainedSnapshots.join(', ')}], archives [${pruned.retainedArchives.join(', ')}], freed ${pruned.bytesReclaimed.toLocaleString('en-US')} bytes`)
   await store.close()
 
-  const acked = await killAfter(dir, 1200)
+  const acked = await runUntilKilled(join(__dirname, '..', '..', 'cli.js'), ['__crash-child', dir], 1200, 0)
   console.log(`4. a child process appended and checkpointed durably, and was SIGKILLed after acknowledging event ${acked}`)
   await appendFile(join(dir, 'wal.log'), Buffer.from('half a frame that never finished'))
   console.log('   then 32 garbage bytes were appended to wal.log to simulate a torn final write')
