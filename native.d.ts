@@ -158,6 +158,8 @@ export interface NativeOpenOptions {
   compressionLevel: number
   /** Snapshot sequence for a new file. */
   snapshotSeq: number
+  /** Preallocation chunk in bytes; 0 disables. */
+  preallocate: number
 }
 
 /** A retention policy, normalised by the facade. */
@@ -244,7 +246,7 @@ export interface NativeSectionInfo {
 
 /** A torn tail cut at open. */
 export interface NativeTailRepair {
-  /** `short-frame`, `corrupt-final-frame` or `zero-tail`. */
+  /** `short-frame` or `corrupt-final-frame`. */
   reason: string
   /** Offset of the cut. */
   offset: number

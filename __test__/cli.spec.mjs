@@ -86,7 +86,8 @@ test('verify exits 0 when clean, 1 with each problem located when not, and honou
   t.is(clean.code, 0)
   t.regex(clean.stdout, /verified: no problems/)
 
-  await writeFile(join(dir, 'wal.log'), Buffer.concat([await readFile(join(dir, 'wal.log')), Buffer.alloc(10)]))
+  // A torn write (non-zero bytes) followed by preallocated zeros.
+  await writeFile(join(dir, 'wal.log'), Buffer.concat([await readFile(join(dir, 'wal.log')), Buffer.alloc(10, 0xa5), Buffer.alloc(4096)]))
   const torn = await run('verify', dir)
   t.is(torn.code, 0, 'a torn tail is a warning')
   t.regex(torn.stdout, /warning .*wal\.log@\d+ {2}TORN_TAIL/)

@@ -123,15 +123,42 @@ test('a torn tail is cut on open and reported', async (t) => {
   assertStandard(t, await readAll(path), 1, 5)
 })
 
-test('a zero-filled tail is cut and reported', async (t) => {
+test('a zero-filled tail is the end of the log: nothing is reported, appends go on, close trims it', async (t) => {
   const path = await walWith(t, 3)
   const size = (await stat(path)).size
   await appendFile(path, Buffer.alloc(4096))
-  const writer = await WalWriter.open(path)
-  t.deepEqual(writer.tailRepair, { reason: 'zero-tail', offset: size, discardedBytes: 4096 })
+  const writer = await WalWriter.open(path, { preallocate: false })
+  t.is(writer.tailRepair, null)
   t.is(writer.committedOffset, size)
+  t.is(await writer.append(payloadFor(4)), 4)
   await writer.close()
-  t.is((await stat(path)).size, size)
+  t.is((await stat(path)).size, writer.committedOffset)
+  assertStandard(t, await readAll(path), 1, 4)
+})
+
+test('preallocation grows the WAL in whole chunks and close cuts it to its frames', async (t) => {
+  const path = await walWith(t, 0)
+  const writer = await WalWriter.open(path, { preallocate: 64 * 1024 })
+  t.is(await writer.append(payloadFor(1)), 1)
+  t.is((await stat(path)).size, 64 * 1024)
+  await writer.appendBatch(Array.from({ length: 2000 }, (_, i) => payloadFor(i + 2)))
+  const grown = (await stat(path)).size
+  t.true(grown > 64 * 1024 && grown % (64 * 1024) === 0 && grown >= writer.committedOffset, `size ${grown}`)
+  await writer.close()
+  t.is((await stat(path)).size, writer.committedOffset)
+  assertStandard(t, await readAll(path), 1, 2001)
+  const exact = await WalWriter.open(path, { preallocate: false })
+  await exact.append(payloadFor(2002))
+  t.is((await stat(path)).size, exact.committedOffset)
+  await exact.close()
+})
+
+test('preallocate must be false or a byte count of at least 4096', async (t) => {
+  const path = await walWith(t, 0)
+  for (const preallocate of [0, 100, -1, 1.5, '4096', null]) {
+    const error = await t.throwsAsync(WalWriter.open(path, { preallocate }))
+    t.is(error.code, 'INVALID_ARGUMENT', String(preallocate))
+  }
 })
 
 test('mid-log corruption is refused and the file left untouched', async (t) => {
@@ -309,23 +336,30 @@ test('close makes the lock available to the next writer at once', async (t) => {
 })
 
 
-test('every acknowledged entry survives SIGKILL under always, and nothing else appears', async (t) => {
-  const path = join(await tempDir(t), 'wal.log')
-  let highestAcked = 0
-  for (let round = 0; round < 5; round++) {
-    highestAcked = Math.max(highestAcked, await runUntilKilled(fixture('append-child.mjs'), [path, '8'], 50, Math.floor(Math.random() * 40)))
-    t.true(highestAcked >= 50)
-    const entries = await readAll(path)
-    const last = entries.at(-1)?.sequence ?? 0
-    t.true(last >= highestAcked, `round ${round}: acknowledged ${highestAcked}, recovered only ${last}`)
-    // Contiguous from 1, each payload exactly what was appended under its sequence.
-    assertStandard(t, entries, 1, last)
-    // Reopening for write repairs any torn tail and keeps every acknowledged entry.
-    const writer = await WalWriter.open(path)
-    t.true(writer.lastSequence >= highestAcked)
-    await writer.close()
-  }
-})
+for (const preallocate of [4096, false]) {
+  test(`every acknowledged entry survives SIGKILL under always, and nothing else appears (preallocate ${preallocate})`, async (t) => {
+    const path = join(await tempDir(t), 'wal.log')
+    let highestAcked = 0
+    for (let round = 0; round < 5; round++) {
+      const args = [path, '8', String(preallocate)]
+      highestAcked = Math.max(highestAcked, await runUntilKilled(fixture('append-child.mjs'), args, 50, Math.floor(Math.random() * 40)))
+      t.true(highestAcked >= 50)
+      const killedSize = (await stat(path)).size
+      if (preallocate) t.is(killedSize % preallocate, 0, 'killed with its preallocated chunk in place')
+      const entries = await readAll(path)
+      const last = entries.at(-1)?.sequence ?? 0
+      t.true(last >= highestAcked, `round ${round}: acknowledged ${highestAcked}, recovered only ${last}`)
+      // Contiguous from 1, each payload exactly what was appended under its sequence.
+      assertStandard(t, entries, 1, last)
+      // Reopening for write repairs any torn tail and keeps every acknowledged entry.
+      const writer = await WalWriter.open(path, { preallocate })
+      t.true(writer.lastSequence >= highestAcked)
+      t.true(writer.committedOffset <= killedSize)
+      await writer.close()
+      t.is((await stat(path)).size, writer.committedOffset, 'close leaves exactly the frames')
+    }
+  })
+}
 
 test('batches() hands out views of one buffer per batch, matching entries()', async (t) => {
   const path = join(await tempDir(t), 'wal.log')

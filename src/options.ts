@@ -85,13 +85,17 @@ export function checkObject(name: string, value: unknown): Record<string, unknow
   return value
 }
 
-/** Native writer options from `sync`, `compression` and `snapshotSeq`. */
+/** Default preallocation chunk of the active WAL: 4 MiB. */
+export const DEFAULT_PREALLOCATE = 4 * 1024 * 1024
+
+/** Native writer options from `sync`, `compression`, `snapshotSeq` and `preallocate`. */
 export function nativeOptions(options: Record<string, unknown>): native.NativeOpenOptions {
-  const { sync = 'always', compression = {}, snapshotSeq = 0 } = options
+  const { sync = 'always', compression = {}, snapshotSeq = 0, preallocate = DEFAULT_PREALLOCATE } = options
   const out: native.NativeOpenOptions = {
     syncMode: 'always',
     compressionLevel: 1,
     snapshotSeq: checkInteger('snapshotSeq', snapshotSeq, 0, Number.MAX_SAFE_INTEGER),
+    preallocate: preallocate === false ? 0 : checkInteger('preallocate', preallocate, 4096, 2 ** 40),
   }
   if (sync === 'always' || sync === 'manual') {
     out.syncMode = sync

@@ -17,7 +17,7 @@ import {
 } from './options'
 import { SnapshotReader } from './snapshot'
 import type { EntryBatch, WalEntry } from './batch'
-import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, batchesOf, entriesOf, fromOption, queueBound } from './wal'
+import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, type WalWriterOptions, batchesOf, entriesOf, fromOption, queueBound } from './wal'
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */
 export type SectionsSource = Sections | (() => Sections | Promise<Sections>)
@@ -52,6 +52,8 @@ export interface StoreOptions {
   autoCheckpoint?: AutoCheckpoint
   /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
   maxQueueBytes?: number
+  /** Preallocation of the active WAL (default 4 MiB chunks); see {@link WalWriterOptions}. */
+  preallocate?: number | false
 }
 
 /** What recovery found and did when the store opened. */

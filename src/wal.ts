@@ -30,11 +30,17 @@ export interface WalWriterOptions {
   snapshotSeq?: number
   /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
   maxQueueBytes?: number
+  /**
+   * Grow the active WAL this many bytes at a time ahead of the writes (fallocate; default
+   * 4 MiB), so an fdatasync flushes data without a file-size change; `false` grows it write
+   * by write. The unused zero tail is cut at close and read as the end of the log after a crash.
+   */
+  preallocate?: number | false
 }
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {
-  reason: 'short-frame' | 'corrupt-final-frame' | 'zero-tail'
+  reason: 'short-frame' | 'corrupt-final-frame'
   /** Offset of the first byte cut (the end of the last valid entry). */
   offset: number
   /** How many bytes were cut. */

@@ -39,5 +39,17 @@ fn main() {
         .unwrap();
     preallocated_file.sync_all().unwrap();
     let preallocated = rate(&preallocated_file, count, size);
-    println!("{{\"appending\":{appending:.0},\"preallocated\":{preallocated:.0}}}");
+    let fallocated_file = open("raw-fallocated");
+    rustix::fs::fallocate(
+        &fallocated_file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        count * size as u64,
+    )
+    .unwrap();
+    fallocated_file.sync_all().unwrap();
+    let fallocated = rate(&fallocated_file, count, size);
+    println!(
+        "{{\"appending\":{appending:.0},\"preallocated\":{preallocated:.0},\"fallocated\":{fallocated:.0}}}"
+    );
 }

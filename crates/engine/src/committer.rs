@@ -280,13 +280,7 @@ fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<Writer
             dirty_since = None;
         }
         if let Some(reply) = close {
-            let outcome = shielded(&mut writer, |w| {
-                if w.owes_sync_on_close() {
-                    w.flush()
-                } else {
-                    Ok(())
-                }
-            });
+            let outcome = shielded(&mut writer, WalWriter::wind_down);
             *lock(state) = WriterState::of(&writer);
             // Release the lock before answering, so the caller can reopen at once.
             drop(writer);

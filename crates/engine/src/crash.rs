@@ -254,6 +254,16 @@ impl VfsFile for RecordingFile {
         Ok(())
     }
 
+    /// Recorded as the length it leaves: preallocated space reads back as zeros.
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        self.inner.allocate(len)?;
+        if let Some(file) = self.file {
+            let len = self.inner.size()?;
+            self.fs.record(TraceOp::SetLen { file, len });
+        }
+        Ok(())
+    }
+
     fn size(&self) -> io::Result<u64> {
         self.inner.size()
     }

@@ -1,8 +1,8 @@
 //! A fault-injecting, operation-recording file system for tests.
 //!
 //! Wraps [`StdFs`] and counts every mutating operation (open for write, write, sync, set_len,
-//! link, remove, directory sync). A [`FaultPlan`] makes operation number `k` fail with EIO,
-//! ENOSPC, or a short write, so a test can fail every step of a workload in turn.
+//! allocate, link, remove, directory sync). A [`FaultPlan`] makes operation number `k` fail
+//! with EIO, ENOSPC, or a short write, so a test can fail every step of a workload in turn.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,8 @@ pub enum Op {
     SyncData(PathBuf),
     /// The file length was set.
     SetLen(PathBuf, u64),
+    /// The file was extended (preallocated) to at least a length.
+    Allocate(PathBuf, u64),
     /// A hard link was made.
     Link(PathBuf, PathBuf),
     /// A file was renamed.
@@ -220,6 +222,11 @@ impl VfsFile for FaultFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         check(self.fs.record(Op::SetLen(self.path.clone(), len)))?;
         self.inner.set_len(len)
+    }
+
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        check(self.fs.record(Op::Allocate(self.path.clone(), len)))?;
+        self.inner.allocate(len)
     }
 
     fn size(&self) -> io::Result<u64> {

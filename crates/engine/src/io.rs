@@ -75,6 +75,9 @@ pub trait VfsFile: Send + Sync + Debug {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Truncate or extend the file to `len` bytes.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Extend the file to at least `len` bytes of zeros, reserving the blocks where the file
+    /// system can (fallocate), so later writes inside that length change no file size.
+    fn allocate(&mut self, len: u64) -> io::Result<()>;
     /// Current length in bytes.
     fn size(&self) -> io::Result<u64>;
     /// Take an exclusive advisory lock without waiting; `Ok(false)` if another holder has it.
@@ -173,6 +176,16 @@ impl Vfs for StdFs {
 #[derive(Debug)]
 struct StdFile(File);
 
+impl StdFile {
+    /// Grow (never shrink) the file to `len` bytes.
+    fn extend_to(&self, len: u64) -> io::Result<()> {
+        if self.0.metadata()?.len() < len {
+            self.0.set_len(len)?;
+        }
+        Ok(())
+    }
+}
+
 impl VfsFile for StdFile {
     #[cfg(unix)]
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -208,6 +221,22 @@ impl VfsFile for StdFile {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        use rustix::fs::{FallocateFlags, fallocate};
+        match fallocate(&self.0, FallocateFlags::empty(), 0, len) {
+            Ok(()) => Ok(()),
+            // A file system without fallocate still gets the zero-filled length.
+            Err(rustix::io::Errno::OPNOTSUPP) => self.extend_to(len),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn allocate(&mut self, len: u64) -> io::Result<()> {
+        self.extend_to(len)
     }
 
     fn size(&self) -> io::Result<u64> {

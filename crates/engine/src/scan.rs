@@ -1,7 +1,9 @@
 //! Reading frames in order, and telling a torn tail from mid-log corruption.
 //!
-//! A damaged frame (short, zero-filled, or failing a checksum) is a *torn tail* when no valid
-//! frame follows it anywhere in the file: a crash cut the last write. It is *mid-log
+//! Where the frames stop, everything left in the file may be zero: space preallocated ahead of
+//! the writer, or a length a crash persisted before the data. That is the clean end of the log,
+//! not damage. Otherwise a damaged frame (short, or failing a checksum) is a *torn tail* when
+//! no valid frame follows it anywhere in the file: a crash cut the last write. It is *mid-log
 //! corruption* when a valid frame with a later sequence starts after it: acknowledged data sits
 //! behind the damage, so nothing may be cut and the open is refused. A frame whose checksums
 //! hold but whose contents this build rejects (unknown flags, a sequence out of order) is never
@@ -22,8 +24,6 @@ pub enum TailReason {
     ShortFrame,
     /// The last frame fails a checksum and nothing valid follows it.
     CorruptFinalFrame,
-    /// Everything from the cut to the end of the file is zero.
-    ZeroTail,
 }
 
 impl TailReason {
@@ -33,7 +33,6 @@ impl TailReason {
         match self {
             Self::ShortFrame => "short-frame",
             Self::CorruptFinalFrame => "corrupt-final-frame",
-            Self::ZeroTail => "zero-tail",
         }
     }
 }
@@ -46,7 +45,7 @@ pub struct TailRepair {
     pub reason: TailReason,
     /// Offset of the first byte cut: the end of the last valid frame.
     pub offset: u64,
-    /// Number of bytes cut.
+    /// Number of bytes of the torn write cut (up to its last non-zero byte).
     pub discarded_bytes: u64,
 }
 
@@ -71,7 +70,7 @@ pub struct Frame {
 pub enum Step {
     /// A verified frame.
     Frame(Frame),
-    /// The clean end of the file.
+    /// The clean end of the log: the end of the file, or only zeros left.
     End,
     /// A torn tail starting at the cursor's offset.
     Torn(TailRepair),
@@ -157,7 +156,7 @@ impl FrameCursor {
                 Ok(Step::Frame(frame))
             }
             Err(Defect::Invalid(error)) => Err(error),
-            Err(Defect::Damaged(damage)) => self.classify(file, path, damage).map(Step::Torn),
+            Err(Defect::Damaged(damage)) => self.classify(file, path, damage),
         }
     }
 
@@ -242,36 +241,45 @@ impl FrameCursor {
         Ok(Some(&self.window[start..start + len]))
     }
 
-    /// Decide whether damage at the cursor is a torn tail or mid-log corruption.
-    fn classify(&self, file: &dyn VfsFile, path: &Path, damage: Damage) -> Result<TailRepair> {
+    /// Decide whether damage at the cursor is the zero-filled end, a torn tail, or mid-log
+    /// corruption.
+    fn classify(&self, file: &dyn VfsFile, path: &Path, damage: Damage) -> Result<Step> {
         let offset = self.offset;
-        if let Some(next_valid) = self.find_valid_frame(file, path, offset + 1)? {
+        let data_end = self.data_end(file, path, offset)?;
+        if data_end == offset {
+            return Ok(Step::End);
+        }
+        if let Some(next_valid) = self.find_valid_frame(file, path, offset + 1, data_end)? {
             return Err(Error::MidLogCorruption {
                 offset,
                 detail: damage.describe(),
                 next_valid,
             });
         }
-        let reason = if self.is_zero_from(file, path, offset)? {
-            TailReason::ZeroTail
-        } else if damage == Damage::Short {
+        let reason = if damage == Damage::Short {
             TailReason::ShortFrame
         } else {
             TailReason::CorruptFinalFrame
         };
-        Ok(TailRepair {
+        Ok(Step::Torn(TailRepair {
             reason,
             offset,
-            discarded_bytes: self.file_len - offset,
-        })
+            discarded_bytes: data_end - offset,
+        }))
     }
 
-    /// First offset at or after `start` holding a valid frame header with a later sequence.
-    fn find_valid_frame(&self, file: &dyn VfsFile, path: &Path, start: u64) -> Result<Option<u64>> {
+    /// First offset in `start..limit` holding a valid frame header with a later sequence.
+    fn find_valid_frame(
+        &self,
+        file: &dyn VfsFile,
+        path: &Path,
+        start: u64,
+        limit: u64,
+    ) -> Result<Option<u64>> {
         const CHUNK: usize = 1 << 20;
         let mut buf = Vec::new();
         let mut pos = start;
-        while pos + FRAME_HEADER_LEN as u64 <= self.file_len {
+        while pos < limit && pos + FRAME_HEADER_LEN as u64 <= self.file_len {
             let want = usize::try_from(self.file_len - pos)
                 .unwrap_or(usize::MAX)
                 .min(CHUNK + FRAME_HEADER_LEN - 1);
@@ -279,6 +287,9 @@ impl FrameCursor {
             read_exact_at(file, &mut buf, pos).map_err(|e| Error::io("read", path, e))?;
             for (i, window) in buf.windows(FRAME_HEADER_LEN).enumerate() {
                 let candidate = pos + i as u64;
+                if candidate >= limit {
+                    return Ok(None);
+                }
                 let bytes: &[u8; FRAME_HEADER_LEN] =
                     window.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
                 if let Ok(header) = frame::decode_header(bytes, candidate)
@@ -292,19 +303,21 @@ impl FrameCursor {
         Ok(None)
     }
 
-    fn is_zero_from(&self, file: &dyn VfsFile, path: &Path, start: u64) -> Result<bool> {
-        let mut buf = vec![0u8; 64 << 10];
-        let mut pos = start;
-        while pos < self.file_len {
-            let want = usize::try_from(self.file_len - pos)
-                .unwrap_or(usize::MAX)
-                .min(buf.len());
-            read_exact_at(file, &mut buf[..want], pos).map_err(|e| Error::io("read", path, e))?;
-            if buf[..want].iter().any(|&b| b != 0) {
-                return Ok(false);
+    /// Offset just past the last non-zero byte at or after `start`; `start` if there is none.
+    /// Read backwards from the end, so a long preallocated tail costs one pass over zeros.
+    fn data_end(&self, file: &dyn VfsFile, path: &Path, start: u64) -> Result<u64> {
+        const CHUNK: u64 = 1 << 20;
+        let mut buf = Vec::new();
+        let mut end = self.file_len;
+        while end > start {
+            let from = end.saturating_sub(CHUNK).max(start);
+            buf.resize(usize::try_from(end - from).unwrap_or(0), 0);
+            read_exact_at(file, &mut buf, from).map_err(|e| Error::io("read", path, e))?;
+            if let Some(last) = buf.iter().rposition(|&b| b != 0) {
+                return Ok(from + last as u64 + 1);
             }
-            pos += want as u64;
+            end = from;
         }
-        Ok(true)
+        Ok(start)
     }
 }

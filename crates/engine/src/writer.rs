@@ -27,6 +27,9 @@ pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 /// A staged buffer larger than this is released after commit rather than kept for reuse.
 const STAGING_RETAIN_LIMIT: usize = 4 << 20;
 
+/// Default preallocation chunk: the active WAL grows 4 MiB at a time.
+pub const DEFAULT_PREALLOCATE: u64 = 4 << 20;
+
 /// When appended entries are made durable.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum SyncPolicy {
@@ -49,6 +52,10 @@ pub struct WalOptions {
     pub compression: Compression,
     /// Snapshot sequence written into a new file's header; an existing file's header wins.
     pub snapshot_seq: u64,
+    /// Grow the file this many bytes at a time ahead of the writes (fallocate), so an
+    /// fdatasync flushes data without a file-size change; 0 grows it write by write. The
+    /// unused zero tail is cut at close and is the clean end of the log after a crash.
+    pub preallocate: u64,
 }
 
 impl Default for WalOptions {
@@ -57,6 +64,7 @@ impl Default for WalOptions {
             sync: SyncPolicy::Always,
             compression: Compression::default(),
             snapshot_seq: 0,
+            preallocate: DEFAULT_PREALLOCATE,
         }
     }
 }
@@ -136,6 +144,8 @@ pub struct WalWriter {
     snapshot_seq: u64,
     last_sequence: u64,
     committed_offset: u64,
+    /// The file's length: `committed_offset` plus any preallocated zeros.
+    allocated: u64,
     entries_since_fsync: u64,
     staged: Vec<u8>,
     staged_count: u64,
@@ -179,6 +189,7 @@ impl WalWriter {
                 Step::Torn(repair) => break Some(repair),
             }
         };
+        let mut allocated = file_len;
         if let Some(repair) = tail_repair {
             tracing::warn!(path = %path.display(), reason = repair.reason.as_str(), offset = repair.offset,
                 discarded = repair.discarded_bytes, "cutting torn WAL tail");
@@ -186,6 +197,7 @@ impl WalWriter {
                 .map_err(|e| Error::io("truncate", path, e))?;
             file.sync_data()
                 .map_err(|e| Error::io("fdatasync", path, e))?;
+            allocated = repair.offset;
         }
         Ok(Self {
             vfs: Arc::clone(vfs),
@@ -196,6 +208,7 @@ impl WalWriter {
             snapshot_seq: header.snapshot_seq,
             last_sequence: cursor.last_sequence(),
             committed_offset: cursor.offset(),
+            allocated,
             entries_since_fsync: 0,
             staged: Vec::new(),
             staged_count: 0,
@@ -281,6 +294,7 @@ impl WalWriter {
 
     fn write_staged(&mut self) -> Result<()> {
         self.check_usable()?;
+        self.preallocate(self.committed_offset + self.staged.len() as u64)?;
         let path = &self.path;
         if let Err(e) = self.file.write_all_at(&self.staged, self.committed_offset) {
             let error = Error::io("write", path, e);
@@ -305,6 +319,20 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Grow the file in whole preallocation chunks until it holds `end` bytes.
+    fn preallocate(&mut self, end: u64) -> Result<()> {
+        let chunk = self.options.preallocate;
+        if chunk == 0 || end <= self.allocated {
+            return Ok(());
+        }
+        let len = end.div_ceil(chunk).saturating_mul(chunk);
+        self.file
+            .allocate(len)
+            .map_err(|e| Error::io("fallocate", &self.path, e))?;
+        self.allocated = len;
+        Ok(())
+    }
+
     /// Cut the file back to the last committed entry after a failed commit.
     fn cut_back(&mut self, cause: &Error) {
         if let Err(e) = self.file.set_len(self.committed_offset) {
@@ -312,6 +340,7 @@ impl WalWriter {
             self.poison(&Error::io("truncate", &self.path, e));
             return;
         }
+        self.allocated = self.committed_offset;
         tracing::warn!(path = %self.path.display(), error = %cause, "WAL commit failed; cut back to last committed entry");
     }
 
@@ -401,6 +430,7 @@ impl WalWriter {
         self.file = published.file;
         self.snapshot_seq = snapshot_seq;
         self.committed_offset = FILE_HEADER_LEN as u64 + tail_len;
+        self.allocated = self.committed_offset;
         // Later anchors move with the frames they follow; earlier ones are sealed.
         self.anchors.retain(|(s, _)| *s > snapshot_seq);
         for (_, offset) in &mut self.anchors {
@@ -425,22 +455,38 @@ impl WalWriter {
         Ok(())
     }
 
-    /// Make committed entries durable unless the policy is `Manual`; then release the lock.
+    /// Make committed entries durable unless the policy is `Manual`, cut the unused
+    /// preallocated tail, then release the lock.
     ///
     /// # Errors
     /// As [`Self::flush`]. The lock is released either way.
     pub fn close(mut self) -> Result<()> {
-        if self.poisoned.is_some() || !self.owes_sync_on_close() {
-            return Ok(());
-        }
-        self.flush()
+        self.wind_down()
     }
 
-    /// Whether closing must fdatasync: committed entries are unsynced and the policy is not
-    /// `Manual`.
-    #[must_use]
-    pub fn owes_sync_on_close(&self) -> bool {
-        self.entries_since_fsync > 0 && self.options.sync != SyncPolicy::Manual
+    /// Everything closing does before the lock goes: the fdatasync owed (committed entries
+    /// unsynced and a policy other than `Manual`), then the preallocated tail cut, so a
+    /// closed WAL is exactly as long as its frames. A poisoned writer touches nothing.
+    ///
+    /// # Errors
+    /// As [`Self::flush`].
+    pub fn wind_down(&mut self) -> Result<()> {
+        if self.poisoned.is_some() {
+            return Ok(());
+        }
+        if self.entries_since_fsync > 0 && self.options.sync != SyncPolicy::Manual {
+            self.flush()?;
+        }
+        if self.allocated > self.committed_offset {
+            // Only zeros go, so a failure loses nothing: the next open reads them as the end.
+            match self.file.set_len(self.committed_offset) {
+                Ok(()) => self.allocated = self.committed_offset,
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "cannot cut the preallocated WAL tail");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Refuse further writes until reopened.

@@ -10,7 +10,7 @@ use selene_persist_engine::crash::{RecordingFs, TraceOp, crash_states, materiali
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::{Committer, SyncPolicy, WalOptions, WalWriter};
+use selene_persist_engine::{Committer, SyncPolicy, WalWriter};
 
 /// A recorded workload: its trace, and after which operation each durability promise held
 /// (`(trace length, entries promised durable)`).
@@ -148,7 +148,8 @@ fn state_of(count: u64) -> Vec<(String, Vec<u8>, bool)> {
 
 /// Recover the store in `dir`: events 1..n from the snapshot's count, then replay.
 fn check_store(dir: &Path, promised: u64) -> Result<(), String> {
-    let store = Store::open(&fs(), dir, WalOptions::default()).map_err(|e| format!("open: {e}"))?;
+    let store =
+        Store::open(&fs(), dir, options(SyncPolicy::Always)).map_err(|e| format!("open: {e}"))?;
     let mut count = match store.snapshot() {
         Some(snapshot) => String::from_utf8(snapshot.read("count").map_err(|e| e.to_string())?)
             .unwrap()
@@ -200,7 +201,7 @@ fn check_store(dir: &Path, promised: u64) -> Result<(), String> {
 fn every_crash_state_of_checkpoints_and_prunes_recovers_the_old_or_new_epoch_whole() {
     let dir = tempfile::tempdir().unwrap();
     let recorder = RecordingFs::new();
-    let store = Store::open(&recorder.shared(), dir.path(), WalOptions::default()).unwrap();
+    let store = Store::open(&recorder.shared(), dir.path(), options(SyncPolicy::Always)).unwrap();
     let mut promises = Vec::new();
     let mut count = 0;
     let mut add = |store: &Store, promises: &mut Vec<(usize, u64)>| {

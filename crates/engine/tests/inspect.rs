@@ -190,7 +190,9 @@ fn torn_tails_orphans_and_temp_files_are_warnings() {
         .append(true)
         .open(dir.path().join("wal.log"))
         .unwrap();
-    std::io::Write::write_all(&mut wal, &[0; 100]).unwrap();
+    // A torn write: garbage, then the zeros of preallocated space (not counted as torn).
+    std::io::Write::write_all(&mut wal, &[0xA5; 100]).unwrap();
+    std::io::Write::write_all(&mut wal, &[0; 4096]).unwrap();
     std::fs::write(dir.path().join("snapshot.99.snap.1.2.tmp"), b"x").unwrap();
     std::fs::copy(
         dir.path().join("snapshot.33.snap"),

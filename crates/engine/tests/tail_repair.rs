@@ -43,7 +43,13 @@ fn truncating_the_last_frame_at_every_byte_is_repaired() {
         let repair = writer.tail_repair().expect("a repair");
         assert_eq!(repair.reason, TailReason::ShortFrame, "cut at {cut}");
         assert_eq!(repair.offset, last_start as u64);
-        assert_eq!(repair.discarded_bytes, (cut - last_start) as u64);
+        // Counted to the torn write's last non-zero byte: trailing zeros are free space.
+        let written = bytes[last_start..cut]
+            .iter()
+            .rposition(|&b| b != 0)
+            .unwrap()
+            + 1;
+        assert_eq!(repair.discarded_bytes, written as u64);
         assert_eq!(writer.last_sequence(), ENTRIES - 1);
         drop(writer);
         assert_eq!(std::fs::read(&path).unwrap(), &bytes[..last_start]);
@@ -68,30 +74,62 @@ fn a_bit_flip_anywhere_in_the_last_frame_is_repaired() {
 }
 
 #[test]
-fn zero_filled_tails_are_repaired() {
+fn a_zero_filled_tail_is_the_clean_end_and_close_cuts_it() {
     let (_dir, path, bytes, _) = fixture();
-    for zeros in [1usize, 39, 40, 128, 70_000] {
+    for zeros in [1usize, 39, 40, 128, 70_000, 5 << 20] {
         let mut padded = bytes.clone();
         padded.resize(bytes.len() + zeros, 0);
         std::fs::write(&path, &padded).unwrap();
         let writer = reopen(&path).unwrap();
-        let repair = writer.tail_repair().unwrap();
-        assert_eq!(repair.reason, TailReason::ZeroTail);
-        assert_eq!(repair.offset, bytes.len() as u64);
-        assert_eq!(repair.discarded_bytes, zeros as u64);
+        assert_eq!(writer.tail_repair(), None, "{zeros} zeros");
+        assert_eq!(writer.committed_offset(), bytes.len() as u64);
         assert_eq!(writer.last_sequence(), ENTRIES);
+        writer.close().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{zeros} zeros");
     }
 }
 
 #[test]
-fn a_zeroed_last_frame_is_a_zero_tail() {
+fn a_zeroed_last_frame_is_the_end_of_the_log() {
     let (_dir, path, mut bytes, offsets) = fixture();
     let last_start = *offsets.last().unwrap() as usize;
     bytes[last_start..].fill(0);
     std::fs::write(&path, &bytes).unwrap();
     let writer = reopen(&path).unwrap();
-    assert_eq!(writer.tail_repair().unwrap().reason, TailReason::ZeroTail);
+    assert_eq!(writer.tail_repair(), None);
     assert_eq!(writer.last_sequence(), ENTRIES - 1);
+    assert_eq!(writer.committed_offset(), last_start as u64);
+}
+
+#[test]
+fn a_torn_write_into_preallocated_space_is_cut_to_its_last_valid_frame() {
+    let (_dir, path, bytes, offsets) = fixture();
+    let last_start = *offsets.last().unwrap() as usize;
+    // The last frame half written, then the rest of a preallocated chunk.
+    let torn_end = last_start + (bytes.len() - last_start) / 2;
+    let mut damaged = bytes[..torn_end].to_vec();
+    damaged.resize(1 << 20, 0);
+    std::fs::write(&path, &damaged).unwrap();
+    let writer = reopen(&path).unwrap();
+    let repair = writer.tail_repair().expect("a repair");
+    assert_eq!(repair.reason, TailReason::CorruptFinalFrame);
+    assert_eq!(repair.offset, last_start as u64);
+    assert!(repair.discarded_bytes <= (torn_end - last_start) as u64);
+    assert_eq!(writer.last_sequence(), ENTRIES - 1);
+    writer.close().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes[..last_start]);
+}
+
+#[test]
+fn a_zeroed_frame_with_valid_frames_after_it_is_mid_log_corruption() {
+    let (_dir, path, mut bytes, offsets) = fixture();
+    let (start, end) = (offsets[1] as usize, offsets[2] as usize);
+    bytes[start..end].fill(0);
+    bytes.resize(bytes.len() + 8192, 0);
+    std::fs::write(&path, &bytes).unwrap();
+    let error = reopen(&path).unwrap_err();
+    assert_eq!(error.code(), "MID_LOG_CORRUPTION", "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
 }
 
 #[test]

@@ -57,6 +57,8 @@ pub struct NativeOpenOptions {
     pub compression_level: i32,
     /// Snapshot sequence for a new file.
     pub snapshot_seq: f64,
+    /// Preallocation chunk in bytes; 0 disables.
+    pub preallocate: f64,
 }
 
 impl TryFrom<NativeOpenOptions> for WalOptions {
@@ -83,6 +85,7 @@ impl TryFrom<NativeOpenOptions> for WalOptions {
                 level: options.compression_level,
             },
             snapshot_seq: to_u64("snapshotSeq", options.snapshot_seq)?,
+            preallocate: to_u64("preallocate", options.preallocate)?,
         })
     }
 }
@@ -208,7 +211,7 @@ pub fn chunk(batch: Vec<Entry>) -> NativeChunk {
 /// A torn tail cut at open.
 #[napi(object)]
 pub struct NativeTailRepair {
-    /// `short-frame`, `corrupt-final-frame` or `zero-tail`.
+    /// `short-frame` or `corrupt-final-frame`.
     pub reason: String,
     /// Offset of the cut.
     pub offset: f64,

@@ -29,9 +29,12 @@ pub fn payload_for(seq: u64) -> Vec<u8> {
     format!("entry-{seq:05}-{}", "x".repeat((seq % 17) as usize)).into_bytes()
 }
 
+/// Writer options with `sync` and a one-page preallocation chunk, so tests cross chunk
+/// boundaries often and crash states stay small.
 pub fn options(sync: SyncPolicy) -> WalOptions {
     WalOptions {
         sync,
+        preallocate: 4096,
         ..WalOptions::default()
     }
 }
