@@ -45,7 +45,7 @@ test('an app appends, checkpoints, appends more, and recovers the same state', a
   for await (const batch of store.replayBatches()) batched += batch.length
   t.is(batched, 230 - 200, 'replayBatches yields the same entries as replay')
   const names = (await readdir(dir)).sort()
-  t.deepEqual(names, ['MANIFEST', 'MANIFEST.lock', 'snapshot.121.snap', 'snapshot.202.snap', 'wal.121.archive', 'wal.202.archive', 'wal.log'])
+  t.deepEqual(names, ['MANIFEST', 'MANIFEST.lock', 'snapshot.121.snap', 'snapshot.202.snap', 'wal.121.archive', 'wal.202.archive', 'wal.log', 'wal.log.seal'])
   const pruned = await store.prune({ keepSnapshots: 1, keepArchives: 1 })
   t.deepEqual(pruned.deletedSnapshots, [121])
   t.deepEqual(pruned.deletedArchives, [121])

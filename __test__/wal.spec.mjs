@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process'
-import { readFile, writeFile, truncate, appendFile, stat } from 'node:fs/promises'
+import { readFile, writeFile, truncate, appendFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 
 import test from 'ava'
 
-import { PersistError, WalReader, WalWriter } from 'selene-persist'
+import { PersistError, WalReader, WalWriter, verify } from 'selene-persist'
 
 import { runUntilKilled } from './fixtures/kill.mjs'
 import { payloadFor, readAll, tempDir } from './helpers.mjs'
@@ -163,6 +163,8 @@ test('preallocate must be false or a byte count of at least 4096', async (t) => 
 
 test('mid-log corruption is refused and the file left untouched', async (t) => {
   const path = await walWith(t, 10)
+  // As after a crash before a seal: the open scans every frame.
+  await rm(`${path}.seal`)
   const bytes = await readFile(path)
   bytes[Math.floor(bytes.length / 2)] ^= 0x20
   await writeFile(path, bytes)
@@ -171,6 +173,20 @@ test('mid-log corruption is refused and the file left untouched', async (t) => {
   t.deepEqual(await readFile(path), bytes)
   const readError = await t.throwsAsync(readAll(path), { instanceOf: PersistError })
   t.is(readError.code, 'MID_LOG_CORRUPTION')
+})
+
+test('an open after a clean close trusts the sealed prefix; reading and verify still find damage in it', async (t) => {
+  const path = await walWith(t, 10)
+  const bytes = await readFile(path)
+  bytes[Math.floor(bytes.length / 2)] ^= 0x20
+  await writeFile(path, bytes)
+  const writer = await WalWriter.open(path)
+  t.is(writer.lastSequence, 10)
+  t.is(writer.tailRepair, null)
+  await writer.close()
+  t.is((await t.throwsAsync(readAll(path), { instanceOf: PersistError })).code, 'MID_LOG_CORRUPTION')
+  const report = await verify(path)
+  t.true(report.problems.some((p) => p.severity === 'error'), JSON.stringify(report.problems))
 })
 
 test('foreign, newer and truncated files get their own codes', async (t) => {

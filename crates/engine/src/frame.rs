@@ -55,6 +55,9 @@ pub enum Origin {
 /// A decoded, checksum-verified frame header.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct FrameHeader {
+    /// The header's own checksum (bytes 0..4), which names the frame: it covers the sequence,
+    /// timestamp, lengths and payload checksum.
+    pub header_checksum: u32,
     /// Stored (possibly compressed) payload length.
     pub payload_len: u32,
     /// Checksum of the stored payload.
@@ -169,6 +172,7 @@ pub fn decode_header(bytes: &[u8; FRAME_HEADER_LEN], offset: u64) -> Result<Fram
         n => Some(usize::from(n) - 1),
     };
     Ok(FrameHeader {
+        header_checksum: le_u32(&bytes[0..4]),
         payload_len,
         payload_checksum: le_u32(&bytes[8..12]),
         sequence: le_u64(&bytes[12..20]),

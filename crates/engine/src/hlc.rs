@@ -59,6 +59,12 @@ impl HlcClock {
         self.tick(Hlc::wall())
     }
 
+    /// The latest timestamp issued or observed.
+    #[must_use]
+    pub const fn latest(&self) -> Hlc {
+        self.last
+    }
+
     /// Take account of a timestamp seen elsewhere (a caller-supplied or recovered one).
     pub fn observe(&mut self, seen: Hlc) {
         self.last = self.last.max(seen);

@@ -24,6 +24,7 @@ pub mod reader;
 pub mod retention;
 pub mod rotation;
 pub mod scan;
+pub mod seal;
 pub mod snapshot;
 pub mod store;
 pub mod writer;

@@ -129,6 +129,17 @@ impl FrameCursor {
         }
     }
 
+    /// The same cursor, resuming at `offset` just past a frame known to be valid whose
+    /// sequence was `last_sequence`.
+    #[must_use]
+    pub fn starting_at(self, offset: u64, last_sequence: u64) -> Self {
+        Self {
+            offset,
+            last_sequence,
+            ..self
+        }
+    }
+
     /// Offset just past the last frame returned.
     #[must_use]
     pub const fn offset(&self) -> u64 {

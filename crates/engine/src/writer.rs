@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::compression::Compression;
 use crate::error::{Error, Result};
+use crate::file_header::le_u32;
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::frame::{
     self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN,
@@ -20,6 +21,7 @@ use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::{Placement, copy_range, publish, write_all};
 use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
+use crate::seal::{LastFrame, Seal, open_sidecar};
 
 /// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
 pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
@@ -29,6 +31,10 @@ const STAGING_RETAIN_LIMIT: usize = 4 << 20;
 
 /// Default preallocation chunk: the active WAL grows 4 MiB at a time.
 pub const DEFAULT_PREALLOCATE: u64 = 4 << 20;
+
+/// The seal is rewritten once this many more bytes are durable (and at close), so an open
+/// after a crash rescans at most about this much that was synced.
+const SEAL_STRIDE: u64 = 1 << 20;
 
 /// When appended entries are made durable.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -149,6 +155,18 @@ pub struct WalWriter {
     entries_since_fsync: u64,
     staged: Vec<u8>,
     staged_count: u64,
+    /// Where the last staged frame starts in `staged`.
+    staged_last_start: usize,
+    /// The last committed frame.
+    last_frame: Option<LastFrame>,
+    /// The newest durable prefix, ready to be sealed.
+    synced: Option<Seal>,
+    /// The end of the prefix the seal on disk names (0: none).
+    sealed_end: u64,
+    /// The seal sidecar, opened at the first seal written.
+    seal_file: Option<Box<dyn VfsFile>>,
+    /// Where the open-time scan started: past the sealed prefix, or at the first frame.
+    scanned_from: u64,
     poisoned: Option<String>,
     tail_repair: Option<TailRepair>,
     /// Epoch anchors (sequence, offset just past it) of checkpoints not yet rotated; kept
@@ -182,9 +200,30 @@ impl WalWriter {
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let mut cursor = FrameCursor::new(file_len, header.snapshot_seq).without_payloads();
         let mut clock = HlcClock::default();
+        let seal = Seal::load(
+            vfs.as_ref(),
+            path,
+            file.as_ref(),
+            header.snapshot_seq,
+            file_len,
+        );
+        let mut last_frame = None;
+        if let Some(seal) = seal {
+            cursor = cursor.starting_at(seal.end, seal.last.sequence);
+            clock.observe(seal.clock);
+            last_frame = Some(seal.last);
+        }
+        let scanned_from = cursor.offset();
         let tail_repair = loop {
             match cursor.next(file.as_ref(), path)? {
-                Step::Frame(frame) => clock.observe(frame.header.hlc),
+                Step::Frame(frame) => {
+                    clock.observe(frame.header.hlc);
+                    last_frame = Some(LastFrame {
+                        offset: frame.offset,
+                        sequence: frame.header.sequence,
+                        header_checksum: frame.header.header_checksum,
+                    });
+                }
                 Step::End => break None,
                 Step::Torn(repair) => break Some(repair),
             }
@@ -212,6 +251,12 @@ impl WalWriter {
             entries_since_fsync: 0,
             staged: Vec::new(),
             staged_count: 0,
+            staged_last_start: 0,
+            last_frame,
+            synced: seal,
+            sealed_end: seal.map_or(0, |s| s.end),
+            seal_file: None,
+            scanned_from,
             poisoned: None,
             tail_repair,
             anchors: Vec::new(),
@@ -253,6 +298,7 @@ impl WalWriter {
                 None => self.clock.now(),
             };
             let packed = self.options.compression.compress(&entry.payload);
+            self.staged_last_start = self.staged.len();
             let fields = FrameFields {
                 sequence,
                 hlc,
@@ -313,10 +359,57 @@ impl WalWriter {
             self.poison(&error);
             return Err(error);
         }
-        self.committed_offset += self.staged.len() as u64;
+        let start = self.staged_last_start;
         self.last_sequence += self.staged_count;
+        self.last_frame = Some(LastFrame {
+            offset: self.committed_offset + start as u64,
+            sequence: self.last_sequence,
+            header_checksum: le_u32(&self.staged[start..start + 4]),
+        });
+        self.committed_offset += self.staged.len() as u64;
         self.entries_since_fsync = if sync { 0 } else { unsynced };
+        if sync {
+            self.note_synced();
+        }
         Ok(())
+    }
+
+    /// Record that everything committed is durable, and seal it if enough is unsealed.
+    fn note_synced(&mut self) {
+        let Some(last) = self.last_frame else {
+            return;
+        };
+        self.synced = Some(Seal {
+            snapshot_seq: self.snapshot_seq,
+            end: self.committed_offset,
+            last,
+            clock: self.clock.latest(),
+        });
+        if self.committed_offset >= self.sealed_end + SEAL_STRIDE {
+            self.write_seal();
+        }
+    }
+
+    /// Write the newest durable prefix to the seal sidecar. Best effort: without a seal the
+    /// next open scans more, and loses nothing.
+    fn write_seal(&mut self) {
+        let Some(seal) = self.synced.filter(|s| s.end != self.sealed_end) else {
+            return;
+        };
+        let written = match &mut self.seal_file {
+            Some(file) => seal.store(file.as_mut()),
+            None => open_sidecar(self.vfs.as_ref(), &self.path).and_then(|mut file| {
+                seal.store(file.as_mut())?;
+                self.seal_file = Some(file);
+                Ok(())
+            }),
+        };
+        match written {
+            Ok(()) => self.sealed_end = seal.end,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot write the WAL seal; the next open scans more");
+            }
+        }
     }
 
     /// Grow the file in whole preallocation chunks until it holds `end` bytes.
@@ -436,7 +529,18 @@ impl WalWriter {
         for (_, offset) in &mut self.anchors {
             *offset = *offset - from_offset + FILE_HEADER_LEN as u64;
         }
+        self.last_frame = self
+            .last_frame
+            .filter(|last| last.offset >= from_offset)
+            .map(|last| LastFrame {
+                offset: last.offset - from_offset + FILE_HEADER_LEN as u64,
+                ..last
+            });
+        // The new file was synced whole before it took the name; the old seal names the old one.
+        self.sealed_end = 0;
+        self.synced = None;
         self.entries_since_fsync = 0;
+        self.note_synced();
         Ok(())
     }
 
@@ -452,11 +556,11 @@ impl WalWriter {
             return Err(error);
         }
         self.entries_since_fsync = 0;
+        self.note_synced();
         Ok(())
     }
 
-    /// Make committed entries durable unless the policy is `Manual`, cut the unused
-    /// preallocated tail, then release the lock.
+    /// [`Self::wind_down`], then release the lock.
     ///
     /// # Errors
     /// As [`Self::flush`]. The lock is released either way.
@@ -465,8 +569,10 @@ impl WalWriter {
     }
 
     /// Everything closing does before the lock goes: the fdatasync owed (committed entries
-    /// unsynced and a policy other than `Manual`), then the preallocated tail cut, so a
-    /// closed WAL is exactly as long as its frames. A poisoned writer touches nothing.
+    /// unsynced and a policy other than `Manual`, or frames inherited from a crashed writer
+    /// and never synced), the preallocated tail cut, so a closed WAL is exactly as long as its
+    /// frames, and the seal of what is durable, so the next open scans nothing it does not
+    /// have to. A poisoned writer touches nothing.
     ///
     /// # Errors
     /// As [`Self::flush`].
@@ -474,7 +580,12 @@ impl WalWriter {
         if self.poisoned.is_some() {
             return Ok(());
         }
-        if self.entries_since_fsync > 0 && self.options.sync != SyncPolicy::Manual {
+        let owed = self.entries_since_fsync > 0 && self.options.sync != SyncPolicy::Manual;
+        // Frames found at open and never synced by this writer (a crashed writer's): one
+        // fdatasync, cheap when the kernel already wrote them, lets them be sealed.
+        let synced_end = self.synced.map_or(FILE_HEADER_LEN as u64, |s| s.end);
+        let inherited = self.entries_since_fsync == 0 && synced_end != self.committed_offset;
+        if owed || inherited {
             self.flush()?;
         }
         if self.allocated > self.committed_offset {
@@ -486,6 +597,7 @@ impl WalWriter {
                 }
             }
         }
+        self.write_seal();
         Ok(())
     }
 
@@ -539,6 +651,13 @@ impl WalWriter {
     #[must_use]
     pub const fn entries_since_fsync(&self) -> u64 {
         self.entries_since_fsync
+    }
+
+    /// Where the open-time scan started: just past the prefix a valid seal named (frames the
+    /// open did not re-read), or the first frame.
+    #[must_use]
+    pub const fn scanned_from(&self) -> u64 {
+        self.scanned_from
     }
 
     /// The torn tail cut at open, if any.

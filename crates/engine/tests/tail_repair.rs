@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use selene_persist_engine::seal::seal_path;
 use selene_persist_engine::{TailReason, WalOptions, WalWriter};
 
 const ENTRIES: u64 = 5;
@@ -11,6 +12,8 @@ fn fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, Vec<u64>) {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
     write_entries(&path, ENTRIES);
+    // As after a crash before anything was sealed: the open scans every frame.
+    std::fs::remove_file(seal_path(&path)).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     let offsets = frame_offsets(&path);
     (dir, path, bytes, offsets)

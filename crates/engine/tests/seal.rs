@@ -1,0 +1,177 @@
+//! The seal lets an open skip the durable prefix it names; any seal it cannot trust costs a full
+//! scan and never data; damage behind a seal is found on read and by verify.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use selene_persist_engine::file_header::FILE_HEADER_LEN;
+use selene_persist_engine::inspect::{Depth, Progress, examine};
+use selene_persist_engine::seal::seal_path;
+use selene_persist_engine::{SyncPolicy, TailReason, WalWriter};
+
+const ENTRIES: u64 = 40;
+const HEADER: u64 = FILE_HEADER_LEN as u64;
+
+fn sealed_wal() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    write_entries(&path, ENTRIES);
+    (dir, path)
+}
+
+fn reopen(path: &Path) -> WalWriter {
+    WalWriter::open(&fs(), path, options(SyncPolicy::Always)).unwrap()
+}
+
+#[test]
+fn an_open_after_a_clean_close_scans_nothing_and_carries_on() {
+    let (_dir, path) = sealed_wal();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let last_hlc = read_all(&path).unwrap().last().unwrap().hlc;
+    let mut writer = reopen(&path);
+    assert_eq!(writer.scanned_from(), size);
+    assert_eq!(writer.committed_offset(), size);
+    assert_eq!(writer.last_sequence(), ENTRIES);
+    writer.append(&[entry(&payload_for(ENTRIES + 1))]).unwrap();
+    writer.close().unwrap();
+    let entries = read_all(&path).unwrap();
+    assert_standard_entries(&entries, 1, ENTRIES + 1);
+    assert!(
+        entries.last().unwrap().hlc > last_hlc,
+        "the clock resumes past the prefix"
+    );
+}
+
+#[test]
+fn a_seal_that_cannot_be_trusted_costs_a_full_scan_never_data() {
+    let (dir, path) = sealed_wal();
+    let seal = std::fs::read(seal_path(&path)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let other = dir.path().join("other.log");
+    write_entries(&other, 3);
+    let foreign = std::fs::read(seal_path(&other)).unwrap();
+    let mut flipped = seal.clone();
+    flipped[20] ^= 1;
+    // The same length of WAL, different frames where the seal's last frame was.
+    let rewritten = dir.path().join("rewritten.log");
+    let mut writer = WalWriter::open(&fs(), &rewritten, options(SyncPolicy::Always)).unwrap();
+    for seq in 1..=ENTRIES {
+        let mut payload = payload_for(seq);
+        payload[0] = b'E';
+        writer.append(&[entry(&payload)]).unwrap();
+    }
+    drop(writer);
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        ("torn seal", seal[..40].to_vec(), bytes.clone()),
+        ("flipped seal", flipped, bytes.clone()),
+        ("another WAL's seal", foreign, bytes.clone()),
+        (
+            "WAL shorter than the seal",
+            seal.clone(),
+            bytes[..bytes.len() - 1].to_vec(),
+        ),
+        ("other frames at the sealed offset", seal.clone(), {
+            let mut other = std::fs::read(&rewritten).unwrap();
+            other.truncate(bytes.len());
+            other
+        }),
+    ];
+    for (case, seal_bytes, wal_bytes) in cases {
+        std::fs::write(seal_path(&path), &seal_bytes).unwrap();
+        std::fs::write(&path, &wal_bytes).unwrap();
+        let writer = reopen(&path);
+        assert_eq!(writer.scanned_from(), HEADER, "{case}");
+        drop(writer);
+        let entries = read_all(&path).unwrap();
+        assert!(!entries.is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn a_torn_tail_after_the_sealed_prefix_is_still_cut_exactly() {
+    let (_dir, path) = sealed_wal();
+    let sealed = std::fs::metadata(&path).unwrap().len();
+    let mut writer = reopen(&path);
+    for seq in ENTRIES + 1..=ENTRIES + 5 {
+        writer.append(&[entry(&payload_for(seq))]).unwrap();
+    }
+    let end = writer.committed_offset();
+    // Killed: no close, so the seal still names the first 40 entries.
+    drop(writer);
+    let offsets = frame_offsets(&path);
+    let last = *offsets.last().unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(end - 3)
+        .unwrap();
+    let writer = reopen(&path);
+    assert_eq!(writer.scanned_from(), sealed);
+    let repair = writer.tail_repair().expect("a repair");
+    assert_eq!(repair.reason, TailReason::ShortFrame);
+    assert_eq!(repair.offset, last);
+    assert_eq!(writer.last_sequence(), ENTRIES + 4);
+    drop(writer);
+    assert_standard_entries(&read_all(&path).unwrap(), 1, ENTRIES + 4);
+}
+
+#[test]
+fn damage_behind_the_seal_is_not_reread_on_open_but_reading_and_verify_report_it() {
+    let (_dir, path) = sealed_wal();
+    let offsets = frame_offsets(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A payload byte of the third frame: its header is intact.
+    bytes[usize::try_from(offsets[2]).unwrap() + 45] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let writer = reopen(&path);
+    assert_eq!(writer.scanned_from(), bytes.len() as u64);
+    drop(writer);
+    assert_eq!(
+        read_all(&path).unwrap_err().code(),
+        "MID_LOG_CORRUPTION",
+        "a reader verifies every payload"
+    );
+    let report = examine(&fs(), &path, Depth::Verify, &Progress::default()).unwrap();
+    assert!(report.has_errors(), "{report:#?}");
+}
+
+#[test]
+fn the_seal_names_only_what_was_fdatasynced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Manual)).unwrap();
+    for seq in 1..=3 {
+        writer.append(&[entry(&payload_for(seq))]).unwrap();
+    }
+    writer.flush().unwrap();
+    let flushed = writer.committed_offset();
+    writer.append(&[entry(&payload_for(4))]).unwrap();
+    // Manual: close does not fdatasync, so entry 4 is not sealed.
+    writer.close().unwrap();
+    let writer = reopen(&path);
+    assert_eq!(writer.scanned_from(), flushed);
+    assert_eq!(writer.last_sequence(), 4);
+}
+
+#[test]
+fn a_writer_killed_after_a_megabyte_of_durable_appends_left_a_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Always)).unwrap();
+    let payload = vec![b'p'; 1000];
+    for _ in 0..1100 {
+        writer.append(&[entry(&payload)]).unwrap();
+    }
+    let end = writer.committed_offset();
+    drop(writer);
+    let writer = reopen(&path);
+    assert!(
+        writer.scanned_from() >= 1 << 20 && writer.scanned_from() <= end,
+        "scanned from {}",
+        writer.scanned_from()
+    );
+    assert_eq!(writer.last_sequence(), 1100);
+}
