@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 
 import test from 'ava'
 
-import { PersistError, WalReader, WalWriter, verify } from 'selene-persist'
+import { Appender, PersistError, WalReader, WalWriter, verify } from 'selene-persist'
 
 import { runUntilKilled } from './fixtures/kill.mjs'
 import { payloadFor, readAll, tempDir } from './helpers.mjs'
@@ -400,4 +400,61 @@ test('batches() hands out views of one buffer per batch, matching entries()', as
   t.deepEqual([last.principal, last.origin], [Buffer.from('p'), { kind: 'replicated', sourceNodeId: 9, sourceSeq: 4 }])
   t.true(seen.slice(0, -1).every((e) => e.principal === null && e.origin.kind === 'local'))
   t.true(seen[6].payload.equals(payloads[7]) && payloads[7].length === 6000, 'a compressed payload is decompressed into the batch')
+})
+
+test('appendSync: entries in call order with append(), one flush makes them durable', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, { sync: 'manual' })
+  for (let seq = 1; seq <= 5000; seq++) writer.appendSync(payloadFor(seq))
+  t.is(await writer.append(payloadFor(5001)), 5001, 'append() keeps its place after the appendSync entries')
+  writer.appendSync(payloadFor(5002))
+  await writer.flush()
+  t.is(writer.lastSequence, 5002)
+  t.is(writer.entriesSinceFsync, 0)
+  await writer.close()
+  assertStandard(t, await readAll(path), 1, 5002)
+})
+
+test('appendSync refuses the always policy, bad payloads and a closed writer', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const always = await WalWriter.open(path)
+  t.is(t.throws(() => always.appendSync(payloadFor(1))).code, 'INVALID_ARGUMENT')
+  await always.close()
+  const manual = await WalWriter.open(path, { sync: { everyN: 100 } })
+  for (const bad of ['text', 42, null, [1, 2]]) t.is(t.throws(() => manual.appendSync(bad)).code, 'INVALID_ARGUMENT')
+  manual.appendSync(payloadFor(1))
+  await manual.close()
+  t.is(t.throws(() => manual.appendSync(payloadFor(2))).code, 'CLOSED')
+  assertStandard(t, await readAll(path), 1, 1)
+})
+
+test('a failed appendSync batch refuses every later call with its error', async (t) => {
+  const failure = new Error('[selene:IO] write wal.log: No space left on device')
+  const calls = []
+  const fake = {
+    append: async () => 1,
+    appendBatch: async (payloads) => {
+      calls.push(payloads.length)
+      throw failure
+    },
+    flush: async () => undefined,
+    close: async () => undefined,
+    state: () => ({ closed: false }),
+    tailRepair: () => null,
+  }
+  class Probe extends Appender {
+    constructor() {
+      super(fake, 1 << 20, 'manual')
+    }
+  }
+  const probe = new Probe()
+  probe.appendSync(Buffer.from('a'))
+  probe.appendSync(Buffer.from('b'))
+  const flushed = await t.throwsAsync(probe.flush())
+  t.deepEqual(calls, [2], 'both entries went in one batch')
+  t.is(flushed.code, 'IO')
+  t.regex(flushed.message, /appendSync batch failed.*No space left/)
+  t.is(t.throws(() => probe.appendSync(Buffer.from('c'))).code, 'IO')
+  t.is((await t.throwsAsync(probe.append(Buffer.from('d')))).code, 'IO')
+  t.deepEqual(calls, [2], 'nothing after the failure reached the committer')
 })

@@ -94,8 +94,8 @@ export class Store extends Appender {
   /** What recovery found and did. */
   readonly recovery: Recovery
 
-  private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number) {
-    super(handle, maxQueueBytes)
+  private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, syncMode: string) {
+    super(handle, maxQueueBytes, syncMode)
     this.#native = handle
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? true
@@ -111,8 +111,9 @@ export class Store extends Appender {
       const auto = checkAuto(given.autoCheckpoint)
       nativePolicy(given.retention)
       const maxQueueBytes = queueBound(given)
-      const handle = await native.NativeStore.open(checkPath(dir), nativeOptions(given))
-      return new Store(handle, given as StoreOptions, auto, maxQueueBytes)
+      const normalised = nativeOptions(given)
+      const handle = await native.NativeStore.open(checkPath(dir), normalised)
+      return new Store(handle, given as StoreOptions, auto, maxQueueBytes, normalised.syncMode)
     })
   }
 
@@ -145,6 +146,11 @@ export class Store extends Appender {
   override appendBatch(...args: Parameters<Appender['appendBatch']>): Promise<number> {
     this.#maybeAutoCheckpoint()
     return super.appendBatch(...args)
+  }
+
+  override appendSync(payload: Uint8Array): void {
+    this.#maybeAutoCheckpoint()
+    super.appendSync(payload)
   }
 
   /**

@@ -2,7 +2,7 @@
 import * as native from '../native'
 
 import { EntryBatch, type WalEntry } from './batch'
-import { call, invalid } from './errors'
+import { PersistError, call, invalid, translate } from './errors'
 import {
   type AppendMeta,
   type CompressionOption,
@@ -85,6 +85,12 @@ interface Waiting {
   start: () => void
 }
 
+/** Largest payload, as the engine caps it: 256 MiB. */
+const MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
+/** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
+const SYNC_BATCH_ENTRIES = 1024
+const SYNC_BATCH_BYTES = 1 << 20
+
 /**
  * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
  * appends into one write and one fdatasync. No fsync ever runs on the JS thread.
@@ -99,12 +105,23 @@ export abstract class Appender {
   readonly #maxQueueBytes: number
   #queuedBytes = 0
   readonly #waiting: Waiting[] = []
+  /** Whether the sync policy acknowledges before fdatasync, so `appendSync` may be used. */
+  readonly #ackBeforeSync: boolean
+  /** `appendSync` entries not yet handed to the committer. */
+  #unsent: Uint8Array[] = []
+  #unsentBytes = 0
+  /** The failure of an `appendSync` batch: every later call fails with it. */
+  #syncFailure: PersistError | null = null
+  /** `appendSync` batches handed to the committer and not yet settled. */
+  readonly #syncInFlight = new Set<Promise<void>>()
+  #closing = false
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: NativeAppender, maxQueueBytes: number) {
+  protected constructor(handle: NativeAppender, maxQueueBytes: number, syncMode: string) {
     this.#native = handle
     this.#maxQueueBytes = maxQueueBytes
+    this.#ackBeforeSync = syncMode !== 'always'
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
   }
 
@@ -114,6 +131,9 @@ export abstract class Appender {
    * order (appends, checkpoint watermarks, flushes, close) goes through here.
    */
   protected admit<T>(bytes: number, run: () => Promise<T>): Promise<T> {
+    this.#sendUnsent()
+    const failure = this.#syncFailure
+    if (failure) return Promise.reject(failure)
     return new Promise<T>((resolve, reject) => {
       const start = (): void => {
         this.#queuedBytes += bytes
@@ -175,6 +195,53 @@ export abstract class Appender {
     })
   }
 
+  /**
+   * Append one entry without a Promise: the fast path for bulk ingest under a policy that
+   * acknowledges before fdatasync (`everyN`, `intervalMs`, `manual`; refused under `'always'`).
+   * Entries are handed to the committer 1024 at a time (and at the end of the current tick),
+   * keeping their place in call order. `await flush()` makes them durable and reports any
+   * failure; if a batch of them fails, every later call fails with that error until reopened,
+   * so no entry after a lost one is ever acknowledged. The buffer is not copied until sent, so
+   * do not modify it afterwards.
+   */
+  appendSync(payload: Uint8Array): void {
+    if (this.#syncFailure) throw this.#syncFailure
+    if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable")
+    if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
+    const bytes = checkBytes('payload', payload)
+    if (bytes.length > MAX_PAYLOAD_BYTES) {
+      throw new PersistError('PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the cap of ${MAX_PAYLOAD_BYTES}`)
+    }
+    if (this.#unsent.length === 0) queueMicrotask(() => this.#sendUnsent())
+    this.#unsent.push(bytes)
+    this.#unsentBytes += bytes.length
+    if (this.#unsent.length >= SYNC_BATCH_ENTRIES || this.#unsentBytes >= SYNC_BATCH_BYTES) this.#sendUnsent()
+  }
+
+  /** Hand the `appendSync` entries gathered so far to the committer as one batch. */
+  #sendUnsent(): void {
+    if (this.#unsent.length === 0) return
+    const batch = this.#unsent
+    const bytes = this.#unsentBytes
+    this.#unsent = []
+    this.#unsentBytes = 0
+    const sent = this.admit(bytes, () => call(() => this.#native.appendBatch(batch))).then(
+      () => undefined,
+      (error: unknown) => {
+        const cause = translate(error)
+        this.#syncFailure ??= new PersistError(cause.code, `an appendSync batch failed, so later calls are refused: ${cause.message}`, { cause })
+      },
+    )
+    this.#syncInFlight.add(sent)
+    void sent.finally(() => this.#syncInFlight.delete(sent))
+  }
+
+  /** Wait for the `appendSync` batches sent so far; throw if any failed. */
+  async #syncSettled(): Promise<void> {
+    await Promise.all([...this.#syncInFlight])
+    if (this.#syncFailure) throw this.#syncFailure
+  }
+
   /** Append many entries as one commit; resolves with the first sequence (they are contiguous). */
   appendBatch(payloads: readonly Uint8Array[]): Promise<number> {
     return call(() => {
@@ -187,7 +254,10 @@ export abstract class Appender {
 
   /** Make every entry appended so far durable. */
   flush(): Promise<void> {
-    return call(() => this.admit(0, () => this.#native.flush()))
+    return call(async () => {
+      await this.admit(0, () => this.#native.flush())
+      await this.#syncSettled()
+    })
   }
 
   /**
@@ -195,7 +265,11 @@ export abstract class Appender {
    * entries may be lost on power failure), and release the lock.
    */
   close(): Promise<void> {
-    return call(() => this.admit(0, () => this.#native.close()))
+    return call(async () => {
+      this.#closing = true
+      await this.admit(0, () => this.#native.close())
+      await this.#syncSettled()
+    })
   }
 
   /** Sequence of the last committed entry (the snapshot sequence when there is none). */
@@ -233,8 +307,8 @@ export abstract class Appender {
 export class WalWriter extends Appender {
   readonly #native: native.NativeWriter
 
-  private constructor(handle: native.NativeWriter, maxQueueBytes: number) {
-    super(handle, maxQueueBytes)
+  private constructor(handle: native.NativeWriter, maxQueueBytes: number, syncMode: string) {
+    super(handle, maxQueueBytes, syncMode)
     this.#native = handle
   }
 
@@ -244,7 +318,7 @@ export class WalWriter extends Appender {
       const given = checkObject('options', options)
       const normalised = nativeOptions(given)
       const maxQueueBytes = queueBound(given)
-      return new WalWriter(await native.NativeWriter.open(checkPath(path), normalised), maxQueueBytes)
+      return new WalWriter(await native.NativeWriter.open(checkPath(path), normalised), maxQueueBytes, normalised.syncMode)
     })
   }
 
