@@ -309,20 +309,20 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
 fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
-    let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+    let faults = FaultFs::new();
+    // Uncompressed, so the 5000-byte frame really crosses the 4 KiB chunk.
+    let uncompressed = WalOptions {
+        compression: Compression::disabled(),
+        ..options(SyncPolicy::Always)
+    };
+    let mut writer = WalWriter::open(&faults.shared(), &path, uncompressed).unwrap();
+    writer
+        .append(&[entry(&payload_for(1)), entry(&payload_for(2))])
+        .unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
-    // Crossing the 4 KiB chunk: the first operation is the fallocate.
+    // The first operation of the next commit is the fallocate.
     faults.fail_ahead(0, Fault::NoSpace);
-    // Incompressible, so the frame really crosses the chunk.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let big: Vec<u8> = (0..5000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect();
+    let big = vec![7u8; 5000];
     assert_eq!(writer.append(&[entry(&big)]).unwrap_err().code(), "IO");
     assert!(
         matches!(faults.log().last(), Some(Op::Allocate(_, 8192))),
