@@ -269,11 +269,11 @@ fn a_missing_directory_is_an_io_error() {
     );
 }
 
-/// Open a writer over a fault-injecting fs with two committed entries.
-fn faulty_writer(dir: &tempfile::TempDir, sync: SyncPolicy) -> (FaultFs, WalWriter) {
+/// Open a writer with `options` over a fault-injecting fs, with two committed entries.
+fn faulty_writer(dir: &tempfile::TempDir, options: WalOptions) -> (FaultFs, WalWriter) {
     let faults = FaultFs::new();
     let vfs = faults.shared();
-    let mut writer = WalWriter::open(&vfs, &wal_in(dir), options(sync)).unwrap();
+    let mut writer = WalWriter::open(&vfs, &wal_in(dir), options).unwrap();
     writer
         .append(&[entry(&payload_for(1)), entry(&payload_for(2))])
         .unwrap();
@@ -285,7 +285,7 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
     for fault in [Fault::Eio, Fault::NoSpace, Fault::ShortWrite] {
         let dir = tempfile::tempdir().unwrap();
         let path = wal_in(&dir);
-        let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+        let (faults, mut writer) = faulty_writer(&dir, options(SyncPolicy::Always));
         let committed = writer.committed_offset();
         faults.fail_ahead(0, fault);
         let err = writer
@@ -309,16 +309,12 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
 fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
-    let faults = FaultFs::new();
     // Uncompressed, so the 5000-byte frame really crosses the 4 KiB chunk.
     let uncompressed = WalOptions {
         compression: Compression::disabled(),
         ..options(SyncPolicy::Always)
     };
-    let mut writer = WalWriter::open(&faults.shared(), &path, uncompressed).unwrap();
-    writer
-        .append(&[entry(&payload_for(1)), entry(&payload_for(2))])
-        .unwrap();
+    let (faults, mut writer) = faulty_writer(&dir, uncompressed);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     // The first operation of the next commit is the fallocate.
     faults.fail_ahead(0, Fault::NoSpace);
@@ -340,7 +336,7 @@ fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_
 fn a_failed_fdatasync_rejects_the_group_and_poisons() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
-    let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+    let (faults, mut writer) = faulty_writer(&dir, options(SyncPolicy::Always));
     let committed = writer.committed_offset();
     // Operation after the write is the fdatasync.
     faults.fail_ahead(1, Fault::Eio);
@@ -365,7 +361,7 @@ fn a_failed_fdatasync_rejects_the_group_and_poisons() {
 fn a_failed_cut_back_poisons() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_in(&dir);
-    let (faults, mut writer) = faulty_writer(&dir, SyncPolicy::Always);
+    let (faults, mut writer) = faulty_writer(&dir, options(SyncPolicy::Always));
     // The short write leaves half a frame; the truncate that should remove it fails too.
     let next = faults.op_count();
     faults.set_plan(FaultPlan {
