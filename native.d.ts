@@ -120,6 +120,12 @@ export declare class NativeWriter {
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
 
+/**
+ * Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
+ * reaches the engine.
+ */
+export declare const MAX_PAYLOAD_BYTES: number
+
 /** Many entries in one crossing: their bytes back to back, and their fields as numbers. */
 export interface NativeChunk {
   /** Principals and payloads, back to back. */

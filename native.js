@@ -841,3 +841,4 @@ module.exports.NativeReplay = nativeBinding.NativeReplay
 module.exports.NativeSnapshotReader = nativeBinding.NativeSnapshotReader
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.NativeWriter = nativeBinding.NativeWriter
+module.exports.MAX_PAYLOAD_BYTES = nativeBinding.MAX_PAYLOAD_BYTES

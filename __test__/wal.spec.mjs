@@ -422,6 +422,7 @@ test('appendSync refuses the always policy, bad payloads and a closed writer', a
   await always.close()
   const manual = await WalWriter.open(path, { sync: { everyN: 100 } })
   for (const bad of ['text', 42, null, [1, 2]]) t.is(t.throws(() => manual.appendSync(bad)).code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => manual.appendSync(Buffer.allocUnsafe(256 * 1024 * 1024 + 1))).code, 'PAYLOAD_TOO_LARGE')
   manual.appendSync(payloadFor(1))
   await manual.close()
   t.is(t.throws(() => manual.appendSync(payloadFor(2))).code, 'CLOSED')

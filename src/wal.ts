@@ -85,8 +85,6 @@ interface Waiting {
   start: () => void
 }
 
-/** Largest payload, as the engine caps it: 256 MiB. */
-const MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 /** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
 const SYNC_BATCH_ENTRIES = 1024
 const SYNC_BATCH_BYTES = 1 << 20
@@ -209,8 +207,8 @@ export abstract class Appender {
     if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable")
     if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
     const bytes = checkBytes('payload', payload)
-    if (bytes.length > MAX_PAYLOAD_BYTES) {
-      throw new PersistError('PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the cap of ${MAX_PAYLOAD_BYTES}`)
+    if (bytes.length > native.MAX_PAYLOAD_BYTES) {
+      throw new PersistError('PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the cap of ${native.MAX_PAYLOAD_BYTES}`)
     }
     if (this.#unsent.length === 0) queueMicrotask(() => this.#sendUnsent())
     this.#unsent.push(bytes)
@@ -225,7 +223,7 @@ export abstract class Appender {
     const bytes = this.#unsentBytes
     this.#unsent = []
     this.#unsentBytes = 0
-    const sent = this.admit(bytes, () => call(() => this.#native.appendBatch(batch))).then(
+    const sent = this.admit(bytes, () => this.#native.appendBatch(batch)).then(
       () => undefined,
       (error: unknown) => {
         const cause = translate(error)

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use crate::compression::Compression;
 use crate::error::{Error, Result};
-use crate::file_header::le_u32;
-use crate::file_header::{FILE_HEADER_LEN, FileHeader};
+use crate::file_header::{FILE_HEADER_LEN, FileHeader, le_u32};
 use crate::frame::{
     self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN,
     MAX_PRINCIPAL_LEN, Origin,

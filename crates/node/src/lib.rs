@@ -11,3 +11,9 @@ mod snapshot;
 mod store;
 mod task;
 mod writer;
+
+/// Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
+/// reaches the engine.
+#[napi_derive::napi]
+#[allow(clippy::cast_possible_truncation)]
+pub const MAX_PAYLOAD_BYTES: u32 = selene_persist_engine::frame::MAX_PAYLOAD_LEN as u32;
