@@ -69,10 +69,14 @@ export declare class NativeSnapshotReader {
 export declare class NativeStore {
   /** Create or recover the store in `dir`. */
   static open(dir: string, options: NativeOpenOptions): Promise<NativeStore>
-  /** Queue one entry. */
-  append(payload: Uint8Array, meta?: NativeMeta | undefined | null): Promise<number>
-  /** Queue many entries as one commit. */
-  appendBatch(payloads: Array<Uint8Array>): Promise<number>
+  /** Deliver append outcomes to `callback`; call once, before `submit`. */
+  listen(callback: (settled: Float64Array, failures: string[]) => void): void
+  /**
+   * Queue one tick's appends: payloads back to back in `data`, their `lengths`,
+   * `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
+   * `listen` callback.
+   */
+  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
   /** Make everything committed so far durable. */
   flush(): Promise<void>
   /** Commit what is queued, make it durable (unless manual), release the locks. */
@@ -102,10 +106,14 @@ export declare class NativeStore {
 export declare class NativeWriter {
   /** Open (creating if absent) the WAL at `path`. */
   static open(path: string, options: NativeOpenOptions): Promise<NativeWriter>
-  /** Queue one entry; resolves with its sequence once as durable as the policy promises. */
-  append(payload: Uint8Array, meta?: NativeMeta | undefined | null): Promise<number>
-  /** Queue many entries as one commit; resolves with the first sequence (they are contiguous). */
-  appendBatch(payloads: Array<Uint8Array>): Promise<number>
+  /** Deliver append outcomes to `callback`; call once, before `submit`. */
+  listen(callback: (settled: Float64Array, failures: string[]) => void): void
+  /**
+   * Queue one tick's appends: payloads back to back in `data`, their `lengths`,
+   * `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
+   * `listen` callback.
+   */
+  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
   /** Make everything committed so far durable. */
   flush(): Promise<void>
   /** Commit what is queued, make it durable (unless manual), release the lock. */

@@ -430,13 +430,19 @@ test('appendSync refuses the always policy, bad payloads and a closed writer', a
 })
 
 test('a failed appendSync batch refuses every later call with its error', async (t) => {
-  const failure = new Error('[selene:IO] write wal.log: No space left on device')
+  const failure = '[selene:IO] write wal.log: No space left on device'
   const calls = []
+  let settle
   const fake = {
-    append: async () => 1,
-    appendBatch: async (payloads) => {
-      calls.push(payloads.length)
-      throw failure
+    listen: (callback) => {
+      settle = callback
+    },
+    // Every request fails, answered later as the committer would.
+    submit: (data, lengths, requests) => {
+      calls.push(lengths.length)
+      const settled = new Float64Array(requests.length)
+      for (let i = 0; i < requests.length; i += 2) settled.set([requests[i], -1], i)
+      setImmediate(() => settle(settled, Array(requests.length / 2).fill(failure)))
     },
     flush: async () => undefined,
     close: async () => undefined,
@@ -458,4 +464,94 @@ test('a failed appendSync batch refuses every later call with its error', async 
   t.is(t.throws(() => probe.appendSync(Buffer.from('c'))).code, 'IO')
   t.is((await t.throwsAsync(probe.append(Buffer.from('d')))).code, 'IO')
   t.deepEqual(calls, [2], 'nothing after the failure reached the committer')
+})
+
+test('the appends of one tick reach the committer in one call, and each request settles on its own', async (t) => {
+  const submits = []
+  let settle
+  const fake = {
+    listen: (callback) => {
+      settle = callback
+    },
+    submit: (data, lengths, requests) => submits.push({ data: Buffer.from(data), lengths: [...lengths], requests: [...requests] }),
+    flush: async () => undefined,
+    close: async () => undefined,
+    state: () => ({ closed: false }),
+    tailRepair: () => null,
+  }
+  class Probe extends Appender {
+    constructor() {
+      super(fake, 1 << 20, 'always')
+    }
+  }
+  const probe = new Probe()
+  const a = probe.append(Buffer.from('aa'))
+  const b = probe.appendBatch([Buffer.from('b'), Buffer.from('ccc')])
+  const c = probe.append(Buffer.from('d'))
+  t.is(submits.length, 0, 'nothing is handed over before the tick ends')
+  await Promise.resolve()
+  t.is(submits.length, 1)
+  const [{ data, lengths, requests }] = submits
+  t.is(data.toString(), 'aabcccd')
+  t.deepEqual(lengths, [2, 1, 3, 1])
+  const [ta, , tb, , tc] = requests
+  t.deepEqual([requests[1], requests[3], requests[5]], [1, 2, 1], 'one request per call, with its entry count')
+  t.is(probe.queuedBytes, 7)
+  // The committer answers out of order, in one callback; the failed request fails alone.
+  settle(new Float64Array([tc, 4, ta, -1, tb, 2]), ['[selene:PRINCIPAL_TOO_LARGE] too big'])
+  t.is(await c, 4)
+  t.is(await b, 2)
+  const error = await t.throwsAsync(a, { instanceOf: PersistError })
+  t.is(error.code, 'PRINCIPAL_TOO_LARGE')
+  t.is(probe.queuedBytes, 0)
+})
+
+test('a payload is copied when append is called, so the caller may reuse its buffer at once', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const buffer = Buffer.from('first')
+  const pending = [writer.append(buffer)]
+  buffer.write('again')
+  pending.push(writer.appendBatch([buffer]))
+  buffer.write('third')
+  t.deepEqual(await Promise.all(pending), [1, 2])
+  await writer.close()
+  t.deepEqual((await readAll(path)).map((e) => e.payload.toString()), ['first', 'again'])
+})
+
+test('in one tick, a refused request fails alone and the others commit with their metadata', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path)
+  const calls = [
+    writer.append(payloadFor(1)),
+    writer.append(Buffer.from('refused'), { principal: Buffer.alloc(4097) }),
+    writer.append(payloadFor(2), { principal: Buffer.from('alice'), origin: { kind: 'replicated', sourceNodeId: 3, sourceSeq: 9 } }),
+    writer.appendBatch([payloadFor(3), payloadFor(4)]),
+  ]
+  const outcomes = await Promise.allSettled(calls)
+  t.deepEqual(
+    outcomes.map((o) => (o.status === 'fulfilled' ? o.value : o.reason.code)),
+    [1, 'PRINCIPAL_TOO_LARGE', 2, 3],
+  )
+  await writer.close()
+  const entries = await readAll(path)
+  assertStandard(t, entries, 1, 4)
+  t.deepEqual(entries[1].principal, Buffer.from('alice'))
+  t.deepEqual(entries[1].origin, { kind: 'replicated', sourceNodeId: 3, sourceSeq: 9 })
+  t.is(entries[0].principal, null)
+})
+
+test('a pending append keeps Node running until it is acknowledged; an idle writer does not', async (t) => {
+  const dir = await tempDir(t)
+  const script = (ack) => `
+    import { WalWriter } from 'selene-persist'
+    const writer = await WalWriter.open(${JSON.stringify(join(dir, 'wal.log'))})
+    ${ack ? "writer.append(Buffer.from('x')).then((seq) => console.log('acknowledged', seq))" : ''}
+  `
+  const run = (source) => promisify(execFile)(process.execPath, ['--input-type=module', '-e', source], { timeout: 20_000 })
+  const acked = await run(script(true))
+  t.is(acked.stdout.trim(), 'acknowledged 1')
+  const idle = await run(script(false))
+  t.is(idle.stdout, '', 'an open writer with nothing pending lets the process exit')
+  t.is((await readAll(join(dir, 'wal.log'))).length, 1)
 })

@@ -54,6 +54,12 @@ export function translate(error: unknown): PersistError {
   return new PersistError(code, message, { cause: error })
 }
 
+/** The error behind a message the addon delivered as a string (`[selene:CODE] ...`). */
+export function nativeError(message: string): PersistError {
+  const match = NATIVE_ERROR.exec(message)
+  return match ? new PersistError(match[1] as ErrorCode, match[2] ?? '') : new PersistError('INTERNAL', message)
+}
+
 export async function call<T>(run: () => Promise<T> | T): Promise<T> {
   try {
     return await run()

@@ -1,7 +1,7 @@
 /** Validation of caller-supplied options and arguments, and their normalised native form. */
-import type * as native from '../native'
+import * as native from '../native'
 
-import { invalid } from './errors'
+import { PersistError, invalid } from './errors'
 
 /** When appended entries are made durable. */
 export type SyncPolicy = 'always' | 'manual' | { everyN: number } | { intervalMs: number }
@@ -70,6 +70,15 @@ export function checkInteger(name: string, value: unknown, min: number, max: num
 export function checkBytes(name: string, value: unknown): Uint8Array {
   if (!(value instanceof Uint8Array)) throw invalid(`${name} must be a Uint8Array or Buffer`)
   return value
+}
+
+/** An entry's payload: bytes, at most the engine's cap (checked here so nothing is copied first). */
+export function checkPayload(name: string, value: unknown): Uint8Array {
+  const bytes = checkBytes(name, value)
+  if (bytes.length > native.MAX_PAYLOAD_BYTES) {
+    throw new PersistError('PAYLOAD_TOO_LARGE', `${name} of ${bytes.length} bytes exceeds the cap of ${native.MAX_PAYLOAD_BYTES}`)
+  }
+  return bytes
 }
 
 export function checkPath(path: unknown): string {

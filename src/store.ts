@@ -168,7 +168,7 @@ export class Store extends Appender {
       // Sections given synchronously are checked before any watermark is queued.
       const converted = captured instanceof Promise ? captured.then((s) => nativeSections(s, compress)) : nativeSections(captured, compress)
       // Queued in call order with the capture: the watermark follows exactly the appends made so far.
-      const begun = this.admit(0, () => this.#native.beginCheckpoint())
+      const begun = this.admit(() => this.#native.beginCheckpoint())
       const previous = this.#maintenance
       const finished = (async () => {
         const [sequence, ready] = await Promise.all([begun, converted])

@@ -2,17 +2,18 @@
 import * as native from '../native'
 
 import { EntryBatch, type WalEntry } from './batch'
-import { PersistError, call, invalid, translate } from './errors'
+import { Outbox, type Submitter } from './outbox'
+import { PersistError, call, invalid, nativeError, translate } from './errors'
 import {
   type AppendMeta,
   type CompressionOption,
   type RetentionPolicy,
   type Sections,
   type SyncPolicy,
-  checkBytes,
   checkInteger,
   checkObject,
   checkPath,
+  checkPayload,
   isObject,
   nativeMeta,
   nativeOptions,
@@ -68,9 +69,8 @@ export interface PruneResult {
 }
 
 /** The native handles that own a committer thread. */
-interface NativeAppender {
-  append(payload: Uint8Array, meta?: native.NativeMeta): Promise<number>
-  appendBatch(payloads: Uint8Array[]): Promise<number>
+interface NativeAppender extends Submitter {
+  listen(callback: (settled: Float64Array, failures: string[]) => void): void
   flush(): Promise<void>
   close(): Promise<void>
   state(): native.NativeWriterState
@@ -85,13 +85,27 @@ interface Waiting {
   start: () => void
 }
 
+/** An append request handed to the committer, waiting for its outcome. */
+interface Pending {
+  bytes: number
+  resolve: (first: number) => void
+  reject: (error: PersistError) => void
+}
+
 /** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
 const SYNC_BATCH_ENTRIES = 1024
 const SYNC_BATCH_BYTES = 1 << 20
 
+/** Period of the timer that holds the event loop open while appends are pending (it never fires in practice). */
+const KEEP_ALIVE_MS = 2 ** 30
+
 /**
  * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
  * appends into one write and one fdatasync. No fsync ever runs on the JS thread.
+ *
+ * The appends made in one tick are copied into one buffer and handed over in one native call
+ * at the end of the tick; the committer answers a whole group with one callback. So N
+ * concurrent appends cost one hand-off each way, not N.
  *
  * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
  * beyond that wait, in call order and without copying their buffers, until earlier appends
@@ -103,7 +117,14 @@ export abstract class Appender {
   readonly #maxQueueBytes: number
   #queuedBytes = 0
   readonly #waiting: Waiting[] = []
-  /** Whether the sync policy acknowledges before fdatasync, so `appendSync` may be used. */
+  /** Requests admitted this tick, not yet handed to the committer. */
+  readonly #outbox = new Outbox()
+  /** Requests handed over (or in the outbox), by ticket. */
+  readonly #pending = new Map<number, Pending>()
+  #nextTicket = 1
+  /** Ref'd while requests are pending: the addon's callback alone does not keep Node running. */
+  readonly #keepAlive: ReturnType<typeof setInterval>
+  /** Whether the policy acknowledges before fdatasync, so `appendSync` may be used. */
   readonly #ackBeforeSync: boolean
   /** `appendSync` entries not yet handed to the committer. */
   #unsent: Uint8Array[] = []
@@ -121,46 +142,92 @@ export abstract class Appender {
     this.#maxQueueBytes = maxQueueBytes
     this.#ackBeforeSync = syncMode !== 'always'
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
+    this.#keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS)
+    this.#keepAlive.unref()
+    handle.listen((settled, failures) => this.#settle(settled, failures))
   }
 
   /**
-   * Hand `run` to the native queue now if `bytes` more fit under the bound and nothing is
-   * waiting, else when its turn comes. Everything that must keep its place in the sequence
-   * order (appends, checkpoint watermarks, flushes, close) goes through here.
+   * Run `run` (which hands an operation to the committer) once everything called before it
+   * has been handed over. Operations that must keep their place in the sequence order
+   * (checkpoint watermarks, flushes, close) go through here; they take no room in the queue.
    */
-  protected admit<T>(bytes: number, run: () => Promise<T>): Promise<T> {
+  protected admit<T>(run: () => Promise<T>): Promise<T> {
     this.#sendUnsent()
     const failure = this.#syncFailure
     if (failure) return Promise.reject(failure)
     return new Promise<T>((resolve, reject) => {
       const start = (): void => {
-        this.#queuedBytes += bytes
-        const settled = (): void => {
-          this.#queuedBytes -= bytes
-          this.#admitWaiting()
-        }
-        let pending: Promise<T>
+        this.#send()
         try {
-          pending = run()
+          run().then(resolve, reject)
         } catch (error) {
-          settled()
           reject(error)
-          return
         }
-        pending.then(
-          (value) => {
-            settled()
-            resolve(value)
-          },
-          (error: unknown) => {
-            settled()
-            reject(error)
-          },
-        )
+      }
+      if (this.#waiting.length === 0) start()
+      else this.#waiting.push({ bytes: 0, start })
+    })
+  }
+
+  /** Queue one request (all of `payloads` commit together) in call order; resolves with its first sequence. */
+  #request(payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): Promise<number> {
+    this.#sendUnsent()
+    const failure = this.#syncFailure ?? (this.#closing ? new PersistError('CLOSED', 'the writer is closed') : null)
+    if (failure) return Promise.reject(failure)
+    return new Promise<number>((resolve, reject) => {
+      const start = (): void => {
+        const ticket = this.#nextTicket++
+        this.#queuedBytes += bytes
+        if (this.#pending.size === 0) this.#keepAlive.ref()
+        this.#pending.set(ticket, { bytes, resolve, reject })
+        if (this.#outbox.empty) queueMicrotask(() => this.#send())
+        this.#outbox.add(ticket, payloads, bytes, meta)
       }
       if (this.#waiting.length === 0 && this.#fits(bytes)) start()
       else this.#waiting.push({ bytes, start })
     })
+  }
+
+  /** Hand the outbox to the committer. */
+  #send(): void {
+    if (this.#outbox.empty) return
+    try {
+      this.#outbox.sendTo(this.#native)
+    } catch (error) {
+      const failure = translate(error)
+      for (const ticket of this.#outbox.tickets()) this.#finish(ticket)?.reject(failure)
+      this.#outbox.clear()
+    }
+  }
+
+  /** The addon's callback: `settled` holds (ticket, first sequence or -1) pairs, `failures` the errors in order. */
+  #settle(settled: Float64Array, failures: string[]): void {
+    let failed = 0
+    for (let i = 0; i + 1 < settled.length; i += 2) {
+      const first = settled[i + 1] ?? -1
+      const message = first < 0 ? failures[failed++] : undefined
+      const request = this.#finish(settled[i] ?? 0)
+      if (message === undefined) request?.resolve(first)
+      else request?.reject(nativeError(message))
+    }
+    this.#admitWaiting()
+  }
+
+  /** Forget the request `ticket`, releasing its room in the queue. */
+  #finish(ticket: number): Pending | undefined {
+    const request = this.#pending.get(ticket)
+    if (request === undefined) return undefined
+    this.#pending.delete(ticket)
+    this.#queuedBytes -= request.bytes
+    if (this.#pending.size === 0) this.#release()
+    return request
+  }
+
+  /** Nothing is pending: stop holding the event loop, and drop the timer once closed. */
+  #release(): void {
+    this.#keepAlive.unref()
+    if (this.#closing) clearInterval(this.#keepAlive)
   }
 
   #fits(bytes: number): boolean {
@@ -183,14 +250,16 @@ export abstract class Appender {
 
   /**
    * Append one entry. Resolves with its sequence once it is as durable as the sync policy
-   * promises. Sequences follow call order.
+   * promises. Sequences follow call order. The payload is copied before this returns (unless
+   * the call has to wait for room in the queue: then do not modify it until it settles).
    */
   append(payload: Uint8Array, meta?: AppendMeta): Promise<number> {
-    return call(() => {
-      const bytes = checkBytes('payload', payload)
-      const normalised = nativeMeta(meta)
-      return this.admit(bytes.length, () => this.#native.append(bytes, normalised))
-    })
+    try {
+      const bytes = checkPayload('payload', payload)
+      return this.#request([bytes], bytes.length, nativeMeta(meta))
+    } catch (error) {
+      return Promise.reject(translate(error))
+    }
   }
 
   /**
@@ -206,24 +275,21 @@ export abstract class Appender {
     if (this.#syncFailure) throw this.#syncFailure
     if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable")
     if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
-    const bytes = checkBytes('payload', payload)
-    if (bytes.length > native.MAX_PAYLOAD_BYTES) {
-      throw new PersistError('PAYLOAD_TOO_LARGE', `payload of ${bytes.length} bytes exceeds the cap of ${native.MAX_PAYLOAD_BYTES}`)
-    }
+    const bytes = checkPayload('payload', payload)
     if (this.#unsent.length === 0) queueMicrotask(() => this.#sendUnsent())
     this.#unsent.push(bytes)
     this.#unsentBytes += bytes.length
     if (this.#unsent.length >= SYNC_BATCH_ENTRIES || this.#unsentBytes >= SYNC_BATCH_BYTES) this.#sendUnsent()
   }
 
-  /** Hand the `appendSync` entries gathered so far to the committer as one batch. */
+  /** Queue the `appendSync` entries gathered so far as one request. */
   #sendUnsent(): void {
     if (this.#unsent.length === 0) return
     const batch = this.#unsent
     const bytes = this.#unsentBytes
     this.#unsent = []
     this.#unsentBytes = 0
-    const sent = this.admit(bytes, () => this.#native.appendBatch(batch)).then(
+    const sent = this.#request(batch, bytes, undefined).then(
       () => undefined,
       (error: unknown) => {
         const cause = translate(error)
@@ -242,18 +308,24 @@ export abstract class Appender {
 
   /** Append many entries as one commit; resolves with the first sequence (they are contiguous). */
   appendBatch(payloads: readonly Uint8Array[]): Promise<number> {
-    return call(() => {
+    try {
       if (!Array.isArray(payloads) || payloads.length === 0) throw invalid('payloads must be a non-empty array')
-      const checked = payloads.map((p, i) => checkBytes(`payloads[${i}]`, p))
-      const bytes = checked.reduce((sum, p) => sum + p.length, 0)
-      return this.admit(bytes, () => this.#native.appendBatch(checked))
-    })
+      let bytes = 0
+      for (let i = 0; i < payloads.length; i++) {
+        const payload: unknown = payloads[i]
+        // The name is built only for the error, not for every element.
+        bytes += (payload instanceof Uint8Array && payload.length <= native.MAX_PAYLOAD_BYTES ? payload : checkPayload(`payloads[${i}]`, payload)).length
+      }
+      return this.#request(payloads, bytes, undefined)
+    } catch (error) {
+      return Promise.reject(translate(error))
+    }
   }
 
   /** Make every entry appended so far durable. */
   flush(): Promise<void> {
     return call(async () => {
-      await this.admit(0, () => this.#native.flush())
+      await this.admit(() => this.#native.flush())
       await this.#syncSettled()
     })
   }
@@ -264,9 +336,14 @@ export abstract class Appender {
    */
   close(): Promise<void> {
     return call(async () => {
+      this.#sendUnsent()
       this.#closing = true
-      await this.admit(0, () => this.#native.close())
-      await this.#syncSettled()
+      try {
+        await this.admit(() => this.#native.close())
+        await this.#syncSettled()
+      } finally {
+        if (this.#pending.size === 0) this.#release()
+      }
     })
   }
 

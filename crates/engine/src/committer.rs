@@ -23,11 +23,17 @@ pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
 /// Most bytes of payload taken into one group.
 const MAX_GROUP_BYTES: usize = 16 << 20;
 
+/// Entries to append as one unit, and who to tell their sequences.
+pub struct AppendRequest {
+    /// The entries; they get contiguous sequences, or all fail together.
+    pub entries: Vec<NewEntry>,
+    /// Called with their sequences once committed.
+    pub reply: Reply<RangeInclusive<u64>>,
+}
+
 enum Command {
-    Append {
-        entries: Vec<NewEntry>,
-        reply: Reply<RangeInclusive<u64>>,
-    },
+    /// Requests that arrived together: they join the same group, each staged on its own.
+    Append(Vec<AppendRequest>),
     Flush {
         reply: Reply<()>,
     },
@@ -48,7 +54,11 @@ impl Command {
     /// Answer a command that can no longer run: the writer is closed.
     fn refuse(self) {
         match self {
-            Self::Append { reply, .. } => reply(Err(closed())),
+            Self::Append(requests) => {
+                for request in requests {
+                    (request.reply)(Err(closed()));
+                }
+            }
             Self::Flush { reply } | Self::Close { reply } => reply(Err(closed())),
             // `submit` answers through its own slot.
             Self::Exclusive { task } => drop(task),
@@ -119,7 +129,14 @@ impl Committer {
 
     /// Queue `entries`; `reply` gets their sequences once they are committed.
     pub fn append(&self, entries: Vec<NewEntry>, reply: Reply<RangeInclusive<u64>>) {
-        if let Err(refused) = self.send(Command::Append { entries, reply }) {
+        self.append_all(vec![AppendRequest { entries, reply }]);
+    }
+
+    /// Queue several requests at once, in order. They are taken into the same group (so one
+    /// fdatasync covers them all), but each is staged on its own: one refused request (a cap,
+    /// say) fails alone.
+    pub fn append_all(&self, requests: Vec<AppendRequest>) {
+        if let Err(refused) = self.send(Command::Append(requests)) {
             refused.refuse();
         }
     }
@@ -309,11 +326,13 @@ fn process_group(
     let mut next = Some(first);
     while let Some(command) = next.take() {
         match command {
-            Command::Append { entries, reply } => {
-                bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
-                match shielded(writer, |w| w.stage(&entries)) {
-                    Ok(range) => pending.push((reply, range)),
-                    Err(e) => reply(Err(e)),
+            Command::Append(requests) => {
+                for AppendRequest { entries, reply } in requests {
+                    bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
+                    match shielded(writer, |w| w.stage(&entries)) {
+                        Ok(range) => pending.push((reply, range)),
+                        Err(e) => reply(Err(e)),
+                    }
                 }
             }
             Command::Flush { reply } => flushes.push(reply),

@@ -54,11 +54,6 @@ impl HlcClock {
         next
     }
 
-    /// Next timestamp from the real wall clock.
-    pub fn now(&mut self) -> Hlc {
-        self.tick(Hlc::wall())
-    }
-
     /// The latest timestamp issued or observed.
     #[must_use]
     pub const fn latest(&self) -> Hlc {

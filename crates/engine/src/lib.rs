@@ -29,7 +29,7 @@ pub mod snapshot;
 pub mod store;
 pub mod writer;
 
-pub use committer::{Committer, Reply, WriterState};
+pub use committer::{AppendRequest, Committer, Reply, WriterState};
 pub use compression::Compression;
 pub use error::{Error, Result};
 pub use frame::Origin;

@@ -288,13 +288,15 @@ impl WalWriter {
         if last > MAX_SEQUENCE {
             return Err(Error::SequenceExhausted { last: first - 1 });
         }
+        // One wall-clock read per batch: the clock ticks past it for each further entry.
+        let wall = Hlc::wall();
         for (sequence, entry) in (first..=last).zip(entries) {
             let hlc = match entry.hlc {
                 Some(hlc) => {
                     self.clock.observe(hlc);
                     hlc
                 }
-                None => self.clock.now(),
+                None => self.clock.tick(wall),
             };
             let packed = self.options.compression.compress(&entry.payload);
             self.staged_last_start = self.staged.len();

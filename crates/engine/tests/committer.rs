@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::io::Vfs;
-use selene_persist_engine::{Committer, Reply, Result, SyncPolicy, WalOptions, WalWriter};
+use selene_persist_engine::{
+    AppendRequest, Committer, Error, NewEntry, Reply, Result, SyncPolicy, WalOptions, WalWriter,
+};
 
 fn reply<T: Send + 'static>() -> (Reply<T>, mpsc::Receiver<Result<T>>) {
     let (tx, rx) = mpsc::channel();
@@ -63,6 +65,50 @@ fn queued_appends_get_sequences_in_queue_order_and_share_fdatasyncs() {
     assert_eq!(committer.state().last_sequence, 2000);
     close(&committer);
     assert_standard_entries(&read_all(&path).unwrap(), 1, 2000);
+}
+
+#[test]
+fn requests_sent_together_share_one_fdatasync_and_a_refused_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs = faults.shared();
+    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let too_big = NewEntry {
+        principal: Some(vec![0; 4097]),
+        ..entry(b"refused")
+    };
+    let batches = [
+        vec![entry(&payload_for(1))],
+        vec![entry(&payload_for(2)), too_big],
+        vec![entry(&payload_for(2)), entry(&payload_for(3))],
+    ];
+    let (requests, receivers): (Vec<_>, Vec<_>) = batches
+        .into_iter()
+        .map(|entries| {
+            let (done, rx) = reply();
+            (
+                AppendRequest {
+                    entries,
+                    reply: done,
+                },
+                rx,
+            )
+        })
+        .unzip();
+    committer.append_all(requests);
+    let outcomes: Vec<_> = receivers.iter().map(|rx| rx.recv().unwrap()).collect();
+    assert_eq!(outcomes[0].as_ref().unwrap(), &(1..=1));
+    assert!(matches!(outcomes[1], Err(Error::PrincipalTooLarge { .. })));
+    assert_eq!(outcomes[2].as_ref().unwrap(), &(2..=3));
+    let syncs = |log: &[Op]| {
+        log.iter()
+            .filter(|op| matches!(op, Op::SyncData(p) if *p == path))
+            .count()
+    };
+    assert_eq!(syncs(&faults.log()), 1, "one group, one fdatasync");
+    close(&committer);
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
 }
 
 #[test]

@@ -13,13 +13,16 @@ use selene_persist_engine::{
 
 /// An engine error as a JS error carrying its stable code.
 pub fn js_error(error: &Error) -> napi::Error {
-    napi::Error::new(
-        Status::GenericFailure,
-        format!("[selene:{}] {error}", error.code()),
-    )
+    napi::Error::new(Status::GenericFailure, error_message(error))
 }
 
-fn invalid(message: String) -> napi::Error {
+/// An engine error's message as it crosses to JS: `[selene:CODE] what happened`.
+pub fn error_message(error: &Error) -> String {
+    format!("[selene:{}] {error}", error.code())
+}
+
+/// An `INVALID_ARGUMENT` error.
+pub fn invalid(message: String) -> napi::Error {
     js_error(&Error::InvalidArgument(message))
 }
 

@@ -7,6 +7,7 @@
 mod convert;
 mod inspect;
 mod reader;
+mod settle;
 mod snapshot;
 mod store;
 mod task;

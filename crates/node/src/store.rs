@@ -1,10 +1,10 @@
 //! `NativeStore`: a recovered store directory; appends through its committer.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use napi::Env;
-use napi::bindgen_prelude::{AsyncTask, Object, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Function, Object};
 use napi_derive::napi;
 use selene_persist_engine::Entry;
 use selene_persist_engine::io::StdFs;
@@ -16,6 +16,7 @@ use crate::convert::{
     NativeChunk, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
     NativeSection, NativeTailRepair, chunk, js_error, sections, to_f64, to_u64,
 };
+use crate::settle::{Settled, Settler};
 use crate::snapshot::NativeSnapshotReader;
 use crate::task::{Blocking, Closable, blocking};
 use crate::writer::{self, NativeWriterState};
@@ -33,6 +34,7 @@ pub struct NativeRecovery {
 #[napi]
 pub struct NativeStore {
     store: Arc<Store>,
+    settler: OnceLock<Settler>,
 }
 
 #[napi]
@@ -49,29 +51,39 @@ impl NativeStore {
             move || Store::open(&StdFs::shared(), &dir, options),
             |store| NativeStore {
                 store: Arc::new(store),
+                settler: OnceLock::new(),
             },
         ))
     }
 
-    /// Queue one entry.
-    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
-    pub fn append<'env>(
-        &self,
-        env: &'env Env,
-        payload: Uint8Array,
-        meta: Option<NativeMeta>,
-    ) -> napi::Result<Object<'env>> {
-        writer::append(env, self.store.committer(), &payload, meta)
+    /// Deliver append outcomes to `callback`; call once, before `submit`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "callback: (settled: Float64Array, failures: string[]) => void"
+    )]
+    pub fn listen(&self, callback: Function<'_, Settled, ()>) -> napi::Result<()> {
+        writer::listen(&self.settler, &callback)
     }
 
-    /// Queue many entries as one commit.
-    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
-    pub fn append_batch<'env>(
+    /// Queue one tick's appends: payloads back to back in `data`, their `lengths`,
+    /// `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
+    /// `listen` callback.
+    #[napi(catch_unwind)]
+    pub fn submit(
         &self,
-        env: &'env Env,
-        payloads: Vec<Uint8Array>,
-    ) -> napi::Result<Object<'env>> {
-        writer::append_batch(env, self.store.committer(), &payloads)
+        data: &[u8],
+        lengths: &[u32],
+        requests: &[f64],
+        metas: Option<Vec<Option<NativeMeta>>>,
+    ) -> napi::Result<()> {
+        writer::submit(
+            self.store.committer(),
+            &self.settler,
+            data,
+            lengths,
+            requests,
+            metas,
+        )
     }
 
     /// Make everything committed so far durable.

@@ -1,23 +1,23 @@
 //! `NativeWriter`: a WAL writer owned by its committer thread, with Promise-returning calls.
 //! The committer operations are free functions so `NativeStore` shares them.
 
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use napi::Env;
-use napi::bindgen_prelude::{AsyncTask, Object, ToNapiValue, Uint8Array};
+use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
 use napi_derive::napi;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::publish::dir_of;
 use selene_persist_engine::retention::{PruneOutcome, prune};
 use selene_persist_engine::rotation::{Anchor, Rotation, rotate};
-use selene_persist_engine::{Committer, NewEntry, Result, WalWriter};
+use selene_persist_engine::{AppendRequest, Committer, Result, WalWriter};
 
 use crate::convert::{
     NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation, NativeSection,
-    NativeTailRepair, js_error, new_entry, snapshot_builder, to_f64, to_u64,
+    NativeTailRepair, invalid, js_error, new_entry, snapshot_builder, to_f64, to_u64,
 };
+use crate::settle::{Settled, Settler};
 use crate::task::{Blocking, blocking};
 
 /// The writer's state after its last commit.
@@ -55,32 +55,100 @@ where
     Ok(promise)
 }
 
-fn first(range: RangeInclusive<u64>) -> f64 {
-    to_f64(*range.start())
+/// Start delivering append outcomes to `callback`; once per writer, before any `submit`.
+pub fn listen(
+    settler: &OnceLock<Settler>,
+    callback: &Function<'_, Settled, ()>,
+) -> napi::Result<()> {
+    settler
+        .set(Settler::new(callback)?)
+        .map_err(|_| invalid("listen was already called".into()))
 }
 
-/// Queue one entry on `committer`.
-pub fn append<'env>(
-    env: &'env Env,
+/// Queue the appends gathered in one JS tick as one message to `committer`, so they join one
+/// group. `data` holds their payloads back to back, `lengths` each payload's length, and
+/// `requests` `(ticket, count)` pairs, each taking the next `count` payloads as one unit;
+/// `metas`, when given, holds one per request (only for single-entry requests). Everything is
+/// copied before this returns. Each request is answered through the settler under its ticket;
+/// a request whose metadata does not convert fails alone.
+pub fn submit(
     committer: &Committer,
-    payload: &[u8],
-    meta: Option<NativeMeta>,
-) -> napi::Result<Object<'env>> {
-    let entry = new_entry(payload, meta)?;
-    promise(env, first, |reply| committer.append(vec![entry], reply))
+    settler: &OnceLock<Settler>,
+    data: &[u8],
+    lengths: &[u32],
+    requests: &[f64],
+    metas: Option<Vec<Option<NativeMeta>>>,
+) -> napi::Result<()> {
+    let settler = settler
+        .get()
+        .ok_or_else(|| invalid("listen must be called before submit".into()))?;
+    let counts = request_counts(requests, lengths.len())?;
+    let payloads = split(data, lengths)?;
+    let mut metas = metas.map(Vec::into_iter);
+    let mut rest = payloads.as_slice();
+    let mut batch = Vec::with_capacity(counts.len());
+    for (ticket, count) in counts {
+        let (mine, after) = rest.split_at(count);
+        rest = after;
+        let entries = match metas.as_mut().and_then(Iterator::next).flatten() {
+            Some(meta) if count == 1 => new_entry(mine[0], Some(meta)).map(|e| vec![e]),
+            Some(_) => Err(invalid("metadata applies to single appends only".into())),
+            None => mine.iter().map(|p| new_entry(p, None)).collect(),
+        };
+        match entries {
+            Ok(entries) => batch.push(AppendRequest {
+                entries,
+                reply: settler.reply(ticket),
+            }),
+            Err(error) => settler.settle(ticket, Err(error.reason)),
+        }
+    }
+    committer.append_all(batch);
+    Ok(())
 }
 
-/// Queue many entries on `committer` as one commit.
-pub fn append_batch<'env>(
-    env: &'env Env,
-    committer: &Committer,
-    payloads: &[Uint8Array],
-) -> napi::Result<Object<'env>> {
-    let entries: Vec<NewEntry> = payloads
+fn malformed() -> napi::Error {
+    invalid("a submit's requests, lengths and data do not match".into())
+}
+
+/// The `(ticket, count)` pairs of `requests`, checked to take exactly `payloads` payloads.
+fn request_counts(requests: &[f64], payloads: usize) -> napi::Result<Vec<(f64, usize)>> {
+    if !requests.len().is_multiple_of(2) {
+        return Err(malformed());
+    }
+    let counts = requests
+        .chunks_exact(2)
+        .map(|pair| match usize::try_from(to_u64("count", pair[1])?) {
+            Ok(count) if count > 0 => Ok((pair[0], count)),
+            _ => Err(malformed()),
+        })
+        .collect::<napi::Result<Vec<_>>>()?;
+    if counts.iter().map(|&(_, count)| count).sum::<usize>() != payloads {
+        return Err(malformed());
+    }
+    Ok(counts)
+}
+
+/// `data` cut into payloads of `lengths`, which must cover it exactly.
+fn split<'a>(data: &'a [u8], lengths: &[u32]) -> napi::Result<Vec<&'a [u8]>> {
+    let mut rest = data;
+    let payloads = lengths
         .iter()
-        .map(|p| new_entry(p, None))
-        .collect::<napi::Result<_>>()?;
-    promise(env, first, |reply| committer.append(entries, reply))
+        .map(|&length| {
+            let length = usize::try_from(length).map_err(|_| malformed())?;
+            if length > rest.len() {
+                return Err(malformed());
+            }
+            let (payload, after) = rest.split_at(length);
+            rest = after;
+            Ok(payload)
+        })
+        .collect::<napi::Result<Vec<_>>>()?;
+    if rest.is_empty() {
+        Ok(payloads)
+    } else {
+        Err(malformed())
+    }
 }
 
 /// Flush `committer`'s writer.
@@ -110,6 +178,7 @@ pub fn state(committer: &Committer) -> NativeWriterState {
 #[napi]
 pub struct NativeWriter {
     committer: Arc<Committer>,
+    settler: OnceLock<Settler>,
     path: PathBuf,
 }
 
@@ -132,30 +201,40 @@ impl NativeWriter {
             },
             |(committer, path)| NativeWriter {
                 committer: Arc::new(committer),
+                settler: OnceLock::new(),
                 path,
             },
         ))
     }
 
-    /// Queue one entry; resolves with its sequence once as durable as the policy promises.
-    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
-    pub fn append<'env>(
-        &self,
-        env: &'env Env,
-        payload: Uint8Array,
-        meta: Option<NativeMeta>,
-    ) -> napi::Result<Object<'env>> {
-        append(env, &self.committer, &payload, meta)
+    /// Deliver append outcomes to `callback`; call once, before `submit`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "callback: (settled: Float64Array, failures: string[]) => void"
+    )]
+    pub fn listen(&self, callback: Function<'_, Settled, ()>) -> napi::Result<()> {
+        listen(&self.settler, &callback)
     }
 
-    /// Queue many entries as one commit; resolves with the first sequence (they are contiguous).
-    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
-    pub fn append_batch<'env>(
+    /// Queue one tick's appends: payloads back to back in `data`, their `lengths`,
+    /// `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
+    /// `listen` callback.
+    #[napi(catch_unwind)]
+    pub fn submit(
         &self,
-        env: &'env Env,
-        payloads: Vec<Uint8Array>,
-    ) -> napi::Result<Object<'env>> {
-        append_batch(env, &self.committer, &payloads)
+        data: &[u8],
+        lengths: &[u32],
+        requests: &[f64],
+        metas: Option<Vec<Option<NativeMeta>>>,
+    ) -> napi::Result<()> {
+        submit(
+            &self.committer,
+            &self.settler,
+            data,
+            lengths,
+            requests,
+            metas,
+        )
     }
 
     /// Make everything committed so far durable.

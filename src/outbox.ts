@@ -1,0 +1,79 @@
+/** The appends of one tick, copied into reusable buffers and handed to the addon in one call. */
+import type * as native from '../native'
+
+/** Where an outbox is sent: a native writer or store. */
+export interface Submitter {
+  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<native.NativeMeta | undefined> | null): void
+}
+
+/** Starting size of the payload buffer; one grown past `KEEP_BYTES` is dropped after a send. */
+const DATA_BYTES = 64 << 10
+const KEEP_BYTES = 1 << 20
+
+/** Room for at least `needed` elements, keeping the first `used`. */
+function grown<T extends Uint8Array | Uint32Array | Float64Array>(array: T, used: number, needed: number, make: (length: number) => T): T {
+  if (needed <= array.length) return array
+  const bigger = make(Math.max(needed, array.length * 2))
+  bigger.set(array.subarray(0, used))
+  return bigger
+}
+
+/**
+ * Requests (one append, one appendBatch, one batch of appendSync entries) in call order, each
+ * under a ticket. Payloads are copied in when added, so callers may reuse their buffers at
+ * once, and the addon reads them all from one buffer instead of converting each one.
+ */
+export class Outbox {
+  #data = new Uint8Array(DATA_BYTES)
+  #used = 0
+  #lengths = new Uint32Array(256)
+  #entries = 0
+  /** `(ticket, count)` pairs. */
+  #requests = new Float64Array(128)
+  #slots = 0
+  /** One per request once any request has metadata, else `null`. */
+  #metas: Array<native.NativeMeta | undefined> | null = null
+
+  /** Whether nothing is waiting to be sent. */
+  get empty(): boolean {
+    return this.#slots === 0
+  }
+
+  /** Copy in `payloads` (`bytes` in all) as one request under `ticket`. */
+  add(ticket: number, payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): void {
+    this.#data = grown(this.#data, this.#used, this.#used + bytes, (n) => new Uint8Array(n))
+    this.#lengths = grown(this.#lengths, this.#entries, this.#entries + payloads.length, (n) => new Uint32Array(n))
+    this.#requests = grown(this.#requests, this.#slots, this.#slots + 2, (n) => new Float64Array(n))
+    for (const payload of payloads) {
+      this.#data.set(payload, this.#used)
+      this.#used += payload.length
+      this.#lengths[this.#entries++] = payload.length
+    }
+    if (meta !== undefined && this.#metas === null) this.#metas = new Array<native.NativeMeta | undefined>(this.#slots / 2).fill(undefined)
+    this.#metas?.push(meta)
+    this.#requests[this.#slots++] = ticket
+    this.#requests[this.#slots++] = payloads.length
+  }
+
+  /** The tickets waiting, in order. */
+  tickets(): number[] {
+    const tickets: number[] = []
+    for (let i = 0; i < this.#slots; i += 2) tickets.push(this.#requests[i] ?? 0)
+    return tickets
+  }
+
+  /** Hand everything to `target` in one call (which copies it), then empty the outbox. If the call throws, nothing is emptied. */
+  sendTo(target: Submitter): void {
+    target.submit(this.#data.subarray(0, this.#used), this.#lengths.subarray(0, this.#entries), this.#requests.subarray(0, this.#slots), this.#metas)
+    this.clear()
+  }
+
+  /** Forget everything waiting. */
+  clear(): void {
+    if (this.#data.length > KEEP_BYTES) this.#data = new Uint8Array(DATA_BYTES)
+    this.#used = 0
+    this.#entries = 0
+    this.#slots = 0
+    this.#metas = null
+  }
+}
