@@ -94,8 +94,8 @@ export function checkObject(name: string, value: unknown): Record<string, unknow
   return value
 }
 
-/** Default preallocation chunk of the active WAL: 4 MiB. */
-export const DEFAULT_PREALLOCATE = 4 * 1024 * 1024
+/** Default preallocation chunk of the active WAL: 1 MiB. */
+export const DEFAULT_PREALLOCATE = 1024 * 1024
 
 /** Native writer options from `sync`, `compression`, `snapshotSeq` and `preallocate`. */
 export function nativeOptions(options: Record<string, unknown>): native.NativeOpenOptions {

@@ -52,7 +52,7 @@ export interface StoreOptions {
   autoCheckpoint?: AutoCheckpoint
   /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
   maxQueueBytes?: number
-  /** Preallocation of the active WAL (default 4 MiB chunks); see {@link WalWriterOptions}. */
+  /** Preallocation of the active WAL (default 1 MiB chunks); see {@link WalWriterOptions}. */
   preallocate?: number | false
 }
 

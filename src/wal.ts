@@ -32,9 +32,10 @@ export interface WalWriterOptions {
   /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
   maxQueueBytes?: number
   /**
-   * Grow the active WAL this many bytes at a time ahead of the writes (fallocate; default
-   * 4 MiB), so an fdatasync flushes data without a file-size change; `false` grows it write
-   * by write. The unused zero tail is cut at close and read as the end of the log after a crash.
+   * Grow the active WAL this many bytes of written zeros at a time ahead of the writes
+   * (default 1 MiB), so an fdatasync flushes data without a file-size or extent change;
+   * `false` grows it write by write. The unused zero tail is cut at close and read as the end
+   * of the log after a crash.
    */
   preallocate?: number | false
 }

@@ -28,8 +28,9 @@ pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 /// A staged buffer larger than this is released after commit rather than kept for reuse.
 const STAGING_RETAIN_LIMIT: usize = 4 << 20;
 
-/// Default preallocation chunk: the active WAL grows 4 MiB at a time.
-pub const DEFAULT_PREALLOCATE: u64 = 4 << 20;
+/// Default preallocation chunk: the active WAL grows 1 MiB of written zeros at a time (the
+/// first fdatasync after a growth flushes that MiB, so a larger chunk makes a larger stall).
+pub const DEFAULT_PREALLOCATE: u64 = 1 << 20;
 
 /// The seal is rewritten once this many more bytes are durable (and at close), so an open
 /// after a crash rescans at most about this much that was synced.
@@ -57,7 +58,7 @@ pub struct WalOptions {
     pub compression: Compression,
     /// Snapshot sequence written into a new file's header; an existing file's header wins.
     pub snapshot_seq: u64,
-    /// Grow the file this many bytes at a time ahead of the writes (fallocate), so an
+    /// Grow the file this many bytes of zeros at a time ahead of the writes, so an
     /// fdatasync flushes data without a file-size change; 0 grows it write by write. The
     /// unused zero tail is cut at close and is the clean end of the log after a crash.
     pub preallocate: u64,
@@ -422,7 +423,7 @@ impl WalWriter {
         let len = end.div_ceil(chunk).saturating_mul(chunk);
         self.file
             .allocate(len)
-            .map_err(|e| Error::io("fallocate", &self.path, e))?;
+            .map_err(|e| Error::io("preallocate", &self.path, e))?;
         self.allocated = len;
         Ok(())
     }

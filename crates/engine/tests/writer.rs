@@ -316,7 +316,7 @@ fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_
     };
     let (faults, mut writer) = faulty_writer(&dir, uncompressed);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
-    // The first operation of the next commit is the fallocate.
+    // The first operation of the next commit is the preallocation.
     faults.fail_ahead(0, Fault::NoSpace);
     let big = vec![7u8; 5000];
     assert_eq!(writer.append(&[entry(&big)]).unwrap_err().code(), "IO");
@@ -469,4 +469,22 @@ fn a_failed_create_leaves_no_wal() {
         );
         assert!(!path.exists(), "step {step}");
     }
+}
+
+#[test]
+fn allocate_appends_written_zeros_and_never_touches_what_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grown");
+    let mut file = fs()
+        .open(&path, selene_persist_engine::io::OpenMode::Create)
+        .unwrap();
+    file.write_all_at(b"frames", 0).unwrap();
+    // More than one piece of the zero buffer, and not a multiple of it.
+    let len = (600 << 10) + 3;
+    file.allocate(len).unwrap();
+    file.allocate(10).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len() as u64, len);
+    assert_eq!(&bytes[..6], b"frames");
+    assert!(bytes[6..].iter().all(|&b| b == 0));
 }
