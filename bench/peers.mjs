@@ -10,7 +10,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
 const quick = process.argv.includes('--quick')
-const N = { single: quick ? 300 : 2000, writers: 64, each: quick ? 20 : 100, bulk: quick ? 100_000 : 1_000_000 }
+const N = { single: quick ? 300 : 2000, writers: 64, each: quick ? 20 : 400, bulk: quick ? 100_000 : 1_000_000 }
 const PEERS = ['selene-persist', 'better-sqlite3', 'classic-level', 'lmdb', 'node-fs']
 const record = (size, i) => Buffer.alloc(size, i % 251)
 const key = (i) => i.toString(16).padStart(12, '0')
@@ -234,6 +234,27 @@ function child(peer, workload, dir) {
   return JSON.parse(out.trim().split('\n').pop())
 }
 
+/** Each figure is the median of this many runs (the machine is shared and noisy). */
+const RUNS = quick ? 1 : 3
+
+/** Run `once` RUNS times; every figure of the result is its median over the runs. */
+function median(once) {
+  const runs = Array.from({ length: RUNS }, (_, i) => once(i))
+  const middle = (values) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]
+  return Object.fromEntries(Object.keys(runs[0]).map((key) => [key, middle(runs.map((r) => r[key]))]))
+}
+
+/** Kill a child after it appended and synced more records; then time the recovering open. */
+function afterKill(peer, dir) {
+  try {
+    child(peer, 'w5-kill', dir)
+    throw new Error(`${peer}: the w5-kill child was not killed`)
+  } catch (error) {
+    if (error.signal !== 'SIGKILL') throw error
+  }
+  return child(peer, 'w5', dir)
+}
+
 const fmt = (n) => Math.round(n).toLocaleString('en-US')
 const results = {}
 const root = mkdtempSync(join(tmpdir(), 'selene-persist-peers-'))
@@ -242,28 +263,27 @@ try {
     results[peer] = {}
     for (const workload of ['w1-128', 'w1-1024', 'w2']) {
       if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${peer} ${workload}`)
-      const dir = mkdtempSync(join(root, `${peer}-${workload}-`))
-      results[peer][workload] = child(peer, workload, dir)
+      results[peer][workload] = median(() => child(peer, workload, mkdtempSync(join(root, `${peer}-${workload}-`))))
     }
     if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${peer} w3..w5`)
-    const dir = mkdtempSync(join(root, `${peer}-bulk-`))
-    results[peer].w3 = child(peer, 'w3', dir)
-    results[peer].w3fresh = child(peer, 'w3-fresh', mkdtempSync(join(root, `${peer}-fresh-`)))
-    results[peer].w4 = child(peer, 'w4', dir)
-    results[peer].w5 = child(peer, 'w5', dir)
-    if (peer === 'selene-persist') results[peer].rescan = child(peer, 'w5-rescan', dir)
-    try {
-      child(peer, 'w5-kill', dir)
-      throw new Error(`${peer}: the w5-kill child was not killed`)
-    } catch (error) {
-      if (error.signal !== 'SIGKILL') throw error
-    }
-    results[peer].w5kill = child(peer, 'w5', dir)
+    // W4 and W5 read the data of W3's first run.
+    const dirs = Array.from({ length: RUNS }, () => mkdtempSync(join(root, `${peer}-bulk-`)))
+    const dropped = (dir, figures) => (rmSync(dir, { recursive: true, force: true }), figures)
+    results[peer].w3 = median((i) => (i === 0 ? child(peer, 'w3', dirs[i]) : dropped(dirs[i], child(peer, 'w3', dirs[i]))))
+    results[peer].w3fresh = median(() => {
+      const fresh = mkdtempSync(join(root, `${peer}-fresh-`))
+      return dropped(fresh, child(peer, 'w3-fresh', fresh))
+    })
+    const [dir] = dirs
+    results[peer].w4 = median(() => child(peer, 'w4', dir))
+    results[peer].w5 = median(() => child(peer, 'w5', dir))
+    if (peer === 'selene-persist') results[peer].rescan = median(() => child(peer, 'w5-rescan', dir))
+    results[peer].w5kill = median(() => afterKill(peer, dir))
   }
   if (process.stderr.isTTY) process.stderr.write('\r\x1b[K')
   const rawDir = mkdtempSync(join(root, 'raw-'))
   const cargo = ['run', '--quiet', '--release', '--example', 'fdatasync_loop', '-p', 'selene-persist-engine', '--', rawDir, String(N.single), '128']
-  const raw = JSON.parse(execFileSync('cargo', cargo, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())
+  const raw = median(() => JSON.parse(execFileSync('cargo', cargo, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim()))
 
   const ours = results['selene-persist']
   // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
