@@ -429,21 +429,14 @@ test('appendSync refuses the always policy, bad payloads and a closed writer', a
   assertStandard(t, await readAll(path), 1, 1)
 })
 
-test('a failed appendSync batch refuses every later call with its error', async (t) => {
-  const failure = '[selene:IO] write wal.log: No space left on device'
-  const calls = []
-  let settle
+/** An Appender over a fake addon: `submit` sees what the facade hands over; `settle` answers as the addon would. */
+function probeAppender(syncMode, submit) {
+  let listener
   const fake = {
     listen: (callback) => {
-      settle = callback
+      listener = callback
     },
-    // Every request fails, answered later as the committer would.
-    submit: (data, lengths, requests) => {
-      calls.push(lengths.length)
-      const settled = new Float64Array(requests.length)
-      for (let i = 0; i < requests.length; i += 2) settled.set([requests[i], -1], i)
-      setImmediate(() => settle(settled, Array(requests.length / 2).fill(failure)))
-    },
+    submit,
     flush: async () => undefined,
     close: async () => undefined,
     state: () => ({ closed: false }),
@@ -451,10 +444,22 @@ test('a failed appendSync batch refuses every later call with its error', async 
   }
   class Probe extends Appender {
     constructor() {
-      super(fake, 1 << 20, 'manual')
+      super(fake, 1 << 20, syncMode)
     }
   }
-  const probe = new Probe()
+  return { probe: new Probe(), settle: (settled, failures) => listener(settled, failures) }
+}
+
+test('a failed appendSync batch refuses every later call with its error', async (t) => {
+  const failure = '[selene:IO] write wal.log: No space left on device'
+  const calls = []
+  // Every request fails, answered later as the committer would.
+  const { probe, settle } = probeAppender('manual', (data, lengths, requests) => {
+    calls.push(lengths.length)
+    const settled = new Float64Array(requests.length)
+    for (let i = 0; i < requests.length; i += 2) settled.set([requests[i], -1], i)
+    setImmediate(() => settle(settled, Array(requests.length / 2).fill(failure)))
+  })
   probe.appendSync(Buffer.from('a'))
   probe.appendSync(Buffer.from('b'))
   const flushed = await t.throwsAsync(probe.flush())
@@ -468,23 +473,9 @@ test('a failed appendSync batch refuses every later call with its error', async 
 
 test('the appends of one tick reach the committer in one call, and each request settles on its own', async (t) => {
   const submits = []
-  let settle
-  const fake = {
-    listen: (callback) => {
-      settle = callback
-    },
-    submit: (data, lengths, requests) => submits.push({ data: Buffer.from(data), lengths: [...lengths], requests: [...requests] }),
-    flush: async () => undefined,
-    close: async () => undefined,
-    state: () => ({ closed: false }),
-    tailRepair: () => null,
-  }
-  class Probe extends Appender {
-    constructor() {
-      super(fake, 1 << 20, 'always')
-    }
-  }
-  const probe = new Probe()
+  const { probe, settle } = probeAppender('always', (data, lengths, requests) =>
+    submits.push({ data: Buffer.from(data), lengths: [...lengths], requests: [...requests] }),
+  )
   const a = probe.append(Buffer.from('aa'))
   const b = probe.appendBatch([Buffer.from('b'), Buffer.from('ccc')])
   const c = probe.append(Buffer.from('d'))

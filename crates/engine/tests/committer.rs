@@ -35,6 +35,15 @@ fn queue(
     .collect()
 }
 
+/// How many fdatasyncs of `path` the file system has seen.
+fn syncs_of(faults: &FaultFs, path: &std::path::Path) -> usize {
+    faults
+        .log()
+        .iter()
+        .filter(|op| matches!(op, Op::SyncData(p) if p == path))
+        .count()
+}
+
 fn close(committer: &Committer) {
     let (done, rx) = reply();
     committer.close(done);
@@ -53,11 +62,7 @@ fn queued_appends_get_sequences_in_queue_order_and_share_fdatasyncs() {
         let range = rx.recv().unwrap().unwrap();
         assert_eq!(range, i as u64 + 1..=i as u64 + 1);
     }
-    let syncs = faults
-        .log()
-        .iter()
-        .filter(|op| matches!(op, Op::SyncData(p) if *p == path))
-        .count();
+    let syncs = syncs_of(&faults, &path);
     assert!(
         syncs < 2000,
         "2000 durable appends took {syncs} fdatasyncs: no grouping"
@@ -101,12 +106,7 @@ fn requests_sent_together_share_one_fdatasync_and_a_refused_one_fails_alone() {
     assert_eq!(outcomes[0].as_ref().unwrap(), &(1..=1));
     assert!(matches!(outcomes[1], Err(Error::PrincipalTooLarge { .. })));
     assert_eq!(outcomes[2].as_ref().unwrap(), &(2..=3));
-    let syncs = |log: &[Op]| {
-        log.iter()
-            .filter(|op| matches!(op, Op::SyncData(p) if *p == path))
-            .count()
-    };
-    assert_eq!(syncs(&faults.log()), 1, "one group, one fdatasync");
+    assert_eq!(syncs_of(&faults, &path), 1, "one group, one fdatasync");
     close(&committer);
     assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
 }
