@@ -77,6 +77,13 @@ export declare class NativeStore {
    * `listen` callback.
    */
   submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
+  /**
+   * Append `payload` behind everything queued (or, with none, make everything committed
+   * durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
+   */
+  commitSync(payload?: Uint8Array | undefined | null, meta?: NativeMeta | undefined | null): number | null
+  /** The append outcomes that arrived and were not yet delivered to the `listen` callback. */
+  takeSettled(): NativeSettled
   /** Make everything committed so far durable. */
   flush(): Promise<void>
   /** Commit what is queued, make it durable (unless manual), release the locks. */
@@ -114,6 +121,13 @@ export declare class NativeWriter {
    * `listen` callback.
    */
   submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
+  /**
+   * Append `payload` behind everything queued (or, with none, make everything committed
+   * durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
+   */
+  commitSync(payload?: Uint8Array | undefined | null, meta?: NativeMeta | undefined | null): number | null
+  /** The append outcomes that arrived and were not yet delivered to the `listen` callback. */
+  takeSettled(): NativeSettled
   /** Make everything committed so far durable. */
   flush(): Promise<void>
   /** Commit what is queued, make it durable (unless manual), release the lock. */
@@ -256,6 +270,14 @@ export interface NativeSectionInfo {
   storedLen: number
   /** Whether it is stored compressed. */
   compressed: boolean
+}
+
+/** The outcomes in a mailbox, taken at once: the same pairs and messages as [`Settled`]. */
+export interface NativeSettled {
+  /** `[ticket, first sequence or -1, ...]` pairs. */
+  settled: Float64Array
+  /** The messages of the failed ones, in order. */
+  failures: Array<string>
 }
 
 /** A torn tail cut at open. */

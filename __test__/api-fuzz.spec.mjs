@@ -83,7 +83,10 @@ test('random call sequences with hostile arguments give typed errors and never c
     () => check('Store.open', () => Store.open(path(), pick([undefined, { retention: { keepSnapshots: numberish() } }, { autoCheckpoint: { maxEntries: numberish(), sections: () => ({ s: Buffer.from('x') }) } }, options()]))),
     () => check('append', () => pick(handles)?.append(random() < 0.7 ? bytes() : anything(), meta())),
     () => check('appendBatch', () => pick(handles)?.appendBatch(pick([[bytes(), bytes()], [], [anything()], anything()]))),
+    () => check('appendSync', () => pick(handles)?.appendSync(random() < 0.7 ? bytes() : anything())),
+    () => check('appendDurableSync', () => pick(handles)?.appendDurableSync(random() < 0.7 ? bytes() : anything(), meta())),
     () => check('flush', () => pick(handles)?.flush()),
+    () => check('flushSync', () => pick(handles)?.flushSync()),
     () => check('close', () => pick(handles)?.close()),
     () => check('close during appends', () => {
       const h = pick(handles)

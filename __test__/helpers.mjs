@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { WalReader } from 'selene-persist'
+import { Appender, WalReader } from 'selene-persist'
 
 /** A fresh temp directory, removed when the test ends. */
 export async function tempDir(t) {
@@ -23,4 +23,31 @@ export async function readAll(path, options) {
   const entries = []
   for await (const entry of reader.entries(options)) entries.push(entry)
   return entries
+}
+
+/**
+ * An Appender over a fake addon: `submit` sees what the facade hands over; `settle` answers as
+ * the addon's callback would; `overrides` replace other fake methods.
+ */
+export function probeAppender(syncMode, submit, overrides = {}) {
+  let listener
+  const fake = {
+    listen: (callback) => {
+      listener = callback
+    },
+    submit,
+    commitSync: () => null,
+    takeSettled: () => ({ settled: new Float64Array(), failures: [] }),
+    flush: async () => undefined,
+    close: async () => undefined,
+    state: () => ({ closed: false }),
+    tailRepair: () => null,
+    ...overrides,
+  }
+  class Probe extends Appender {
+    constructor() {
+      super(fake, 1 << 20, syncMode)
+    }
+  }
+  return { probe: new Probe(), settle: (settled, failures) => listener(settled, failures) }
 }

@@ -5,10 +5,10 @@ import { promisify } from 'node:util'
 
 import test from 'ava'
 
-import { Appender, PersistError, WalReader, WalWriter, verify } from 'selene-persist'
+import { PersistError, WalReader, WalWriter, verify } from 'selene-persist'
 
 import { runUntilKilled } from './fixtures/kill.mjs'
-import { payloadFor, readAll, tempDir } from './helpers.mjs'
+import { payloadFor, probeAppender, readAll, tempDir } from './helpers.mjs'
 
 const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
 
@@ -428,27 +428,6 @@ test('appendSync refuses the always policy, bad payloads and a closed writer', a
   t.is(t.throws(() => manual.appendSync(payloadFor(2))).code, 'CLOSED')
   assertStandard(t, await readAll(path), 1, 1)
 })
-
-/** An Appender over a fake addon: `submit` sees what the facade hands over; `settle` answers as the addon would. */
-function probeAppender(syncMode, submit) {
-  let listener
-  const fake = {
-    listen: (callback) => {
-      listener = callback
-    },
-    submit,
-    flush: async () => undefined,
-    close: async () => undefined,
-    state: () => ({ closed: false }),
-    tailRepair: () => null,
-  }
-  class Probe extends Appender {
-    constructor() {
-      super(fake, 1 << 20, syncMode)
-    }
-  }
-  return { probe: new Probe(), settle: (settled, failures) => listener(settled, failures) }
-}
 
 test('a failed appendSync batch refuses every later call with its error', async (t) => {
   const failure = '[selene:IO] write wal.log: No space left on device'

@@ -153,6 +153,11 @@ export class Store extends Appender {
     super.appendSync(payload)
   }
 
+  override appendDurableSync(...args: Parameters<Appender['appendDurableSync']>): number {
+    this.#maybeAutoCheckpoint()
+    return super.appendDurableSync(...args)
+  }
+
   /**
    * Snapshot your state and seal the WAL behind it. `sections` must hold the state after
    * every append called before `checkpoint` (a function is called at once and must capture

@@ -72,6 +72,8 @@ export interface PruneResult {
 /** The native handles that own a committer thread. */
 interface NativeAppender extends Submitter {
   listen(callback: (settled: Float64Array, failures: string[]) => void): void
+  commitSync(payload?: Uint8Array | null, meta?: native.NativeMeta | null): number | null
+  takeSettled(): native.NativeSettled
   flush(): Promise<void>
   close(): Promise<void>
   state(): native.NativeWriterState
@@ -102,7 +104,8 @@ const KEEP_ALIVE_MS = 2 ** 30
 
 /**
  * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
- * appends into one write and one fdatasync. No fsync ever runs on the JS thread.
+ * appends into one write and one fdatasync. No fsync ever runs on the JS thread, except in
+ * the blocking calls (`appendDurableSync`, `flushSync`), which say so.
  *
  * The appends made in one tick are copied into one buffer and handed over in one native call
  * at the end of the tick; the committer answers a whole group with one callback. So N
@@ -173,21 +176,29 @@ export abstract class Appender {
 
   /** Queue one request (all of `payloads` commit together) in call order; resolves with its first sequence. */
   #request(payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): Promise<number> {
+    return new Promise<number>((resolve, reject) => this.#enqueue(payloads, bytes, meta, { bytes, resolve, reject }))
+  }
+
+  /** {@link Appender.#request} with its outcome going to `outcome`, which is called synchronously when settled. */
+  #enqueue(payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined, outcome: Pending): void {
     this.#sendUnsent()
-    const failure = this.#syncFailure ?? (this.#closing ? new PersistError('CLOSED', 'the writer is closed') : null)
-    if (failure) return Promise.reject(failure)
-    return new Promise<number>((resolve, reject) => {
-      const start = (): void => {
-        const ticket = this.#nextTicket++
-        this.#queuedBytes += bytes
-        if (this.#pending.size === 0) this.#keepAlive.ref()
-        this.#pending.set(ticket, { bytes, resolve, reject })
-        if (this.#outbox.empty) queueMicrotask(() => this.#send())
-        this.#outbox.add(ticket, payloads, bytes, meta)
-      }
-      if (this.#waiting.length === 0 && this.#fits(bytes)) start()
-      else this.#waiting.push({ bytes, start })
-    })
+    const failure = this.#refusal()
+    if (failure) return outcome.reject(failure)
+    const start = (): void => {
+      const ticket = this.#nextTicket++
+      this.#queuedBytes += bytes
+      if (this.#pending.size === 0) this.#keepAlive.ref()
+      this.#pending.set(ticket, outcome)
+      if (this.#outbox.empty) queueMicrotask(() => this.#send())
+      this.#outbox.add(ticket, payloads, bytes, meta)
+    }
+    if (this.#waiting.length === 0 && this.#fits(bytes)) start()
+    else this.#waiting.push({ bytes, start })
+  }
+
+  /** Why a new append is refused: an `appendSync` batch failed, or the writer is closing. */
+  #refusal(): PersistError | null {
+    return this.#syncFailure ?? (this.#closing ? new PersistError('CLOSED', 'the writer is closed') : null)
   }
 
   /** Hand the outbox to the committer. */
@@ -274,7 +285,7 @@ export abstract class Appender {
    */
   appendSync(payload: Uint8Array): void {
     if (this.#syncFailure) throw this.#syncFailure
-    if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable")
+    if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable; appendDurableSync blocks until it is")
     if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
     const bytes = checkPayload('payload', payload)
     if (this.#unsent.length === 0) queueMicrotask(() => this.#sendUnsent())
@@ -290,15 +301,74 @@ export abstract class Appender {
     const bytes = this.#unsentBytes
     this.#unsent = []
     this.#unsentBytes = 0
-    const sent = this.#request(batch, bytes, undefined).then(
-      () => undefined,
-      (error: unknown) => {
-        const cause = translate(error)
-        this.#syncFailure ??= new PersistError(cause.code, `an appendSync batch failed, so later calls are refused: ${cause.message}`, { cause })
-      },
-    )
+    let settled = (): void => undefined
+    const sent = new Promise<void>((resolve) => (settled = resolve))
     this.#syncInFlight.add(sent)
-    void sent.finally(() => this.#syncInFlight.delete(sent))
+    const done = (): void => {
+      this.#syncInFlight.delete(sent)
+      settled()
+    }
+    // The failure is recorded as soon as it is known, so a blocking call that drains it refuses at once.
+    this.#enqueue(batch, bytes, undefined, {
+      bytes,
+      resolve: done,
+      reject: (cause) => {
+        this.#syncFailure ??= new PersistError(cause.code, `an appendSync batch failed, so later calls are refused: ${cause.message}`, { cause })
+        done()
+      },
+    })
+  }
+
+  /**
+   * Append one entry and return its sequence once it is durable, whatever the sync policy:
+   * the write and the fdatasync run on the calling thread, which blocks meanwhile (as
+   * better-sqlite3's calls do). It comes after every earlier call in sequence order and waits
+   * for them to commit, settling their Promises before it returns. For process exit handlers,
+   * CLI tools and worker threads; in a server, `append` keeps the event loop free.
+   */
+  appendDurableSync(payload: Uint8Array, meta?: AppendMeta): number {
+    try {
+      const bytes = checkPayload('payload', payload)
+      // The addon returns a sequence whenever it is given a payload.
+      return this.#commitSync(bytes, nativeMeta(meta)) as number
+    } catch (error) {
+      throw translate(error)
+    }
+  }
+
+  /**
+   * Make every entry appended so far durable before returning: blocks the calling thread for
+   * the commit and the fdatasync. Throws if an `appendSync` batch failed.
+   */
+  flushSync(): void {
+    try {
+      this.#commitSync(null, undefined)
+    } catch (error) {
+      throw translate(error)
+    }
+  }
+
+  /**
+   * Hand every earlier call to the committer (waiting ones too: this blocks until all of them
+   * commit anyway), then commit `payload` durably on this thread and settle what it waited for.
+   */
+  #commitSync(payload: Uint8Array | null, meta: native.NativeMeta | undefined): number | null {
+    this.#sendUnsent()
+    const refused = this.#refusal()
+    if (refused) throw refused
+    while (this.#waiting.length > 0) this.#waiting.shift()?.start()
+    this.#send()
+    // An entry must not be acknowledged behind a lost appendSync batch: settle those first.
+    if (payload !== null && this.#syncInFlight.size > 0) this.#commitSync(null, undefined)
+    let sequence: number | null
+    try {
+      sequence = this.#native.commitSync(payload, meta ?? null)
+    } finally {
+      const { settled, failures } = this.#native.takeSettled()
+      this.#settle(settled, failures)
+    }
+    if (payload === null && this.#syncFailure) throw this.#syncFailure
+    return sequence
   }
 
   /** Wait for the `appendSync` batches sent so far; throw if any failed. */

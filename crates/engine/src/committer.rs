@@ -5,13 +5,18 @@
 //! request is as durable as the sync policy promises (or has failed). Sequences are assigned in
 //! queue order. A panic inside the writer is caught, poisons the writer and fails the group;
 //! it never unwinds out of the thread.
+//!
+//! The one blocking call, [`Committer::commit_now`], runs on the caller's thread when nothing
+//! is queued (the writer sits behind a mutex the committer holds only while it works), so a
+//! caller that wants to wait pays no thread hand-off; otherwise it waits its turn in the queue.
 
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::scan::TailRepair;
@@ -93,11 +98,28 @@ impl WriterState {
     }
 }
 
+/// What the committer thread and [`Committer::commit_now`] share.
+#[derive(Debug)]
+struct Shared {
+    /// The writer; `None` once closed. Held by the committer while it works on a group.
+    writer: Mutex<Option<WalWriter>>,
+    /// The writer's state as of the last finished group.
+    state: Mutex<WriterState>,
+    /// Commands sent and not yet finished: while any are, `commit_now` must queue behind them.
+    queued: AtomicUsize,
+}
+
+impl Shared {
+    fn publish(&self, writer: &WalWriter) {
+        *lock(&self.state) = WriterState::of(writer);
+    }
+}
+
 /// Handle to a writer owned by its committer thread.
 #[derive(Debug)]
 pub struct Committer {
     sender: Mutex<Option<Sender<Command>>>,
-    state: Arc<Mutex<WriterState>>,
+    shared: Arc<Shared>,
     tail_repair: Option<TailRepair>,
 }
 
@@ -111,18 +133,26 @@ impl Committer {
     /// # Errors
     /// `Io` if the thread cannot be spawned.
     pub fn start(writer: WalWriter) -> Result<Self> {
-        let state = Arc::new(Mutex::new(WriterState::of(&writer)));
         let tail_repair = writer.tail_repair();
-        let (sender, receiver) = mpsc::channel();
-        let shared = Arc::clone(&state);
         let path = writer.path().to_path_buf();
+        let interval = match writer.options().sync {
+            SyncPolicy::Interval(d) => Some(d),
+            _ => None,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(WriterState::of(&writer)),
+            writer: Mutex::new(Some(writer)),
+            queued: AtomicUsize::new(0),
+        });
+        let (sender, receiver) = mpsc::channel();
+        let theirs = Arc::clone(&shared);
         thread::Builder::new()
             .name("selene-persist-committer".into())
-            .spawn(move || run(writer, &receiver, &shared))
+            .spawn(move || run(&theirs, &receiver, interval))
             .map_err(|e| Error::io("spawn committer for", path, e))?;
         Ok(Self {
             sender: Mutex::new(Some(sender)),
-            state,
+            shared,
             tail_repair,
         })
     }
@@ -155,14 +185,45 @@ impl Committer {
         let sender = lock(&self.sender).take();
         match sender {
             Some(sender) => {
+                self.shared.queued.fetch_add(1, Ordering::AcqRel);
                 if let Err(mpsc::SendError(Command::Close { reply })) =
                     sender.send(Command::Close { reply })
                 {
+                    self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                     reply(Err(closed()));
                 }
             }
             None => reply(Err(closed())),
         }
+    }
+
+    /// Append `entries` (none: just make what is committed durable) after everything queued
+    /// before this call, and return once they and everything before them are durable, whatever
+    /// the sync policy. Returns their sequences.
+    ///
+    /// Blocks the calling thread for the write and the fdatasync. When nothing is queued they
+    /// run right here, with no hand-off to the committer thread; otherwise this waits for the
+    /// queue to drain.
+    ///
+    /// # Errors
+    /// `Closed`, and as [`WalWriter::stage`] and [`WalWriter::commit_durably`]; on error none
+    /// of `entries` was committed.
+    pub fn commit_now(&self, entries: Vec<NewEntry>) -> Result<Option<RangeInclusive<u64>>> {
+        if self.is_closed() {
+            return Err(closed());
+        }
+        {
+            let mut writer = lock(&self.shared.writer);
+            // Everything sent before this call is finished: the committer counts a command
+            // down only after answering it, while it still holds the writer.
+            if self.shared.queued.load(Ordering::Acquire) == 0 {
+                let writer = writer.as_mut().ok_or_else(closed)?;
+                let outcome = shielded(writer, |w| commit_durably(w, &entries));
+                self.shared.publish(writer);
+                return outcome;
+            }
+        }
+        self.call(move |w| commit_durably(w, &entries))
     }
 
     /// Queue `task` to run on the committer thread after everything queued before it;
@@ -213,7 +274,7 @@ impl Committer {
     /// The state as of the last finished group.
     #[must_use]
     pub fn state(&self) -> WriterState {
-        lock(&self.state).clone()
+        lock(&self.shared.state).clone()
     }
 
     /// The torn tail cut when the writer was opened.
@@ -225,9 +286,13 @@ impl Committer {
     /// Queue `command`, or hand it back if the writer is closed.
     fn send(&self, command: Command) -> std::result::Result<(), Command> {
         match lock(&self.sender).as_ref() {
-            Some(sender) => sender
-                .send(command)
-                .map_err(|mpsc::SendError(command)| command),
+            Some(sender) => {
+                self.shared.queued.fetch_add(1, Ordering::AcqRel);
+                sender.send(command).map_err(|mpsc::SendError(command)| {
+                    self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                    command
+                })
+            }
             None => Err(command),
         }
     }
@@ -244,6 +309,20 @@ impl Drop for Committer {
 
 fn closed() -> Error {
     Error::Closed { what: "writer" }
+}
+
+/// Stage `entries` (if any) and commit them durably.
+fn commit_durably(
+    writer: &mut WalWriter,
+    entries: &[NewEntry],
+) -> Result<Option<RangeInclusive<u64>>> {
+    let range = if entries.is_empty() {
+        None
+    } else {
+        Some(writer.stage(entries)?)
+    };
+    writer.commit_durably()?;
+    Ok(range)
 }
 
 /// Run `f` on the writer; a panic becomes `Internal` and poisons the writer.
@@ -263,11 +342,7 @@ fn shielded<T>(writer: &mut WalWriter, f: impl FnOnce(&mut WalWriter) -> Result<
     }
 }
 
-fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<WriterState>) {
-    let interval = match writer.options().sync {
-        SyncPolicy::Interval(d) => Some(d),
-        _ => None,
-    };
+fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>) {
     let mut dirty_since: Option<Instant> = None;
     loop {
         let first = match (interval, dirty_since) {
@@ -275,11 +350,8 @@ fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<Writer
                 match receiver.recv_timeout(period.saturating_sub(since.elapsed())) {
                     Ok(command) => command,
                     Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = shielded(&mut writer, WalWriter::flush) {
-                            tracing::error!(error = %e, "background fdatasync failed");
-                        }
+                        background_flush(shared);
                         dirty_since = None;
-                        *lock(state) = WriterState::of(&writer);
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -290,41 +362,65 @@ fn run(mut writer: WalWriter, receiver: &Receiver<Command>, state: &Mutex<Writer
                 Err(_) => break,
             },
         };
-        let close = process_group(&mut writer, first, receiver, state);
+        let mut guard = lock(&shared.writer);
+        let Some(writer) = guard.as_mut() else {
+            first.refuse();
+            continue;
+        };
+        let (close, taken) = process_group(writer, first, receiver, &shared.state);
         if writer.entries_since_fsync() > 0 {
             dirty_since.get_or_insert_with(Instant::now);
         } else {
             dirty_since = None;
         }
         if let Some(reply) = close {
-            let outcome = shielded(&mut writer, WalWriter::wind_down);
-            *lock(state) = WriterState::of(&writer);
+            let outcome = shielded(writer, WalWriter::wind_down);
+            shared.publish(writer);
             // Release the lock before answering, so the caller can reopen at once.
-            drop(writer);
+            drop(guard.take());
+            shared.queued.fetch_sub(taken, Ordering::AcqRel);
+            drop(guard);
             reply(outcome);
             return;
         }
+        shared.queued.fetch_sub(taken, Ordering::AcqRel);
     }
-    if let Err(e) = writer.close() {
+    if let Some(writer) = lock(&shared.writer).take()
+        && let Err(e) = writer.close()
+    {
         tracing::error!(error = %e, "closing abandoned WAL writer failed");
     }
 }
 
+/// The interval policy's fdatasync, when nothing has made the writer durable since.
+fn background_flush(shared: &Shared) {
+    let mut guard = lock(&shared.writer);
+    let Some(writer) = guard.as_mut().filter(|w| w.entries_since_fsync() > 0) else {
+        return;
+    };
+    if let Err(e) = shielded(writer, WalWriter::flush) {
+        tracing::error!(error = %e, "background fdatasync failed");
+    }
+    shared.publish(writer);
+}
+
 /// Stage `first` and everything else queued, commit once, publish the state, then answer.
-/// Returns a pending close.
+/// Returns a pending close and how many commands were taken.
 fn process_group(
     writer: &mut WalWriter,
     first: Command,
     receiver: &Receiver<Command>,
     state: &Mutex<WriterState>,
-) -> Option<Reply<()>> {
+) -> (Option<Reply<()>>, usize) {
     let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>)> = Vec::new();
     let mut flushes: Vec<Reply<()>> = Vec::new();
     let mut close = None;
     let mut exclusive = None;
     let mut bytes = 0usize;
+    let mut taken = 0;
     let mut next = Some(first);
     while let Some(command) = next.take() {
+        taken += 1;
         match command {
             Command::Append(requests) => {
                 for AppendRequest { entries, reply } in requests {
@@ -366,5 +462,5 @@ fn process_group(
         *lock(state) = WriterState::of(writer);
         deliver();
     }
-    close
+    (close, taken)
 }

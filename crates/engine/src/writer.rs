@@ -327,10 +327,32 @@ impl WalWriter {
     /// # Errors
     /// `Poisoned` and I/O errors.
     pub fn commit(&mut self) -> Result<()> {
+        self.commit_staged(false)
+    }
+
+    /// [`Self::commit`], then fdatasync whatever policy is set, so every committed entry is
+    /// durable when this returns. The staged entries and the fdatasync succeed or fail as one:
+    /// if the fdatasync fails they are cut back like a failed write (and the writer is
+    /// poisoned), so an entry this refuses never survives in the file.
+    ///
+    /// # Errors
+    /// As [`Self::commit`].
+    pub fn commit_durably(&mut self) -> Result<()> {
+        if self.staged_count == 0 {
+            return if self.entries_since_fsync > 0 {
+                self.flush()
+            } else {
+                self.check_usable()
+            };
+        }
+        self.commit_staged(true)
+    }
+
+    fn commit_staged(&mut self, force_sync: bool) -> Result<()> {
         if self.staged_count == 0 {
             return Ok(());
         }
-        let outcome = self.write_staged();
+        let outcome = self.write_staged(force_sync);
         self.staged_count = 0;
         if self.staged.capacity() > STAGING_RETAIN_LIMIT {
             self.staged = Vec::new();
@@ -340,7 +362,7 @@ impl WalWriter {
         outcome
     }
 
-    fn write_staged(&mut self) -> Result<()> {
+    fn write_staged(&mut self, force_sync: bool) -> Result<()> {
         self.check_usable()?;
         self.preallocate(self.committed_offset + self.staged.len() as u64)?;
         let path = &self.path;
@@ -350,11 +372,12 @@ impl WalWriter {
             return Err(error);
         }
         let unsynced = self.entries_since_fsync + self.staged_count;
-        let sync = match self.options.sync {
-            SyncPolicy::Always => true,
-            SyncPolicy::EveryN(n) => unsynced >= u64::from(n),
-            SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
-        };
+        let sync = force_sync
+            || match self.options.sync {
+                SyncPolicy::Always => true,
+                SyncPolicy::EveryN(n) => unsynced >= u64::from(n),
+                SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
+            };
         if sync && let Err(e) = self.file.sync_data() {
             let error = Error::io("fdatasync", path, e);
             self.cut_back(&error);

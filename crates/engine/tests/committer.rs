@@ -243,3 +243,96 @@ fn an_exclusive_task_replies_after_the_state_it_produced_is_published() {
     }
     close(&committer);
 }
+
+#[test]
+fn commit_now_waits_behind_the_queue_and_makes_everything_durable_whatever_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs = faults.shared();
+    let committer = start(&vfs, &path, SyncPolicy::Manual);
+    let receivers = queue(&committer, 1..=100);
+    let range = committer.commit_now(vec![entry(&payload_for(101))]);
+    assert_eq!(range.unwrap(), Some(101..=101));
+    // Everything queued before it was answered before it returned.
+    for (i, rx) in receivers.into_iter().enumerate() {
+        assert_eq!(rx.try_recv().unwrap().unwrap(), i as u64 + 1..=i as u64 + 1);
+    }
+    let state = committer.state();
+    assert_eq!((state.last_sequence, state.entries_since_fsync), (101, 0));
+    let syncs = syncs_of(&faults, &path);
+    assert!(syncs >= 1, "a manual writer's commit_now did not fdatasync");
+    // Nothing left to make durable: no fdatasync.
+    assert_eq!(committer.commit_now(Vec::new()).unwrap(), None);
+    assert_eq!(syncs_of(&faults, &path), syncs);
+    // Entries appended under the manual policy are made durable by an empty commit_now.
+    for rx in queue(&committer, 102..=110) {
+        rx.recv().unwrap().unwrap();
+    }
+    assert_eq!(committer.state().entries_since_fsync, 9);
+    assert_eq!(committer.commit_now(Vec::new()).unwrap(), None);
+    assert_eq!(syncs_of(&faults, &path), syncs + 1);
+    assert_eq!(committer.state().entries_since_fsync, 0);
+    close(&committer);
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 110);
+}
+
+#[test]
+fn a_commit_now_whose_fdatasync_fails_leaves_none_of_its_entries_and_poisons() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs = faults.shared();
+    let committer = start(&vfs, &path, SyncPolicy::Manual);
+    assert_eq!(
+        committer.commit_now(vec![entry(&payload_for(1))]).unwrap(),
+        Some(1..=1)
+    );
+    // The next commit writes, then fdatasyncs: fail the fdatasync.
+    faults.fail_ahead(1, Fault::Eio);
+    let error = committer
+        .commit_now(vec![entry(&payload_for(2)), entry(&payload_for(3))])
+        .unwrap_err();
+    assert_eq!(error.code(), "IO");
+    assert!(error.to_string().contains("fdatasync"), "{error}");
+    let state = committer.state();
+    assert_eq!(state.last_sequence, 1);
+    assert!(state.poisoned.is_some());
+    assert_eq!(
+        committer
+            .commit_now(vec![entry(b"after")])
+            .unwrap_err()
+            .code(),
+        "POISONED"
+    );
+    close(&committer);
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 1);
+}
+
+#[test]
+fn commit_now_refuses_bad_entries_alone_and_a_closed_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let committer = start(&fs(), &path, SyncPolicy::Always);
+    let too_big = NewEntry {
+        principal: Some(vec![0; 4097]),
+        ..entry(b"refused")
+    };
+    let error = committer
+        .commit_now(vec![entry(b"good"), too_big])
+        .unwrap_err();
+    assert!(matches!(error, Error::PrincipalTooLarge { .. }), "{error}");
+    assert_eq!(
+        committer.commit_now(vec![entry(&payload_for(1))]).unwrap(),
+        Some(1..=1)
+    );
+    close(&committer);
+    assert_eq!(
+        committer
+            .commit_now(vec![entry(b"late")])
+            .unwrap_err()
+            .code(),
+        "CLOSED"
+    );
+    assert_standard_entries(&read_all(&path).unwrap(), 1, 1);
+}

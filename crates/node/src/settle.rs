@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use napi::Status;
 use napi::bindgen_prelude::{Float64Array, FnArgs, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
 use selene_persist_engine::Reply;
 
 use crate::convert::{error_message, to_f64};
@@ -20,6 +21,15 @@ type Outcome = (f64, std::result::Result<f64, String>);
 /// What the JS callback receives: `[ticket, first sequence or -1, ...]` pairs, and the
 /// messages of the failed ones in the same order.
 pub type Settled = FnArgs<(Float64Array, Vec<String>)>;
+
+/// The outcomes in a mailbox, taken at once: the same pairs and messages as [`Settled`].
+#[napi(object)]
+pub struct NativeSettled {
+    /// `[ticket, first sequence or -1, ...]` pairs.
+    pub settled: Float64Array,
+    /// The messages of the failed ones, in order.
+    pub failures: Vec<String>,
+}
 
 /// Weak: it never keeps the event loop alive by itself (the facade holds it while Promises
 /// are pending), so an idle writer does not stop the process from exiting.
@@ -48,7 +58,10 @@ impl Settler {
             .build_threadsafe_function::<()>()
             .callee_handled::<false>()
             .weak::<true>()
-            .build_callback(move |_| Ok(unpack(take(&drained))))?;
+            .build_callback(move |_| {
+                let NativeSettled { settled, failures } = unpack(take(&drained));
+                Ok((settled, failures).into())
+            })?;
         Ok(Self {
             shared: Arc::new(Shared { mailbox, deliver }),
         })
@@ -69,6 +82,12 @@ impl Settler {
                 .deliver
                 .call((), ThreadsafeFunctionCallMode::NonBlocking);
         }
+    }
+
+    /// Every outcome in the mailbox now, for a caller on the JS thread that cannot wait for
+    /// the callback (the callback, when it runs, finds them gone).
+    pub fn drain(&self) -> NativeSettled {
+        unpack(take(&self.shared.mailbox))
     }
 
     /// The committer's reply for the request with `ticket`.
@@ -93,7 +112,7 @@ fn take(mailbox: &Mutex<Vec<Outcome>>) -> Vec<Outcome> {
     std::mem::take(&mut *lock(mailbox))
 }
 
-fn unpack(outcomes: Vec<Outcome>) -> Settled {
+fn unpack(outcomes: Vec<Outcome>) -> NativeSettled {
     let mut pairs = Vec::with_capacity(outcomes.len() * 2);
     let mut failures = Vec::new();
     for (ticket, outcome) in outcomes {
@@ -106,5 +125,8 @@ fn unpack(outcomes: Vec<Outcome>) -> Settled {
             }
         }
     }
-    (Float64Array::new(pairs), failures).into()
+    NativeSettled {
+        settled: Float64Array::new(pairs),
+        failures,
+    }
 }

@@ -16,7 +16,7 @@ use crate::convert::{
     NativeChunk, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
     NativeSection, NativeTailRepair, chunk, js_error, sections, to_f64, to_u64,
 };
-use crate::settle::{Settled, Settler};
+use crate::settle::{NativeSettled, Settled, Settler};
 use crate::snapshot::NativeSnapshotReader;
 use crate::task::{Blocking, Closable, blocking};
 use crate::writer::{self, NativeWriterState};
@@ -84,6 +84,23 @@ impl NativeStore {
             requests,
             metas,
         )
+    }
+
+    /// Append `payload` behind everything queued (or, with none, make everything committed
+    /// durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
+    #[napi(catch_unwind)]
+    pub fn commit_sync(
+        &self,
+        payload: Option<&[u8]>,
+        meta: Option<NativeMeta>,
+    ) -> napi::Result<Option<f64>> {
+        writer::commit_sync(self.store.committer(), payload, meta)
+    }
+
+    /// The append outcomes that arrived and were not yet delivered to the `listen` callback.
+    #[napi(catch_unwind)]
+    pub fn take_settled(&self) -> NativeSettled {
+        writer::settled(&self.settler)
     }
 
     /// Make everything committed so far durable.

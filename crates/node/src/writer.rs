@@ -17,7 +17,7 @@ use crate::convert::{
     NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation, NativeSection,
     NativeTailRepair, invalid, js_error, new_entry, snapshot_builder, to_f64, to_u64,
 };
-use crate::settle::{Settled, Settler};
+use crate::settle::{NativeSettled, Settled, Settler};
 use crate::task::{Blocking, blocking};
 
 /// The writer's state after its last commit.
@@ -151,6 +151,37 @@ fn split<'a>(data: &'a [u8], lengths: &[u32]) -> napi::Result<Vec<&'a [u8]>> {
     }
 }
 
+/// Append `payload` (with `meta`) behind everything queued, or with no payload just make
+/// everything committed durable, on the calling (JS) thread: blocks for the fdatasync. Returns
+/// the payload's sequence. Outcomes of earlier appends it waited for are left in the mailbox
+/// for [`settled`].
+pub fn commit_sync(
+    committer: &Committer,
+    payload: Option<&[u8]>,
+    meta: Option<NativeMeta>,
+) -> napi::Result<Option<f64>> {
+    let entries = match payload {
+        Some(payload) => vec![new_entry(payload, meta)?],
+        None if meta.is_some() => return Err(invalid("metadata needs a payload".into())),
+        None => Vec::new(),
+    };
+    committer
+        .commit_now(entries)
+        .map(|range| range.map(|range| to_f64(*range.start())))
+        .map_err(|e| js_error(&e))
+}
+
+/// The outcomes waiting in the mailbox, taken now (empty before `listen`).
+pub fn settled(settler: &OnceLock<Settler>) -> NativeSettled {
+    settler.get().map_or_else(
+        || NativeSettled {
+            settled: Vec::new().into(),
+            failures: Vec::new(),
+        },
+        Settler::drain,
+    )
+}
+
 /// Flush `committer`'s writer.
 pub fn flush<'env>(env: &'env Env, committer: &Committer) -> napi::Result<Object<'env>> {
     promise(env, |()| (), |reply| committer.flush(reply))
@@ -235,6 +266,23 @@ impl NativeWriter {
             requests,
             metas,
         )
+    }
+
+    /// Append `payload` behind everything queued (or, with none, make everything committed
+    /// durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
+    #[napi(catch_unwind)]
+    pub fn commit_sync(
+        &self,
+        payload: Option<&[u8]>,
+        meta: Option<NativeMeta>,
+    ) -> napi::Result<Option<f64>> {
+        commit_sync(&self.committer, payload, meta)
+    }
+
+    /// The append outcomes that arrived and were not yet delivered to the `listen` callback.
+    #[napi(catch_unwind)]
+    pub fn take_settled(&self) -> NativeSettled {
+        settled(&self.settler)
     }
 
     /// Make everything committed so far durable.
