@@ -7,7 +7,7 @@
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::compression::Compression;
 use crate::error::{Error, Result};
@@ -191,11 +191,7 @@ impl WalWriter {
             }
             Err(e) => return Err(Error::io("open", path, e)),
         };
-        if !file.try_lock().map_err(|e| Error::io("lock", path, e))? {
-            return Err(Error::WriterLockHeld {
-                path: path.to_path_buf(),
-            });
-        }
+        lock_writer(file.as_ref(), path)?;
         let header = read_file_header(file.as_ref(), path)?;
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let mut cursor = FrameCursor::new(file_len, header.snapshot_seq).without_payloads();
@@ -700,6 +696,26 @@ impl WalWriter {
 
 /// Create a WAL holding only its header, atomically: a crash leaves either no WAL or a
 /// complete header. If another opener created it first, theirs is kept.
+/// How long `open` waits for a held writer lock before refusing. The lock belongs to the open
+/// file description, and a child process forked (to run another program) while this process
+/// has the WAL open holds a copy of it until it execs: a writer closed just then leaves the lock
+/// held for a few microseconds to milliseconds more. A real second writer holds it for good.
+const LOCK_PATIENCE: Duration = Duration::from_millis(100);
+
+/// Take the exclusive writer lock on `file`, waiting up to [`LOCK_PATIENCE`].
+fn lock_writer(file: &dyn VfsFile, path: &Path) -> Result<()> {
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    while !file.try_lock().map_err(|e| Error::io("lock", path, e))? {
+        if Instant::now() >= deadline {
+            return Err(Error::WriterLockHeld {
+                path: path.to_path_buf(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
     let header = FileHeader { snapshot_seq }.encode();
     publish(

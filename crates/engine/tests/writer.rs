@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 use common::*;
@@ -74,6 +75,36 @@ fn exactly_one_of_many_threads_gets_the_lock() {
     );
     // Released on drop: a new writer can open.
     WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+}
+
+#[test]
+fn a_lock_held_by_a_forked_child_for_an_instant_does_not_refuse_the_next_writer() {
+    // A child spawned while a writer is open holds a copy of its file description (and so the
+    // lock) until it execs: reopening right after close must wait for it, not refuse.
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spawners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::process::Command::new("true").status().unwrap();
+                }
+            })
+        })
+        .collect();
+    let refused = (0..1000)
+        .filter(
+            |_| match WalWriter::open(&fs(), &path, WalOptions::default()) {
+                Ok(writer) => writer.close().map(|()| false).unwrap(),
+                Err(e) => e.code() == "WRITER_LOCK_HELD",
+            },
+        )
+        .count();
+    stop.store(true, Ordering::Relaxed);
+    spawners.into_iter().for_each(|s| s.join().unwrap());
+    assert_eq!(refused, 0, "reopens refused while children were spawned");
 }
 
 #[test]
