@@ -364,8 +364,11 @@ export abstract class Appender {
     try {
       sequence = this.#native.commitSync(payload, meta ?? null)
     } finally {
-      const { settled, failures } = this.#native.takeSettled()
-      this.#settle(settled, failures)
+      // Every request whose outcome can be in the mailbox is pending until settled.
+      if (this.#pending.size > 0) {
+        const { settled, failures } = this.#native.takeSettled()
+        this.#settle(settled, failures)
+      }
     }
     if (payload === null && this.#syncFailure) throw this.#syncFailure
     return sequence
