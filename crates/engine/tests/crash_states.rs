@@ -1,4 +1,4 @@
-//! Crash-state exploration: every crash state of every point of three recorded workloads
+//! Crash-state exploration: every crash state of every point of the recorded workloads
 //! recovers every entry acknowledged as durable before the crash, and nothing else.
 
 mod common;
@@ -253,4 +253,42 @@ fn every_crash_state_of_manual_and_interval_appends_keeps_what_was_flushed() {
         assert_eq!(recorded.promises.len(), 1, "{policy:?}");
         explore(&recorded, check_wal);
     }
+}
+
+#[test]
+fn every_crash_state_of_blocking_durable_commits_keeps_each_one_acknowledged() {
+    // What `appendDurableSync` and `flushSync` run: under the manual policy, only the
+    // durable commits promise anything, and each promises everything before it too.
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = RecordingFs::new();
+    let path = wal_in_path(dir.path());
+    let mut writer =
+        WalWriter::open(&recorder.shared(), &path, options(SyncPolicy::Manual)).unwrap();
+    let mut promises = Vec::new();
+    let mut durably = |writer: &mut WalWriter, seqs: &[u64]| {
+        let entries: Vec<_> = seqs.iter().map(|&seq| entry(&payload_for(seq))).collect();
+        if !entries.is_empty() {
+            writer.stage(&entries).unwrap();
+        }
+        writer.commit_durably().unwrap();
+        promises.push((recorder.len(), writer.last_sequence()));
+    };
+    for seq in 1..=3 {
+        writer.append(&[entry(&payload_for(seq))]).unwrap();
+    }
+    durably(&mut writer, &[4]);
+    writer.append(&[entry(&payload_for(5))]).unwrap();
+    durably(&mut writer, &[6, 7]);
+    writer.append(&[entry(&payload_for(8))]).unwrap();
+    durably(&mut writer, &[]);
+    drop(writer);
+    let recorded = Recorded {
+        trace: recorder.trace(),
+        promises,
+    };
+    assert_eq!(
+        recorded.promises.iter().map(|p| p.1).collect::<Vec<_>>(),
+        [4, 7, 8]
+    );
+    explore(&recorded, check_wal);
 }
