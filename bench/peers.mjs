@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url'
 const quick = process.argv.includes('--quick')
 const N = { single: quick ? 300 : 2000, writers: 64, each: quick ? 20 : 400, bulk: quick ? 100_000 : 1_000_000 }
 const PEERS = ['selene-persist', 'better-sqlite3', 'classic-level', 'lmdb', 'node-fs']
+/** Peers with a blocking durable put; classic-level has none, and lmdb's putSync returns before the flush. */
+const BLOCKING = new Set(['selene-persist', 'better-sqlite3', 'node-fs'])
 const record = (size, i) => Buffer.alloc(size, i % 251)
 const key = (i) => i.toString(16).padStart(12, '0')
 const now = () => performance.now()
@@ -25,6 +27,7 @@ async function open(peer, dir, { durable }) {
       const w = await WalWriter.open(path, { sync: durable ? 'always' : 'manual', compression: false })
       return {
         put: (i, v) => w.append(v),
+        putNow: (i, v) => w.appendDurableSync(v),
         putMany: (start, vs) => w.appendBatch(vs),
         flush: () => w.flush(),
         close: () => w.close(),
@@ -54,6 +57,7 @@ async function open(peer, dir, { durable }) {
       const many = db.transaction((vs) => vs.forEach((v) => insert.run(v)))
       return {
         put: async (i, v) => insert.run(v),
+        putNow: (i, v) => insert.run(v),
         putMany: async (start, vs) => many(vs),
         flush: async () => {
           db.pragma('synchronous = FULL')
@@ -117,11 +121,13 @@ async function open(peer, dir, { durable }) {
     case 'node-fs': {
       const path = join(dir, 'log.bin')
       const fd = openSync(path, 'a')
+      const putNow = (i, v) => {
+        writeSync(fd, v)
+        if (durable) fdatasyncSync(fd)
+      }
       return {
-        put: async (i, v) => {
-          writeSync(fd, v)
-          if (durable) fdatasyncSync(fd)
-        },
+        put: async (i, v) => putNow(i, v),
+        putNow,
         putMany: async (start, vs) => writeSync(fd, Buffer.concat(vs)),
         flush: async () => fdatasyncSync(fd),
         close: async () => closeSync(fd),
@@ -140,14 +146,16 @@ async function open(peer, dir, { durable }) {
 
 /** One case in this (child) process; returns its figures. */
 async function runCase(peer, workload, dir) {
-  if (workload === 'w1-128' || workload === 'w1-1024') {
-    const size = Number(workload.slice(3))
+  if (workload.startsWith('w1')) {
+    // w1-SIZE awaits each durable put; w1now-SIZE calls the peer's blocking durable put.
+    const [kind, size] = workload.split('-')
     const db = await open(peer, dir, { durable: true })
     const latencies = []
     const t0 = now()
     for (let i = 0; i < N.single; i++) {
       const t = now()
-      await db.put(i, record(size, i))
+      if (kind === 'w1now') db.putNow(i, record(Number(size), i))
+      else await db.put(i, record(Number(size), i))
       latencies.push(now() - t)
     }
     const ms = now() - t0
@@ -261,7 +269,7 @@ const root = mkdtempSync(join(tmpdir(), 'selene-persist-peers-'))
 try {
   for (const peer of PEERS) {
     results[peer] = {}
-    for (const workload of ['w1-128', 'w1-1024', 'w2']) {
+    for (const workload of ['w1-128', 'w1-1024', ...(BLOCKING.has(peer) ? ['w1now-128', 'w1now-1024'] : []), 'w2']) {
       if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${peer} ${workload}`)
       results[peer][workload] = median(() => child(peer, workload, mkdtempSync(join(root, `${peer}-${workload}-`))))
     }
@@ -289,7 +297,7 @@ try {
   // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
   const peers = ['better-sqlite3', 'classic-level', 'lmdb']
   const best = (metric, higher = true) => {
-    const values = peers.map((p) => [p, metric(results[p])])
+    const values = peers.map((p) => [p, metric(results[p])]).filter(([, value]) => value !== undefined)
     return values.reduce((a, b) => ((higher ? b[1] > a[1] : b[1] < a[1]) ? b : a))
   }
   const times = (ourValue, theirs, higher) => (theirs === 0 ? 'n/a' : `${(higher ? ourValue / theirs : theirs / ourValue).toFixed(2)}x`)
@@ -300,10 +308,14 @@ try {
   const row = (name, metric, show, higher = true) => {
     const [peer, theirs] = best(metric, higher)
     const fs = metric(results['node-fs'])
-    lines.push(`| ${name} | ${PEERS.map((p) => show(results[p])).join(' | ')} | ${times(metric(ours), theirs, higher)} (${peer}) | ${times(metric(ours), fs, higher)} |`)
+    lines.push(`| ${name} | ${PEERS.map((p) => (metric(results[p]) === undefined ? 'n/a' : show(results[p]))).join(' | ')} | ${times(metric(ours), theirs, higher)} (${peer}) | ${times(metric(ours), fs, higher)} |`)
   }
   row('W1 durable append 128 B, ops/s (p50 ms)', (r) => r['w1-128'].ops, (r) => `${fmt(r['w1-128'].ops)} (${r['w1-128'].p50.toFixed(3)})`)
   row('W1 durable append 1 KiB, ops/s (p50 ms)', (r) => r['w1-1024'].ops, (r) => `${fmt(r['w1-1024'].ops)} (${r['w1-1024'].p50.toFixed(3)})`)
+  const now1 = (size) => (r) => r[`w1now-${size}`]?.ops
+  const showNow = (size) => (r) => `${fmt(r[`w1now-${size}`].ops)} (${r[`w1now-${size}`].p50.toFixed(3)})`
+  row('W1 blocking durable append 128 B, ops/s (p50 ms)', now1(128), showNow(128))
+  row('W1 blocking durable append 1 KiB, ops/s (p50 ms)', now1(1024), showNow(1024))
   row('W2 64 concurrent durable writers, ops/s (longest stall ms)', (r) => r.w2.ops, (r) => `${fmt(r.w2.ops)} (${r.w2.stall.toFixed(1)})`)
   row(`W3 bulk ingest ${fmt(N.bulk)} x 128 B, records/s (peak RSS MiB)`, (r) => r.w3.ops, (r) => `${fmt(r.w3.ops)} (${fmt(r.w3.rss)})`)
   row('W3 with a fresh Buffer made per record inside the clock, records/s', (r) => r.w3fresh.ops, (r) => fmt(r.w3fresh.ops))
@@ -311,7 +323,7 @@ try {
   row('W5 open after clean close, ms', (r) => r.w5.ms, (r) => r.w5.ms.toFixed(1), false)
   row('W5 open after kill -9, ms', (r) => r.w5kill.ms, (r) => r.w5kill.ms.toFixed(1), false)
   lines.push('')
-  lines.push(`W1 physical limit (raw Rust fdatasync loop, 128 B): ${fmt(raw.appending)} ops/s appending, ${fmt(raw.preallocated)} ops/s preallocated with zeros, ${fmt(raw.fallocated)} ops/s fallocated; selene-persist W1 128 B is ${(ours['w1-128'].ops / raw.preallocated).toFixed(2)}x the preallocated loop and ${(ours['w1-128'].ops / raw.appending).toFixed(2)}x the appending one.`)
+  lines.push(`W1 physical limit (raw Rust fdatasync loop, 128 B): ${fmt(raw.appending)} ops/s appending, ${fmt(raw.preallocated)} ops/s preallocated with zeros, ${fmt(raw.fallocated)} ops/s fallocated; selene-persist W1 128 B is ${(ours['w1-128'].ops / raw.preallocated).toFixed(2)}x the preallocated loop awaiting \`append\` and ${(ours['w1now-128'].ops / raw.preallocated).toFixed(2)}x with the blocking \`appendDurableSync\` (${(ours['w1-128'].ops / raw.appending).toFixed(2)}x and ${(ours['w1now-128'].ops / raw.appending).toFixed(2)}x the appending loop).`)
   lines.push('')
   lines.push(`W5 against a full rescan: selene-persist opening W3's data with its seal removed (every frame and payload re-read and checksummed) takes ${ours.rescan.ms.toFixed(1)} ms, so the open after a clean close is ${(ours.rescan.ms / ours.w5.ms).toFixed(0)}x faster and the open after kill -9 ${(ours.rescan.ms / ours.w5kill.ms).toFixed(0)}x.`)
   console.log(lines.join('\n'))

@@ -12,7 +12,8 @@ export const BENCH_USAGE = `Usage: selene-persist bench [--quick] [--dir DIR]
 
 Time this package's workloads on this machine, in this process, against a plain Node fs
 loop (writeSync + fdatasyncSync) as the baseline for durable appends:
-  W1 one durable append at a time (128 B and 1 KiB): ops/s, p50, p99
+  W1 one durable append at a time (128 B and 1 KiB), awaiting append and with the
+     blocking appendDurableSync: ops/s, p50, p99
   W2 64 concurrent writers each awaiting its own durable append: ops/s, longest stall
   W3 bulk ingest of 128 B records in batches of 1000, durable at the end: records/s, MB/s, peak RSS
   W4 full replay of W3's data, as entry objects and as batch views: records/s
@@ -59,14 +60,22 @@ function nodeFsLoop(path: string, count: number, size: number): number {
   return perSecond(count, ms)
 }
 
-async function singleAppends(path: string, count: number, size: number): Promise<{ rate: number; p50: number; p99: number }> {
+interface Single {
+  rate: number
+  p50: number
+  p99: number
+}
+
+/** Durable single appends, each awaited, or each a blocking `appendDurableSync`. */
+async function singleAppends(path: string, count: number, size: number, blocking: boolean): Promise<Single> {
   const writer = await WalWriter.open(path)
   const record = Buffer.alloc(size, 7)
   const latencies: number[] = []
   const ms = await timed(async () => {
     for (let i = 0; i < count; i++) {
       const t0 = performance.now()
-      await writer.append(record)
+      if (blocking) writer.appendDurableSync(record)
+      else await writer.append(record)
       latencies.push(performance.now() - t0)
     }
   })
@@ -136,24 +145,25 @@ export async function benchCommand(argv: string[]): Promise<number> {
     /** Median W1 rate at 128 B, the base of W2's ratio. */
     let singleRate = 0
     for (const size of [128, 1024]) {
-      const ours: number[] = []
-      const p50: number[] = []
-      const p99: number[] = []
+      const awaited: Single[] = []
+      const blocking: Single[] = []
       const base: number[] = []
       for (let run = 0; run < runs; run++) {
         status(`W1 ${size} B, run ${run + 1}/${runs}`)
-        const r = await singleAppends(join(dir, `w1-${size}-${run}.log`), n.single, size)
-        ours.push(r.rate)
-        p50.push(r.p50)
-        p99.push(r.p99)
+        awaited.push(await singleAppends(join(dir, `w1-${size}-${run}.log`), n.single, size, false))
+        blocking.push(await singleAppends(join(dir, `w1-sync-${size}-${run}.log`), n.single, size, true))
         base.push(nodeFsLoop(join(dir, `w1-fs-${size}-${run}.bin`), n.single, size))
       }
-      if (size === 128) singleRate = median(ours)
-      rows.push({
-        workload: `W1 durable append, ${size} B`,
-        result: `${fmt(median(ours))} ops/s, p50 ${median(p50).toFixed(3)} ms, p99 ${median(p99).toFixed(3)} ms`,
-        ratio: `${(median(ours) / median(base)).toFixed(2)}x node fs (${fmt(median(base))} ops/s)`,
-      })
+      if (size === 128) singleRate = median(awaited.map((r) => r.rate))
+      const row = (workload: string, results: Single[]): Row => {
+        const rate = median(results.map((r) => r.rate))
+        return {
+          workload,
+          result: `${fmt(rate)} ops/s, p50 ${median(results.map((r) => r.p50)).toFixed(3)} ms, p99 ${median(results.map((r) => r.p99)).toFixed(3)} ms`,
+          ratio: `${(rate / median(base)).toFixed(2)}x node fs (${fmt(median(base))} ops/s)`,
+        }
+      }
+      rows.push(row(`W1 durable append, ${size} B`, awaited), row(`W1 blocking appendDurableSync, ${size} B`, blocking))
     }
     const w2: { rate: number; stall: number }[] = []
     for (let run = 0; run < runs; run++) {
