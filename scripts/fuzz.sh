@@ -13,9 +13,15 @@ for target in decoders wal_scan snapshot; do
   # Fuzz a scratch copy so the committed seed corpus only changes on purpose.
   scratch=$(mktemp -d)
   cp corpus/"$target"/* "$scratch"/
-  cargo fuzz run -O "$target" "$scratch" -- -max_total_time="$seconds" -max_len=65536 -timeout=20 2>&1 \
-    | grep -E '^Done|ERROR|SUMMARY|panicked' || true
-  test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzz target $target failed"; exit 1; }
+  status=0
+  cargo fuzz run -O "$target" "$scratch" -- -max_total_time="$seconds" -max_len=65536 -timeout=20 \
+    >"$scratch.log" 2>&1 || status=$?
+  grep -E '^Done|ERROR|SUMMARY|panicked' "$scratch.log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$scratch.log"
+    echo "fuzz target $target failed (exit $status); the input is in fuzz/artifacts/$target/"
+    exit 1
+  fi
   echo "$target: corpus $(ls "$scratch" | wc -l) inputs after the run"
-  rm -rf "$scratch"
+  rm -rf "$scratch" "$scratch.log"
 done
