@@ -175,6 +175,20 @@ test('mid-log corruption is refused and the file left untouched', async (t) => {
   t.is(readError.code, 'MID_LOG_CORRUPTION')
 })
 
+test('damage in the last sealed frame is SEALED_CORRUPTION, never a torn tail to cut', async (t) => {
+  const path = await walWith(t, 10)
+  const bytes = await readFile(path)
+  // The last byte of the last payload: the frame header the seal names stays intact.
+  bytes[bytes.length - 1] ^= 0x20
+  await writeFile(path, bytes)
+  const error = await t.throwsAsync(WalWriter.open(path), { instanceOf: PersistError })
+  t.is(error.code, 'SEALED_CORRUPTION')
+  t.deepEqual(await readFile(path), bytes, 'nothing was cut')
+  t.is((await t.throwsAsync(readAll(path), { instanceOf: PersistError })).code, 'SEALED_CORRUPTION')
+  const report = await verify(path)
+  t.true(report.problems.some((p) => p.severity === 'error' && p.code === 'SEALED_CORRUPTION'), JSON.stringify(report.problems))
+})
+
 test('an open after a clean close trusts the sealed prefix; reading and verify still find damage in it', async (t) => {
   const path = await walWith(t, 10)
   const bytes = await readFile(path)

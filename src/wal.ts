@@ -540,7 +540,8 @@ export function fromOption(options: unknown): number {
 /**
  * Reads a WAL file, verifying every checksum. Safe beside a live writer: it reads what was in
  * the file when iteration started, ends cleanly at a torn tail, and throws
- * `MID_LOG_CORRUPTION` where damage hides valid entries.
+ * `MID_LOG_CORRUPTION` where damage hides valid entries and `SEALED_CORRUPTION` where it lies
+ * inside the prefix the seal records as durable.
  */
 export class WalReader {
   /** The file's path. */

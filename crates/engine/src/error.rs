@@ -47,6 +47,19 @@ pub enum Error {
         /// Offset of the first valid frame found after it.
         next_valid: u64,
     },
+    /// A damaged frame inside the prefix the seal records as fdatasynced: bit rot or tampering,
+    /// not a torn write, so it is never cut as a tail.
+    #[error(
+        "damaged frame at offset {offset} ({detail}) lies inside the prefix the seal records as durable (up to offset {sealed_end}); the file was left untouched"
+    )]
+    SealedCorruption {
+        /// Offset of the damaged frame.
+        offset: u64,
+        /// What was wrong with it.
+        detail: &'static str,
+        /// End of the sealed prefix.
+        sealed_end: u64,
+    },
     /// A checksum that must hold did not (file header, or a payload read back by offset).
     #[error("checksum mismatch in {what} at offset {offset}")]
     ChecksumMismatch {
@@ -215,6 +228,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::PrincipalTooLarge { .. } => "PRINCIPAL_TOO_LARGE",
             Self::MidLogCorruption { .. } => "MID_LOG_CORRUPTION",
+            Self::SealedCorruption { .. } => "SEALED_CORRUPTION",
             Self::ChecksumMismatch { .. } => "CHECKSUM_MISMATCH",
             Self::MagicMismatch { .. } => "MAGIC_MISMATCH",
             Self::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
@@ -245,6 +259,7 @@ impl Error {
     pub const fn offset(&self) -> Option<u64> {
         match self {
             Self::MidLogCorruption { offset, .. }
+            | Self::SealedCorruption { offset, .. }
             | Self::ChecksumMismatch { offset, .. }
             | Self::UnsupportedFrame { offset, .. }
             | Self::ReservedNonZero { offset }

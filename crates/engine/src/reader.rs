@@ -9,6 +9,7 @@ use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, 
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::scan::{Frame, FrameCursor, Step, TailRepair, read_file_header};
+use crate::seal::Seal;
 
 /// One entry read back, payload decompressed.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -72,7 +73,8 @@ impl Entry {
 /// Reads the entries that were in a WAL file when it was opened, verifying every checksum.
 ///
 /// It ends cleanly at a torn tail (which it reports but, unlike the writer, never cuts) and
-/// fails with `MidLogCorruption` where damage hides valid entries.
+/// fails with `MidLogCorruption` where damage hides valid entries, and with `SealedCorruption`
+/// where it lies inside the prefix the seal records as durable.
 #[derive(Debug)]
 pub struct WalReader {
     path: PathBuf,
@@ -94,10 +96,13 @@ impl WalReader {
             .map_err(|e| Error::io("open", path, e))?;
         let header = read_file_header(file.as_ref(), path)?;
         let len = file.size().map_err(|e| Error::io("stat", path, e))?;
+        // Damage inside a prefix the seal says was durable is corruption, never a torn tail.
+        let sealed_end = Seal::load(vfs.as_ref(), path, file.as_ref(), header.snapshot_seq, len)
+            .map_or(0, |seal| seal.end);
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            cursor: FrameCursor::new(len, header.snapshot_seq),
+            cursor: FrameCursor::new(len, header.snapshot_seq).sealed_until(sealed_end),
             snapshot_seq: header.snapshot_seq,
             done: false,
             torn_tail: None,

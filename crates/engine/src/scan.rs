@@ -103,6 +103,9 @@ pub struct FrameCursor {
     /// Whether frames carry their payload bytes (a reader), or only their verified headers
     /// (the writer's open-time scan, which needs no copy of every payload).
     keep_payloads: bool,
+    /// Bytes before this offset were fdatasynced and sealed: damage there is corruption,
+    /// never a torn tail.
+    sealed_end: u64,
 }
 
 impl FrameCursor {
@@ -116,6 +119,17 @@ impl FrameCursor {
             window: Vec::new(),
             window_start: 0,
             keep_payloads: true,
+            sealed_end: 0,
+        }
+    }
+
+    /// The same cursor, treating damage before `end` (the end of a sealed prefix) as
+    /// corruption rather than a torn tail.
+    #[must_use]
+    pub fn sealed_until(self, end: u64) -> Self {
+        Self {
+            sealed_end: end,
+            ..self
         }
     }
 
@@ -155,7 +169,8 @@ impl FrameCursor {
     /// The next frame, the end, or a torn tail.
     ///
     /// # Errors
-    /// I/O errors, [`Error::MidLogCorruption`], sequence errors, and unsupported frames.
+    /// I/O errors, [`Error::MidLogCorruption`], [`Error::SealedCorruption`], sequence errors,
+    /// and unsupported frames.
     pub fn next(&mut self, file: &dyn VfsFile, path: &Path) -> Result<Step> {
         if self.offset >= self.file_len {
             return Ok(Step::End);
@@ -252,20 +267,29 @@ impl FrameCursor {
         Ok(Some(&self.window[start..start + len]))
     }
 
-    /// Decide whether damage at the cursor is the zero-filled end, a torn tail, or mid-log
-    /// corruption.
+    /// Decide whether damage at the cursor is the zero-filled end, a torn tail, or corruption
+    /// (mid-log, or inside the sealed prefix).
     fn classify(&self, file: &dyn VfsFile, path: &Path, damage: Damage) -> Result<Step> {
         let offset = self.offset;
         let data_end = self.data_end(file, path, offset)?;
-        if data_end == offset {
-            return Ok(Step::End);
-        }
-        if let Some(next_valid) = self.find_valid_frame(file, path, offset + 1, data_end)? {
+        if data_end > offset
+            && let Some(next_valid) = self.find_valid_frame(file, path, offset + 1, data_end)?
+        {
             return Err(Error::MidLogCorruption {
                 offset,
                 detail: damage.describe(),
                 next_valid,
             });
+        }
+        if offset < self.sealed_end {
+            return Err(Error::SealedCorruption {
+                offset,
+                detail: damage.describe(),
+                sealed_end: self.sealed_end,
+            });
+        }
+        if data_end == offset {
+            return Ok(Step::End);
         }
         let reason = if damage == Damage::Short {
             TailReason::ShortFrame

@@ -204,12 +204,17 @@ impl WalWriter {
             file_len,
         );
         let mut last_frame = None;
+        let mut scanned_from = cursor.offset();
         if let Some(seal) = seal {
-            cursor = cursor.starting_at(seal.end, seal.last.sequence);
+            // The prefix is trusted unread, except its last frame, whose payload is verified
+            // again: the seal names it by its header only.
+            cursor = cursor
+                .starting_at(seal.last.offset, seal.last.sequence.saturating_sub(1))
+                .sealed_until(seal.end);
             clock.observe(seal.clock);
             last_frame = Some(seal.last);
+            scanned_from = seal.end;
         }
-        let scanned_from = cursor.offset();
         let tail_repair = loop {
             match cursor.next(file.as_ref(), path)? {
                 Step::Frame(frame) => {

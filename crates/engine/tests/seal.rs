@@ -1,5 +1,6 @@
 //! The seal lets an open skip the durable prefix it names; any seal it cannot trust costs a full
-//! scan and never data; damage behind a seal is found on read and by verify.
+//! scan and never data; damage behind a seal is found on read and by verify, and damage in its
+//! last frame is corruption, never a torn tail.
 
 mod common;
 
@@ -136,6 +137,34 @@ fn damage_behind_the_seal_is_not_reread_on_open_but_reading_and_verify_report_it
     );
     let report = examine(&fs(), &path, Depth::Verify, &Progress::default()).unwrap();
     assert!(report.has_errors(), "{report:#?}");
+}
+
+#[test]
+fn damage_in_the_last_sealed_frame_is_corruption_never_a_torn_tail() {
+    let (_dir, path) = sealed_wal();
+    let offsets = frame_offsets(&path);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A payload byte of the last frame: its header, which the seal names, is intact.
+    bytes[usize::try_from(*offsets.last().unwrap()).unwrap() + 45] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let error = WalWriter::open(&fs(), &path, options(SyncPolicy::Always)).unwrap_err();
+    assert_eq!(error.code(), "SEALED_CORRUPTION", "{error}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is untouched"
+    );
+    assert_eq!(read_all(&path).unwrap_err().code(), "SEALED_CORRUPTION");
+    let report = examine(&fs(), &path, Depth::Verify, &Progress::default()).unwrap();
+    assert!(report.has_errors(), "{report:#?}");
+    // Without the seal nothing says the frame was durable: it is a torn tail, cut on open.
+    std::fs::remove_file(seal_path(&path)).unwrap();
+    let writer = reopen(&path);
+    assert_eq!(
+        writer.tail_repair().map(|r| r.reason),
+        Some(TailReason::CorruptFinalFrame)
+    );
+    assert_eq!(writer.last_sequence(), ENTRIES - 1);
 }
 
 #[test]
