@@ -176,11 +176,12 @@ export abstract class Appender {
 
   /** Queue one request (all of `payloads` commit together) in call order; resolves with its first sequence. */
   #request(payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): Promise<number> {
-    return new Promise<number>((resolve, reject) => this.#enqueue(payloads, bytes, meta, { bytes, resolve, reject }))
+    return new Promise<number>((resolve, reject) => this.#enqueue(payloads, meta, { bytes, resolve, reject }))
   }
 
   /** {@link Appender.#request} with its outcome going to `outcome`, which is called synchronously when settled. */
-  #enqueue(payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined, outcome: Pending): void {
+  #enqueue(payloads: readonly Uint8Array[], meta: native.NativeMeta | undefined, outcome: Pending): void {
+    const { bytes } = outcome
     this.#sendUnsent()
     const failure = this.#refusal()
     if (failure) return outcome.reject(failure)
@@ -309,7 +310,7 @@ export abstract class Appender {
       settled()
     }
     // The failure is recorded as soon as it is known, so a blocking call that drains it refuses at once.
-    this.#enqueue(batch, bytes, undefined, {
+    this.#enqueue(batch, undefined, {
       bytes,
       resolve: done,
       reject: (cause) => {

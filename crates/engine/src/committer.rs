@@ -367,7 +367,7 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
             first.refuse();
             continue;
         };
-        let (close, taken) = process_group(writer, first, receiver, &shared.state);
+        let (close, taken) = process_group(writer, first, receiver, shared);
         if writer.entries_since_fsync() > 0 {
             dirty_since.get_or_insert_with(Instant::now);
         } else {
@@ -410,7 +410,7 @@ fn process_group(
     writer: &mut WalWriter,
     first: Command,
     receiver: &Receiver<Command>,
-    state: &Mutex<WriterState>,
+    shared: &Shared,
 ) -> (Option<Reply<()>>, usize) {
     let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>)> = Vec::new();
     let mut flushes: Vec<Reply<()>> = Vec::new();
@@ -448,7 +448,7 @@ fn process_group(
     let committed = shielded(writer, WalWriter::commit);
     let flushed = (!flushes.is_empty()).then(|| shielded(writer, WalWriter::flush));
     // Callers that see their reply must also see the state it produced.
-    *lock(state) = WriterState::of(writer);
+    shared.publish(writer);
     for (reply, range) in pending {
         reply(committed.clone().map(|()| range));
     }
@@ -459,7 +459,7 @@ fn process_group(
     }
     if let Some(task) = exclusive {
         let deliver = task(writer);
-        *lock(state) = WriterState::of(writer);
+        shared.publish(writer);
         deliver();
     }
     (close, taken)
