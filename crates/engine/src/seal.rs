@@ -19,7 +19,8 @@
 //! names bytes that were not durable first. An open trusts it only if the frame it names is
 //! still there, intact, ending at `end`, in a file with the same snapshot_seq; anything else (a
 //! missing, torn, stale or foreign seal) costs a full scan, never data. Frames before `end` are
-//! then not re-read at open: their payload checksums are checked when they are read, and in full
+//! then not re-read at open (except the last, verified in full, since the seal names it by its
+//! header only): their payload checksums are checked when they are read, and in full
 //! by `verify`.
 
 use std::path::{Path, PathBuf};
