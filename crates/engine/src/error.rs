@@ -4,6 +4,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::io::Refusal;
+
 /// Result alias used throughout the engine.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -214,6 +216,23 @@ pub enum Error {
         /// What disagrees.
         detail: String,
     },
+    /// A path names a FIFO, socket, device or directory where a regular file belongs.
+    #[error("{}: {kind}, not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A file the engine writes is a symbolic link, or a sidecar it rewrites in place has a
+    /// second hard link: writing it would change a file outside the store.
+    #[error("{}: {detail}", path.display())]
+    UnsafeLink {
+        /// The path.
+        path: PathBuf,
+        /// What was found.
+        detail: String,
+    },
     /// A bug: an internal invariant failed or a panic was caught.
     #[error("internal error: {0}")]
     Internal(String),
@@ -250,6 +269,8 @@ impl Error {
             Self::SectionNotFound(_) => "SECTION_NOT_FOUND",
             Self::SnapshotTooLarge { .. } => "SNAPSHOT_TOO_LARGE",
             Self::StoreInconsistent { .. } => "STORE_INCONSISTENT",
+            Self::NotAFile { .. } => "NOT_A_FILE",
+            Self::UnsafeLink { .. } => "UNSAFE_LINK",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -270,12 +291,21 @@ impl Error {
         }
     }
 
-    /// Wrap an OS error with the operation and path it came from.
+    /// Wrap an OS error with the operation and path it came from; a [`Refusal`] becomes its
+    /// own typed error.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io {
-            op,
-            path: path.into(),
-            source: Arc::new(source),
+        let path = path.into();
+        match Refusal::of(&source) {
+            Some(Refusal::NotRegular(kind)) => Self::NotAFile { path, kind },
+            Some(refusal @ (Refusal::Symlink | Refusal::HardLinked(_))) => Self::UnsafeLink {
+                path,
+                detail: refusal.to_string(),
+            },
+            None => Self::Io {
+                op,
+                path,
+                source: Arc::new(source),
+            },
         }
     }
 }

@@ -322,6 +322,11 @@ fn examine_store(
             archive_seqs.push(seq);
         }
     }
+    // The listing holds regular files only: a live snapshot that is something else (a FIFO,
+    // say) is still examined, so its open reports what it is.
+    if live > 0 && !snapshot_seqs.contains(&live) && dir.join(snapshot::file_name(live)).exists() {
+        snapshot_seqs.push(live);
+    }
     snapshot_seqs.sort_unstable();
     archive_seqs.sort_unstable();
     for seq in snapshot_seqs {

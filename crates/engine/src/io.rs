@@ -5,16 +5,49 @@
 //! without touching format code. [`StdFs`] is the production implementation.
 
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, Metadata, OpenOptions, TryLockError};
 use std::io;
 #[cfg(unix)]
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 #[cfg(windows)]
 use std::os::windows::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// How a file is opened.
+/// Why [`StdFs::open`] refused a path before reading or writing a byte of it. It travels
+/// inside the `io::Error` (kind `InvalidInput`), and [`crate::Error::io`] turns it into its own
+/// typed error.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    /// A FIFO, socket, device or directory where a regular file belongs: reading a FIFO would
+    /// block forever, so it is opened non-blocking and refused.
+    #[error("is a {0}, not a regular file")]
+    NotRegular(&'static str),
+    /// A symbolic link where the engine writes: writing through it would change a file
+    /// outside the directory.
+    #[error("is a symbolic link; files the engine writes are never opened through one")]
+    Symlink,
+    /// A sidecar written in place has more than one name: writing it would change the other.
+    #[error("has {0} hard links; a file the engine rewrites in place must have one")]
+    HardLinked(u64),
+}
+
+impl Refusal {
+    /// This refusal as the `io::Error` a [`Vfs`] returns.
+    #[must_use]
+    pub fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, self)
+    }
+
+    /// The refusal carried by `error`, if it is one.
+    #[must_use]
+    pub fn of(error: &io::Error) -> Option<Self> {
+        error.get_ref()?.downcast_ref::<Self>().copied()
+    }
+}
+
+/// How a file is opened. Every mode refuses what is not a regular file; every mode that can
+/// write refuses a symbolic link as the last component (directories above it are followed).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum OpenMode {
     /// Read only; the file must exist.
@@ -23,7 +56,8 @@ pub enum OpenMode {
     ReadWrite,
     /// Create a new file for writing (mode 0600); fails if it exists.
     CreateNew,
-    /// Open for read and write, creating the file (mode 0600) if it is missing.
+    /// Open for read and write, creating the file (mode 0600) if it is missing: for the
+    /// sidecars rewritten in place (seal, lock), so a file with a second hard link is refused.
     Create,
 }
 
@@ -101,6 +135,21 @@ pub fn read_exact_at(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Res
     Ok(())
 }
 
+/// Read into `buf` from `offset` until it is full or the file ends; returns the bytes read. A
+/// reader beside a live writer uses it: the writer may cut its zero tail at any moment.
+pub fn read_up_to(file: &dyn VfsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// The real file system.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StdFs;
@@ -122,12 +171,23 @@ impl Vfs for StdFs {
             OpenMode::CreateNew => options.read(true).write(true).create_new(true),
             OpenMode::Create => options.read(true).write(true).create(true).truncate(false),
         };
-        // New files are private to the owner, like the data in them.
         #[cfg(unix)]
-        if matches!(mode, OpenMode::CreateNew | OpenMode::Create) {
-            options.mode(0o600);
+        {
+            use rustix::fs::OFlags;
+            // A FIFO must not block the open (it is refused below); regular files ignore it.
+            let mut flags = OFlags::NONBLOCK;
+            if mode != OpenMode::Read {
+                flags |= OFlags::NOFOLLOW;
+            }
+            options.custom_flags(i32::try_from(flags.bits()).unwrap_or(0));
+            // New files are private to the owner, like the data in them.
+            if matches!(mode, OpenMode::CreateNew | OpenMode::Create) {
+                options.mode(0o600);
+            }
         }
-        Ok(Box::new(StdFile(options.open(path)?)))
+        let file = options.open(path).map_err(|e| followed_link(e, mode))?;
+        check_kind(&file.metadata()?, mode)?;
+        Ok(Box::new(StdFile(file)))
     }
 
     fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -172,6 +232,58 @@ impl Vfs for StdFs {
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// O_NOFOLLOW makes opening a symlink fail with ELOOP: say why.
+fn followed_link(error: io::Error, mode: OpenMode) -> io::Error {
+    #[cfg(unix)]
+    if mode != OpenMode::Read
+        && error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+    {
+        return Refusal::Symlink.into_io();
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    error
+}
+
+/// Refuse what is not a regular file, and a rewritten-in-place sidecar with a second name.
+fn check_kind(meta: &Metadata, mode: OpenMode) -> io::Result<()> {
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "directory"
+        } else {
+            special_kind(&kind)
+        };
+        return Err(Refusal::NotRegular(what).into_io());
+    }
+    #[cfg(unix)]
+    if mode == OpenMode::Create && meta.nlink() > 1 {
+        return Err(Refusal::HardLinked(meta.nlink()).into_io());
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_kind: &std::fs::FileType) -> &'static str {
+    "special file"
 }
 
 #[derive(Debug)]

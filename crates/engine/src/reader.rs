@@ -70,18 +70,21 @@ impl Entry {
     }
 }
 
-/// Reads the entries that were in a WAL file when it was opened, verifying every checksum.
+/// Reads the entries of a WAL file in order, verifying every checksum, beside a live writer
+/// or not.
 ///
-/// It ends cleanly at a torn tail (which it reports but, unlike the writer, never cuts) and
-/// fails with `MidLogCorruption` where damage hides valid entries, and with `SealedCorruption`
-/// where it lies inside the prefix the seal records as durable.
+/// It stops at the current end: zeros or bytes a live writer has not finished (a later call
+/// reads on from there, so it also sees entries appended since), or a stable torn tail (which
+/// it reports but, unlike the writer, never cuts). It fails with `MidLogCorruption` where
+/// stable damage hides valid entries, and with `SealedCorruption` where it lies inside the
+/// prefix the seal records as durable; after an error it returns nothing more.
 #[derive(Debug)]
 pub struct WalReader {
     path: PathBuf,
     file: Box<dyn VfsFile>,
     cursor: FrameCursor,
     snapshot_seq: u64,
-    done: bool,
+    failed: bool,
     torn_tail: Option<TailRepair>,
 }
 
@@ -102,9 +105,11 @@ impl WalReader {
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            cursor: FrameCursor::new(len, header.snapshot_seq).sealed_until(sealed_end),
+            cursor: FrameCursor::new(len, header.snapshot_seq)
+                .sealed_until(sealed_end)
+                .beside_writer(Arc::clone(vfs)),
             snapshot_seq: header.snapshot_seq,
-            done: false,
+            failed: false,
             torn_tail: None,
         })
     }
@@ -121,23 +126,23 @@ impl WalReader {
         self.torn_tail
     }
 
-    /// The next verified frame with a sequence of at least `from`, payload as stored.
+    /// The next verified frame with a sequence of at least `from`, payload as stored; `None`
+    /// at the current end.
     ///
     /// # Errors
     /// As [`FrameCursor::next`]. After an error the reader returns no more frames.
     pub fn next_frame(&mut self, from: u64) -> Result<Option<Frame>> {
-        while !self.done {
-            let step = self.cursor.next(self.file.as_ref(), &self.path);
-            match step {
+        while !self.failed {
+            match self.cursor.next(self.file.as_ref(), &self.path) {
                 Ok(Step::Frame(frame)) if frame.header.sequence >= from => return Ok(Some(frame)),
                 Ok(Step::Frame(_)) => {}
-                Ok(Step::End) => self.done = true,
+                Ok(Step::End) => return Ok(None),
                 Ok(Step::Torn(repair)) => {
                     self.torn_tail = Some(repair);
-                    self.done = true;
+                    return Ok(None);
                 }
                 Err(e) => {
-                    self.done = true;
+                    self.failed = true;
                     return Err(e);
                 }
             }

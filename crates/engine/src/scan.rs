@@ -8,13 +8,22 @@
 //! behind the damage, so nothing may be cut and the open is refused. A frame whose checksums
 //! hold but whose contents this build rejects (unknown flags, a sequence out of order) is never
 //! treated as torn.
+//!
+//! A reader beside a live writer sees bytes the writer has not finished: zeros where the next
+//! frame will go, or a frame half copied in. Those are the current end, not damage. So a
+//! cursor made [`FrameCursor::beside_writer`] re-reads any damage fresh from the file, takes
+//! a zero remainder as the end *for now* (the next call reads on from there), and judges other
+//! damage only once it is stable: at once when no writer holds the file's lock, otherwise
+//! after re-reading it for about a quarter of a second, far longer than one write takes.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin};
-use crate::io::{VfsFile, read_exact_at};
+use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at, read_up_to};
 
 /// Why a tail was cut.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
@@ -92,6 +101,10 @@ pub fn read_file_header(file: &dyn VfsFile, path: &Path) -> Result<FileHeader> {
 
 const WINDOW: usize = 256 << 10;
 
+/// Re-reads of damage beside a live writer before it is judged, with pauses doubling from 1 ms
+/// (about 255 ms in all). One write of a group is long finished by then.
+const SETTLE_ROUNDS: u32 = 8;
+
 /// Walks the frames of one file from the end of its header.
 #[derive(Debug)]
 pub struct FrameCursor {
@@ -106,6 +119,9 @@ pub struct FrameCursor {
     /// Bytes before this offset were fdatasynced and sealed: damage there is corruption,
     /// never a torn tail.
     sealed_end: u64,
+    /// Set for readers: a writer may be appending to the file meanwhile, and this file
+    /// system is how the cursor asks whether one holds the file's lock.
+    beside: Option<Arc<dyn Vfs>>,
 }
 
 impl FrameCursor {
@@ -120,6 +136,18 @@ impl FrameCursor {
             window_start: 0,
             keep_payloads: true,
             sealed_end: 0,
+            beside: None,
+        }
+    }
+
+    /// The same cursor, for a reader that may run beside a live writer of the file: the file
+    /// may grow (or lose its zero tail) while it reads, and unfinished bytes are the end for
+    /// now, never damage. `vfs` opens the file again to ask whether a writer holds its lock.
+    #[must_use]
+    pub fn beside_writer(self, vfs: Arc<dyn Vfs>) -> Self {
+        Self {
+            beside: Some(vfs),
+            ..self
         }
     }
 
@@ -173,17 +201,73 @@ impl FrameCursor {
     /// and unsupported frames.
     pub fn next(&mut self, file: &dyn VfsFile, path: &Path) -> Result<Step> {
         if self.offset >= self.file_len {
-            return Ok(Step::End);
+            self.refresh_len(file, path)?;
+            if self.offset >= self.file_len {
+                return Ok(Step::End);
+            }
         }
         match self.read_frame(file, path)? {
-            Ok(frame) => {
-                self.offset += frame.header.frame_len();
-                self.last_sequence = frame.header.sequence;
-                Ok(Step::Frame(frame))
-            }
+            Ok(frame) => Ok(self.advance(frame)),
+            Err(_) if self.beside.is_some() => self.judge(file, path),
             Err(Defect::Invalid(error)) => Err(error),
             Err(Defect::Damaged(damage)) => self.classify(file, path, damage),
         }
+    }
+
+    fn advance(&mut self, frame: Frame) -> Step {
+        self.offset += frame.header.frame_len();
+        self.last_sequence = frame.header.sequence;
+        Step::Frame(frame)
+    }
+
+    /// Beside a live writer, the file's length as it is now.
+    fn refresh_len(&mut self, file: &dyn VfsFile, path: &Path) -> Result<()> {
+        if self.beside.is_some() {
+            self.file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Damage seen by a reader beside a possible live writer: re-read it fresh; a zero (or
+    /// no) remainder is the end for now; anything else is judged once it is stable.
+    fn judge(&mut self, file: &dyn VfsFile, path: &Path) -> Result<Step> {
+        let mut pause = Duration::from_millis(1);
+        let mut writer_live = None;
+        for round in 0..=SETTLE_ROUNDS {
+            // The window may hold bytes read before the writer wrote them.
+            self.window.clear();
+            self.refresh_len(file, path)?;
+            let defect = match self.read_frame(file, path)? {
+                Ok(frame) => return Ok(self.advance(frame)),
+                Err(defect) => defect,
+            };
+            if self.data_end(file, path, self.offset)? == self.offset {
+                return Ok(Step::End);
+            }
+            let stable = round == SETTLE_ROUNDS
+                || !*writer_live.get_or_insert_with(|| self.writer_live(path));
+            if stable {
+                return match defect {
+                    Defect::Invalid(error) => Err(error),
+                    Defect::Damaged(damage) => self.classify(file, path, damage),
+                };
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+        unreachable!("the last round is stable")
+    }
+
+    /// Whether a writer holds the file's lock (it does for as long as it is open). When the
+    /// question cannot be asked, a writer is assumed, which only costs waiting.
+    fn writer_live(&self, path: &Path) -> bool {
+        let Some(vfs) = &self.beside else {
+            return false;
+        };
+        // Taking the lock for a moment is harmless: a writer's open waits for it.
+        vfs.open(path, OpenMode::Read)
+            .and_then(|probe| probe.try_lock())
+            .map_or(true, |taken| !taken)
     }
 
     fn read_frame(
@@ -251,7 +335,10 @@ impl FrameCursor {
     ) -> Result<Option<&[u8]>> {
         let end = offset + len as u64;
         if end > self.file_len {
-            return Ok(None);
+            self.refresh_len(file, path)?;
+            if end > self.file_len {
+                return Ok(None);
+            }
         }
         let window_end = self.window_start + self.window.len() as u64;
         if offset < self.window_start || end > window_end {
@@ -259,9 +346,15 @@ impl FrameCursor {
                 .unwrap_or(usize::MAX)
                 .min(WINDOW.max(len));
             self.window.resize(want, 0);
-            read_exact_at(file, &mut self.window, offset)
+            // A live writer may cut its zero tail between the stat and this read.
+            let got = read_up_to(file, &mut self.window, offset)
                 .map_err(|e| Error::io("read", path, e))?;
+            self.window.truncate(got);
             self.window_start = offset;
+            if got < len {
+                self.file_len = offset + got as u64;
+                return Ok(None);
+            }
         }
         let start = usize::try_from(offset - self.window_start).unwrap_or(0);
         Ok(Some(&self.window[start..start + len]))
@@ -319,7 +412,11 @@ impl FrameCursor {
                 .unwrap_or(usize::MAX)
                 .min(CHUNK + FRAME_HEADER_LEN - 1);
             buf.resize(want, 0);
-            read_exact_at(file, &mut buf, pos).map_err(|e| Error::io("read", path, e))?;
+            let got = read_up_to(file, &mut buf, pos).map_err(|e| Error::io("read", path, e))?;
+            buf.truncate(got);
+            if got < FRAME_HEADER_LEN {
+                return Ok(None);
+            }
             for (i, window) in buf.windows(FRAME_HEADER_LEN).enumerate() {
                 let candidate = pos + i as u64;
                 if candidate >= limit {
@@ -333,7 +430,7 @@ impl FrameCursor {
                     return Ok(Some(candidate));
                 }
             }
-            pos += (want - FRAME_HEADER_LEN + 1) as u64;
+            pos += (got - FRAME_HEADER_LEN + 1) as u64;
         }
         Ok(None)
     }
@@ -347,7 +444,8 @@ impl FrameCursor {
         while end > start {
             let from = end.saturating_sub(CHUNK).max(start);
             buf.resize(usize::try_from(end - from).unwrap_or(0), 0);
-            read_exact_at(file, &mut buf, from).map_err(|e| Error::io("read", path, e))?;
+            let got = read_up_to(file, &mut buf, from).map_err(|e| Error::io("read", path, e))?;
+            buf.truncate(got);
             if let Some(last) = buf.iter().rposition(|&b| b != 0) {
                 return Ok(from + last as u64 + 1);
             }

@@ -6,7 +6,7 @@
 //! fallback); a rotation interrupted after its commit is finished; replay yields the WAL's
 //! entries above the snapshot, skipping watermarks and repeated replicated entries.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -14,11 +14,12 @@ use std::time::SystemTime;
 use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
 use crate::frame::Origin;
-use crate::io::{LockKind, Vfs};
+use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
-use crate::rotation::{Anchor, Rotation, begin, begin_queued, finish};
+use crate::rotation::{Anchor, Rotation, archive_file_name, begin, begin_queued, finish};
+use crate::scan::read_file_header;
 use crate::snapshot::{self, SnapshotBuilder, SnapshotReader};
 use crate::writer::{WalOptions, WalWriter};
 
@@ -96,9 +97,21 @@ impl Store {
                 )));
             }
             let reader = SnapshotReader::open(vfs.as_ref(), &path)?;
+            // An older valid snapshot copied over the live one would restore old state and
+            // replay only after `live`: the entries between would never reach the app.
+            if reader.sequence() != live {
+                return Err(inconsistent(format!(
+                    "{} holds the state after sequence {}, not {live}",
+                    path.display(),
+                    reader.sequence()
+                )));
+            }
             reader.verify()?;
             Some(Arc::new(reader))
         };
+        if let Some(m) = &manifest {
+            check_archives(vfs, dir, &m.archives).map_err(inconsistent)?;
+        }
         let mut recovery = Recovery {
             snapshot_seq: live,
             finished_rotation: false,
@@ -164,7 +177,7 @@ impl Store {
         Ok(Replay {
             reader: WalReader::open(&self.vfs, &self.dir.join(WAL_FILE_NAME))?,
             from: from.max(floor),
-            seen: HashSet::new(),
+            applied: HashMap::new(),
         })
     }
 
@@ -216,6 +229,32 @@ impl Store {
     }
 }
 
+/// Each listed archive that is present must be a WAL whose header starts before the sequence
+/// its name ends at (one cheap header read each); a missing one is for `verify` to report.
+fn check_archives(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    archives: &[u64],
+) -> std::result::Result<(), String> {
+    for &seq in archives {
+        let path = dir.join(archive_file_name(seq));
+        let file = match vfs.open(&path, OpenMode::Read) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            opened => opened.map_err(|e| Error::io("open", &path, e).to_string())?,
+        };
+        let header = read_file_header(file.as_ref(), &path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if header.snapshot_seq >= seq {
+            return Err(format!(
+                "{} starts after sequence {}, so it cannot end at {seq}",
+                path.display(),
+                header.snapshot_seq
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Offset of the first frame with a sequence above `sequence`, if any.
 fn offset_after(vfs: &Arc<dyn Vfs>, wal_path: &Path, sequence: u64) -> Result<Option<u64>> {
     let mut reader = WalReader::open(vfs, wal_path)?;
@@ -223,11 +262,16 @@ fn offset_after(vfs: &Arc<dyn Vfs>, wal_path: &Path, sequence: u64) -> Result<Op
 }
 
 /// The entries a store replays: above the snapshot, no watermarks, each replicated entry once.
+///
+/// A source's entries arrive in its sequence order, so a replicated entry is a repeat when its
+/// source sequence is not above the highest applied from that source: memory grows with the
+/// number of source nodes, not of entries.
 #[derive(Debug)]
 pub struct Replay {
     reader: WalReader,
     from: u64,
-    seen: HashSet<(u64, u64)>,
+    /// Highest source sequence applied, per source node.
+    applied: HashMap<u64, u64>,
 }
 
 impl Replay {
@@ -250,9 +294,12 @@ impl Replay {
                 source_node_id,
                 source_seq,
             } = entry.origin
-                && !self.seen.insert((source_node_id, source_seq))
             {
-                continue;
+                let highest = self.applied.entry(source_node_id).or_insert(0);
+                if source_seq <= *highest {
+                    continue;
+                }
+                *highest = source_seq;
             }
             bytes += entry.payload.len();
             batch.push(entry);

@@ -270,6 +270,35 @@ fn recovery_refuses_a_corrupt_live_snapshot_instead_of_falling_back() {
 }
 
 #[test]
+fn a_file_that_is_not_what_the_manifest_says_is_refused() {
+    // (what, copied file, file it is copied over): (checkpoint index, snapshot or archive).
+    let cases = [
+        ("older snapshot over the live one", (2, "snap"), (5, "snap")),
+        (
+            "later archive over an earlier one",
+            (4, "archive"),
+            (3, "archive"),
+        ),
+        ("a snapshot over an archive", (1, "snap"), (2, "archive")),
+    ];
+    for (what, from, over) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (checkpoints, _) = six_epochs(dir.path());
+        let path = |(i, kind): (usize, &str)| match kind {
+            "snap" => dir.path().join(format!("snapshot.{}.snap", checkpoints[i])),
+            _ => dir.path().join(format!("wal.{}.archive", checkpoints[i])),
+        };
+        std::fs::copy(path(from), path(over)).unwrap();
+        let opened = Store::open(&fs(), dir.path(), WalOptions::default()).map(close);
+        assert_eq!(
+            opened.map_err(|e| e.code()),
+            Err("STORE_INCONSISTENT"),
+            "{what}"
+        );
+    }
+}
+
+#[test]
 fn replay_skips_watermarks_and_repeated_replicated_entries() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();

@@ -1,0 +1,141 @@
+//! A reader beside a live writer never takes unfinished bytes for damage (issue 12, item 1).
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use common::{entry, fs, payload_for, wal_in};
+use selene_persist_engine::{Error, SyncPolicy, WalOptions, WalReader, WalWriter};
+
+fn writer(path: &std::path::Path) -> WalWriter {
+    WalWriter::open(
+        &fs(),
+        path,
+        WalOptions {
+            sync: SyncPolicy::Always,
+            ..WalOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn append(writer: &mut WalWriter, count: u64) {
+    for _ in 0..count {
+        let next = writer.last_sequence() + 1;
+        writer.append(&[entry(&payload_for(next))]).unwrap();
+    }
+}
+
+/// Read everything the reader can see now; panics on an error.
+fn drain(reader: &mut WalReader) -> Vec<u64> {
+    let mut sequences = Vec::new();
+    loop {
+        let batch = reader.next_batch(0, 100, usize::MAX, false).unwrap();
+        if batch.is_empty() {
+            return sequences;
+        }
+        sequences.extend(batch.iter().map(|e| e.sequence));
+    }
+}
+
+#[test]
+fn entries_appended_after_the_reader_cached_the_zero_tail_are_read_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut w = writer(&path);
+    append(&mut w, 1024);
+    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    // The first batch reads a window that reaches into the preallocated zeros.
+    let first = reader.next_batch(0, 10, usize::MAX, false).unwrap();
+    assert_eq!(first.len(), 10);
+    append(&mut w, 2);
+    let rest = drain(&mut reader);
+    assert_eq!(rest, (11..=1026).collect::<Vec<_>>());
+    // And on: the reader resumes from its end when more arrives.
+    append(&mut w, 3);
+    assert_eq!(drain(&mut reader), vec![1027, 1028, 1029]);
+    assert_eq!(reader.torn_tail(), None);
+}
+
+#[test]
+fn a_writer_cutting_its_zero_tail_at_close_ends_the_reader_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut w = writer(&path);
+    append(&mut w, 50);
+    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    assert_eq!(
+        reader.next_batch(0, 10, usize::MAX, false).unwrap().len(),
+        10
+    );
+    append(&mut w, 1);
+    w.close().unwrap();
+    assert_eq!(drain(&mut reader), (11..=51).collect::<Vec<_>>());
+    assert_eq!(reader.torn_tail(), None);
+}
+
+#[test]
+fn a_frame_still_being_written_is_waited_for_then_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut w = writer(&path);
+    append(&mut w, 5);
+    let end = w.committed_offset();
+    // What the next frame will look like, from a copy of the file.
+    let copy = dir.path().join("copy.log");
+    std::fs::copy(&path, &copy).unwrap();
+    let mut other = WalWriter::open(&fs(), &copy, WalOptions::default()).unwrap();
+    other.append(&[entry(b"the sixth entry")]).unwrap();
+    let frame =
+        std::fs::read(&copy).unwrap()[end as usize..other.committed_offset() as usize].to_vec();
+    // Half of it lands now, past the live writer's committed end; the rest in 30 ms.
+    let raw = OpenOptions::new().write(true).open(&path).unwrap();
+    let half = frame.len() / 2;
+    raw.write_all_at(&frame[..half], end).unwrap();
+    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    let finisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        raw.write_all_at(&frame[half..], end + half as u64).unwrap();
+    });
+    let all = drain(&mut reader);
+    finisher.join().unwrap();
+    assert_eq!(all, (1..=6).collect::<Vec<_>>());
+    assert_eq!(reader.torn_tail(), None);
+    drop(w);
+}
+
+#[test]
+fn stable_damage_beside_a_live_writer_is_still_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut w = writer(&path);
+    append(&mut w, 20);
+    let offsets = common::frame_offsets(&path);
+    let raw = OpenOptions::new().write(true).open(&path).unwrap();
+    raw.write_all_at(&[0xFF], offsets[5] + 2).unwrap();
+    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    let error = loop {
+        match reader.next_batch(0, 100, usize::MAX, false) {
+            Ok(batch) if batch.is_empty() => panic!("damage read as the end"),
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(error, Error::MidLogCorruption { .. }), "{error}");
+    drop(w);
+}
+
+#[test]
+fn a_torn_tail_left_by_a_dead_writer_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    common::write_entries(&path, 3);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let raw = OpenOptions::new().write(true).open(&path).unwrap();
+    raw.write_all_at(&[7; 20], len).unwrap();
+    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    assert_eq!(drain(&mut reader), vec![1, 2, 3]);
+    assert!(reader.torn_tail().is_some());
+}
