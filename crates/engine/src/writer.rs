@@ -393,6 +393,8 @@ impl WalWriter {
             header_checksum: le_u32(&self.staged[start..start + 4]),
         });
         self.committed_offset += self.staged.len() as u64;
+        // A write past the preallocated zeros (there was no room for a chunk) grew the file.
+        self.allocated = self.allocated.max(self.committed_offset);
         self.entries_since_fsync = if sync { 0 } else { unsynced };
         if sync {
             self.note_synced();
@@ -439,16 +441,32 @@ impl WalWriter {
     }
 
     /// Grow the file in whole preallocation chunks until it holds `end` bytes.
+    ///
+    /// When the disk has no room for a whole chunk, the zeros written of it are cut again (left
+    /// there, they would take the space the write itself needs) and the write grows the file
+    /// itself: a commit that fits is never refused for want of space ahead of it.
     fn preallocate(&mut self, end: u64) -> Result<()> {
         let chunk = self.options.preallocate;
         if chunk == 0 || end <= self.allocated {
             return Ok(());
         }
         let len = end.div_ceil(chunk).saturating_mul(chunk);
-        self.file
-            .allocate(len)
-            .map_err(|e| Error::io("preallocate", &self.path, e))?;
-        self.allocated = len;
+        let Err(e) = self.file.allocate(len) else {
+            self.allocated = len;
+            return Ok(());
+        };
+        let no_space = e.kind() == std::io::ErrorKind::StorageFull;
+        let error = Error::io("preallocate", &self.path, e);
+        if let Err(cut) = self.file.set_len(self.allocated) {
+            let cut = Error::io("truncate", &self.path, cut);
+            tracing::error!(path = %self.path.display(), error = %cut, "cannot cut back a failed preallocation");
+            self.poison(&cut);
+            return Err(error);
+        }
+        if !no_space {
+            return Err(error);
+        }
+        tracing::warn!(path = %self.path.display(), error = %error, "no room to preallocate; the write grows the WAL itself");
         Ok(())
     }
 

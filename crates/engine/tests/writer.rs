@@ -348,11 +348,11 @@ fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_
     let (faults, mut writer) = faulty_writer(&dir, uncompressed);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     // The first operation of the next commit is the preallocation.
-    faults.fail_ahead(0, Fault::NoSpace);
+    faults.fail_ahead(0, Fault::Eio);
     let big = vec![7u8; 5000];
     assert_eq!(writer.append(&[entry(&big)]).unwrap_err().code(), "IO");
     assert!(
-        matches!(faults.log().last(), Some(Op::Allocate(_, 8192))),
+        matches!(faults.log().last(), Some(Op::SetLen(_, 4096))),
         "{:?}",
         faults.log()
     );
@@ -361,6 +361,42 @@ fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_
     assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
     writer.close().unwrap();
     assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
+}
+
+#[test]
+fn no_room_to_preallocate_cuts_the_partial_chunk_and_the_write_grows_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let uncompressed = WalOptions {
+        compression: Compression::disabled(),
+        ..options(SyncPolicy::Always)
+    };
+    let (faults, mut writer) = faulty_writer(&dir, uncompressed);
+    faults.fail_ahead(0, Fault::NoSpace);
+    let big = vec![7u8; 5000];
+    assert_eq!(writer.append(&[entry(&big)]).unwrap(), 3..=3);
+    let log = faults.log();
+    let tail: Vec<_> = log.iter().rev().take(4).rev().collect();
+    assert!(
+        matches!(
+            tail.as_slice(),
+            [
+                Op::Allocate(_, 8192),
+                Op::SetLen(_, 4096),
+                Op::Write(..),
+                Op::SyncData(_)
+            ]
+        ),
+        "{tail:?}"
+    );
+    // The file is exactly as long as its frames: no zeros were left to take the space.
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        writer.committed_offset()
+    );
+    assert_eq!(writer.append(&[entry(&payload_for(4))]).unwrap(), 4..=4);
+    writer.close().unwrap();
+    assert_eq!(read_all(&path).unwrap().len(), 4);
 }
 
 #[test]
