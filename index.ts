@@ -5,19 +5,11 @@
  * This facade adds typed options, typed errors, Promises and async iterators over the native
  * addon; every byte-level rule lives in the Rust engine.
  */
-export { EntryBatch, type WalEntry } from './src/batch'
+export { Appender, type TailRepair } from './src/appender'
+export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'
 export { type ErrorCode, PersistError } from './src/errors'
 export { type ExamineOptions, type Problem, type Report, inspect, verify } from './src/examine'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'
 export { type AutoCheckpoint, type Recovery, type SectionsSource, Store, type StoreOptions } from './src/store'
-export {
-  Appender,
-  type Checkpoint,
-  type EntriesOptions,
-  type PruneResult,
-  type TailRepair,
-  WalReader,
-  WalWriter,
-  type WalWriterOptions,
-} from './src/wal'
+export { type Checkpoint, type PruneResult, WalReader, WalWriter, type WalWriterOptions } from './src/wal'

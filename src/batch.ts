@@ -1,7 +1,8 @@
 /** Batches of entries as they cross from the engine: one buffer, and the fields as numbers. */
 import type * as native from '../native'
 
-import type { Hlc, Origin } from './options'
+import { call, invalid } from './errors'
+import { type Hlc, type Origin, checkInteger, isObject } from './options'
 
 /** One entry read back. */
 export interface WalEntry {
@@ -95,4 +96,44 @@ export class EntryBatch {
   entry(i: number): WalEntry {
     return { sequence: this.sequence(i), hlc: this.hlc(i), origin: this.origin(i), principal: this.principal(i), payload: this.payload(i) }
   }
+}
+
+const BATCH_ENTRIES = 1024
+const BATCH_BYTES = 4 << 20
+
+/** A native source of chunks: a WAL reader or a store's replay. */
+export interface ChunkSource {
+  nextChunk(maxEntries: number, maxBytes: number): Promise<native.NativeChunk>
+  close(): void
+}
+
+/** Yield every batch of a native chunk source, then release it. */
+export async function* batchesOf(source: ChunkSource): AsyncGenerator<EntryBatch, void, undefined> {
+  try {
+    for (;;) {
+      const chunk = await call(() => source.nextChunk(BATCH_ENTRIES, BATCH_BYTES))
+      if (chunk.count === 0) return
+      yield new EntryBatch(chunk)
+    }
+  } finally {
+    source.close()
+  }
+}
+
+/** Yield every entry of a stream of batches. */
+export async function* entriesOf(batches: AsyncIterable<EntryBatch>): AsyncGenerator<WalEntry, void, undefined> {
+  for await (const batch of batches) {
+    for (let i = 0; i < batch.length; i++) yield batch.entry(i)
+  }
+}
+
+/** Options of {@link WalReader.entries} and {@link Store.replay}. */
+export interface EntriesOptions {
+  /** First sequence to yield (default: the first there is). */
+  from?: number
+}
+
+export function fromOption(options: unknown): number {
+  if (!isObject(options)) throw invalid('options must be an object')
+  return checkInteger('from', options.from ?? 0, 0, Number.MAX_SAFE_INTEGER)
 }

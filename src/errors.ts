@@ -27,6 +27,8 @@ export type ErrorCode =
   | 'SECTION_NOT_FOUND'
   | 'SNAPSHOT_TOO_LARGE'
   | 'STORE_INCONSISTENT'
+  | 'NOT_A_FILE'
+  | 'UNSAFE_LINK'
   | 'IO'
   | 'INTERNAL'
 
@@ -50,9 +52,25 @@ export function translate(error: unknown): PersistError {
   const message = error instanceof Error ? error.message : String(error)
   const match = NATIVE_ERROR.exec(message)
   if (match) return new PersistError(match[1] as ErrorCode, match[2] ?? '', { cause: error })
-  // napi-rs argument conversion failures: the caller passed a wrong type.
-  const code = /convert|expect|invalid/i.test(message) ? 'INVALID_ARGUMENT' : 'INTERNAL'
+  if (error instanceof TypeError && WRONG_THIS.test(message)) {
+    return new PersistError('INVALID_ARGUMENT', `a method was called on an object that is not one of this package's handles (a wrong \`this\`): ${message}`, { cause: error })
+  }
+  // napi-rs argument conversion failures, and detached buffers: the caller passed a wrong value.
+  const code = CALLER_MISTAKE.test(message) ? 'INVALID_ARGUMENT' : 'INTERNAL'
   return new PersistError(code, message, { cause: error })
+}
+
+/** V8's messages for a private member or method used on an object of another class. */
+const WRONG_THIS = /private member|Receiver must be an instance/
+const CALLER_MISTAKE = /convert|expect|invalid|detached/i
+
+/** Run `run`, turning whatever it throws into a PersistError: for the synchronous methods and getters. */
+export function guarded<T>(run: () => T): T {
+  try {
+    return run()
+  } catch (error) {
+    throw translate(error)
+  }
 }
 
 /** The error behind a message the addon delivered as a string (`[selene:CODE] ...`). */

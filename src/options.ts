@@ -67,9 +67,27 @@ export function checkInteger(name: string, value: unknown, min: number, max: num
   return value
 }
 
+/**
+ * Bytes given by a caller, checked at the call: a Buffer, a Uint8Array or any other typed
+ * array or DataView (its bytes are taken). A view of a detached buffer is refused (it would
+ * read as empty); one over a SharedArrayBuffer is copied now, so another thread's writes
+ * after the call cannot change what is stored.
+ */
 export function checkBytes(name: string, value: unknown): Uint8Array {
-  if (!(value instanceof Uint8Array)) throw invalid(`${name} must be a Uint8Array or Buffer`)
-  return value
+  if (!ArrayBuffer.isView(value)) throw invalid(`${name} must be a Uint8Array, Buffer or other ArrayBuffer view`)
+  const bytes = value instanceof Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  // A detached buffer's views report length 0; only a new view over it tells.
+  if (bytes.length === 0 && isDetached(bytes.buffer)) throw invalid(`${name} is a view of a detached ArrayBuffer (transferred or structuredClone'd away)`)
+  return bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes
+}
+
+function isDetached(buffer: ArrayBufferLike): boolean {
+  try {
+    new Uint8Array(buffer, 0, 0)
+    return false
+  } catch {
+    return true
+  }
 }
 
 /** An entry's payload: bytes, at most the engine's cap (checked here so nothing is copied first). */

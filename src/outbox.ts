@@ -6,6 +6,32 @@ export interface Submitter {
   submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<native.NativeMeta | undefined> | null): void
 }
 
+/** Payloads back to back in `data`, with their `lengths`. */
+export interface Packed {
+  data: Uint8Array
+  lengths: Uint32Array
+}
+
+/** A request's payloads: the caller's buffers, or payloads already packed. */
+export type Payloads = readonly Uint8Array[] | Packed
+
+/** A copy of `payloads` (`bytes` in all), owned by the caller of this. */
+export function pack(payloads: Payloads, bytes: number): Packed {
+  if (!Array.isArray(payloads)) {
+    const { data, lengths } = payloads as Packed
+    return { data: data.slice(0, bytes), lengths: lengths.slice() }
+  }
+  const data = new Uint8Array(bytes)
+  const lengths = new Uint32Array(payloads.length)
+  let at = 0
+  payloads.forEach((payload, i) => {
+    data.set(payload, at)
+    at += payload.length
+    lengths[i] = payload.length
+  })
+  return { data, lengths }
+}
+
 /** Starting size of the payload buffer; one grown past `KEEP_BYTES` is dropped after a send. */
 const DATA_BYTES = 64 << 10
 const KEEP_BYTES = 1 << 20
@@ -40,19 +66,28 @@ export class Outbox {
   }
 
   /** Copy in `payloads` (`bytes` in all) as one request under `ticket`. */
-  add(ticket: number, payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): void {
+  add(ticket: number, payloads: Payloads, bytes: number, meta: native.NativeMeta | undefined): void {
+    const count = Array.isArray(payloads) ? payloads.length : (payloads as Packed).lengths.length
     this.#data = grown(this.#data, this.#used, this.#used + bytes, (n) => new Uint8Array(n))
-    this.#lengths = grown(this.#lengths, this.#entries, this.#entries + payloads.length, (n) => new Uint32Array(n))
+    this.#lengths = grown(this.#lengths, this.#entries, this.#entries + count, (n) => new Uint32Array(n))
     this.#requests = grown(this.#requests, this.#slots, this.#slots + 2, (n) => new Float64Array(n))
-    for (const payload of payloads) {
-      this.#data.set(payload, this.#used)
-      this.#used += payload.length
-      this.#lengths[this.#entries++] = payload.length
+    if (Array.isArray(payloads)) {
+      for (const payload of payloads as readonly Uint8Array[]) {
+        this.#data.set(payload, this.#used)
+        this.#used += payload.length
+        this.#lengths[this.#entries++] = payload.length
+      }
+    } else {
+      const { data, lengths } = payloads as Packed
+      this.#data.set(data.subarray(0, bytes), this.#used)
+      this.#used += bytes
+      this.#lengths.set(lengths, this.#entries)
+      this.#entries += count
     }
     if (meta !== undefined && this.#metas === null) this.#metas = new Array<native.NativeMeta | undefined>(this.#slots / 2).fill(undefined)
     this.#metas?.push(meta)
     this.#requests[this.#slots++] = ticket
-    this.#requests[this.#slots++] = payloads.length
+    this.#requests[this.#slots++] = count
   }
 
   /** The tickets waiting, in order. */

@@ -1,7 +1,7 @@
 /** The Store: a recovered directory of WAL, snapshots and archives committed by a MANIFEST. */
 import * as native from '../native'
 
-import { PersistError, call, invalid } from './errors'
+import { PersistError, call, guarded, invalid, translate } from './errors'
 import {
   type CompressionOption,
   type RetentionPolicy,
@@ -17,7 +17,9 @@ import {
 } from './options'
 import { SnapshotReader } from './snapshot'
 import type { EntryBatch, WalEntry } from './batch'
-import { Appender, type Checkpoint, type EntriesOptions, type PruneResult, type WalWriterOptions, batchesOf, entriesOf, fromOption, queueBound } from './wal'
+import { Appender } from './appender'
+import { type EntriesOptions, batchesOf, entriesOf, fromOption } from './batch'
+import { type Checkpoint, type PruneResult, type WalWriterOptions, queueBound } from './wal'
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */
 export type SectionsSource = Sections | (() => Sections | Promise<Sections>)
@@ -119,8 +121,10 @@ export class Store extends Appender {
 
   /** The live snapshot, or `null` before the first checkpoint. */
   get snapshot(): SnapshotReader | null {
-    const handle = this.#native.snapshot()
-    return handle ? new SnapshotReader(handle) : null
+    return guarded(() => {
+      const handle = this.#native.snapshot()
+      return handle ? new SnapshotReader(handle) : null
+    })
   }
 
   /**
@@ -139,22 +143,30 @@ export class Store extends Appender {
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {
-    this.#maybeAutoCheckpoint()
+    try {
+      this.#maybeAutoCheckpoint()
+    } catch (error) {
+      return Promise.reject(translate(error))
+    }
     return super.append(...args)
   }
 
   override appendBatch(...args: Parameters<Appender['appendBatch']>): Promise<number> {
-    this.#maybeAutoCheckpoint()
+    try {
+      this.#maybeAutoCheckpoint()
+    } catch (error) {
+      return Promise.reject(translate(error))
+    }
     return super.appendBatch(...args)
   }
 
   override appendSync(payload: Uint8Array): void {
-    this.#maybeAutoCheckpoint()
+    guarded(() => this.#maybeAutoCheckpoint())
     super.appendSync(payload)
   }
 
   override appendDurableSync(...args: Parameters<Appender['appendDurableSync']>): number {
-    this.#maybeAutoCheckpoint()
+    guarded(() => this.#maybeAutoCheckpoint())
     return super.appendDurableSync(...args)
   }
 
@@ -196,10 +208,12 @@ export class Store extends Appender {
   }
 
   /** Wait for a running automatic checkpoint, then commit, sync and close. */
-  override async close(): Promise<void> {
-    await this.#autoRunning
-    await this.#maintenance
-    return super.close()
+  override close(): Promise<void> {
+    return call(async () => {
+      await this.#autoRunning
+      await this.#maintenance
+      return super.close()
+    })
   }
 
   /**

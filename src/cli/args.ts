@@ -70,3 +70,16 @@ export class ProgressBar {
     if (this.#drawn) process.stderr.write('\r\x1b[K')
   }
 }
+
+/** C0 and C1 controls, DEL, line and paragraph separators, and bidirectional overrides. */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+
+/**
+ * `text` safe to print on a terminal: names and messages taken from files (section names,
+ * principals, paths) may hold escape sequences that would rewrite the screen, so every
+ * control character is shown as `\u{..}` instead. JSON output needs none of this.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16)}}`)
+}
+

@@ -3,10 +3,9 @@ import { statSync } from 'node:fs'
 import { join } from 'node:path'
 
 import * as native from '../../native'
-import type { EntryBatch } from '../batch'
+import { type EntryBatch, batchesOf } from '../batch'
 import { call } from '../errors'
-import { batchesOf } from '../wal'
-import { UsageError, integer, parse } from './args'
+import { UsageError, integer, parse, printable } from './args'
 
 export const DUMP_USAGE = `Usage: selene-persist dump <file|dir> [--from N] [--to N] [--format json|hex|text]
 
@@ -61,12 +60,12 @@ function header(b: EntryBatch, i: number): string {
   const kind = b.watermark(i) ? ' checkpoint-watermark' : ''
   const stored = b.compressed(i) ? ` (zstd, stored ${b.storedLength(i)} B)` : ''
   const hlc = b.hlc(i)
-  return `#${b.sequence(i)} @${b.offset(i)} ${timestamp(hlc.seconds, hlc.subseconds)} ${origin(b, i)}${principal}${kind} ${b.payload(i).length} B${stored}`
+  return printable(`#${b.sequence(i)} @${b.offset(i)} ${timestamp(hlc.seconds, hlc.subseconds)} ${origin(b, i)}${principal}${kind} ${b.payload(i).length} B${stored}`)
 }
 
 function text(b: EntryBatch, i: number): string {
   const payload = b.payload(i)
-  const preview = isText(payload) ? JSON.stringify(payload.toString().slice(0, 120)) : `0x${payload.subarray(0, 48).toString('hex')}`
+  const preview = isText(payload) ? printable(JSON.stringify(payload.toString().slice(0, 120))) : `0x${payload.subarray(0, 48).toString('hex')}`
   return `${header(b, i)}${payload.length > 0 ? `: ${preview}` : ''}`
 }
 

@@ -1,6 +1,6 @@
 /** `inspect` and `verify`: what is in a store or file, and whether it is all intact. */
 import { type Problem, type Report, type WalSummary, inspect, verify } from '../examine'
-import { ProgressBar, bytes, parse } from './args'
+import { ProgressBar, bytes, parse, printable } from './args'
 
 export const INSPECT_USAGE = `Usage: selene-persist inspect <dir|file> [--json]
 
@@ -48,7 +48,7 @@ function problemLine(p: Problem): string {
   return `  ${p.severity === 'error' ? 'ERROR  ' : 'warning'} ${p.file}${p.offset === null ? '' : `@${p.offset}`}  ${p.code}: ${p.message}`
 }
 
-/** The report as text. */
+/** The report as text, every line printable on a terminal whatever the files hold. */
 export function render(report: Report): string {
   const lines = [`${report.kind} ${report.path}`]
   if (report.manifest) {
@@ -67,7 +67,7 @@ export function render(report: Report): string {
   const problems = report.problems
   lines.push(problems.length === 0 ? 'problems      none' : `problems      ${problems.length}`)
   lines.push(...problems.map(problemLine))
-  return lines.join('\n')
+  return lines.map(printable).join('\n')
 }
 
 export async function inspectCommand(argv: string[]): Promise<number> {

@@ -1,0 +1,460 @@
+/** What WalWriter and Store share: appends queued to a committer thread, in call order. */
+import * as native from '../native'
+
+import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
+import { Fifo } from './fifo'
+import { type AppendMeta, checkPayload, nativeMeta } from './options'
+import { Outbox, type Packed, type Payloads, type Submitter, pack } from './outbox'
+
+/** A torn tail cut when a writer opened. */
+export interface TailRepair {
+  reason: 'short-frame' | 'corrupt-final-frame'
+  /** Offset of the first byte cut (the end of the last valid entry). */
+  offset: number
+  /** How many bytes were cut. */
+  discardedBytes: number
+}
+
+/** The native handles that own a committer thread. */
+export interface NativeAppender extends Submitter {
+  listen(callback: (settled: Float64Array, failures: string[]) => void): void
+  commitSync(payload?: Uint8Array | null, meta?: native.NativeMeta | null): number | null
+  takeSettled(): native.NativeSettled
+  flush(): Promise<void>
+  close(): Promise<void>
+  state(): native.NativeWriterState
+  tailRepair(): native.NativeTailRepair | null
+}
+
+/** Default bound on the bytes queued to the committer and not yet committed: 64 MiB. */
+export const DEFAULT_MAX_QUEUE_BYTES = 64 << 20
+
+/** An append request: its room in the queue and who to tell its first sequence. */
+interface Request {
+  bytes: number
+  resolve: (first: number) => void
+  reject: (error: PersistError) => void
+}
+
+/**
+ * A call waiting for room in the queue or for the calls before it: an append (its payloads
+ * copied at the call, so the caller's buffer may change or be transferred meanwhile), or an
+ * ordered operation to start (a flush, a checkpoint watermark, close).
+ */
+type Waiting =
+  | { readonly request: Request; readonly packed: Packed; readonly meta: native.NativeMeta | undefined }
+  | { readonly request: null; readonly start: () => void }
+
+/** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
+const SYNC_BATCH_ENTRIES = 1024
+const SYNC_BATCH_BYTES = 1 << 20
+
+/** Period of the timer that holds the event loop open while appends are pending (it never fires in practice). */
+const KEEP_ALIVE_MS = 2 ** 30
+
+/**
+ * `appendSync` entries not yet handed to the committer, copied at the call into one buffer, so
+ * a caller may reuse, change or transfer its buffer as soon as the call returns.
+ */
+class SyncBatch {
+  #data = new Uint8Array(64 << 10)
+  readonly #lengths = new Uint32Array(SYNC_BATCH_ENTRIES)
+  #count = 0
+  #bytes = 0
+
+  get count(): number {
+    return this.#count
+  }
+
+  get full(): boolean {
+    return this.#count >= SYNC_BATCH_ENTRIES || this.#bytes >= SYNC_BATCH_BYTES
+  }
+
+  add(payload: Uint8Array): void {
+    if (this.#bytes + payload.length > this.#data.length) {
+      const bigger = new Uint8Array(Math.max(this.#bytes + payload.length, this.#data.length * 2))
+      bigger.set(this.#data.subarray(0, this.#bytes))
+      this.#data = bigger
+    }
+    this.#data.set(payload, this.#bytes)
+    this.#bytes += payload.length
+    this.#lengths[this.#count++] = payload.length
+  }
+
+  /** The entries gathered, as a view valid until the next `add`, and empty the batch. */
+  take(): Packed {
+    const taken = { data: this.#data.subarray(0, this.#bytes), lengths: this.#lengths.subarray(0, this.#count) }
+    this.#count = 0
+    this.#bytes = 0
+    return taken
+  }
+}
+
+/**
+ * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
+ * appends into one write and one fdatasync. No fsync ever runs on the JS thread, except in
+ * the blocking calls (`appendDurableSync`, `flushSync`), which say so.
+ *
+ * The appends made in one tick are copied into one buffer and handed over in one native call
+ * at the end of the tick; the committer answers a whole group with one callback. So N
+ * concurrent appends cost one hand-off each way, not N. Every payload is copied before the
+ * call returns, so buffers may be reused, changed or transferred at once.
+ *
+ * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
+ * beyond that wait in call order, each holding a copy of its payload and one small record
+ * (measured: about 0.2 KiB besides the payload, the Promise included), until earlier appends
+ * commit; so sequences still follow call order, and what the committer holds stays bounded.
+ */
+export abstract class Appender {
+  readonly #native: NativeAppender
+  readonly #maxQueueBytes: number
+  #queuedBytes = 0
+  readonly #waiting = new Fifo<Waiting>()
+  /** Requests admitted this tick, not yet handed to the committer. */
+  readonly #outbox = new Outbox()
+  /** Requests handed over (or in the outbox), by ticket. */
+  readonly #pending = new Map<number, Request>()
+  #nextTicket = 1
+  /** Ref'd while requests are pending: the addon's callback alone does not keep Node running. */
+  readonly #keepAlive: ReturnType<typeof setInterval>
+  /** Whether the policy acknowledges before fdatasync, so `appendSync` may be used. */
+  readonly #ackBeforeSync: boolean
+  readonly #unsent = new SyncBatch()
+  /** The failure of an `appendSync` batch: every later call fails with it. */
+  #syncFailure: PersistError | null = null
+  /** `appendSync` batches handed to the committer and not yet settled. */
+  readonly #syncInFlight = new Set<Promise<void>>()
+  #closing = false
+  /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
+  readonly tailRepair: TailRepair | null
+
+  protected constructor(handle: NativeAppender, maxQueueBytes: number, syncMode: string) {
+    this.#native = handle
+    this.#maxQueueBytes = maxQueueBytes
+    this.#ackBeforeSync = syncMode !== 'always'
+    this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
+    this.#keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS)
+    this.#keepAlive.unref()
+    handle.listen((settled, failures) => this.#settle(settled, failures))
+  }
+
+  /**
+   * Run `run` (which hands an operation to the committer) once everything called before it
+   * has been handed over. Operations that must keep their place in the sequence order
+   * (checkpoint watermarks, flushes) go through here; they take no room in the queue. Refused
+   * after a failed `appendSync` batch.
+   */
+  protected admit<T>(run: () => Promise<T>): Promise<T> {
+    return this.#admit(run)
+  }
+
+  #admit<T>(run: () => Promise<T>): Promise<T> {
+    this.#sendUnsent()
+    const failure = this.#syncFailure
+    if (failure) return Promise.reject(failure)
+    return this.#ordered(run)
+  }
+
+  /** {@link Appender.admit} whatever failed before. */
+  #ordered<T>(run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const start = (): void => {
+        this.#send()
+        try {
+          run().then(resolve, reject)
+        } catch (error) {
+          reject(translate(error))
+        }
+      }
+      if (this.#waiting.length === 0) start()
+      else this.#waiting.push({ request: null, start })
+    })
+  }
+
+  /** Queue one request (all of `payloads` commit together) in call order; resolves with its first sequence. */
+  #request(payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): Promise<number> {
+    return new Promise<number>((resolve, reject) => this.#enqueue(payloads, meta, { bytes, resolve, reject }))
+  }
+
+  /** Queue `payloads` as one request whose outcome goes to `request`, called synchronously when settled. */
+  #enqueue(payloads: Payloads, meta: native.NativeMeta | undefined, request: Request): void {
+    this.#sendUnsent()
+    const failure = this.#refusal()
+    if (failure) return request.reject(failure)
+    if (this.#waiting.length === 0 && this.#fits(request.bytes)) this.#start(request, payloads, meta)
+    else this.#waiting.push({ request, packed: pack(payloads, request.bytes), meta })
+  }
+
+  /** Give `request` a ticket and copy it into the outbox, which is sent at the end of the tick. */
+  #start(request: Request, payloads: Payloads, meta: native.NativeMeta | undefined): void {
+    const ticket = this.#nextTicket++
+    this.#queuedBytes += request.bytes
+    if (this.#pending.size === 0) this.#keepAlive.ref()
+    this.#pending.set(ticket, request)
+    if (this.#outbox.empty) queueMicrotask(() => this.#send())
+    this.#outbox.add(ticket, payloads, request.bytes, meta)
+  }
+
+  /** Start the oldest waiting call. */
+  #startWaiting(): void {
+    const waiting = this.#waiting.shift()
+    if (waiting === undefined) return
+    if (waiting.request === null) waiting.start()
+    else this.#start(waiting.request, waiting.packed, waiting.meta)
+  }
+
+  /** Why a new append is refused: an `appendSync` batch failed, or the writer is closing. */
+  #refusal(): PersistError | null {
+    return this.#syncFailure ?? (this.#closing ? new PersistError('CLOSED', 'the writer is closed') : null)
+  }
+
+  /** Hand the outbox to the committer. */
+  #send(): void {
+    if (this.#outbox.empty) return
+    try {
+      this.#outbox.sendTo(this.#native)
+    } catch (error) {
+      const failure = translate(error)
+      for (const ticket of this.#outbox.tickets()) this.#finish(ticket)?.reject(failure)
+      this.#outbox.clear()
+    }
+  }
+
+  /** The addon's callback: `settled` holds (ticket, first sequence or -1) pairs, `failures` the errors in order. */
+  #settle(settled: Float64Array, failures: string[]): void {
+    let failed = 0
+    for (let i = 0; i + 1 < settled.length; i += 2) {
+      const first = settled[i + 1] ?? -1
+      const message = first < 0 ? failures[failed++] : undefined
+      const request = this.#finish(settled[i] ?? 0)
+      if (message === undefined) request?.resolve(first)
+      else request?.reject(nativeError(message))
+    }
+    while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
+  }
+
+  #waitingBytes(): number {
+    const next = this.#waiting.peek()
+    return next === undefined || next.request === null ? 0 : next.request.bytes
+  }
+
+  /** Forget the request `ticket`, releasing its room in the queue. */
+  #finish(ticket: number): Request | undefined {
+    const request = this.#pending.get(ticket)
+    if (request === undefined) return undefined
+    this.#pending.delete(ticket)
+    this.#queuedBytes -= request.bytes
+    if (this.#pending.size === 0) this.#release()
+    return request
+  }
+
+  /** Nothing is pending: stop holding the event loop, and drop the timer once closed. */
+  #release(): void {
+    this.#keepAlive.unref()
+    if (this.#closing) clearInterval(this.#keepAlive)
+  }
+
+  #fits(bytes: number): boolean {
+    return this.#queuedBytes === 0 || this.#queuedBytes + bytes <= this.#maxQueueBytes
+  }
+
+  /** Payload bytes queued to the committer and not yet committed (at most `maxQueueBytes`, or one larger append). */
+  get queuedBytes(): number {
+    return guarded(() => this.#queuedBytes)
+  }
+
+  /** Calls waiting for room in the queue. */
+  get waitingCalls(): number {
+    return guarded(() => this.#waiting.length)
+  }
+
+  /**
+   * Append one entry. Resolves with its sequence once it is as durable as the sync policy
+   * promises. Sequences follow call order. The payload is copied before this returns.
+   */
+  append(payload: Uint8Array, meta?: AppendMeta): Promise<number> {
+    try {
+      const bytes = checkPayload('payload', payload)
+      return this.#request([bytes], bytes.length, nativeMeta(meta))
+    } catch (error) {
+      return Promise.reject(translate(error))
+    }
+  }
+
+  /**
+   * Append one entry without a Promise: the fast path for bulk ingest under a policy that
+   * acknowledges before fdatasync (`everyN`, `intervalMs`, `manual`; refused under `'always'`).
+   * The payload is copied at once; entries are handed to the committer 1024 at a time (and at
+   * the end of the current tick), keeping their place in call order. `await flush()` makes
+   * them durable and reports any failure; if a batch of them fails, every later call fails
+   * with that error until reopened, so no entry after a lost one is ever acknowledged.
+   */
+  appendSync(payload: Uint8Array): void {
+    guarded(() => {
+      if (this.#syncFailure) throw this.#syncFailure
+      if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable; appendDurableSync blocks until it is")
+      if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
+      const bytes = checkPayload('payload', payload)
+      if (this.#unsent.count === 0) queueMicrotask(() => this.#sendUnsent())
+      this.#unsent.add(bytes)
+      if (this.#unsent.full) this.#sendUnsent()
+    })
+  }
+
+  /** Queue the `appendSync` entries gathered so far as one request. */
+  #sendUnsent(): void {
+    if (this.#unsent.count === 0) return
+    const batch = this.#unsent.take()
+    let settled = (): void => undefined
+    const sent = new Promise<void>((resolve) => (settled = resolve))
+    this.#syncInFlight.add(sent)
+    const done = (): void => {
+      this.#syncInFlight.delete(sent)
+      settled()
+    }
+    // The failure is recorded as soon as it is known, so a blocking call that drains it refuses at once.
+    this.#enqueue(batch, undefined, {
+      bytes: batch.data.length,
+      resolve: done,
+      reject: (cause) => {
+        this.#syncFailure ??= new PersistError(cause.code, `an appendSync batch failed, so later calls are refused: ${cause.message}`, { cause })
+        done()
+      },
+    })
+  }
+
+  /**
+   * Append one entry and return its sequence once it is durable, whatever the sync policy:
+   * the write and the fdatasync run on the calling thread, which blocks meanwhile (as
+   * better-sqlite3's calls do). It comes after every earlier call in sequence order and waits
+   * for them to commit, settling their Promises before it returns. For process exit handlers,
+   * CLI tools and worker threads; in a server, `append` keeps the event loop free.
+   */
+  appendDurableSync(payload: Uint8Array, meta?: AppendMeta): number {
+    return guarded(() => {
+      const bytes = checkPayload('payload', payload)
+      // The addon returns a sequence whenever it is given a payload.
+      return this.#commitSync(bytes, nativeMeta(meta)) as number
+    })
+  }
+
+  /**
+   * Make every entry appended so far durable before returning: blocks the calling thread for
+   * the commit and the fdatasync. Throws if an `appendSync` batch failed.
+   */
+  flushSync(): void {
+    guarded(() => this.#commitSync(null, undefined))
+  }
+
+  /**
+   * Hand every earlier call to the committer (waiting ones too: this blocks until all of them
+   * commit anyway), then commit `payload` durably on this thread and settle what it waited for.
+   */
+  #commitSync(payload: Uint8Array | null, meta: native.NativeMeta | undefined): number | null {
+    this.#sendUnsent()
+    const refused = this.#refusal()
+    if (refused) throw refused
+    while (this.#waiting.length > 0) this.#startWaiting()
+    this.#send()
+    // An entry must not be acknowledged behind a lost appendSync batch: settle those first.
+    if (payload !== null && this.#syncInFlight.size > 0) this.#commitSync(null, undefined)
+    let sequence: number | null
+    try {
+      sequence = this.#native.commitSync(payload, meta ?? null)
+    } finally {
+      // Every request whose outcome can be in the mailbox is pending until settled.
+      if (this.#pending.size > 0) {
+        const { settled, failures } = this.#native.takeSettled()
+        this.#settle(settled, failures)
+      }
+    }
+    if (payload === null && this.#syncFailure) throw this.#syncFailure
+    return sequence
+  }
+
+  /** Wait for the `appendSync` batches sent so far; throw if any failed. */
+  async #syncSettled(): Promise<void> {
+    await Promise.all([...this.#syncInFlight])
+    if (this.#syncFailure) throw this.#syncFailure
+  }
+
+  /** Append many entries as one commit; resolves with the first sequence (they are contiguous). */
+  appendBatch(payloads: readonly Uint8Array[]): Promise<number> {
+    try {
+      if (!Array.isArray(payloads) || payloads.length === 0) throw invalid('payloads must be a non-empty array')
+      const checked = new Array<Uint8Array>(payloads.length)
+      let bytes = 0
+      for (let i = 0; i < payloads.length; i++) {
+        const payload: unknown = payloads[i]
+        // The name is built only for the error, not for every element.
+        const ok = payload instanceof Uint8Array && payload.length > 0 && payload.length <= native.MAX_PAYLOAD_BYTES && !(payload.buffer instanceof SharedArrayBuffer)
+        const view = ok ? payload : checkPayload(`payloads[${i}]`, payload)
+        checked[i] = view
+        bytes += view.length
+      }
+      return this.#request(checked, bytes, undefined)
+    } catch (error) {
+      return Promise.reject(translate(error))
+    }
+  }
+
+  /** Make every entry appended so far durable. */
+  flush(): Promise<void> {
+    return call(async () => {
+      await this.#admit(() => this.#native.flush())
+      await this.#syncSettled()
+    })
+  }
+
+  /**
+   * Commit everything queued, make it durable (except under `'manual'`, where unflushed
+   * entries may be lost on power failure), and release the file, its lock and the committer
+   * thread. It releases them whatever failed before (a write, an fdatasync, an `appendSync`
+   * batch, a checkpoint), and then rejects with that failure. Calling it again rejects with
+   * `CLOSED`.
+   */
+  close(): Promise<void> {
+    return call(() => this.#close())
+  }
+
+  async #close(): Promise<void> {
+    this.#sendUnsent()
+    this.#closing = true
+    try {
+      await this.#ordered(() => this.#native.close())
+      await this.#syncSettled()
+    } finally {
+      if (this.#pending.size === 0) this.#release()
+    }
+  }
+
+  /** Sequence of the last committed entry (the snapshot sequence when there is none). */
+  get lastSequence(): number {
+    return guarded(() => this.#native.state().lastSequence)
+  }
+
+  /** File offset just past the last committed entry: the active WAL's size. */
+  get committedOffset(): number {
+    return guarded(() => this.#native.state().committedOffset)
+  }
+
+  /** The snapshot sequence recorded in the active WAL's header. */
+  get snapshotSeq(): number {
+    return guarded(() => this.#native.state().snapshotSeq)
+  }
+
+  /** Committed entries not yet fdatasynced. */
+  get entriesSinceFsync(): number {
+    return guarded(() => this.#native.state().entriesSinceFsync)
+  }
+
+  /** Why writes are refused until reopened, or `null`. */
+  get poisoned(): string | null {
+    return guarded(() => this.#native.state().poisoned ?? null)
+  }
+
+  /** Whether `close()` has been called. */
+  get closed(): boolean {
+    return guarded(() => this.#native.state().closed)
+  }
+}
