@@ -4,7 +4,7 @@ import * as native from '../native'
 import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
 import { Fifo } from './fifo'
 import { type AppendMeta, checkPayload, nativeMeta } from './options'
-import { Outbox, type Packed, type Payloads, type Submitter, pack } from './outbox'
+import { Outbox, type Packed, type Payloads, Slab, type Submitter, pack } from './outbox'
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {
@@ -42,7 +42,7 @@ interface Request {
  * ordered operation to start (a flush, a checkpoint watermark, close).
  */
 type Waiting =
-  | { readonly request: Request; readonly packed: Packed; readonly meta: native.NativeMeta | undefined }
+  | { readonly request: Request; readonly payloads: Payloads; readonly meta: native.NativeMeta | undefined }
   | { readonly request: null; readonly start: () => void }
 
 /** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
@@ -58,7 +58,7 @@ const KEEP_ALIVE_MS = 2 ** 30
  */
 class SyncBatch {
   #data = new Uint8Array(64 << 10)
-  readonly #lengths = new Uint32Array(SYNC_BATCH_ENTRIES)
+  #lengths = new Uint32Array(SYNC_BATCH_ENTRIES)
   #count = 0
   #bytes = 0
 
@@ -81,12 +81,18 @@ class SyncBatch {
     this.#lengths[this.#count++] = payload.length
   }
 
-  /** The entries gathered, as a view valid until the next `add`, and empty the batch. */
+  /** The entries gathered, as views valid until the next `add` unless {@link SyncBatch.release}d; the batch is emptied. */
   take(): Packed {
     const taken = { data: this.#data.subarray(0, this.#bytes), lengths: this.#lengths.subarray(0, this.#count) }
     this.#count = 0
     this.#bytes = 0
     return taken
+  }
+
+  /** Give the buffers behind the last `take` to its holder (a batch that must wait keeps them, uncopied); later entries go to new ones. */
+  release(): void {
+    this.#data = new Uint8Array(this.#data.length)
+    this.#lengths = new Uint32Array(SYNC_BATCH_ENTRIES)
   }
 }
 
@@ -110,6 +116,8 @@ export abstract class Appender {
   readonly #maxQueueBytes: number
   #queuedBytes = 0
   readonly #waiting = new Fifo<Waiting>()
+  /** Where the payloads of waiting calls are copied. */
+  readonly #slab = new Slab()
   /** Requests admitted this tick, not yet handed to the committer. */
   readonly #outbox = new Outbox()
   /** Requests handed over (or in the outbox), by ticket. */
@@ -176,13 +184,16 @@ export abstract class Appender {
     return new Promise<number>((resolve, reject) => this.#enqueue(payloads, meta, { bytes, resolve, reject }))
   }
 
-  /** Queue `payloads` as one request whose outcome goes to `request`, called synchronously when settled. */
-  #enqueue(payloads: Payloads, meta: native.NativeMeta | undefined, request: Request): void {
+  /**
+   * Queue `payloads` as one request whose outcome goes to `request`, called synchronously when
+   * settled. A request that has to wait keeps `own()`: payloads of its own (by default a copy).
+   */
+  #enqueue(payloads: Payloads, meta: native.NativeMeta | undefined, request: Request, own = (): Payloads => pack(payloads as readonly Uint8Array[], this.#slab)): void {
     this.#sendUnsent()
     const failure = this.#refusal()
     if (failure) return request.reject(failure)
     if (this.#waiting.length === 0 && this.#fits(request.bytes)) this.#start(request, payloads, meta)
-    else this.#waiting.push({ request, packed: pack(payloads, request.bytes), meta })
+    else this.#waiting.push({ request, payloads: own(), meta })
   }
 
   /** Give `request` a ticket and copy it into the outbox, which is sent at the end of the tick. */
@@ -200,7 +211,7 @@ export abstract class Appender {
     const waiting = this.#waiting.shift()
     if (waiting === undefined) return
     if (waiting.request === null) waiting.start()
-    else this.#start(waiting.request, waiting.packed, waiting.meta)
+    else this.#start(waiting.request, waiting.payloads, waiting.meta)
   }
 
   /** Why a new append is refused: an `appendSync` batch failed, or the writer is closing. */
@@ -313,13 +324,17 @@ export abstract class Appender {
       settled()
     }
     // The failure is recorded as soon as it is known, so a blocking call that drains it refuses at once.
-    this.#enqueue(batch, undefined, {
+    const request = {
       bytes: batch.data.length,
       resolve: done,
-      reject: (cause) => {
+      reject: (cause: PersistError) => {
         this.#syncFailure ??= new PersistError(cause.code, `an appendSync batch failed, so later calls are refused: ${cause.message}`, { cause })
         done()
       },
+    }
+    this.#enqueue(batch, undefined, request, () => {
+      this.#unsent.release()
+      return batch
     })
   }
 

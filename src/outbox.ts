@@ -6,7 +6,7 @@ export interface Submitter {
   submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<native.NativeMeta | undefined> | null): void
 }
 
-/** Payloads back to back in `data`, with their `lengths`. */
+/** Payloads back to back in `data`, with their `lengths`: copied already, owned by whoever holds them. */
 export interface Packed {
   data: Uint8Array
   lengths: Uint32Array
@@ -15,21 +15,36 @@ export interface Packed {
 /** A request's payloads: the caller's buffers, or payloads already packed. */
 export type Payloads = readonly Uint8Array[] | Packed
 
-/** A copy of `payloads` (`bytes` in all), owned by the caller of this. */
-export function pack(payloads: Payloads, bytes: number): Packed {
-  if (!Array.isArray(payloads)) {
-    const { data, lengths } = payloads as Packed
-    return { data: data.slice(0, bytes), lengths: lengths.slice() }
+/** Payloads of at most this size are copied into shared slabs; larger ones get a buffer each. */
+const SLAB_BYTES = 1 << 20
+const SLAB_ITEM_MAX = SLAB_BYTES >> 4
+
+/**
+ * Copies of the payloads of waiting calls, packed into 1 MiB slabs: a copy costs its bytes
+ * and one view, not an ArrayBuffer of its own. Waiting calls start in order, so a slab is
+ * freed (by the GC) soon after its last call starts.
+ */
+export class Slab {
+  #chunk = new Uint8Array(0)
+  #used = 0
+
+  /** A copy of `bytes`. */
+  copy(bytes: Uint8Array): Uint8Array {
+    if (bytes.length > SLAB_ITEM_MAX) return bytes.slice()
+    if (this.#used + bytes.length > this.#chunk.length) {
+      this.#chunk = new Uint8Array(SLAB_BYTES)
+      this.#used = 0
+    }
+    const view = this.#chunk.subarray(this.#used, this.#used + bytes.length)
+    view.set(bytes)
+    this.#used += bytes.length
+    return view
   }
-  const data = new Uint8Array(bytes)
-  const lengths = new Uint32Array(payloads.length)
-  let at = 0
-  payloads.forEach((payload, i) => {
-    data.set(payload, at)
-    at += payload.length
-    lengths[i] = payload.length
-  })
-  return { data, lengths }
+}
+
+/** A copy of the caller's `payloads`, made in `slab`. */
+export function pack(payloads: readonly Uint8Array[], slab: Slab): Uint8Array[] {
+  return payloads.map((payload) => slab.copy(payload))
 }
 
 /** Starting size of the payload buffer; one grown past `KEEP_BYTES` is dropped after a send. */

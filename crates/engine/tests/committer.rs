@@ -336,3 +336,37 @@ fn commit_now_refuses_bad_entries_alone_and_a_closed_writer() {
     );
     assert_standard_entries(&read_all(&path).unwrap(), 1, 1);
 }
+
+#[test]
+fn close_releases_the_lock_after_every_kind_of_failure() {
+    // Operations of the next commit (within the preallocated chunk): 0 write, 1 fdatasync, and
+    // after a failed write, 1 is the cut back.
+    let cases: [(&str, &[(usize, Fault)]); 4] = [
+        ("failed write, cut back", &[(0, Fault::Eio)]),
+        ("failed fdatasync, poisoned", &[(1, Fault::Eio)]),
+        (
+            "failed write and cut back, poisoned",
+            &[(0, Fault::Eio), (1, Fault::Eio)],
+        ),
+        ("panic, poisoned", &[(0, Fault::Panic)]),
+    ];
+    for (what, faults_at) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_in(&dir);
+        let faults = FaultFs::new();
+        let committer = start(&faults.shared(), &path, SyncPolicy::Always);
+        append_via(&committer, &payload_for(1)).unwrap();
+        let now = faults.op_count();
+        faults.set_plan(FaultPlan {
+            faults: faults_at.iter().map(|&(k, f)| (now + k, f)).collect(),
+            fail_from: None,
+        });
+        assert!(append_via(&committer, b"fails").is_err(), "{what}");
+        faults.set_plan(FaultPlan::default());
+        // Closed whatever failed: the lock is free for the next writer at once.
+        drop(close_via(&committer));
+        let writer = WalWriter::open(&fs(), &path, WalOptions::default())
+            .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+        assert_eq!(writer.last_sequence(), 1, "{what}");
+    }
+}
