@@ -107,9 +107,9 @@ class SyncBatch {
  * call returns, so buffers may be reused, changed or transferred at once.
  *
  * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
- * beyond that wait in call order, each holding a copy of its payload and one small record
- * (measured: about 0.2 KiB besides the payload, the Promise included), until earlier appends
- * commit; so sequences still follow call order, and what the committer holds stays bounded.
+ * beyond that wait in call order, each holding a copy of its payload and about 0.5 KiB besides
+ * (its Promise included; `bench/waiting.mjs`), until earlier appends commit; so sequences still
+ * follow call order, and what the committer holds stays bounded.
  */
 export abstract class Appender {
   readonly #native: NativeAppender
