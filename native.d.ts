@@ -9,6 +9,49 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * Appends, flushes and close of one WAL writer, owned by its committer thread. fsync never runs
+ * on the JS thread, except in `commitSync`, which blocks on purpose.
+ */
+export declare class NativeAppender {
+  /** Open (creating if absent) the WAL at `path` and start its committer thread. */
+  static openWriter(path: string, options: NativeOpenOptions): Promise<NativeAppender>
+  /** Deliver append outcomes to `callback`; call once, before `submit`. */
+  listen(callback: (settled: Float64Array, failures: string[]) => void): void
+  /**
+   * Queue the appends gathered in one JS tick as one message to the committer, so they join
+   * one group. `data` holds their payloads back to back, `lengths` each payload's length,
+   * and `requests` `(ticket, count)` pairs, each taking the next `count` payloads as one
+   * unit; `metas`, when given, holds one per request (only for single-entry requests).
+   * Everything is copied before this returns. Each request is answered through the
+   * `listen` callback under its ticket; one whose metadata does not convert fails alone.
+   */
+  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
+  /**
+   * Append `payload` (with `meta`) behind everything queued, or with no payload just make
+   * everything committed durable, on this thread: blocks for the fdatasync. Returns the
+   * payload's sequence. Outcomes of earlier appends it waited for are left for
+   * `takeSettled`.
+   */
+  commitSync(payload?: Uint8Array | undefined | null, meta?: NativeMeta | undefined | null): number | null
+  /**
+   * The append outcomes that arrived and were not yet delivered to the `listen` callback
+   * (none before `listen`).
+   */
+  takeSettled(): NativeSettled
+  /** Make everything committed so far durable. */
+  flush(): Promise<void>
+  /**
+   * Commit what is queued, make it durable (unless manual), release the file and its lock,
+   * whatever failed before.
+   */
+  close(): Promise<void>
+  /** The state after the last commit. */
+  state(): NativeWriterState
+  /** The torn tail cut at open, if any. */
+  tailRepair(): NativeTailRepair | null
+}
+
 /** One examination and its progress. */
 export declare class NativeExamination {
   /** A new examination. */
@@ -69,29 +112,8 @@ export declare class NativeSnapshotReader {
 export declare class NativeStore {
   /** Create or recover the store in `dir`. */
   static open(dir: string, options: NativeOpenOptions): Promise<NativeStore>
-  /** Deliver append outcomes to `callback`; call once, before `submit`. */
-  listen(callback: (settled: Float64Array, failures: string[]) => void): void
-  /**
-   * Queue one tick's appends: payloads back to back in `data`, their `lengths`,
-   * `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
-   * `listen` callback.
-   */
-  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
-  /**
-   * Append `payload` behind everything queued (or, with none, make everything committed
-   * durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
-   */
-  commitSync(payload?: Uint8Array | undefined | null, meta?: NativeMeta | undefined | null): number | null
-  /** The append outcomes that arrived and were not yet delivered to the `listen` callback. */
-  takeSettled(): NativeSettled
-  /** Make everything committed so far durable. */
-  flush(): Promise<void>
-  /** Commit what is queued, make it durable (unless manual), release the locks. */
-  close(): Promise<void>
-  /** The WAL writer's state. */
-  state(): NativeWriterState
-  /** The torn tail cut at open, if any. */
-  tailRepair(): NativeTailRepair | null
+  /** The appender of the store's WAL: appends, flushes and close go through it. */
+  appender(): NativeAppender
   /** What recovery found and did. */
   recovery(): NativeRecovery
   /** The live snapshot, if any. */
@@ -106,39 +128,6 @@ export declare class NativeStore {
   /** Snapshot `sections` at the sequence `beginCheckpoint` returned and rotate. */
   finishCheckpoint(sequence: number, sectionsIn: Array<NativeSection>): Promise<NativeRotation>
   /** Apply a retention policy. */
-  prune(policy: NativePolicy): Promise<NativePruneOutcome>
-}
-
-/** A WAL writer. Appends are queued to its committer thread; fsync never runs on the JS thread. */
-export declare class NativeWriter {
-  /** Open (creating if absent) the WAL at `path`. */
-  static open(path: string, options: NativeOpenOptions): Promise<NativeWriter>
-  /** Deliver append outcomes to `callback`; call once, before `submit`. */
-  listen(callback: (settled: Float64Array, failures: string[]) => void): void
-  /**
-   * Queue one tick's appends: payloads back to back in `data`, their `lengths`,
-   * `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
-   * `listen` callback.
-   */
-  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
-  /**
-   * Append `payload` behind everything queued (or, with none, make everything committed
-   * durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
-   */
-  commitSync(payload?: Uint8Array | undefined | null, meta?: NativeMeta | undefined | null): number | null
-  /** The append outcomes that arrived and were not yet delivered to the `listen` callback. */
-  takeSettled(): NativeSettled
-  /** Make everything committed so far durable. */
-  flush(): Promise<void>
-  /** Commit what is queued, make it durable (unless manual), release the lock. */
-  close(): Promise<void>
-  /** The state after the last commit. */
-  state(): NativeWriterState
-  /** The torn tail cut at open, if any. */
-  tailRepair(): NativeTailRepair | null
-  /** Snapshot `sections` at the last sequence `sequence` and rotate through the MANIFEST. */
-  rotateWithManifest(sequence: number, sections: Array<NativeSection>, level: number): Promise<NativeRotation>
-  /** Apply a retention policy to the WAL's directory. */
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
 

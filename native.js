@@ -835,10 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeAppender = nativeBinding.NativeAppender
 module.exports.NativeExamination = nativeBinding.NativeExamination
 module.exports.NativeReader = nativeBinding.NativeReader
 module.exports.NativeReplay = nativeBinding.NativeReplay
 module.exports.NativeSnapshotReader = nativeBinding.NativeSnapshotReader
 module.exports.NativeStore = nativeBinding.NativeStore
-module.exports.NativeWriter = nativeBinding.NativeWriter
 module.exports.MAX_PAYLOAD_BYTES = nativeBinding.MAX_PAYLOAD_BYTES

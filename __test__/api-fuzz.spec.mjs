@@ -110,7 +110,6 @@ test('random call sequences with hostile arguments give typed errors and never c
       if (h) for await (const _ of h.replay(pick([undefined, { from: numberish() }, anything()]))) break
     }),
     () => check('snapshot.read', () => pick(handles.filter((x) => x instanceof Store))?.snapshot?.read(random() < 0.5 ? 's' : anything())),
-    () => check('rotateWithManifest', () => pick(handles.filter((x) => x instanceof WalWriter))?.rotateWithManifest(numberish(), sections())),
     () => check('WalReader', async () => {
       const reader = await WalReader.open(path())
       for await (const _ of reader.entries(pick([undefined, { from: numberish() }, anything()]))) break

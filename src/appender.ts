@@ -4,7 +4,7 @@ import * as native from '../native'
 import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
 import { Fifo } from './fifo'
 import { type AppendMeta, checkPayload, nativeMeta } from './options'
-import { Outbox, type Packed, type Payloads, Slab, type Submitter, pack } from './outbox'
+import { Outbox, type Packed, type Payloads, Slab, pack } from './outbox'
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {
@@ -13,17 +13,6 @@ export interface TailRepair {
   offset: number
   /** How many bytes were cut. */
   discardedBytes: number
-}
-
-/** The native handles that own a committer thread. */
-export interface NativeAppender extends Submitter {
-  listen(callback: (settled: Float64Array, failures: string[]) => void): void
-  commitSync(payload?: Uint8Array | null, meta?: native.NativeMeta | null): number | null
-  takeSettled(): native.NativeSettled
-  flush(): Promise<void>
-  close(): Promise<void>
-  state(): native.NativeWriterState
-  tailRepair(): native.NativeTailRepair | null
 }
 
 /** Default bound on the bytes queued to the committer and not yet committed: 64 MiB. */
@@ -112,7 +101,7 @@ class SyncBatch {
  * follow call order, and what the committer holds stays bounded.
  */
 export abstract class Appender {
-  readonly #native: NativeAppender
+  readonly #native: native.NativeAppender
   readonly #maxQueueBytes: number
   #queuedBytes = 0
   readonly #waiting = new Fifo<Waiting>()
@@ -136,7 +125,7 @@ export abstract class Appender {
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: NativeAppender, maxQueueBytes: number, syncMode: string) {
+  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string) {
     this.#native = handle
     this.#maxQueueBytes = maxQueueBytes
     this.#ackBeforeSync = syncMode !== 'always'

@@ -1,10 +1,8 @@
 /** The appends of one tick, copied into reusable buffers and handed to the addon in one call. */
 import type * as native from '../native'
 
-/** Where an outbox is sent: a native writer or store. */
-export interface Submitter {
-  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<native.NativeMeta | undefined> | null): void
-}
+/** Where an outbox is sent: the native appender of a writer or store. */
+export type Submitter = Pick<native.NativeAppender, 'submit'>
 
 /** Payloads back to back in `data`, with their `lengths`: copied already, owned by whoever holds them. */
 export interface Packed {

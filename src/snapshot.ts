@@ -1,7 +1,7 @@
 /** Snapshots: named sections of application state at a sequence. */
 import * as native from '../native'
 
-import { call, invalid } from './errors'
+import { call, guarded, invalid } from './errors'
 import { checkBytes, checkInteger, checkPath } from './options'
 
 /** One section of a snapshot. */
@@ -39,17 +39,17 @@ export class SnapshotReader {
 
   /** The sequence the snapshot covers. */
   get sequence(): number {
-    return this.#native.sequence()
+    return guarded(() => this.#native.sequence())
   }
 
   /** The file's path. */
   get path(): string {
-    return this.#native.path()
+    return guarded(() => this.#native.path())
   }
 
   /** The sections, in the order they were added. */
   sections(): SectionInfo[] {
-    return this.#native.sections()
+    return guarded(() => this.#native.sections())
   }
 
   /** The bytes of section `name`, checksum-verified and decompressed. */
@@ -69,15 +69,18 @@ export class SnapshotReader {
 /** Low level: collects sections, then publishes them as `snapshot.<sequence>.snap`. */
 export class SnapshotBuilder {
   readonly #sections: native.NativeSection[] = []
-  readonly #names = new Set<string>()
 
-  /** Add a section; `compress` (default true) stores it zstd-compressed when that is smaller. */
+  /**
+   * Add a section (its bytes are copied now); `compress` (default true) stores it
+   * zstd-compressed when that is smaller. A name given twice fails the publish with
+   * `DUPLICATE_SECTION`.
+   */
   add(name: string, data: Uint8Array, options: { compress?: boolean } = {}): this {
-    if (typeof name !== 'string' || name.length === 0) throw invalid('section name must be a non-empty string')
-    if (this.#names.has(name)) throw invalid(`duplicate section ${JSON.stringify(name)}`)
-    this.#names.add(name)
-    this.#sections.push({ name, data: checkBytes('data', data), compress: options.compress ?? true })
-    return this
+    return guarded(() => {
+      if (typeof name !== 'string' || name.length === 0) throw invalid('section name must be a non-empty string')
+      this.#sections.push({ name, data: checkBytes('data', data).slice(), compress: options.compress ?? true })
+      return this
+    })
   }
 
   /**

@@ -19,7 +19,27 @@ import { SnapshotReader } from './snapshot'
 import type { EntryBatch, WalEntry } from './batch'
 import { Appender } from './appender'
 import { type EntriesOptions, batchesOf, entriesOf, fromOption } from './batch'
-import { type Checkpoint, type PruneResult, type WalWriterOptions, queueBound } from './wal'
+import { type WalWriterOptions, queueBound } from './wal'
+
+/** What a checkpoint did. */
+export interface Checkpoint {
+  /** The sequence the new snapshot covers. */
+  sequence: number
+  snapshotPath: string
+  snapshotBytes: number
+  /** The sealed WAL prefix. */
+  archivePath: string
+}
+
+/** What a prune did. */
+export interface PruneResult {
+  deletedSnapshots: number[]
+  deletedArchives: number[]
+  deletedTempFiles: string[]
+  retainedSnapshots: number[]
+  retainedArchives: number[]
+  bytesReclaimed: number
+}
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */
 export type SectionsSource = Sections | (() => Sections | Promise<Sections>)
@@ -97,7 +117,7 @@ export class Store extends Appender {
   readonly recovery: Recovery
 
   private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, syncMode: string) {
-    super(handle, maxQueueBytes, syncMode)
+    super(handle.appender(), maxQueueBytes, syncMode)
     this.#native = handle
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? true

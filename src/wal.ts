@@ -2,20 +2,9 @@
 import * as native from '../native'
 
 import { Appender, DEFAULT_MAX_QUEUE_BYTES } from './appender'
-import { type EntriesOptions, type WalEntry, type EntryBatch, batchesOf, entriesOf, fromOption } from './batch'
+import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
 import { call } from './errors'
-import {
-  type CompressionOption,
-  type RetentionPolicy,
-  type Sections,
-  type SyncPolicy,
-  checkInteger,
-  checkObject,
-  checkPath,
-  nativeOptions,
-  nativePolicy,
-  nativeSections,
-} from './options'
+import { type CompressionOption, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions } from './options'
 
 /** Options of {@link WalWriter.open}. */
 export interface WalWriterOptions {
@@ -36,33 +25,10 @@ export interface WalWriterOptions {
   preallocate?: number | false
 }
 
-/** What a rotation or checkpoint did. */
-export interface Checkpoint {
-  /** The sequence the new snapshot covers. */
-  sequence: number
-  snapshotPath: string
-  snapshotBytes: number
-  /** The sealed WAL prefix. */
-  archivePath: string
-}
-
-/** What a prune did. */
-export interface PruneResult {
-  deletedSnapshots: number[]
-  deletedArchives: number[]
-  deletedTempFiles: string[]
-  retainedSnapshots: number[]
-  retainedArchives: number[]
-  bytesReclaimed: number
-}
-
 /** The single writer of one WAL file. */
 export class WalWriter extends Appender {
-  readonly #native: native.NativeWriter
-
-  private constructor(handle: native.NativeWriter, maxQueueBytes: number, syncMode: string) {
+  private constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string) {
     super(handle, maxQueueBytes, syncMode)
-    this.#native = handle
   }
 
   /** Open (creating if absent) the WAL file at `path`, scan it and cut any torn tail. */
@@ -71,28 +37,8 @@ export class WalWriter extends Appender {
       const given = checkObject('options', options)
       const normalised = nativeOptions(given)
       const maxQueueBytes = queueBound(given)
-      return new WalWriter(await native.NativeWriter.open(checkPath(path), normalised), maxQueueBytes, normalised.syncMode)
+      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, normalised.syncMode)
     })
-  }
-
-  /**
-   * Low level: snapshot `sections` at the last sequence `sequence` and rotate through the
-   * MANIFEST in the WAL's directory (snapshot, archive, MANIFEST commit, fresh WAL). The WAL
-   * must be named `wal.log`. Most users want {@link Store.checkpoint}.
-   */
-  rotateWithManifest(sequence: number, sections: Sections, options: { compress?: boolean } = {}): Promise<Checkpoint> {
-    return call(() =>
-      this.#native.rotateWithManifest(
-        checkInteger('sequence', sequence, 1, Number.MAX_SAFE_INTEGER),
-        nativeSections(sections, options.compress ?? true),
-        1,
-      ),
-    )
-  }
-
-  /** Low level: apply a retention policy to the WAL's directory. */
-  prune(policy?: RetentionPolicy): Promise<PruneResult> {
-    return call(() => this.#native.prune(nativePolicy(policy)))
   }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! | phase | step | a crash or failure here leaves |
 //! |---|---|---|
-//! | 0 | fix the sequence N (append a durable watermark, or take the last sequence) | the old epoch, plus a watermark that replay skips |
+//! | 0 | fix the sequence N: append a durable checkpoint watermark | the old epoch, plus a watermark that replay skips |
 //! | 1 | publish `snapshot.N.snap` | the old epoch and an orphan snapshot (pruned later) |
 //! | 2 | publish `wal.N.archive`: the WAL bytes up to N | the old epoch and an orphan archive (pruned later) |
 //! | 3 | replace the MANIFEST: live N, archives + N. **The commit point.** | the new epoch; the old `wal.log` still holds N and what followed it |
@@ -35,16 +35,6 @@ pub fn parse_archive_file_name(name: &str) -> Option<u64> {
     parse_numbered(name, "wal.", ".archive")
 }
 
-/// Where the new epoch's sequence comes from.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum Anchor {
-    /// Append a checkpoint watermark and snapshot at its sequence: every checkpoint is a new
-    /// epoch, even with no entries since the last one.
-    Watermark,
-    /// Snapshot at the writer's last sequence, which must equal this value.
-    LastSequence(u64),
-}
-
 /// What a rotation did.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct Rotation {
@@ -56,49 +46,20 @@ pub struct Rotation {
     pub archive_path: PathBuf,
 }
 
-/// Rotate the WAL at `wal_path`, owned by `committer`, behind the snapshot `builder` holds:
-/// [`begin`] then [`finish`]. Blocks; call it from a worker thread.
+/// Phase 0: append a durable checkpoint watermark in queue order and anchor the new epoch at
+/// it. The state a snapshot at its sequence holds must include every append queued before
+/// this call and none after; every checkpoint is a new epoch, even with no entries since the
+/// last one.
 ///
 /// # Errors
-/// As [`begin`] and [`finish`].
-pub fn rotate(
-    committer: &Committer,
-    vfs: &Arc<dyn Vfs>,
-    wal_path: &Path,
-    builder: SnapshotBuilder,
-    anchor: Anchor,
-) -> Result<Rotation> {
-    let sequence = begin(committer, anchor)?;
-    finish(committer, vfs, wal_path, builder, sequence)
-}
-
-/// Phase 0: fix the new epoch's sequence in queue order and anchor it. The state a snapshot
-/// at this sequence holds must include every append queued before this call and none after.
-///
-/// # Errors
-/// `InvalidArgument` for a mismatched anchor; append and flush errors.
-pub fn begin(committer: &Committer, anchor: Anchor) -> Result<u64> {
-    committer.call(move |w| anchor_epoch(w, anchor))
+/// Append and flush errors.
+pub fn begin(committer: &Committer) -> Result<u64> {
+    committer.call(WalWriter::append_watermark)
 }
 
 /// [`begin`] without waiting: the watermark is queued now, `reply` gets the outcome.
-pub fn begin_queued(committer: &Committer, anchor: Anchor, reply: Reply<u64>) {
-    committer.submit(move |w| anchor_epoch(w, anchor), reply);
-}
-
-fn anchor_epoch(w: &mut WalWriter, anchor: Anchor) -> Result<u64> {
-    match anchor {
-        Anchor::Watermark => w.append_watermark(),
-        Anchor::LastSequence(expected) => {
-            if w.last_sequence() != expected || expected == 0 {
-                return Err(Error::InvalidArgument(format!(
-                    "the snapshot must cover the last sequence {} (and it must be above 0), got {expected}",
-                    w.last_sequence()
-                )));
-            }
-            w.anchor()
-        }
-    }
+pub fn begin_queued(committer: &Committer, reply: Reply<u64>) {
+    committer.submit(WalWriter::append_watermark, reply);
 }
 
 /// Phases 1 to 4 for the epoch [`begin`] anchored at `sequence`. Blocks; call it from a

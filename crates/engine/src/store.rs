@@ -18,7 +18,7 @@ use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
-use crate::rotation::{Anchor, Rotation, archive_file_name, begin, begin_queued, finish};
+use crate::rotation::{Rotation, archive_file_name, begin, begin_queued, finish};
 use crate::scan::read_file_header;
 use crate::snapshot::{self, SnapshotBuilder, SnapshotReader};
 use crate::writer::{WalOptions, WalWriter};
@@ -40,7 +40,7 @@ pub struct Recovery {
 pub struct Store {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
-    committer: Committer,
+    committer: Arc<Committer>,
     snapshot: Mutex<Option<Arc<SnapshotReader>>>,
     recovery: Recovery,
     /// Serialises checkpoints and prunes of this store.
@@ -142,7 +142,7 @@ impl Store {
         Ok(Self {
             vfs: Arc::clone(vfs),
             dir: dir.to_path_buf(),
-            committer: Committer::start(writer)?,
+            committer: Arc::new(Committer::start(writer)?),
             snapshot: Mutex::new(snapshot),
             recovery,
             maintenance: Mutex::new(()),
@@ -152,7 +152,7 @@ impl Store {
 
     /// The committer that owns the store's WAL writer: append, flush and close through it.
     #[must_use]
-    pub const fn committer(&self) -> &Committer {
+    pub fn committer(&self) -> &Arc<Committer> {
         &self.committer
     }
 
@@ -188,7 +188,7 @@ impl Store {
     /// Section errors (nothing is written), and the errors of [`begin`] and [`finish`].
     pub fn checkpoint(&self, sections: Vec<(String, Vec<u8>, bool)>) -> Result<Rotation> {
         let builder = self.builder(sections)?;
-        let sequence = begin(&self.committer, Anchor::Watermark)?;
+        let sequence = begin(&self.committer)?;
         self.finish_checkpoint(builder, sequence)
     }
 
@@ -203,7 +203,7 @@ impl Store {
     /// Queue a checkpoint watermark now: the snapshot finished with it must hold the state
     /// after every append queued before this call. `reply` gets its sequence.
     pub fn begin_checkpoint(&self, reply: Reply<u64>) {
-        begin_queued(&self.committer, Anchor::Watermark, reply);
+        begin_queued(&self.committer, reply);
     }
 
     /// Publish `builder` at the sequence [`Self::begin_checkpoint`] returned and rotate. Blocks.

@@ -504,14 +504,7 @@ impl WalWriter {
         }
         self.stage_flagged(&[NewEntry::default()], FLAG_CHECKPOINT_WATERMARK)?;
         self.commit()?;
-        self.anchor()
-    }
-
-    /// Anchor an epoch at the last sequence, made durable first. Returns it.
-    ///
-    /// # Errors
-    /// As [`Self::flush`].
-    pub fn anchor(&mut self) -> Result<u64> {
+        // The epoch is anchored only once the watermark is durable.
         self.flush()?;
         self.anchors
             .push((self.last_sequence, self.committed_offset));

@@ -4,6 +4,7 @@
 //! TypeScript facade turns it into a `PersistError` with that `code`. Sequences cross as JS
 //! numbers (the engine never assigns one above 2^53 - 1).
 
+mod appender;
 mod convert;
 mod inspect;
 mod reader;
@@ -11,7 +12,6 @@ mod settle;
 mod snapshot;
 mod store;
 mod task;
-mod writer;
 
 /// Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
 /// reaches the engine.

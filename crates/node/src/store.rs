@@ -1,10 +1,10 @@
 //! `NativeStore`: a recovered store directory; appends through its committer.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use napi::Env;
-use napi::bindgen_prelude::{AsyncTask, Function, Object};
+use napi::bindgen_prelude::{AsyncTask, Object};
 use napi_derive::napi;
 use selene_persist_engine::Entry;
 use selene_persist_engine::io::StdFs;
@@ -12,14 +12,13 @@ use selene_persist_engine::retention::PruneOutcome;
 use selene_persist_engine::rotation::Rotation;
 use selene_persist_engine::store::{Replay, Store};
 
+use crate::appender::{NativeAppender, promise};
 use crate::convert::{
-    NativeChunk, NativeMeta, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
-    NativeSection, NativeTailRepair, chunk, js_error, sections, to_f64, to_u64,
+    NativeChunk, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
+    NativeSection, chunk, js_error, sections, to_f64, to_u64,
 };
-use crate::settle::{NativeSettled, Settled, Settler};
 use crate::snapshot::NativeSnapshotReader;
 use crate::task::{Blocking, Closable, blocking};
-use crate::writer::{self, NativeWriterState};
 
 /// What recovery found and did.
 #[napi(object)]
@@ -34,7 +33,6 @@ pub struct NativeRecovery {
 #[napi]
 pub struct NativeStore {
     store: Arc<Store>,
-    settler: OnceLock<Settler>,
 }
 
 #[napi]
@@ -51,80 +49,14 @@ impl NativeStore {
             move || Store::open(&StdFs::shared(), &dir, options),
             |store| NativeStore {
                 store: Arc::new(store),
-                settler: OnceLock::new(),
             },
         ))
     }
 
-    /// Deliver append outcomes to `callback`; call once, before `submit`.
-    #[napi(
-        catch_unwind,
-        ts_args_type = "callback: (settled: Float64Array, failures: string[]) => void"
-    )]
-    pub fn listen(&self, callback: Function<'_, Settled, ()>) -> napi::Result<()> {
-        writer::listen(&self.settler, &callback)
-    }
-
-    /// Queue one tick's appends: payloads back to back in `data`, their `lengths`,
-    /// `(ticket, count)` pairs and optional metadata per request. Outcomes arrive through the
-    /// `listen` callback.
+    /// The appender of the store's WAL: appends, flushes and close go through it.
     #[napi(catch_unwind)]
-    pub fn submit(
-        &self,
-        data: &[u8],
-        lengths: &[u32],
-        requests: &[f64],
-        metas: Option<Vec<Option<NativeMeta>>>,
-    ) -> napi::Result<()> {
-        writer::submit(
-            self.store.committer(),
-            &self.settler,
-            data,
-            lengths,
-            requests,
-            metas,
-        )
-    }
-
-    /// Append `payload` behind everything queued (or, with none, make everything committed
-    /// durable) and fdatasync on this thread: blocks. Returns the payload's sequence.
-    #[napi(catch_unwind)]
-    pub fn commit_sync(
-        &self,
-        payload: Option<&[u8]>,
-        meta: Option<NativeMeta>,
-    ) -> napi::Result<Option<f64>> {
-        writer::commit_sync(self.store.committer(), payload, meta)
-    }
-
-    /// The append outcomes that arrived and were not yet delivered to the `listen` callback.
-    #[napi(catch_unwind)]
-    pub fn take_settled(&self) -> NativeSettled {
-        writer::settled(&self.settler)
-    }
-
-    /// Make everything committed so far durable.
-    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
-    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        writer::flush(env, self.store.committer())
-    }
-
-    /// Commit what is queued, make it durable (unless manual), release the locks.
-    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
-    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        writer::close(env, self.store.committer())
-    }
-
-    /// The WAL writer's state.
-    #[napi(catch_unwind)]
-    pub fn state(&self) -> NativeWriterState {
-        writer::state(self.store.committer())
-    }
-
-    /// The torn tail cut at open, if any.
-    #[napi(catch_unwind)]
-    pub fn tail_repair(&self) -> Option<NativeTailRepair> {
-        self.store.committer().tail_repair().map(Into::into)
+    pub fn appender(&self) -> NativeAppender {
+        NativeAppender::new(Arc::clone(self.store.committer()))
     }
 
     /// What recovery found and did.
@@ -160,7 +92,7 @@ impl NativeStore {
     /// to `finishCheckpoint` must hold the state after every append queued before this.
     #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn begin_checkpoint<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        writer::promise(env, to_f64, |reply| self.store.begin_checkpoint(reply))
+        promise(env, to_f64, |reply| self.store.begin_checkpoint(reply))
     }
 
     /// Snapshot `sections` at the sequence `beginCheckpoint` returned and rotate.

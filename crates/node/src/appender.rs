@@ -1,0 +1,255 @@
+//! `NativeAppender`: appends to a WAL through its committer thread, written once for a plain
+//! WAL writer (`openWriter`) and a store (`NativeStore.appender`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use napi::Env;
+use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
+use napi_derive::napi;
+use selene_persist_engine::io::StdFs;
+use selene_persist_engine::{AppendRequest, Committer, Result, WalWriter};
+
+use crate::convert::{
+    NativeMeta, NativeOpenOptions, NativeTailRepair, invalid, js_error, new_entry, to_f64, to_u64,
+};
+use crate::settle::{NativeSettled, Settled, Settler};
+use crate::task::{Blocking, blocking};
+
+/// The writer's state after its last commit.
+#[napi(object)]
+pub struct NativeWriterState {
+    /// Last committed sequence.
+    pub last_sequence: f64,
+    /// Offset just past it.
+    pub committed_offset: f64,
+    /// Snapshot sequence in the header.
+    pub snapshot_seq: f64,
+    /// Committed entries not yet fdatasynced.
+    pub entries_since_fsync: f64,
+    /// Why the writer is poisoned, if it is.
+    pub poisoned: Option<String>,
+    /// Whether close has been called.
+    pub closed: bool,
+}
+
+/// A Promise settled from the committer thread.
+pub fn promise<'env, T, R>(
+    env: &'env Env,
+    map: fn(T) -> R,
+    submit: impl FnOnce(Box<dyn FnOnce(Result<T>) + Send>),
+) -> napi::Result<Object<'env>>
+where
+    T: Send + 'static,
+    R: ToNapiValue + 'static,
+{
+    let (deferred, promise) = env.create_deferred()?;
+    submit(Box::new(move |outcome: Result<T>| match outcome {
+        Ok(value) => deferred.resolve(move |_| Ok(map(value))),
+        Err(error) => deferred.reject(js_error(&error)),
+    }));
+    Ok(promise)
+}
+
+/// Appends, flushes and close of one WAL writer, owned by its committer thread. fsync never runs
+/// on the JS thread, except in `commitSync`, which blocks on purpose.
+#[napi]
+pub struct NativeAppender {
+    committer: Arc<Committer>,
+    settler: OnceLock<Settler>,
+}
+
+impl NativeAppender {
+    /// An appender over `committer`, delivering nothing until `listen` is called.
+    pub const fn new(committer: Arc<Committer>) -> Self {
+        Self {
+            committer,
+            settler: OnceLock::new(),
+        }
+    }
+
+    fn settler(&self) -> napi::Result<&Settler> {
+        self.settler
+            .get()
+            .ok_or_else(|| invalid("listen must be called before submit".into()))
+    }
+}
+
+#[napi]
+impl NativeAppender {
+    /// Open (creating if absent) the WAL at `path` and start its committer thread.
+    #[napi(ts_return_type = "Promise<NativeAppender>")]
+    pub fn open_writer(
+        path: String,
+        options: NativeOpenOptions,
+    ) -> napi::Result<AsyncTask<Blocking<Committer, NativeAppender>>> {
+        let options = options.try_into()?;
+        let path = PathBuf::from(path);
+        Ok(blocking(
+            move || Committer::start(WalWriter::open(&StdFs::shared(), &path, options)?),
+            |committer| Self::new(Arc::new(committer)),
+        ))
+    }
+
+    /// Deliver append outcomes to `callback`; call once, before `submit`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "callback: (settled: Float64Array, failures: string[]) => void"
+    )]
+    pub fn listen(&self, callback: Function<'_, Settled, ()>) -> napi::Result<()> {
+        self.settler
+            .set(Settler::new(&callback)?)
+            .map_err(|_| invalid("listen was already called".into()))
+    }
+
+    /// Queue the appends gathered in one JS tick as one message to the committer, so they join
+    /// one group. `data` holds their payloads back to back, `lengths` each payload's length,
+    /// and `requests` `(ticket, count)` pairs, each taking the next `count` payloads as one
+    /// unit; `metas`, when given, holds one per request (only for single-entry requests).
+    /// Everything is copied before this returns. Each request is answered through the
+    /// `listen` callback under its ticket; one whose metadata does not convert fails alone.
+    #[napi(catch_unwind)]
+    pub fn submit(
+        &self,
+        data: &[u8],
+        lengths: &[u32],
+        requests: &[f64],
+        metas: Option<Vec<Option<NativeMeta>>>,
+    ) -> napi::Result<()> {
+        let settler = self.settler()?;
+        let counts = request_counts(requests, lengths.len())?;
+        let payloads = split(data, lengths)?;
+        let mut metas = metas.map(Vec::into_iter);
+        let mut rest = payloads.as_slice();
+        let mut batch = Vec::with_capacity(counts.len());
+        for (ticket, count) in counts {
+            let (mine, after) = rest.split_at(count);
+            rest = after;
+            let entries = match metas.as_mut().and_then(Iterator::next).flatten() {
+                Some(meta) if count == 1 => new_entry(mine[0], Some(meta)).map(|e| vec![e]),
+                Some(_) => Err(invalid("metadata applies to single appends only".into())),
+                None => mine.iter().map(|p| new_entry(p, None)).collect(),
+            };
+            match entries {
+                Ok(entries) => batch.push(AppendRequest {
+                    entries,
+                    reply: settler.reply(ticket),
+                }),
+                Err(error) => settler.settle(ticket, Err(error.reason)),
+            }
+        }
+        self.committer.append_all(batch);
+        Ok(())
+    }
+
+    /// Append `payload` (with `meta`) behind everything queued, or with no payload just make
+    /// everything committed durable, on this thread: blocks for the fdatasync. Returns the
+    /// payload's sequence. Outcomes of earlier appends it waited for are left for
+    /// `takeSettled`.
+    #[napi(catch_unwind)]
+    pub fn commit_sync(
+        &self,
+        payload: Option<&[u8]>,
+        meta: Option<NativeMeta>,
+    ) -> napi::Result<Option<f64>> {
+        let entries = match payload {
+            Some(payload) => vec![new_entry(payload, meta)?],
+            None if meta.is_some() => return Err(invalid("metadata needs a payload".into())),
+            None => Vec::new(),
+        };
+        self.committer
+            .commit_now(entries)
+            .map(|range| range.map(|range| to_f64(*range.start())))
+            .map_err(|e| js_error(&e))
+    }
+
+    /// The append outcomes that arrived and were not yet delivered to the `listen` callback
+    /// (none before `listen`).
+    #[napi(catch_unwind)]
+    pub fn take_settled(&self) -> NativeSettled {
+        self.settler.get().map_or_else(
+            || NativeSettled {
+                settled: Vec::new().into(),
+                failures: Vec::new(),
+            },
+            Settler::drain,
+        )
+    }
+
+    /// Make everything committed so far durable.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        promise(env, |()| (), |reply| self.committer.flush(reply))
+    }
+
+    /// Commit what is queued, make it durable (unless manual), release the file and its lock,
+    /// whatever failed before.
+    #[napi(catch_unwind, ts_return_type = "Promise<void>")]
+    pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
+        promise(env, |()| (), |reply| self.committer.close(reply))
+    }
+
+    /// The state after the last commit.
+    #[napi(catch_unwind)]
+    pub fn state(&self) -> NativeWriterState {
+        let state = self.committer.state();
+        NativeWriterState {
+            last_sequence: to_f64(state.last_sequence),
+            committed_offset: to_f64(state.committed_offset),
+            snapshot_seq: to_f64(state.snapshot_seq),
+            entries_since_fsync: to_f64(state.entries_since_fsync),
+            poisoned: state.poisoned,
+            closed: self.committer.is_closed(),
+        }
+    }
+
+    /// The torn tail cut at open, if any.
+    #[napi(catch_unwind)]
+    pub fn tail_repair(&self) -> Option<NativeTailRepair> {
+        self.committer.tail_repair().map(Into::into)
+    }
+}
+
+fn malformed() -> napi::Error {
+    invalid("a submit's requests, lengths and data do not match".into())
+}
+
+/// The `(ticket, count)` pairs of `requests`, checked to take exactly `payloads` payloads.
+fn request_counts(requests: &[f64], payloads: usize) -> napi::Result<Vec<(f64, usize)>> {
+    if !requests.len().is_multiple_of(2) {
+        return Err(malformed());
+    }
+    let counts = requests
+        .chunks_exact(2)
+        .map(|pair| match usize::try_from(to_u64("count", pair[1])?) {
+            Ok(count) if count > 0 => Ok((pair[0], count)),
+            _ => Err(malformed()),
+        })
+        .collect::<napi::Result<Vec<_>>>()?;
+    if counts.iter().map(|&(_, count)| count).sum::<usize>() != payloads {
+        return Err(malformed());
+    }
+    Ok(counts)
+}
+
+/// `data` cut into payloads of `lengths`, which must cover it exactly.
+fn split<'a>(data: &'a [u8], lengths: &[u32]) -> napi::Result<Vec<&'a [u8]>> {
+    let mut rest = data;
+    let payloads = lengths
+        .iter()
+        .map(|&length| {
+            let length = usize::try_from(length).map_err(|_| malformed())?;
+            if length > rest.len() {
+                return Err(malformed());
+            }
+            let (payload, after) = rest.split_at(length);
+            rest = after;
+            Ok(payload)
+        })
+        .collect::<napi::Result<Vec<_>>>()?;
+    if rest.is_empty() {
+        Ok(payloads)
+    } else {
+        Err(malformed())
+    }
+}
