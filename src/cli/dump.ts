@@ -1,6 +1,4 @@
 /** `dump`: the entries of a WAL or archive file, with their headers. */
-import { statSync } from 'node:fs'
-import { join } from 'node:path'
 
 import * as native from '../../native'
 import { type EntryBatch, batchesOf } from '../batch'
@@ -90,8 +88,8 @@ export async function dumpCommand(argv: string[]): Promise<number> {
   const print = FORMATS[format as keyof typeof FORMATS]
   const from = integer('from', values.from) ?? 0
   const to = integer('to', values.to) ?? Number.MAX_SAFE_INTEGER
-  let path = positionals[0] ?? ''
-  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) path = join(path, 'wal.log')
+  const path = positionals[0] ?? ''
+  // A store directory is read through its active WAL.
   const reader = await call(() => native.NativeReader.open(path))
   let torn: native.NativeTailRepair | null = null
   const source = {

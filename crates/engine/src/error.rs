@@ -79,7 +79,7 @@ pub enum Error {
         found: [u8; 4],
     },
     /// The file is of this format but a version this build does not read.
-    #[error("unsupported {what} version {major}.{minor} (this build reads {supported})")]
+    #[error("unsupported {what} version {major}.{minor} (this build reads {}.{})", supported.0, supported.1)]
     UnsupportedVersion {
         /// The kind of file.
         what: &'static str,
@@ -88,7 +88,7 @@ pub enum Error {
         /// Minor version found.
         minor: u16,
         /// The version this build reads.
-        supported: &'static str,
+        supported: (u16, u16),
     },
     /// A checksum-valid frame uses flags or fields this build does not know.
     #[error("frame at offset {offset} is valid but unsupported: {detail}")]

@@ -15,12 +15,29 @@
 use crate::checksum::checksum32;
 use crate::error::{Error, Result};
 
-/// Magic bytes opening every WAL file.
-pub const WAL_MAGIC: [u8; 4] = *b"SPWL";
-/// Major format version written and read by this build (WAL, snapshot and MANIFEST alike).
-pub const WAL_VERSION_MAJOR: u16 = 1;
-/// Minor format version written and read by this build.
-pub const WAL_VERSION_MINOR: u16 = 0;
+/// A file format's identity: the magic its files open with and the one version this build
+/// writes and reads. Each format has one such constant, used by its encoder
+/// ([`Format::write_identity`]) and its decoder ([`Format::check_identity`]) alike, so raising
+/// a version changes what is written and what is read together.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Format {
+    /// The first four bytes of every file of the format.
+    pub magic: [u8; 4],
+    /// What the format is called in errors.
+    pub name: &'static str,
+    /// Major version.
+    pub major: u16,
+    /// Minor version.
+    pub minor: u16,
+}
+
+/// The WAL file format (also every archive).
+pub const WAL_FORMAT: Format = Format {
+    magic: *b"SPWL",
+    name: "WAL",
+    major: 1,
+    minor: 0,
+};
 /// Length of the file header in bytes.
 pub const FILE_HEADER_LEN: usize = 24;
 
@@ -36,9 +53,7 @@ impl FileHeader {
     #[must_use]
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
         let mut out = [0u8; FILE_HEADER_LEN];
-        out[0..4].copy_from_slice(&WAL_MAGIC);
-        out[4..6].copy_from_slice(&WAL_VERSION_MAJOR.to_le_bytes());
-        out[6..8].copy_from_slice(&WAL_VERSION_MINOR.to_le_bytes());
+        WAL_FORMAT.write_identity(&mut out);
         out[8..16].copy_from_slice(&self.snapshot_seq.to_le_bytes());
         let sum = checksum32(&out[0..20]);
         out[20..24].copy_from_slice(&sum.to_le_bytes());
@@ -51,7 +66,7 @@ impl FileHeader {
     /// `MagicMismatch`, `UnsupportedVersion`, `TruncatedHeader`, `ChecksumMismatch` or
     /// `ReservedNonZero`, checked in that order.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        check_identity(bytes, WAL_MAGIC, "WAL", FILE_HEADER_LEN)?;
+        WAL_FORMAT.check_identity(bytes, FILE_HEADER_LEN)?;
         if checksum32(&bytes[0..20]) != le_u32(&bytes[20..24]) {
             return Err(Error::ChecksumMismatch {
                 what: "WAL file header",
@@ -67,49 +82,53 @@ impl FileHeader {
     }
 }
 
-/// The identity gate every format opens with: magic, then exact version 1.0, then the
-/// header's full length. A foreign or newer file is reported as such, never as corruption.
-///
-/// # Errors
-/// `MagicMismatch`, `UnsupportedVersion` or `TruncatedHeader`.
-pub(crate) fn check_identity(
-    bytes: &[u8],
-    magic: [u8; 4],
-    what: &'static str,
-    header_len: usize,
-) -> Result<()> {
-    let truncated = || Error::TruncatedHeader {
-        len: bytes.len() as u64,
-        need: header_len as u64,
-    };
-    let found: [u8; 4] = bytes
-        .get(0..4)
-        .ok_or_else(truncated)?
-        .try_into()
-        .unwrap_or_default();
-    if found != magic {
-        return Err(Error::MagicMismatch {
-            expected: what,
-            found,
-        });
+impl Format {
+    /// Write the magic and the version into the first 8 bytes of `out`.
+    pub fn write_identity(self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.magic);
+        out[4..6].copy_from_slice(&self.major.to_le_bytes());
+        out[6..8].copy_from_slice(&self.minor.to_le_bytes());
     }
-    let version = bytes.get(4..8).ok_or_else(truncated)?;
-    let (major, minor) = (
-        u16::from_le_bytes([version[0], version[1]]),
-        u16::from_le_bytes([version[2], version[3]]),
-    );
-    if (major, minor) != (WAL_VERSION_MAJOR, WAL_VERSION_MINOR) {
-        return Err(Error::UnsupportedVersion {
-            what,
-            major,
-            minor,
-            supported: "1.0",
-        });
+
+    /// The identity gate every format opens with: magic, then the exact version, then the
+    /// header's full length. A foreign or newer file is reported as such, never as corruption.
+    ///
+    /// # Errors
+    /// `MagicMismatch`, `UnsupportedVersion` or `TruncatedHeader`.
+    pub fn check_identity(self, bytes: &[u8], header_len: usize) -> Result<()> {
+        let truncated = || Error::TruncatedHeader {
+            len: bytes.len() as u64,
+            need: header_len as u64,
+        };
+        let found: [u8; 4] = bytes
+            .get(0..4)
+            .ok_or_else(truncated)?
+            .try_into()
+            .unwrap_or_default();
+        if found != self.magic {
+            return Err(Error::MagicMismatch {
+                expected: self.name,
+                found,
+            });
+        }
+        let version = bytes.get(4..8).ok_or_else(truncated)?;
+        let (major, minor) = (
+            u16::from_le_bytes([version[0], version[1]]),
+            u16::from_le_bytes([version[2], version[3]]),
+        );
+        if (major, minor) != (self.major, self.minor) {
+            return Err(Error::UnsupportedVersion {
+                what: self.name,
+                major,
+                minor,
+                supported: (self.major, self.minor),
+            });
+        }
+        if bytes.len() < header_len {
+            return Err(truncated());
+        }
+        Ok(())
     }
-    if bytes.len() < header_len {
-        return Err(truncated());
-    }
-    Ok(())
 }
 
 /// Little-endian u32 from a 4-byte slice.

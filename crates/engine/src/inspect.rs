@@ -12,14 +12,13 @@ use serde::Serialize;
 use crate::compression::declared_len;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
+use crate::filename::{StoreFile, is_temp};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
 use crate::io::{LockKind, OpenMode, Vfs, read_exact_at};
-use crate::manifest::{self, Manifest, lock_dir};
+use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
-use crate::rotation::parse_archive_file_name;
 use crate::scan::TailRepair;
-use crate::snapshot::{self, SnapshotReader};
-use crate::store::WAL_FILE_NAME;
+use crate::snapshot::SnapshotReader;
 
 /// How deep to look.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -278,16 +277,17 @@ fn examine_store(
     report: &mut Report,
 ) -> Result<()> {
     // Wait out a running rotation or prune, without creating a lock file where there is none.
-    let _lock = if dir.join(manifest::LOCK_FILE_NAME).exists() {
+    let _lock = if StoreFile::Lock.path(dir).exists() {
         Some(lock_dir(vfs.as_ref(), dir, LockKind::Shared)?)
     } else {
         None
     };
     let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
     let examined = |name: &str| {
-        name == WAL_FILE_NAME
-            || snapshot::parse_file_name(name).is_some()
-            || parse_archive_file_name(name).is_some()
+        matches!(
+            StoreFile::parse(name),
+            Some(StoreFile::Wal | StoreFile::Snapshot(_) | StoreFile::Archive(_))
+        )
     };
     let total = listing
         .iter()
@@ -298,7 +298,7 @@ fn examine_store(
     let manifest = match Manifest::read(vfs.as_ref(), dir) {
         Ok(m) => m,
         Err(e) => {
-            report.error(&dir.join(manifest::FILE_NAME), &e);
+            report.error(&StoreFile::Manifest.path(dir), &e);
             None
         }
     };
@@ -307,7 +307,7 @@ fn examine_store(
     let mut archive_seqs = Vec::new();
     for entry in &listing {
         let path = dir.join(&entry.name);
-        if entry.name.ends_with(".tmp") {
+        if is_temp(&entry.name) {
             report.temp_files.push(entry.name.clone());
             report.problem(
                 Severity::Warning,
@@ -316,21 +316,23 @@ fn examine_store(
                 "STALE_TEMP_FILE",
                 "left by an interrupted publication; prune deletes it".into(),
             );
-        } else if let Some(seq) = snapshot::parse_file_name(&entry.name) {
-            snapshot_seqs.push(seq);
-        } else if let Some(seq) = parse_archive_file_name(&entry.name) {
-            archive_seqs.push(seq);
+        } else {
+            match StoreFile::parse(&entry.name) {
+                Some(StoreFile::Snapshot(seq)) => snapshot_seqs.push(seq),
+                Some(StoreFile::Archive(seq)) => archive_seqs.push(seq),
+                _ => {}
+            }
         }
     }
     // The listing holds regular files only: a live snapshot that is something else (a FIFO,
     // say) is still examined, so its open reports what it is.
-    if live > 0 && !snapshot_seqs.contains(&live) && dir.join(snapshot::file_name(live)).exists() {
+    if live > 0 && !snapshot_seqs.contains(&live) && StoreFile::Snapshot(live).path(dir).exists() {
         snapshot_seqs.push(live);
     }
     snapshot_seqs.sort_unstable();
     archive_seqs.sort_unstable();
     for seq in snapshot_seqs {
-        let path = dir.join(snapshot::file_name(seq));
+        let path = StoreFile::Snapshot(seq).path(dir);
         if let Some(summary) = examine_snapshot(vfs, &path, depth, seq == live, report) {
             report.snapshots.push(summary);
         }
@@ -344,7 +346,7 @@ fn examine_store(
     }
     let tracked: &[u64] = manifest.as_ref().map_or(&[], |m| &m.archives);
     for seq in archive_seqs {
-        let path = dir.join(crate::rotation::archive_file_name(seq));
+        let path = StoreFile::Archive(seq).path(dir);
         let errors_before = report.problems.len();
         let Some(wal) = examine_wal(vfs, &path, depth, progress, Severity::Error, report) else {
             continue;
@@ -376,7 +378,7 @@ fn examine_store(
             wal,
         });
     }
-    let wal_path = dir.join(WAL_FILE_NAME);
+    let wal_path = StoreFile::Wal.path(dir);
     report.wal = if wal_path.exists() {
         examine_wal(vfs, &wal_path, depth, progress, Severity::Warning, report)
     } else {
@@ -392,7 +394,7 @@ fn examine_store(
 /// The cross-file rules: the MANIFEST names files that exist, archives chain without gaps,
 /// and the active WAL continues from the live snapshot.
 fn check_store(dir: &Path, manifest: Option<&Manifest>, report: &mut Report) {
-    let manifest_path = dir.join(manifest::FILE_NAME);
+    let manifest_path = StoreFile::Manifest.path(dir);
     let inconsistent = |report: &mut Report, file: &Path, message: String| {
         report.problem(Severity::Error, file, None, "STORE_INCONSISTENT", message);
     };

@@ -14,6 +14,7 @@ pub mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
 pub mod file_header;
+pub mod filename;
 pub mod frame;
 pub mod hlc;
 pub mod inspect;

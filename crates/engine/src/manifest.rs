@@ -9,16 +9,18 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::file_header::{check_identity, le_u32, le_u64};
+use crate::file_header::{Format, le_u32, le_u64};
+use crate::filename::StoreFile;
 use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
 use crate::publish::{Placement, publish, write_all};
 
-/// File name of the MANIFEST.
-pub const FILE_NAME: &str = "MANIFEST";
-/// File name of the directory lock. Never deleted or replaced: a new inode would be a second
-/// lock domain.
-pub const LOCK_FILE_NAME: &str = "MANIFEST.lock";
-const MAGIC: [u8; 4] = *b"SPMF";
+/// The MANIFEST file format.
+pub const FORMAT: Format = Format {
+    magic: *b"SPMF",
+    name: "MANIFEST",
+    major: 1,
+    minor: 0,
+};
 const FIXED_LEN: usize = 32;
 /// Most archives a MANIFEST lists.
 pub const MAX_ARCHIVES: usize = 1 << 20;
@@ -39,9 +41,8 @@ impl Manifest {
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(FIXED_LEN + 8 * self.archives.len() + 8);
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&1u16.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        out.resize(8, 0);
+        FORMAT.write_identity(&mut out);
         out.extend_from_slice(&self.live_snapshot_seq.to_le_bytes());
         out.extend_from_slice(&self.active_wal_seq.to_le_bytes());
         #[allow(clippy::cast_possible_truncation)]
@@ -65,7 +66,7 @@ impl Manifest {
             len: bytes.len() as u64,
             need: need as u64,
         };
-        check_identity(bytes, MAGIC, "MANIFEST", FIXED_LEN)?;
+        FORMAT.check_identity(bytes, FIXED_LEN)?;
         let fixed = &bytes[..FIXED_LEN];
         let count = le_u32(&fixed[24..28]) as usize;
         if count > MAX_ARCHIVES {
@@ -106,7 +107,7 @@ impl Manifest {
     /// # Errors
     /// I/O and decode errors.
     pub fn read(vfs: &dyn Vfs, dir: &Path) -> Result<Option<Self>> {
-        let path = dir.join(FILE_NAME);
+        let path = StoreFile::Manifest.path(dir);
         let file = match vfs.open(&path, OpenMode::Read) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -130,7 +131,7 @@ impl Manifest {
         let bytes = self.encode();
         publish(
             vfs,
-            &dir.join(FILE_NAME),
+            &StoreFile::Manifest.path(dir),
             Placement::Replace,
             |file, temp| write_all(file, temp, &bytes),
         )
@@ -157,7 +158,8 @@ pub struct DirLock {
 /// # Errors
 /// I/O errors.
 pub fn lock_dir(vfs: &dyn Vfs, dir: &Path, kind: LockKind) -> Result<DirLock> {
-    let path = dir.join(LOCK_FILE_NAME);
+    // Never deleted or replaced: a new inode would be a second lock domain.
+    let path = StoreFile::Lock.path(dir);
     let file = vfs
         .open(&path, OpenMode::Create)
         .map_err(|e| Error::io("open", &path, e))?;
@@ -195,7 +197,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from(FILE_NAME)]);
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from(StoreFile::Manifest.name())]
+        );
     }
 
     #[test]

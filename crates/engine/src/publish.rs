@@ -2,7 +2,7 @@
 //! link (no clobber) or rename (replace) it into place, then fsync the directory. A crash
 //! leaves either no target or a complete one; stale temp files are named `*.tmp` for pruning.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
@@ -38,29 +38,6 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// The number in a file name of the form `<prefix><decimal digits><suffix>`.
-#[must_use]
-pub fn parse_numbered(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
-    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
-    digits
-        .bytes()
-        .all(|b| b.is_ascii_digit())
-        .then(|| digits.parse().ok())
-        .flatten()
-}
-
-/// A unique temp path beside `target`: `<name>.<pid>.<nanos>.tmp`.
-#[must_use]
-pub fn temp_path(target: &Path) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.{nanos}.tmp", std::process::id()));
-    dir_of(target).join(name)
-}
-
 /// Remove `path`, logging (not failing) anything but "not found".
 pub fn remove_quietly(vfs: &dyn Vfs, path: &Path) {
     if let Err(e) = vfs.remove(path)
@@ -81,7 +58,7 @@ pub fn publish(
     placement: Placement,
     fill: impl FnOnce(&mut dyn VfsFile, &Path) -> Result<()>,
 ) -> Result<Published> {
-    let temp = temp_path(target);
+    let temp = crate::filename::temp_path(target);
     let placed = (|| {
         let mut file = vfs
             .open(&temp, OpenMode::CreateNew)

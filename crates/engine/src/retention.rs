@@ -9,11 +9,10 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
+use crate::filename::{StoreFile, is_temp};
 use crate::io::{DirEntry, LockKind, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::publish::remove_quietly;
-use crate::rotation::parse_archive_file_name;
-use crate::snapshot;
 
 /// What to keep.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -63,50 +62,54 @@ struct Artifact {
     entry: DirEntry,
 }
 
-/// Apply `policy` to the store directory `dir`, as of `now`.
-///
-/// # Errors
-/// I/O and MANIFEST errors. Deleting a file is best effort: a failure is logged, not returned.
-pub fn prune(
-    vfs: &dyn Vfs,
-    dir: &Path,
+/// What a prune will do, decided from the directory listing, the MANIFEST, the policy and the
+/// time alone: [`plan`] makes it without touching the file system, [`apply`] carries it out.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct PrunePlan {
+    /// The MANIFEST to write before anything is deleted, when the retained archives change.
+    pub manifest: Option<Manifest>,
+    /// Names of the files to delete: snapshots, archives, orphans and stale temp files.
+    pub delete: Vec<String>,
+    /// What the prune reports once applied.
+    pub outcome: PruneOutcome,
+}
+
+/// Decide what `policy` deletes from a store directory holding `listing`, whose MANIFEST is
+/// `manifest`, as of `now`. The live snapshot and the active WAL are never deleted; orphans of
+/// an unfinished rotation and temp files always are; then the newest snapshots and archives
+/// are kept up to the counts, the age and the byte budget.
+#[must_use]
+pub fn plan(
+    listing: Vec<DirEntry>,
+    manifest: &Manifest,
     policy: &RetentionPolicy,
     now: SystemTime,
-) -> Result<PruneOutcome> {
-    let _lock = lock_dir(vfs, dir, LockKind::Exclusive)?;
-    let Some(manifest) = Manifest::read(vfs, dir)? else {
-        return Ok(PruneOutcome::default());
-    };
+) -> PrunePlan {
     let live = manifest.live_snapshot_seq;
-    let mut outcome = PruneOutcome::default();
     let mut keep = Vec::new();
     let mut delete = Vec::new();
     let mut temps = Vec::new();
-    for entry in vfs.list(dir).map_err(|e| Error::io("list", dir, e))? {
-        if entry.name.ends_with(".tmp") {
+    for entry in listing {
+        if is_temp(&entry.name) {
             temps.push(entry);
-        } else if let Some(sequence) = snapshot::parse_file_name(&entry.name) {
-            let artifact = Artifact {
-                sequence,
-                snapshot: true,
-                entry,
-            };
-            if sequence > live {
-                delete.push(artifact)
-            } else {
-                keep.push(artifact)
+            continue;
+        }
+        let (sequence, snapshot, wanted) = match StoreFile::parse(&entry.name) {
+            Some(StoreFile::Snapshot(sequence)) => (sequence, true, sequence <= live),
+            Some(StoreFile::Archive(sequence)) => {
+                (sequence, false, manifest.archives.contains(&sequence))
             }
-        } else if let Some(sequence) = parse_archive_file_name(&entry.name) {
-            let artifact = Artifact {
-                sequence,
-                snapshot: false,
-                entry,
-            };
-            if manifest.archives.contains(&sequence) {
-                keep.push(artifact)
-            } else {
-                delete.push(artifact)
-            }
+            _ => continue,
+        };
+        let artifact = Artifact {
+            sequence,
+            snapshot,
+            entry,
+        };
+        if wanted {
+            keep.push(artifact);
+        } else {
+            delete.push(artifact);
         }
     }
     // Newest first; the live snapshot sorts first among snapshots and is never dropped.
@@ -121,15 +124,10 @@ pub fn prune(
     let cutoff = policy.max_age.and_then(|age| now.checked_sub(age));
     let mut retained = Vec::new();
     for artifact in keep {
-        let counter = if artifact.snapshot {
-            &mut snapshots
+        let (counter, limit) = if artifact.snapshot {
+            (&mut snapshots, policy.keep_snapshots)
         } else {
-            &mut archives
-        };
-        let limit = if artifact.snapshot {
-            policy.keep_snapshots
-        } else {
-            policy.keep_archives
+            (&mut archives, policy.keep_archives)
         };
         let too_old = cutoff.is_some_and(|cutoff| artifact.entry.modified < cutoff);
         if is_live(&artifact) || (*counter < limit && !too_old) {
@@ -151,45 +149,208 @@ pub fn prune(
             delete.push(artifact);
         }
     }
-    outcome.retained_snapshots = sorted(retained.iter().filter(|a| a.snapshot).map(|a| a.sequence));
-    outcome.retained_archives = sorted(retained.iter().filter(|a| !a.snapshot).map(|a| a.sequence));
+    let mut outcome = PruneOutcome {
+        retained_snapshots: sorted(retained.iter().filter(|a| a.snapshot).map(|a| a.sequence)),
+        retained_archives: sorted(retained.iter().filter(|a| !a.snapshot).map(|a| a.sequence)),
+        deleted_snapshots: sorted(delete.iter().filter(|a| a.snapshot).map(|a| a.sequence)),
+        deleted_archives: sorted(delete.iter().filter(|a| !a.snapshot).map(|a| a.sequence)),
+        ..PruneOutcome::default()
+    };
     let listed: Vec<u64> = manifest
         .archives
         .iter()
         .copied()
         .filter(|s| outcome.retained_archives.contains(s))
         .collect();
-    if listed != manifest.archives {
-        Manifest {
-            archives: listed,
-            ..manifest
-        }
-        .write(vfs, dir)?;
+    let manifest = (listed != manifest.archives).then(|| Manifest {
+        archives: listed,
+        ..manifest.clone()
+    });
+    let mut names = Vec::new();
+    for entry in delete
+        .into_iter()
+        .map(|a| a.entry)
+        .chain(temps.iter().cloned())
+    {
+        outcome.bytes_reclaimed += entry.size;
+        names.push(entry.name);
     }
-    for artifact in delete {
-        remove_quietly(vfs, &dir.join(&artifact.entry.name));
-        outcome.bytes_reclaimed += artifact.entry.size;
-        let list = if artifact.snapshot {
-            &mut outcome.deleted_snapshots
-        } else {
-            &mut outcome.deleted_archives
-        };
-        list.push(artifact.sequence);
+    outcome.deleted_temp_files = temps.into_iter().map(|t| t.name).collect();
+    PrunePlan {
+        manifest,
+        delete: names,
+        outcome,
     }
-    for temp in temps {
-        remove_quietly(vfs, &dir.join(&temp.name));
-        outcome.bytes_reclaimed += temp.size;
-        outcome.deleted_temp_files.push(temp.name);
+}
+
+/// Carry out `plan` in `dir`: the MANIFEST first (the commit point, so a crash never leaves it
+/// naming a missing file), then the deletions, then a directory fsync.
+///
+/// # Errors
+/// I/O errors of the MANIFEST write and the fsync. Deleting a file is best effort: a failure
+/// is logged, not returned.
+pub fn apply(vfs: &dyn Vfs, dir: &Path, plan: &PrunePlan) -> Result<()> {
+    if let Some(manifest) = &plan.manifest {
+        manifest.write(vfs, dir)?;
     }
-    outcome.deleted_snapshots.sort_unstable();
-    outcome.deleted_archives.sort_unstable();
+    for name in &plan.delete {
+        remove_quietly(vfs, &dir.join(name));
+    }
     vfs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))?;
-    Ok(outcome)
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Apply `policy` to the store directory `dir`, as of `now`, under the directory lock.
+///
+/// # Errors
+/// As [`apply`], and reading the directory and the MANIFEST.
+pub fn prune(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    policy: &RetentionPolicy,
+    now: SystemTime,
+) -> Result<PruneOutcome> {
+    let _lock = lock_dir(vfs, dir, LockKind::Exclusive)?;
+    let Some(manifest) = Manifest::read(vfs, dir)? else {
+        return Ok(PruneOutcome::default());
+    };
+    let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let plan = plan(listing, &manifest, policy, now);
+    apply(vfs, dir, &plan)?;
+    Ok(plan.outcome)
 }
 
 fn sorted(sequences: impl Iterator<Item = u64>) -> Vec<u64> {
     let mut v: Vec<u64> = sequences.collect();
     v.sort_unstable();
     v
+}
+
+/// The plan alone, with no file system.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + 1000 * HOUR
+    }
+
+    /// A file of `size` bytes last modified `age` ago.
+    fn file(name: &str, size: u64, age: Duration) -> DirEntry {
+        DirEntry {
+            name: name.into(),
+            size,
+            modified: now() - age,
+        }
+    }
+
+    /// Snapshots and archives at 10, 20, ... 60 (live 60), an hour apart, the oldest first,
+    /// plus the active WAL, the MANIFEST and its lock.
+    fn store() -> (Vec<DirEntry>, Manifest) {
+        let mut listing = vec![
+            file("wal.log", 5, Duration::ZERO),
+            file("MANIFEST", 1, Duration::ZERO),
+            file("MANIFEST.lock", 0, Duration::ZERO),
+        ];
+        for (i, seq) in (10..=60).step_by(10).enumerate() {
+            let age = HOUR * (6 - i as u32);
+            listing.push(file(&StoreFile::Snapshot(seq).name(), 100, age));
+            listing.push(file(&StoreFile::Archive(seq).name(), 10, age));
+        }
+        let manifest = Manifest {
+            live_snapshot_seq: 60,
+            active_wal_seq: 60,
+            archives: (10..=60).step_by(10).collect(),
+        };
+        (listing, manifest)
+    }
+
+    #[test]
+    fn default_policy_keeps_two_snapshots_and_four_archives_and_rewrites_the_manifest() {
+        let (listing, manifest) = store();
+        let plan = plan(listing, &manifest, &RetentionPolicy::default(), now());
+        assert_eq!(plan.outcome.retained_snapshots, vec![50, 60]);
+        assert_eq!(plan.outcome.retained_archives, vec![30, 40, 50, 60]);
+        assert_eq!(plan.outcome.deleted_snapshots, vec![10, 20, 30, 40]);
+        assert_eq!(plan.outcome.deleted_archives, vec![10, 20]);
+        assert_eq!(plan.outcome.bytes_reclaimed, 4 * 100 + 2 * 10);
+        assert_eq!(plan.manifest.unwrap().archives, vec![30, 40, 50, 60]);
+        assert!(
+            !plan
+                .delete
+                .iter()
+                .any(|n| n == "wal.log" || n.starts_with("MANIFEST"))
+        );
+    }
+
+    #[test]
+    fn the_live_snapshot_survives_every_limit_and_an_unchanged_manifest_is_not_rewritten() {
+        let (listing, manifest) = store();
+        let policy = RetentionPolicy {
+            keep_snapshots: 0,
+            keep_archives: 6,
+            max_bytes: Some(0),
+            max_age: Some(Duration::ZERO),
+        };
+        let plan = plan(listing.clone(), &manifest, &policy, now());
+        assert_eq!(plan.outcome.retained_snapshots, vec![60]);
+        assert!(plan.outcome.retained_archives.is_empty());
+        let everything = RetentionPolicy {
+            keep_snapshots: 6,
+            keep_archives: 6,
+            ..RetentionPolicy::default()
+        };
+        let kept = super::plan(listing, &manifest, &everything, now());
+        assert!(kept.delete.is_empty());
+        assert_eq!(kept.manifest, None);
+    }
+
+    #[test]
+    fn age_and_byte_budget_drop_the_oldest_first() {
+        let (listing, manifest) = store();
+        let by_age = RetentionPolicy {
+            keep_snapshots: 6,
+            keep_archives: 6,
+            max_age: Some(HOUR * 2 + Duration::from_secs(1)),
+            max_bytes: None,
+        };
+        let plan_age = plan(listing.clone(), &manifest, &by_age, now());
+        assert_eq!(plan_age.outcome.retained_snapshots, vec![50, 60]);
+        assert_eq!(plan_age.outcome.retained_archives, vec![50, 60]);
+        let by_bytes = RetentionPolicy {
+            keep_snapshots: 6,
+            keep_archives: 6,
+            max_bytes: Some(230),
+            max_age: None,
+        };
+        let plan_bytes = plan(listing, &manifest, &by_bytes, now());
+        // 60 (100) + archive 60 (10) + 50 (100) + archive 50 (10) = 220; the next would pass 230.
+        assert_eq!(plan_bytes.outcome.retained_snapshots, vec![50, 60]);
+        assert_eq!(plan_bytes.outcome.retained_archives, vec![50, 60]);
+    }
+
+    #[test]
+    fn orphans_and_temp_files_always_go() {
+        let (mut listing, manifest) = store();
+        listing.push(file(&StoreFile::Snapshot(70).name(), 100, Duration::ZERO));
+        listing.push(file(&StoreFile::Archive(5).name(), 10, Duration::ZERO));
+        listing.push(file("snapshot.70.snap.12.34.tmp", 7, Duration::ZERO));
+        listing.push(file("notes.txt", 3, Duration::ZERO));
+        let everything = RetentionPolicy {
+            keep_snapshots: 9,
+            keep_archives: 9,
+            ..RetentionPolicy::default()
+        };
+        let plan = plan(listing, &manifest, &everything, now());
+        assert_eq!(plan.outcome.deleted_snapshots, vec![70]);
+        assert_eq!(plan.outcome.deleted_archives, vec![5]);
+        assert_eq!(
+            plan.outcome.deleted_temp_files,
+            vec!["snapshot.70.snap.12.34.tmp"]
+        );
+        assert!(!plan.delete.iter().any(|n| n == "notes.txt"));
+        assert_eq!(plan.manifest, None);
+    }
 }

@@ -17,23 +17,12 @@ use std::sync::Arc;
 
 use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
+use crate::filename::StoreFile;
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, copy_range, dir_of, parse_numbered, publish};
+use crate::publish::{Placement, copy_range, dir_of, publish};
 use crate::snapshot::{PublishedSnapshot, SnapshotBuilder};
 use crate::writer::WalWriter;
-
-/// File name of the archive of the WAL prefix ending at `sequence`.
-#[must_use]
-pub fn archive_file_name(sequence: u64) -> String {
-    format!("wal.{sequence}.archive")
-}
-
-/// The sequence in an archive file name, if `name` is one.
-#[must_use]
-pub fn parse_archive_file_name(name: &str) -> Option<u64> {
-    parse_numbered(name, "wal.", ".archive")
-}
 
 /// What a rotation did.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -93,7 +82,7 @@ pub fn finish(
         )));
     }
     let snapshot = builder.at_sequence(sequence).publish(vfs.as_ref(), &dir)?;
-    let archive_path = dir.join(archive_file_name(sequence));
+    let archive_path = StoreFile::Archive(sequence).path(&dir);
     let wal = vfs
         .open(wal_path, OpenMode::Read)
         .map_err(|e| Error::io("open", wal_path, e))?;

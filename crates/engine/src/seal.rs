@@ -23,15 +23,22 @@
 //! header only): their payload checksums are checked when they are read, and in full
 //! by `verify`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::checksum::checksum32;
-use crate::file_header::{check_identity, le_u32, le_u64};
+use crate::file_header::{Format, le_u32, le_u64};
+use crate::filename::seal_path;
 use crate::frame::{self, FRAME_HEADER_LEN};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
 
-const MAGIC: [u8; 4] = *b"SPSE";
+/// The seal file format.
+pub const FORMAT: Format = Format {
+    magic: *b"SPSE",
+    name: "seal",
+    major: 1,
+    minor: 0,
+};
 /// Length of a seal.
 pub const SEAL_LEN: usize = 64;
 
@@ -59,21 +66,12 @@ pub struct Seal {
     pub clock: Hlc,
 }
 
-/// Where the seal of the WAL at `wal` lives.
-#[must_use]
-pub fn seal_path(wal: &Path) -> PathBuf {
-    let mut name = wal.as_os_str().to_owned();
-    name.push(".seal");
-    PathBuf::from(name)
-}
-
 impl Seal {
     /// Encode the seal.
     #[must_use]
     pub fn encode(&self) -> [u8; SEAL_LEN] {
         let mut out = [0u8; SEAL_LEN];
-        out[0..4].copy_from_slice(&MAGIC);
-        out[4..6].copy_from_slice(&1u16.to_le_bytes());
+        FORMAT.write_identity(&mut out);
         out[8..16].copy_from_slice(&self.snapshot_seq.to_le_bytes());
         out[16..24].copy_from_slice(&self.end.to_le_bytes());
         out[24..32].copy_from_slice(&self.last.offset.to_le_bytes());
@@ -89,7 +87,7 @@ impl Seal {
     /// Decode a seal; `None` unless it is whole, current-version and its checksum holds.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        check_identity(bytes, MAGIC, "seal", SEAL_LEN).ok()?;
+        FORMAT.check_identity(bytes, SEAL_LEN).ok()?;
         if bytes.len() != SEAL_LEN
             || checksum32(&bytes[0..60]) != le_u32(&bytes[60..64])
             || bytes[56..60] != [0; 4]

@@ -25,11 +25,18 @@ use xxhash_rust::xxh3::Xxh3;
 use crate::checksum::checksum32;
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
-use crate::file_header::{check_identity, le_u32, le_u64};
+use crate::file_header::{Format, le_u32, le_u64};
+use crate::filename::StoreFile;
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
-use crate::publish::{Placement, parse_numbered, publish};
+use crate::publish::{Placement, publish};
 
-const MAGIC: [u8; 4] = *b"SPSN";
+/// The snapshot file format.
+pub const FORMAT: Format = Format {
+    magic: *b"SPSN",
+    name: "snapshot",
+    major: 1,
+    minor: 0,
+};
 const HEADER_LEN: usize = 48;
 const ROW_LEN: usize = 32;
 const FLAG_COMPRESSED: u16 = 0x01;
@@ -39,18 +46,6 @@ pub const MAX_SECTIONS: usize = 65_536;
 pub const MAX_SECTION_NAME: usize = 255;
 /// Largest section, raw or stored: 1 GiB.
 pub const MAX_SECTION_LEN: usize = 1 << 30;
-
-/// File name of the snapshot covering `sequence`.
-#[must_use]
-pub fn file_name(sequence: u64) -> String {
-    format!("snapshot.{sequence}.snap")
-}
-
-/// The sequence in a snapshot file name, if `name` is one.
-#[must_use]
-pub fn parse_file_name(name: &str) -> Option<u64> {
-    parse_numbered(name, "snapshot.", ".snap")
-}
 
 /// One section as listed in the table.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -161,7 +156,7 @@ impl SnapshotBuilder {
     /// # Errors
     /// I/O errors and `ArtifactConflict`.
     pub fn publish(self, vfs: &dyn Vfs, dir: &Path) -> Result<PublishedSnapshot> {
-        let path = dir.join(file_name(self.sequence));
+        let path = StoreFile::Snapshot(self.sequence).path(dir);
         let bodies: Vec<(Vec<u8>, bool)> = self
             .sections
             .iter()
@@ -195,8 +190,7 @@ impl SnapshotBuilder {
         hasher.update(&table);
         bodies.iter().for_each(|(stored, _)| hasher.update(stored));
         let mut header = [0u8; HEADER_LEN];
-        header[0..4].copy_from_slice(&MAGIC);
-        header[4..6].copy_from_slice(&1u16.to_le_bytes());
+        FORMAT.write_identity(&mut header);
         header[8..16].copy_from_slice(&self.sequence.to_le_bytes());
         #[allow(clippy::cast_possible_truncation)]
         header[16..20].copy_from_slice(&(self.sections.len() as u32).to_le_bytes());
@@ -426,7 +420,7 @@ impl SnapshotReader {
 }
 
 fn decode_header(bytes: &[u8]) -> Result<()> {
-    check_identity(bytes, MAGIC, "snapshot", HEADER_LEN)?;
+    FORMAT.check_identity(bytes, HEADER_LEN)?;
     if checksum32(&bytes[0..44]) != le_u32(&bytes[44..48]) {
         return Err(Error::ChecksumMismatch {
             what: "snapshot header",

@@ -13,18 +13,16 @@ use std::time::SystemTime;
 
 use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
+use crate::filename::StoreFile;
 use crate::frame::Origin;
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
-use crate::rotation::{Rotation, archive_file_name, begin, begin_queued, finish};
+use crate::rotation::{Rotation, begin, begin_queued, finish};
 use crate::scan::read_file_header;
-use crate::snapshot::{self, SnapshotBuilder, SnapshotReader};
+use crate::snapshot::{SnapshotBuilder, SnapshotReader};
 use crate::writer::{WalOptions, WalWriter};
-
-/// File name of the active WAL in a store directory.
-pub const WAL_FILE_NAME: &str = "wal.log";
 
 /// What recovery found and did.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
@@ -63,7 +61,7 @@ impl Store {
             .map_err(|e| Error::io("create directory", dir, e))?;
         let lock = lock_dir(vfs.as_ref(), dir, LockKind::Exclusive)?;
         let manifest = Manifest::read(vfs.as_ref(), dir)?;
-        let wal_path = dir.join(WAL_FILE_NAME);
+        let wal_path = StoreFile::Wal.path(dir);
         let seed = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
         let mut writer = WalWriter::open(
             vfs,
@@ -89,7 +87,7 @@ impl Store {
         let snapshot = if live == 0 {
             None
         } else {
-            let path = dir.join(snapshot::file_name(live));
+            let path = StoreFile::Snapshot(live).path(dir);
             if !path.exists() {
                 return Err(inconsistent(format!(
                     "the live snapshot {} is missing",
@@ -175,7 +173,7 @@ impl Store {
     pub fn replay(&self, from: u64) -> Result<Replay> {
         let floor = self.snapshot().map_or(0, |s| s.sequence()) + 1;
         Ok(Replay {
-            reader: WalReader::open(&self.vfs, &self.dir.join(WAL_FILE_NAME))?,
+            reader: WalReader::open(&self.vfs, &StoreFile::Wal.path(&self.dir))?,
             from: from.max(floor),
             applied: HashMap::new(),
         })
@@ -212,7 +210,7 @@ impl Store {
     /// As [`finish`].
     pub fn finish_checkpoint(&self, builder: SnapshotBuilder, sequence: u64) -> Result<Rotation> {
         let _maintenance = guard(&self.maintenance);
-        let wal_path = self.dir.join(WAL_FILE_NAME);
+        let wal_path = StoreFile::Wal.path(&self.dir);
         let rotation = finish(&self.committer, &self.vfs, &wal_path, builder, sequence)?;
         let reader = SnapshotReader::open(self.vfs.as_ref(), &rotation.snapshot.path)?;
         *guard(&self.snapshot) = Some(Arc::new(reader));
@@ -237,7 +235,7 @@ fn check_archives(
     archives: &[u64],
 ) -> std::result::Result<(), String> {
     for &seq in archives {
-        let path = dir.join(archive_file_name(seq));
+        let path = StoreFile::Archive(seq).path(dir);
         let file = match vfs.open(&path, OpenMode::Read) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             opened => opened.map_err(|e| Error::io("open", &path, e).to_string())?,

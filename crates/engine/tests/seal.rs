@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::*;
 use selene_persist_engine::file_header::FILE_HEADER_LEN;
+use selene_persist_engine::filename::seal_path;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
-use selene_persist_engine::seal::seal_path;
 use selene_persist_engine::{SyncPolicy, TailReason, WalWriter};
 
 const ENTRIES: u64 = 40;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use selene_persist_engine::seal::seal_path;
+use selene_persist_engine::filename::seal_path;
 use selene_persist_engine::{TailReason, WalOptions, WalWriter};
 
 const ENTRIES: u64 = 5;

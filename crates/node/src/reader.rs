@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
+use selene_persist_engine::filename::wal_of;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::{Entry, WalReader};
 
@@ -18,10 +19,10 @@ pub struct NativeReader {
 
 #[napi]
 impl NativeReader {
-    /// Open the WAL at `path` for reading.
+    /// Open the WAL at `path` (a WAL file, or a store directory's active WAL) for reading.
     #[napi(ts_return_type = "Promise<NativeReader>")]
     pub fn open(path: String) -> AsyncTask<Blocking<WalReader, NativeReader>> {
-        let path = PathBuf::from(path);
+        let path = wal_of(&PathBuf::from(path));
         blocking(
             move || WalReader::open(&StdFs::shared(), &path),
             |reader| NativeReader {

@@ -200,18 +200,3 @@ fn publishing_never_clobbers_a_different_snapshot() {
         .collect();
     assert_eq!(leftovers.len(), 1, "no temp files left: {leftovers:?}");
 }
-
-#[test]
-fn file_names_parse_strictly() {
-    assert_eq!(parse_file_name("snapshot.12.snap"), Some(12));
-    assert_eq!(parse_file_name(&file_name(u64::MAX)), Some(u64::MAX));
-    for bad in [
-        "snapshot..snap",
-        "snapshot.-1.snap",
-        "snapshot.1.snap.tmp",
-        "snapshot.+1.snap",
-        "snap.1.snap",
-    ] {
-        assert_eq!(parse_file_name(bad), None, "{bad}");
-    }
-}

@@ -1,0 +1,176 @@
+//! Every file name of a store directory, from one place: one type, a maker per kind, and the
+//! parser that inverts them (in the manner of LevelDB's `db/filename.h`); temp files, whose
+//! names come from their targets, have their own pair ([`temp_path`], [`is_temp`]).
+
+use std::path::{Path, PathBuf};
+
+/// A file of a store directory.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StoreFile {
+    /// `wal.log`: the active WAL.
+    Wal,
+    /// `wal.log.seal`: the seal of the active WAL (see [`seal_path`] for any WAL's).
+    Seal,
+    /// `snapshot.<N>.snap`: the state after sequence N.
+    Snapshot(u64),
+    /// `wal.<N>.archive`: the sealed WAL prefix that ended at sequence N.
+    Archive(u64),
+    /// `MANIFEST`: the commit point.
+    Manifest,
+    /// `MANIFEST.lock`: the directory lock.
+    Lock,
+}
+
+const WAL: &str = "wal.log";
+const SEAL_SUFFIX: &str = ".seal";
+const MANIFEST: &str = "MANIFEST";
+const LOCK: &str = "MANIFEST.lock";
+const TEMP_SUFFIX: &str = ".tmp";
+
+impl StoreFile {
+    /// The file's name.
+    #[must_use]
+    pub fn name(self) -> String {
+        match self {
+            Self::Wal => WAL.to_owned(),
+            Self::Seal => format!("{WAL}{SEAL_SUFFIX}"),
+            Self::Snapshot(sequence) => format!("snapshot.{sequence}.snap"),
+            Self::Archive(sequence) => format!("wal.{sequence}.archive"),
+            Self::Manifest => MANIFEST.to_owned(),
+            Self::Lock => LOCK.to_owned(),
+        }
+    }
+
+    /// The file's path in `dir`.
+    #[must_use]
+    pub fn path(self, dir: &Path) -> PathBuf {
+        dir.join(self.name())
+    }
+
+    /// What a directory entry named `name` is, if it is a store file; the inverse of
+    /// [`StoreFile::name`].
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            WAL => return Some(Self::Wal),
+            MANIFEST => return Some(Self::Manifest),
+            LOCK => return Some(Self::Lock),
+            _ => {}
+        }
+        if name.strip_suffix(SEAL_SUFFIX) == Some(WAL) {
+            Some(Self::Seal)
+        } else if let Some(sequence) = numbered(name, "snapshot.", ".snap") {
+            Some(Self::Snapshot(sequence))
+        } else {
+            numbered(name, "wal.", ".archive").map(Self::Archive)
+        }
+    }
+}
+
+/// The WAL `path` names: the file itself, or the active WAL of a store directory.
+#[must_use]
+pub fn wal_of(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        StoreFile::Wal.path(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Where the seal of the WAL at `wal` lives: `<wal>.seal`, in a store or not.
+#[must_use]
+pub fn seal_path(wal: &Path) -> PathBuf {
+    let mut name = wal.as_os_str().to_owned();
+    name.push(SEAL_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// A unique temp path beside `target`: `<name>.<pid>.<nanos>.tmp`.
+#[must_use]
+pub fn temp_path(target: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut name = target.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{nanos}{TEMP_SUFFIX}", std::process::id()));
+    target.with_file_name(name)
+}
+
+/// Whether `name` is a temp file's (made by [`temp_path`]), left by a publication in progress
+/// or interrupted.
+#[must_use]
+pub fn is_temp(name: &str) -> bool {
+    name.ends_with(TEMP_SUFFIX)
+}
+
+/// The number in a name of the form `<prefix><decimal digits><suffix>`.
+fn numbered(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    let digits = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_inverts_name_for_every_kind() {
+        for file in [
+            StoreFile::Wal,
+            StoreFile::Seal,
+            StoreFile::Snapshot(0),
+            StoreFile::Snapshot(12),
+            StoreFile::Snapshot(u64::MAX),
+            StoreFile::Archive(7),
+            StoreFile::Archive(u64::MAX),
+            StoreFile::Manifest,
+            StoreFile::Lock,
+        ] {
+            assert_eq!(StoreFile::parse(&file.name()), Some(file));
+            assert!(!is_temp(&file.name()));
+        }
+        let temp = temp_path(&StoreFile::Snapshot(3).path(Path::new("/d")));
+        let name = temp.file_name().unwrap().to_str().unwrap();
+        assert!(name.starts_with("snapshot.3.snap."), "{name}");
+        assert!(is_temp(name));
+        assert_eq!(StoreFile::parse(name), None);
+        assert_eq!(temp.parent(), Some(Path::new("/d")));
+    }
+
+    #[test]
+    fn other_names_are_not_store_files() {
+        for name in [
+            "",
+            "wal",
+            "wal.log.bak",
+            "snapshot..snap",
+            "snapshot.-1.snap",
+            "snapshot.1x.snap",
+            "snapshot.18446744073709551616.snap",
+            "wal.1.archive.old",
+            "wal.+1.archive",
+            "snapshot.+1.snap",
+            "snap.1.snap",
+            "manifest",
+            "other.seal",
+        ] {
+            assert_eq!(StoreFile::parse(name), None, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn a_seal_sits_beside_any_wal() {
+        assert_eq!(
+            seal_path(Path::new("/x/app.wal")),
+            Path::new("/x/app.wal.seal")
+        );
+        assert_eq!(
+            seal_path(&StoreFile::Wal.path(Path::new("/d"))),
+            StoreFile::Seal.path(Path::new("/d"))
+        );
+    }
+}
