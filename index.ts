@@ -7,7 +7,7 @@
  */
 export { Appender, type TailRepair } from './src/appender'
 export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'
-export { type ErrorCode, PersistError } from './src/errors'
+export { ERROR_CODES, type ErrorCode, PersistError } from './src/errors'
 export { type ExamineOptions, type Problem, type Report, inspect, verify } from './src/examine'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'

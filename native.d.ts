@@ -67,7 +67,7 @@ export declare class NativeExamination {
 
 /** A WAL reader; each batch is read off the JS thread. */
 export declare class NativeReader {
-  /** Open the WAL at `path` for reading. */
+  /** Open the WAL at `path` (a WAL file, or a store directory's active WAL) for reading. */
   static open(path: string): Promise<NativeReader>
   /**
    * The next entries with sequence >= `from` (checkpoint watermarks only if asked), packed
@@ -131,6 +131,12 @@ export declare class NativeStore {
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
 
+/** The engine's defaults, each defined once there. */
+export declare function defaults(): NativeDefaults
+
+/** Every error code the engine reports, for the facade's list of codes to be checked against. */
+export declare function errorCodes(): Array<string>
+
 /**
  * Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
  * reaches the engine.
@@ -147,6 +153,29 @@ export interface NativeChunk {
   count: number
 }
 
+/**
+ * The engine's defaults, each defined once there: the facade writes none of its own, and the
+ * docs are checked against these.
+ */
+export interface NativeDefaults {
+  /** The sync policy: `always`. */
+  syncMode: string
+  /** Payloads at least this large are compressed. */
+  compressionThreshold: number
+  /** zstd level of payloads and snapshot sections. */
+  compressionLevel: number
+  /** Preallocation chunk in bytes. */
+  preallocate: number
+  /** Payload bytes queued to the committer before later calls wait. */
+  maxQueueBytes: number
+  /** Snapshots a prune keeps. */
+  keepSnapshots: number
+  /** Archives a prune keeps. */
+  keepArchives: number
+  /** Whether snapshot sections are compressed. */
+  compressSnapshots: boolean
+}
+
 /** Per-entry metadata, already normalised by the facade. */
 export interface NativeMeta {
   /** Principal bytes. */
@@ -161,30 +190,35 @@ export interface NativeMeta {
   hlcSubseconds?: number
 }
 
-/** Writer options, already normalised by the facade. */
+/**
+ * Writer options as the caller gave them, checked by the facade; what is absent takes the
+ * engine's default ([`WalOptions::default`]).
+ */
 export interface NativeOpenOptions {
   /** `always`, `everyN`, `manual` or `interval`. */
-  syncMode: string
+  syncMode?: string
   /** N for `everyN`. */
   everyN?: number
   /** Period for `interval`. */
   intervalMs?: number
-  /** Compress payloads at least this large; absent disables compression. */
+  /** No payload compression at all. */
+  compressionDisabled?: boolean
+  /** Compress payloads at least this large. */
   compressionThreshold?: number
   /** zstd level. */
-  compressionLevel: number
+  compressionLevel?: number
   /** Snapshot sequence for a new file. */
-  snapshotSeq: number
+  snapshotSeq?: number
   /** Preallocation chunk in bytes; 0 disables. */
-  preallocate: number
+  preallocate?: number
 }
 
 /** A retention policy, normalised by the facade. */
 export interface NativePolicy {
-  /** Snapshots to keep (the live one always). */
-  keepSnapshots: number
-  /** Archives to keep. */
-  keepArchives: number
+  /** Snapshots to keep (the live one always); absent: the engine's default. */
+  keepSnapshots?: number
+  /** Archives to keep; absent: the engine's default. */
+  keepArchives?: number
   /** Byte budget for snapshots and archives. */
   maxBytes?: number
   /** Maximum age in milliseconds. */

@@ -5,17 +5,11 @@ import { join } from 'node:path'
 
 import test from 'ava'
 
-import { PersistError, SnapshotBuilder, SnapshotReader, Store, WalReader, WalWriter } from 'selene-persist'
+import { ERROR_CODES, PersistError, SnapshotBuilder, SnapshotReader, Store, WalReader, WalWriter } from 'selene-persist'
 
 import { tempDir } from './helpers.mjs'
 
-const CODES = new Set([
-  'WRITER_LOCK_HELD', 'PAYLOAD_TOO_LARGE', 'PRINCIPAL_TOO_LARGE', 'MID_LOG_CORRUPTION', 'SEALED_CORRUPTION', 'CHECKSUM_MISMATCH',
-  'MAGIC_MISMATCH', 'UNSUPPORTED_VERSION', 'UNSUPPORTED_FRAME', 'TRUNCATED_HEADER', 'RESERVED_NON_ZERO',
-  'NON_MONOTONIC_SEQUENCE', 'SEQUENCE_GAP', 'SEQUENCE_EXHAUSTED', 'DECOMPRESSION_FAILED', 'CLOSED', 'POISONED',
-  'INVALID_ARGUMENT', 'IO', 'ARTIFACT_CONFLICT', 'SNAPSHOT_CORRUPT', 'BODY_HASH_MISMATCH', 'DUPLICATE_SECTION',
-  'SECTION_NOT_FOUND', 'SNAPSHOT_TOO_LARGE', 'STORE_INCONSISTENT', 'NOT_A_FILE', 'UNSAFE_LINK',
-])
+const CODES = new Set(ERROR_CODES)
 
 /** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
 function rng(seed) {

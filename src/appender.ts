@@ -15,9 +15,6 @@ export interface TailRepair {
   discardedBytes: number
 }
 
-/** Default bound on the bytes queued to the committer and not yet committed: 64 MiB. */
-export const DEFAULT_MAX_QUEUE_BYTES = 64 << 20
-
 /** An append request: its room in the queue and who to tell its first sequence. */
 interface Request {
   bytes: number

@@ -1,36 +1,43 @@
 /** Typed errors: every failure is a PersistError with a stable `code`. */
 
-/** Every error code this package raises. Codes are stable across releases. */
-export type ErrorCode =
-  | 'WRITER_LOCK_HELD'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'PRINCIPAL_TOO_LARGE'
-  | 'MID_LOG_CORRUPTION'
-  | 'SEALED_CORRUPTION'
-  | 'CHECKSUM_MISMATCH'
-  | 'MAGIC_MISMATCH'
-  | 'UNSUPPORTED_VERSION'
-  | 'UNSUPPORTED_FRAME'
-  | 'TRUNCATED_HEADER'
-  | 'RESERVED_NON_ZERO'
-  | 'NON_MONOTONIC_SEQUENCE'
-  | 'SEQUENCE_GAP'
-  | 'SEQUENCE_EXHAUSTED'
-  | 'DECOMPRESSION_FAILED'
-  | 'CLOSED'
-  | 'POISONED'
-  | 'INVALID_ARGUMENT'
-  | 'ARTIFACT_CONFLICT'
-  | 'SNAPSHOT_CORRUPT'
-  | 'BODY_HASH_MISMATCH'
-  | 'DUPLICATE_SECTION'
-  | 'SECTION_NOT_FOUND'
-  | 'SNAPSHOT_TOO_LARGE'
-  | 'STORE_INCONSISTENT'
-  | 'NOT_A_FILE'
-  | 'UNSAFE_LINK'
-  | 'IO'
-  | 'INTERNAL'
+/**
+ * Every error code this package raises; codes are stable across releases. The engine defines
+ * them (`Code` in crates/engine/src/error.rs); a test checks this list against the addon's.
+ */
+export const ERROR_CODES = [
+  'WRITER_LOCK_HELD',
+  'PAYLOAD_TOO_LARGE',
+  'PRINCIPAL_TOO_LARGE',
+  'MID_LOG_CORRUPTION',
+  'SEALED_CORRUPTION',
+  'CHECKSUM_MISMATCH',
+  'MAGIC_MISMATCH',
+  'UNSUPPORTED_VERSION',
+  'UNSUPPORTED_FRAME',
+  'TRUNCATED_HEADER',
+  'RESERVED_NON_ZERO',
+  'NON_MONOTONIC_SEQUENCE',
+  'SEQUENCE_GAP',
+  'SEQUENCE_EXHAUSTED',
+  'DECOMPRESSION_FAILED',
+  'CLOSED',
+  'POISONED',
+  'INVALID_ARGUMENT',
+  'IO',
+  'ARTIFACT_CONFLICT',
+  'SNAPSHOT_CORRUPT',
+  'BODY_HASH_MISMATCH',
+  'DUPLICATE_SECTION',
+  'SECTION_NOT_FOUND',
+  'SNAPSHOT_TOO_LARGE',
+  'STORE_INCONSISTENT',
+  'NOT_A_FILE',
+  'UNSAFE_LINK',
+  'INTERNAL',
+] as const
+
+/** A stable error code: one of {@link ERROR_CODES}. */
+export type ErrorCode = (typeof ERROR_CODES)[number]
 
 /** The one error class this package throws; switch on `code`. */
 export class PersistError extends Error {

@@ -112,18 +112,18 @@ export function checkObject(name: string, value: unknown): Record<string, unknow
   return value
 }
 
-/** Default preallocation chunk of the active WAL: 1 MiB. */
-export const DEFAULT_PREALLOCATE = 1024 * 1024
+/** The engine's defaults (each defined once there); the facade writes none of its own. */
+export const DEFAULTS: native.NativeDefaults = native.defaults()
 
-/** Native writer options from `sync`, `compression`, `snapshotSeq` and `preallocate`. */
+/**
+ * Native writer options from `sync`, `compression`, `snapshotSeq` and `preallocate`, each
+ * checked; what the caller left out is left out, and the engine's default applies.
+ */
 export function nativeOptions(options: Record<string, unknown>): native.NativeOpenOptions {
-  const { sync = 'always', compression = {}, snapshotSeq = 0, preallocate = DEFAULT_PREALLOCATE } = options
-  const out: native.NativeOpenOptions = {
-    syncMode: 'always',
-    compressionLevel: 1,
-    snapshotSeq: checkInteger('snapshotSeq', snapshotSeq, 0, Number.MAX_SAFE_INTEGER),
-    preallocate: preallocate === false ? 0 : checkInteger('preallocate', preallocate, 4096, 2 ** 40),
-  }
+  const { sync, compression, snapshotSeq, preallocate } = options
+  const out: native.NativeOpenOptions = {}
+  if (snapshotSeq !== undefined) out.snapshotSeq = checkInteger('snapshotSeq', snapshotSeq, 0, Number.MAX_SAFE_INTEGER)
+  if (preallocate !== undefined) out.preallocate = preallocate === false ? 0 : checkInteger('preallocate', preallocate, 4096, 2 ** 40)
   if (sync === 'always' || sync === 'manual') {
     out.syncMode = sync
   } else if (isObject(sync) && 'everyN' in sync) {
@@ -132,15 +132,22 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
   } else if (isObject(sync) && 'intervalMs' in sync) {
     out.syncMode = 'interval'
     out.intervalMs = checkInteger('sync.intervalMs', sync.intervalMs, 1, U32_MAX)
-  } else {
+  } else if (sync !== undefined) {
     throw invalid(`sync must be 'always', 'manual', { everyN } or { intervalMs }, got ${describe(sync)}`)
   }
-  if (compression !== false) {
+  if (compression === false) {
+    out.compressionDisabled = true
+  } else if (compression !== undefined) {
     if (!isObject(compression)) throw invalid('compression must be false or { threshold?, level? }')
-    out.compressionThreshold = checkInteger('compression.threshold', compression.threshold ?? 4096, 0, U32_MAX)
-    out.compressionLevel = checkInteger('compression.level', compression.level ?? 1, 1, 22)
+    if (compression.threshold !== undefined) out.compressionThreshold = checkInteger('compression.threshold', compression.threshold, 0, U32_MAX)
+    if (compression.level !== undefined) out.compressionLevel = checkInteger('compression.level', compression.level, 1, 22)
   }
   return out
+}
+
+/** The sync mode `options` (from {@link nativeOptions}) select. */
+export function syncModeOf(options: native.NativeOpenOptions): string {
+  return options.syncMode ?? DEFAULTS.syncMode
 }
 
 export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
@@ -168,10 +175,9 @@ export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
 
 export function nativePolicy(policy: unknown, defaults: RetentionPolicy = {}): native.NativePolicy {
   const given = { ...defaults, ...checkObject('policy', policy) }
-  const out: native.NativePolicy = {
-    keepSnapshots: checkInteger('keepSnapshots', given.keepSnapshots ?? 2, 0, U32_MAX),
-    keepArchives: checkInteger('keepArchives', given.keepArchives ?? 4, 0, U32_MAX),
-  }
+  const out: native.NativePolicy = {}
+  if (given.keepSnapshots !== undefined) out.keepSnapshots = checkInteger('keepSnapshots', given.keepSnapshots, 0, U32_MAX)
+  if (given.keepArchives !== undefined) out.keepArchives = checkInteger('keepArchives', given.keepArchives, 0, U32_MAX)
   if (given.maxBytes !== undefined) out.maxBytes = checkInteger('maxBytes', given.maxBytes, 0, Number.MAX_SAFE_INTEGER)
   if (given.maxAgeMs !== undefined) out.maxAgeMs = checkInteger('maxAgeMs', given.maxAgeMs, 0, Number.MAX_SAFE_INTEGER)
   return out

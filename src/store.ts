@@ -10,15 +10,16 @@ import {
   checkInteger,
   checkObject,
   checkPath,
+  DEFAULTS,
   isObject,
   nativeOptions,
   nativePolicy,
   nativeSections,
+  syncModeOf,
 } from './options'
-import { SnapshotReader } from './snapshot'
-import type { EntryBatch, WalEntry } from './batch'
 import { Appender } from './appender'
-import { type EntriesOptions, batchesOf, entriesOf, fromOption } from './batch'
+import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
+import { SnapshotReader } from './snapshot'
 import { type WalWriterOptions, queueBound } from './wal'
 
 /** What a checkpoint did. */
@@ -120,7 +121,7 @@ export class Store extends Appender {
     super(handle.appender(), maxQueueBytes, syncMode)
     this.#native = handle
     this.#retention = options.retention ?? {}
-    this.#compress = options.compressSnapshots ?? true
+    this.#compress = options.compressSnapshots ?? DEFAULTS.compressSnapshots
     this.#auto = auto
     this.recovery = handle.recovery()
   }
@@ -135,7 +136,7 @@ export class Store extends Appender {
       const maxQueueBytes = queueBound(given)
       const normalised = nativeOptions(given)
       const handle = await native.NativeStore.open(checkPath(dir), normalised)
-      return new Store(handle, given as StoreOptions, auto, maxQueueBytes, normalised.syncMode)
+      return new Store(handle, given as StoreOptions, auto, maxQueueBytes, syncModeOf(normalised))
     })
   }
 

@@ -1,10 +1,10 @@
 /** The WAL writer and reader. */
 import * as native from '../native'
 
-import { Appender, DEFAULT_MAX_QUEUE_BYTES } from './appender'
+import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
 import { call } from './errors'
-import { type CompressionOption, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions } from './options'
+import { type CompressionOption, DEFAULTS, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions, syncModeOf } from './options'
 
 /** Options of {@link WalWriter.open}. */
 export interface WalWriterOptions {
@@ -37,14 +37,15 @@ export class WalWriter extends Appender {
       const given = checkObject('options', options)
       const normalised = nativeOptions(given)
       const maxQueueBytes = queueBound(given)
-      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, normalised.syncMode)
+      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, syncModeOf(normalised))
     })
   }
 }
 
 /** The `maxQueueBytes` option, checked. */
 export function queueBound(options: Record<string, unknown>): number {
-  return checkInteger('maxQueueBytes', options.maxQueueBytes ?? DEFAULT_MAX_QUEUE_BYTES, 1, Number.MAX_SAFE_INTEGER)
+  const given = options.maxQueueBytes
+  return given === undefined ? DEFAULTS.maxQueueBytes : checkInteger('maxQueueBytes', given, 1, Number.MAX_SAFE_INTEGER)
 }
 
 /**

@@ -25,6 +25,11 @@ use crate::writer::{NewEntry, SyncPolicy, WalWriter};
 /// Called once with the outcome of a request, on the committer thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
 
+/// Default bound on the payload bytes a caller queues to a committer before later calls wait:
+/// 64 MiB, enough for a deep group commit, little enough to hold in memory. The committer does
+/// not enforce it; the TypeScript facade's backpressure does, with this default.
+pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 64 << 20;
+
 /// Most bytes of payload taken into one group.
 const MAX_GROUP_BYTES: usize = 16 << 20;
 

@@ -238,40 +238,105 @@ pub enum Error {
     Internal(String),
 }
 
+/// Defines [`Code`] and its complete list from one table, so the list cannot miss a code.
+macro_rules! codes {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        /// The stable machine-readable code of an [`Error`], one per variant.
+        #[derive(Clone, Copy, Debug, Eq, PartialEq)]
+        pub enum Code {
+            $(
+                #[doc = $name]
+                $variant,
+            )*
+        }
+
+        impl Code {
+            /// Every code, in the order of [`Error`]'s variants.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+
+            /// The code as it crosses to JS, e.g. `WRITER_LOCK_HELD`.
+            #[must_use]
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name),*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    WriterLockHeld => "WRITER_LOCK_HELD",
+    PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+    PrincipalTooLarge => "PRINCIPAL_TOO_LARGE",
+    MidLogCorruption => "MID_LOG_CORRUPTION",
+    SealedCorruption => "SEALED_CORRUPTION",
+    ChecksumMismatch => "CHECKSUM_MISMATCH",
+    MagicMismatch => "MAGIC_MISMATCH",
+    UnsupportedVersion => "UNSUPPORTED_VERSION",
+    UnsupportedFrame => "UNSUPPORTED_FRAME",
+    TruncatedHeader => "TRUNCATED_HEADER",
+    ReservedNonZero => "RESERVED_NON_ZERO",
+    NonMonotonicSequence => "NON_MONOTONIC_SEQUENCE",
+    SequenceGap => "SEQUENCE_GAP",
+    SequenceExhausted => "SEQUENCE_EXHAUSTED",
+    Decompression => "DECOMPRESSION_FAILED",
+    Closed => "CLOSED",
+    Poisoned => "POISONED",
+    InvalidArgument => "INVALID_ARGUMENT",
+    Io => "IO",
+    ArtifactConflict => "ARTIFACT_CONFLICT",
+    SnapshotCorrupt => "SNAPSHOT_CORRUPT",
+    BodyHashMismatch => "BODY_HASH_MISMATCH",
+    DuplicateSection => "DUPLICATE_SECTION",
+    SectionNotFound => "SECTION_NOT_FOUND",
+    SnapshotTooLarge => "SNAPSHOT_TOO_LARGE",
+    StoreInconsistent => "STORE_INCONSISTENT",
+    NotAFile => "NOT_A_FILE",
+    UnsafeLink => "UNSAFE_LINK",
+    Internal => "INTERNAL",
+}
+
 impl Error {
     /// The stable machine-readable code for this error, e.g. `WRITER_LOCK_HELD`.
     #[must_use]
     pub const fn code(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// Which [`Code`] this error has: every variant maps to exactly one.
+    #[must_use]
+    pub const fn kind(&self) -> Code {
         match self {
-            Self::WriterLockHeld { .. } => "WRITER_LOCK_HELD",
-            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
-            Self::PrincipalTooLarge { .. } => "PRINCIPAL_TOO_LARGE",
-            Self::MidLogCorruption { .. } => "MID_LOG_CORRUPTION",
-            Self::SealedCorruption { .. } => "SEALED_CORRUPTION",
-            Self::ChecksumMismatch { .. } => "CHECKSUM_MISMATCH",
-            Self::MagicMismatch { .. } => "MAGIC_MISMATCH",
-            Self::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
-            Self::UnsupportedFrame { .. } => "UNSUPPORTED_FRAME",
-            Self::TruncatedHeader { .. } => "TRUNCATED_HEADER",
-            Self::ReservedNonZero { .. } => "RESERVED_NON_ZERO",
-            Self::NonMonotonicSequence { .. } => "NON_MONOTONIC_SEQUENCE",
-            Self::SequenceGap { .. } => "SEQUENCE_GAP",
-            Self::SequenceExhausted { .. } => "SEQUENCE_EXHAUSTED",
-            Self::Decompression { .. } => "DECOMPRESSION_FAILED",
-            Self::Closed { .. } => "CLOSED",
-            Self::Poisoned { .. } => "POISONED",
-            Self::InvalidArgument(_) => "INVALID_ARGUMENT",
-            Self::Io { .. } => "IO",
-            Self::ArtifactConflict { .. } => "ARTIFACT_CONFLICT",
-            Self::SnapshotCorrupt { .. } => "SNAPSHOT_CORRUPT",
-            Self::BodyHashMismatch { .. } => "BODY_HASH_MISMATCH",
-            Self::DuplicateSection(_) => "DUPLICATE_SECTION",
-            Self::SectionNotFound(_) => "SECTION_NOT_FOUND",
-            Self::SnapshotTooLarge { .. } => "SNAPSHOT_TOO_LARGE",
-            Self::StoreInconsistent { .. } => "STORE_INCONSISTENT",
-            Self::NotAFile { .. } => "NOT_A_FILE",
-            Self::UnsafeLink { .. } => "UNSAFE_LINK",
-            Self::Internal(_) => "INTERNAL",
+            Self::WriterLockHeld { .. } => Code::WriterLockHeld,
+            Self::PayloadTooLarge { .. } => Code::PayloadTooLarge,
+            Self::PrincipalTooLarge { .. } => Code::PrincipalTooLarge,
+            Self::MidLogCorruption { .. } => Code::MidLogCorruption,
+            Self::SealedCorruption { .. } => Code::SealedCorruption,
+            Self::ChecksumMismatch { .. } => Code::ChecksumMismatch,
+            Self::MagicMismatch { .. } => Code::MagicMismatch,
+            Self::UnsupportedVersion { .. } => Code::UnsupportedVersion,
+            Self::UnsupportedFrame { .. } => Code::UnsupportedFrame,
+            Self::TruncatedHeader { .. } => Code::TruncatedHeader,
+            Self::ReservedNonZero { .. } => Code::ReservedNonZero,
+            Self::NonMonotonicSequence { .. } => Code::NonMonotonicSequence,
+            Self::SequenceGap { .. } => Code::SequenceGap,
+            Self::SequenceExhausted { .. } => Code::SequenceExhausted,
+            Self::Decompression { .. } => Code::Decompression,
+            Self::Closed { .. } => Code::Closed,
+            Self::Poisoned { .. } => Code::Poisoned,
+            Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::Io { .. } => Code::Io,
+            Self::ArtifactConflict { .. } => Code::ArtifactConflict,
+            Self::SnapshotCorrupt { .. } => Code::SnapshotCorrupt,
+            Self::BodyHashMismatch { .. } => Code::BodyHashMismatch,
+            Self::DuplicateSection(_) => Code::DuplicateSection,
+            Self::SectionNotFound(_) => Code::SectionNotFound,
+            Self::SnapshotTooLarge { .. } => Code::SnapshotTooLarge,
+            Self::StoreInconsistent { .. } => Code::StoreInconsistent,
+            Self::NotAFile { .. } => Code::NotAFile,
+            Self::UnsafeLink { .. } => Code::UnsafeLink,
+            Self::Internal(_) => Code::Internal,
         }
     }
 
@@ -307,5 +372,124 @@ impl Error {
                 source: Arc::new(source),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every variant (the match in `kind` is exhaustive, so a new variant that is
+    /// not added here still has a code; this checks each has its own, and that it is listed).
+    fn one_of_each() -> Vec<Error> {
+        let path = PathBuf::from("p");
+        vec![
+            Error::WriterLockHeld { path: path.clone() },
+            Error::PayloadTooLarge { len: 2, cap: 1 },
+            Error::PrincipalTooLarge { len: 2, cap: 1 },
+            Error::MidLogCorruption {
+                offset: 0,
+                detail: "d",
+                next_valid: 1,
+            },
+            Error::SealedCorruption {
+                offset: 0,
+                detail: "d",
+                sealed_end: 1,
+            },
+            Error::ChecksumMismatch {
+                what: "w",
+                offset: 0,
+            },
+            Error::MagicMismatch {
+                expected: "e",
+                found: [0; 4],
+            },
+            Error::UnsupportedVersion {
+                what: "w",
+                major: 2,
+                minor: 0,
+                supported: (1, 0),
+            },
+            Error::UnsupportedFrame {
+                offset: 0,
+                detail: "d".into(),
+            },
+            Error::TruncatedHeader { len: 1, need: 2 },
+            Error::ReservedNonZero { offset: 0 },
+            Error::NonMonotonicSequence {
+                offset: 0,
+                previous: 2,
+                found: 1,
+            },
+            Error::SequenceGap {
+                offset: 0,
+                expected: 2,
+                found: 3,
+            },
+            Error::SequenceExhausted { last: 1 },
+            Error::Decompression {
+                offset: 0,
+                detail: "d".into(),
+            },
+            Error::Closed { what: "writer" },
+            Error::Poisoned { cause: "c".into() },
+            Error::InvalidArgument("a".into()),
+            Error::io("op", path.clone(), io::Error::other("x")),
+            Error::ArtifactConflict { path: path.clone() },
+            Error::SnapshotCorrupt {
+                path: path.clone(),
+                detail: "d".into(),
+            },
+            Error::BodyHashMismatch { path: path.clone() },
+            Error::DuplicateSection("s".into()),
+            Error::SectionNotFound("s".into()),
+            Error::SnapshotTooLarge {
+                what: "w",
+                len: 2,
+                cap: 1,
+            },
+            Error::StoreInconsistent {
+                dir: path.clone(),
+                detail: "d".into(),
+            },
+            Error::NotAFile {
+                path: path.clone(),
+                kind: "FIFO",
+            },
+            Error::UnsafeLink {
+                path,
+                detail: "d".into(),
+            },
+            Error::Internal("i".into()),
+        ]
+    }
+
+    #[test]
+    fn every_error_has_its_own_listed_code() {
+        let kinds: Vec<Code> = one_of_each().iter().map(Error::kind).collect();
+        assert_eq!(
+            kinds,
+            Code::ALL,
+            "one error per code, in the order of the list"
+        );
+        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        );
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len(), "codes are unique");
+    }
+
+    #[test]
+    fn refusals_become_their_own_errors() {
+        let fifo = Error::io("open", "p", Refusal::NotRegular("FIFO").into_io());
+        assert_eq!(fifo.code(), "NOT_A_FILE");
+        let link = Error::io("open", "p", Refusal::Symlink.into_io());
+        assert_eq!(link.code(), "UNSAFE_LINK");
+        assert_eq!(Error::io("open", "p", io::Error::other("x")).code(), "IO");
     }
 }

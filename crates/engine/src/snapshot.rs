@@ -42,6 +42,9 @@ const ROW_LEN: usize = 32;
 const FLAG_COMPRESSED: u16 = 0x01;
 /// Most sections in one snapshot.
 pub const MAX_SECTIONS: usize = 65_536;
+/// Whether snapshot sections are zstd-compressed unless told otherwise (each is stored
+/// compressed only when that is smaller).
+pub const DEFAULT_COMPRESS_SECTIONS: bool = true;
 /// Longest section name, in bytes.
 pub const MAX_SECTION_NAME: usize = 255;
 /// Largest section, raw or stored: 1 GiB.

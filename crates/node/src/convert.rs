@@ -3,9 +3,12 @@
 use napi::Status;
 use napi::bindgen_prelude::{Buffer, Float64Array, Uint8Array};
 use napi_derive::napi;
+use selene_persist_engine::committer::DEFAULT_MAX_QUEUE_BYTES;
 use selene_persist_engine::retention::{PruneOutcome, RetentionPolicy};
 use selene_persist_engine::rotation::Rotation;
-use selene_persist_engine::snapshot::{PublishedSnapshot, SectionInfo, SnapshotBuilder};
+use selene_persist_engine::snapshot::{
+    DEFAULT_COMPRESS_SECTIONS, PublishedSnapshot, SectionInfo, SnapshotBuilder,
+};
 use selene_persist_engine::{
     Compression, Entry, Error, Hlc, MAX_SEQUENCE, NewEntry, Origin, SyncPolicy, TailRepair,
     WalOptions,
@@ -45,51 +48,117 @@ pub const fn to_f64(value: u64) -> f64 {
     value as f64
 }
 
-/// Writer options, already normalised by the facade.
+/// Writer options as the caller gave them, checked by the facade; what is absent takes the
+/// engine's default ([`WalOptions::default`]).
 #[napi(object)]
 pub struct NativeOpenOptions {
     /// `always`, `everyN`, `manual` or `interval`.
-    pub sync_mode: String,
+    pub sync_mode: Option<String>,
     /// N for `everyN`.
     pub every_n: Option<u32>,
     /// Period for `interval`.
     pub interval_ms: Option<u32>,
-    /// Compress payloads at least this large; absent disables compression.
+    /// No payload compression at all.
+    pub compression_disabled: Option<bool>,
+    /// Compress payloads at least this large.
     pub compression_threshold: Option<u32>,
     /// zstd level.
-    pub compression_level: i32,
+    pub compression_level: Option<i32>,
     /// Snapshot sequence for a new file.
-    pub snapshot_seq: f64,
+    pub snapshot_seq: Option<f64>,
     /// Preallocation chunk in bytes; 0 disables.
-    pub preallocate: f64,
+    pub preallocate: Option<f64>,
 }
 
 impl TryFrom<NativeOpenOptions> for WalOptions {
     type Error = napi::Error;
 
     fn try_from(options: NativeOpenOptions) -> napi::Result<Self> {
+        let defaults = Self::default();
         let sync = match (
-            options.sync_mode.as_str(),
+            options.sync_mode.as_deref(),
             options.every_n,
             options.interval_ms,
         ) {
-            ("always", ..) => SyncPolicy::Always,
-            ("manual", ..) => SyncPolicy::Manual,
-            ("everyN", Some(n), _) => SyncPolicy::EveryN(n),
-            ("interval", _, Some(ms)) => {
+            (None, ..) => defaults.sync,
+            (Some("always"), ..) => SyncPolicy::Always,
+            (Some("manual"), ..) => SyncPolicy::Manual,
+            (Some("everyN"), Some(n), _) => SyncPolicy::EveryN(n),
+            (Some("interval"), _, Some(ms)) => {
                 SyncPolicy::Interval(std::time::Duration::from_millis(ms.into()))
             }
-            (mode, ..) => return Err(invalid(format!("unknown sync mode {mode:?}"))),
+            (Some(mode), ..) => return Err(invalid(format!("unknown sync mode {mode:?}"))),
+        };
+        let compression = if options.compression_disabled == Some(true) {
+            Compression::disabled()
+        } else {
+            Compression {
+                threshold: options
+                    .compression_threshold
+                    .map(|t| t as usize)
+                    .or(defaults.compression.threshold),
+                level: options
+                    .compression_level
+                    .unwrap_or(defaults.compression.level),
+            }
         };
         Ok(Self {
             sync,
-            compression: Compression {
-                threshold: options.compression_threshold.map(|t| t as usize),
-                level: options.compression_level,
-            },
-            snapshot_seq: to_u64("snapshotSeq", options.snapshot_seq)?,
-            preallocate: to_u64("preallocate", options.preallocate)?,
+            compression,
+            snapshot_seq: options
+                .snapshot_seq
+                .map_or(Ok(defaults.snapshot_seq), |s| to_u64("snapshotSeq", s))?,
+            preallocate: options
+                .preallocate
+                .map_or(Ok(defaults.preallocate), |p| to_u64("preallocate", p))?,
         })
+    }
+}
+
+/// The engine's defaults, each defined once there: the facade writes none of its own, and the
+/// docs are checked against these.
+#[napi(object)]
+pub struct NativeDefaults {
+    /// The sync policy: `always`.
+    pub sync_mode: String,
+    /// Payloads at least this large are compressed.
+    pub compression_threshold: u32,
+    /// zstd level of payloads and snapshot sections.
+    pub compression_level: i32,
+    /// Preallocation chunk in bytes.
+    pub preallocate: f64,
+    /// Payload bytes queued to the committer before later calls wait.
+    pub max_queue_bytes: f64,
+    /// Snapshots a prune keeps.
+    pub keep_snapshots: u32,
+    /// Archives a prune keeps.
+    pub keep_archives: u32,
+    /// Whether snapshot sections are compressed.
+    pub compress_snapshots: bool,
+}
+
+impl NativeDefaults {
+    /// The defaults of the engine's `Default` impls and constants.
+    #[allow(clippy::cast_possible_truncation)]
+    pub fn of_engine() -> Self {
+        let wal = WalOptions::default();
+        let retention = RetentionPolicy::default();
+        Self {
+            sync_mode: match wal.sync {
+                SyncPolicy::Always => "always",
+                SyncPolicy::Manual => "manual",
+                SyncPolicy::EveryN(_) => "everyN",
+                SyncPolicy::Interval(_) => "interval",
+            }
+            .into(),
+            compression_threshold: wal.compression.threshold.unwrap_or(0) as u32,
+            compression_level: wal.compression.level,
+            preallocate: to_f64(wal.preallocate),
+            max_queue_bytes: to_f64(DEFAULT_MAX_QUEUE_BYTES),
+            keep_snapshots: retention.keep_snapshots,
+            keep_archives: retention.keep_archives,
+            compress_snapshots: DEFAULT_COMPRESS_SECTIONS,
+        }
     }
 }
 
@@ -339,10 +408,10 @@ impl From<Rotation> for NativeRotation {
 /// A retention policy, normalised by the facade.
 #[napi(object)]
 pub struct NativePolicy {
-    /// Snapshots to keep (the live one always).
-    pub keep_snapshots: u32,
-    /// Archives to keep.
-    pub keep_archives: u32,
+    /// Snapshots to keep (the live one always); absent: the engine's default.
+    pub keep_snapshots: Option<u32>,
+    /// Archives to keep; absent: the engine's default.
+    pub keep_archives: Option<u32>,
     /// Byte budget for snapshots and archives.
     pub max_bytes: Option<f64>,
     /// Maximum age in milliseconds.
@@ -353,9 +422,10 @@ impl TryFrom<NativePolicy> for RetentionPolicy {
     type Error = napi::Error;
 
     fn try_from(p: NativePolicy) -> napi::Result<Self> {
+        let defaults = Self::default();
         Ok(Self {
-            keep_snapshots: p.keep_snapshots,
-            keep_archives: p.keep_archives,
+            keep_snapshots: p.keep_snapshots.unwrap_or(defaults.keep_snapshots),
+            keep_archives: p.keep_archives.unwrap_or(defaults.keep_archives),
             max_bytes: p.max_bytes.map(|b| to_u64("maxBytes", b)).transpose()?,
             max_age: p
                 .max_age_ms

@@ -18,3 +18,24 @@ mod task;
 #[napi_derive::napi]
 #[allow(clippy::cast_possible_truncation)]
 pub const MAX_PAYLOAD_BYTES: u32 = selene_persist_engine::frame::MAX_PAYLOAD_LEN as u32;
+
+/// The engine's defaults, each defined once there.
+#[napi_derive::napi]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+#[must_use]
+pub fn defaults() -> convert::NativeDefaults {
+    convert::NativeDefaults::of_engine()
+}
+
+/// Every error code the engine reports, for the facade's list of codes to be checked against.
+#[napi_derive::napi]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+#[must_use]
+pub fn error_codes() -> Vec<String> {
+    selene_persist_engine::error::Code::ALL
+        .iter()
+        .map(|code| code.as_str().to_owned())
+        .collect()
+}
