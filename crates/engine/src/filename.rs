@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::io::Vfs;
+
 /// A file of a store directory.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum StoreFile {
@@ -68,13 +70,15 @@ impl StoreFile {
 }
 
 /// The WAL `path` names: the file itself, or the active WAL of a store directory.
-#[must_use]
-pub fn wal_of(path: &Path) -> PathBuf {
-    if path.is_dir() {
+///
+/// # Errors
+/// The error of asking `vfs` what `path` is.
+pub fn wal_of(vfs: &dyn Vfs, path: &Path) -> std::io::Result<PathBuf> {
+    Ok(if vfs.stat(path)?.is_some_and(|s| s.dir) {
         StoreFile::Wal.path(path)
     } else {
         path.to_path_buf()
-    }
+    })
 }
 
 /// Where the seal of the WAL at `wal` lives: `<wal>.seal`, in a store or not.

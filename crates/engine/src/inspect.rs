@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, is_temp};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
-use crate::io::{LockKind, OpenMode, Vfs, read_exact_at};
+use crate::io::{LockKind, OpenMode, Stat, Vfs, read_exact_at};
 use crate::manifest::{Manifest, lock_dir};
 use crate::reader::{Entry, WalReader};
 use crate::scan::TailRepair;
@@ -214,6 +214,16 @@ impl Report {
     }
 }
 
+/// What `path` is, through `vfs`.
+fn stat(vfs: &Arc<dyn Vfs>, path: &Path) -> Result<Option<Stat>> {
+    vfs.stat(path).map_err(|e| Error::io("stat", path, e))
+}
+
+/// The size of `path` (0 if it cannot be read: the problem is reported where it is opened).
+fn size_of(vfs: &Arc<dyn Vfs>, path: &Path) -> u64 {
+    vfs.stat(path).ok().flatten().map_or(0, |s| s.size)
+}
+
 /// Examine `path`: a store directory, or one WAL, archive, snapshot or MANIFEST file.
 ///
 /// # Errors
@@ -228,7 +238,7 @@ pub fn examine(
         path: path.display().to_string(),
         ..Report::default()
     };
-    if path.is_dir() {
+    if stat(vfs, path)?.is_some_and(|s| s.dir) {
         report.kind = "store".into();
         examine_store(vfs, path, depth, progress, &mut report)?;
     } else {
@@ -277,7 +287,7 @@ fn examine_store(
     report: &mut Report,
 ) -> Result<()> {
     // Wait out a running rotation or prune, without creating a lock file where there is none.
-    let _lock = if StoreFile::Lock.path(dir).exists() {
+    let _lock = if stat(vfs, &StoreFile::Lock.path(dir))?.is_some() {
         Some(lock_dir(vfs.as_ref(), dir, LockKind::Shared)?)
     } else {
         None
@@ -326,7 +336,10 @@ fn examine_store(
     }
     // The listing holds regular files only: a live snapshot that is something else (a FIFO,
     // say) is still examined, so its open reports what it is.
-    if live > 0 && !snapshot_seqs.contains(&live) && StoreFile::Snapshot(live).path(dir).exists() {
+    if live > 0
+        && !snapshot_seqs.contains(&live)
+        && stat(vfs, &StoreFile::Snapshot(live).path(dir))?.is_some()
+    {
         snapshot_seqs.push(live);
     }
     snapshot_seqs.sort_unstable();
@@ -339,10 +352,9 @@ fn examine_store(
         if seq > live {
             report.problem(Severity::Warning, &path, None, "ORPHAN", format!("newer than the live snapshot {live}: left by an unfinished checkpoint; prune deletes it"));
         }
-        progress.done.fetch_add(
-            std::fs::metadata(&path).map_or(0, |m| m.len()),
-            Ordering::Relaxed,
-        );
+        progress
+            .done
+            .fetch_add(size_of(vfs, &path), Ordering::Relaxed);
     }
     let tracked: &[u64] = manifest.as_ref().map_or(&[], |m| &m.archives);
     for seq in archive_seqs {
@@ -379,7 +391,7 @@ fn examine_store(
         });
     }
     let wal_path = StoreFile::Wal.path(dir);
-    report.wal = if wal_path.exists() {
+    report.wal = if stat(vfs, &wal_path)?.is_some() {
         examine_wal(vfs, &wal_path, depth, progress, Severity::Warning, report)
     } else {
         None
@@ -487,7 +499,7 @@ fn examine_snapshot(
     Some(SnapshotSummary {
         path: path.display().to_string(),
         sequence: reader.sequence(),
-        bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+        bytes: size_of(vfs, path),
         live,
         sections,
     })
@@ -511,7 +523,7 @@ fn examine_wal(
     };
     let mut summary = WalSummary {
         path: path.display().to_string(),
-        file_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+        file_bytes: size_of(vfs, path),
         snapshot_seq: reader.snapshot_seq(),
         ..WalSummary::default()
     };

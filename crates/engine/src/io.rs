@@ -1,7 +1,7 @@
 //! The engine's one door to the file system.
 //!
 //! Every file-system call made by the writer, reader and scan goes through [`Vfs`] and
-//! [`VfsFile`], so tests can record operations and inject faults (see [`crate::fault`])
+//! [`VfsFile`], so tests can record operations and inject faults (see [`crate::testing::fault`])
 //! without touching format code. [`StdFs`] is the production implementation.
 
 use std::fmt::Debug;
@@ -72,6 +72,15 @@ pub struct DirEntry {
     pub modified: std::time::SystemTime,
 }
 
+/// What [`Vfs::stat`] reports of a path (following symlinks).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Stat {
+    /// Whether it is a directory.
+    pub dir: bool,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
 /// How [`VfsFile::lock`] locks.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub enum LockKind {
@@ -91,6 +100,8 @@ pub trait Vfs: Send + Sync + Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// The regular files in `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
+    /// What `path` is, or `None` if nothing is there.
+    fn stat(&self, path: &Path) -> io::Result<Option<Stat>>;
     /// Create `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Remove a file.
@@ -212,6 +223,17 @@ impl Vfs for StdFs {
             }
         }
         Ok(entries)
+    }
+
+    fn stat(&self, path: &Path) -> io::Result<Option<Stat>> {
+        match std::fs::metadata(path) {
+            Ok(meta) => Ok(Some(Stat {
+                dir: meta.is_dir(),
+                size: meta.len(),
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {

@@ -1,18 +1,40 @@
-//! selene-persist engine: a durable, append-only write-ahead log.
+//! selene-persist engine: a durable, append-only write-ahead log with snapshots,
+//! MANIFEST-committed rotation, retention and recovery. Pure Rust, no Node dependency.
 //!
-//! Pure Rust, no Node dependency. Layers, bottom up: [`io`] (every file-system call),
-//! [`checksum`], [`file_header`] and [`frame`] (the byte formats), [`compression`], [`hlc`],
-//! [`scan`] (torn tail vs corruption), [`writer`] and [`reader`], and [`committer`] (one thread
-//! per writer, group commit).
+//! # The map
+//!
+//! **The file system.** [`io`] is the one door to it (`Vfs`, `VfsFile`, `StdFs`): every open
+//! refuses what is not a regular file, and every open that can write refuses a symlink.
+//! [`filename`] names every file of a store directory, and parses the names back.
+//!
+//! **Formats**, each a pair of inverse functions beside its rules and one [`file_header::Format`]
+//! constant that both check: [`checksum`] (the only checksum), [`file_header`] (the WAL's
+//! 24-byte header), [`frame`] (the 40-byte frame header, extent and payload; the caps),
+//! [`compression`] (zstd, bounded decompression), [`hlc`] (monotonic timestamps), [`seal`]
+//! (the 64-byte sidecar naming the last durable frame), [`snapshot`] (sections at a sequence),
+//! [`manifest`] (the commit point, and the directory lock).
+//!
+//! **The WAL.** [`scan`] walks frames and tells the end of the log from a torn tail and from
+//! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
+//! stages and commits (one write, fdatasync per policy, cut back or poison on failure).
+//! [`reader`] yields verified entries. [`committer`] is one thread per writer that groups
+//! concurrent appends into one write and one fdatasync.
+//!
+//! **The store.** [`publish`] (temp file, fdatasync, link or rename, directory fsync),
+//! [`rotation`] (the four-phase checkpoint), [`retention`] (prune as a plan, then its
+//! application), [`store`] (recovery, checkpoint, prune, replay).
+//!
+//! **Inspection.** [`inspect`] examines a store or a file at two depths and collects problems.
+//!
+//! **Test support** (feature `fault-injection`): [`testing`] has the recording, fault-injecting
+//! and crash-state file systems, all on one wrapper of the real one.
+//!
+//! [`error`] gives every failure a stable code; the crate root re-exports what a binding needs.
 
 pub mod checksum;
 pub mod committer;
 pub mod compression;
-#[cfg(any(test, feature = "fault-injection"))]
-pub mod crash;
 pub mod error;
-#[cfg(any(test, feature = "fault-injection"))]
-pub mod fault;
 pub mod file_header;
 pub mod filename;
 pub mod frame;
@@ -28,6 +50,8 @@ pub mod scan;
 pub mod seal;
 pub mod snapshot;
 pub mod store;
+#[cfg(any(test, feature = "fault-injection"))]
+pub mod testing;
 pub mod writer;
 
 pub use committer::{AppendRequest, Committer, Reply, WriterState};

@@ -88,7 +88,11 @@ impl Store {
             None
         } else {
             let path = StoreFile::Snapshot(live).path(dir);
-            if !path.exists() {
+            if vfs
+                .stat(&path)
+                .map_err(|e| Error::io("stat", &path, e))?
+                .is_none()
+            {
                 return Err(inconsistent(format!(
                     "the live snapshot {} is missing",
                     path.display()

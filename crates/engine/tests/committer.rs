@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::io::Vfs;
+use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::{
     AppendRequest, Committer, Error, NewEntry, Reply, Result, SyncPolicy, WalOptions, WalWriter,
 };

@@ -6,10 +6,10 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use selene_persist_engine::crash::{RecordingFs, TraceOp, crash_states, materialize};
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
+use selene_persist_engine::testing::crash::{RecordingFs, TraceOp, crash_states, materialize};
 use selene_persist_engine::{Committer, SyncPolicy, WalWriter};
 
 /// A recorded workload: its trace, and after which operation each durability promise held

@@ -7,9 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
+use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
 use selene_persist_engine::{Committer, Error, SyncPolicy, WalOptions, WalWriter};
 
 const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan};
 use selene_persist_engine::io::Vfs;
 use selene_persist_engine::manifest::Manifest;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
+use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
 use selene_persist_engine::{Committer, NewEntry, Origin, Result, WalOptions};
 
 /// Append one entry through the committer and wait for its sequence.

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 use common::*;
-use selene_persist_engine::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN};
 use selene_persist_engine::io::Vfs;
+use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::{
     Compression, Hlc, NewEntry, Origin, SyncPolicy, WalOptions, WalWriter,
 };

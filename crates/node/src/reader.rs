@@ -6,7 +6,7 @@ use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 use selene_persist_engine::filename::wal_of;
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::{Entry, WalReader};
+use selene_persist_engine::{Entry, Error, WalReader};
 
 use crate::convert::{NativeChunk, NativeTailRepair, chunk, to_f64, to_u64};
 use crate::task::{Blocking, Closable, blocking};
@@ -22,9 +22,13 @@ impl NativeReader {
     /// Open the WAL at `path` (a WAL file, or a store directory's active WAL) for reading.
     #[napi(ts_return_type = "Promise<NativeReader>")]
     pub fn open(path: String) -> AsyncTask<Blocking<WalReader, NativeReader>> {
-        let path = wal_of(&PathBuf::from(path));
+        let path = PathBuf::from(path);
         blocking(
-            move || WalReader::open(&StdFs::shared(), &path),
+            move || {
+                let vfs = StdFs::shared();
+                let wal = wal_of(vfs.as_ref(), &path).map_err(|e| Error::io("stat", &path, e))?;
+                WalReader::open(&vfs, &wal)
+            },
             |reader| NativeReader {
                 inner: Closable::new(reader),
             },

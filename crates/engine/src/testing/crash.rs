@@ -14,7 +14,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::io::{DirEntry, LockKind, OpenMode, StdFs, Vfs, VfsFile};
+use super::watch::{Event, Watched, Watcher};
+use crate::io::VfsFile;
 
 /// One recorded operation. Files are named by the identity the recorder gave them.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -77,12 +78,15 @@ struct Recorder {
     next_file: usize,
 }
 
-/// A file system that works on the real one and records every mutating operation in a single
-/// directory, for [`crash_states`].
+/// The watcher behind [`RecordingFs`]: it records what each operation did, once it succeeded.
 #[derive(Clone, Debug, Default)]
-pub struct RecordingFs {
+pub struct Trace {
     state: Arc<Mutex<Recorder>>,
 }
+
+/// A file system that works on the real one and records every mutating operation in a single
+/// directory, for [`crash_states`].
+pub type RecordingFs = Watched<Trace>;
 
 fn name_of(path: &Path) -> String {
     path.file_name()
@@ -97,22 +101,16 @@ impl RecordingFs {
         Self::default()
     }
 
-    /// This file system as a shared `Vfs` handle.
-    #[must_use]
-    pub fn shared(&self) -> Arc<dyn Vfs> {
-        Arc::new(self.clone())
-    }
-
     /// The operations recorded so far.
     #[must_use]
     pub fn trace(&self) -> Vec<TraceOp> {
-        self.lock().trace.clone()
+        self.watcher.lock().trace.clone()
     }
 
     /// How many operations have been recorded.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().trace.len()
+        self.watcher.lock().trace.len()
     }
 
     /// Whether nothing has been recorded.
@@ -120,7 +118,9 @@ impl RecordingFs {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
+impl Trace {
     fn lock(&self) -> MutexGuard<'_, Recorder> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -150,130 +150,57 @@ impl RecordingFs {
     }
 }
 
-impl Vfs for RecordingFs {
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn VfsFile>> {
-        let existed = path.exists();
-        let inner = StdFs.open(path, mode)?;
-        let name = name_of(path);
-        let file = if existed {
-            self.lock().names.get(&name).copied()
-        } else {
-            let mut state = self.lock();
-            let file = state.next_file;
-            state.next_file += 1;
-            drop(state);
-            self.record(TraceOp::Create { name, file });
-            Some(file)
+impl Watcher for Trace {
+    /// The file's identity; `None` for files the recorder never saw created (the lock file of
+    /// a foreign directory).
+    type File = Option<usize>;
+
+    fn opened(&self, event: &Event<'_>) -> Option<usize> {
+        let Event::Open { path, existed, .. } = *event else {
+            return None;
         };
-        Ok(Box::new(RecordingFile {
-            fs: self.clone(),
-            file,
-            inner,
-        }))
+        let name = name_of(path);
+        if existed {
+            return self.lock().names.get(&name).copied();
+        }
+        let file = {
+            let mut state = self.lock();
+            state.next_file += 1;
+            state.next_file - 1
+        };
+        self.record(TraceOp::Create { name, file });
+        Some(file)
     }
 
-    fn link(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.link(from, to)?;
-        self.record(TraceOp::Link {
-            from: name_of(from),
-            to: name_of(to),
-        });
-        Ok(())
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)?;
-        self.record(TraceOp::Rename {
-            from: name_of(from),
-            to: name_of(to),
-        });
-        Ok(())
-    }
-
-    fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>> {
-        StdFs.list(dir)
-    }
-
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(dir)
-    }
-
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)?;
-        self.record(TraceOp::Remove {
-            name: name_of(path),
-        });
-        Ok(())
-    }
-
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)?;
-        self.record(TraceOp::SyncDir);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-struct RecordingFile {
-    fs: RecordingFs,
-    /// `None` for files the recorder never saw created (the lock file of a foreign directory).
-    file: Option<usize>,
-    inner: Box<dyn VfsFile>,
-}
-
-impl VfsFile for RecordingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-
-    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)?;
-        if let Some(file) = self.file {
-            self.fs.record(TraceOp::Write {
+    fn after(&self, event: &Event<'_>, file: Option<(&Option<usize>, &dyn VfsFile)>) {
+        let op = match (*event, file) {
+            (Event::Link { from, to }, _) => TraceOp::Link {
+                from: name_of(from),
+                to: name_of(to),
+            },
+            (Event::Rename { from, to }, _) => TraceOp::Rename {
+                from: name_of(from),
+                to: name_of(to),
+            },
+            (Event::Remove { path }, _) => TraceOp::Remove {
+                name: name_of(path),
+            },
+            (Event::SyncDir { .. }, _) => TraceOp::SyncDir,
+            (Event::Write { offset, data, .. }, Some((&Some(file), _))) => TraceOp::Write {
                 file,
                 offset,
-                data: buf.to_vec(),
-            });
-        }
-        Ok(())
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.inner.sync_data()?;
-        if let Some(file) = self.file {
-            self.fs.record(TraceOp::SyncData { file });
-        }
-        Ok(())
-    }
-
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)?;
-        if let Some(file) = self.file {
-            self.fs.record(TraceOp::SetLen { file, len });
-        }
-        Ok(())
-    }
-
-    /// Recorded as the length it leaves: preallocated space reads back as zeros.
-    fn allocate(&mut self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)?;
-        if let Some(file) = self.file {
-            let len = self.inner.size()?;
-            self.fs.record(TraceOp::SetLen { file, len });
-        }
-        Ok(())
-    }
-
-    fn size(&self) -> io::Result<u64> {
-        self.inner.size()
-    }
-
-    fn try_lock(&self) -> io::Result<bool> {
-        self.inner.try_lock()
-    }
-
-    fn lock(&self, kind: LockKind) -> io::Result<()> {
-        self.inner.lock(kind)
+                data: data.to_vec(),
+            },
+            (Event::SyncData { .. }, Some((&Some(file), _))) => TraceOp::SyncData { file },
+            (Event::SetLen { len, .. }, Some((&Some(file), _))) => TraceOp::SetLen { file, len },
+            // Recorded as the length it leaves: preallocated space reads back as zeros.
+            (Event::Allocate { .. }, Some((&Some(file), handle))) => match handle.size() {
+                Ok(len) => TraceOp::SetLen { file, len },
+                Err(_) => return,
+            },
+            _ => return,
+        };
+        self.record(op);
     }
 }
 
