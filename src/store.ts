@@ -3,10 +3,8 @@ import * as native from '../native'
 
 import { PersistError, call, guarded, invalid, translate } from './errors'
 import {
-  type CompressionOption,
   type RetentionPolicy,
   type Sections,
-  type SyncPolicy,
   checkInteger,
   checkObject,
   checkPath,
@@ -61,22 +59,14 @@ export interface AutoCheckpoint {
   onError?: (error: PersistError) => void
 }
 
-/** Options of {@link Store.open}. */
-export interface StoreOptions {
-  /** Durability of appends; default `'always'`. */
-  sync?: SyncPolicy
-  /** Payload compression of WAL entries. */
-  compression?: CompressionOption
+/** Options of {@link Store.open}: the writer's (but `snapshotSeq`, which the store manages), and the store's own. */
+export interface StoreOptions extends Omit<WalWriterOptions, 'snapshotSeq'> {
   /** Whether snapshot sections are zstd-compressed (default true). */
   compressSnapshots?: boolean
   /** The policy `prune()` applies when called without one. */
   retention?: RetentionPolicy
   /** Checkpoint automatically past a size or entry threshold. */
   autoCheckpoint?: AutoCheckpoint
-  /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
-  maxQueueBytes?: number
-  /** Preallocation of the active WAL (default 1 MiB chunks); see {@link WalWriterOptions}. */
-  preallocate?: number | false
 }
 
 /** What recovery found and did when the store opened. */
@@ -164,21 +154,21 @@ export class Store extends Appender {
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {
-    try {
-      this.#maybeAutoCheckpoint()
-    } catch (error) {
-      return Promise.reject(translate(error))
-    }
-    return super.append(...args)
+    return Store.#afterAutoCheckpoint(this, () => super.append(...args))
   }
 
   override appendBatch(...args: Parameters<Appender['appendBatch']>): Promise<number> {
+    return Store.#afterAutoCheckpoint(this, () => super.appendBatch(...args))
+  }
+
+  /** Start a due automatic checkpoint, then `append`; a failure (a wrong `this`) rejects. */
+  static #afterAutoCheckpoint(store: Store, append: () => Promise<number>): Promise<number> {
     try {
-      this.#maybeAutoCheckpoint()
+      store.#maybeAutoCheckpoint()
     } catch (error) {
       return Promise.reject(translate(error))
     }
-    return super.appendBatch(...args)
+    return append()
   }
 
   override appendSync(payload: Uint8Array): void {
