@@ -7,8 +7,10 @@
  */
 export { Appender, type TailRepair } from './src/appender'
 export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'
+export { Consumer, type ConsumerInfo } from './src/consumer'
 export { ERROR_CODES, type ErrorCode, PersistError } from './src/errors'
 export { type ExamineOptions, type Problem, type Report, inspect, verify } from './src/examine'
+export { type FollowOptions, type ProcessFollowOptions, follow, followBatches } from './src/follow'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'
 export { type AutoCheckpoint, type Checkpoint, type PruneResult, type Recovery, type SectionsSource, Store, type StoreOptions } from './src/store'

@@ -52,6 +52,23 @@ export declare class NativeAppender {
   tailRepair(): NativeTailRepair | null
 }
 
+/** Consumer operations on a store directory, each on the thread pool. */
+export declare class NativeConsumers {
+  /** The consumers of the store directory `dir`. */
+  constructor(dir: string)
+  /** The position of consumer `name`, registering it at `start` first if it is new. */
+  register(name: string, start: number): Promise<number>
+  /**
+   * Acknowledge everything up to `sequence` for consumer `name`; resolves with the position
+   * kept (a lower acknowledgement changes nothing).
+   */
+  ack(name: string, sequence: number): Promise<number>
+  /** Every registered consumer, by name. */
+  list(): Promise<NativeConsumer[]>
+  /** Forget consumer `name`; resolves with whether it was registered. */
+  remove(name: string): Promise<boolean>
+}
+
 /** One examination and its progress. */
 export declare class NativeExamination {
   /** A new examination. */
@@ -63,6 +80,21 @@ export declare class NativeExamination {
   run(path: string, verify: boolean): Promise<string>
   /** `[bytes examined, bytes in all]` so far. */
   progress(): Array<number>
+}
+
+/** A follower of a store directory or a WAL file. */
+export declare class NativeFollower {
+  /**
+   * Follow `path` (a store directory, or a WAL file) from sequence `from` (default: the first
+   * after the live snapshot); `durable` yields only fdatasynced entries.
+   */
+  static open(path: string, from: number | undefined | null, durable: boolean): Promise<NativeFollower>
+  /** The next entries there are now, packed in one chunk; an empty chunk means none yet. */
+  nextChunk(maxEntries: number, maxBytes: number): Promise<NativeChunk>
+  /** The next sequence it will yield, or `null` once closed. */
+  nextSequence(): number | null
+  /** Release the file it holds. */
+  close(): void
 }
 
 /** A WAL reader; each batch is read off the JS thread. */
@@ -153,6 +185,14 @@ export interface NativeChunk {
   count: number
 }
 
+/** A registered consumer and its position (the last acknowledged sequence). */
+export interface NativeConsumer {
+  /** Its name. */
+  name: string
+  /** The last sequence it acknowledged. */
+  position: number
+}
+
 /**
  * The engine's defaults, each defined once there: the facade writes none of its own, and the
  * docs are checked against these.
@@ -239,6 +279,8 @@ export interface NativePruneOutcome {
   retainedArchives: Array<number>
   /** Bytes freed. */
   bytesReclaimed: number
+  /** Consumers a byte budget left behind retention. */
+  consumersBehind: Array<string>
 }
 
 /** A published snapshot. */

@@ -836,7 +836,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeAppender = nativeBinding.NativeAppender
+module.exports.NativeConsumers = nativeBinding.NativeConsumers
 module.exports.NativeExamination = nativeBinding.NativeExamination
+module.exports.NativeFollower = nativeBinding.NativeFollower
 module.exports.NativeReader = nativeBinding.NativeReader
 module.exports.NativeReplay = nativeBinding.NativeReplay
 module.exports.NativeSnapshotReader = nativeBinding.NativeSnapshotReader

@@ -51,3 +51,10 @@ export function probeAppender(syncMode, submit, overrides = {}) {
   }
   return { probe: new Probe(), settle: (settled, failures) => listener(settled, failures) }
 }
+
+/** Payload `i` of the follow tests: mixed sizes (one over the compression threshold), named by `id`. */
+export function sized(id, i) {
+  const bytes = Buffer.alloc([10, 300, 5000, 70][i % 4], 97 + (i % 26))
+  bytes.write(`${id} `)
+  return bytes
+}

@@ -1,8 +1,10 @@
 /** What WalWriter and Store share: appends queued to a committer thread, in call order. */
 import * as native from '../native'
 
+import { type EntryBatch, type WalEntry, entriesOf } from './batch'
 import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
 import { Fifo } from './fifo'
+import { type FollowOptions, type Waker, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, nativeMeta } from './options'
 import { Outbox, type Packed, type Payloads, Slab, pack } from './outbox'
 
@@ -37,6 +39,12 @@ const SYNC_BATCH_BYTES = 1 << 20
 
 /** Period of the timer that holds the event loop open while appends are pending (it never fires in practice). */
 const KEEP_ALIVE_MS = 2 ** 30
+
+/**
+ * Under `{ intervalMs }` the background fdatasync has no callback into JS, so a durable
+ * follower also looks again this often.
+ */
+const INTERVAL_FOLLOW_MS = 100
 
 /**
  * `appendSync` entries not yet handed to the committer, copied at the call into one buffer, so
@@ -119,12 +127,22 @@ export abstract class Appender {
   /** `appendSync` batches handed to the committer and not yet settled. */
   readonly #syncInFlight = new Set<Promise<void>>()
   #closing = false
+  /** What followers of this writer read: its WAL file or store directory. */
+  readonly #target: string
+  readonly #syncMode: string
+  /** Resolves on the next commit, flush or checkpoint (`true`), or once closed (`false`). */
+  #change!: Promise<boolean>
+  #announce!: (more: boolean) => void
+  #ended = false
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string) {
+  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string, target: string) {
     this.#native = handle
     this.#maxQueueBytes = maxQueueBytes
+    this.#target = target
+    this.#syncMode = syncMode
+    this.#renewChange()
     this.#ackBeforeSync = syncMode !== 'always'
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
     this.#keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS)
@@ -228,6 +246,45 @@ export abstract class Appender {
       else request?.reject(nativeError(message))
     }
     while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
+    this.changed()
+  }
+
+  #renewChange(): void {
+    this.#change = new Promise<boolean>((resolve) => (this.#announce = resolve))
+  }
+
+  /** Wake the followers: the log may have grown, or become durable further. */
+  protected changed(): void {
+    if (this.#ended) return
+    const announce = this.#announce
+    this.#renewChange()
+    announce(true)
+  }
+
+  /** What wakes an in-process follower: the committer's callbacks (and a short timer under `{ intervalMs }`). */
+  #waker(): Waker {
+    const timed = this.#syncMode === 'interval'
+    return {
+      arm: () => (timed ? Promise.race([this.#change, new Promise<boolean>((resolve) => setTimeout(resolve, INTERVAL_FOLLOW_MS, true))]) : this.#change),
+      close: () => undefined,
+    }
+  }
+
+  /**
+   * Follow this log as it grows: every entry from `from` on (default: the first after the live
+   * snapshot), in sequence order, exactly once, then each new one as soon as it is committed
+   * (with `durable`, once it is fdatasynced, under any policy), across checkpoints and
+   * rotations. Woken by the committer, it reads from disk, so a slow consumer costs no
+   * memory. It ends cleanly once this writer is closed (after the entries committed before)
+   * or `signal` aborts.
+   */
+  followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+    return guarded(() => followBatchesOf(this.#target, options, () => this.#waker()))
+  }
+
+  /** {@link Appender.followBatches}, one entry at a time. */
+  follow(options: FollowOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
+    return entriesOf(this.followBatches(options))
   }
 
   #waitingBytes(): number {
@@ -369,6 +426,7 @@ export abstract class Appender {
         this.#settle(settled, failures)
       }
     }
+    this.changed()
     if (payload === null && this.#syncFailure) throw this.#syncFailure
     return sequence
   }
@@ -403,6 +461,7 @@ export abstract class Appender {
   flush(): Promise<void> {
     return call(async () => {
       await this.#admit(() => this.#native.flush())
+      this.changed()
       await this.#syncSettled()
     })
   }
@@ -426,6 +485,10 @@ export abstract class Appender {
       await this.#syncSettled()
     } finally {
       if (this.#pending.size === 0) this.#release()
+      // Followers read what was committed, then end.
+      this.changed()
+      this.#ended = true
+      this.#announce(false)
     }
   }
 

@@ -98,8 +98,9 @@ export class EntryBatch {
   }
 }
 
-const BATCH_ENTRIES = 1024
-const BATCH_BYTES = 4 << 20
+/** What one native read of entries returns at most. */
+export const BATCH_ENTRIES = 1024
+export const BATCH_BYTES = 4 << 20
 
 /** A native source of chunks: a WAL reader or a store's replay. */
 export interface ChunkSource {

@@ -33,6 +33,7 @@ export const ERROR_CODES = [
   'STORE_INCONSISTENT',
   'NOT_A_FILE',
   'UNSAFE_LINK',
+  'CONSUMER_BEHIND_RETENTION',
   'INTERNAL',
 ] as const
 

@@ -17,6 +17,7 @@ import {
 } from './options'
 import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
+import { Consumer, type ConsumerInfo } from './consumer'
 import { SnapshotReader } from './snapshot'
 import { type WalWriterOptions, queueBound } from './wal'
 
@@ -38,6 +39,8 @@ export interface PruneResult {
   retainedSnapshots: number[]
   retainedArchives: number[]
   bytesReclaimed: number
+  /** Consumers a `maxBytes` budget forced an archive they still need out from under: their next read fails with `CONSUMER_BEHIND_RETENTION`. */
+  consumersBehind: string[]
 }
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */
@@ -107,9 +110,12 @@ export class Store extends Appender {
   /** What recovery found and did. */
   readonly recovery: Recovery
 
-  private constructor(handle: native.NativeStore, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, syncMode: string) {
-    super(handle.appender(), maxQueueBytes, syncMode)
+  readonly #consumers: native.NativeConsumers
+
+  private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, syncMode: string) {
+    super(handle.appender(), maxQueueBytes, syncMode, dir)
     this.#native = handle
+    this.#consumers = new native.NativeConsumers(dir)
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? DEFAULTS.compressSnapshots
     this.#auto = auto
@@ -126,7 +132,7 @@ export class Store extends Appender {
       const maxQueueBytes = queueBound(given)
       const normalised = nativeOptions(given)
       const handle = await native.NativeStore.open(checkPath(dir), normalised)
-      return new Store(handle, given as StoreOptions, auto, maxQueueBytes, syncModeOf(normalised))
+      return new Store(handle, dir, given as StoreOptions, auto, maxQueueBytes, syncModeOf(normalised))
     })
   }
 
@@ -201,7 +207,10 @@ export class Store extends Appender {
       const finished = (async () => {
         const [sequence, ready] = await Promise.all([begun, converted])
         await previous
-        return this.#native.finishCheckpoint(sequence, ready)
+        const checkpoint = await this.#native.finishCheckpoint(sequence, ready)
+        // Followers at the end of the retired WAL move on to the new one.
+        this.changed()
+        return checkpoint
       })()
       this.#maintenance = finished.catch(() => undefined)
       return finished
@@ -215,6 +224,38 @@ export class Store extends Appender {
       const run = this.#maintenance.then(() => this.#native.prune(normalised))
       this.#maintenance = run.catch(() => undefined)
       return run
+    })
+  }
+
+  /**
+   * The durable consumer `name` (1 to 64 of `A-Z a-z 0-9 _ -`), registered now if new: its
+   * position, the last sequence it acknowledged, is kept in the store directory and survives
+   * any crash, and retention keeps every archive it still needs. A new consumer starts after
+   * `from - 1` (default: after the live snapshot).
+   */
+  consumer(name: string, options: { from?: number } = {}): Promise<Consumer> {
+    return call(async () => {
+      const given = checkObject('options', options)
+      const start = given.from === undefined ? this.snapshotSeq : checkInteger('from', given.from, 1, Number.MAX_SAFE_INTEGER) - 1
+      if (typeof name !== 'string') throw invalid('a consumer name must be a string')
+      const position = await this.#consumers.register(name, start)
+      return new Consumer(name, position, this.#consumers, (from, follow) => this.followBatches({ ...follow, from }))
+    })
+  }
+
+  /** The registered consumers: each one's position and how far it lags the log. */
+  consumers(): Promise<ConsumerInfo[]> {
+    return call(async () => {
+      const last = this.lastSequence
+      return (await this.#consumers.list()).map(({ name, position }) => ({ name, position, lagEntries: Math.max(0, last - position) }))
+    })
+  }
+
+  /** Forget the consumer `name` (retention no longer keeps anything for it); whether it was registered. */
+  removeConsumer(name: string): Promise<boolean> {
+    return call(() => {
+      if (typeof name !== 'string') throw invalid('a consumer name must be a string')
+      return this.#consumers.remove(name)
     })
   }
 

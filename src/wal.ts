@@ -27,8 +27,8 @@ export interface WalWriterOptions {
 
 /** The single writer of one WAL file. */
 export class WalWriter extends Appender {
-  private constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string) {
-    super(handle, maxQueueBytes, syncMode)
+  private constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string, path: string) {
+    super(handle, maxQueueBytes, syncMode, path)
   }
 
   /** Open (creating if absent) the WAL file at `path`, scan it and cut any torn tail. */
@@ -37,7 +37,7 @@ export class WalWriter extends Appender {
       const given = checkObject('options', options)
       const normalised = nativeOptions(given)
       const maxQueueBytes = queueBound(given)
-      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, syncModeOf(normalised))
+      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, syncModeOf(normalised), path)
     })
   }
 }

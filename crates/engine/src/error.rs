@@ -233,6 +233,14 @@ pub enum Error {
         /// What was found.
         detail: String,
     },
+    /// A follower or consumer needs an entry whose file retention deleted.
+    #[error("store {}: the entries from sequence {next} on are no longer retained", dir.display())]
+    ConsumerBehindRetention {
+        /// The store directory.
+        dir: PathBuf,
+        /// The first sequence the follower needs.
+        next: u64,
+    },
     /// A bug: an internal invariant failed or a panic was caught.
     #[error("internal error: {0}")]
     Internal(String),
@@ -294,6 +302,7 @@ codes! {
     StoreInconsistent => "STORE_INCONSISTENT",
     NotAFile => "NOT_A_FILE",
     UnsafeLink => "UNSAFE_LINK",
+    ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
     Internal => "INTERNAL",
 }
 
@@ -336,6 +345,7 @@ impl Error {
             Self::StoreInconsistent { .. } => Code::StoreInconsistent,
             Self::NotAFile { .. } => Code::NotAFile,
             Self::UnsafeLink { .. } => Code::UnsafeLink,
+            Self::ConsumerBehindRetention { .. } => Code::ConsumerBehindRetention,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -458,9 +468,10 @@ mod tests {
                 kind: "FIFO",
             },
             Error::UnsafeLink {
-                path,
+                path: path.clone(),
                 detail: "d".into(),
             },
+            Error::ConsumerBehindRetention { dir: path, next: 1 },
             Error::Internal("i".into()),
         ]
     }

@@ -28,6 +28,7 @@ const SEAL_SUFFIX: &str = ".seal";
 const MANIFEST: &str = "MANIFEST";
 const LOCK: &str = "MANIFEST.lock";
 const TEMP_SUFFIX: &str = ".tmp";
+const CONSUMER_PREFIX: &str = "consumer.";
 
 impl StoreFile {
     /// The file's name.
@@ -101,6 +102,20 @@ pub fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(name)
 }
 
+/// The file holding the position of the durable consumer `consumer`: `consumer.<name>`.
+#[must_use]
+pub fn consumer_file(consumer: &str) -> String {
+    format!("{CONSUMER_PREFIX}{consumer}")
+}
+
+/// The consumer whose position file is `name`, if it is one; the inverse of
+/// [`consumer_file`] (a temp file of one is not).
+#[must_use]
+pub fn parse_consumer_file(name: &str) -> Option<&str> {
+    name.strip_prefix(CONSUMER_PREFIX)
+        .filter(|consumer| !consumer.is_empty() && !is_temp(name))
+}
+
 /// Whether `name` is a temp file's (made by [`temp_path`]), left by a publication in progress
 /// or interrupted.
 #[must_use]
@@ -164,6 +179,17 @@ mod tests {
         ] {
             assert_eq!(StoreFile::parse(name), None, "{name:?}");
         }
+    }
+
+    #[test]
+    fn consumer_files_parse_back_to_their_consumer() {
+        assert_eq!(
+            parse_consumer_file(&consumer_file("relay-1")),
+            Some("relay-1")
+        );
+        assert_eq!(parse_consumer_file("consumer."), None);
+        assert_eq!(parse_consumer_file("consumer.relay.123.456.tmp"), None);
+        assert_eq!(StoreFile::parse(&consumer_file("relay")), None);
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
 //! stages and commits (one write, fdatasync per policy, cut back or poison on failure).
 //! [`reader`] yields verified entries. [`committer`] is one thread per writer that groups
-//! concurrent appends into one write and one fdatasync.
+//! concurrent appends into one write and one fdatasync. [`follow`] reads a store's log (or one
+//! WAL) as it grows, across rotations, beside a live writer in any process; [`consumer`] keeps
+//! a named follower's acknowledged position durably.
 //!
 //! **The store.** [`publish`] (temp file, fdatasync, link or rename, directory fsync),
 //! [`rotation`] (the four-phase checkpoint), [`retention`] (prune as a plan, then its
@@ -34,9 +36,11 @@
 pub mod checksum;
 pub mod committer;
 pub mod compression;
+pub mod consumer;
 pub mod error;
 pub mod file_header;
 pub mod filename;
+pub mod follow;
 pub mod frame;
 pub mod hlc;
 pub mod inspect;

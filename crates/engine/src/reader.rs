@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
+use crate::file_header::FILE_HEADER_LEN;
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
@@ -118,6 +119,22 @@ impl WalReader {
     #[must_use]
     pub const fn snapshot_seq(&self) -> u64 {
         self.snapshot_seq
+    }
+
+    /// End of the prefix the WAL's seal records as fdatasynced (the header's end when no valid
+    /// seal names this file): how far a durable follower may read.
+    ///
+    /// # Errors
+    /// I/O errors of the file's size.
+    pub fn durable_end(&self, vfs: &dyn Vfs) -> Result<u64> {
+        let len = self
+            .file
+            .size()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        Ok(
+            Seal::load(vfs, &self.path, self.file.as_ref(), self.snapshot_seq, len)
+                .map_or(FILE_HEADER_LEN as u64, |seal| seal.end),
+        )
     }
 
     /// The torn tail the reader stopped at, once it has reached the end.

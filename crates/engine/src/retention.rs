@@ -1,13 +1,16 @@
 //! Retention: delete the snapshots and archives a policy no longer needs, MANIFEST first.
 //!
-//! The live snapshot and the active WAL are never deleted. Orphans of an unfinished rotation
-//! (a snapshot newer than the live one, an archive the MANIFEST does not list) and stale temp
-//! files are always deleted. When the retained archives change, the MANIFEST is rewritten
+//! The live snapshot and the active WAL are never deleted, nor an archive a registered
+//! consumer has not acknowledged all of (only a byte budget can force that, and the prune then
+//! names the consumers it left behind). Orphans of an unfinished rotation (a snapshot newer
+//! than the live one, an archive the MANIFEST does not list) and stale temp files are always
+//! deleted. When the retained archives change, the MANIFEST is rewritten
 //! (the commit point) before any file goes, so a crash never leaves it naming a missing file.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::consumer;
 use crate::error::{Error, Result};
 use crate::filename::{StoreFile, is_temp};
 use crate::io::{DirEntry, LockKind, Vfs};
@@ -53,6 +56,9 @@ pub struct PruneOutcome {
     pub retained_archives: Vec<u64>,
     /// Bytes freed.
     pub bytes_reclaimed: u64,
+    /// Consumers a byte budget forced an archive they still need out from under: their next
+    /// read fails with `ConsumerBehindRetention`.
+    pub consumers_behind: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,13 +81,16 @@ pub struct PrunePlan {
 }
 
 /// Decide what `policy` deletes from a store directory holding `listing`, whose MANIFEST is
-/// `manifest`, as of `now`. The live snapshot and the active WAL are never deleted; orphans of
-/// an unfinished rotation and temp files always are; then the newest snapshots and archives
-/// are kept up to the counts, the age and the byte budget.
+/// `manifest` and whose registered consumers are at `consumers` (name, last acknowledged
+/// sequence), as of `now`. The live snapshot and the active WAL are never deleted; orphans of
+/// an unfinished rotation and temp files always are; an archive a consumer still needs (one
+/// ending after its position) is kept whatever the counts and the age; then the newest
+/// snapshots and archives are kept up to the counts, the age and the byte budget.
 #[must_use]
 pub fn plan(
     listing: Vec<DirEntry>,
     manifest: &Manifest,
+    consumers: &[(String, u64)],
     policy: &RetentionPolicy,
     now: SystemTime,
 ) -> PrunePlan {
@@ -119,6 +128,7 @@ pub fn plan(
             .then(b.snapshot.cmp(&a.snapshot))
     });
     let is_live = |a: &Artifact| a.snapshot && a.sequence == live;
+    let needed = |a: &Artifact| !a.snapshot && consumers.iter().any(|(_, p)| *p < a.sequence);
     let (mut snapshots, mut archives) = (0u32, 0u32);
     let mut total: u64 = 0;
     let cutoff = policy.max_age.and_then(|age| now.checked_sub(age));
@@ -130,7 +140,7 @@ pub fn plan(
             (&mut archives, policy.keep_archives)
         };
         let too_old = cutoff.is_some_and(|cutoff| artifact.entry.modified < cutoff);
-        if is_live(&artifact) || (*counter < limit && !too_old) {
+        if is_live(&artifact) || needed(&artifact) || (*counter < limit && !too_old) {
             *counter += 1;
             total += artifact.entry.size;
             retained.push(artifact);
@@ -149,7 +159,17 @@ pub fn plan(
             delete.push(artifact);
         }
     }
+    let consumers_behind = consumers
+        .iter()
+        .filter(|(_, position)| {
+            delete.iter().any(|a| {
+                !a.snapshot && manifest.archives.contains(&a.sequence) && a.sequence > *position
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
     let mut outcome = PruneOutcome {
+        consumers_behind,
         retained_snapshots: sorted(retained.iter().filter(|a| a.snapshot).map(|a| a.sequence)),
         retained_archives: sorted(retained.iter().filter(|a| !a.snapshot).map(|a| a.sequence)),
         deleted_snapshots: sorted(delete.iter().filter(|a| a.snapshot).map(|a| a.sequence)),
@@ -215,7 +235,8 @@ pub fn prune(
         return Ok(PruneOutcome::default());
     };
     let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
-    let plan = plan(listing, &manifest, policy, now);
+    let consumers = consumer::list(vfs, dir)?;
+    let plan = plan(listing, &manifest, &consumers, policy, now);
     apply(vfs, dir, &plan)?;
     Ok(plan.outcome)
 }
@@ -270,7 +291,7 @@ mod tests {
     #[test]
     fn default_policy_keeps_two_snapshots_and_four_archives_and_rewrites_the_manifest() {
         let (listing, manifest) = store();
-        let plan = plan(listing, &manifest, &RetentionPolicy::default(), now());
+        let plan = plan(listing, &manifest, &[], &RetentionPolicy::default(), now());
         assert_eq!(plan.outcome.retained_snapshots, vec![50, 60]);
         assert_eq!(plan.outcome.retained_archives, vec![30, 40, 50, 60]);
         assert_eq!(plan.outcome.deleted_snapshots, vec![10, 20, 30, 40]);
@@ -294,7 +315,7 @@ mod tests {
             max_bytes: Some(0),
             max_age: Some(Duration::ZERO),
         };
-        let plan = plan(listing.clone(), &manifest, &policy, now());
+        let plan = plan(listing.clone(), &manifest, &[], &policy, now());
         assert_eq!(plan.outcome.retained_snapshots, vec![60]);
         assert!(plan.outcome.retained_archives.is_empty());
         let everything = RetentionPolicy {
@@ -302,7 +323,7 @@ mod tests {
             keep_archives: 6,
             ..RetentionPolicy::default()
         };
-        let kept = super::plan(listing, &manifest, &everything, now());
+        let kept = super::plan(listing, &manifest, &[], &everything, now());
         assert!(kept.delete.is_empty());
         assert_eq!(kept.manifest, None);
     }
@@ -316,7 +337,7 @@ mod tests {
             max_age: Some(HOUR * 2 + Duration::from_secs(1)),
             max_bytes: None,
         };
-        let plan_age = plan(listing.clone(), &manifest, &by_age, now());
+        let plan_age = plan(listing.clone(), &manifest, &[], &by_age, now());
         assert_eq!(plan_age.outcome.retained_snapshots, vec![50, 60]);
         assert_eq!(plan_age.outcome.retained_archives, vec![50, 60]);
         let by_bytes = RetentionPolicy {
@@ -325,7 +346,7 @@ mod tests {
             max_bytes: Some(230),
             max_age: None,
         };
-        let plan_bytes = plan(listing, &manifest, &by_bytes, now());
+        let plan_bytes = plan(listing, &manifest, &[], &by_bytes, now());
         // 60 (100) + archive 60 (10) + 50 (100) + archive 50 (10) = 220; the next would pass 230.
         assert_eq!(plan_bytes.outcome.retained_snapshots, vec![50, 60]);
         assert_eq!(plan_bytes.outcome.retained_archives, vec![50, 60]);
@@ -343,7 +364,7 @@ mod tests {
             keep_archives: 9,
             ..RetentionPolicy::default()
         };
-        let plan = plan(listing, &manifest, &everything, now());
+        let plan = plan(listing, &manifest, &[], &everything, now());
         assert_eq!(plan.outcome.deleted_snapshots, vec![70]);
         assert_eq!(plan.outcome.deleted_archives, vec![5]);
         assert_eq!(
@@ -352,5 +373,27 @@ mod tests {
         );
         assert!(!plan.delete.iter().any(|n| n == "notes.txt"));
         assert_eq!(plan.manifest, None);
+    }
+
+    #[test]
+    fn a_consumer_keeps_the_archives_it_still_needs_unless_a_byte_budget_forces_them() {
+        let (listing, manifest) = store();
+        let consumers = [("relay".to_owned(), 25), ("audit".to_owned(), 55)];
+        let keep_one = RetentionPolicy {
+            keep_archives: 1,
+            ..RetentionPolicy::default()
+        };
+        let kept = plan(listing.clone(), &manifest, &consumers, &keep_one, now());
+        // relay acknowledged 25: it needs the archives ending at 30 and after.
+        assert_eq!(kept.outcome.retained_archives, vec![30, 40, 50, 60]);
+        assert!(kept.outcome.consumers_behind.is_empty());
+        // Kept by the counts and consumers: 200 B of snapshots, 40 B of archives.
+        let budget = RetentionPolicy {
+            max_bytes: Some(225),
+            ..keep_one
+        };
+        let forced = plan(listing, &manifest, &consumers, &budget, now());
+        assert_eq!(forced.outcome.retained_archives, vec![50, 60]);
+        assert_eq!(forced.outcome.consumers_behind, vec!["relay".to_owned()]);
     }
 }

@@ -158,6 +158,12 @@ impl Store {
         &self.committer
     }
 
+    /// The store directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// What recovery found and did at open.
     #[must_use]
     pub const fn recovery(&self) -> &Recovery {

@@ -450,6 +450,8 @@ pub struct NativePruneOutcome {
     pub retained_archives: Vec<f64>,
     /// Bytes freed.
     pub bytes_reclaimed: f64,
+    /// Consumers a byte budget left behind retention.
+    pub consumers_behind: Vec<String>,
 }
 
 impl From<PruneOutcome> for NativePruneOutcome {
@@ -461,6 +463,7 @@ impl From<PruneOutcome> for NativePruneOutcome {
             retained_snapshots: to_f64s(o.retained_snapshots),
             retained_archives: to_f64s(o.retained_archives),
             bytes_reclaimed: to_f64(o.bytes_reclaimed),
+            consumers_behind: o.consumers_behind,
         }
     }
 }

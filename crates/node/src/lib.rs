@@ -6,6 +6,7 @@
 
 mod appender;
 mod convert;
+mod follow;
 mod inspect;
 mod reader;
 mod settle;

@@ -1,0 +1,185 @@
+// Following a live log: in-process and from another process, through checkpoints, prunes,
+// kill -9 of the writer, and durable consumers that retention respects.
+import { spawn } from 'node:child_process'
+
+import test from 'ava'
+
+import { Store, follow } from 'selene-persist'
+
+import { sized, tempDir } from './helpers.mjs'
+
+const writerScript = new URL('./fixtures/follow-writer.mjs', import.meta.url).pathname
+const consumerScript = new URL('./fixtures/consumer-child.mjs', import.meta.url).pathname
+
+/** Recover the store (as a new writer does), then every entry its retained files hold from `from` on. */
+async function recovered(dir, from) {
+  const store = await Store.open(dir)
+  // A follower ends once the store closes, after the entries committed before.
+  const following = (async () => {
+    const entries = []
+    for await (const entry of store.follow({ from })) entries.push([entry.sequence, entry.payload.toString('hex')])
+    return entries
+  })()
+  await store.close()
+  return following
+}
+
+test('an in-process follower sees every entry once, in order, through checkpoints and prunes', async (t) => {
+  const store = await Store.open(await tempDir(t), { retention: { keepSnapshots: 1, keepArchives: 1 } })
+  const seen = []
+  const following = (async () => {
+    for await (const entry of store.follow()) seen.push([entry.sequence, entry.payload])
+  })()
+  const expected = []
+  for (let round = 0; round < 6; round++) {
+    const pending = []
+    for (let i = 0; i < 200; i++) {
+      const payload = sized(`e${round}-${i}`, i)
+      pending.push(store.append(payload).then((seq) => expected.push([seq, payload])))
+    }
+    await Promise.all(pending)
+    await store.checkpoint({ round: Buffer.from(String(round)) })
+    await store.prune()
+  }
+  await store.close()
+  await following
+  expected.sort((a, b) => a[0] - b[0])
+  t.is(seen.length, expected.length)
+  t.deepEqual(
+    seen.map(([s]) => s),
+    expected.map(([s]) => s),
+  )
+  t.true(seen.every(([, p], i) => p.equals(expected[i][1])))
+})
+
+test('a follower in another process sees every entry once, in order, while the writer runs at full speed', async (t) => {
+  const dir = await tempDir(t)
+  // The store exists before the follower opens it.
+  await (await Store.open(dir)).close()
+  const total = 1200
+  const child = spawn(process.execPath, [writerScript, dir, String(total)], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const done = new Promise((resolve) => child.on('exit', resolve))
+  const seen = []
+  for await (const entry of follow(dir, { pollMs: 50 })) {
+    seen.push([entry.sequence, entry.payload.toString('hex')])
+    if (seen.length === total) break
+  }
+  t.is(await done, 0)
+  t.true(seen.every(([s], i) => i === 0 || s > seen[i - 1][0]), 'in sequence order')
+  const ids = seen.map(([, hex]) => Buffer.from(hex, 'hex').toString().split(' ')[0].split('-')[1]).map(Number)
+  t.deepEqual([...ids].sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i), 'each entry once')
+  // What the store still holds after its prunes is exactly what the follower saw there.
+  const kept = await recovered(dir, (await Store.open(dir).then(async (s) => [s.snapshotSeq, await s.close()]))[0] + 1)
+  t.deepEqual(seen.filter(([s]) => s >= (kept[0]?.[0] ?? Infinity)), kept)
+})
+
+test('30 rounds of kill -9 of the writer: a durable follower in another process never errs, never yields what recovery lacks', async (t) => {
+  const dir = await tempDir(t)
+  await (await Store.open(dir)).close()
+  const abort = new AbortController()
+  const seen = []
+  const following = (async () => {
+    for await (const entry of follow(dir, { durable: true, pollMs: 20, signal: abort.signal })) seen.push([entry.sequence, entry.payload.toString('hex')])
+  })()
+  for (let round = 0; round < 30; round++) {
+    await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [writerScript, dir, '-', 'keep'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let acks = 0
+      child.stdout.on('data', (chunk) => {
+        acks += chunk.toString().split('\n').filter((l) => l.startsWith('ack')).length
+        if (acks >= 20 + ((round * 37) % 60)) child.kill('SIGKILL')
+      })
+      child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`writer exited ${code}`))))
+    })
+  }
+  // Recovery by a new writer, then let the follower catch up with everything durable.
+  const all = await recovered(dir, 1)
+  const last = all.at(-1)[0]
+  while ((seen.at(-1)?.[0] ?? 0) < last) await new Promise((resolve) => setTimeout(resolve, 20))
+  abort.abort()
+  await following
+  t.true(all.length > 30 * 20)
+  t.deepEqual(seen, all, 'exactly the entries that survived, once each, in order')
+})
+
+test('50 rounds of kill -9 of a consumer: it resumes right after its last ack, and retention keeps what it needs', async (t) => {
+  const dir = await tempDir(t)
+  let acked = 0
+  let seenMax = 0
+  const marks = new Set()
+  for (let round = 0; round < 50; round++) {
+    const before = acked
+    const { position, saw } = await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [consumerScript, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const out = { position: null, saw: [] }
+      let buffered = ''
+      child.stdout.on('data', (chunk) => {
+        buffered += chunk.toString()
+        const lines = buffered.split('\n')
+        buffered = lines.pop()
+        for (const line of lines) {
+          const [word, value] = line.split(' ')
+          if (word === 'position') out.position = Number(value)
+          if (word === 'saw') out.saw.push(Number(value))
+          if (word === 'ack') acked = Math.max(acked, Number(value))
+          if (word === 'mark') marks.add(Number(value))
+        }
+        if (out.saw.length >= 4 + (round % 9)) child.kill('SIGKILL')
+      })
+      child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve(out) : reject(new Error(`consumer exited ${code}`))))
+    })
+    // An ack may have become durable just before the kill, unprinted: never below the last printed.
+    t.true(position >= before && position <= Math.max(before, seenMax), `round ${round}: resumes at its last durable ack (${position}, printed ${before})`)
+    // Right after the position, in order; the only sequences skipped are checkpoint watermarks.
+    t.true(saw.every((s, i) => s > (i === 0 ? position : saw[i - 1])), `round ${round}: in order`)
+    for (let s = position + 1; s <= saw.at(-1); s++) t.true(saw.includes(s) || marks.has(s), `round ${round}: sequence ${s} delivered`)
+    seenMax = Math.max(seenMax, saw.at(-1))
+  }
+  t.true(seenMax > 50)
+})
+
+test('a byte budget that forces out an archive a consumer needs says so, and the consumer gets CONSUMER_BEHIND_RETENTION', async (t) => {
+  const store = await Store.open(await tempDir(t))
+  const relay = await store.consumer('relay')
+  t.is(relay.position, 0)
+  for (let round = 0; round < 4; round++) {
+    for (let i = 0; i < 20; i++) await store.append(Buffer.alloc(2000, round))
+    await store.checkpoint({ s: Buffer.from('x') })
+  }
+  const counted = await store.prune({ keepArchives: 0 })
+  t.deepEqual(counted.deletedArchives, [], 'counts never delete what a consumer needs')
+  t.deepEqual(counted.consumersBehind, [])
+  const forced = await store.prune({ keepArchives: 0, maxBytes: 1 })
+  t.true(forced.deletedArchives.length > 0)
+  t.deepEqual(forced.consumersBehind, ['relay'])
+  const error = await t.throwsAsync(relay.entries().next())
+  t.is(error.code, 'CONSUMER_BEHIND_RETENTION')
+  t.deepEqual((await store.consumers()).map((c) => c.name), ['relay'])
+  t.true(await store.removeConsumer('relay'))
+  t.deepEqual(await store.consumers(), [])
+  t.is((await t.throwsAsync(store.consumer('no/slashes'))).code, 'INVALID_ARGUMENT')
+  await store.close()
+})
+
+test('a follower ends on close after the entries committed before it, and on abort', async (t) => {
+  const store = await Store.open(await tempDir(t))
+  for (let i = 0; i < 5; i++) await store.append(Buffer.from(`e${i}`))
+  const abort = new AbortController()
+  const aborted = []
+  const stopping = (async () => {
+    for await (const entry of store.follow({ signal: abort.signal })) aborted.push(entry.sequence)
+  })()
+  const closing = (async () => {
+    const all = []
+    for await (const entry of store.follow()) all.push(entry.sequence)
+    return all
+  })()
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  abort.abort()
+  await stopping
+  t.deepEqual(aborted, [1, 2, 3, 4, 5])
+  const last = store.append(Buffer.from('last'))
+  await store.close()
+  await last
+  t.deepEqual(await closing, [1, 2, 3, 4, 5, 6])
+})

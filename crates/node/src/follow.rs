@@ -1,0 +1,170 @@
+//! `NativeFollower`: a log followed as it grows, read on the libuv thread pool; and the durable
+//! consumers of a store directory.
+
+use std::path::PathBuf;
+
+use napi::bindgen_prelude::AsyncTask;
+use napi_derive::napi;
+use selene_persist_engine::consumer;
+use selene_persist_engine::follow::{Follower, Target};
+use selene_persist_engine::io::StdFs;
+use selene_persist_engine::{Entry, Error};
+
+use crate::convert::{NativeChunk, chunk, to_f64, to_u64};
+use crate::task::{Blocking, Closable, blocking};
+
+/// A follower of a store directory or a WAL file.
+#[napi]
+pub struct NativeFollower {
+    inner: Closable<Follower>,
+}
+
+#[napi]
+impl NativeFollower {
+    /// Follow `path` (a store directory, or a WAL file) from sequence `from` (default: the first
+    /// after the live snapshot); `durable` yields only fdatasynced entries.
+    #[napi(ts_return_type = "Promise<NativeFollower>")]
+    pub fn open(
+        path: String,
+        from: Option<f64>,
+        durable: bool,
+    ) -> napi::Result<AsyncTask<Blocking<Follower, NativeFollower>>> {
+        let from = from.map(|f| to_u64("from", f)).transpose()?;
+        let path = PathBuf::from(path);
+        Ok(blocking(
+            move || {
+                let vfs = StdFs::shared();
+                let dir = vfs
+                    .stat(&path)
+                    .map_err(|e| Error::io("stat", &path, e))?
+                    .is_some_and(|s| s.dir);
+                let target = if dir {
+                    Target::Store(path)
+                } else {
+                    Target::Wal(path)
+                };
+                Follower::open(&vfs, target, from, durable)
+            },
+            |follower| NativeFollower {
+                inner: Closable::new(follower),
+            },
+        ))
+    }
+
+    /// The next entries there are now, packed in one chunk; an empty chunk means none yet.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
+    pub fn next_chunk(
+        &self,
+        max_entries: u32,
+        max_bytes: u32,
+    ) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
+        let inner = self.inner.clone();
+        let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
+        blocking(
+            move || inner.with("follower", |f| f.next_batch(entries_max, bytes_max)),
+            chunk,
+        )
+    }
+
+    /// The next sequence it will yield, or `null` once closed.
+    #[napi(catch_unwind)]
+    pub fn next_sequence(&self) -> Option<f64> {
+        self.inner.peek(|f| Some(to_f64(f.next_sequence())))
+    }
+
+    /// Release the file it holds.
+    #[napi(catch_unwind)]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// A registered consumer and its position (the last acknowledged sequence).
+#[napi(object)]
+pub struct NativeConsumer {
+    /// Its name.
+    pub name: String,
+    /// The last sequence it acknowledged.
+    pub position: f64,
+}
+
+/// Consumers and their positions, by name.
+type Positions = Vec<(String, u64)>;
+
+/// Consumer operations on a store directory, each on the thread pool.
+#[napi]
+pub struct NativeConsumers {
+    dir: PathBuf,
+}
+
+#[napi]
+impl NativeConsumers {
+    /// The consumers of the store directory `dir`.
+    #[napi(constructor)]
+    pub fn new(dir: String) -> Self {
+        Self {
+            dir: PathBuf::from(dir),
+        }
+    }
+
+    /// The position of consumer `name`, registering it at `start` first if it is new.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn register(
+        &self,
+        name: String,
+        start: f64,
+    ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
+        let start = to_u64("from", start)?;
+        let dir = self.dir.clone();
+        Ok(blocking(
+            move || {
+                let vfs = StdFs::shared();
+                match consumer::read(vfs.as_ref(), &dir, &name)? {
+                    Some(position) => Ok(position),
+                    None => consumer::write(vfs.as_ref(), &dir, &name, start).map(|()| start),
+                }
+            },
+            to_f64,
+        ))
+    }
+
+    /// Acknowledge everything up to `sequence` for consumer `name`; resolves with the position
+    /// kept (a lower acknowledgement changes nothing).
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn ack(&self, name: String, sequence: f64) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
+        let sequence = to_u64("sequence", sequence)?;
+        let dir = self.dir.clone();
+        Ok(blocking(
+            move || consumer::advance(StdFs::shared().as_ref(), &dir, &name, sequence),
+            to_f64,
+        ))
+    }
+
+    /// Every registered consumer, by name.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeConsumer[]>")]
+    pub fn list(&self) -> AsyncTask<Blocking<Positions, Vec<NativeConsumer>>> {
+        let dir = self.dir.clone();
+        blocking(
+            move || consumer::list(StdFs::shared().as_ref(), &dir),
+            |consumers| {
+                consumers
+                    .into_iter()
+                    .map(|(name, position)| NativeConsumer {
+                        name,
+                        position: to_f64(position),
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    /// Forget consumer `name`; resolves with whether it was registered.
+    #[napi(catch_unwind, ts_return_type = "Promise<boolean>")]
+    pub fn remove(&self, name: String) -> AsyncTask<Blocking<bool, bool>> {
+        let dir = self.dir.clone();
+        blocking(
+            move || consumer::remove(StdFs::shared().as_ref(), &dir, &name),
+            |removed| removed,
+        )
+    }
+}
