@@ -249,7 +249,20 @@ impl FrameCursor {
             if stable {
                 return match defect {
                     Defect::Invalid(error) => Err(error),
-                    Defect::Damaged(damage) => self.classify(file, path, damage),
+                    // The damage was read before the rest of the file was: a writer may have
+                    // finished the frame in between (and died). A writer writes front to back
+                    // and never zeroes bytes it wrote, so damage read again *after* the rest was
+                    // seen is stable; read as valid, it was the writer's.
+                    Defect::Damaged(damage) => match self.classify(file, path, damage) {
+                        verdict @ (Err(Error::MidLogCorruption { .. }) | Ok(Step::Torn(_))) => {
+                            self.window.clear();
+                            match self.read_frame(file, path)? {
+                                Ok(frame) => Ok(self.advance(frame)),
+                                Err(_) => verdict,
+                            }
+                        }
+                        verdict => verdict,
+                    },
                 };
             }
             std::thread::sleep(pause);

@@ -4,9 +4,14 @@ mod common;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use common::{entry, fs, payload_for, wal_in};
+use selene_persist_engine::io::{DirEntry, LockKind, OpenMode, Stat, StdFs, Vfs, VfsFile};
 use selene_persist_engine::{Error, SyncPolicy, WalOptions, WalReader, WalWriter};
 
 fn writer(path: &std::path::Path) -> WalWriter {
@@ -138,4 +143,110 @@ fn a_torn_tail_left_by_a_dead_writer_is_reported() {
     let mut reader = WalReader::open(&fs(), &path).unwrap();
     assert_eq!(drain(&mut reader), vec![1, 2, 3]);
     assert!(reader.torn_tail().is_some());
+}
+
+/// A file whose first `lagging` reads covering `at` see zeros from `at` on: a reader that read
+/// before a writer (since dead) wrote there.
+#[derive(Debug)]
+struct LaggingFile {
+    inner: Box<dyn VfsFile>,
+    at: u64,
+    lagging: AtomicUsize,
+}
+
+impl VfsFile for LaggingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        let n = self.inner.read_at(buf, offset)?;
+        let covers = offset <= self.at && self.at < offset + n as u64;
+        if covers
+            && self
+                .lagging
+                .fetch_update(SeqCst, SeqCst, |l| l.checked_sub(1))
+                .is_ok()
+        {
+            buf[usize::try_from(self.at - offset).unwrap()..n].fill(0);
+        }
+        Ok(n)
+    }
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.allocate(len)
+    }
+    fn size(&self) -> std::io::Result<u64> {
+        self.inner.size()
+    }
+    fn try_lock(&self) -> std::io::Result<bool> {
+        self.inner.try_lock()
+    }
+    fn lock(&self, kind: LockKind) -> std::io::Result<()> {
+        self.inner.lock(kind)
+    }
+}
+
+/// The real file system, with the WAL at `path` opened as a [`LaggingFile`] (once).
+#[derive(Debug)]
+struct LaggingFs {
+    path: std::path::PathBuf,
+    at: u64,
+    used: AtomicUsize,
+}
+
+impl Vfs for LaggingFs {
+    fn open(&self, path: &Path, mode: OpenMode) -> std::io::Result<Box<dyn VfsFile>> {
+        let inner = StdFs.open(path, mode)?;
+        if path != self.path || self.used.fetch_add(1, SeqCst) > 0 {
+            return Ok(inner);
+        }
+        Ok(Box::new(LaggingFile {
+            inner,
+            at: self.at,
+            lagging: AtomicUsize::new(2),
+        }))
+    }
+    fn link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        StdFs.link(from, to)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<DirEntry>> {
+        StdFs.list(dir)
+    }
+    fn stat(&self, path: &Path) -> std::io::Result<Option<Stat>> {
+        StdFs.stat(path)
+    }
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+}
+
+#[test]
+fn frames_a_writer_finished_between_two_reads_before_it_died_are_read_not_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    common::write_entries(&path, 5);
+    let fourth = common::frame_offsets(&path)[3];
+    // Frame 4 reads as zeros twice (the window, then the fresh re-read), then as written; by
+    // then frame 5 has been seen too, and no writer holds the lock.
+    let vfs: Arc<dyn Vfs> = Arc::new(LaggingFs {
+        path: path.clone(),
+        at: fourth,
+        used: AtomicUsize::new(0),
+    });
+    let mut reader = WalReader::open(&vfs, &path).unwrap();
+    assert_eq!(drain(&mut reader), vec![1, 2, 3, 4, 5]);
 }
