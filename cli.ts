@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-/** The selene-persist command line: inspect, verify, dump, demo, bench. */
+/** The selene-persist command line: inspect, verify, dump, tail, demo, bench. */
 import { PersistError } from './index'
 import { UsageError } from './src/cli/args'
 import { BENCH_USAGE, benchCommand } from './src/cli/bench'
 import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
 import { DUMP_USAGE, dumpCommand } from './src/cli/dump'
 import { INSPECT_USAGE, VERIFY_USAGE, inspectCommand, verifyCommand } from './src/cli/examine'
+import { TAIL_USAGE, tailCommand } from './src/cli/tail'
 
 const USAGE = `Usage: selene-persist <command> [options]   (selene-persist <command> --help for more)
 
@@ -13,6 +14,7 @@ Commands:
   inspect <dir|file>   what a store or file holds: MANIFEST, snapshots, archives, WAL range
   verify <dir|file>    check every checksum, hash and cross-file rule; exit 1 on errors
   dump <file|dir>      print entries with their headers (json, text or hex)
+  tail <dir|wal> [-f]  print entries as they are appended, like tail -f; --consumer NAME
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help                 show this text
@@ -22,6 +24,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   inspect: { run: inspectCommand, usage: INSPECT_USAGE },
   verify: { run: verifyCommand, usage: VERIFY_USAGE },
   dump: { run: dumpCommand, usage: DUMP_USAGE },
+  tail: { run: tailCommand, usage: TAIL_USAGE },
   demo: { run: demoCommand, usage: DEMO_USAGE },
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }

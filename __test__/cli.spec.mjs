@@ -154,3 +154,49 @@ test('bench --quick prints its table', async (t) => {
   t.is(code, 0)
   for (const workload of ['W1 durable append, 128 B', 'W2 64 concurrent', 'W3 bulk ingest', 'W4 full replay', 'W5 open']) t.true(stdout.includes(workload), workload)
 })
+
+test('tail prints what is there; tail -f follows a writer across a checkpoint until Ctrl-C, exit 0', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let n = 1; n <= 3; n++) await store.append(Buffer.from(`e${n}`))
+  const once = await run('tail', dir, '--format', 'json')
+  t.is(once.code, 0)
+  t.deepEqual(once.stdout.trim().split('\n').map((l) => JSON.parse(l).payload), ['e1', 'e2', 'e3'])
+  const { spawn } = await import('node:child_process')
+  const child = spawn(process.execPath, [cli, 'tail', '-f', dir, '--from', '2'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines = []
+  let buffered = ''
+  const enough = new Promise((resolve) =>
+    child.stdout.on('data', (chunk) => {
+      buffered += chunk.toString()
+      const parts = buffered.split('\n')
+      buffered = parts.pop()
+      lines.push(...parts)
+      if (lines.length >= 4) resolve()
+    }),
+  )
+  await store.append(Buffer.from('e4'))
+  await store.checkpoint({ s: Buffer.from('x') })
+  await store.append(Buffer.from('e5'))
+  await enough
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  child.kill('SIGINT')
+  t.is(await exited, 0)
+  t.deepEqual(lines.map((l) => JSON.parse(l).payload), ['e2', 'e3', 'e4', 'e5'])
+  await store.close()
+})
+
+test('tail --consumer resumes after its acknowledged position; inspect lists consumers and their lag', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let n = 1; n <= 4; n++) await store.append(Buffer.from(`e${n}`))
+  t.is((await run('tail', dir, '--consumer', 'cli')).stdout.trim().split('\n').length, 4)
+  await store.append(Buffer.from('e5'))
+  const again = await run('tail', dir, '--consumer', 'cli', '--format', 'text')
+  t.regex(again.stdout, /^#5 .*"e5"\n$/)
+  await (await store.consumer('late', { from: 3 })).ack(3)
+  const inspected = await run('inspect', dir)
+  t.regex(inspected.stdout, /consumer +cli +at 5, 0 behind/)
+  t.regex(inspected.stdout, /consumer +late +at 3, 2 behind/)
+  await store.close()
+})

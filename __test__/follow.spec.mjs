@@ -95,9 +95,19 @@ test('30 rounds of kill -9 of the writer: a durable follower in another process 
   // Recovery by a new writer, then let the follower catch up with everything durable.
   const all = await recovered(dir, 1)
   const last = all.at(-1)[0]
-  while ((seen.at(-1)?.[0] ?? 0) < last) await new Promise((resolve) => setTimeout(resolve, 20))
+  // A follower error fails the test at once; no progress for a minute fails it with where it is.
+  let done = false
+  const ended = following.then(() => (done ? undefined : Promise.reject(new Error('the follower ended early'))))
+  let progress = { at: Date.now(), seen: seen.length }
+  while ((seen.at(-1)?.[0] ?? 0) < last) {
+    await Promise.race([new Promise((resolve) => setTimeout(resolve, 20)), ended])
+    if (seen.length !== progress.seen) progress = { at: Date.now(), seen: seen.length }
+    if (Date.now() - progress.at > 60_000) t.fail(`the follower is stuck at ${seen.at(-1)?.[0]} of ${last}`)
+    if (Date.now() - progress.at > 60_000) break
+  }
+  done = true
   abort.abort()
-  await following
+  await Promise.all([following, ended])
   t.true(all.length > 30 * 20)
   t.deepEqual(seen, all, 'exactly the entries that survived, once each, in order')
 })

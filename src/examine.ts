@@ -37,6 +37,8 @@ export interface Report {
   archives: { sequence: number; tracked: boolean; wal: WalSummary }[]
   wal: WalSummary | null
   tempFiles: string[]
+  /** The durable consumers: name, last acknowledged sequence, and sequences still to acknowledge. */
+  consumers: { name: string; position: number; lagEntries: number }[]
   problems: Problem[]
 }
 

@@ -78,7 +78,8 @@ function hex(b: EntryBatch, i: number): string {
   return lines.join('\n')
 }
 
-const FORMATS = { json, text, hex } as const
+/** The ways `dump` and `tail` print an entry. */
+export const FORMATS = { json, text, hex } as const
 
 export async function dumpCommand(argv: string[]): Promise<number> {
   const { positionals, values, help } = parse(argv, { from: { type: 'string' }, to: { type: 'string' }, format: { type: 'string' } }, 1, 1)

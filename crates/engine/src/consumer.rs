@@ -13,7 +13,8 @@ use crate::checksum::checksum32;
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::{consumer_file, parse_consumer_file};
-use crate::io::{OpenMode, Vfs, read_exact_at};
+use crate::io::{LockKind, OpenMode, Vfs, read_exact_at};
+use crate::manifest::lock_dir;
 use crate::publish::{Placement, publish, write_all};
 
 /// The consumer position file format.
@@ -107,6 +108,8 @@ pub fn read(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<Option<u64>> {
 pub fn write(vfs: &dyn Vfs, dir: &Path, name: &str, position: u64) -> Result<()> {
     check_name(name)?;
     let bytes = encode(position);
+    // Prune deletes stale temp files under the exclusive lock: not this one while it is in use.
+    let _lock = lock_dir(vfs, dir, LockKind::Shared)?;
     publish(
         vfs,
         &dir.join(consumer_file(name)),

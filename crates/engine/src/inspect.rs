@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use crate::compression::declared_len;
+use crate::consumer;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, is_temp};
@@ -153,8 +154,22 @@ pub struct Report {
     pub wal: Option<WalSummary>,
     /// Temp files left by interrupted publications.
     pub temp_files: Vec<String>,
+    /// The store's durable consumers, by name.
+    pub consumers: Vec<ConsumerSummary>,
     /// Everything wrong.
     pub problems: Vec<Problem>,
+}
+
+/// A durable consumer and how far it lags.
+#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSummary {
+    /// Its name.
+    pub name: String,
+    /// The last sequence it acknowledged.
+    pub position: u64,
+    /// Sequences after its position in the active WAL's range: what it has yet to acknowledge.
+    pub lag_entries: u64,
 }
 
 /// The MANIFEST's contents.
@@ -398,6 +413,23 @@ fn examine_store(
     };
     if depth == Depth::Verify {
         check_store(dir, manifest.as_ref(), report);
+    }
+    let last = report
+        .wal
+        .as_ref()
+        .map_or(0, |w| w.last_sequence.unwrap_or(w.snapshot_seq));
+    match consumer::list(vfs.as_ref(), dir) {
+        Ok(consumers) => {
+            report.consumers = consumers
+                .into_iter()
+                .map(|(name, position)| ConsumerSummary {
+                    name,
+                    position,
+                    lag_entries: last.saturating_sub(position),
+                })
+                .collect();
+        }
+        Err(e) => report.error(dir, &e),
     }
     report.manifest = manifest.map(Into::into);
     Ok(())

@@ -94,12 +94,13 @@ fn a_seal_that_cannot_be_trusted_costs_a_full_scan_never_data() {
 fn a_torn_tail_after_the_sealed_prefix_is_still_cut_exactly() {
     let (_dir, path) = sealed_wal();
     let sealed = std::fs::metadata(&path).unwrap().len();
-    let mut writer = reopen(&path);
+    // Never fdatasynced, so the seal (rewritten after each fdatasync) still names the first 40.
+    let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Manual)).unwrap();
     for seq in ENTRIES + 1..=ENTRIES + 5 {
         writer.append(&[entry(&payload_for(seq))]).unwrap();
     }
     let end = writer.committed_offset();
-    // Killed: no close, so the seal still names the first 40 entries.
+    // Killed: no close.
     drop(writer);
     let offsets = frame_offsets(&path);
     let last = *offsets.last().unwrap();
