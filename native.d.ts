@@ -63,8 +63,8 @@ export declare class NativeConsumers {
    * kept (a lower acknowledgement changes nothing).
    */
   ack(name: string, sequence: number): Promise<number>
-  /** Every registered consumer, by name. */
-  list(): Promise<NativeConsumer[]>
+  /** Every registered consumer, by name, with its lag in bytes behind `lastSequence`. */
+  list(lastSequence: number): Promise<NativeConsumer[]>
   /** Forget consumer `name`; resolves with whether it was registered. */
   remove(name: string): Promise<boolean>
 }
@@ -191,6 +191,8 @@ export interface NativeConsumer {
   name: string
   /** The last sequence it acknowledged. */
   position: number
+  /** Bytes of the log files holding entries after it (an upper bound). */
+  lagBytes: number
 }
 
 /**

@@ -193,3 +193,44 @@ test('a follower ends on close after the entries committed before it, and on abo
   await last
   t.deepEqual(await closing, [1, 2, 3, 4, 5, 6])
 })
+
+test('a WalWriter is followed in-process, and a single WAL file from another process', async (t) => {
+  const { join } = await import('node:path')
+  const { WalWriter } = await import('selene-persist')
+  const path = join(await tempDir(t), 'app.wal')
+  const writer = await WalWriter.open(path, { sync: 'manual' })
+  const inProcess = (async () => {
+    const got = []
+    for await (const entry of writer.follow({ durable: true })) got.push(entry.payload.toString())
+    return got
+  })()
+  const abort = new AbortController()
+  const crossProcess = (async () => {
+    const got = []
+    for await (const entry of follow(path, { pollMs: 20, signal: abort.signal })) {
+      got.push(entry.payload.toString())
+      if (got.length === 3) abort.abort()
+    }
+    return got
+  })()
+  for (const word of ['a', 'b', 'c']) await writer.append(Buffer.from(word))
+  await writer.flush()
+  t.deepEqual(await crossProcess, ['a', 'b', 'c'])
+  await writer.close()
+  t.deepEqual(await inProcess, ['a', 'b', 'c'], 'durable: each once flushed; the end at close')
+})
+
+test('consumers report their lag in entries and bytes', async (t) => {
+  const store = await Store.open(await tempDir(t))
+  const relay = await store.consumer('relay')
+  for (let i = 0; i < 10; i++) await store.append(Buffer.alloc(100, i))
+  await store.checkpoint({ s: Buffer.from('x') })
+  await store.append(Buffer.from('after'))
+  const [behind] = await store.consumers()
+  t.is(behind.lagEntries, 12)
+  t.true(behind.lagBytes > 1000)
+  await relay.ack(store.lastSequence)
+  const [caughtUp] = await store.consumers()
+  t.deepEqual([caughtUp.lagEntries, caughtUp.lagBytes], [0, 0])
+  await store.close()
+})

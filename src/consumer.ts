@@ -13,6 +13,8 @@ export interface ConsumerInfo {
   position: number
   /** Entries (sequences) after its position: what it has yet to acknowledge. */
   lagEntries: number
+  /** Bytes of the log files holding those entries (whole files, so an upper bound). */
+  lagBytes: number
 }
 
 /** What a consumer reads: a follower of its store from a sequence on. */

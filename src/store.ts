@@ -247,7 +247,7 @@ export class Store extends Appender {
   consumers(): Promise<ConsumerInfo[]> {
     return call(async () => {
       const last = this.lastSequence
-      return (await this.#consumers.list()).map(({ name, position }) => ({ name, position, lagEntries: Math.max(0, last - position) }))
+      return (await this.#consumers.list(last)).map(({ name, position, lagBytes }) => ({ name, position, lagEntries: Math.max(0, last - position), lagBytes }))
     })
   }
 

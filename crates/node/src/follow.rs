@@ -86,10 +86,12 @@ pub struct NativeConsumer {
     pub name: String,
     /// The last sequence it acknowledged.
     pub position: f64,
+    /// Bytes of the log files holding entries after it (an upper bound).
+    pub lag_bytes: f64,
 }
 
-/// Consumers and their positions, by name.
-type Positions = Vec<(String, u64)>;
+/// Consumers, their positions and their lag in bytes, by name.
+type Positions = Vec<(String, u64, u64)>;
 
 /// Consumer operations on a store directory, each on the thread pool.
 #[napi]
@@ -140,22 +142,36 @@ impl NativeConsumers {
         ))
     }
 
-    /// Every registered consumer, by name.
+    /// Every registered consumer, by name, with its lag in bytes behind `lastSequence`.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeConsumer[]>")]
-    pub fn list(&self) -> AsyncTask<Blocking<Positions, Vec<NativeConsumer>>> {
+    pub fn list(
+        &self,
+        last_sequence: f64,
+    ) -> napi::Result<AsyncTask<Blocking<Positions, Vec<NativeConsumer>>>> {
+        let last = to_u64("lastSequence", last_sequence)?;
         let dir = self.dir.clone();
-        blocking(
-            move || consumer::list(StdFs::shared().as_ref(), &dir),
-            |consumers| {
-                consumers
+        Ok(blocking(
+            move || {
+                let vfs = StdFs::shared();
+                consumer::list(vfs.as_ref(), &dir)?
                     .into_iter()
-                    .map(|(name, position)| NativeConsumer {
-                        name,
-                        position: to_f64(position),
+                    .map(|(name, position)| {
+                        let lag = consumer::lag_bytes(vfs.as_ref(), &dir, position, last)?;
+                        Ok((name, position, lag))
                     })
                     .collect()
             },
-        )
+            |consumers| {
+                consumers
+                    .into_iter()
+                    .map(|(name, position, lag)| NativeConsumer {
+                        name,
+                        position: to_f64(position),
+                        lag_bytes: to_f64(lag),
+                    })
+                    .collect()
+            },
+        ))
     }
 
     /// Forget consumer `name`; resolves with whether it was registered.
