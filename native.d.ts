@@ -283,6 +283,8 @@ export interface NativePruneOutcome {
   bytesReclaimed: number
   /** Consumers a byte budget left behind retention. */
   consumersBehind: Array<string>
+  /** Kept torn tails deleted. */
+  deletedTornFiles: Array<string>
 }
 
 /** A published snapshot. */
@@ -355,6 +357,10 @@ export interface NativeTailRepair {
   offset: number
   /** Bytes cut. */
   discardedBytes: number
+  /** How many of them were kept beside the WAL (0: none). */
+  savedBytes: number
+  /** The file they were kept in, if they were. */
+  savedPath?: string
 }
 
 /** The writer's state after its last commit. */

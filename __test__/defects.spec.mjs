@@ -9,7 +9,7 @@ import test from 'ava'
 
 import { Appender, PersistError, Store, WalReader, WalWriter, inspect, verify } from 'selene-persist'
 
-import { probeAppender, readAll, tempDir } from './helpers.mjs'
+import { probeAppender, readAll, smallDisk, tempDir } from './helpers.mjs'
 
 const cli = new URL('../cli.js', import.meta.url).pathname
 
@@ -22,19 +22,6 @@ async function run(...args) {
   }
 }
 
-/** A tmpfs of `size` mounted for this test (root only); null, with a log line, where it cannot be. */
-async function smallDisk(t, size) {
-  const dir = await tempDir(t)
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' })
-  } catch {
-    t.log('skipped: mounting a tmpfs needs root')
-    return null
-  }
-  // Teardowns run last-registered first: unmount before the directory is removed.
-  t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'pipe' }))
-  return dir
-}
 
 const hundred = (i) => Buffer.alloc(100, i % 251)
 
@@ -141,8 +128,8 @@ test('3. on a full disk: a failed appendSync batch, then close releases the lock
   const path = join(disk, 'wal.log')
   const writer = await WalWriter.open(path, { sync: 'manual', preallocate: false, compression: false })
   for (let i = 0; i < 40; i++) writer.appendSync(Buffer.alloc(64 << 10, i))
-  t.is((await t.throwsAsync(writer.flush())).code, 'IO')
-  t.is((await t.throwsAsync(writer.close())).code, 'IO')
+  t.is((await t.throwsAsync(writer.flush())).code, 'DISK_FULL')
+  t.is((await t.throwsAsync(writer.close())).code, 'DISK_FULL')
   const reopened = await WalWriter.open(path, { sync: 'manual' })
   const kept = reopened.lastSequence
   t.true(kept < 40)
@@ -162,12 +149,12 @@ test('3. on a full disk: a failed append and a failed checkpoint, then close, th
       await store.append(Buffer.alloc(20_000, i))
       acknowledged.push(i)
     } catch (error) {
-      t.is(error.code, 'IO')
+      t.is(error.code, 'DISK_FULL')
       break
     }
   }
   // A snapshot larger than the space left.
-  t.is((await t.throwsAsync(store.checkpoint({ state: Buffer.alloc(400_000, 1) }))).code, 'IO')
+  t.is((await t.throwsAsync(store.checkpoint({ state: Buffer.alloc(400_000, 1) }))).code, 'DISK_FULL')
   await store.close().catch(() => undefined)
   const reopened = await Store.open(disk)
   const replayed = []

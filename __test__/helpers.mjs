@@ -1,4 +1,5 @@
 // Shared helpers for the ava tests.
+import { execFileSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -58,3 +59,18 @@ export function sized(id, i) {
   bytes.write(`${id} `)
   return bytes
 }
+
+/** A tmpfs of `size` mounted for this test (root only); null, with a log line, where it cannot be. */
+export async function smallDisk(t, size) {
+  const dir = await tempDir(t)
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' })
+  } catch {
+    t.log('skipped: mounting a tmpfs needs root')
+    return null
+  }
+  // Teardowns run last-registered first: unmount before the directory is removed.
+  t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'pipe' }))
+  return dir
+}
+

@@ -15,6 +15,10 @@ export interface TailRepair {
   offset: number
   /** How many bytes were cut. */
   discardedBytes: number
+  /** How many of them (the first, up to 16 MiB) were kept, before the cut, in `savedPath`. */
+  savedBytes: number
+  /** `<wal>.torn.<offset>`, holding the bytes cut (for forensics; `prune` removes old ones), or `null`. */
+  savedPath: string | null
 }
 
 /** An append request: its room in the queue and who to tell its first sequence. */

@@ -39,6 +39,8 @@ export interface Report {
   tempFiles: string[]
   /** The durable consumers: name, last acknowledged sequence, and sequences still to acknowledge. */
   consumers: { name: string; position: number; lagEntries: number }[]
+  /** Torn tails an open cut and kept beside the WAL: `[file name, bytes]`. */
+  tornFiles: [string, number][]
   problems: Problem[]
 }
 

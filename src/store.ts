@@ -41,6 +41,8 @@ export interface PruneResult {
   bytesReclaimed: number
   /** Consumers a `maxBytes` budget forced an archive they still need out from under: their next read fails with `CONSUMER_BEHIND_RETENTION`. */
   consumersBehind: string[]
+  /** Kept torn tails deleted: the newest `keepArchives` are kept, none older than `maxAgeMs`. */
+  deletedTornFiles: string[]
 }
 
 /** Sections, or a function that captures them (synchronously) and may serialise them later. */

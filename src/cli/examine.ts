@@ -64,6 +64,7 @@ export function render(report: Report): string {
   for (const a of report.archives) lines.push(`archive       ${walLine(a.wal)}${a.tracked ? '' : '  (not in MANIFEST)'}`)
   if (report.wal) lines.push(`${report.kind === 'store' ? 'active WAL' : 'WAL'}    ${walLine(report.wal)}`)
   for (const c of report.consumers) lines.push(`consumer      ${c.name}  at ${c.position}, ${c.lagEntries} behind`)
+  for (const [file, size] of report.tornFiles) lines.push(`torn bytes    ${file}  ${bytes(size)} (cut by a repair and kept; prune removes old ones)`)
   if (report.tempFiles.length > 0) lines.push(`temp files    ${report.tempFiles.join(', ')}`)
   const problems = report.problems
   lines.push(problems.length === 0 ? 'problems      none' : `problems      ${problems.length}`)

@@ -12,6 +12,7 @@
 
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -19,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::filename::torn_path;
 use crate::scan::TailRepair;
 use crate::writer::{NewEntry, SyncPolicy, WalWriter};
 
@@ -126,6 +128,8 @@ pub struct Committer {
     sender: Mutex<Option<Sender<Command>>>,
     shared: Arc<Shared>,
     tail_repair: Option<TailRepair>,
+    /// Where the bytes of `tail_repair` were kept, if they were.
+    torn_file: Option<PathBuf>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +144,9 @@ impl Committer {
     pub fn start(writer: WalWriter) -> Result<Self> {
         let tail_repair = writer.tail_repair();
         let path = writer.path().to_path_buf();
+        let torn_file = tail_repair
+            .filter(|r| r.saved_bytes > 0)
+            .map(|r| torn_path(&path, r.offset));
         let interval = match writer.options().sync {
             SyncPolicy::Interval(d) => Some(d),
             _ => None,
@@ -159,6 +166,7 @@ impl Committer {
             sender: Mutex::new(Some(sender)),
             shared,
             tail_repair,
+            torn_file,
         })
     }
 
@@ -286,6 +294,12 @@ impl Committer {
     #[must_use]
     pub const fn tail_repair(&self) -> Option<TailRepair> {
         self.tail_repair
+    }
+
+    /// Where the bytes of the torn tail cut at open were kept, if they were.
+    #[must_use]
+    pub fn torn_file(&self) -> Option<&Path> {
+        self.torn_file.as_deref()
     }
 
     /// Queue `command`, or hand it back if the writer is closed.

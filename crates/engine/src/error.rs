@@ -161,6 +161,19 @@ pub enum Error {
     /// A caller-supplied argument is out of range or malformed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The file system has no room (ENOSPC, or a quota: EDQUOT). Nothing acknowledged is
+    /// lost; the failed call wrote nothing it reports, and the same writer or store goes on
+    /// once space is freed.
+    #[error("{op} {}: the disk is full ({source})", path.display())]
+    DiskFull {
+        /// The operation that failed.
+        op: &'static str,
+        /// The path it acted on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: Arc<io::Error>,
+    },
     /// An operating-system I/O failure.
     #[error("{op} {}: {source}", path.display())]
     Io {
@@ -246,6 +259,11 @@ pub enum Error {
     Internal(String),
 }
 
+/// Whether `error` says the file system has no room: ENOSPC or a quota (EDQUOT).
+fn is_disk_full(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::StorageFull || error.kind() == io::ErrorKind::QuotaExceeded
+}
+
 /// Defines [`Code`] and its complete list from one table, so the list cannot miss a code.
 macro_rules! codes {
     ($($variant:ident => $name:literal),* $(,)?) => {
@@ -292,6 +310,7 @@ codes! {
     Closed => "CLOSED",
     Poisoned => "POISONED",
     InvalidArgument => "INVALID_ARGUMENT",
+    DiskFull => "DISK_FULL",
     Io => "IO",
     ArtifactConflict => "ARTIFACT_CONFLICT",
     SnapshotCorrupt => "SNAPSHOT_CORRUPT",
@@ -335,6 +354,7 @@ impl Error {
             Self::Closed { .. } => Code::Closed,
             Self::Poisoned { .. } => Code::Poisoned,
             Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::DiskFull { .. } => Code::DiskFull,
             Self::Io { .. } => Code::Io,
             Self::ArtifactConflict { .. } => Code::ArtifactConflict,
             Self::SnapshotCorrupt { .. } => Code::SnapshotCorrupt,
@@ -375,6 +395,11 @@ impl Error {
             Some(refusal @ (Refusal::Symlink | Refusal::HardLinked(_))) => Self::UnsafeLink {
                 path,
                 detail: refusal.to_string(),
+            },
+            None if is_disk_full(&source) => Self::DiskFull {
+                op,
+                path,
+                source: Arc::new(source),
             },
             None => Self::Io {
                 op,
@@ -445,6 +470,11 @@ mod tests {
             Error::Closed { what: "writer" },
             Error::Poisoned { cause: "c".into() },
             Error::InvalidArgument("a".into()),
+            Error::io(
+                "op",
+                path.clone(),
+                io::Error::from(io::ErrorKind::StorageFull),
+            ),
             Error::io("op", path.clone(), io::Error::other("x")),
             Error::ArtifactConflict { path: path.clone() },
             Error::SnapshotCorrupt {

@@ -21,6 +21,9 @@ pub enum StoreFile {
     Manifest,
     /// `MANIFEST.lock`: the directory lock.
     Lock,
+    /// `wal.log.torn.<offset>`: the bytes an open cut as a torn tail at that offset of the
+    /// active WAL (see [`torn_path`] for any WAL's).
+    Torn(u64),
 }
 
 const WAL: &str = "wal.log";
@@ -29,6 +32,7 @@ const MANIFEST: &str = "MANIFEST";
 const LOCK: &str = "MANIFEST.lock";
 const TEMP_SUFFIX: &str = ".tmp";
 const CONSUMER_PREFIX: &str = "consumer.";
+const TORN_INFIX: &str = ".torn.";
 
 impl StoreFile {
     /// The file's name.
@@ -41,6 +45,7 @@ impl StoreFile {
             Self::Archive(sequence) => format!("wal.{sequence}.archive"),
             Self::Manifest => MANIFEST.to_owned(),
             Self::Lock => LOCK.to_owned(),
+            Self::Torn(offset) => format!("{WAL}{TORN_INFIX}{offset}"),
         }
     }
 
@@ -62,12 +67,23 @@ impl StoreFile {
         }
         if name.strip_suffix(SEAL_SUFFIX) == Some(WAL) {
             Some(Self::Seal)
+        } else if let Some(offset) = numbered(name, &format!("{WAL}{TORN_INFIX}"), "") {
+            Some(Self::Torn(offset))
         } else if let Some(sequence) = numbered(name, "snapshot.", ".snap") {
             Some(Self::Snapshot(sequence))
         } else {
             numbered(name, "wal.", ".archive").map(Self::Archive)
         }
     }
+}
+
+/// Where the bytes cut as a torn tail at `offset` of the WAL at `wal` are kept:
+/// `<wal>.torn.<offset>`.
+#[must_use]
+pub fn torn_path(wal: &Path, offset: u64) -> PathBuf {
+    let mut name = wal.as_os_str().to_owned();
+    name.push(format!("{TORN_INFIX}{offset}"));
+    PathBuf::from(name)
 }
 
 /// The WAL `path` names: the file itself, or the active WAL of a store directory.
@@ -148,6 +164,8 @@ mod tests {
             StoreFile::Archive(u64::MAX),
             StoreFile::Manifest,
             StoreFile::Lock,
+            StoreFile::Torn(0),
+            StoreFile::Torn(4096),
         ] {
             assert_eq!(StoreFile::parse(&file.name()), Some(file));
             assert!(!is_temp(&file.name()));

@@ -156,6 +156,8 @@ pub struct Report {
     pub temp_files: Vec<String>,
     /// The store's durable consumers, by name.
     pub consumers: Vec<ConsumerSummary>,
+    /// Torn tails an open cut and kept (`wal.log.torn.<offset>`), by name, with their sizes.
+    pub torn_files: Vec<(String, u64)>,
     /// Everything wrong.
     pub problems: Vec<Problem>,
 }
@@ -332,7 +334,9 @@ fn examine_store(
     let mut archive_seqs = Vec::new();
     for entry in &listing {
         let path = dir.join(&entry.name);
-        if is_temp(&entry.name) {
+        if let Some(StoreFile::Torn(_)) = StoreFile::parse(&entry.name) {
+            report.torn_files.push((entry.name.clone(), entry.size));
+        } else if is_temp(&entry.name) {
             report.temp_files.push(entry.name.clone());
             report.problem(
                 Severity::Warning,

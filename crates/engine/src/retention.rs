@@ -59,6 +59,9 @@ pub struct PruneOutcome {
     /// Consumers a byte budget forced an archive they still need out from under: their next
     /// read fails with `ConsumerBehindRetention`.
     pub consumers_behind: Vec<String>,
+    /// Names of the kept torn tails deleted (`wal.log.torn.<offset>`): the newest
+    /// `keep_archives` of them are kept, none older than `max_age`.
+    pub deleted_torn_files: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,9 +101,14 @@ pub fn plan(
     let mut keep = Vec::new();
     let mut delete = Vec::new();
     let mut temps = Vec::new();
+    let mut torn = Vec::new();
     for entry in listing {
         if is_temp(&entry.name) {
             temps.push(entry);
+            continue;
+        }
+        if matches!(StoreFile::parse(&entry.name), Some(StoreFile::Torn(_))) {
+            torn.push(entry);
             continue;
         }
         let (sequence, snapshot, wanted) = match StoreFile::parse(&entry.name) {
@@ -186,11 +194,23 @@ pub fn plan(
         archives: listed,
         ..manifest.clone()
     });
+    // Kept torn tails: the newest first, up to the archive count and the age.
+    torn.sort_by_key(|t| std::cmp::Reverse(t.modified));
+    let old_torn: Vec<DirEntry> = torn
+        .into_iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            *i >= policy.keep_archives as usize || cutoff.is_some_and(|c| t.modified < c)
+        })
+        .map(|(_, t)| t)
+        .collect();
+    outcome.deleted_torn_files = old_torn.iter().map(|t| t.name.clone()).collect();
     let mut names = Vec::new();
     for entry in delete
         .into_iter()
         .map(|a| a.entry)
         .chain(temps.iter().cloned())
+        .chain(old_torn)
     {
         outcome.bytes_reclaimed += entry.size;
         names.push(entry.name);

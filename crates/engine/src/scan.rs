@@ -56,6 +56,9 @@ pub struct TailRepair {
     pub offset: u64,
     /// Number of bytes of the torn write cut (up to its last non-zero byte).
     pub discarded_bytes: u64,
+    /// How many of them (the first, up to 16 MiB) the writer kept in `<wal>.torn.<offset>`
+    /// before cutting (0: none, as for a reader, which cuts nothing).
+    pub saved_bytes: u64,
 }
 
 /// One verified frame, payload as stored.
@@ -406,6 +409,7 @@ impl FrameCursor {
             reason,
             offset,
             discarded_bytes: data_end - offset,
+            saved_bytes: 0,
         }))
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader, le_u32};
+use crate::filename::torn_path;
 use crate::frame::{
     self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN,
     MAX_PRINCIPAL_LEN, Origin,
@@ -226,7 +227,9 @@ impl WalWriter {
             }
         };
         let mut allocated = file_len;
-        if let Some(repair) = tail_repair {
+        let mut tail_repair = tail_repair;
+        if let Some(repair) = tail_repair.as_mut() {
+            repair.saved_bytes = save_torn(vfs.as_ref(), path, file.as_ref(), repair);
             tracing::warn!(path = %path.display(), reason = repair.reason.as_str(), offset = repair.offset,
                 discarded = repair.discarded_bytes, "cutting torn WAL tail");
             file.set_len(repair.offset)
@@ -706,8 +709,34 @@ impl WalWriter {
     }
 }
 
-/// Create a WAL holding only its header, atomically: a crash leaves either no WAL or a
-/// complete header. If another opener created it first, theirs is kept.
+/// Most bytes of a torn tail kept before it is cut: a torn write is at most the writes since
+/// the last fdatasync, so more than this is more than any forensics needs.
+pub const MAX_TORN_SAVED: u64 = 16 << 20;
+
+/// Keep the first bytes of the torn tail `repair` (up to [`MAX_TORN_SAVED`]) in
+/// `<wal>.torn.<offset>`, published like every other file; returns how many. Best effort: on a
+/// full disk the tail is cut unsaved rather than the WAL left unopenable. An existing file of
+/// that name (the same tail, saved by an open that crashed before its cut) is kept.
+fn save_torn(vfs: &dyn Vfs, path: &Path, file: &dyn VfsFile, repair: &TailRepair) -> u64 {
+    let len = repair.discarded_bytes.min(MAX_TORN_SAVED);
+    let target = torn_path(path, repair.offset);
+    let saved = publish(
+        vfs,
+        &target,
+        Placement::Link {
+            require_identical: false,
+        },
+        |out, temp| copy_range(file, path, repair.offset, out, temp, 0, len),
+    );
+    match saved {
+        Ok(_) => len,
+        Err(e) => {
+            tracing::warn!(path = %target.display(), error = %e, "cannot keep the torn tail's bytes; cutting them unsaved");
+            0
+        }
+    }
+}
+
 /// How long `open` waits for a held writer lock before refusing. The lock belongs to the open
 /// file description, and a child process forked (to run another program) while this process
 /// has the WAL open holds a copy of it until it execs: a writer closed just then leaves the lock
@@ -728,6 +757,8 @@ fn lock_writer(file: &dyn VfsFile, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Create a WAL holding only its header, atomically: a crash leaves either no WAL or a
+/// complete header. If another opener created it first, theirs is kept.
 fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
     let header = FileHeader { snapshot_seq }.encode();
     publish(

@@ -125,7 +125,7 @@ fn a_failed_group_rejects_every_member_and_consumes_no_sequence() {
     });
     let receivers = queue(&committer, 1..=50);
     for rx in receivers {
-        assert_eq!(rx.recv().unwrap().unwrap_err().code(), "IO");
+        assert_eq!(rx.recv().unwrap().unwrap_err().code(), "DISK_FULL");
     }
     assert_eq!(committer.state().last_sequence, 0);
     faults.set_plan(FaultPlan::default());

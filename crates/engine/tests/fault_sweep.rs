@@ -16,7 +16,7 @@ const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
 
 /// Errors a fault may surface as: the I/O error itself, or refusal by a poisoned writer.
 fn expected(error: &Error) -> bool {
-    matches!(error.code(), "IO" | "POISONED")
+    matches!(error.code(), "IO" | "DISK_FULL" | "POISONED")
 }
 
 /// Appends under `policy`, retrying the same entry after a failure, then a flush; the caller

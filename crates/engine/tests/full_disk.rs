@@ -79,7 +79,7 @@ fn an_append_that_fits_is_never_refused_for_the_preallocation_ahead_of_it() {
             Err(e) => break e,
         }
     };
-    assert_eq!(error.code(), "IO", "{error}");
+    assert_eq!(error.code(), "DISK_FULL", "{error}");
     assert!(writer.poisoned().is_none());
     // Space freed: the same writer goes on, with no reopen.
     std::fs::remove_file(&filler).unwrap();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use selene_persist_engine::filename::seal_path;
+use selene_persist_engine::filename::{seal_path, torn_path};
 use selene_persist_engine::{TailReason, WalOptions, WalWriter};
 
 const ENTRIES: u64 = 5;
@@ -201,4 +201,60 @@ fn header_damage_is_typed_and_untouched() {
     std::fs::write(&path, b"").unwrap();
     assert_eq!(reopen(&path).unwrap_err().code(), "TRUNCATED_HEADER");
     assert_eq!(std::fs::read(&path).unwrap(), b"");
+}
+
+#[test]
+fn the_bytes_a_repair_cuts_are_kept_beside_the_log() {
+    let (_dir, path, bytes, offsets) = fixture();
+    let last = *offsets.last().unwrap();
+    // A torn final frame followed by junk, as a crash mid-write can leave.
+    let mut torn = bytes[..bytes.len() - 3].to_vec();
+    torn.extend_from_slice(b"\x01\x02junk");
+    std::fs::write(&path, &torn).unwrap();
+    let writer = reopen(&path).unwrap();
+    let repair = writer.tail_repair().expect("a repair");
+    assert_eq!(repair.offset, last);
+    assert_eq!(repair.saved_bytes, repair.discarded_bytes);
+    let kept = std::fs::read(torn_path(&path, last)).unwrap();
+    assert_eq!(kept, &torn[usize::try_from(last).unwrap()..]);
+    // The log itself is cut to its last whole frame.
+    assert_eq!(writer.committed_offset(), last);
+}
+
+#[test]
+fn prune_keeps_only_the_newest_kept_torn_tails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = selene_persist_engine::store::Store::open(&fs(), dir.path(), WalOptions::default())
+        .unwrap();
+    append_via(store.committer(), b"x").unwrap();
+    store
+        .checkpoint(vec![("s".into(), b"s".to_vec(), false)])
+        .unwrap();
+    close_via(store.committer()).unwrap();
+    for (offset, age) in [(100, 30), (200, 20), (300, 10)] {
+        let file = dir.path().join(format!("wal.log.torn.{offset}"));
+        std::fs::write(&file, b"torn").unwrap();
+        let modified = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    let outcome = selene_persist_engine::retention::prune(
+        fs().as_ref(),
+        dir.path(),
+        &selene_persist_engine::retention::RetentionPolicy {
+            keep_archives: 2,
+            ..Default::default()
+        },
+        std::time::SystemTime::now(),
+    )
+    .unwrap();
+    assert_eq!(
+        outcome.deleted_torn_files,
+        vec!["wal.log.torn.100".to_owned()]
+    );
+    assert!(dir.path().join("wal.log.torn.300").exists());
 }

@@ -206,7 +206,13 @@ impl NativeAppender {
     /// The torn tail cut at open, if any.
     #[napi(catch_unwind)]
     pub fn tail_repair(&self) -> Option<NativeTailRepair> {
-        self.committer.tail_repair().map(Into::into)
+        self.committer.tail_repair().map(|repair| NativeTailRepair {
+            saved_path: self
+                .committer
+                .torn_file()
+                .map(|p| p.to_string_lossy().into_owned()),
+            ..repair.into()
+        })
     }
 }
 

@@ -289,6 +289,10 @@ pub struct NativeTailRepair {
     pub offset: f64,
     /// Bytes cut.
     pub discarded_bytes: f64,
+    /// How many of them were kept beside the WAL (0: none).
+    pub saved_bytes: f64,
+    /// The file they were kept in, if they were.
+    pub saved_path: Option<String>,
 }
 
 impl From<TailRepair> for NativeTailRepair {
@@ -297,6 +301,8 @@ impl From<TailRepair> for NativeTailRepair {
             reason: repair.reason.as_str().to_owned(),
             offset: to_f64(repair.offset),
             discarded_bytes: to_f64(repair.discarded_bytes),
+            saved_bytes: to_f64(repair.saved_bytes),
+            saved_path: None,
         }
     }
 }
@@ -452,6 +458,8 @@ pub struct NativePruneOutcome {
     pub bytes_reclaimed: f64,
     /// Consumers a byte budget left behind retention.
     pub consumers_behind: Vec<String>,
+    /// Kept torn tails deleted.
+    pub deleted_torn_files: Vec<String>,
 }
 
 impl From<PruneOutcome> for NativePruneOutcome {
@@ -464,6 +472,7 @@ impl From<PruneOutcome> for NativePruneOutcome {
             retained_archives: to_f64s(o.retained_archives),
             bytes_reclaimed: to_f64(o.bytes_reclaimed),
             consumers_behind: o.consumers_behind,
+            deleted_torn_files: o.deleted_torn_files,
         }
     }
 }

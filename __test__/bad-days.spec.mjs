@@ -1,0 +1,73 @@
+// When things go wrong (issue 17): a full disk is not a restart.
+import { rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+
+import test from 'ava'
+
+import { Store } from 'selene-persist'
+
+import { smallDisk } from './helpers.mjs'
+
+test('a full disk: DISK_FULL, nothing acknowledged lost, and the same store goes on once space is freed', async (t) => {
+  // Freed, the filler must hold the snapshot and the archive (a copy of the WAL written so far).
+  const disk = await smallDisk(t, '4m')
+  if (!disk) return t.pass()
+  const dir = join(disk, 'store')
+  const filler = join(disk, 'filler')
+  await writeFile(filler, Buffer.alloc(2600 << 10, 1))
+  const store = await Store.open(dir, { compression: false, compressSnapshots: false, preallocate: false })
+  const acknowledged = []
+  let failure
+  for (let i = 0; !failure; i++) {
+    await store.append(Buffer.alloc(16 << 10, i % 256)).then(
+      () => acknowledged.push(i % 256),
+      (error) => (failure = error),
+    )
+  }
+  t.is(failure.code, 'DISK_FULL')
+  t.is(store.poisoned, null, 'a full disk does not poison the writer')
+  // A checkpoint that does not fit fails, and leaves the store on its old epoch.
+  const before = store.snapshotSeq
+  t.is((await t.throwsAsync(store.checkpoint({ state: Buffer.alloc(600 << 10, 2) }))).code, 'DISK_FULL')
+  t.is(store.snapshotSeq, before)
+  // Space freed: the same store appends and checkpoints, no reopen.
+  await rm(filler)
+  await store.append(Buffer.alloc(16 << 10, 255))
+  acknowledged.push(255)
+  const checkpoint = await store.checkpoint({ state: Buffer.alloc(600 << 10, 3) })
+  t.true(checkpoint.sequence > before)
+  await store.append(Buffer.from('after'))
+  await store.close()
+  const reopened = await Store.open(dir)
+  t.deepEqual(await reopened.snapshot.read('state'), Buffer.alloc(600 << 10, 3))
+  const replayed = []
+  for await (const entry of reopened.replay()) replayed.push(entry.payload)
+  t.deepEqual(replayed, [Buffer.from('after')])
+  // Every acknowledged entry is in the archives, in order.
+  const all = []
+  for await (const entry of reopened.follow({ from: 1 })) {
+    all.push(entry.payload.length === 16 << 10 ? entry.payload[0] : -1)
+    if (all.length === acknowledged.length + 1) break
+  }
+  t.deepEqual(all, [...acknowledged, -1])
+  await reopened.close()
+})
+
+test('the bytes a repair cuts are kept beside the WAL, named by tailRepair and listed by inspect', async (t) => {
+  const { appendFile, readFile } = await import('node:fs/promises')
+  const { inspect } = await import('selene-persist')
+  const { tempDir } = await import('./helpers.mjs')
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let i = 0; i < 3; i++) await store.append(Buffer.from(`entry ${i}`))
+  await store.close()
+  const garbage = Buffer.from('half a frame that never finished')
+  await appendFile(join(dir, 'wal.log'), garbage)
+  const reopened = await Store.open(dir)
+  const repair = reopened.tailRepair
+  t.is(repair.savedBytes, garbage.length)
+  t.is(repair.savedPath, join(dir, `wal.log.torn.${repair.offset}`))
+  t.deepEqual(await readFile(repair.savedPath), garbage)
+  t.deepEqual((await inspect(dir)).tornFiles, [[`wal.log.torn.${repair.offset}`, garbage.length]])
+  await reopened.close()
+})
