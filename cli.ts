@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-/** The selene-persist command line: inspect, verify, dump, tail, demo, bench. */
+/** The selene-persist command line: inspect, verify, dump, tail, backup, demo, bench. */
 import { PersistError } from './index'
 import { UsageError } from './src/cli/args'
+import { BACKUP_USAGE, backupCommand } from './src/cli/backup'
 import { BENCH_USAGE, benchCommand } from './src/cli/bench'
 import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
 import { DUMP_USAGE, dumpCommand } from './src/cli/dump'
@@ -15,6 +16,7 @@ Commands:
   verify <dir|file>    check every checksum, hash and cross-file rule; exit 1 on errors
   dump <file|dir>      print entries with their headers (json, text or hex)
   tail <dir|wal> [-f]  print entries as they are appended, like tail -f; --consumer NAME
+  backup <dir> <dest>  a consistent copy of a store while its writer runs
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help                 show this text
@@ -25,6 +27,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   verify: { run: verifyCommand, usage: VERIFY_USAGE },
   dump: { run: dumpCommand, usage: DUMP_USAGE },
   tail: { run: tailCommand, usage: TAIL_USAGE },
+  backup: { run: backupCommand, usage: BACKUP_USAGE },
   demo: { run: demoCommand, usage: DEMO_USAGE },
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }

@@ -6,6 +6,7 @@
  * addon; every byte-level rule lives in the Rust engine.
  */
 export { Appender, type TailRepair } from './src/appender'
+export { backup } from './src/backup'
 export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'
 export { Consumer, type ConsumerInfo } from './src/consumer'
 export { ERROR_CODES, type ErrorCode, PersistError } from './src/errors'

@@ -159,9 +159,21 @@ export declare class NativeStore {
   beginCheckpoint(): Promise<number>
   /** Snapshot `sections` at the sequence `beginCheckpoint` returned and rotate. */
   finishCheckpoint(sequence: number, sectionsIn: Array<NativeSection>): Promise<NativeRotation>
+  /**
+   * Back up the store to `dest` (which must not exist) while appends go on; resolves with
+   * the last sequence the backup holds.
+   */
+  backup(dest: string): Promise<number>
   /** Apply a retention policy. */
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
+
+/**
+ * Back up the store in `dir`, whose writer may be running in another process, to `dest`
+ * (which must not exist): its active WAL as far as the seal records it durable. Resolves with
+ * the last sequence the backup holds.
+ */
+export declare function backupStore(dir: string, dest: string): Promise<number>
 
 /** The engine's defaults, each defined once there. */
 export declare function defaults(): NativeDefaults

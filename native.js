@@ -843,6 +843,7 @@ module.exports.NativeReader = nativeBinding.NativeReader
 module.exports.NativeReplay = nativeBinding.NativeReplay
 module.exports.NativeSnapshotReader = nativeBinding.NativeSnapshotReader
 module.exports.NativeStore = nativeBinding.NativeStore
+module.exports.backupStore = nativeBinding.backupStore
 module.exports.defaults = nativeBinding.defaults
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.MAX_PAYLOAD_BYTES = nativeBinding.MAX_PAYLOAD_BYTES

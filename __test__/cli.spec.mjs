@@ -200,3 +200,23 @@ test('tail --consumer resumes after its acknowledged position; inspect lists con
   t.regex(inspected.stdout, /consumer +late +at 3, 2 behind/)
   await store.close()
 })
+
+test('backup copies a store whose writer is running, up to what is durable; the copy opens', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let n = 1; n <= 5; n++) await store.append(Buffer.from(`e${n}`))
+  await store.checkpoint({ s: Buffer.from('state') })
+  await store.append(Buffer.from('e6'))
+  const dest = join(await tempDir(t), 'copy')
+  const result = await run('backup', dir, dest, '--json')
+  t.is(result.code, 0, result.stderr)
+  t.deepEqual(JSON.parse(result.stdout), { destination: dest, sequence: 7 })
+  await store.close()
+  const copy = await Store.open(dest)
+  t.deepEqual(await copy.snapshot.read('s'), Buffer.from('state'))
+  const replayed = []
+  for await (const entry of copy.replay()) replayed.push(entry.payload.toString())
+  t.deepEqual(replayed, ['e6'])
+  await copy.close()
+  t.is((await run('backup', dir, dest)).code, 1, 'an existing destination is refused')
+})

@@ -261,6 +261,18 @@ export class Store extends Appender {
     })
   }
 
+  /**
+   * Back up the store to `destination` (which must not exist) while appends and checkpoints
+   * go on: a consistent copy holding every entry committed when the backup began, which opens
+   * as a normal store. Snapshots and archives are hard-linked where they can be, the active WAL
+   * copied, the MANIFEST written last, everything fsynced, and the copy renamed into place at
+   * the end: a backup that dies leaves no store at `destination`. Resolves with the last
+   * sequence the backup holds.
+   */
+  backup(destination: string): Promise<number> {
+    return call(() => this.#native.backup(checkPath(destination)))
+  }
+
   /** Wait for a running automatic checkpoint, then commit, sync and close. */
   override close(): Promise<void> {
     return call(async () => {

@@ -24,7 +24,8 @@
 //!
 //! **The store.** [`publish`] (temp file, fdatasync, link or rename, directory fsync),
 //! [`rotation`] (the four-phase checkpoint), [`retention`] (prune as a plan, then its
-//! application), [`store`] (recovery, checkpoint, prune, replay).
+//! application), [`store`] (recovery, checkpoint, prune, replay), [`backup`] (a consistent
+//! copy of a live store).
 //!
 //! **Inspection.** [`inspect`] examines a store or a file at two depths and collects problems.
 //!
@@ -33,6 +34,7 @@
 //!
 //! [`error`] gives every failure a stable code; the crate root re-exports what a binding needs.
 
+pub mod backup;
 pub mod checksum;
 pub mod committer;
 pub mod compression;

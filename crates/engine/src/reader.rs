@@ -115,6 +115,12 @@ impl WalReader {
         })
     }
 
+    /// The file's path.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// The snapshot sequence in the file header.
     #[must_use]
     pub const fn snapshot_seq(&self) -> u64 {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::backup::{self, Upto};
 use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
@@ -225,6 +226,22 @@ impl Store {
         let reader = SnapshotReader::open(self.vfs.as_ref(), &rotation.snapshot.path)?;
         *guard(&self.snapshot) = Some(Arc::new(reader));
         Ok(rotation)
+    }
+
+    /// Back up the store to `dest` (which must not exist) while appends go on: every entry
+    /// committed when the backup took the directory lock. Returns the last sequence it holds.
+    /// Blocks; call it from a worker thread.
+    ///
+    /// # Errors
+    /// As [`backup::backup`].
+    pub fn backup(&self, dest: &Path) -> Result<u64> {
+        backup::backup(&self.vfs, &self.dir, dest, || {
+            let state = self.committer.state();
+            Upto::Committed {
+                offset: state.committed_offset,
+                sequence: state.last_sequence,
+            }
+        })
     }
 
     /// Apply `policy`. Blocks; call it from a worker thread.

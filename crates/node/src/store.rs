@@ -7,6 +7,7 @@ use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Object};
 use napi_derive::napi;
 use selene_persist_engine::Entry;
+use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::retention::PruneOutcome;
 use selene_persist_engine::rotation::Rotation;
@@ -114,6 +115,14 @@ impl NativeStore {
         ))
     }
 
+    /// Back up the store to `dest` (which must not exist) while appends go on; resolves with
+    /// the last sequence the backup holds.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn backup(&self, dest: String) -> AsyncTask<Blocking<u64, f64>> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.backup(&PathBuf::from(dest)), to_f64)
+    }
+
     /// Apply a retention policy.
     #[napi(catch_unwind, ts_return_type = "Promise<NativePruneOutcome>")]
     pub fn prune(
@@ -157,4 +166,24 @@ impl NativeReplay {
     pub fn close(&self) {
         self.inner.close();
     }
+}
+
+/// Back up the store in `dir`, whose writer may be running in another process, to `dest`
+/// (which must not exist): its active WAL as far as the seal records it durable. Resolves with
+/// the last sequence the backup holds.
+#[napi(ts_return_type = "Promise<number>")]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+pub fn backup_store(dir: String, dest: String) -> AsyncTask<Blocking<u64, f64>> {
+    blocking(
+        move || {
+            backup(
+                &StdFs::shared(),
+                &PathBuf::from(dir),
+                &PathBuf::from(dest),
+                || Upto::Durable,
+            )
+        },
+        to_f64,
+    )
 }

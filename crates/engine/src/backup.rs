@@ -1,0 +1,150 @@
+//! Online backup: a consistent copy of a store directory while appends and checkpoints go on.
+//!
+//! Under the directory lock held shared (so no rotation or prune runs meanwhile, while appends
+//! do), the files that never change once published (the live snapshot, the archives the
+//! MANIFEST lists, consumer positions) are hard-linked into a staging directory beside the
+//! destination (copied when it is on another file system), and the active WAL is copied up to
+//! a consistency point: the committed offset when the writer is in this process, else the end
+//! of the prefix its seal records as durable. The MANIFEST is written last; then every file
+//! and the staging directory are fsynced, and the staging directory is renamed to the
+//! destination and its parent fsynced. So a backup killed at any point leaves either a
+//! complete store at the destination or none there (only a `*.backup.tmp` staging directory),
+//! never a store that opens with silent gaps.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::file_header::FILE_HEADER_LEN;
+use crate::filename::{StoreFile, consumer_file};
+use crate::io::{LockKind, OpenMode, Vfs};
+use crate::manifest::{Manifest, lock_dir};
+use crate::publish::{Placement, copy_range, dir_of, publish};
+use crate::reader::WalReader;
+
+/// How far into the active WAL a backup copies.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Upto {
+    /// To this committed offset, holding entries up to this sequence (the writer's state, read
+    /// under the lock).
+    Committed {
+        /// Offset just past the last committed entry.
+        offset: u64,
+        /// Its sequence.
+        sequence: u64,
+    },
+    /// To the end of the prefix the seal records as fdatasynced (a writer in another process).
+    Durable,
+}
+
+/// Back up the store in `dir` to `dest`, which must not exist; `upto` says how far into the
+/// active WAL (see [`Upto`]); `committed` is called under the lock to learn it. Returns the
+/// sequence of the last entry the backup holds.
+///
+/// # Errors
+/// `InvalidArgument` if `dest` exists; I/O and MANIFEST errors (the destination is then not
+/// created).
+pub fn backup(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    dest: &Path,
+    committed: impl FnOnce() -> Upto,
+) -> Result<u64> {
+    if vfs
+        .stat(dest)
+        .map_err(|e| Error::io("stat", dest, e))?
+        .is_some()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "the backup destination {} exists",
+            dest.display()
+        )));
+    }
+    let staging = staging_path(dest);
+    vfs.create_dir_all(&staging)
+        .map_err(|e| Error::io("create directory", &staging, e))?;
+    let _lock = lock_dir(vfs.as_ref(), dir, LockKind::Shared)?;
+    let manifest = Manifest::read(vfs.as_ref(), dir)?;
+    let wal = StoreFile::Wal.path(dir);
+    let reader = WalReader::open(vfs, &wal)?;
+    let (end, sequence) = match committed() {
+        Upto::Committed { offset, sequence } => (offset, sequence),
+        Upto::Durable => durable_point(vfs, &reader)?,
+    };
+    let mut carried: Vec<String> = crate::consumer::list(vfs.as_ref(), dir)?
+        .into_iter()
+        .map(|(name, _)| consumer_file(&name))
+        .collect();
+    if let Some(m) = &manifest {
+        if m.live_snapshot_seq > 0 {
+            carried.push(StoreFile::Snapshot(m.live_snapshot_seq).name());
+        }
+        carried.extend(m.archives.iter().map(|&n| StoreFile::Archive(n).name()));
+    } else if reader.snapshot_seq() > 0 {
+        carried.push(StoreFile::Snapshot(reader.snapshot_seq()).name());
+    }
+    for name in &carried {
+        place(vfs.as_ref(), &dir.join(name), &staging.join(name))?;
+    }
+    let source = vfs
+        .open(&wal, OpenMode::Read)
+        .map_err(|e| Error::io("open", &wal, e))?;
+    publish(
+        vfs.as_ref(),
+        &StoreFile::Wal.path(&staging),
+        Placement::Replace,
+        |file, temp| copy_range(source.as_ref(), &wal, 0, file, temp, 0, end),
+    )?;
+    if let Some(m) = manifest {
+        m.write(vfs.as_ref(), &staging)?;
+    }
+    vfs.sync_dir(&staging)
+        .map_err(|e| Error::io("fsync directory", &staging, e))?;
+    vfs.rename(&staging, dest)
+        .map_err(|e| Error::io("rename", dest, e))?;
+    let parent = dir_of(dest);
+    vfs.sync_dir(parent)
+        .map_err(|e| Error::io("fsync directory", parent, e))?;
+    Ok(sequence)
+}
+
+/// The staging directory beside `dest`: `<dest>.<pid>.<nanos>.backup.tmp`.
+fn staging_path(dest: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{nanos}.backup.tmp", std::process::id()));
+    dest.with_file_name(name)
+}
+
+/// Hard-link `from` to `to` (the file never changes once published), or copy it durably
+/// where a link cannot be made (another file system).
+fn place(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
+    if vfs.link(from, to).is_ok() {
+        return Ok(());
+    }
+    let source = vfs
+        .open(from, OpenMode::Read)
+        .map_err(|e| Error::io("open", from, e))?;
+    let len = source.size().map_err(|e| Error::io("stat", from, e))?;
+    publish(vfs, to, Placement::Replace, |file, temp| {
+        copy_range(source.as_ref(), from, 0, file, temp, 0, len)
+    })
+    .map(drop)
+}
+
+/// The end of the durable prefix of the active WAL, and the sequence of its last entry.
+fn durable_point(vfs: &Arc<dyn Vfs>, reader: &WalReader) -> Result<(u64, u64)> {
+    let end = reader.durable_end(vfs.as_ref())?;
+    let mut scan = WalReader::open(vfs, reader.path())?;
+    let mut sequence = reader.snapshot_seq();
+    while let Some(frame) = scan.next_frame(0)? {
+        if frame.offset + frame.header.frame_len() > end {
+            break;
+        }
+        sequence = frame.header.sequence;
+    }
+    Ok((end.max(FILE_HEADER_LEN as u64), sequence))
+}
