@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The selene-persist command line: inspect, verify, dump, tail, backup, demo, bench. */
+/** The selene-persist command line: inspect, verify, dump, tail, backup, salvage, demo, bench. */
 import { PersistError } from './index'
 import { UsageError } from './src/cli/args'
 import { BACKUP_USAGE, backupCommand } from './src/cli/backup'
@@ -7,6 +7,7 @@ import { BENCH_USAGE, benchCommand } from './src/cli/bench'
 import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
 import { DUMP_USAGE, dumpCommand } from './src/cli/dump'
 import { INSPECT_USAGE, VERIFY_USAGE, inspectCommand, verifyCommand } from './src/cli/examine'
+import { SALVAGE_USAGE, salvageCommand } from './src/cli/salvage'
 import { TAIL_USAGE, tailCommand } from './src/cli/tail'
 
 const USAGE = `Usage: selene-persist <command> [options]   (selene-persist <command> --help for more)
@@ -17,6 +18,7 @@ Commands:
   dump <file|dir>      print entries with their headers (json, text or hex)
   tail <dir|wal> [-f]  print entries as they are appended, like tail -f; --consumer NAME
   backup <dir> <dest>  a consistent copy of a store while its writer runs
+  salvage <wal> <out>  every entry that verifies, copied past damage into a new WAL
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help                 show this text
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   dump: { run: dumpCommand, usage: DUMP_USAGE },
   tail: { run: tailCommand, usage: TAIL_USAGE },
   backup: { run: backupCommand, usage: BACKUP_USAGE },
+  salvage: { run: salvageCommand, usage: SALVAGE_USAGE },
   demo: { run: demoCommand, usage: DEMO_USAGE },
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }

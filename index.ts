@@ -7,6 +7,7 @@
  */
 export { Appender, type TailRepair } from './src/appender'
 export { backup } from './src/backup'
+export { type SalvageReport, type StoreSalvageReport, salvage } from './src/salvage'
 export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'
 export { Consumer, type ConsumerInfo } from './src/consumer'
 export { ERROR_CODES, type ErrorCode, PersistError } from './src/errors'

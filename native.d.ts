@@ -390,3 +390,10 @@ export interface NativeWriterState {
   /** Whether close has been called. */
   closed: boolean
 }
+
+/**
+ * Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
+ * every frame that verifies, past damage. Resolves with the report as JSON: the engine's
+ * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
+ */
+export declare function salvage(source: string, dest: string): Promise<string>

@@ -847,3 +847,4 @@ module.exports.backupStore = nativeBinding.backupStore
 module.exports.defaults = nativeBinding.defaults
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.MAX_PAYLOAD_BYTES = nativeBinding.MAX_PAYLOAD_BYTES
+module.exports.salvage = nativeBinding.salvage

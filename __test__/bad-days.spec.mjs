@@ -139,3 +139,37 @@ test('kill -9 of the backing-up process: each destination is a complete backup o
     t.deepEqual(await entries(join(out, name), sequence), await entries(dir, sequence), name)
   }
 })
+
+test('salvage gets back every entry around mid-log damage a read refuses, keeping the damaged bytes', async (t) => {
+  const { readFile, writeFile: write } = await import('node:fs/promises')
+  const { execFile } = await import('node:child_process')
+  const { promisify } = await import('node:util')
+  const { WalWriter, WalReader, salvage } = await import('selene-persist')
+  const { readAll, tempDir } = await import('./helpers.mjs')
+  const dir = await tempDir(t)
+  const path = join(dir, 'app.wal')
+  const writer = await WalWriter.open(path)
+  for (let n = 1; n <= 9; n++) await writer.append(Buffer.from(`entry number ${n}`))
+  await writer.close()
+  const offsets = []
+  const reader = await WalReader.open(path)
+  for await (const batch of reader.batches()) for (let i = 0; i < batch.length; i++) offsets.push(batch.offset(i))
+  const bytes = await readFile(path)
+  bytes[offsets[4] + 45] ^= 0xff // the payload of entry 5
+  await write(path, bytes)
+  // The open trusts the sealed prefix; a read finds the damage and refuses to skip past it.
+  t.is((await t.throwsAsync(readAll(path))).code, 'MID_LOG_CORRUPTION')
+  const out = join(dir, 'salvaged.wal')
+  const report = await salvage(path, out)
+  t.is(report.framesRecovered, 8)
+  t.deepEqual(report.missing, [[5, 5]])
+  t.deepEqual(report.skipped.map(([offset]) => offset), [offsets[4]])
+  t.deepEqual(await readFile(path), bytes, 'the source is untouched')
+  t.is((await readFile(report.damagedFile)).length, report.skipped[0][1])
+  t.deepEqual((await readAll(out)).map((e) => e.payload.toString()), [1, 2, 3, 4, 6, 7, 8, 9].map((n) => `entry number ${n}`))
+  const cli = new URL('../cli.js', import.meta.url).pathname
+  const printed = await promisify(execFile)(process.execPath, [cli, 'salvage', path, join(dir, 'again.wal')])
+  t.regex(printed.stdout, /8 frames, up to sequence 9\n {2}skipped \d+ damaged bytes at offset \d+\n {2}missing sequences 5\.\.5\n/)
+  t.is(report.kind, 'wal')
+  t.is((await t.throwsAsync(salvage(path, out))).code, 'INVALID_ARGUMENT', 'an existing destination is refused')
+})

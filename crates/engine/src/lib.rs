@@ -27,7 +27,8 @@
 //! application), [`store`] (recovery, checkpoint, prune, replay), [`backup`] (a consistent
 //! copy of a live store).
 //!
-//! **Inspection.** [`inspect`] examines a store or a file at two depths and collects problems.
+//! **Inspection and repair.** [`inspect`] examines a store or a file at two depths and collects
+//! problems; [`salvage`] copies every frame that verifies past damage into a new log.
 //!
 //! **Test support** (feature `fault-injection`): [`testing`] has the recording, fault-injecting
 //! and crash-state file systems, all on one wrapper of the real one.
@@ -52,6 +53,7 @@ pub mod publish;
 pub mod reader;
 pub mod retention;
 pub mod rotation;
+pub mod salvage;
 pub mod scan;
 pub mod seal;
 pub mod snapshot;

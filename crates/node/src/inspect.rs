@@ -1,14 +1,16 @@
 //! `NativeExamination`: inspect or verify a store or file off the JS thread, with progress
 //! that JS polls (no callback crosses threads).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
+use selene_persist_engine::Error;
 use selene_persist_engine::inspect::{Depth, Progress, Report, examine};
 use selene_persist_engine::io::StdFs;
+use selene_persist_engine::salvage;
 
 use crate::convert::to_f64;
 use crate::task::{Blocking, blocking};
@@ -59,4 +61,38 @@ impl Default for NativeExamination {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
+/// every frame that verifies, past damage. Resolves with the report as JSON: the engine's
+/// `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
+#[napi(ts_return_type = "Promise<string>")]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+pub fn salvage(source: String, dest: String) -> AsyncTask<Blocking<serde_json::Value, String>> {
+    blocking(
+        move || {
+            let vfs = StdFs::shared();
+            let (source, dest) = (Path::new(&source), Path::new(&dest));
+            let is_dir = vfs
+                .stat(source)
+                .map_err(|e| Error::io("stat", source, e))?
+                .is_some_and(|s| s.dir);
+            let (kind, report) = if is_dir {
+                (
+                    "store",
+                    serde_json::to_value(salvage::salvage_store(&vfs, source, dest)?),
+                )
+            } else {
+                (
+                    "wal",
+                    serde_json::to_value(salvage::salvage_wal(&vfs, source, dest)?),
+                )
+            };
+            let mut report = report.map_err(|e| Error::Internal(e.to_string()))?;
+            report["kind"] = kind.into();
+            Ok(report)
+        },
+        |report| report.to_string(),
+    )
 }

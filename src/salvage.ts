@@ -1,0 +1,43 @@
+/** Salvage: every entry that verifies, copied past damage into a new log. */
+import * as native from '../native'
+
+import { call } from './errors'
+import { checkPath } from './options'
+
+/** What the salvage of one WAL file found and did. */
+export interface SalvageReport {
+  kind: 'wal'
+  /** Frames copied into the new log. */
+  framesRecovered: number
+  /** Byte ranges of the source skipped as damaged: `[offset, length]`, in order. */
+  skipped: [number, number][]
+  /** Sequence ranges lost in the damage, `[first, last]`: filled with checkpoint watermarks (which replay skips), so every surviving entry keeps its sequence. */
+  missing: [number, number][]
+  /** Whether the source's file header was damaged and replaced. */
+  headerReplaced: boolean
+  /** The last sequence of the new log. */
+  lastSequence: number
+  /** `<destination>.damaged`, holding the skipped bytes in order, or `null` when none were. */
+  damagedFile: string | null
+}
+
+/** What the salvage of a store directory did: its live snapshot, and each WAL file's salvage. */
+export interface StoreSalvageReport {
+  kind: 'store'
+  /** The live snapshot carried over (it must verify), 0 for none. */
+  snapshotSeq: number
+  /** `[file name, its report]` for each archive the MANIFEST lists, then the active WAL. */
+  files: [string, Omit<SalvageReport, 'kind'>][]
+}
+
+/**
+ * Copy every frame of `source` that verifies into a new log at `destination` (which must not
+ * exist), resynchronising past damage at the next frame whose checksums hold and whose
+ * sequence fits: for a log that `MID_LOG_CORRUPTION` or `SEALED_CORRUPTION` refuses. `source`
+ * is a WAL file (the damaged bytes are kept in `<destination>.damaged`), or a store directory,
+ * salvaged into a store that opens: its live snapshot (which must verify), each archive and
+ * the active WAL salvaged, consumer positions, the MANIFEST last. The source is never modified.
+ */
+export function salvage(source: string, destination: string): Promise<SalvageReport | StoreSalvageReport> {
+  return call(async () => JSON.parse(await native.salvage(checkPath(source), checkPath(destination))) as SalvageReport | StoreSalvageReport)
+}
