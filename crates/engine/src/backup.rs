@@ -11,15 +11,15 @@
 //! complete store at the destination or none there (only a `*.backup.tmp` staging directory),
 //! never a store that opens with silent gaps.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
-use crate::filename::{StoreFile, consumer_file};
+use crate::filename::{StoreFile, consumer_file, staging_path};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, copy_range, dir_of, publish};
+use crate::publish::{Placement, copy_range, dir_of, publish, require_absent};
 use crate::reader::WalReader;
 
 /// How far into the active WAL a backup copies.
@@ -50,17 +50,8 @@ pub fn backup(
     dest: &Path,
     committed: impl FnOnce() -> Upto,
 ) -> Result<u64> {
-    if vfs
-        .stat(dest)
-        .map_err(|e| Error::io("stat", dest, e))?
-        .is_some()
-    {
-        return Err(Error::InvalidArgument(format!(
-            "the backup destination {} exists",
-            dest.display()
-        )));
-    }
-    let staging = staging_path(dest);
+    require_absent(vfs.as_ref(), dest, "backup")?;
+    let staging = staging_path(dest, "backup");
     vfs.create_dir_all(&staging)
         .map_err(|e| Error::io("create directory", &staging, e))?;
     let _lock = lock_dir(vfs.as_ref(), dir, LockKind::Shared)?;
@@ -106,17 +97,6 @@ pub fn backup(
     vfs.sync_dir(parent)
         .map_err(|e| Error::io("fsync directory", parent, e))?;
     Ok(sequence)
-}
-
-/// The staging directory beside `dest`: `<dest>.<pid>.<nanos>.backup.tmp`.
-fn staging_path(dest: &Path) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    let mut name = dest.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.{nanos}.backup.tmp", std::process::id()));
-    dest.with_file_name(name)
 }
 
 /// Hard-link `from` to `to` (the file never changes once published), or copy it durably

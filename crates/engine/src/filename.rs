@@ -132,6 +132,22 @@ pub fn parse_consumer_file(name: &str) -> Option<&str> {
         .filter(|consumer| !consumer.is_empty() && !is_temp(name))
 }
 
+/// A unique staging directory beside `dest`, for building a whole store before it takes the
+/// name: `<dest>.<pid>.<nanos>.<what>.tmp` (`what`: `backup`, `salvage`).
+#[must_use]
+pub fn staging_path(dest: &Path, what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".{}.{nanos}.{what}{TEMP_SUFFIX}",
+        std::process::id()
+    ));
+    dest.with_file_name(name)
+}
+
 /// Whether `name` is a temp file's (made by [`temp_path`]), left by a publication in progress
 /// or interrupted.
 #[must_use]

@@ -38,6 +38,20 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
+/// Refuse `dest` if anything is there: what builds a new file or store never replaces one.
+///
+/// # Errors
+/// `InvalidArgument` naming `what`; the error of asking.
+pub fn require_absent(vfs: &dyn Vfs, dest: &Path, what: &str) -> Result<()> {
+    match vfs.stat(dest).map_err(|e| Error::io("stat", dest, e))? {
+        Some(_) => Err(Error::InvalidArgument(format!(
+            "the {what} destination {} exists",
+            dest.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Remove `path`, logging (not failing) anything but "not found".
 pub fn remove_quietly(vfs: &dyn Vfs, path: &Path) {
     if let Err(e) = vfs.remove(path)

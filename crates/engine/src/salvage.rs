@@ -21,13 +21,13 @@ use serde::Serialize;
 use crate::consumer;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
-use crate::filename::StoreFile;
+use crate::filename::{StoreFile, staging_path};
 use crate::frame::{
     self, FLAG_CHECKPOINT_WATERMARK, FRAME_HEADER_LEN, FrameFields, FrameHeader, Origin,
 };
 use crate::io::{OpenMode, Vfs, read_up_to};
 use crate::manifest::Manifest;
-use crate::publish::{Placement, publish, write_all};
+use crate::publish::{Placement, publish, require_absent, write_all};
 use crate::snapshot::SnapshotReader;
 
 /// What a salvage found and did.
@@ -73,22 +73,8 @@ fn frame_at(bytes: &[u8], offset: usize, after: u64) -> Option<FrameHeader> {
 /// `InvalidArgument` if `dest` exists; I/O errors. A source with no frame that verifies gives
 /// an empty log.
 pub fn salvage_wal(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<SalvageReport> {
-    refuse_existing(vfs.as_ref(), dest)?;
+    require_absent(vfs.as_ref(), dest, "salvage")?;
     salvage_file(vfs, source, dest, None)
-}
-
-fn refuse_existing(vfs: &dyn Vfs, dest: &Path) -> Result<()> {
-    if vfs
-        .stat(dest)
-        .map_err(|e| Error::io("stat", dest, e))?
-        .is_some()
-    {
-        return Err(Error::InvalidArgument(format!(
-            "the salvage destination {} exists",
-            dest.display()
-        )));
-    }
-    Ok(())
 }
 
 /// [`salvage_wal`]; a damaged header is replaced by one naming `header_seq` when given (the
@@ -200,14 +186,10 @@ pub struct StoreSalvage {
 /// # Errors
 /// `InvalidArgument` if `dest` exists; the live snapshot's errors; I/O and MANIFEST errors.
 pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<StoreSalvage> {
-    refuse_existing(vfs.as_ref(), dest)?;
+    require_absent(vfs.as_ref(), dest, "salvage")?;
     let manifest = Manifest::read(vfs.as_ref(), source)?;
     let live = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
-    let staging = dest.with_file_name(format!(
-        "{}.{}.salvage.tmp",
-        dest.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
+    let staging = staging_path(dest, "salvage");
     vfs.create_dir_all(&staging)
         .map_err(|e| Error::io("create directory", &staging, e))?;
     let mut out = StoreSalvage {

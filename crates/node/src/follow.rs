@@ -10,8 +10,8 @@ use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::{Entry, Error};
 
-use crate::convert::{NativeChunk, chunk, to_f64, to_u64};
-use crate::task::{Blocking, Closable, blocking};
+use crate::convert::{NativeChunk, to_f64, to_u64};
+use crate::task::{Blocking, Closable, blocking, next_chunk};
 
 /// A follower of a store directory or a WAL file.
 #[napi]
@@ -58,11 +58,12 @@ impl NativeFollower {
         max_entries: u32,
         max_bytes: u32,
     ) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
-        let inner = self.inner.clone();
-        let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
-        blocking(
-            move || inner.with("follower", |f| f.next_batch(entries_max, bytes_max)),
-            chunk,
+        next_chunk(
+            &self.inner,
+            "follower",
+            max_entries,
+            max_bytes,
+            Follower::next_batch,
         )
     }
 

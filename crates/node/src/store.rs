@@ -16,10 +16,10 @@ use selene_persist_engine::store::{Replay, Store};
 use crate::appender::{NativeAppender, promise};
 use crate::convert::{
     NativeChunk, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
-    NativeSection, chunk, js_error, sections, to_f64, to_u64,
+    NativeSection, js_error, sections, to_f64, to_u64,
 };
 use crate::snapshot::NativeSnapshotReader;
-use crate::task::{Blocking, Closable, blocking};
+use crate::task::{Blocking, Closable, blocking, next_chunk};
 
 /// What recovery found and did.
 #[napi(object)]
@@ -153,11 +153,12 @@ impl NativeReplay {
         max_entries: u32,
         max_bytes: u32,
     ) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
-        let inner = self.inner.clone();
-        let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
-        blocking(
-            move || inner.with("replay", |r| r.next_batch(entries_max, bytes_max)),
-            chunk,
+        next_chunk(
+            &self.inner,
+            "replay",
+            max_entries,
+            max_bytes,
+            Replay::next_batch,
         )
     }
 
