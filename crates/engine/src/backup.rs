@@ -19,7 +19,7 @@ use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, consumer_file, staging_path};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, copy_range, dir_of, publish, require_absent};
+use crate::publish::{Placement, copy_range, place_dir, publish, require_absent};
 use crate::reader::WalReader;
 
 /// How far into the active WAL a backup copies.
@@ -89,13 +89,7 @@ pub fn backup(
     if let Some(m) = manifest {
         m.write(vfs.as_ref(), &staging)?;
     }
-    vfs.sync_dir(&staging)
-        .map_err(|e| Error::io("fsync directory", &staging, e))?;
-    vfs.rename(&staging, dest)
-        .map_err(|e| Error::io("rename", dest, e))?;
-    let parent = dir_of(dest);
-    vfs.sync_dir(parent)
-        .map_err(|e| Error::io("fsync directory", parent, e))?;
+    place_dir(vfs.as_ref(), &staging, dest)?;
     Ok(sequence)
 }
 

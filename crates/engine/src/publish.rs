@@ -38,6 +38,22 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
+/// Give the whole directory `staging` (its files already published) the name `dest`: fsync
+/// it, rename it, fsync the parent. Before the rename nothing is at `dest`; after the parent's
+/// fsync the directory is there for good.
+///
+/// # Errors
+/// I/O errors.
+pub fn place_dir(vfs: &dyn Vfs, staging: &Path, dest: &Path) -> Result<()> {
+    vfs.sync_dir(staging)
+        .map_err(|e| Error::io("fsync directory", staging, e))?;
+    vfs.rename(staging, dest)
+        .map_err(|e| Error::io("rename", dest, e))?;
+    let parent = dir_of(dest);
+    vfs.sync_dir(parent)
+        .map_err(|e| Error::io("fsync directory", parent, e))
+}
+
 /// Refuse `dest` if anything is there: what builds a new file or store never replaces one.
 ///
 /// # Errors

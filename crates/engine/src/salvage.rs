@@ -226,13 +226,7 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
     if let Some(m) = manifest {
         m.write(vfs.as_ref(), &staging)?;
     }
-    vfs.sync_dir(&staging)
-        .map_err(|e| Error::io("fsync directory", &staging, e))?;
-    vfs.rename(&staging, dest)
-        .map_err(|e| Error::io("rename", dest, e))?;
-    let parent = crate::publish::dir_of(dest);
-    vfs.sync_dir(parent)
-        .map_err(|e| Error::io("fsync directory", parent, e))?;
+    crate::publish::place_dir(vfs.as_ref(), &staging, dest)?;
     Ok(out)
 }
 
