@@ -24,8 +24,10 @@ export interface SalvageReport {
 /** What the salvage of a store directory did: its live snapshot, and each WAL file's salvage. */
 export interface StoreSalvageReport {
   kind: 'store'
-  /** The live snapshot carried over (it must verify), 0 for none. */
+  /** The snapshot carried over after it verified (0: none): the live one, or the newest older one when the live one is damaged. */
   snapshotSeq: number
+  /** The live snapshot, when it was damaged: the active WAL was then rebuilt from the archives after `snapshotSeq` and the old active WAL. */
+  damagedSnapshot: number | null
   /** `[file name, its report]` for each archive the MANIFEST lists, then the active WAL. */
   files: [string, Omit<SalvageReport, 'kind'>][]
 }
@@ -35,8 +37,9 @@ export interface StoreSalvageReport {
  * exist), resynchronising past damage at the next frame whose checksums hold and whose
  * sequence fits: for a log that `MID_LOG_CORRUPTION` or `SEALED_CORRUPTION` refuses. `source`
  * is a WAL file (the damaged bytes are kept in `<destination>.damaged`), or a store directory,
- * salvaged into a store that opens: its live snapshot (which must verify), each archive and
- * the active WAL salvaged, consumer positions, the MANIFEST last. The source is never modified.
+ * salvaged into a store that opens: its live snapshot (or, damaged, the newest older one that
+ * verifies, with the active WAL rebuilt from the archives after it), each archive and the
+ * active WAL salvaged, consumer positions, the MANIFEST last. The source is never modified.
  */
 export function salvage(source: string, destination: string): Promise<SalvageReport | StoreSalvageReport> {
   return call(async () => JSON.parse(await native.salvage(checkPath(source), checkPath(destination))) as SalvageReport | StoreSalvageReport)

@@ -10,7 +10,8 @@ sequence fits: for a log a read refuses with MID_LOG_CORRUPTION or SEALED_CORRUP
 source is never modified. Sequences lost in the damage are filled with checkpoint
 watermarks, which replay skips, so every surviving entry keeps its sequence; the damaged
 bytes are kept in <out>.damaged. A store directory is salvaged into a store <out> that opens:
-its live snapshot (which must verify), each archive and the active WAL salvaged, consumer
+its live snapshot (or, if that is damaged, the newest older one that verifies, the active WAL
+rebuilt from the archives after it), each archive and the active WAL salvaged, consumer
 positions, the MANIFEST last. Prints what was skipped and what is missing.
 
   --json   print the report as JSON
@@ -28,7 +29,8 @@ export async function salvageCommand(argv: string[]): Promise<number> {
   console.log(printable(`salvaged ${source} into ${destination}`))
   if (report.kind === 'wal') print('', report)
   else {
-    console.log(`  live snapshot ${report.snapshotSeq} carried over`)
+    if (report.damagedSnapshot !== null) console.log(`  the live snapshot ${report.damagedSnapshot} is damaged: rebuilt on snapshot ${report.snapshotSeq} and the archives after it`)
+    else console.log(`  live snapshot ${report.snapshotSeq} carried over`)
     for (const [file, each] of report.files) print(`${file}: `, each)
   }
   return 0

@@ -74,77 +74,99 @@ fn frame_at(bytes: &[u8], offset: usize, after: u64) -> Option<FrameHeader> {
 /// an empty log.
 pub fn salvage_wal(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<SalvageReport> {
     require_absent(vfs.as_ref(), dest, "salvage")?;
-    salvage_file(vfs, source, dest, None)
+    salvage_files(vfs, &[source.to_path_buf()], dest, Header::Source(None))
 }
 
-/// [`salvage_wal`]; a damaged header is replaced by one naming `header_seq` when given (the
-/// active WAL of a store must start after its live snapshot), else the sequence before the
-/// first frame kept.
-fn salvage_file(
+/// What the new log's header names.
+#[derive(Clone, Copy, Debug)]
+enum Header {
+    /// The source's; if it is damaged, this sequence (the active WAL of a store must start
+    /// after its live snapshot) or else the one before the first frame kept.
+    Source(Option<u64>),
+    /// This sequence, whatever the sources say (a log rebuilt after an older snapshot).
+    Fixed(u64),
+}
+
+/// Salvage `sources`, read one after another as one run of sequences (each file's own header
+/// skipped), into the new WAL `dest`.
+fn salvage_files(
     vfs: &Arc<dyn Vfs>,
-    source: &Path,
+    sources: &[PathBuf],
     dest: &Path,
-    header_seq: Option<u64>,
+    header: Header,
 ) -> Result<SalvageReport> {
-    let file = vfs
-        .open(source, OpenMode::Read)
-        .map_err(|e| Error::io("open", source, e))?;
-    let len = file.size().map_err(|e| Error::io("stat", source, e))?;
-    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-    let got = read_up_to(file.as_ref(), &mut bytes, 0).map_err(|e| Error::io("read", source, e))?;
-    bytes.truncate(got);
     let mut report = SalvageReport::default();
-    let header = FileHeader::decode(&bytes).ok();
-    report.header_replaced = header.is_none();
     let mut out = Vec::new();
     let mut damaged = Vec::new();
-    let mut pos = FILE_HEADER_LEN.min(bytes.len());
-    // The sequence before the first frame: the header's, or (header damaged) the first frame's.
-    let mut last = match (header, header_seq) {
-        (Some(h), _) => h.snapshot_seq,
-        (None, Some(seq)) => seq,
-        (None, None) => (pos..bytes.len())
-            .find_map(|at| frame_at(&bytes, at, 0))
-            .map_or(0, |f| f.sequence - 1),
-    };
-    let snapshot_seq = last;
+    let mut snapshot_seq = None;
+    let mut last = 0;
     let mut last_hlc = crate::hlc::Hlc::default();
-    while pos < bytes.len() {
-        if let Some(found) = frame_at(&bytes, pos, last) {
-            if found.sequence > last + 1 {
-                report.missing.push((last + 1, found.sequence - 1));
-                for sequence in last + 1..found.sequence {
-                    let fields = FrameFields {
-                        sequence,
-                        hlc: last_hlc,
-                        origin: Origin::Local,
-                        principal: None,
-                        flags: FLAG_CHECKPOINT_WATERMARK,
-                    };
-                    frame::encode_frame(&mut out, &fields, &[]);
+    for source in sources {
+        let file = vfs
+            .open(source, OpenMode::Read)
+            .map_err(|e| Error::io("open", source, e))?;
+        let len = file.size().map_err(|e| Error::io("stat", source, e))?;
+        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        let got =
+            read_up_to(file.as_ref(), &mut bytes, 0).map_err(|e| Error::io("read", source, e))?;
+        bytes.truncate(got);
+        let mut pos = FILE_HEADER_LEN.min(bytes.len());
+        if snapshot_seq.is_none() {
+            let decoded = FileHeader::decode(&bytes).ok();
+            report.header_replaced = decoded.is_none();
+            // The sequence before the first frame: the header's, or (header damaged) a hint's,
+            // or the first frame's.
+            last = match (header, decoded) {
+                (Header::Fixed(seq), _) => seq,
+                (Header::Source(_), Some(h)) => h.snapshot_seq,
+                (Header::Source(Some(seq)), None) => seq,
+                (Header::Source(None), None) => (pos..bytes.len())
+                    .find_map(|at| frame_at(&bytes, at, 0))
+                    .map_or(0, |f| f.sequence - 1),
+            };
+            snapshot_seq = Some(last);
+        }
+        while pos < bytes.len() {
+            if let Some(found) = frame_at(&bytes, pos, last) {
+                if found.sequence > last + 1 {
+                    report.missing.push((last + 1, found.sequence - 1));
+                    for sequence in last + 1..found.sequence {
+                        let fields = FrameFields {
+                            sequence,
+                            hlc: last_hlc,
+                            origin: Origin::Local,
+                            principal: None,
+                            flags: FLAG_CHECKPOINT_WATERMARK,
+                        };
+                        frame::encode_frame(&mut out, &fields, &[]);
+                    }
                 }
+                let end = pos + usize::try_from(found.frame_len()).unwrap_or(usize::MAX);
+                out.extend_from_slice(&bytes[pos..end]);
+                report.frames_recovered += 1;
+                last = found.sequence;
+                last_hlc = found.hlc;
+                pos = end;
+                continue;
             }
-            let end = pos + usize::try_from(found.frame_len()).unwrap_or(usize::MAX);
-            out.extend_from_slice(&bytes[pos..end]);
-            report.frames_recovered += 1;
-            last = found.sequence;
-            last_hlc = found.hlc;
-            pos = end;
-            continue;
+            // Zeros to the end are the clean end of the log, not damage.
+            if bytes[pos..].iter().all(|&b| b == 0) {
+                break;
+            }
+            let next = (pos + 1..bytes.len())
+                .find(|&at| frame_at(&bytes, at, last).is_some())
+                .unwrap_or(bytes.len());
+            report.skipped.push((pos as u64, (next - pos) as u64));
+            damaged.extend_from_slice(&bytes[pos..next]);
+            pos = next;
         }
-        // Zeros to the end are the clean end of the log, not damage.
-        if bytes[pos..].iter().all(|&b| b == 0) {
-            break;
-        }
-        let next = (pos + 1..bytes.len())
-            .find(|&at| frame_at(&bytes, at, last).is_some())
-            .unwrap_or(bytes.len());
-        report.skipped.push((pos as u64, (next - pos) as u64));
-        damaged.extend_from_slice(&bytes[pos..next]);
-        pos = next;
     }
     report.last_sequence = last;
-    let mut log = FileHeader { snapshot_seq }.encode().to_vec();
+    let mut log = FileHeader {
+        snapshot_seq: snapshot_seq.unwrap_or(last),
+    }
+    .encode()
+    .to_vec();
     log.extend_from_slice(&out);
     publish(vfs.as_ref(), dest, Placement::Replace, |f, temp| {
         write_all(f, temp, &log)
@@ -167,67 +189,123 @@ pub fn damaged_path(dest: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// What a store salvage did: the live snapshot it carried over, and each WAL file's salvage.
+/// What a store salvage did: the snapshot it carried over, and each WAL file's salvage.
 #[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreSalvage {
-    /// The live snapshot's sequence (0: none), carried over whole after it verified.
+    /// The snapshot carried over whole, after it verified (0: none): the live one, or the
+    /// newest older one when the live one is damaged.
     pub snapshot_seq: u64,
+    /// The live snapshot, when it was damaged and an older one was used instead: the active WAL
+    /// is then rebuilt from the archives after that one, and the old active WAL.
+    pub damaged_snapshot: Option<u64>,
     /// Each salvaged file (`wal.<N>.archive`, `wal.log`) and its report, archives first.
     pub files: Vec<(String, SalvageReport)>,
 }
 
-/// Salvage the store directory `source` into a new store `dest` (which must not exist): the
-/// live snapshot (which must verify: a damaged one is refused, and its WAL files can still be
-/// salvaged one by one), every archive the MANIFEST lists and the active WAL, each salvaged,
-/// consumer positions, and the MANIFEST last; built in a staging directory renamed into place,
-/// so the result opens as a store or is not there.
+/// Salvage the store directory `source` into a new store `dest` (which must not exist).
+///
+/// The newest snapshot at or before the live one that verifies is carried over: the live one,
+/// or, when it is damaged, an older one. Every archive the MANIFEST lists up to that snapshot
+/// is salvaged as it is; the active WAL is salvaged after it, and, when an older snapshot had
+/// to be used, rebuilt from the archives that end after that snapshot followed by the old
+/// active WAL, as one run of sequences. Consumer positions are copied and the MANIFEST (naming
+/// the snapshot used) written last, in a staging directory renamed into place, so the result
+/// opens as a store or is not there.
 ///
 /// # Errors
-/// `InvalidArgument` if `dest` exists; the live snapshot's errors; I/O and MANIFEST errors.
+/// `InvalidArgument` if `dest` exists; I/O and MANIFEST errors.
 pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<StoreSalvage> {
     require_absent(vfs.as_ref(), dest, "salvage")?;
     let manifest = Manifest::read(vfs.as_ref(), source)?;
     let live = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
+    let archives = manifest
+        .as_ref()
+        .map_or_else(Vec::new, |m| m.archives.clone());
+    let snapshot = newest_sound_snapshot(vfs.as_ref(), source, live)?;
     let staging = staging_path(dest, "salvage");
     vfs.create_dir_all(&staging)
         .map_err(|e| Error::io("create directory", &staging, e))?;
     let mut out = StoreSalvage {
-        snapshot_seq: live,
+        snapshot_seq: snapshot,
+        damaged_snapshot: (snapshot != live).then_some(live),
         files: Vec::new(),
     };
-    if live > 0 {
-        let snapshot = StoreFile::Snapshot(live);
-        let reader = SnapshotReader::open(vfs.as_ref(), &snapshot.path(source))?;
-        reader.verify()?;
-        copy_file(
-            vfs.as_ref(),
-            &snapshot.path(source),
-            &snapshot.path(&staging),
-        )?;
+    if snapshot > 0 {
+        let file = StoreFile::Snapshot(snapshot);
+        copy_file(vfs.as_ref(), &file.path(source), &file.path(&staging))?;
     }
-    for &end in manifest.as_ref().map_or(&[][..], |m| &m.archives) {
+    let present = |file: StoreFile| -> Result<bool> {
+        let path = file.path(source);
+        Ok(vfs
+            .stat(&path)
+            .map_err(|e| Error::io("stat", &path, e))?
+            .is_some())
+    };
+    let mut kept = Vec::new();
+    let mut rebuilt = Vec::new();
+    for &end in &archives {
         let archive = StoreFile::Archive(end);
-        if vfs
-            .stat(&archive.path(source))
-            .map_err(|e| Error::io("stat", archive.path(source), e))?
-            .is_some()
-        {
-            let report = salvage_file(vfs, &archive.path(source), &archive.path(&staging), None)?;
+        if !present(archive)? {
+            continue;
+        }
+        if end <= snapshot {
+            let report = salvage_files(
+                vfs,
+                &[archive.path(source)],
+                &archive.path(&staging),
+                Header::Source(None),
+            )?;
             out.files.push((archive.name(), report));
+            kept.push(end);
+        } else {
+            rebuilt.push(archive.path(source));
         }
     }
     let wal = StoreFile::Wal;
-    let report = salvage_file(vfs, &wal.path(source), &wal.path(&staging), Some(live))?;
+    rebuilt.push(wal.path(source));
+    let header = if snapshot == live {
+        Header::Source(Some(live))
+    } else {
+        Header::Fixed(snapshot)
+    };
+    let report = salvage_files(vfs, &rebuilt, &wal.path(&staging), header)?;
     out.files.push((wal.name(), report));
     for (name, position) in consumer::list(vfs.as_ref(), source)? {
         consumer::write(vfs.as_ref(), &staging, &name, position)?;
     }
-    if let Some(m) = manifest {
-        m.write(vfs.as_ref(), &staging)?;
+    if manifest.is_some() {
+        Manifest {
+            live_snapshot_seq: snapshot,
+            active_wal_seq: snapshot,
+            archives: kept,
+        }
+        .write(vfs.as_ref(), &staging)?;
     }
     crate::publish::place_dir(vfs.as_ref(), &staging, dest)?;
     Ok(out)
+}
+
+/// The newest snapshot at or before `live` in `dir` that opens and verifies (0: none).
+fn newest_sound_snapshot(vfs: &dyn Vfs, dir: &Path, live: u64) -> Result<u64> {
+    let mut candidates: Vec<u64> = vfs
+        .list(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+        .iter()
+        .filter_map(|entry| match StoreFile::parse(&entry.name) {
+            Some(StoreFile::Snapshot(seq)) if seq <= live => Some(seq),
+            _ => None,
+        })
+        .collect();
+    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    for seq in candidates {
+        let sound = SnapshotReader::open(vfs, &StoreFile::Snapshot(seq).path(dir))
+            .and_then(|reader| reader.verify().map(|()| reader.sequence() == seq));
+        if matches!(sound, Ok(true)) {
+            return Ok(seq);
+        }
+    }
+    Ok(0)
 }
 
 /// Copy `from` to `to` durably.

@@ -258,3 +258,50 @@ fn a_damaged_store_salvages_into_a_store_that_opens() {
         assert_eq!(e.payload, payload(k));
     }
 }
+
+#[test]
+fn a_store_whose_live_snapshot_is_damaged_is_rebuilt_from_the_one_before() {
+    use selene_persist_engine::salvage::salvage_store;
+    use selene_persist_engine::store::{Replay, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("store");
+    let store = Store::open(&fs(), &source, WalOptions::default()).unwrap();
+    let mut n = 0;
+    let mut checkpoints = Vec::new();
+    for round in 0..3u8 {
+        for _ in 0..10 {
+            n += 1;
+            common::append_via(store.committer(), &payload(n)).unwrap();
+        }
+        let rotation = store
+            .checkpoint(vec![("round".into(), vec![round], false)])
+            .unwrap();
+        checkpoints.push(rotation.sequence);
+    }
+    for _ in 0..5 {
+        n += 1;
+        common::append_via(store.committer(), &payload(n)).unwrap();
+    }
+    common::close_via(store.committer()).unwrap();
+    drop(store);
+    // The live snapshot's body is damaged: a store open refuses it.
+    let live = source.join(format!("snapshot.{}.snap", checkpoints[2]));
+    let mut bytes = std::fs::read(&live).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&live, bytes).unwrap();
+    assert!(Store::open(&fs(), &source, WalOptions::default()).is_err());
+    let dest = dir.path().join("salvaged");
+    let report = salvage_store(&fs(), &source, &dest).unwrap();
+    assert_eq!(report.snapshot_seq, checkpoints[1]);
+    assert_eq!(report.damaged_snapshot, Some(checkpoints[2]));
+    // It opens on the snapshot before, and replays every entry after it: the third round's
+    // ten and the five after the last checkpoint.
+    let reopened = Store::open(&fs(), &dest, WalOptions::default()).unwrap();
+    assert_eq!(reopened.snapshot().unwrap().read("round").unwrap(), vec![1]);
+    let mut replay: Replay = reopened.replay(0).unwrap();
+    let entries = replay.next_batch(100, 1 << 20).unwrap();
+    let payloads: Vec<_> = entries.iter().map(|e| e.payload.clone()).collect();
+    assert_eq!(payloads, (21..=35).map(payload).collect::<Vec<_>>());
+    common::close_via(reopened.committer()).unwrap();
+}
