@@ -19,7 +19,7 @@ use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, consumer_file, staging_path};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, copy_range, place_dir, publish, require_absent};
+use crate::publish::{Placement, copy_file, copy_range, place_dir, publish, require_absent};
 use crate::reader::WalReader;
 
 /// How far into the active WAL a backup copies.
@@ -99,14 +99,7 @@ fn place(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
     if vfs.link(from, to).is_ok() {
         return Ok(());
     }
-    let source = vfs
-        .open(from, OpenMode::Read)
-        .map_err(|e| Error::io("open", from, e))?;
-    let len = source.size().map_err(|e| Error::io("stat", from, e))?;
-    publish(vfs, to, Placement::Replace, |file, temp| {
-        copy_range(source.as_ref(), from, 0, file, temp, 0, len)
-    })
-    .map(drop)
+    copy_file(vfs, from, to)
 }
 
 /// The end of the durable prefix of the active WAL, and the sequence of its last entry.

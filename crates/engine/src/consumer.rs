@@ -148,13 +148,19 @@ pub fn remove(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<bool> {
     Ok(true)
 }
 
-/// How many bytes of log files hold entries after `position`: every listed archive that ends
-/// after it, and the active WAL if its last entry does. Whole files, so an upper bound (off by
-/// at most one file's worth), and cheap: no file is read.
+/// For each of `positions`, how many bytes of log files hold entries after it: every listed
+/// archive that ends after it, and the active WAL if its last entry (`last_sequence`) does.
+/// Whole files, so an upper bound (off by at most one file's worth), and cheap: the MANIFEST
+/// is read and each file stated once, whatever the number of positions; no log is read.
 ///
 /// # Errors
 /// MANIFEST errors and I/O errors of the stats.
-pub fn lag_bytes(vfs: &dyn Vfs, dir: &Path, position: u64, last_sequence: u64) -> Result<u64> {
+pub fn lag_bytes(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    positions: &[u64],
+    last_sequence: u64,
+) -> Result<Vec<u64>> {
     let size = |file: StoreFile| -> Result<u64> {
         let path = file.path(dir);
         Ok(vfs
@@ -162,19 +168,24 @@ pub fn lag_bytes(vfs: &dyn Vfs, dir: &Path, position: u64, last_sequence: u64) -
             .map_err(|e| Error::io("stat", &path, e))?
             .map_or(0, |s| s.size))
     };
-    let mut bytes = 0;
+    let mut files = Vec::new();
     for end in Manifest::read(vfs, dir)?
         .map(|m| m.archives)
         .unwrap_or_default()
     {
-        if end > position {
-            bytes += size(StoreFile::Archive(end))?;
-        }
+        files.push((end, size(StoreFile::Archive(end))?));
     }
-    if last_sequence > position {
-        bytes += size(StoreFile::Wal)?;
-    }
-    Ok(bytes)
+    files.push((last_sequence, size(StoreFile::Wal)?));
+    Ok(positions
+        .iter()
+        .map(|&p| {
+            files
+                .iter()
+                .filter(|(end, _)| *end > p)
+                .map(|(_, n)| n)
+                .sum()
+        })
+        .collect())
 }
 
 /// Every registered consumer of `dir` and its position, by name.

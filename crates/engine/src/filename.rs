@@ -91,7 +91,7 @@ pub fn torn_path(wal: &Path, offset: u64) -> PathBuf {
 /// # Errors
 /// The error of asking `vfs` what `path` is.
 pub fn wal_of(vfs: &dyn Vfs, path: &Path) -> std::io::Result<PathBuf> {
-    Ok(if vfs.stat(path)?.is_some_and(|s| s.dir) {
+    Ok(if vfs.is_dir(path)? {
         StoreFile::Wal.path(path)
     } else {
         path.to_path_buf()

@@ -255,7 +255,7 @@ pub fn examine(
         path: path.display().to_string(),
         ..Report::default()
     };
-    if stat(vfs, path)?.is_some_and(|s| s.dir) {
+    if vfs.is_dir(path).map_err(|e| Error::io("stat", path, e))? {
         report.kind = "store".into();
         examine_store(vfs, path, depth, progress, &mut report)?;
     } else {

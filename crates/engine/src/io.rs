@@ -102,6 +102,10 @@ pub trait Vfs: Send + Sync + Debug {
     fn list(&self, dir: &Path) -> io::Result<Vec<DirEntry>>;
     /// What `path` is, or `None` if nothing is there.
     fn stat(&self, path: &Path) -> io::Result<Option<Stat>>;
+    /// Whether `path` is a directory.
+    fn is_dir(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.stat(path)?.is_some_and(|s| s.dir))
+    }
     /// Create `dir` and its parents if missing.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Remove a file.

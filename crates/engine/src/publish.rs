@@ -54,6 +54,22 @@ pub fn place_dir(vfs: &dyn Vfs, staging: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", parent, e))
 }
 
+/// Copy the whole file `from` to `to` durably (published: temp file, fdatasync, rename,
+/// directory fsync).
+///
+/// # Errors
+/// I/O errors naming either path.
+pub fn copy_file(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
+    let source = vfs
+        .open(from, OpenMode::Read)
+        .map_err(|e| Error::io("open", from, e))?;
+    let len = source.size().map_err(|e| Error::io("stat", from, e))?;
+    publish(vfs, to, Placement::Replace, |file, temp| {
+        copy_range(source.as_ref(), from, 0, file, temp, 0, len)
+    })
+    .map(drop)
+}
+
 /// Refuse `dest` if anything is there: what builds a new file or store never replaces one.
 ///
 /// # Errors

@@ -27,7 +27,7 @@ use crate::frame::{
 };
 use crate::io::{OpenMode, Vfs, read_up_to};
 use crate::manifest::Manifest;
-use crate::publish::{Placement, publish, require_absent, write_all};
+use crate::publish::{Placement, copy_file, publish, require_absent, write_all};
 use crate::snapshot::SnapshotReader;
 
 /// What a salvage found and did.
@@ -306,16 +306,4 @@ fn newest_sound_snapshot(vfs: &dyn Vfs, dir: &Path, live: u64) -> Result<u64> {
         }
     }
     Ok(0)
-}
-
-/// Copy `from` to `to` durably.
-fn copy_file(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
-    let source = vfs
-        .open(from, OpenMode::Read)
-        .map_err(|e| Error::io("open", from, e))?;
-    let len = source.size().map_err(|e| Error::io("stat", from, e))?;
-    publish(vfs, to, Placement::Replace, |file, temp| {
-        crate::publish::copy_range(source.as_ref(), from, 0, file, temp, 0, len)
-    })
-    .map(drop)
 }

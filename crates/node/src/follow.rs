@@ -34,10 +34,7 @@ impl NativeFollower {
         Ok(blocking(
             move || {
                 let vfs = StdFs::shared();
-                let dir = vfs
-                    .stat(&path)
-                    .map_err(|e| Error::io("stat", &path, e))?
-                    .is_some_and(|s| s.dir);
+                let dir = vfs.is_dir(&path).map_err(|e| Error::io("stat", &path, e))?;
                 let target = if dir {
                     Target::Store(path)
                 } else {
@@ -154,13 +151,14 @@ impl NativeConsumers {
         Ok(blocking(
             move || {
                 let vfs = StdFs::shared();
-                consumer::list(vfs.as_ref(), &dir)?
+                let consumers = consumer::list(vfs.as_ref(), &dir)?;
+                let positions: Vec<u64> = consumers.iter().map(|&(_, p)| p).collect();
+                let lags = consumer::lag_bytes(vfs.as_ref(), &dir, &positions, last)?;
+                Ok(consumers
                     .into_iter()
-                    .map(|(name, position)| {
-                        let lag = consumer::lag_bytes(vfs.as_ref(), &dir, position, last)?;
-                        Ok((name, position, lag))
-                    })
-                    .collect()
+                    .zip(lags)
+                    .map(|((name, position), lag)| (name, position, lag))
+                    .collect())
             },
             |consumers| {
                 consumers

@@ -75,9 +75,8 @@ pub fn salvage(source: String, dest: String) -> AsyncTask<Blocking<serde_json::V
             let vfs = StdFs::shared();
             let (source, dest) = (Path::new(&source), Path::new(&dest));
             let is_dir = vfs
-                .stat(source)
-                .map_err(|e| Error::io("stat", source, e))?
-                .is_some_and(|s| s.dir);
+                .is_dir(source)
+                .map_err(|e| Error::io("stat", source, e))?;
             let (kind, report) = if is_dir {
                 (
                     "store",

@@ -182,7 +182,7 @@ impl<W: Watcher> Vfs for Watched<W> {
     }
 
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        if StdFs.stat(dir)?.is_some_and(|s| s.dir) {
+        if StdFs.is_dir(dir)? {
             return Ok(());
         }
         self.run(&Event::CreateDir { dir }, || StdFs.create_dir_all(dir))
