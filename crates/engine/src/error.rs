@@ -323,6 +323,11 @@ codes! {
     UnsafeLink => "UNSAFE_LINK",
     ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
     Internal => "INTERNAL",
+    // Raised by the facade's JetStream integration (`selene-persist/jetstream`), never by the
+    // engine; listed here so every code has one home.
+    RemoteUnavailable => "REMOTE_UNAVAILABLE",
+    RemoteFenced => "REMOTE_FENCED",
+    RemoteIncomplete => "REMOTE_INCOMPLETE",
 }
 
 impl Error {

@@ -32,6 +32,7 @@ const MANIFEST: &str = "MANIFEST";
 const LOCK: &str = "MANIFEST.lock";
 const TEMP_SUFFIX: &str = ".tmp";
 const CONSUMER_PREFIX: &str = "consumer.";
+const REPLICA_PREFIX: &str = "replica.";
 const TORN_INFIX: &str = ".torn.";
 
 impl StoreFile {
@@ -130,6 +131,13 @@ pub fn consumer_file(consumer: &str) -> String {
 pub fn parse_consumer_file(name: &str) -> Option<&str> {
     name.strip_prefix(CONSUMER_PREFIX)
         .filter(|consumer| !consumer.is_empty() && !is_temp(name))
+}
+
+/// The file holding how far a replica has applied each source node of the stream `stream`:
+/// `replica.<name>`.
+#[must_use]
+pub fn replica_file(stream: &str) -> String {
+    format!("{REPLICA_PREFIX}{stream}")
 }
 
 /// A unique staging directory beside `dest`, for building a whole store before it takes the

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
+use crate::frame::FLAG_CHECKPOINT_WATERMARK;
 use crate::io::Vfs;
 use crate::manifest::Manifest;
 use crate::reader::{Entry, WalReader};
@@ -108,12 +109,36 @@ impl Follower {
     /// on, checkpoint watermarks left out; empty when nothing more is there (or durable) yet.
     ///
     /// # Errors
+    /// As [`Self::next_frames`], and `Decompression` or `PayloadTooLarge` of a payload.
+    pub fn next_batch(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>> {
+        loop {
+            let frames = self.next_frames(max_entries, max_bytes)?;
+            if frames.is_empty() {
+                return Ok(Vec::new());
+            }
+            let batch = frames
+                .into_iter()
+                .filter(|f| f.header.flags & FLAG_CHECKPOINT_WATERMARK == 0)
+                .map(Entry::from_frame)
+                .collect::<Result<Vec<_>>>()?;
+            // A run of watermarks alone is not the end: read on.
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+        }
+    }
+
+    /// Up to `max_frames` verified frames (or about `max_bytes` of them) from the next sequence
+    /// on, checkpoint watermarks included, payloads as stored: consecutive sequences, as a
+    /// shipment carries them. Empty when nothing more is there (or durable) yet.
+    ///
+    /// # Errors
     /// `ConsumerBehindRetention` when the next entry's file was pruned; read errors of the
     /// files (stable damage, never a frame still being written).
-    pub fn next_batch(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>> {
+    pub fn next_frames(&mut self, max_frames: usize, max_bytes: usize) -> Result<Vec<Frame>> {
         let mut batch = Vec::new();
         let mut bytes = 0;
-        while batch.len() < max_entries && bytes < max_bytes {
+        while batch.len() < max_frames && bytes < max_bytes {
             if self.source.is_none() {
                 match self.open_source()? {
                     Some(source) => self.source = Some(source),
@@ -124,13 +149,9 @@ impl Follower {
                 break;
             };
             if let Some(frame) = next_frame(source, self.vfs.as_ref(), self.next, self.durable)? {
-                let sequence = frame.header.sequence;
-                let entry = Entry::from_frame(frame)?;
-                self.next = sequence + 1;
-                if !entry.watermark {
-                    bytes += entry.payload.len();
-                    batch.push(entry);
-                }
+                self.next = frame.header.sequence + 1;
+                bytes += usize::try_from(frame.header.frame_len()).unwrap_or(usize::MAX);
+                batch.push(frame);
                 continue;
             }
             // The held file's current end.

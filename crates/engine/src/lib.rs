@@ -51,11 +51,14 @@ pub mod io;
 pub mod manifest;
 pub mod publish;
 pub mod reader;
+pub mod replica;
+pub mod restore;
 pub mod retention;
 pub mod rotation;
 pub mod salvage;
 pub mod scan;
 pub mod seal;
+pub mod shipment;
 pub mod snapshot;
 pub mod store;
 #[cfg(any(test, feature = "fault-injection"))]

@@ -22,12 +22,11 @@ use crate::consumer;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::filename::{StoreFile, staging_path};
-use crate::frame::{
-    self, FLAG_CHECKPOINT_WATERMARK, FRAME_HEADER_LEN, FrameFields, FrameHeader, Origin,
-};
+use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, FrameHeader, Origin};
 use crate::io::{OpenMode, Vfs, read_up_to};
 use crate::manifest::Manifest;
 use crate::publish::{Placement, copy_file, publish, require_absent, write_all};
+use crate::scan;
 use crate::snapshot::SnapshotReader;
 
 /// What a salvage found and did.
@@ -50,21 +49,10 @@ pub struct SalvageReport {
 
 /// The first frame verifying in full at `offset` of `bytes` with a sequence above `after`.
 fn frame_at(bytes: &[u8], offset: usize, after: u64) -> Option<FrameHeader> {
-    let header: &[u8; FRAME_HEADER_LEN] = bytes
-        .get(offset..offset + FRAME_HEADER_LEN)?
-        .try_into()
-        .ok()?;
-    let decoded = frame::decode_header(header, offset as u64).ok()?;
-    if decoded.sequence <= after {
-        return None;
-    }
-    let body = offset + FRAME_HEADER_LEN;
-    let extent = bytes.get(body..body + decoded.extent_len())?;
-    frame::decode_extent(&decoded, extent).ok()?;
-    let start = body + decoded.extent_len();
-    let stored = bytes.get(start..start + decoded.payload_len as usize)?;
-    frame::verify_payload(&decoded, stored).ok()?;
-    Some(decoded)
+    scan::frame_in(bytes, offset)
+        .ok()
+        .map(|f| f.header)
+        .filter(|h| h.sequence > after)
 }
 
 /// Salvage the WAL file `source` into a new WAL `dest` (which must not exist).

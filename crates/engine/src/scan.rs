@@ -77,6 +77,52 @@ pub struct Frame {
     pub stored: Vec<u8>,
 }
 
+impl Frame {
+    /// The frame's bytes exactly as a WAL holds them (its encoding is deterministic, so the
+    /// checksums come out as they were read).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let fields = frame::FrameFields {
+            sequence: self.header.sequence,
+            hlc: self.header.hlc,
+            origin: self.origin,
+            principal: self.principal.as_deref(),
+            flags: self.header.flags & !frame::FLAG_REPLICATED,
+        };
+        frame::encode_frame(out, &fields, &self.stored);
+    }
+}
+
+/// The frame at `offset` of an in-memory run of frames, verified in full (header, extent and
+/// payload checksums); bytes ending inside it are `Damage::Short`.
+///
+/// # Errors
+/// The [`Defect`] that stops it.
+pub fn frame_in(bytes: &[u8], offset: usize) -> std::result::Result<Frame, Defect> {
+    let short = Defect::Damaged(Damage::Short);
+    let header: &[u8; FRAME_HEADER_LEN] = bytes
+        .get(offset..offset + FRAME_HEADER_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(short.clone())?;
+    let header = frame::decode_header(header, offset as u64)?;
+    let body = offset + FRAME_HEADER_LEN;
+    let extent = bytes
+        .get(body..body + header.extent_len())
+        .ok_or(short.clone())?;
+    let (origin, principal) = frame::decode_extent(&header, extent)?;
+    let start = body + header.extent_len();
+    let stored = bytes
+        .get(start..start + header.payload_len as usize)
+        .ok_or(short)?;
+    frame::verify_payload(&header, stored)?;
+    Ok(Frame {
+        offset: offset as u64,
+        header,
+        origin,
+        principal,
+        stored: stored.to_vec(),
+    })
+}
+
 /// What the cursor found next.
 #[derive(Debug)]
 pub enum Step {

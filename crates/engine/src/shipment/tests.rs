@@ -1,0 +1,113 @@
+use super::*;
+use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin};
+use crate::hlc::Hlc;
+
+/// Frames `first..first + n` as a WAL would hold them: a local entry with a principal, a
+/// replicated one, and a watermark, in turn.
+fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
+    let mut wal = Vec::new();
+    for sequence in first..first + n {
+        let fields = FrameFields {
+            sequence,
+            hlc: Hlc {
+                seconds: sequence,
+                subseconds: 7,
+            },
+            origin: if sequence % 3 == 1 {
+                Origin::Replicated {
+                    source_node_id: 9,
+                    source_seq: sequence * 10,
+                }
+            } else {
+                Origin::Local
+            },
+            principal: (sequence % 3 == 0).then_some(b"alice".as_slice()),
+            flags: if sequence % 3 == 2 {
+                FLAG_CHECKPOINT_WATERMARK
+            } else {
+                0
+            },
+        };
+        frame::encode_frame(&mut wal, &fields, format!("entry {sequence}").as_bytes());
+    }
+    let mut parsed = Vec::new();
+    let mut at = 0;
+    while at < wal.len() {
+        let f = frame_in(&wal, at).expect("valid frame");
+        at += f.header.frame_len() as usize;
+        parsed.push(f);
+    }
+    (wal, parsed)
+}
+
+#[test]
+fn frames_travel_byte_for_byte_and_decode_back() {
+    let (wal, parsed) = frames(41, 6);
+    let shipped = encode(7, &parsed).unwrap();
+    assert_eq!(
+        &shipped[HEADER_LEN..],
+        &wal[..],
+        "the frames as the WAL holds them"
+    );
+    let (header, back) = decode(&shipped).unwrap();
+    assert_eq!(
+        header,
+        Header {
+            node_id: 7,
+            first: 41,
+            count: 6
+        }
+    );
+    assert_eq!(header.last(), 46);
+    for (a, b) in back.iter().zip(&parsed) {
+        assert_eq!(
+            (a.header, a.origin, &a.principal, &a.stored),
+            (b.header, b.origin, &b.principal, &b.stored)
+        );
+    }
+}
+
+#[test]
+fn every_damaged_byte_is_refused() {
+    let (_, parsed) = frames(1, 3);
+    let shipped = encode(1, &parsed).unwrap();
+    for at in 0..shipped.len() {
+        let mut bad = shipped.clone();
+        bad[at] ^= 0x20;
+        assert!(decode(&bad).is_err(), "a flipped byte at {at} was accepted");
+    }
+    for cut in 0..shipped.len() {
+        assert!(
+            decode(&shipped[..cut]).is_err(),
+            "cut at {cut} was accepted"
+        );
+    }
+    let mut longer = shipped.clone();
+    longer.push(0);
+    assert_eq!(decode(&longer).unwrap_err().code(), "CHECKSUM_MISMATCH");
+}
+
+#[test]
+fn the_version_is_checked_before_anything_else() {
+    let (_, parsed) = frames(1, 1);
+    let mut shipped = encode(1, &parsed).unwrap();
+    shipped[4] = 2;
+    assert_eq!(decode(&shipped).unwrap_err().code(), "UNSUPPORTED_VERSION");
+    shipped[0] = b'X';
+    assert_eq!(decode(&shipped).unwrap_err().code(), "MAGIC_MISMATCH");
+}
+
+#[test]
+fn frames_out_of_order_are_refused_both_ways() {
+    let (_, mut parsed) = frames(1, 3);
+    parsed.swap(1, 2);
+    assert_eq!(encode(1, &parsed).unwrap_err().code(), "INVALID_ARGUMENT");
+    assert_eq!(encode(1, &[]).unwrap_err().code(), "INVALID_ARGUMENT");
+    // A header that claims another first sequence than its frames carry.
+    let (_, parsed) = frames(5, 2);
+    let mut shipped = encode(1, &parsed).unwrap();
+    shipped[16..24].copy_from_slice(&4u64.to_le_bytes());
+    let sum = checksum32(&shipped[0..28]);
+    shipped[28..32].copy_from_slice(&sum.to_le_bytes());
+    assert_eq!(decode(&shipped).unwrap_err().code(), "SEQUENCE_GAP");
+}
