@@ -91,6 +91,11 @@ export declare class NativeFollower {
   static open(path: string, from: number | undefined | null, durable: boolean): Promise<NativeFollower>
   /** The next entries there are now, packed in one chunk; an empty chunk means none yet. */
   nextChunk(maxEntries: number, maxBytes: number): Promise<NativeChunk>
+  /**
+   * The next frames there are now (checkpoint watermarks included), as one shipment of node
+   * `node`: up to `maxFrames` frames or about `maxBytes`; `null` when none is there yet.
+   */
+  nextShipment(node: number, maxFrames: number, maxBytes: number): Promise<NativeShipment | null>
   /** The next sequence it will yield, or `null` once closed. */
   nextSequence(): number | null
   /** Release the file it holds. */
@@ -119,6 +124,23 @@ export declare class NativeReplay {
   /** The next entries, packed in one chunk; an empty chunk means the end. */
   nextChunk(maxEntries: number, maxBytes: number): Promise<NativeChunk>
   /** Release the file. */
+  close(): void
+}
+
+/** A store being restored from a snapshot and shipments. */
+export declare class NativeRestore {
+  /**
+   * Begin restoring into `dest` (which must not exist) from a snapshot file's bytes (or
+   * none), ending at `toSequence` and at the timestamp `toHlc` ([seconds, subseconds]).
+   */
+  static begin(dest: string, snapshot?: Buffer | undefined | null, toSequence?: number | undefined | null, toHlc?: Array<number> | undefined | null): Promise<NativeRestore>
+  /** The sequence the snapshot covers (0: none). */
+  get snapshotSeq(): number
+  /** Append the frames of a shipment that continue the log, up to the limit. */
+  push(data: Buffer): Promise<NativePushed>
+  /** Make the new store durable and give it its name; resolves with its last sequence. */
+  finish(): Promise<number>
+  /** Abandon the restore (its staging directory stays, nothing is at the destination). */
   close(): void
 }
 
@@ -174,6 +196,9 @@ export declare class NativeStore {
  * the last sequence the backup holds.
  */
 export declare function backupStore(dir: string, dest: string): Promise<number>
+
+/** Verify and decode a received shipment (every frame's checksums), off the JS thread. */
+export declare function decodeShipment(data: Buffer): Promise<NativeReceived>
 
 /** The engine's defaults, each defined once there. */
 export declare function defaults(): NativeDefaults
@@ -279,6 +304,18 @@ export interface NativePolicy {
   maxAgeMs?: number
 }
 
+/** How far a replica has applied each source node. */
+export interface NativePositions {
+  /** The replica's own last sequence when these positions held. */
+  anchor: number
+  /** The stream sequence of the last message applied. */
+  streamSeq: number
+  /** Source node ids. */
+  nodes: Array<number>
+  /** The last sequence applied of each of `nodes`. */
+  sequences: Array<number>
+}
+
 /** What a prune did. */
 export interface NativePruneOutcome {
   /** Snapshots deleted. */
@@ -309,6 +346,26 @@ export interface NativePublished {
   bytes: number
   /** False when an identical file was already there. */
   created: boolean
+}
+
+/** What one push of a restore did. */
+export interface NativePushed {
+  /** The last sequence the new log holds. */
+  last: number
+  /** Whether the limit was reached. */
+  done: boolean
+}
+
+/** A shipment received: who sent it, its range, and its entries (watermarks flagged). */
+export interface NativeReceived {
+  /** The node whose log it comes from. */
+  node: number
+  /** Its first sequence. */
+  first: number
+  /** Its last sequence. */
+  last: number
+  /** Its entries, checkpoint watermarks included (flag 1). */
+  chunk: NativeChunk
 }
 
 /** What recovery found and did. */
@@ -361,6 +418,20 @@ export interface NativeSettled {
   failures: Array<string>
 }
 
+/** A shipment read from a follower: consecutive frames, watermarks included. */
+export interface NativeShipment {
+  /** The encoded shipment. */
+  data: Buffer
+  /** Its first sequence. */
+  first: number
+  /** Its last sequence. */
+  last: number
+  /** The checkpoint watermarks in it: sequence, HLC seconds, HLC subseconds, for each. */
+  watermarks: Array<number>
+  /** The timestamp of its last frame: seconds, subseconds. */
+  lastHlc: Array<number>
+}
+
 /** A torn tail cut at open. */
 export interface NativeTailRepair {
   /** `short-frame` or `corrupt-final-frame`. */
@@ -391,9 +462,21 @@ export interface NativeWriterState {
   closed: boolean
 }
 
+/** The positions of replica `name` in the store `dir`, or `null` if it has none yet. */
+export declare function readReplicaPositions(dir: string, name: string): Promise<NativePositions | null>
+
+/**
+ * The bytes of `snapshot.<sequence>.snap` in the store `dir`, verified in full; `null` when
+ * that snapshot is not there.
+ */
+export declare function readSnapshotFile(dir: string, sequence: number): Promise<Buffer | null>
+
 /**
  * Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
  * every frame that verifies, past damage. Resolves with the report as JSON: the engine's
  * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
  */
 export declare function salvage(source: string, dest: string): Promise<string>
+
+/** Record the positions of replica `name` in the store `dir`, durably. */
+export declare function writeReplicaPositions(dir: string, name: string, positions: NativePositions): Promise<void>

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { Appender, WalReader } from 'selene-persist'
+import { Appender, Store, WalReader } from 'selene-persist'
 
 /** A fresh temp directory, removed when the test ends. */
 export async function tempDir(t) {
@@ -72,5 +72,21 @@ export async function smallDisk(t, size) {
   // Teardowns run last-registered first: unmount before the directory is removed.
   t.teardown(() => execFileSync('umount', ['-l', dir], { stdio: 'pipe' }))
   return dir
+}
+
+
+/** Every entry the store at `dir` replays, and its snapshot's sections, in a comparable form. */
+export async function contents(dir) {
+  const store = await Store.open(dir)
+  const entries = []
+  for await (const e of store.replay()) {
+    entries.push({ sequence: e.sequence, hlc: e.hlc, origin: e.origin, principal: e.principal?.toString() ?? null, payload: e.payload.toString() })
+  }
+  const sections = {}
+  const snapshot = store.snapshot
+  if (snapshot) for (const { name } of snapshot.sections()) sections[name] = (await snapshot.read(name)).toString()
+  const snapshotSeq = store.snapshotSeq
+  await store.close()
+  return { entries, sections, snapshotSeq }
 }
 

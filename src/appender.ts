@@ -286,6 +286,19 @@ export abstract class Appender {
     return guarded(() => followBatchesOf(this.#target, options, () => this.#waker()))
   }
 
+  /** The WAL file, or the store directory, this appender writes. */
+  get path(): string {
+    return this.#target
+  }
+
+  /**
+   * @internal Resolves on the next change of the log (`true`), or `false` once this writer is
+   * closed: what wakes a follower, for the integrations that read the log themselves.
+   */
+  nextChange(): Promise<boolean> {
+    return this.#waker().arm()
+  }
+
   /** {@link Appender.followBatches}, one entry at a time. */
   follow(options: FollowOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
     return entriesOf(this.followBatches(options))

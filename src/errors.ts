@@ -36,6 +36,9 @@ export const ERROR_CODES = [
   'UNSAFE_LINK',
   'CONSUMER_BEHIND_RETENTION',
   'INTERNAL',
+  'REMOTE_UNAVAILABLE',
+  'REMOTE_FENCED',
+  'REMOTE_INCOMPLETE',
 ] as const
 
 /** A stable error code: one of {@link ERROR_CODES}. */

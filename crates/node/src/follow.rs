@@ -11,6 +11,7 @@ use selene_persist_engine::io::StdFs;
 use selene_persist_engine::{Entry, Error};
 
 use crate::convert::{NativeChunk, to_f64, to_u64};
+use crate::remote::{NativeShipment, Shipped, native_shipment, next_shipment};
 use crate::task::{Blocking, Closable, blocking, next_chunk};
 
 /// A follower of a store directory or a WAL file.
@@ -62,6 +63,24 @@ impl NativeFollower {
             max_bytes,
             Follower::next_batch,
         )
+    }
+
+    /// The next frames there are now (checkpoint watermarks included), as one shipment of node
+    /// `node`: up to `maxFrames` frames or about `maxBytes`; `null` when none is there yet.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeShipment | null>")]
+    pub fn next_shipment(
+        &self,
+        node: f64,
+        max_frames: u32,
+        max_bytes: u32,
+    ) -> napi::Result<AsyncTask<Blocking<Option<Shipped>, Option<NativeShipment>>>> {
+        let node = to_u64("node", node)?;
+        let inner = self.inner.clone();
+        let (frames, bytes) = (max_frames.max(1) as usize, max_bytes.max(1) as usize);
+        Ok(blocking(
+            move || inner.with("follower", |f| next_shipment(f, node, frames, bytes)),
+            native_shipment,
+        ))
     }
 
     /// The next sequence it will yield, or `null` once closed.

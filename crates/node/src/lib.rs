@@ -9,6 +9,7 @@ mod convert;
 mod follow;
 mod inspect;
 mod reader;
+mod remote;
 mod settle;
 mod snapshot;
 mod store;

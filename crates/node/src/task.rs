@@ -84,6 +84,11 @@ impl<T> Closable<T> {
         self.guard().as_ref().and_then(f)
     }
 
+    /// Take the handle out, leaving it closed; `None` if it already was.
+    pub fn take(&self) -> Option<T> {
+        self.guard().take()
+    }
+
     /// Release the handle.
     pub fn close(&self) {
         self.guard().take();

@@ -1,0 +1,167 @@
+// Shipping, replication and restore through a real nats-server process (2.10 or newer, on
+// 127.0.0.1, `sync_interval: always`); the cluster cases are in jetstream-cluster.spec.mjs.
+import { join } from 'node:path'
+
+import test from 'ava'
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
+
+import { PersistError, Store } from 'selene-persist'
+import { replicate, restore, ship } from 'selene-persist/jetstream'
+
+import { contents, tempDir } from './helpers.mjs'
+import { natsServer, startNats } from './nats.mjs'
+
+const run = natsServer ? test.serial : test.skip
+if (!natsServer) test('nats-server 2.10 or newer is installed (.ci/run installs it)', (t) => t.fail())
+
+let single
+test.before(async () => {
+  if (natsServer) single = await startNats(1)
+})
+test.after.always(() => single?.stop())
+
+/** Messages stored on `subject` of `stream`. */
+async function stored(urls, stream, subject) {
+  const nc = await connect({ servers: urls })
+  try {
+    const info = await (await jetstreamManager(nc)).streams.info(stream, { subjects_filter: subject })
+    return info.state.subjects?.[subject] ?? 0
+  } finally {
+    await nc.close()
+  }
+}
+
+run('ship, then restore into a new directory: identical entries, snapshot sections and sequences', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(join(dir, 'origin'))
+  const shipper = await ship(store, { servers: single.urls, stream: 'ONE', nodeId: 1 })
+  for (let i = 0; i < 60; i++) await store.append(Buffer.from(`before ${i}`), { principal: Buffer.from(i % 2 ? 'alice' : 'bob') })
+  await store.checkpoint({ state: Buffer.from('sixty'), index: Buffer.from('i'.repeat(10_000)) })
+  await Promise.all(Array.from({ length: 500 }, (_, i) => store.append(Buffer.from(`after ${i} ${'x'.repeat(i)}`))))
+  await shipper.shipped(store.lastSequence)
+  t.is(shipper.lag.entries, 0)
+  await store.append(Buffer.from('one more'))
+  await shipper.shipped(store.lastSequence)
+  await shipper.close()
+  await store.close()
+
+  const origin = await contents(join(dir, 'origin'))
+  const restored = await restore({ servers: single.urls, stream: 'ONE', nodeId: 1, dir: join(dir, 'restored') })
+  t.deepEqual(restored, { snapshotSeq: 61, lastSequence: 562 })
+  t.deepEqual(await contents(join(dir, 'restored')), origin)
+
+  // To a sequence before the snapshot: the log from the start, cut there.
+  const early = await restore({ servers: single.urls, stream: 'ONE', nodeId: 1, dir: join(dir, 'to-30'), toSequence: 30 })
+  t.deepEqual(early, { snapshotSeq: 0, lastSequence: 30 })
+  const to30 = (await contents(join(dir, 'to-30'))).entries
+  t.deepEqual(to30.map((e) => [e.sequence, e.payload, e.principal]), Array.from({ length: 30 }, (_, i) => [i + 1, `before ${i}`, i % 2 ? 'alice' : 'bob']))
+  // A restore never replaces a directory.
+  const exists = await restore({ servers: single.urls, stream: 'ONE', nodeId: 1, dir: join(dir, 'origin') }).catch((e) => e)
+  t.true(exists instanceof PersistError)
+  t.is(exists.code, 'INVALID_ARGUMENT')
+})
+
+run('a point-in-time restore ends at the last entry stamped at or before toTime', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(join(dir, 'origin'))
+  for (let i = 0; i < 50; i++) await store.append(Buffer.from(`at ${i}`), { hlc: { seconds: 1_000 + i, subseconds: 5 } })
+  const shipper = await ship(store, { servers: single.urls, stream: 'TIME', nodeId: 4 })
+  await shipper.shipped(50)
+  await shipper.close()
+  await store.close()
+  const restored = await restore({ servers: single.urls, stream: 'TIME', nodeId: 4, dir: join(dir, 'r'), toTime: new Date(1_020_000) })
+  t.is(restored.lastSequence, 21)
+  const { entries } = await contents(join(dir, 'r'))
+  t.deepEqual(entries.map((e) => e.payload), Array.from({ length: 21 }, (_, i) => `at ${i}`))
+})
+
+run('a second shipper for the same node id is refused and writes nothing', async (t) => {
+  const dir = await tempDir(t)
+  const first = await Store.open(join(dir, 'a'))
+  for (let i = 0; i < 20; i++) await first.append(Buffer.from(`a ${i}`))
+  const shipper = await ship(first, { servers: single.urls, stream: 'FENCE', nodeId: 7 })
+  await shipper.shipped(20)
+  const before = await stored(single.urls, 'FENCE', 'selene.FENCE.7')
+
+  // Another store under the same node id: its log is not the one the stream holds.
+  const other = await Store.open(join(dir, 'b'))
+  for (let i = 0; i < 30; i++) await other.append(Buffer.from(`b ${i}`))
+  const refused = await ship(other, { servers: single.urls, stream: 'FENCE', nodeId: 7 }).catch((e) => e)
+  t.true(refused instanceof PersistError)
+  t.is(refused.code, 'REMOTE_FENCED')
+  // The same store twice in one process.
+  const twice = await ship(first, { servers: single.urls, stream: 'FENCE', nodeId: 7 }).catch((e) => e)
+  t.is(twice.code, 'REMOTE_FENCED')
+  t.is(await stored(single.urls, 'FENCE', 'selene.FENCE.7'), before)
+
+  // The first goes on shipping; closed and restarted, it resumes after what the stream holds.
+  await first.append(Buffer.from('a 20'))
+  await shipper.shipped(21)
+  await shipper.close()
+  const again = await ship(first, { servers: single.urls, stream: 'FENCE', nodeId: 7 })
+  t.is(again.shippedSequence, 21)
+  await first.append(Buffer.from('a 21'))
+  await again.shipped(22)
+  await again.close()
+  t.is(await stored(single.urls, 'FENCE', 'selene.FENCE.7'), before + 2)
+  await first.close()
+  await other.close()
+})
+
+run('a replica of two source nodes holds every entry of both, once, in each source order, and resumes', async (t) => {
+  const dir = await tempDir(t)
+  const sources = await Promise.all([1, 2].map((n) => Store.open(join(dir, `source-${n}`))))
+  const shippers = await Promise.all(sources.map((s, i) => ship(s, { servers: single.urls, stream: 'REPL', nodeId: i + 1 })))
+  const replica = await Store.open(join(dir, 'replica'))
+  let replicator = await replicate({ servers: single.urls, stream: 'REPL', into: replica })
+  const watermarks = new Set()
+  const appendSome = async (count) => {
+    for (let i = 0; i < count; i++) {
+      await Promise.all(sources.map((s, n) => s.append(Buffer.from(`node ${n + 1} entry ${s.lastSequence + 1}`))))
+    }
+    // A checkpoint's watermark takes a sequence on one source: the replica skips it.
+    watermarks.add((await sources[0].checkpoint({ s: Buffer.from('x') })).sequence)
+  }
+  await appendSome(150)
+  await Promise.all(sources.map((s, i) => replicator.applied(i + 1, s.lastSequence)))
+  await replicator.close()
+  // Resumes where it stopped; a shipper that restarts resends nothing the replica applies twice.
+  await shippers[1].close()
+  shippers[1] = await ship(sources[1], { servers: single.urls, stream: 'REPL', nodeId: 2 })
+  await appendSome(50)
+  replicator = await replicate({ servers: single.urls, stream: 'REPL', into: replica })
+  await Promise.all(sources.map((s, i) => replicator.applied(i + 1, s.lastSequence)))
+  await replicator.close()
+  await Promise.all(shippers.map((s) => s.close()))
+
+  const seen = { 1: [], 2: [] }
+  for await (const e of replica.replay()) {
+    t.is(e.origin.kind, 'replicated')
+    seen[e.origin.sourceNodeId].push(e.origin.sourceSeq)
+    t.is(e.payload.toString(), `node ${e.origin.sourceNodeId} entry ${e.origin.sourceSeq}`)
+  }
+  for (const n of [1, 2]) {
+    const last = sources[n - 1].lastSequence
+    const expected = Array.from({ length: last }, (_, i) => i + 1).filter((s) => n === 2 || !watermarks.has(s))
+    t.deepEqual(seen[n], expected, `node ${n}: every entry, once, in order`)
+  }
+  t.is(seen[1].length, 200)
+  t.is(seen[2].length, 200)
+  await replica.close()
+  await Promise.all(sources.map((s) => s.close()))
+})
+
+run('bad options are typed errors', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (const options of [{}, { servers: single.urls, stream: 'a.b', nodeId: 1 }, { servers: single.urls, stream: 'OK', nodeId: -1 }]) {
+    const error = await ship(store, options).catch((e) => e)
+    t.is(error.code, 'INVALID_ARGUMENT', JSON.stringify(options))
+  }
+  const unreachable = await ship(store, { servers: 'nats://127.0.0.1:1', stream: 'OK', nodeId: 1 }).catch((e) => e)
+  t.is(unreachable.code, 'REMOTE_UNAVAILABLE')
+  const incomplete = await restore({ servers: single.urls, stream: 'ONE', nodeId: 1, dir: join(dir, 'x'), toSequence: 10_000 }).catch((e) => e)
+  t.is(incomplete.code, 'REMOTE_INCOMPLETE')
+  await store.close()
+})

@@ -1,0 +1,153 @@
+/**
+ * What shipping, replication and restore share: the connection, the stream and its subjects,
+ * the snapshot bucket, and NATS failures as typed errors.
+ *
+ * Subjects, under a prefix (default `selene.<stream>`): a node's shipments go to
+ * `<prefix>.<node>`, its shippers' claims to `<prefix>.<node>.claim`. The stream holds
+ * `<prefix>.>`; replicas read `<prefix>.*` (shipments only). Snapshots go to the Object Store
+ * bucket `<stream>-snapshots` as `<node>.<sequence>`.
+ */
+import { type NatsConnection, connect, headers } from '@nats-io/transport-node'
+import { type JetStreamClient, type JetStreamManager, JetStreamApiError, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { type ObjectStore, Objm } from '@nats-io/obj'
+
+import { PersistError, invalid, translate } from '../errors'
+import { checkInteger, checkObject, isObject } from '../options'
+
+/** Where the log goes: an open connection (yours to close) or the servers to connect to. */
+export interface RemoteOptions {
+  /** An open NATS connection; it stays open when the shipper, replica or restore is done. */
+  connection?: NatsConnection
+  /** Server URLs to connect to (on loopback in tests), when no `connection` is given. */
+  servers?: string | string[]
+  /** The JetStream stream: 1 to 32 of `A-Z a-z 0-9 _ -`. */
+  stream: string
+  /** The subject prefix (default `selene.<stream>`). */
+  subject?: string
+}
+
+/** JetStream API error: the expected last sequence did not match (a fencing refusal). */
+export const WRONG_LAST_SEQUENCE = 10071
+/** JetStream API error: no message found. */
+const NO_MESSAGE = 10037
+
+/** An open remote: the connection and JetStream handles, subjects, and how to let go. */
+export interface Remote {
+  nc: NatsConnection
+  js: JetStreamClient
+  jsm: JetStreamManager
+  stream: string
+  prefix: string
+  /** Replicas of the stream and the snapshot bucket when they are created here. */
+  replicas: number
+  /** Close the connection if this remote opened it. */
+  close(): Promise<void>
+}
+
+const STREAM_NAME = /^[A-Za-z0-9_-]{1,32}$/
+const SUBJECT = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/
+
+/** A node id: an integer from 0 to 2^53 - 1, as origins carry it. */
+export function checkNode(node: unknown): number {
+  return checkInteger('nodeId', node, 0, Number.MAX_SAFE_INTEGER)
+}
+
+/** The checked options shared by every remote operation. */
+export function remoteOptions(options: unknown): RemoteOptions & { prefix: string } {
+  const given = checkObject('options', options)
+  if (typeof given.stream !== 'string' || !STREAM_NAME.test(given.stream)) throw invalid('stream must be 1 to 32 of A-Z, a-z, 0-9, _ and -')
+  if (given.connection === undefined && given.servers === undefined) throw invalid('give a connection or servers')
+  if (given.connection !== undefined && (!isObject(given.connection) || typeof given.connection.publish !== 'function')) throw invalid('connection must be a NATS connection')
+  const servers = given.servers
+  if (servers !== undefined && typeof servers !== 'string' && !(Array.isArray(servers) && servers.every((s) => typeof s === 'string'))) {
+    throw invalid('servers must be a URL or an array of URLs')
+  }
+  const prefix = given.subject ?? `selene.${given.stream}`
+  if (typeof prefix !== 'string' || !SUBJECT.test(prefix)) throw invalid('subject must be dot-separated tokens of A-Z, a-z, 0-9, _ and -')
+  return { ...(given as unknown as RemoteOptions), prefix }
+}
+
+/** Connect (or take the given connection) and make sure the stream exists. */
+export async function openRemote(options: RemoteOptions & { prefix: string }, create: { replicas?: number } | null): Promise<Remote> {
+  let nc = options.connection
+  const own = nc === undefined
+  try {
+    nc ??= await connect({ servers: options.servers ?? [], maxReconnectAttempts: -1, reconnectTimeWait: 250, name: 'selene-persist' })
+    const jsm = await jetstreamManager(nc)
+    if (create) await ensureStream(jsm, options.stream, options.prefix, create.replicas ?? 1)
+    const opened = nc
+    return {
+      nc: opened,
+      js: jetstream(opened),
+      jsm,
+      stream: options.stream,
+      prefix: options.prefix,
+      replicas: create?.replicas ?? 1,
+      close: async () => {
+        if (own) await opened.drain().catch(() => opened.close())
+      },
+    }
+  } catch (error) {
+    if (own) await nc?.close().catch(() => undefined)
+    throw remoteError(error, `cannot reach JetStream stream ${options.stream}`)
+  }
+}
+
+async function ensureStream(jsm: JetStreamManager, stream: string, prefix: string, replicas: number): Promise<void> {
+  try {
+    await jsm.streams.info(stream)
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError) || error.code !== 10059) throw error
+    await jsm.streams.add({ name: stream, subjects: [`${prefix}.>`], num_replicas: replicas, allow_direct: true, duplicate_window: 120e9 })
+  }
+}
+
+/** The subject of node `node`'s shipments. */
+export const dataSubject = (prefix: string, node: number): string => `${prefix}.${node}`
+/** The subject of node `node`'s shipper claims. */
+export const claimSubject = (prefix: string, node: number): string => `${prefix}.${node}.claim`
+/** The Object Store bucket of a stream's snapshots, and a snapshot's name in it. */
+export const snapshotBucket = (stream: string): string => `${stream}-snapshots`
+export const snapshotName = (node: number, sequence: number): string => `${node}.${sequence}`
+
+/** The snapshot bucket (created on first use, with as many replicas as the stream). */
+export function snapshots(remote: Remote): Promise<ObjectStore> {
+  return new Objm(remote.js).create(snapshotBucket(remote.stream), { replicas: remote.replicas })
+}
+
+/** The last message on `subject`, or `null` if it has none. */
+export async function lastMessage(remote: Remote, subject: string): Promise<StoredMsg | null> {
+  try {
+    return await remote.jsm.streams.getMessage(remote.stream, { last_by_subj: subject })
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === NO_MESSAGE) return null
+    throw error
+  }
+}
+
+/** Headers of a shipment message: its node and sequence range. */
+export function shipmentHeaders(node: number, first: number, last: number): ReturnType<typeof headers> {
+  const h = headers()
+  h.set('Selene-Node', String(node))
+  h.set('Selene-First', String(first))
+  h.set('Selene-Last', String(last))
+  return h
+}
+
+/** The last sequence a shipment message carries (from its header), stored or delivered. */
+export function lastOf(message: StoredMsg | { headers?: { get(k: string): string } | undefined }): number {
+  const h = 'header' in message ? message.header : message.headers
+  return Number(h?.get('Selene-Last') ?? 0)
+}
+
+/** A NATS failure as a typed error: a fencing refusal is REMOTE_FENCED, anything else REMOTE_UNAVAILABLE. */
+export function remoteError(error: unknown, what: string): PersistError {
+  if (error instanceof PersistError) return error
+  // The addon's own failures (a read of the store) keep their codes.
+  if (error instanceof Error && error.message.startsWith('[selene:')) return translate(error)
+  const detail = error instanceof Error ? error.message : String(error)
+  if (error instanceof JetStreamApiError && error.code === WRONG_LAST_SEQUENCE) {
+    return new PersistError('REMOTE_FENCED', `${what}: another shipper claimed this node (${detail})`, { cause: error })
+  }
+  return new PersistError('REMOTE_UNAVAILABLE', `${what}: ${detail}`, { cause: error })
+}

@@ -1,0 +1,120 @@
+/**
+ * Restore: a new store built from a node's latest remote snapshot (at or before the point asked
+ * for) and its shipments after it; the engine writes the frames with their own sequences,
+ * timestamps, origins and principals, refuses a hole, and renames the store into place last.
+ */
+import * as native from '../../native'
+
+import { PersistError, invalid } from '../errors'
+import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
+import { type RemoteOptions, checkNode, dataSubject, lastMessage, lastOf, openRemote, remoteError, remoteOptions, snapshots } from './remote'
+
+/** Options of {@link restore}. */
+export interface RestoreOptions extends RemoteOptions {
+  /** The node whose log is restored. */
+  nodeId: number
+  /** The new store directory (must not exist). */
+  dir: string
+  /** The last sequence to restore (default: everything shipped). */
+  toSequence?: number
+  /** The latest entry timestamp to restore, as a Date or milliseconds since the epoch. */
+  toTime?: Date | number
+}
+
+/** What a restore built. */
+export interface Restored {
+  /** The sequence of the snapshot it started from (0: none). */
+  snapshotSeq: number
+  /** The last sequence the new store holds. */
+  lastSequence: number
+}
+
+const SUBSECONDS = 2 ** 32
+
+/** `ms` since the epoch as an HLC, rounded down to the millisecond's last tick. */
+function hlcOf(ms: number): Hlc {
+  const seconds = Math.floor(ms / 1000)
+  return { seconds, subseconds: Math.min(SUBSECONDS - 1, Math.floor(((ms - seconds * 1000 + 1) / 1000) * SUBSECONDS) - 1) }
+}
+
+const before = (a: Hlc, b: Hlc): boolean => a.seconds < b.seconds || (a.seconds === b.seconds && a.subseconds <= b.subseconds)
+
+/**
+ * Build a new store at `options.dir` holding node `options.nodeId`'s log as shipped to
+ * `options.stream`: its latest snapshot at or before the point asked for, and the shipments
+ * after it, up to `toSequence` and `toTime`. Rejects with `REMOTE_INCOMPLETE` when the stream
+ * no longer holds every entry after the snapshot (age or size limits), leaving nothing at `dir`.
+ */
+export async function restore(options: RestoreOptions): Promise<Restored> {
+  const checked = remoteOptions(options)
+  const given = checkObject('options', options)
+  const node = checkNode(given.nodeId)
+  const dir = checkPath(given.dir)
+  const toSequence = given.toSequence === undefined ? undefined : checkInteger('toSequence', given.toSequence, 0, Number.MAX_SAFE_INTEGER)
+  let toHlc: Hlc | undefined
+  if (given.toTime !== undefined) {
+    const ms = given.toTime instanceof Date ? given.toTime.getTime() : given.toTime
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw invalid('toTime must be a Date or milliseconds since the epoch')
+    toHlc = hlcOf(ms)
+  }
+  const remote = await openRemote(checked, null)
+  let building: native.NativeRestore | null = null
+  try {
+    const snapshot = await chooseSnapshot(remote, node, toSequence, toHlc)
+    building = await native.NativeRestore.begin(dir, snapshot, toSequence ?? null, toHlc ? [toHlc.seconds, toHlc.subseconds] : null)
+    const from = building.snapshotSeq
+    const subject = dataSubject(remote.prefix, node)
+    const end = await lastMessage(remote, subject)
+    let last = from
+    if (end && lastOf(end) > from && !(toSequence !== undefined && toSequence <= from)) {
+      const consumer = await remote.js.consumers.get(remote.stream, { filter_subjects: [subject] })
+      const messages = await consumer.consume()
+      try {
+        for await (const message of messages) {
+          if (lastOf(message) > last) {
+            const pushed = await building.push(Buffer.from(message.data))
+            last = pushed.last
+            if (pushed.done) break
+          }
+          if (message.seq >= end.seq) break
+        }
+      } finally {
+        messages.stop()
+      }
+    }
+    if (toSequence !== undefined && last < toSequence) {
+      throw new PersistError('REMOTE_INCOMPLETE', `node ${node}'s log in stream ${remote.stream} ends at ${last}, before ${toSequence}`)
+    }
+    const lastSequence = await building.finish()
+    return { snapshotSeq: from, lastSequence }
+  } catch (error) {
+    building?.close()
+    if (error instanceof Error && /\[selene:SEQUENCE_GAP\]/.test(error.message)) {
+      throw new PersistError('REMOTE_INCOMPLETE', `stream ${remote.stream} no longer holds every entry of node ${node} after its snapshot: ${error.message}`, { cause: error })
+    }
+    throw remoteError(error, 'restore')
+  } finally {
+    await remote.close()
+  }
+}
+
+/** The bytes of the newest snapshot of `node` at or before the limits, or `null` for none. */
+async function chooseSnapshot(remote: Parameters<typeof snapshots>[0], node: number, toSequence: number | undefined, toHlc: Hlc | undefined): Promise<Buffer | null> {
+  const bucket = await snapshots(remote)
+  let best: { name: string; sequence: number } | null = null
+  for (const info of await bucket.list()) {
+    const meta = info.metadata ?? {}
+    if (meta.node !== String(node)) continue
+    const sequence = Number(meta.sequence)
+    if (toSequence !== undefined && sequence > toSequence) continue
+    if (toHlc) {
+      // A snapshot whose checkpoint time is unknown cannot be placed before a time.
+      if (meta.hlcSeconds === undefined) continue
+      if (!before({ seconds: Number(meta.hlcSeconds), subseconds: Number(meta.hlcSubseconds) }, toHlc)) continue
+    }
+    if (!best || sequence > best.sequence) best = { name: info.name, sequence }
+  }
+  if (!best) return null
+  const bytes = await bucket.getBlob(best.name)
+  return bytes ? Buffer.from(bytes) : null
+}

@@ -1,0 +1,403 @@
+/**
+ * Shipping: a store's committed log, followed from a durable consumer cursor and published to a
+ * JetStream stream, one shipment (the engine's own frames, up to 1 MiB) per message.
+ *
+ * Exactly-once into the stream, and no gap, rest on four rules:
+ * - only fdatasynced entries are shipped, so a crash of the origin never takes back an entry
+ *   the stream holds;
+ * - each message's `Nats-Msg-Id` is `<node>:<first>-<last>`, so a retried publish is absorbed;
+ *   a restart may cut other boundaries, and receivers skip sequences they already have;
+ * - the cursor (`jetstream-<stream>-<node>`, a durable consumer of the store) advances only
+ *   after the PubAck, and a restart resumes after the larger of the cursor and the last
+ *   sequence the stream already holds for the node;
+ * - fencing: a shipper first verifies that the node's last shipped frame is byte for byte the
+ *   store's own frame at that sequence (else the stream holds another log under this node id:
+ *   `REMOTE_FENCED`), then claims the node with a conditional publish to `<prefix>.<node>.claim`,
+ *   and every shipment it publishes expects that claim to still be the node's last. A second
+ *   shipper's claim therefore fails, or, if it wins, every later publish of the first fails:
+ *   two shippers never interleave.
+ */
+import { hostname } from 'node:os'
+
+import type { ObjectStore } from '@nats-io/obj'
+
+import * as native from '../../native'
+
+import { PersistError, invalid } from '../errors'
+import { checkInteger, checkObject } from '../options'
+import type { Store } from '../store'
+import type { Consumer } from '../consumer'
+import {
+  type Remote,
+  type RemoteOptions,
+  checkNode,
+  claimSubject,
+  dataSubject,
+  lastMessage,
+  lastOf,
+  openRemote,
+  remoteError,
+  remoteOptions,
+  shipmentHeaders,
+  snapshotName,
+  snapshots,
+} from './remote'
+
+/** Options of {@link ship}. */
+export interface ShipOptions extends RemoteOptions {
+  /** This store's node id (0 to 2^53 - 1): one shipper per node id, ever. */
+  nodeId: number
+  /** Replicas of the stream and the snapshot bucket, when `ship` creates them (default 1). */
+  replicas?: number
+  /** Told of each transient failure; shipping retries with backoff (default: ignored). */
+  onError?: (error: PersistError) => void
+}
+
+/** How far the stream is behind the store. */
+export interface ShipLag {
+  /** Entries (sequences) committed locally and not yet acknowledged by the stream. */
+  entries: number
+  /** Bytes of shipments read and published but not yet acknowledged. */
+  bytes: number
+  /** Milliseconds since the stream last held every committed entry (0 when it does). */
+  ms: number
+}
+
+/** The shippers running in this process, by store, stream, prefix and node. */
+const ACTIVE = new Set<string>()
+/**
+ * Shipments in flight at once. One, for now: with several in flight, a stream leader change can
+ * store shipment k + 1 and lose shipment k (the kill -9 cluster test found this), leaving a hole
+ * that a restart would skip past. Each shipment carries up to 1 MiB of frames, so one round trip
+ * moves thousands of entries.
+ */
+const IN_FLIGHT = 1
+/** One shipment's bytes at most: a whole number of frames within the server's max_payload. */
+const SHIPMENT_BYTES = 1 << 20
+const HEADROOM = 16 << 10
+const MAX_FRAMES = 10_000
+const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000]
+const IDLE_POLL_MS = 1000
+
+interface InFlight {
+  ack: Promise<unknown>
+  last: number
+  bytes: number
+  watermarks: number[]
+}
+
+/** Ships a store's log to a JetStream stream until closed (see the module documentation). */
+export class Shipper {
+  /** This store's node id. */
+  readonly nodeId: number
+  /** Settles when the shipper stops: resolves after `close()`, rejects with what stopped it. */
+  readonly done: Promise<void>
+  readonly #store: Store
+  readonly #remote: Remote
+  readonly #onError: (error: PersistError) => void
+  readonly #consumer: Consumer
+  #shipped: number
+  #inFlightBytes = 0
+  #caughtUpAt = Date.now()
+  #closing = false
+  #stopped: PersistError | null = null
+  #wake: () => void = () => undefined
+  #waiters: Array<{ sequence: number; resolve: () => void; reject: (e: PersistError) => void }> = []
+  #acking: Promise<unknown> | null = null
+  /** Snapshots to upload: sequence to its watermark's HLC (seconds, subseconds), if known. */
+  readonly #pending = new Map<number, [number, number] | null>()
+  #bucket: ObjectStore | null = null
+
+  private constructor(store: Store, remote: Remote, consumer: Consumer, nodeId: number, onError: (error: PersistError) => void) {
+    this.#store = store
+    this.#remote = remote
+    this.#consumer = consumer
+    this.nodeId = nodeId
+    this.#onError = onError
+    this.#shipped = consumer.position
+    this.done = this.#run()
+    this.done.catch(() => undefined)
+  }
+
+  /** @internal */
+  static async start(store: Store, options: ShipOptions): Promise<Shipper> {
+    const checked = remoteOptions(options)
+    const given = checkObject('options', options)
+    const nodeId = checkNode(given.nodeId)
+    const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
+    if (given.onError !== undefined && typeof given.onError !== 'function') throw invalid('onError must be a function')
+    // Two shippers of one store (only this process can hold it) would take turns fencing each other.
+    const key = `${store.path}\0${checked.stream}\0${checked.prefix}\0${nodeId}`
+    if (ACTIVE.has(key)) throw new PersistError('REMOTE_FENCED', `node ${nodeId} of this store is already shipping to stream ${checked.stream}`)
+    const consumer = await store.consumer(`jetstream-${checked.stream}-${nodeId}`)
+    ACTIVE.add(key)
+    let remote: Remote
+    try {
+      remote = await openRemote(checked, { replicas })
+    } catch (error) {
+      ACTIVE.delete(key)
+      throw error
+    }
+    const shipper = new Shipper(store, remote, consumer, nodeId, (given.onError as ShipOptions['onError']) ?? (() => undefined))
+    void shipper.done.finally(() => ACTIVE.delete(key)).catch(() => undefined)
+    // The first session's claim decides whether this shipper may ship at all.
+    await shipper.#firstClaim
+    return shipper
+  }
+
+  #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
+  readonly #firstClaim = new Promise<void>((resolve, reject) => (this.#firstClaimSettle = { resolve, reject }))
+
+  /** The last sequence the stream has acknowledged. */
+  get shippedSequence(): number {
+    return this.#shipped
+  }
+
+  /** How far the stream is behind the store. */
+  get lag(): ShipLag {
+    const entries = Math.max(0, this.#store.lastSequence - this.#shipped)
+    return { entries, bytes: this.#inFlightBytes, ms: entries > 0 ? Date.now() - this.#caughtUpAt : 0 }
+  }
+
+  /** Resolves once the stream holds every entry up to `sequence`: "on another machine". */
+  shipped(sequence: number): Promise<void> {
+    const wanted = checkInteger('sequence', sequence, 0, Number.MAX_SAFE_INTEGER)
+    if (wanted <= this.#shipped) return Promise.resolve()
+    if (this.#stopped) return Promise.reject(this.#stopped)
+    return new Promise((resolve, reject) => this.#waiters.push({ sequence: wanted, resolve, reject }))
+  }
+
+  /** Stop shipping: wait for the shipments in flight, record the cursor, release the connection. */
+  async close(): Promise<void> {
+    this.#closing = true
+    this.#wake()
+    await this.done.catch(() => undefined)
+  }
+
+  async #run(): Promise<void> {
+    let attempt = 0
+    try {
+      while (!this.#closing) {
+        try {
+          await this.#session()
+          attempt = 0
+        } catch (error) {
+          const failure = remoteError(error, `shipping node ${this.nodeId}`)
+          // Fencing, and any failure of the store itself, stop the shipper; NATS failures are retried.
+          if (failure.code !== 'REMOTE_UNAVAILABLE' || this.#firstClaimSettle) throw failure
+          this.#onError(failure)
+          await this.#sleep(BACKOFF_MS[Math.min(attempt++, BACKOFF_MS.length - 1)] ?? 5000)
+        }
+      }
+      await this.#acking
+      this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
+    } catch (error) {
+      const failure = error instanceof PersistError ? error : remoteError(error, `shipping node ${this.nodeId}`)
+      this.#firstClaimSettle?.reject(failure)
+      this.#stop(failure)
+      throw failure
+    } finally {
+      await this.#remote.close()
+    }
+  }
+
+  /** One connected run: claim the node, then ship until closed or a publish fails. */
+  async #session(): Promise<void> {
+    const { claim, start } = await this.#claim()
+    this.#firstClaimSettle?.resolve()
+    this.#firstClaimSettle = null
+    if (this.#store.snapshotSeq > 0 && !this.#pending.has(this.#store.snapshotSeq)) this.#pending.set(this.#store.snapshotSeq, null)
+    await this.#uploadSnapshots()
+    const follower = await native.NativeFollower.open(this.#store.path, start, true)
+    const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
+    const inFlight: InFlight[] = []
+    const subject = dataSubject(this.#remote.prefix, this.nodeId)
+    const expect = { lastSubjectSequence: claim, lastSubjectSequenceSubject: claimSubject(this.#remote.prefix, this.nodeId) }
+    try {
+      while (!this.#closing || inFlight.length > 0) {
+        const changed = this.#store.closed ? null : this.#store.nextChange()
+        while (!this.#closing && inFlight.length < IN_FLIGHT) {
+          const s = await follower.nextShipment(this.nodeId, MAX_FRAMES, maxBytes)
+          if (!s) break
+          if (s.data.length > maxBytes + HEADROOM) {
+            throw new PersistError('PAYLOAD_TOO_LARGE', `entry ${s.first} does not fit in one message of this server (max_payload): it cannot be shipped`)
+          }
+          const ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect, headers: shipmentHeaders(this.nodeId, s.first, s.last), timeout: 10_000 })
+          ack.catch(() => undefined)
+          this.#inFlightBytes += s.data.length
+          inFlight.push({ ack, last: s.last, bytes: s.data.length, watermarks: s.watermarks })
+        }
+        const head = inFlight.shift()
+        if (head) {
+          try {
+            await head.ack
+          } finally {
+            this.#inFlightBytes -= head.bytes
+          }
+          this.#advance(head)
+          if (this.#pending.size > 0) await this.#uploadSnapshots()
+          continue
+        }
+        if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
+        if (this.#closing) break
+        await Promise.race([changed ?? new Promise<void>(() => undefined), this.#sleep(IDLE_POLL_MS)])
+      }
+    } finally {
+      for (const rest of inFlight) this.#inFlightBytes -= rest.bytes
+      follower.close()
+    }
+  }
+
+  /**
+   * Verify that the node's shipments in the stream are this store's log, claim the node, and
+   * say where to resume: after the larger of the cursor and what the stream already holds.
+   */
+  async #claim(): Promise<{ claim: number; start: number }> {
+    const { js, prefix } = this.#remote
+    const claims = claimSubject(prefix, this.nodeId)
+    const data = dataSubject(prefix, this.nodeId)
+    const lastClaim = await lastMessage(this.#remote, claims)
+    const before = await lastMessage(this.#remote, data)
+    if (before) await this.#verify(before.data)
+    const body = JSON.stringify({ node: this.nodeId, host: hostname(), pid: process.pid, after: before ? lastOf(before) : 0 })
+    let claim: number
+    try {
+      claim = (await js.publish(claims, body, { expect: { lastSubjectSequence: lastClaim?.seq ?? 0 } })).seq
+    } catch (error) {
+      throw remoteError(error, `claiming node ${this.nodeId}`)
+    }
+    // A shipment of the previous shipper may have landed between the look and the claim.
+    const after = await lastMessage(this.#remote, data)
+    if (after && after.seq !== before?.seq) await this.#verify(after.data)
+    const held = after ? lastOf(after) : 0
+    if (held > this.#shipped) {
+      this.#shipped = held
+      this.#scheduleAck()
+    }
+    return { claim, start: this.#shipped + 1 }
+  }
+
+  /** Refuse unless the last frame of `shipment` is this store's own frame at that sequence. */
+  async #verify(shipment: Uint8Array): Promise<void> {
+    const received = await native.decodeShipment(Buffer.from(shipment))
+    const fenced = (why: string): PersistError => new PersistError('REMOTE_FENCED', `node ${this.nodeId} in stream ${this.#remote.stream}: ${why}; another store ships (or shipped) under this node id`)
+    if (received.node !== this.nodeId) throw fenced(`a shipment of node ${received.node} is on this node's subject`)
+    const last = received.last
+    let local: native.NativeShipment | null = null
+    try {
+      const follower = await native.NativeFollower.open(this.#store.path, last, true)
+      try {
+        local = await follower.nextShipment(this.nodeId, 1, 1)
+      } finally {
+        follower.close()
+      }
+    } catch (error) {
+      if (!(error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message))) throw error
+    }
+    if (!local || local.first !== last) {
+      // Pruned here after this store shipped it: its own cursor vouches for it.
+      if (last <= this.#consumer.position) return
+      throw fenced(`the stream holds sequence ${last}, which this store does not have`)
+    }
+    const frame = local.data.subarray(SHIPMENT_HEADER_LEN)
+    if (Buffer.compare(Buffer.from(shipment).subarray(shipment.length - frame.length), frame) !== 0) {
+      throw fenced(`the stream's entry ${last} differs from this store's`)
+    }
+  }
+
+  #advance(head: InFlight): void {
+    this.#shipped = Math.max(this.#shipped, head.last)
+    for (let i = 0; i + 2 < head.watermarks.length; i += 3) {
+      this.#pending.set(head.watermarks[i] ?? 0, [head.watermarks[i + 1] ?? 0, head.watermarks[i + 2] ?? 0])
+    }
+    if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
+    this.#waiters = this.#waiters.filter((w) => (w.sequence <= this.#shipped ? (w.resolve(), false) : true))
+    this.#scheduleAck()
+  }
+
+  /** Move the durable cursor to what the stream acknowledged: one write at a time, the latest. */
+  #scheduleAck(): void {
+    if (this.#acking) return
+    const target = this.#shipped
+    if (target <= this.#consumer.position) return
+    this.#acking = this.#consumer.ack(target).then(
+      () => {
+        this.#acking = null
+        this.#scheduleAck()
+      },
+      (error: unknown) => {
+        this.#acking = null
+        this.#onError(error as PersistError)
+      },
+    )
+  }
+
+  /**
+   * Upload the snapshots of the checkpoints shipped so far (each once; superseded ones dropped).
+   * A failure is reported and retried after the next shipment: entries never wait for it.
+   */
+  async #uploadSnapshots(): Promise<void> {
+    try {
+      await this.#uploadPending()
+    } catch (error) {
+      this.#onError(remoteError(error, `uploading node ${this.nodeId}'s snapshots`))
+    }
+  }
+
+  async #uploadPending(): Promise<void> {
+    this.#bucket ??= await snapshots(this.#remote)
+    const bucket = this.#bucket
+    for (const [sequence, hlc] of [...this.#pending].sort((a, b) => a[0] - b[0])) {
+      if (sequence > this.#shipped) continue
+      const name = snapshotName(this.nodeId, sequence)
+      if ((await bucket.info(name)) !== null) {
+        this.#pending.delete(sequence)
+        continue
+      }
+      const bytes = await native.readSnapshotFile(this.#store.path, sequence)
+      if (bytes === null) {
+        // Not published yet (the checkpoint is still running), or pruned behind a newer one.
+        if (this.#store.snapshotSeq > sequence) this.#pending.delete(sequence)
+        continue
+      }
+      const metadata: Record<string, string> = { node: String(this.nodeId), sequence: String(sequence) }
+      if (hlc) Object.assign(metadata, { hlcSeconds: String(hlc[0]), hlcSubseconds: String(hlc[1]) })
+      await bucket.putBlob({ name, metadata }, bytes)
+      this.#pending.delete(sequence)
+    }
+  }
+
+  #stop(reason: PersistError): void {
+    if (this.#stopped) return
+    this.#stopped = reason
+    for (const w of this.#waiters) w.reject(reason)
+    this.#waiters = []
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      this.#wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+}
+
+/** A shipment's header length (see the engine's `shipment` module). */
+const SHIPMENT_HEADER_LEN = 32
+
+/**
+ * Ship `store`'s log to the JetStream stream `options.stream` as node `options.nodeId`, from its
+ * durable cursor on, until `close()`. Resolves once the node is claimed; rejects with
+ * `REMOTE_FENCED` if another store ships under this node id, `REMOTE_UNAVAILABLE` if the
+ * servers cannot be reached. Local appends never wait for NATS: see `lag` and `shipped()`.
+ */
+export async function ship(store: Store, options: ShipOptions): Promise<Shipper> {
+  try {
+    return await Shipper.start(store, options)
+  } catch (error) {
+    throw remoteError(error, 'ship')
+  }
+}
