@@ -13,9 +13,9 @@ use crate::checksum::checksum32;
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::{StoreFile, consumer_file, parse_consumer_file};
-use crate::io::{LockKind, OpenMode, Vfs, read_exact_at};
-use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, publish, write_all};
+use crate::io::Vfs;
+use crate::manifest::Manifest;
+use crate::publish::{publish_sidecar, read_sidecar};
 
 /// The consumer position file format.
 pub const FORMAT: Format = Format {
@@ -83,21 +83,15 @@ pub fn decode(bytes: &[u8]) -> Result<u64> {
 /// `InvalidArgument` for a bad name; I/O and decode errors.
 pub fn read(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<Option<u64>> {
     check_name(name)?;
-    let path = dir.join(consumer_file(name));
-    let file = match vfs.open(&path, OpenMode::Read) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", &path, e)),
+    let Some((bytes, len)) = read_sidecar(vfs, &dir.join(consumer_file(name)), LEN as u64)? else {
+        return Ok(None);
     };
-    let mut bytes = [0u8; LEN];
-    let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
     if len != LEN as u64 {
         return Err(Error::TruncatedHeader {
             len,
             need: LEN as u64,
         });
     }
-    read_exact_at(file.as_ref(), &mut bytes, 0).map_err(|e| Error::io("read", &path, e))?;
     decode(&bytes).map(Some)
 }
 
@@ -107,16 +101,7 @@ pub fn read(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<Option<u64>> {
 /// `InvalidArgument` for a bad name; I/O errors (the old position then stays).
 pub fn write(vfs: &dyn Vfs, dir: &Path, name: &str, position: u64) -> Result<()> {
     check_name(name)?;
-    let bytes = encode(position);
-    // Prune deletes stale temp files under the exclusive lock: not this one while it is in use.
-    let _lock = lock_dir(vfs, dir, LockKind::Shared)?;
-    publish(
-        vfs,
-        &dir.join(consumer_file(name)),
-        Placement::Replace,
-        |file, temp| write_all(file, temp, &bytes),
-    )
-    .map(drop)
+    publish_sidecar(vfs, dir, &consumer_file(name), &encode(position))
 }
 
 /// Move consumer `name`'s position up to `position` (an acknowledgement); a lower one is

@@ -5,7 +5,8 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
+use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
+use crate::manifest::lock_dir;
 
 /// How the temp file takes the target's place.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -139,6 +140,38 @@ pub fn publish(
     vfs.sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))?;
     Ok(published)
+}
+
+/// Publish `bytes` as the file `name` of the store directory `dir`, replacing it: a small
+/// sidecar (a consumer's or a replica's positions), written under the directory lock held
+/// shared, since prune deletes stale temp files under the exclusive lock: not this one while it
+/// is being written.
+///
+/// # Errors
+/// I/O errors (the old file then stays).
+pub fn publish_sidecar(vfs: &dyn Vfs, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let _lock = lock_dir(vfs, dir, LockKind::Shared)?;
+    publish(vfs, &dir.join(name), Placement::Replace, |file, temp| {
+        write_all(file, temp, bytes)
+    })
+    .map(drop)
+}
+
+/// The first `max` bytes of the sidecar at `path` and its whole length, or `None` when nothing
+/// is there.
+///
+/// # Errors
+/// I/O errors.
+pub fn read_sidecar(vfs: &dyn Vfs, path: &Path, max: u64) -> Result<Option<(Vec<u8>, u64)>> {
+    let file = match vfs.open(path, OpenMode::Read) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let len = file.size().map_err(|e| Error::io("stat", path, e))?;
+    let mut bytes = vec![0u8; usize::try_from(len.min(max)).unwrap_or(0)];
+    read_exact_at(file.as_ref(), &mut bytes, 0).map_err(|e| Error::io("read", path, e))?;
+    Ok(Some((bytes, len)))
 }
 
 /// Write `bytes` at the start of `file`.

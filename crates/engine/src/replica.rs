@@ -19,9 +19,8 @@ use crate::consumer::check_name;
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::replica_file;
-use crate::io::{LockKind, OpenMode, Vfs, read_exact_at};
-use crate::manifest::lock_dir;
-use crate::publish::{Placement, publish, write_all};
+use crate::io::Vfs;
+use crate::publish::{publish_sidecar, read_sidecar};
 
 /// The replica positions file format.
 pub const FORMAT: Format = Format {
@@ -109,17 +108,10 @@ impl Positions {
 /// `InvalidArgument` for a bad name; I/O and decode errors.
 pub fn read(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<Option<Positions>> {
     check_name(name)?;
-    let path = dir.join(replica_file(name));
-    let file = match vfs.open(&path, OpenMode::Read) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("open", &path, e)),
-    };
-    let len = file.size().map_err(|e| Error::io("stat", &path, e))?;
-    let mut bytes =
-        vec![0u8; usize::try_from(len.min((FIXED_LEN + 4 + 16 * MAX_NODES) as u64)).unwrap_or(0)];
-    read_exact_at(file.as_ref(), &mut bytes, 0).map_err(|e| Error::io("read", &path, e))?;
-    Positions::decode(&bytes).map(Some)
+    let largest = (FIXED_LEN + 16 * MAX_NODES + 4) as u64;
+    read_sidecar(vfs, &dir.join(replica_file(name)), largest)?
+        .map(|(bytes, _)| Positions::decode(&bytes))
+        .transpose()
 }
 
 /// Record `positions` as replica `name`'s, durably, replacing what was there.
@@ -128,16 +120,7 @@ pub fn read(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<Option<Positions>> 
 /// `InvalidArgument` for a bad name; I/O errors (the old positions then stay).
 pub fn write(vfs: &dyn Vfs, dir: &Path, name: &str, positions: &Positions) -> Result<()> {
     check_name(name)?;
-    let bytes = positions.encode()?;
-    // Prune deletes stale temp files under the exclusive lock: not this one while it is in use.
-    let _lock = lock_dir(vfs, dir, LockKind::Shared)?;
-    publish(
-        vfs,
-        &dir.join(replica_file(name)),
-        Placement::Replace,
-        |file, temp| write_all(file, temp, &bytes),
-    )
-    .map(drop)
+    publish_sidecar(vfs, dir, &replica_file(name), &positions.encode()?)
 }
 
 #[cfg(test)]
