@@ -428,8 +428,6 @@ export interface NativeShipment {
   last: number
   /** The checkpoint watermarks in it: sequence, HLC seconds, HLC subseconds, for each. */
   watermarks: Array<number>
-  /** The timestamp of its last frame: seconds, subseconds. */
-  lastHlc: Array<number>
 }
 
 /** A torn tail cut at open. */

@@ -383,6 +383,29 @@ impl SnapshotReader {
         }
     }
 
+    /// The whole file's bytes, read once and checked against the body hash: a snapshot as it
+    /// leaves the machine.
+    ///
+    /// # Errors
+    /// I/O errors and `BodyHashMismatch`.
+    pub fn contents(&self) -> Result<Vec<u8>> {
+        let len = self
+            .file
+            .size()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        read_exact_at(self.file.as_ref(), &mut bytes, 0)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        let body = bytes.get(HEADER_LEN..).unwrap_or(&[]);
+        if xxhash_rust::xxh3::xxh3_128(body) == self.body_hash {
+            Ok(bytes)
+        } else {
+            Err(Error::BodyHashMismatch {
+                path: self.path.clone(),
+            })
+        }
+    }
+
     /// The raw bytes of section `name`, checksum-verified and decompressed.
     ///
     /// # Errors

@@ -31,8 +31,6 @@ pub struct NativeShipment {
     pub last: f64,
     /// The checkpoint watermarks in it: sequence, HLC seconds, HLC subseconds, for each.
     pub watermarks: Vec<f64>,
-    /// The timestamp of its last frame: seconds, subseconds.
-    pub last_hlc: Vec<f64>,
 }
 
 /// An encoded shipment and the frames in it.
@@ -56,9 +54,7 @@ pub fn next_shipment(
 pub fn native_shipment(shipped: Option<Shipped>) -> Option<NativeShipment> {
     shipped.map(|(data, frames)| {
         let first = frames.first().map_or(0, |f| f.header.sequence);
-        let (last, hlc) = frames
-            .last()
-            .map_or((0, Hlc::default()), |f| (f.header.sequence, f.header.hlc));
+        let last = frames.last().map_or(0, |f| f.header.sequence);
         NativeShipment {
             data: Buffer::from(data),
             first: to_f64(first),
@@ -75,7 +71,6 @@ pub fn native_shipment(shipped: Option<Shipped>) -> Option<NativeShipment> {
                     ]
                 })
                 .collect(),
-            last_hlc: vec![to_f64(hlc.seconds), f64::from(hlc.subseconds)],
         }
     })
 }
@@ -127,19 +122,12 @@ pub fn read_snapshot_file(dir: String, sequence: f64) -> napi::Result<AsyncTask<
     let sequence = to_u64("sequence", sequence)?;
     let path = StoreFile::Snapshot(sequence).path(&PathBuf::from(dir));
     Ok(blocking(
-        move || {
-            let vfs = StdFs::shared();
-            let reader = match SnapshotReader::open(vfs.as_ref(), &path) {
-                Ok(reader) => reader,
-                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            };
-            reader.verify()?;
-            std::fs::read(&path)
-                .map(Some)
-                .map_err(|e| Error::io("read", &path, e))
+        move || match SnapshotReader::open(StdFs::shared().as_ref(), &path) {
+            Ok(reader) => reader.contents().map(Some),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
         },
         |bytes| bytes.map(Buffer::from),
     ))

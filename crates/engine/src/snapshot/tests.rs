@@ -112,6 +112,12 @@ fn every_body_byte_flip_is_a_hash_mismatch_and_section_reads_catch_their_own() {
     let dir = tempfile::tempdir().unwrap();
     let path = build(dir.path(), 7, &sample()).unwrap().path;
     let good = std::fs::read(&path).unwrap();
+    let reader = SnapshotReader::open(&StdFs, &path).unwrap();
+    assert_eq!(
+        reader.contents().unwrap(),
+        good,
+        "contents: the file, byte for byte"
+    );
     for byte in HEADER_LEN..good.len() {
         let mut bad = good.clone();
         bad[byte] ^= 0x04;
@@ -119,11 +125,18 @@ fn every_body_byte_flip_is_a_hash_mismatch_and_section_reads_catch_their_own() {
         match SnapshotReader::open(&StdFs, &path) {
             // Table damage may already be caught as a malformed layout.
             Err(e) => assert_eq!(e.code(), "SNAPSHOT_CORRUPT", "byte {byte}"),
-            Ok(reader) => assert_eq!(
-                reader.verify().unwrap_err().code(),
-                "BODY_HASH_MISMATCH",
-                "byte {byte}"
-            ),
+            Ok(reader) => {
+                assert_eq!(
+                    reader.verify().unwrap_err().code(),
+                    "BODY_HASH_MISMATCH",
+                    "byte {byte}"
+                );
+                assert_eq!(
+                    reader.contents().unwrap_err().code(),
+                    "BODY_HASH_MISMATCH",
+                    "contents, byte {byte}"
+                );
+            }
         }
     }
     let mut bad = good.clone();
