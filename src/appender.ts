@@ -286,7 +286,7 @@ export abstract class Appender {
     return guarded(() => followBatchesOf(this.#target, options, () => this.#waker()))
   }
 
-  /** The WAL file, or the store directory, this appender writes. */
+  /** @internal The WAL file, or the store directory, this appender writes. */
   get path(): string {
     return this.#target
   }

@@ -125,6 +125,11 @@ export async function lastMessage(remote: Remote, subject: string): Promise<Stor
   }
 }
 
+/** A message's bytes as a Buffer for the addon, without a copy (the addon copies once). */
+export function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
 /** Headers of a shipment message: its node and sequence range. */
 export function shipmentHeaders(node: number, first: number, last: number): ReturnType<typeof headers> {
   const h = headers()

@@ -17,7 +17,7 @@ import { PersistError, invalid } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { JsMsg } from '@nats-io/jetstream'
-import { type Remote, type RemoteOptions, checkNode, dataSubject, openRemote, remoteError, remoteOptions } from './remote'
+import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, openRemote, remoteError, remoteOptions } from './remote'
 
 /** Options of {@link replicate}. */
 export interface ReplicateOptions extends RemoteOptions {
@@ -122,7 +122,7 @@ export class Replicator {
   }
 
   async #apply(message: JsMsg): Promise<void> {
-    const received = await native.decodeShipment(Buffer.from(message.data))
+    const received = await native.decodeShipment(asBuffer(message.data))
     const node = received.node
     if (message.subject !== dataSubject(this.#remote.prefix, node)) {
       this.#onError(new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${message.subject} carries node ${node}'s entries: skipped`))

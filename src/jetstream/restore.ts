@@ -7,7 +7,7 @@ import * as native from '../../native'
 
 import { PersistError, invalid } from '../errors'
 import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
-import { type RemoteOptions, checkNode, dataSubject, lastMessage, lastOf, openRemote, remoteError, remoteOptions, snapshots } from './remote'
+import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, lastMessage, lastOf, openRemote, remoteError, remoteOptions, snapshots } from './remote'
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends RemoteOptions {
@@ -72,7 +72,7 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
       try {
         for await (const message of messages) {
           if (lastOf(message) > last) {
-            const pushed = await building.push(Buffer.from(message.data))
+            const pushed = await building.push(asBuffer(message.data))
             last = pushed.last
             if (pushed.done) break
           }
@@ -99,7 +99,7 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
 }
 
 /** The bytes of the newest snapshot of `node` at or before the limits, or `null` for none. */
-async function chooseSnapshot(remote: Parameters<typeof snapshots>[0], node: number, toSequence: number | undefined, toHlc: Hlc | undefined): Promise<Buffer | null> {
+async function chooseSnapshot(remote: Remote, node: number, toSequence: number | undefined, toHlc: Hlc | undefined): Promise<Buffer | null> {
   const bucket = await snapshots(remote)
   let best: { name: string; sequence: number } | null = null
   for (const info of await bucket.list()) {
@@ -116,5 +116,5 @@ async function chooseSnapshot(remote: Parameters<typeof snapshots>[0], node: num
   }
   if (!best) return null
   const bytes = await bucket.getBlob(best.name)
-  return bytes ? Buffer.from(bytes) : null
+  return bytes ? asBuffer(bytes) : null
 }

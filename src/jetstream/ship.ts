@@ -30,6 +30,7 @@ import type { Consumer } from '../consumer'
 import {
   type Remote,
   type RemoteOptions,
+  asBuffer,
   checkNode,
   claimSubject,
   dataSubject,
@@ -57,7 +58,7 @@ export interface ShipOptions extends RemoteOptions {
 export interface ShipLag {
   /** Entries (sequences) committed locally and not yet acknowledged by the stream. */
   entries: number
-  /** Bytes of shipments read and published but not yet acknowledged. */
+  /** Bytes of the shipment published and not yet acknowledged. */
   bytes: number
   /** Milliseconds since the stream last held every committed entry (0 when it does). */
   ms: number
@@ -65,26 +66,12 @@ export interface ShipLag {
 
 /** The shippers running in this process, by store, stream, prefix and node. */
 const ACTIVE = new Set<string>()
-/**
- * Shipments in flight at once. One, for now: with several in flight, a stream leader change can
- * store shipment k + 1 and lose shipment k (the kill -9 cluster test found this), leaving a hole
- * that a restart would skip past. Each shipment carries up to 1 MiB of frames, so one round trip
- * moves thousands of entries.
- */
-const IN_FLIGHT = 1
 /** One shipment's bytes at most: a whole number of frames within the server's max_payload. */
 const SHIPMENT_BYTES = 1 << 20
 const HEADROOM = 16 << 10
 const MAX_FRAMES = 10_000
 const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000]
 const IDLE_POLL_MS = 1000
-
-interface InFlight {
-  ack: Promise<unknown>
-  last: number
-  bytes: number
-  watermarks: number[]
-}
 
 /** Ships a store's log to a JetStream stream until closed (see the module documentation). */
 export class Shipper {
@@ -107,6 +94,9 @@ export class Shipper {
   /** Snapshots to upload: sequence to its watermark's HLC (seconds, subseconds), if known. */
   readonly #pending = new Map<number, [number, number] | null>()
   #bucket: ObjectStore | null = null
+  /** Settled by the first session's claim: whether this shipper may ship at all. */
+  #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
+  readonly #firstClaim = new Promise<void>((resolve, reject) => (this.#firstClaimSettle = { resolve, reject }))
 
   private constructor(store: Store, remote: Remote, consumer: Consumer, nodeId: number, onError: (error: PersistError) => void) {
     this.#store = store
@@ -144,9 +134,6 @@ export class Shipper {
     await shipper.#firstClaim
     return shipper
   }
-
-  #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
-  readonly #firstClaim = new Promise<void>((resolve, reject) => (this.#firstClaimSettle = { resolve, reject }))
 
   /** The last sequence the stream has acknowledged. */
   get shippedSequence(): number {
@@ -210,40 +197,33 @@ export class Shipper {
     await this.#uploadSnapshots()
     const follower = await native.NativeFollower.open(this.#store.path, start, true)
     const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
-    const inFlight: InFlight[] = []
     const subject = dataSubject(this.#remote.prefix, this.nodeId)
     const expect = { lastSubjectSequence: claim, lastSubjectSequenceSubject: claimSubject(this.#remote.prefix, this.nodeId) }
     try {
-      while (!this.#closing || inFlight.length > 0) {
+      while (!this.#closing) {
         const changed = this.#store.closed ? null : this.#store.nextChange()
-        while (!this.#closing && inFlight.length < IN_FLIGHT) {
-          const s = await follower.nextShipment(this.nodeId, MAX_FRAMES, maxBytes)
-          if (!s) break
+        const s = await follower.nextShipment(this.nodeId, MAX_FRAMES, maxBytes)
+        if (s) {
           if (s.data.length > maxBytes + HEADROOM) {
             throw new PersistError('PAYLOAD_TOO_LARGE', `entry ${s.first} does not fit in one message of this server (max_payload): it cannot be shipped`)
           }
-          const ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect, headers: shipmentHeaders(this.nodeId, s.first, s.last), timeout: 10_000 })
-          ack.catch(() => undefined)
-          this.#inFlightBytes += s.data.length
-          inFlight.push({ ack, last: s.last, bytes: s.data.length, watermarks: s.watermarks })
-        }
-        const head = inFlight.shift()
-        if (head) {
+          // One shipment at a time: with several in flight, a stream leader change can store
+          // shipment k + 1 and lose shipment k (the kill -9 cluster rounds found this), a hole
+          // a restart would skip past. Up to 1 MiB of frames moves in each round trip.
+          this.#inFlightBytes = s.data.length
           try {
-            await head.ack
+            await this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect, headers: shipmentHeaders(this.nodeId, s.first, s.last), timeout: 10_000 })
           } finally {
-            this.#inFlightBytes -= head.bytes
+            this.#inFlightBytes = 0
           }
-          this.#advance(head)
+          this.#advance(s.last, s.watermarks)
           if (this.#pending.size > 0) await this.#uploadSnapshots()
           continue
         }
         if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
-        if (this.#closing) break
         await Promise.race([changed ?? new Promise<void>(() => undefined), this.#sleep(IDLE_POLL_MS)])
       }
     } finally {
-      for (const rest of inFlight) this.#inFlightBytes -= rest.bytes
       follower.close()
     }
   }
@@ -279,7 +259,7 @@ export class Shipper {
 
   /** Refuse unless the last frame of `shipment` is this store's own frame at that sequence. */
   async #verify(shipment: Uint8Array): Promise<void> {
-    const received = await native.decodeShipment(Buffer.from(shipment))
+    const received = await native.decodeShipment(asBuffer(shipment))
     const fenced = (why: string): PersistError => new PersistError('REMOTE_FENCED', `node ${this.nodeId} in stream ${this.#remote.stream}: ${why}; another store ships (or shipped) under this node id`)
     if (received.node !== this.nodeId) throw fenced(`a shipment of node ${received.node} is on this node's subject`)
     const last = received.last
@@ -300,15 +280,16 @@ export class Shipper {
       throw fenced(`the stream holds sequence ${last}, which this store does not have`)
     }
     const frame = local.data.subarray(SHIPMENT_HEADER_LEN)
-    if (Buffer.compare(Buffer.from(shipment).subarray(shipment.length - frame.length), frame) !== 0) {
+    if (Buffer.compare(asBuffer(shipment).subarray(shipment.length - frame.length), frame) !== 0) {
       throw fenced(`the stream's entry ${last} differs from this store's`)
     }
   }
 
-  #advance(head: InFlight): void {
-    this.#shipped = Math.max(this.#shipped, head.last)
-    for (let i = 0; i + 2 < head.watermarks.length; i += 3) {
-      this.#pending.set(head.watermarks[i] ?? 0, [head.watermarks[i + 1] ?? 0, head.watermarks[i + 2] ?? 0])
+  /** The stream acknowledged a shipment up to `last`, with these watermarks (sequence, HLC). */
+  #advance(last: number, watermarks: number[]): void {
+    this.#shipped = Math.max(this.#shipped, last)
+    for (let i = 0; i + 2 < watermarks.length; i += 3) {
+      this.#pending.set(watermarks[i] ?? 0, [watermarks[i + 1] ?? 0, watermarks[i + 2] ?? 0])
     }
     if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
     this.#waiters = this.#waiters.filter((w) => (w.sequence <= this.#shipped ? (w.resolve(), false) : true))
