@@ -44,6 +44,8 @@ run('ship, then restore into a new directory: identical entries, snapshot sectio
   await store.append(Buffer.from('one more'))
   await shipper.shipped(store.lastSequence)
   await shipper.close()
+  // close() leaves the cursor at what the stream acknowledged.
+  t.deepEqual((await store.consumers()).map((c) => [c.name, c.position]), [['jetstream-ONE-1', store.lastSequence]])
   await store.close()
 
   const origin = await contents(join(dir, 'origin'))

@@ -176,7 +176,8 @@ export class Shipper {
           await this.#sleep(BACKOFF_MS[Math.min(attempt++, BACKOFF_MS.length - 1)] ?? 5000)
         }
       }
-      await this.#acking
+      // An acknowledgement that finishes may start one for a later sequence: wait for the last.
+      while (this.#acking) await this.#acking
       this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
     } catch (error) {
       const failure = error instanceof PersistError ? error : remoteError(error, `shipping node ${this.nodeId}`)
