@@ -238,7 +238,7 @@ impl WalWriter {
                 .map_err(|e| Error::io("fdatasync", path, e))?;
             allocated = repair.offset;
         }
-        Ok(Self {
+        let mut writer = Self {
             vfs: Arc::clone(vfs),
             path: path.to_path_buf(),
             file,
@@ -260,7 +260,23 @@ impl WalWriter {
             poisoned: None,
             tail_repair,
             anchors: Vec::new(),
-        })
+        };
+        // Frames past the seal were left by a writer that died before sealing them, perhaps
+        // before their fdatasync. Readers serve them from now on, so they are made durable and
+        // sealed like any commit: a durable follower (a shipper) reads only what is sealed, and
+        // would otherwise wait for them until the next commit.
+        let sealed = seal.map_or(FILE_HEADER_LEN as u64, |s| s.end);
+        if writer.committed_offset > sealed {
+            // A cut tail was fdatasynced with its cut, and everything before it with it.
+            if writer.tail_repair.is_none() {
+                writer
+                    .file
+                    .sync_data()
+                    .map_err(|e| Error::io("fdatasync", path, e))?;
+            }
+            writer.note_synced();
+        }
+        Ok(writer)
     }
 
     /// Validate, compress and frame `entries` behind anything already staged.

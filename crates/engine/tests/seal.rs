@@ -205,3 +205,39 @@ fn a_writer_killed_after_a_megabyte_of_durable_appends_left_a_seal() {
     );
     assert_eq!(writer.last_sequence(), 1100);
 }
+
+#[test]
+fn frames_past_the_seal_are_made_durable_and_sealed_at_open() {
+    // A writer that died after writing frames and before sealing them: the seal names an older
+    // prefix (or there is none). Readers serve those frames from the open on, so the open
+    // fdatasyncs and seals them; a durable follower then reads them without a later commit.
+    for case in ["older seal", "no seal"] {
+        let (dir, path) = sealed_wal();
+        let old_seal = std::fs::read(seal_path(&path)).unwrap();
+        let mut writer = reopen(&path);
+        for seq in ENTRIES + 1..=ENTRIES + 5 {
+            writer.append(&[entry(&payload_for(seq))]).unwrap();
+        }
+        writer.close().unwrap();
+        if case == "older seal" {
+            std::fs::write(seal_path(&path), &old_seal).unwrap();
+        } else {
+            std::fs::remove_file(seal_path(&path)).unwrap();
+        }
+        let size = std::fs::metadata(&path).unwrap().len();
+        let writer = reopen(&path);
+        let reader = selene_persist_engine::WalReader::open(&fs(), &path).unwrap();
+        assert_eq!(reader.durable_end(fs().as_ref()).unwrap(), size, "{case}");
+        let mut follower = selene_persist_engine::follow::Follower::open(
+            &fs(),
+            selene_persist_engine::follow::Target::Wal(path.clone()),
+            None,
+            true,
+        )
+        .unwrap();
+        let seen = follower.next_batch(100, usize::MAX).unwrap();
+        assert_eq!(seen.len() as u64, ENTRIES + 5, "{case}");
+        drop(writer);
+        drop(dir);
+    }
+}
