@@ -2,7 +2,7 @@
  * selene-persist/jetstream: a log that leaves the machine, through NATS JetStream.
  *
  * `ship` publishes a store's committed log to a stream (pipelined, exactly once, fenced per
- * node) and each checkpoint's snapshot to the stream's Object Store bucket; `replicate` follows
+ * node) and its live snapshot to the stream's Object Store bucket; `replicate` follows
  * a stream into a local store; `restore` builds a new store from a node's remote snapshot and
  * shipments. Needs the optional peer dependencies `@nats-io/transport-node`,
  * `@nats-io/jetstream` and `@nats-io/obj` (3.x), and nats-server 2.10 or newer (with

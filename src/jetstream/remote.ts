@@ -8,7 +8,7 @@
  * bucket `<stream>-snapshots` as `<node>.<sequence>`.
  */
 import { type NatsConnection, connect, headers } from '@nats-io/transport-node'
-import { type JetStreamClient, type JetStreamManager, JetStreamApiError, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { type JetStreamClient, type JetStreamManager, JetStreamApiError, type MsgRequest, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { type ObjectStore, Objm } from '@nats-io/obj'
 
 import { PersistError, invalid, translate } from '../errors'
@@ -116,9 +116,23 @@ export function snapshots(remote: Remote): Promise<ObjectStore> {
 }
 
 /** The last message on `subject`, or `null` if it has none. */
-export async function lastMessage(remote: Remote, subject: string): Promise<StoredMsg | null> {
+export function lastMessage(remote: Remote, subject: string): Promise<StoredMsg | null> {
+  return stored(remote, { last_by_subj: subject })
+}
+
+/**
+ * The first message on `subject` at or after stream sequence `seq`, or `null` if there is none:
+ * one request, so a read of the stream always settles (a timeout is an error), unlike a
+ * consumer that waits for messages.
+ */
+export function nextMessage(remote: Remote, subject: string, seq: number): Promise<StoredMsg | null> {
+  // The server's message-get takes `next_by_subj` (2.10+); the client's type lists it only for direct gets.
+  return stored(remote, { seq, next_by_subj: subject } as unknown as MsgRequest)
+}
+
+async function stored(remote: Remote, query: MsgRequest): Promise<StoredMsg | null> {
   try {
-    return await remote.jsm.streams.getMessage(remote.stream, { last_by_subj: subject })
+    return await remote.jsm.streams.getMessage(remote.stream, query)
   } catch (error) {
     if (error instanceof JetStreamApiError && error.code === NO_MESSAGE) return null
     throw error

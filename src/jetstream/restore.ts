@@ -7,7 +7,7 @@ import * as native from '../../native'
 
 import { PersistError, invalid } from '../errors'
 import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
-import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, lastMessage, lastOf, openRemote, remoteError, remoteOptions, snapshots } from './remote'
+import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, lastMessage, lastOf, nextMessage, openRemote, remoteError, remoteOptions, snapshots } from './remote'
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends RemoteOptions {
@@ -67,19 +67,15 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     const end = await lastMessage(remote, subject)
     let last = from
     if (end && lastOf(end) > from && !(toSequence !== undefined && toSequence <= from)) {
-      const consumer = await remote.js.consumers.get(remote.stream, { filter_subjects: [subject] })
-      const messages = await consumer.consume()
-      try {
-        for await (const message of messages) {
-          if (lastOf(message) > last) {
-            const pushed = await building.push(asBuffer(message.data))
-            last = pushed.last
-            if (pushed.done) break
-          }
-          if (message.seq >= end.seq) break
-        }
-      } finally {
-        messages.stop()
+      // Message by message, each one request: a read that always settles.
+      for (let seq = 1; seq <= end.seq; ) {
+        const message = await nextMessage(remote, subject, seq)
+        if (!message) break
+        seq = message.seq + 1
+        if (lastOf(message) <= last) continue
+        const pushed = await building.push(asBuffer(message.data))
+        last = pushed.last
+        if (pushed.done) break
       }
     }
     if (toSequence !== undefined && last < toSequence) {

@@ -91,8 +91,10 @@ export class Shipper {
   #wake: () => void = () => undefined
   #waiters: Array<{ sequence: number; resolve: () => void; reject: (e: PersistError) => void }> = []
   #acking: Promise<unknown> | null = null
-  /** Snapshots to upload: sequence to its watermark's HLC (seconds, subseconds), if known. */
-  readonly #pending = new Map<number, [number, number] | null>()
+  /** The live snapshot last uploaded (or found uploaded). */
+  #uploaded = 0
+  /** The HLCs (seconds, subseconds) of the checkpoint watermarks shipped, by sequence, until uploaded past. */
+  readonly #watermarks = new Map<number, [number, number]>()
   #bucket: ObjectStore | null = null
   /** Settled by the first session's claim: whether this shipper may ship at all. */
   #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
@@ -194,8 +196,7 @@ export class Shipper {
     const { claim, start } = await this.#claim()
     this.#firstClaimSettle?.resolve()
     this.#firstClaimSettle = null
-    if (this.#store.snapshotSeq > 0 && !this.#pending.has(this.#store.snapshotSeq)) this.#pending.set(this.#store.snapshotSeq, null)
-    await this.#uploadSnapshots()
+    await this.#uploadSnapshot()
     const follower = await native.NativeFollower.open(this.#store.path, start, true)
     const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
     const subject = dataSubject(this.#remote.prefix, this.nodeId)
@@ -218,7 +219,7 @@ export class Shipper {
             this.#inFlightBytes = 0
           }
           this.#advance(s.last, s.watermarks)
-          if (this.#pending.size > 0) await this.#uploadSnapshots()
+          await this.#uploadSnapshot()
           continue
         }
         if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
@@ -290,7 +291,7 @@ export class Shipper {
   #advance(last: number, watermarks: number[]): void {
     this.#shipped = Math.max(this.#shipped, last)
     for (let i = 0; i + 2 < watermarks.length; i += 3) {
-      this.#pending.set(watermarks[i] ?? 0, [watermarks[i + 1] ?? 0, watermarks[i + 2] ?? 0])
+      this.#watermarks.set(watermarks[i] ?? 0, [watermarks[i + 1] ?? 0, watermarks[i + 2] ?? 0])
     }
     if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
     this.#waiters = this.#waiters.filter((w) => (w.sequence <= this.#shipped ? (w.resolve(), false) : true))
@@ -315,37 +316,31 @@ export class Shipper {
   }
 
   /**
-   * Upload the snapshots of the checkpoints shipped so far (each once; superseded ones dropped).
-   * A failure is reported and retried after the next shipment: entries never wait for it.
+   * Upload the store's live snapshot once the stream holds the entries up to it. Only a live
+   * snapshot goes: its checkpoint committed, unlike a snapshot file left by a checkpoint that
+   * died before its MANIFEST commit. A checkpoint superseded before the shipper reached it is
+   * skipped for the newer one. A failure is reported and retried after the next shipment:
+   * entries never wait for it.
    */
-  async #uploadSnapshots(): Promise<void> {
+  async #uploadSnapshot(): Promise<void> {
+    const live = this.#store.closed ? 0 : this.#store.snapshotSeq
+    if (live <= this.#uploaded || live > this.#shipped) return
     try {
-      await this.#uploadPending()
+      this.#bucket ??= await snapshots(this.#remote)
+      const name = snapshotName(this.nodeId, live)
+      if ((await this.#bucket.info(name)) === null) {
+        const bytes = await native.readSnapshotFile(this.#store.path, live)
+        // Pruned since the look: a newer checkpoint is live, and goes next time.
+        if (bytes === null) return
+        const metadata: Record<string, string> = { node: String(this.nodeId), sequence: String(live) }
+        const hlc = this.#watermarks.get(live)
+        if (hlc) Object.assign(metadata, { hlcSeconds: String(hlc[0]), hlcSubseconds: String(hlc[1]) })
+        await this.#bucket.putBlob({ name, metadata }, bytes)
+      }
+      this.#uploaded = live
+      for (const sequence of this.#watermarks.keys()) if (sequence <= live) this.#watermarks.delete(sequence)
     } catch (error) {
-      this.#onError(remoteError(error, `uploading node ${this.nodeId}'s snapshots`))
-    }
-  }
-
-  async #uploadPending(): Promise<void> {
-    this.#bucket ??= await snapshots(this.#remote)
-    const bucket = this.#bucket
-    for (const [sequence, hlc] of [...this.#pending].sort((a, b) => a[0] - b[0])) {
-      if (sequence > this.#shipped) continue
-      const name = snapshotName(this.nodeId, sequence)
-      if ((await bucket.info(name)) !== null) {
-        this.#pending.delete(sequence)
-        continue
-      }
-      const bytes = await native.readSnapshotFile(this.#store.path, sequence)
-      if (bytes === null) {
-        // Not published yet (the checkpoint is still running), or pruned behind a newer one.
-        if (this.#store.snapshotSeq > sequence) this.#pending.delete(sequence)
-        continue
-      }
-      const metadata: Record<string, string> = { node: String(this.nodeId), sequence: String(sequence) }
-      if (hlc) Object.assign(metadata, { hlcSeconds: String(hlc[0]), hlcSubseconds: String(hlc[1]) })
-      await bucket.putBlob({ name, metadata }, bytes)
-      this.#pending.delete(sequence)
+      this.#onError(remoteError(error, `uploading node ${this.nodeId}'s snapshot ${live}`))
     }
   }
 
