@@ -167,3 +167,107 @@ run('bad options are typed errors', async (t) => {
   t.is(incomplete.code, 'REMOTE_INCOMPLETE')
   await store.close()
 })
+
+/**
+ * Node 5's shipments of a 10-shipment log, re-published into a new stream as a pipelined
+ * shipper may have left them: in another order, some missing. `after` is what such a shipper
+ * would have sent (the last sequence stored without a hole before each), unless `lost` names
+ * shipments the stream dropped after storing them (its limits), which later ones vouch for.
+ */
+let reorderOrigin = null
+async function reordered(t, order, { lost = [] } = {}) {
+  if (!reorderOrigin) {
+    const dir = await tempDir(t)
+    const store = await Store.open(join(dir, 'origin'))
+    // Seven entries committed before each shipper starts: one shipment each.
+    for (let k = 0; k < 10; k++) {
+      for (let i = 0; i < 7; i++) await store.append(Buffer.from(`shipment ${k} entry ${i}`))
+      const shipper = await ship(store, { servers: single.urls, stream: 'ORDER', nodeId: 5, window: 1 })
+      await shipper.shipped(store.lastSequence)
+      await shipper.close()
+    }
+    await store.close()
+    const nc = await connect({ servers: single.urls })
+    const jsm = await jetstreamManager(nc)
+    const shipments = []
+    for (let seq = 1; ; seq++) {
+      const m = await jsm.streams.getMessage('ORDER', { seq }).catch(() => null)
+      if (!m) break
+      if (m.subject === 'selene.ORDER.5') shipments.push(m)
+    }
+    await nc.close()
+    t.is(shipments.length, 10)
+    reorderOrigin = { dir: join(dir, 'origin'), shipments, entries: (await contents(join(dir, 'origin'))).entries }
+  }
+  const { shipments } = reorderOrigin
+  const stream = `ORDER-${order.join('')}-${lost.join('')}`
+  const nc = await connect({ servers: single.urls })
+  const jsm = await jetstreamManager(nc)
+  await jsm.streams.add({ name: stream, subjects: [`selene.${stream}.>`], storage: 'file' })
+  const js = (await import('@nats-io/jetstream')).jetstream(nc)
+  const held = new Set()
+  const lastOf = (k) => Number(shipments[k].header.get('Selene-Last'))
+  const stored = []
+  for (const k of order) {
+    let after = 0
+    for (let j = 0; j < shipments.length && (held.has(j) || lost.includes(j)); j++) after = lastOf(j)
+    const h = (await import('@nats-io/transport-node')).headers()
+    for (const name of ['Selene-Node', 'Selene-First', 'Selene-Last']) h.set(name, shipments[k].header.get(name))
+    // A shipper resending a shipment resumed before it: `after` is below its first sequence.
+    h.set('Selene-After', String(Math.min(after, Number(shipments[k].header.get('Selene-First')) - 1)))
+    stored.push([k, (await js.publish(`selene.${stream}.5`, shipments[k].data, { headers: h })).seq])
+    held.add(k)
+  }
+  for (const [k, seq] of stored) if (lost.includes(k)) await jsm.streams.deleteMessage(stream, seq)
+  await nc.close()
+  return stream
+}
+
+/** Restore and replicate `stream` (node 5): the sequences each ends with, or the error code. */
+async function receive(t, stream) {
+  const dir = await tempDir(t)
+  const restored = await restore({ servers: single.urls, stream, nodeId: 5, dir: join(dir, 'restored') }).then(
+    async () => (await contents(join(dir, 'restored'))).entries,
+    (e) => e.code,
+  )
+  const replica = await Store.open(join(dir, 'replica'))
+  const replicator = await replicate({ servers: single.urls, stream, into: replica })
+  const stopped = replicator.done.then(
+    () => null,
+    (e) => e.code,
+  )
+  // The replicator takes what it can; a hole that never fills leaves the rest held.
+  const settle = async () => {
+    for (let quiet = 0; quiet < 5; ) {
+      const before = replica.lastSequence
+      await new Promise((r) => setTimeout(r, 100))
+      quiet = replica.lastSequence === before ? quiet + 1 : 0
+    }
+  }
+  await Promise.race([stopped, settle()])
+  await replicator.close()
+  const failed = await stopped
+  const replicated = []
+  for await (const e of replica.replay()) replicated.push([e.origin.sourceSeq, e.payload.toString()])
+  await replica.close()
+  const expected = reorderOrigin.entries
+  return {
+    restored: typeof restored === 'string' ? restored : (t.deepEqual(restored, expected.slice(0, restored.length)), restored.length),
+    replicated: failed && failed !== 'CLOSED' ? failed : (t.deepEqual(replicated, expected.slice(0, replicated.length).map((e) => [e.sequence, e.payload])), replicated.length),
+  }
+}
+
+for (const [name, order, lost, restored, replicated] of [
+  ['in order', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [], 70, 70],
+  ['the first two swapped', [1, 0, 2, 3, 4, 5, 6, 7, 8, 9], [], 70, 70],
+  ['one stored after the three that follow it', [0, 2, 3, 4, 1, 5, 6, 7, 8, 9], [], 70, 70],
+  ['two holes filled late, resent ones in between', [0, 3, 2, 1, 3, 5, 4, 6, 9, 8, 7, 9], [], 70, 70],
+  ['one never stored: the log ends before it', [0, 1, 2, 4, 5, 6, 7, 8, 9], [], 21, 21],
+  ['the last one never stored', [0, 1, 2, 3, 4, 5, 6, 7, 8], [], 63, 63],
+  ['one dropped by the stream after later ones vouched for it', [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [3], 'REMOTE_INCOMPLETE', 'REMOTE_INCOMPLETE'],
+]) {
+  run(`shipments out of order: ${name}`, async (t) => {
+    const stream = await reordered(t, order, { lost })
+    t.deepEqual(await receive(t, stream), { restored, replicated })
+  })
+}

@@ -144,19 +144,38 @@ export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
-/** Headers of a shipment message: its node and sequence range. */
-export function shipmentHeaders(node: number, first: number, last: number): ReturnType<typeof headers> {
+/**
+ * A shipment message's range, in its headers: the node, its first and last sequence, and
+ * `after`, the node's last sequence the stream held, without a hole, when it was published
+ * (every entry up to `after` is stored before this message). Receivers order shipments by
+ * these; the engine verifies the frames themselves.
+ */
+export interface Range {
+  node: number
+  first: number
+  last: number
+  after: number
+}
+
+const RANGE_HEADERS = { node: 'Selene-Node', first: 'Selene-First', last: 'Selene-Last', after: 'Selene-After' } as const
+
+/** Headers of a shipment message: its range. */
+export function shipmentHeaders(range: Range): ReturnType<typeof headers> {
   const h = headers()
-  h.set('Selene-Node', String(node))
-  h.set('Selene-First', String(first))
-  h.set('Selene-Last', String(last))
+  for (const [key, name] of Object.entries(RANGE_HEADERS)) h.set(name, String(range[key as keyof Range]))
   return h
 }
 
-/** The last sequence a shipment message carries (from its header), stored or delivered. */
-export function lastOf(message: StoredMsg | { headers?: { get(k: string): string } | undefined }): number {
+/** A shipment message's range, stored or delivered; `null` when its headers do not name one. */
+export function rangeOf(message: StoredMsg | { headers?: { get(k: string): string } | undefined }): Range | null {
   const h = 'header' in message ? message.header : message.headers
-  return Number(h?.get('Selene-Last') ?? 0)
+  const read = (name: string): number => {
+    const text = h?.get(name) ?? ''
+    return /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN
+  }
+  const range = { node: read(RANGE_HEADERS.node), first: read(RANGE_HEADERS.first), last: read(RANGE_HEADERS.last), after: read(RANGE_HEADERS.after) }
+  const whole = Object.values(range).every(Number.isSafeInteger) && range.after < range.first && range.first <= range.last
+  return whole ? range : null
 }
 
 /** A NATS failure as a typed error: a fencing refusal is REMOTE_FENCED, anything else REMOTE_UNAVAILABLE. */

@@ -7,8 +7,10 @@
  * fdatasynced), together with its own last sequence then (the anchor). On start it reads its
  * log on from the anchor, where a crash may have left entries applied but not yet recorded,
  * and takes their origins into account. A shipment's entries at or below a node's position
- * are skipped (a shipper that restarted may resend them); a shipment that starts past the next
- * sequence of a node already applied is `REMOTE_INCOMPLETE` (entries are missing).
+ * are skipped (a shipper that restarted may resend them); shipments stored out of order are
+ * held until the hole fills (`order.ts`), and the recorded stream position stays before the
+ * first one held, so a restart reads it again; entries gone from the stream are
+ * `REMOTE_INCOMPLETE`.
  */
 import * as native from '../../native'
 
@@ -17,7 +19,8 @@ import { PersistError, invalid } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { JsMsg } from '@nats-io/jetstream'
-import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, openRemote, remoteError, remoteOptions } from './remote'
+import { InOrder } from './order'
+import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, openRemote, rangeOf, remoteError, remoteOptions } from './remote'
 
 /** Options of {@link replicate}. */
 export interface ReplicateOptions extends RemoteOptions {
@@ -41,6 +44,7 @@ export class Replicator {
   readonly #only: Set<number> | null
   readonly #onError: (error: PersistError) => void
   readonly #positions: Map<number, number>
+  readonly #orders = new Map<number, InOrder<{ received: native.NativeReceived; seq: number }>>()
   #streamSeq: number
   #closing = false
   #stop: () => void = () => undefined
@@ -124,28 +128,20 @@ export class Replicator {
   async #apply(message: JsMsg): Promise<void> {
     const received = await native.decodeShipment(asBuffer(message.data))
     const node = received.node
-    if (message.subject !== dataSubject(this.#remote.prefix, node)) {
-      this.#onError(new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${message.subject} carries node ${node}'s entries: skipped`))
+    const range = rangeOf(message)
+    if (message.subject !== dataSubject(this.#remote.prefix, node) || range?.node !== node || range.first !== received.first || range.last !== received.last) {
+      this.#onError(new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${message.subject} is not a shipment of node ${node} as its headers say: skipped`))
     } else if (this.#only === null || this.#only.has(node)) {
-      const have = this.#positions.get(node) ?? 0
-      if (received.last > have) {
-        if (have > 0 && received.first > have + 1) {
-          throw new PersistError('REMOTE_INCOMPLETE', `node ${node}'s entries ${have + 1} to ${received.first - 1} are missing from stream ${this.#remote.stream}`)
-        }
-        const batch = new EntryBatch(received.chunk)
-        const appends: Array<Promise<number>> = []
-        for (let i = 0; i < batch.length; i++) {
-          const sequence = batch.sequence(i)
-          if (sequence <= have || batch.watermark(i)) continue
-          const principal = batch.principal(i)
-          appends.push(this.#store.append(batch.payload(i), { origin: { kind: 'replicated', sourceNodeId: node, sourceSeq: sequence }, hlc: batch.hlc(i), ...(principal ? { principal } : {}) }))
-        }
-        await Promise.all(appends)
-        await this.#store.flush()
-        this.#positions.set(node, received.last)
+      let order = this.#orders.get(node)
+      if (!order) {
+        order = new InOrder(this.#positions.get(node) ?? null, `stream ${this.#remote.stream}`)
+        this.#orders.set(node, order)
       }
+      for (const ready of order.offer({ ...range, item: { received, seq: message.seq } })) await this.#append(ready.item.received)
     }
-    this.#streamSeq = message.seq
+    // A restart reads on from the first message still held for a hole.
+    const held = Math.min(...[...this.#orders.values()].flatMap((o) => o.held.map((h) => h.item.seq)))
+    this.#streamSeq = Number.isFinite(held) ? held - 1 : message.seq
     await native.writeReplicaPositions(this.#store.path, this.#name, {
       anchor: this.#store.lastSequence,
       streamSeq: this.#streamSeq,
@@ -153,6 +149,23 @@ export class Replicator {
       sequences: [...this.#positions.values()],
     })
     this.#waiters = this.#waiters.filter((w) => ((this.#positions.get(w.node) ?? 0) >= w.sequence ? (w.resolve(), false) : true))
+  }
+
+  /** Append a shipment's entries past the node's position, durably, and move the position. */
+  async #append(received: native.NativeReceived): Promise<void> {
+    const node = received.node
+    const have = this.#positions.get(node) ?? 0
+    const batch = new EntryBatch(received.chunk)
+    const appends: Array<Promise<number>> = []
+    for (let i = 0; i < batch.length; i++) {
+      const sequence = batch.sequence(i)
+      if (sequence <= have || batch.watermark(i)) continue
+      const principal = batch.principal(i)
+      appends.push(this.#store.append(batch.payload(i), { origin: { kind: 'replicated', sourceNodeId: node, sourceSeq: sequence }, hlc: batch.hlc(i), ...(principal ? { principal } : {}) }))
+    }
+    await Promise.all(appends)
+    await this.#store.flush()
+    this.#positions.set(node, Math.max(have, received.last))
   }
 
   #end(reason: PersistError): void {

@@ -7,7 +7,10 @@ import * as native from '../../native'
 
 import { PersistError, invalid } from '../errors'
 import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
-import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, lastMessage, lastOf, nextMessage, openRemote, remoteError, remoteOptions, snapshots } from './remote'
+import type { StoredMsg } from '@nats-io/jetstream'
+
+import { InOrder } from './order'
+import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, lastMessage, nextMessage, openRemote, rangeOf, remoteError, remoteOptions, snapshots } from './remote'
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends RemoteOptions {
@@ -66,16 +69,24 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     const subject = dataSubject(remote.prefix, node)
     const end = await lastMessage(remote, subject)
     let last = from
-    if (end && lastOf(end) > from && !(toSequence !== undefined && toSequence <= from)) {
-      // Message by message, each one request: a read that always settles.
-      for (let seq = 1; seq <= end.seq; ) {
+    if (end && !(toSequence !== undefined && toSequence <= from)) {
+      const order = new InOrder<StoredMsg>(from, `stream ${remote.stream}`)
+      // Message by message, each one request: a read that always settles. A shipment held for
+      // a hole at the end may wait for a retry stored since the look, so the read goes on
+      // while one is held; one that never comes was not acknowledged, and the log ends before.
+      let done = false
+      for (let seq = 1; !done && (seq <= end.seq || order.held.length > 0); ) {
         const message = await nextMessage(remote, subject, seq)
         if (!message) break
         seq = message.seq + 1
-        if (lastOf(message) <= last) continue
-        const pushed = await building.push(asBuffer(message.data))
-        last = pushed.last
-        if (pushed.done) break
+        const range = rangeOf(message)
+        if (!range || range.node !== node) throw new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${subject} is not a shipment of node ${node}`)
+        for (const ready of order.offer({ ...range, item: message })) {
+          const pushed = await building.push(asBuffer(ready.item.data))
+          last = pushed.last
+          done = pushed.done
+          if (done) break
+        }
       }
     }
     if (toSequence !== undefined && last < toSequence) {

@@ -1,15 +1,19 @@
 /**
  * Shipping: a store's committed log, followed from a durable consumer cursor and published to a
- * JetStream stream, one shipment (the engine's own frames, up to 1 MiB) per message.
+ * JetStream stream, one shipment (the engine's own frames, up to 1 MiB) per message, several
+ * in flight.
  *
- * Exactly-once into the stream, and no gap, rest on four rules:
+ * Exactly-once into the stream, and no gap, rest on five rules:
  * - only fdatasynced entries are shipped, so a crash of the origin never takes back an entry
  *   the stream holds;
  * - each message's `Nats-Msg-Id` is `<node>:<first>-<last>`, so a retried publish is absorbed;
  *   a restart may cut other boundaries, and receivers skip sequences they already have;
+ * - with several publishes in flight, a failed one may be stored after later ones (or not at
+ *   all, until retried): each shipment names `after`, the last sequence acknowledged without
+ *   a hole when it was sent, and receivers put shipments back in order with it (`order.ts`);
  * - the cursor (`jetstream-<stream>-<node>`, a durable consumer of the store) advances only
- *   after the PubAck, and a restart resumes after the larger of the cursor and the last
- *   sequence the stream already holds for the node;
+ *   over acknowledged shipments without a hole, and a restart resumes after the larger of the
+ *   cursor and the `after` of the node's last shipment in the stream;
  * - fencing: a shipper first verifies that the node's last shipped frame is byte for byte the
  *   store's own frame at that sequence (else the stream holds another log under this node id:
  *   `REMOTE_FENCED`), then claims the node with a conditional publish to `<prefix>.<node>.claim`,
@@ -35,8 +39,8 @@ import {
   claimSubject,
   dataSubject,
   lastMessage,
-  lastOf,
   openRemote,
+  rangeOf,
   remoteError,
   remoteOptions,
   shipmentHeaders,
@@ -48,6 +52,8 @@ import {
 export interface ShipOptions extends RemoteOptions {
   /** This store's node id (0 to 2^53 - 1): one shipper per node id, ever. */
   nodeId: number
+  /** Shipments (up to 1 MiB each) published and not yet acknowledged, at most (1 to 64, default 8). */
+  window?: number
   /** Replicas of the stream and the snapshot bucket, when `ship` creates them (default 1). */
   replicas?: number
   /** Told of each transient failure; shipping retries with backoff (default: ignored). */
@@ -72,6 +78,17 @@ const HEADROOM = 16 << 10
 const MAX_FRAMES = 10_000
 const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000]
 const IDLE_POLL_MS = 1000
+/** Shipments in flight by default: 8 MiB at most, enough to keep a slow-syncing stream busy. */
+const WINDOW = 8
+
+/** A published shipment awaiting its acknowledgement. */
+interface InFlight {
+  last: number
+  bytes: number
+  watermarks: number[]
+  state: 'sent' | 'acked' | 'failed'
+  ack: Promise<void>
+}
 
 /** Ships a store's log to a JetStream stream until closed (see the module documentation). */
 export class Shipper {
@@ -96,12 +113,15 @@ export class Shipper {
   /** The HLCs (seconds, subseconds) of the checkpoint watermarks shipped, by sequence, until uploaded past. */
   readonly #watermarks = new Map<number, [number, number]>()
   #bucket: ObjectStore | null = null
+  #uploading: Promise<void> | null = null
+  readonly #window: number
   /** Settled by the first session's claim: whether this shipper may ship at all. */
   #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
   readonly #firstClaim = new Promise<void>((resolve, reject) => (this.#firstClaimSettle = { resolve, reject }))
 
-  private constructor(store: Store, remote: Remote, consumer: Consumer, nodeId: number, onError: (error: PersistError) => void) {
+  private constructor(store: Store, remote: Remote, consumer: Consumer, nodeId: number, window: number, onError: (error: PersistError) => void) {
     this.#store = store
+    this.#window = window
     this.#remote = remote
     this.#consumer = consumer
     this.nodeId = nodeId
@@ -117,6 +137,7 @@ export class Shipper {
     const given = checkObject('options', options)
     const nodeId = checkNode(given.nodeId)
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
+    const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, 64)
     if (given.onError !== undefined && typeof given.onError !== 'function') throw invalid('onError must be a function')
     // Two shippers of one store (only this process can hold it) would take turns fencing each other.
     const key = `${store.path}\0${checked.stream}\0${checked.prefix}\0${nodeId}`
@@ -130,7 +151,7 @@ export class Shipper {
       ACTIVE.delete(key)
       throw error
     }
-    const shipper = new Shipper(store, remote, consumer, nodeId, (given.onError as ShipOptions['onError']) ?? (() => undefined))
+    const shipper = new Shipper(store, remote, consumer, nodeId, window, (given.onError as ShipOptions['onError']) ?? (() => undefined))
     void shipper.done.finally(() => ACTIVE.delete(key)).catch(() => undefined)
     // The first session's claim decides whether this shipper may ship at all.
     await shipper.#firstClaim
@@ -179,7 +200,7 @@ export class Shipper {
         }
       }
       // An acknowledgement that finishes may start one for a later sequence: wait for the last.
-      while (this.#acking) await this.#acking
+      while (this.#acking || this.#uploading) await (this.#acking ?? this.#uploading)
       this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
     } catch (error) {
       const failure = error instanceof PersistError ? error : remoteError(error, `shipping node ${this.nodeId}`)
@@ -191,48 +212,82 @@ export class Shipper {
     }
   }
 
-  /** One connected run: claim the node, then ship until closed or a publish fails. */
+  /**
+   * One connected run: claim the node, then ship until closed or a publish fails. Up to
+   * `window` shipments are in flight; the stream acknowledges them in any order, and the
+   * shipper advances over the acknowledged ones without a hole only. A failed publish ends the
+   * run once the others in flight have settled; the next run resumes after the last sequence
+   * acknowledged without a hole, resending what may already be stored (receivers skip it).
+   */
   async #session(): Promise<void> {
     const { claim, start } = await this.#claim()
     this.#firstClaimSettle?.resolve()
     this.#firstClaimSettle = null
-    await this.#uploadSnapshot()
+    this.#uploadSnapshot()
     const follower = await native.NativeFollower.open(this.#store.path, start, true)
     const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
     const subject = dataSubject(this.#remote.prefix, this.nodeId)
     const expect = { lastSubjectSequence: claim, lastSubjectSequenceSubject: claimSubject(this.#remote.prefix, this.nodeId) }
+    const inFlight: InFlight[] = []
+    let failure: unknown = null
+    let settled: () => void = () => undefined
+    /** Retire the acknowledged shipments at the head of the queue. */
+    const retire = (): void => {
+      while (inFlight[0]?.state === 'acked') {
+        const done = inFlight.shift() as InFlight
+        this.#inFlightBytes -= done.bytes
+        this.#advance(done.last, done.watermarks)
+      }
+    }
     try {
-      while (!this.#closing) {
-        const changed = this.#store.closed ? null : this.#store.nextChange()
-        const s = await follower.nextShipment(this.nodeId, MAX_FRAMES, maxBytes)
-        if (s) {
-          if (s.data.length > maxBytes + HEADROOM) {
-            throw new PersistError('PAYLOAD_TOO_LARGE', `entry ${s.first} does not fit in one message of this server (max_payload): it cannot be shipped`)
+      while (!this.#closing && failure === null) {
+        const wake = new Promise<void>((resolve) => (settled = resolve))
+        retire()
+        if (inFlight.length < this.#window) {
+          const changed = this.#store.closed ? null : this.#store.nextChange()
+          const s = await follower.nextShipment(this.nodeId, MAX_FRAMES, maxBytes)
+          if (s) {
+            if (s.data.length > maxBytes + HEADROOM) {
+              throw new PersistError('PAYLOAD_TOO_LARGE', `entry ${s.first} does not fit in one message of this server (max_payload): it cannot be shipped`)
+            }
+            const range = { node: this.nodeId, first: s.first, last: s.last, after: this.#shipped }
+            const shipment: InFlight = { last: s.last, bytes: s.data.length, watermarks: s.watermarks, state: 'sent', ack: Promise.resolve() }
+            shipment.ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect, headers: shipmentHeaders(range), timeout: 10_000 }).then(
+              () => {
+                shipment.state = 'acked'
+                settled()
+              },
+              (error: unknown) => {
+                shipment.state = 'failed'
+                failure ??= error
+                settled()
+              },
+            )
+            inFlight.push(shipment)
+            this.#inFlightBytes += shipment.bytes
+            continue
           }
-          // One shipment at a time: with several in flight, a stream leader change can store
-          // shipment k + 1 and lose shipment k (the kill -9 cluster rounds found this), a hole
-          // a restart would skip past. Up to 1 MiB of frames moves in each round trip.
-          this.#inFlightBytes = s.data.length
-          try {
-            await this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect, headers: shipmentHeaders(this.nodeId, s.first, s.last), timeout: 10_000 })
-          } finally {
-            this.#inFlightBytes = 0
-          }
-          this.#advance(s.last, s.watermarks)
-          await this.#uploadSnapshot()
-          continue
+          if (inFlight.length === 0 && this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
+          await Promise.race([wake, changed ?? wake, this.#sleep(IDLE_POLL_MS)])
+        } else {
+          await Promise.race([wake, this.#sleep(IDLE_POLL_MS)])
         }
-        if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
-        await Promise.race([changed ?? new Promise<void>(() => undefined), this.#sleep(IDLE_POLL_MS)])
       }
     } finally {
+      // Whatever ends the run, the publishes in flight settle first (each has a timeout), so
+      // an acknowledged shipment is never sent again by this shipper's next run for nothing.
+      await Promise.all(inFlight.map((f) => f.ack))
+      retire()
+      this.#inFlightBytes = 0
       follower.close()
     }
+    if (failure !== null) throw failure
   }
 
   /**
    * Verify that the node's shipments in the stream are this store's log, claim the node, and
-   * say where to resume: after the larger of the cursor and what the stream already holds.
+   * say where to resume: after the larger of the cursor and the `after` of the node's last
+   * shipment (the stream holds every entry up to there; past it, a shipment may be missing).
    */
   async #claim(): Promise<{ claim: number; start: number }> {
     const { js, prefix } = this.#remote
@@ -241,7 +296,7 @@ export class Shipper {
     const lastClaim = await lastMessage(this.#remote, claims)
     const before = await lastMessage(this.#remote, data)
     if (before) await this.#verify(before.data)
-    const body = JSON.stringify({ node: this.nodeId, host: hostname(), pid: process.pid, after: before ? lastOf(before) : 0 })
+    const body = JSON.stringify({ node: this.nodeId, host: hostname(), pid: process.pid, after: before ? (rangeOf(before)?.after ?? 0) : 0 })
     let claim: number
     try {
       claim = (await js.publish(claims, body, { expect: { lastSubjectSequence: lastClaim?.seq ?? 0 } })).seq
@@ -251,7 +306,7 @@ export class Shipper {
     // A shipment of the previous shipper may have landed between the look and the claim.
     const after = await lastMessage(this.#remote, data)
     if (after && after.seq !== before?.seq) await this.#verify(after.data)
-    const held = after ? lastOf(after) : 0
+    const held = after ? (rangeOf(after)?.after ?? 0) : 0
     if (held > this.#shipped) {
       this.#shipped = held
       this.#scheduleAck()
@@ -296,6 +351,7 @@ export class Shipper {
     if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
     this.#waiters = this.#waiters.filter((w) => (w.sequence <= this.#shipped ? (w.resolve(), false) : true))
     this.#scheduleAck()
+    this.#uploadSnapshot()
   }
 
   /** Move the durable cursor to what the stream acknowledged: one write at a time, the latest. */
@@ -319,12 +375,20 @@ export class Shipper {
    * Upload the store's live snapshot once the stream holds the entries up to it. Only a live
    * snapshot goes: its checkpoint committed, unlike a snapshot file left by a checkpoint that
    * died before its MANIFEST commit. A checkpoint superseded before the shipper reached it is
-   * skipped for the newer one. A failure is reported and retried after the next shipment:
-   * entries never wait for it.
+   * skipped for the newer one. One upload runs at a time, beside the shipments: entries never
+   * wait for it. A failure is reported and retried after the next shipment.
    */
-  async #uploadSnapshot(): Promise<void> {
+  #uploadSnapshot(): void {
     const live = this.#store.closed ? 0 : this.#store.snapshotSeq
-    if (live <= this.#uploaded || live > this.#shipped) return
+    if (this.#uploading || live <= this.#uploaded || live > this.#shipped) return
+    this.#uploading = this.#upload(live).finally(() => {
+      this.#uploading = null
+      // A newer checkpoint may have gone live meanwhile; a failure waits for the next shipment.
+      if (this.#uploaded >= live) this.#uploadSnapshot()
+    })
+  }
+
+  async #upload(live: number): Promise<void> {
     try {
       this.#bucket ??= await snapshots(this.#remote)
       const name = snapshotName(this.nodeId, live)
@@ -351,7 +415,9 @@ export class Shipper {
     this.#waiters = []
   }
 
+  /** Wait `ms`, or until `close()`: closing wakes a sleep begun after it too. */
   #sleep(ms: number): Promise<void> {
+    if (this.#closing) return Promise.resolve()
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms)
       this.#wake = () => {
