@@ -1,14 +1,16 @@
 // Shipping, replication and restore through a real nats-server process (2.10 or newer, on
 // 127.0.0.1, `sync_interval: always`); the cluster cases are in jetstream-cluster.spec.mjs.
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
 import { connect } from '@nats-io/transport-node'
 import { jetstreamManager } from '@nats-io/jetstream'
 
-import { PersistError, Store } from 'selene-persist'
+import { PersistError, Store, WalReader } from 'selene-persist'
 import { replicate, restore, ship } from 'selene-persist/jetstream'
 
+import { runUntilKilled } from './fixtures/kill.mjs'
 import { contents, tempDir } from './helpers.mjs'
 import { natsServer, startNats } from './nats.mjs'
 
@@ -271,3 +273,42 @@ for (const [name, order, lost, restored, replicated] of [
     t.deepEqual(await receive(t, stream), { restored, replicated })
   })
 }
+
+run('a replica killed -9 at random moments (20 rounds) ends with every entry of two sources, once, in order', async (t) => {
+  const dir = await tempDir(t)
+  const child = fileURLToPath(new URL('./fixtures/replicate-child.mjs', import.meta.url))
+  const sources = await Promise.all([1, 2].map((n) => Store.open(join(dir, `source-${n}`))))
+  const shippers = await Promise.all(sources.map((s, i) => ship(s, { servers: single.urls, stream: 'KILLREPL', nodeId: i + 1 })))
+  // The sources append all along, in batches, while the replica is killed and restarted: it
+  // is mostly busy applying, so the kills land between an entry's append and its position.
+  let appending = true
+  const feed = Promise.all(
+    sources.map(async (s, n) => {
+      while (appending) {
+        await Promise.all(Array.from({ length: 200 }, () => s.append(Buffer.from(`node ${n + 1} payload`))))
+        await new Promise((r) => setTimeout(r, 3))
+      }
+    }),
+  )
+  let acknowledged = 0
+  for (let round = 0; round < 20; round++) {
+    const acked = await runUntilKilled(child, [join(dir, 'replica'), single.urls.join(','), 'KILLREPL'], 1 + (round % 5) * 3, Math.floor(Math.random() * 60))
+    t.true(acked >= acknowledged, `round ${round}: the replica went back`)
+    acknowledged = acked
+  }
+  appending = false
+  await feed
+  await Promise.all(shippers.map((s, i) => s.shipped(sources[i].lastSequence)))
+  const replica = await Store.open(join(dir, 'replica'))
+  const replicator = await replicate({ servers: single.urls, stream: 'KILLREPL', into: replica })
+  await Promise.all(sources.map((s, i) => replicator.applied(i + 1, s.lastSequence)))
+  await replicator.close()
+  await replica.close()
+  // The log itself, not replay (which would hide an entry appended twice).
+  const seen = { 1: [], 2: [] }
+  for await (const e of (await WalReader.open(join(dir, 'replica', 'wal.log'))).entries()) seen[e.origin.sourceNodeId].push(e.origin.sourceSeq)
+  for (const n of [1, 2]) t.deepEqual(seen[n], Array.from({ length: sources[n - 1].lastSequence }, (_, i) => i + 1), `node ${n}: every entry once, in order`)
+  t.true(acknowledged > 0)
+  await Promise.all(shippers.map((s) => s.close()))
+  await Promise.all(sources.map((s) => s.close()))
+})
