@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The selene-persist command line: inspect, verify, dump, tail, backup, salvage, demo, bench. */
+/** The selene-persist command line: inspect, verify, dump, tail, backup, salvage, ship, replicate, restore, demo, bench. */
 import { PersistError } from './index'
 import { UsageError } from './src/cli/args'
 import { BACKUP_USAGE, backupCommand } from './src/cli/backup'
@@ -7,6 +7,7 @@ import { BENCH_USAGE, benchCommand } from './src/cli/bench'
 import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
 import { DUMP_USAGE, dumpCommand } from './src/cli/dump'
 import { INSPECT_USAGE, VERIFY_USAGE, inspectCommand, verifyCommand } from './src/cli/examine'
+import { REPLICATE_USAGE, RESTORE_USAGE, SHIP_USAGE, replicateCommand, restoreCommand, shipCommand } from './src/cli/remote'
 import { SALVAGE_USAGE, salvageCommand } from './src/cli/salvage'
 import { TAIL_USAGE, tailCommand } from './src/cli/tail'
 
@@ -19,6 +20,9 @@ Commands:
   tail <dir|wal> [-f]  print entries as they are appended, like tail -f; --consumer NAME
   backup <dir> <dest>  a consistent copy of a store while its writer runs
   salvage <wal> <out>  every entry that verifies, copied past damage into a new WAL
+  ship <dir>           ship a store's log to a NATS JetStream stream (--server, --stream, --node)
+  replicate <dir>      append a JetStream stream's shipments into a store, each entry once
+  restore <dir>        a new store from a node's snapshot and shipments in JetStream
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help                 show this text
@@ -31,6 +35,9 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   tail: { run: tailCommand, usage: TAIL_USAGE },
   backup: { run: backupCommand, usage: BACKUP_USAGE },
   salvage: { run: salvageCommand, usage: SALVAGE_USAGE },
+  ship: { run: shipCommand, usage: SHIP_USAGE },
+  replicate: { run: replicateCommand, usage: REPLICATE_USAGE },
+  restore: { run: restoreCommand, usage: RESTORE_USAGE },
   demo: { run: demoCommand, usage: DEMO_USAGE },
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }

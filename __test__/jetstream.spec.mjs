@@ -1,5 +1,6 @@
 // Shipping, replication and restore through a real nats-server process (2.10 or newer, on
 // 127.0.0.1, `sync_interval: always`); the cluster cases are in jetstream-cluster.spec.mjs.
+import { execFile, spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -311,4 +312,84 @@ run('a replica killed -9 at random moments (20 rounds) ends with every entry of 
   t.true(acknowledged > 0)
   await Promise.all(shippers.map((s) => s.close()))
   await Promise.all(sources.map((s) => s.close()))
+})
+
+const CLI = fileURLToPath(new URL('../cli.js', import.meta.url))
+/** Run the CLI: its exit code, stdout and stderr. */
+function cli(...args) {
+  return new Promise((resolve) => execFile(process.execPath, [CLI, ...args], (error, stdout, stderr) => resolve({ code: error ? error.code : 0, stdout, stderr })))
+}
+const lastLine = (text) => JSON.parse(text.trim().split('\n').at(-1))
+
+run('the CLI ships, replicates and restores, with --json, --help and exit codes', async (t) => {
+  const dir = await tempDir(t)
+  const origin = join(dir, 'origin')
+  const store = await Store.open(origin)
+  for (let i = 0; i < 300; i++) await store.append(Buffer.from(`cli ${i}`), { principal: Buffer.from('cli') })
+  await store.checkpoint({ state: Buffer.from('at 300') })
+  for (let i = 300; i < 400; i++) await store.append(Buffer.from(`cli ${i}`))
+  await store.close()
+  const remote = ['--server', single.urls.join(','), '--stream', 'CLI']
+
+  const shipped = await cli('ship', origin, ...remote, '--node', '8', '--once', '--json')
+  t.is(shipped.code, 0, shipped.stderr)
+  t.like(lastLine(shipped.stdout), { event: 'done', shipped: 401, lastSequence: 401 })
+  // Another store under node 8 is refused: exit 1, the code on stderr.
+  const other = join(dir, 'other')
+  const foreign = await Store.open(other)
+  await foreign.append(Buffer.from('not the same log'))
+  await foreign.close()
+  const fenced = await cli('ship', other, ...remote, '--node', '8', '--once')
+  t.is(fenced.code, 1)
+  t.regex(fenced.stderr, /\[REMOTE_FENCED\]/)
+
+  const replicated = await cli('replicate', join(dir, 'replica'), ...remote, '--once', '--json')
+  t.is(replicated.code, 0, replicated.stderr)
+  // The shipper started after the checkpoint: the stream holds the entries after it (302 to
+  // 401), the snapshot bucket what came before.
+  t.like(lastLine(replicated.stdout), { event: 'done', positions: { 8: 401 }, lastSequence: 100 })
+
+  const restored = await cli('restore', join(dir, 'restored'), ...remote, '--node', '8', '--json')
+  t.is(restored.code, 0, restored.stderr)
+  t.deepEqual(lastLine(restored.stdout), { dir: join(dir, 'restored'), snapshotSeq: 301, lastSequence: 401 })
+  t.deepEqual(await contents(join(dir, 'restored')), await contents(origin))
+  const partial = await cli('restore', join(dir, 'partial'), ...remote, '--node', '8', '--to-sequence', '350')
+  t.is(partial.code, 0, partial.stderr)
+  t.regex(partial.stdout, /snapshot 301, entries up to sequence 350/)
+  // Before the snapshot, and past the end: not in the stream.
+  for (const to of ['20', '5000']) {
+    const missing = await cli('restore', join(dir, `to-${to}`), ...remote, '--node', '8', '--to-sequence', to)
+    t.is(missing.code, 1)
+    t.regex(missing.stderr, /\[REMOTE_INCOMPLETE\]/)
+  }
+
+  for (const command of ['ship', 'replicate', 'restore']) {
+    const help = await cli(command, '--help')
+    t.is(help.code, 0)
+    t.regex(help.stdout, new RegExp(`^Usage: selene-persist ${command} <dir>`))
+    const usage = await cli(command, dir, '--stream', 'CLI')
+    t.is(usage.code, 2)
+    t.regex(usage.stderr, /--server is required/)
+  }
+  t.is((await cli('ship', join(dir, 'nothing-here'), ...remote, '--node', '8')).code, 1)
+})
+
+run('the CLI ships until SIGTERM, then exits 0 with its cursor recorded', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let i = 0; i < 50; i++) await store.append(Buffer.from(`term ${i}`))
+  await store.close()
+  const child = spawn(process.execPath, [CLI, 'ship', dir, '--server', single.urls[0], '--stream', 'TERM', '--node', '2', '--json'])
+  let out = ''
+  child.stdout.on('data', (chunk) => {
+    out += chunk
+    // The first progress line comes after a second: by then the 50 entries are shipped.
+    if (out.includes('"progress"') && !child.killed) child.kill('SIGTERM')
+  })
+  const code = await new Promise((resolve) => child.on('exit', resolve))
+  t.is(code, 0)
+  t.like(lastLine(out), { event: 'done', shipped: 50 })
+  const reopened = await Store.open(dir)
+  t.deepEqual((await reopened.consumers()).map((c) => [c.name, c.position]), [['jetstream-TERM-2', 50]])
+  await reopened.close()
 })

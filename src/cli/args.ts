@@ -50,11 +50,14 @@ export function bytes(n: number): string {
 /** A progress bar on stderr, drawn only when stderr is a terminal. */
 export class ProgressBar {
   readonly #label: string
+  readonly #unit: (n: number) => string
   readonly #tty = process.stderr.isTTY === true
   #drawn = false
 
-  constructor(label: string) {
+  /** `unit` shows the amounts (default: bytes). */
+  constructor(label: string, unit: (n: number) => string = bytes) {
     this.#label = label
+    this.#unit = unit
   }
 
   update(done: number, total: number): void {
@@ -62,7 +65,14 @@ export class ProgressBar {
     const width = 30
     const filled = Math.min(width, Math.round((done / total) * width))
     const percent = Math.min(100, Math.floor((done / total) * 100))
-    process.stderr.write(`\r${this.#label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${percent}% ${bytes(done)} / ${bytes(total)}`)
+    process.stderr.write(`\r${this.#label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${percent}% ${this.#unit(done)} / ${this.#unit(total)}`)
+    this.#drawn = true
+  }
+
+  /** A line of status instead of a bar (a command that runs until stopped). */
+  status(text: string): void {
+    if (!this.#tty) return
+    process.stderr.write(`\r\x1b[K${this.#label} ${text}`)
     this.#drawn = true
   }
 

@@ -50,6 +50,8 @@ export class Replicator {
   #stop: () => void = () => undefined
   #waiters: Array<{ node: number; sequence: number; resolve: () => void; reject: (e: PersistError) => void }> = []
   #stopped: PersistError | null = null
+  #atEnd = false
+  #atEndWaiters: Array<{ resolve: () => void; reject: (e: PersistError) => void }> = []
 
   private constructor(store: Store, remote: Remote, name: string, only: Set<number> | null, onError: (e: PersistError) => void, positions: Map<number, number>, streamSeq: number) {
     this.#store = store
@@ -95,6 +97,22 @@ export class Replicator {
     return new Promise((resolve, reject) => this.#waiters.push({ node: n, sequence: s, resolve, reject }))
   }
 
+  /**
+   * Resolves the next time every message the stream holds has been read and applied (at once
+   * when that is so now); shipments held for a hole (see `order.ts`) wait on.
+   */
+  caughtUp(): Promise<void> {
+    if (this.#atEnd) return Promise.resolve()
+    if (this.#stopped) return Promise.reject(this.#stopped)
+    return new Promise((resolve, reject) => this.#atEndWaiters.push({ resolve, reject }))
+  }
+
+  #reachedEnd(): void {
+    this.#atEnd = true
+    for (const w of this.#atEndWaiters) w.resolve()
+    this.#atEndWaiters = []
+  }
+
   /** Stop after the shipment being applied; release the connection. */
   async close(): Promise<void> {
     this.#closing = true
@@ -111,8 +129,11 @@ export class Replicator {
       const messages = await consumer.consume()
       this.#stop = () => void messages.stop()
       if (this.#closing) messages.stop()
+      if ((await consumer.info(true)).num_pending === 0) this.#reachedEnd()
       for await (const message of messages) {
+        this.#atEnd = false
         await this.#apply(message)
+        if (message.info.pending === 0) this.#reachedEnd()
         if (this.#closing) break
       }
       this.#end(new PersistError('CLOSED', 'the replicator is closed'))
@@ -171,8 +192,9 @@ export class Replicator {
   #end(reason: PersistError): void {
     if (this.#stopped) return
     this.#stopped = reason
-    for (const w of this.#waiters) w.reject(reason)
+    for (const w of [...this.#waiters, ...this.#atEndWaiters]) w.reject(reason)
     this.#waiters = []
+    this.#atEndWaiters = []
   }
 }
 

@@ -22,6 +22,8 @@ export interface RestoreOptions extends RemoteOptions {
   toSequence?: number
   /** The latest entry timestamp to restore, as a Date or milliseconds since the epoch. */
   toTime?: Date | number
+  /** Told after each shipment written: the last sequence restored, and the stream's last for the node. */
+  onProgress?: (restored: number, end: number) => void
 }
 
 /** What a restore built. */
@@ -60,6 +62,8 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw invalid('toTime must be a Date or milliseconds since the epoch')
     toHlc = hlcOf(ms)
   }
+  if (given.onProgress !== undefined && typeof given.onProgress !== 'function') throw invalid('onProgress must be a function')
+  const onProgress = (given.onProgress as RestoreOptions['onProgress']) ?? (() => undefined)
   const remote = await openRemote(checked, null)
   let building: native.NativeRestore | null = null
   try {
@@ -85,6 +89,7 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
           const pushed = await building.push(asBuffer(ready.item.data))
           last = pushed.last
           done = pushed.done
+          onProgress(last, Math.max(last, rangeOf(end)?.last ?? 0))
           if (done) break
         }
       }
