@@ -3,7 +3,7 @@
  * the snapshot bucket, and NATS failures as typed errors.
  *
  * Subjects, under a prefix (default `selene.<stream>`): a node's shipments go to
- * `<prefix>.<node>`, its shippers' claims to `<prefix>.<node>.claim`. The stream holds
+ * `<prefix>.<node>`, its shippers' claims to `<prefix>.<node>.claim.<slot>`. The stream holds
  * `<prefix>.>`; replicas read `<prefix>.*` (shipments only). Snapshots go to the Object Store
  * bucket `<stream>-snapshots` as `<node>.<sequence>`.
  */
@@ -104,8 +104,16 @@ async function ensureStream(jsm: JetStreamManager, stream: string, prefix: strin
 
 /** The subject of node `node`'s shipments. */
 export const dataSubject = (prefix: string, node: number): string => `${prefix}.${node}`
-/** The subject of node `node`'s shipper claims. */
-export const claimSubject = (prefix: string, node: number): string => `${prefix}.${node}.claim`
+/**
+ * A shipper claims all of a node's claim slots, and each shipment expects one slot's claim to
+ * be still the last (round robin). One subject would not do: a clustered stream refuses a
+ * conditional publish while another one on the same subject is in flight, which would allow
+ * one shipment in flight at a time. Twice the largest window: a slot is used again only well
+ * after its last shipment was acknowledged (the leader clears its mark just after the ack).
+ */
+export const CLAIM_SLOTS = 16
+/** The subject of claim slot `slot` (0 to 15) of node `node`'s shippers. */
+export const claimSubject = (prefix: string, node: number, slot: number): string => `${prefix}.${node}.claim.${slot}`
 /** The Object Store bucket of a stream's snapshots, and a snapshot's name in it. */
 export const snapshotBucket = (stream: string): string => `${stream}-snapshots`
 export const snapshotName = (node: number, sequence: number): string => `${node}.${sequence}`

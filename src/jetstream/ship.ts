@@ -16,10 +16,11 @@
  *   cursor and the `after` of the node's last shipment in the stream;
  * - fencing: a shipper first verifies that the node's last shipped frame is byte for byte the
  *   store's own frame at that sequence (else the stream holds another log under this node id:
- *   `REMOTE_FENCED`), then claims the node with a conditional publish to `<prefix>.<node>.claim`,
- *   and every shipment it publishes expects that claim to still be the node's last. A second
- *   shipper's claim therefore fails, or, if it wins, every later publish of the first fails:
- *   two shippers never interleave.
+ *   `REMOTE_FENCED`), then claims the node with a conditional publish to each of its claim
+ *   slots `<prefix>.<node>.claim.<slot>`, and every shipment it publishes expects one slot's
+ *   claim to still be the last there. A second shipper's claim therefore fails, or, once it
+ *   holds every slot, every later publish of the first fails; it verifies the node's last
+ *   shipment again only then: two shippers never interleave.
  */
 import { hostname } from 'node:os'
 
@@ -36,6 +37,7 @@ import {
   type RemoteOptions,
   asBuffer,
   checkNode,
+  CLAIM_SLOTS,
   claimSubject,
   dataSubject,
   lastMessage,
@@ -52,7 +54,7 @@ import {
 export interface ShipOptions extends RemoteOptions {
   /** This store's node id (0 to 2^53 - 1): one shipper per node id, ever. */
   nodeId: number
-  /** Shipments (up to 1 MiB each) published and not yet acknowledged, at most (1 to 64, default 8). */
+  /** Shipments (up to 1 MiB each) published and not yet acknowledged, at most (1 to 8, default 8). */
   window?: number
   /** Replicas of the stream and the snapshot bucket, when `ship` creates them (default 1). */
   replicas?: number
@@ -137,7 +139,7 @@ export class Shipper {
     const given = checkObject('options', options)
     const nodeId = checkNode(given.nodeId)
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
-    const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, 64)
+    const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, CLAIM_SLOTS / 2)
     if (given.onError !== undefined && typeof given.onError !== 'function') throw invalid('onError must be a function')
     // Two shippers of one store (only this process can hold it) would take turns fencing each other.
     const key = `${store.path}\0${checked.stream}\0${checked.prefix}\0${nodeId}`
@@ -220,14 +222,18 @@ export class Shipper {
    * acknowledged without a hole, resending what may already be stored (receivers skip it).
    */
   async #session(): Promise<void> {
-    const { claim, start } = await this.#claim()
+    const { claims, start } = await this.#claim()
     this.#firstClaimSettle?.resolve()
     this.#firstClaimSettle = null
     this.#uploadSnapshot()
     const follower = await native.NativeFollower.open(this.#store.path, start, true)
     const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
     const subject = dataSubject(this.#remote.prefix, this.nodeId)
-    const expect = { lastSubjectSequence: claim, lastSubjectSequenceSubject: claimSubject(this.#remote.prefix, this.nodeId) }
+    let sent = 0
+    const expect = (): { lastSubjectSequence: number; lastSubjectSequenceSubject: string } => {
+      const slot = sent++ % CLAIM_SLOTS
+      return { lastSubjectSequence: claims[slot] ?? 0, lastSubjectSequenceSubject: claimSubject(this.#remote.prefix, this.nodeId, slot) }
+    }
     const inFlight: InFlight[] = []
     let failure: unknown = null
     let settled: () => void = () => undefined
@@ -252,7 +258,7 @@ export class Shipper {
             }
             const range = { node: this.nodeId, first: s.first, last: s.last, after: this.#shipped }
             const shipment: InFlight = { last: s.last, bytes: s.data.length, watermarks: s.watermarks, state: 'sent', ack: Promise.resolve() }
-            shipment.ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect, headers: shipmentHeaders(range), timeout: 10_000 }).then(
+            shipment.ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect: expect(), headers: shipmentHeaders(range), timeout: 10_000 }).then(
               () => {
                 shipment.state = 'acked'
                 settled()
@@ -289,17 +295,17 @@ export class Shipper {
    * say where to resume: after the larger of the cursor and the `after` of the node's last
    * shipment (the stream holds every entry up to there; past it, a shipment may be missing).
    */
-  async #claim(): Promise<{ claim: number; start: number }> {
+  async #claim(): Promise<{ claims: number[]; start: number }> {
     const { js, prefix } = this.#remote
-    const claims = claimSubject(prefix, this.nodeId)
     const data = dataSubject(prefix, this.nodeId)
-    const lastClaim = await lastMessage(this.#remote, claims)
+    const slots = Array.from({ length: CLAIM_SLOTS }, (_, slot) => claimSubject(prefix, this.nodeId, slot))
+    const lastClaims = await Promise.all(slots.map((subject) => lastMessage(this.#remote, subject)))
     const before = await lastMessage(this.#remote, data)
     if (before) await this.#verify(before.data)
     const body = JSON.stringify({ node: this.nodeId, host: hostname(), pid: process.pid, after: before ? (rangeOf(before)?.after ?? 0) : 0 })
-    let claim: number
+    let claims: number[]
     try {
-      claim = (await js.publish(claims, body, { expect: { lastSubjectSequence: lastClaim?.seq ?? 0 } })).seq
+      claims = await Promise.all(slots.map(async (subject, slot) => (await js.publish(subject, body, { expect: { lastSubjectSequence: lastClaims[slot]?.seq ?? 0 } })).seq))
     } catch (error) {
       throw remoteError(error, `claiming node ${this.nodeId}`)
     }
@@ -311,7 +317,7 @@ export class Shipper {
       this.#shipped = held
       this.#scheduleAck()
     }
-    return { claim, start: this.#shipped + 1 }
+    return { claims, start: this.#shipped + 1 }
   }
 
   /** Refuse unless the last frame of `shipment` is this store's own frame at that sequence. */
