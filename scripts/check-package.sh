@@ -41,6 +41,9 @@ console.log('import: ok')
 npx --no-install selene-persist verify store
 npx --no-install selene-persist inspect store --json > inspect.json
 node -e "if (require('./inspect.json').manifest.liveSnapshotSeq !== 2) process.exit(1)"
+# The core works without the optional NATS packages; the commands that need them say so.
+if npx --no-install selene-persist ship store --server nats://127.0.0.1:1 --stream S --node 1 2> ship.err; then exit 1; fi
+grep -q 'needs the optional NATS packages' ship.err
 echo "cli: ok"
 
 # A platform with no prebuilt binary: the install script builds one from the shipped sources.
