@@ -5,7 +5,7 @@
  * This facade adds typed options, typed errors, Promises and async iterators over the native
  * addon; every byte-level rule lives in the Rust engine.
  */
-export { Appender, type TailRepair } from './src/appender'
+export { Appender, type Quantiles, type TailRepair, type WriterStats } from './src/appender'
 export { backup } from './src/backup'
 export { type SalvageReport, type StoreSalvageReport, salvage } from './src/salvage'
 export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'

@@ -46,6 +46,10 @@ export declare class NativeAppender {
    * whatever failed before.
    */
   close(): Promise<void>
+  /** What the writer has done since it opened. */
+  stats(): NativeStats
+  /** Payload bytes sent and not yet committed or refused, as the committer counts them. */
+  queuedBytes(): number
   /** The state after the last commit. */
   state(): NativeWriterState
   /** The torn tail cut at open, if any. */
@@ -428,6 +432,26 @@ export interface NativeShipment {
   last: number
   /** The checkpoint watermarks in it: sequence, HLC seconds, HLC subseconds, for each. */
   watermarks: Array<number>
+}
+
+/** What a writer has done since it opened (see the engine's `stats` module). */
+export interface NativeStats {
+  /** Entries committed. */
+  entries: number
+  /** Payload bytes committed. */
+  bytes: number
+  /** Groups committed (one write each). */
+  groups: number
+  /** fdatasyncs of the WAL. */
+  fdatasyncs: number
+  /** Entries per group: median, 99th percentile, largest. */
+  groupSize: Array<number>
+  /** Microseconds from hand-over to answer: median, 99th percentile, largest. */
+  commitLatencyUs: Array<number>
+  /** Milliseconds since the last fdatasync, if any. */
+  sinceFdatasyncMs?: number
+  /** Torn tails cut at open. */
+  tailRepairs: number
 }
 
 /** A torn tail cut at open. */

@@ -3,15 +3,19 @@
 // same payloads, each case in a fresh child process; a raw Rust fdatasync loop is W1's limit.
 // Usage (from the repository root): npm run bench [-- --quick]
 import { execFileSync } from 'node:child_process'
-import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync, writev } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
+import { crc32 } from 'node:zlib'
 
 const quick = process.argv.includes('--quick')
 const N = { single: quick ? 300 : 2000, writers: 64, each: quick ? 20 : 400, bulk: quick ? 100_000 : 1_000_000 }
-const PEERS = ['selene-persist', 'better-sqlite3', 'classic-level', 'lmdb', 'node-fs']
+const ALL_PEERS = ['selene-persist', 'js-log', 'better-sqlite3', 'classic-level', 'lmdb', 'node-fs']
+/** `--peers a,b` runs only those (selene-persist always): for profiling one comparison. */
+const only = process.argv.find((a) => a.startsWith('--peers='))?.slice('--peers='.length).split(',')
+const PEERS = only ? ALL_PEERS.filter((p) => p === 'selene-persist' || only.includes(p)) : ALL_PEERS
 /** Peers with a blocking durable put; classic-level has none, and lmdb's putSync returns before the flush. */
 const BLOCKING = new Set(['selene-persist', 'better-sqlite3', 'node-fs'])
 const record = (size, i) => Buffer.alloc(size, i % 251)
@@ -28,12 +32,16 @@ async function open(peer, dir, { durable }) {
       return {
         put: (i, v) => w.append(v),
         putNow: (i, v) => w.appendDurableSync(v),
-        putMany: (start, vs) => w.appendBatch(vs),
+        // Issue 16's W3: one `appendSync` per record (what an ingest loop calls), durable at the end.
+        putMany: async (start, vs) => {
+          for (const v of vs) w.appendSync(v)
+        },
         flush: () => w.flush(),
         close: () => w.close(),
         scan: async () => {
           let n = 0
-          for await (const b of (await WalReader.open(path)).batches()) for (let i = 0; i < b.length; i++) n += b.payload(i).length > 0 ? 1 : 0
+          // Each entry's sequence and payload touched, as an app applying the log does.
+          for await (const b of (await WalReader.open(path)).batches()) for (let i = 0; i < b.length; i++) n += b.sequence(i) > 0 && b.payload(i).length > 0 ? 1 : 0
           return n
         },
         reopen: async () => (await WalWriter.open(path)).close(),
@@ -116,6 +124,94 @@ async function open(peer, dir, { durable }) {
           return n
         },
         reopen: async () => openLmdb({ path, encoding: 'binary' }).close(),
+      }
+    }
+    case 'js-log': {
+      // What a Node user writes in an afternoon instead of installing anything (issue 16):
+      // records `[u32 length][u32 crc32][payload]` packed into a 1 MiB Buffer, written with
+      // writeSync per MiB; the durable variant groups concurrent appends (one writev and one
+      // fdatasync per group, then the whole group resolves); replay reads 1 MiB chunks, checks
+      // each crc32 with zlib.crc32 and takes a subarray of each payload.
+      const path = join(dir, 'log.bin')
+      const fd = openSync(path, 'a')
+      const CHUNK = 1 << 20
+      let buffer = Buffer.allocUnsafe(CHUNK)
+      let used = 0
+      const frame = (v) => {
+        const header = Buffer.allocUnsafe(8)
+        header.writeUInt32LE(v.length, 0)
+        header.writeUInt32LE(crc32(v), 4)
+        return header
+      }
+      const pack = (v) => {
+        if (used + 8 + v.length > CHUNK) {
+          writeSync(fd, buffer, 0, used)
+          used = 0
+          if (8 + v.length > CHUNK) buffer = Buffer.allocUnsafe(8 + v.length)
+        }
+        buffer.writeUInt32LE(v.length, used)
+        buffer.writeUInt32LE(crc32(v), used + 4)
+        v.copy(buffer, used + 8)
+        used += 8 + v.length
+      }
+      const writeOut = () => {
+        if (used > 0) writeSync(fd, buffer, 0, used)
+        used = 0
+      }
+      // Group commit: appends queue while a group is written and synced on the thread pool.
+      let queue = []
+      let busy = false
+      const commit = async () => {
+        busy = true
+        while (queue.length > 0) {
+          const group = queue
+          queue = []
+          const bufs = group.flatMap(({ v }) => [frame(v), v])
+          await new Promise((resolve, reject) => writev(fd, bufs, (e) => (e ? reject(e) : resolve())))
+          await new Promise((resolve, reject) => fdatasync(fd, (e) => (e ? reject(e) : resolve())))
+          for (const w of group) w.resolve()
+        }
+        busy = false
+      }
+      const put = (i, v) =>
+        new Promise((resolve) => {
+          queue.push({ v, resolve })
+          if (!busy) void commit()
+        })
+      return {
+        put,
+        putMany: async (start, vs) => vs.forEach(pack),
+        flush: async () => {
+          writeOut()
+          fdatasyncSync(fd)
+        },
+        close: async () => closeSync(fd),
+        scan: async () => scan(),
+        // Learning the tail after a crash: every record read and checked (no seal to trust).
+        reopen: async () => void scan(),
+      }
+      function scan() {
+        const rfd = openSync(path, 'r')
+        const chunk = Buffer.allocUnsafe(CHUNK)
+        let carry = Buffer.alloc(0)
+        let n = 0
+        for (;;) {
+          const got = readSync(rfd, chunk, 0, CHUNK, null)
+          if (got === 0) break
+          const data = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, got)]) : chunk.subarray(0, got)
+          let at = 0
+          while (at + 8 <= data.length) {
+            const len = data.readUInt32LE(at)
+            if (at + 8 + len > data.length) break
+            const payload = data.subarray(at + 8, at + 8 + len)
+            if (crc32(payload) !== data.readUInt32LE(at + 4)) throw new Error(`crc mismatch at record ${n}`)
+            n += payload.length > 0 ? 1 : 0
+            at += 8 + len
+          }
+          carry = Buffer.from(data.subarray(at))
+        }
+        closeSync(rfd)
+        return n
       }
     }
     case 'node-fs': {
@@ -295,20 +391,20 @@ try {
 
   const ours = results['selene-persist']
   // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
-  const peers = ['better-sqlite3', 'classic-level', 'lmdb']
+  const peers = ['better-sqlite3', 'classic-level', 'lmdb'].filter((p) => results[p])
   const best = (metric, higher = true) => {
     const values = peers.map((p) => [p, metric(results[p])]).filter(([, value]) => value !== undefined)
-    return values.reduce((a, b) => ((higher ? b[1] > a[1] : b[1] < a[1]) ? b : a))
+    return values.length === 0 ? ['none', undefined] : values.reduce((a, b) => ((higher ? b[1] > a[1] : b[1] < a[1]) ? b : a))
   }
-  const times = (ourValue, theirs, higher) => (theirs === 0 ? 'n/a' : `${(higher ? ourValue / theirs : theirs / ourValue).toFixed(2)}x`)
+  const times = (ourValue, theirs, higher) => (theirs === undefined || theirs === 0 ? 'n/a' : `${(higher ? ourValue / theirs : theirs / ourValue).toFixed(2)}x`)
   const lines = [
-    `| workload | ${PEERS.join(' | ')} | vs best database | vs Node fs |`,
-    `|---|${PEERS.map(() => '---').join('|')}|---|---|`,
+    `| workload | ${PEERS.join(' | ')} | vs JS log | vs best database | vs Node fs |`,
+    `|---|${PEERS.map(() => '---').join('|')}|---|---|---|`,
   ]
   const row = (name, metric, show, higher = true) => {
     const [peer, theirs] = best(metric, higher)
-    const fs = metric(results['node-fs'])
-    lines.push(`| ${name} | ${PEERS.map((p) => (metric(results[p]) === undefined ? 'n/a' : show(results[p]))).join(' | ')} | ${times(metric(ours), theirs, higher)} (${peer}) | ${times(metric(ours), fs, higher)} |`)
+    const of = (p) => (results[p] ? metric(results[p]) : undefined)
+    lines.push(`| ${name} | ${PEERS.map((p) => (metric(results[p]) === undefined ? 'n/a' : show(results[p]))).join(' | ')} | ${times(metric(ours), of('js-log'), higher)} | ${times(metric(ours), theirs, higher)} (${peer}) | ${times(metric(ours), of('node-fs'), higher)} |`)
   }
   row('W1 durable append 128 B, ops/s (p50 ms)', (r) => r['w1-128'].ops, (r) => `${fmt(r['w1-128'].ops)} (${r['w1-128'].p50.toFixed(3)})`)
   row('W1 durable append 1 KiB, ops/s (p50 ms)', (r) => r['w1-1024'].ops, (r) => `${fmt(r['w1-1024'].ops)} (${r['w1-1024'].p50.toFixed(3)})`)
@@ -318,10 +414,13 @@ try {
   row('W1 blocking durable append 1 KiB, ops/s (p50 ms)', now1(1024), showNow(1024))
   row('W2 64 concurrent durable writers, ops/s (longest stall ms)', (r) => r.w2.ops, (r) => `${fmt(r.w2.ops)} (${r.w2.stall.toFixed(1)})`)
   row(`W3 bulk ingest ${fmt(N.bulk)} x 128 B, records/s (peak RSS MiB)`, (r) => r.w3.ops, (r) => `${fmt(r.w3.ops)} (${fmt(r.w3.rss)})`)
+  row('W3 peak RSS, MiB', (r) => r.w3.rss, (r) => fmt(r.w3.rss), false)
   row('W3 with a fresh Buffer made per record inside the clock, records/s', (r) => r.w3fresh.ops, (r) => fmt(r.w3fresh.ops))
   row('W4 full replay, records/s', (r) => r.w4.ops, (r) => fmt(r.w4.ops))
   row('W5 open after clean close, ms', (r) => r.w5.ms, (r) => r.w5.ms.toFixed(1), false)
   row('W5 open after kill -9, ms', (r) => r.w5kill.ms, (r) => r.w5kill.ms.toFixed(1), false)
+  lines.push('')
+  lines.push(`W1 awaited \`append\` against the blocking \`appendDurableSync\` in this run: ${(ours['w1-128'].ops / ours['w1now-128'].ops).toFixed(2)}x (128 B), ${(ours['w1-1024'].ops / ours['w1now-1024'].ops).toFixed(2)}x (1 KiB).`)
   lines.push('')
   lines.push(`W1 physical limit (raw Rust fdatasync loop, 128 B): ${fmt(raw.appending)} ops/s appending, ${fmt(raw.preallocated)} ops/s preallocated with zeros, ${fmt(raw.fallocated)} ops/s fallocated; selene-persist W1 128 B is ${(ours['w1-128'].ops / raw.preallocated).toFixed(2)}x the preallocated loop awaiting \`append\` and ${(ours['w1now-128'].ops / raw.preallocated).toFixed(2)}x with the blocking \`appendDurableSync\` (${(ours['w1-128'].ops / raw.appending).toFixed(2)}x and ${(ours['w1now-128'].ops / raw.appending).toFixed(2)}x the appending loop).`)
   lines.push('')

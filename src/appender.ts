@@ -2,6 +2,7 @@
 import * as native from '../native'
 
 import { type EntryBatch, type WalEntry, entriesOf } from './batch'
+import { publish } from './diagnostics'
 import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
 import { Fifo } from './fifo'
 import { type FollowOptions, type Waker, followBatchesOf } from './follow'
@@ -19,6 +20,37 @@ export interface TailRepair {
   savedBytes: number
   /** `<wal>.torn.<offset>`, holding the bytes cut (for forensics; `prune` removes old ones), or `null`. */
   savedPath: string | null
+}
+
+/** The median, 99th percentile and largest value of a distribution. */
+export interface Quantiles {
+  p50: number
+  p99: number
+  max: number
+}
+
+/** What a writer (or store) has done since it opened: see {@link Appender.stats}. */
+export interface WriterStats {
+  /** Entries appended and committed (checkpoint watermarks not counted). */
+  entries: number
+  /** Payload bytes committed (before compression). */
+  bytes: number
+  /** Groups committed: one write each, however many calls they answered. */
+  groups: number
+  /** fdatasyncs of the WAL. */
+  fdatasyncs: number
+  /** Entries per group. */
+  groupSize: Quantiles
+  /** Milliseconds from a call's hand-over to the committer to its answer. */
+  commitLatencyMs: Quantiles
+  /** Payload bytes handed over and not yet committed. */
+  queuedBytes: number
+  /** Calls waiting for room in the queue. */
+  waitingCalls: number
+  /** Milliseconds since the last fdatasync (`null`: none since open). */
+  msSinceFdatasync: number | null
+  /** Torn tails cut when the WAL was opened. */
+  tailRepairs: number
 }
 
 /** An append request: its room in the queue and who to tell its first sequence. */
@@ -149,6 +181,8 @@ export abstract class Appender {
     this.#renewChange()
     this.#ackBeforeSync = syncMode !== 'always'
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
+    const repair = this.tailRepair
+    if (repair) publish('tailRepair', () => ({ path: target, repair }))
     this.#keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS)
     this.#keepAlive.unref()
     handle.listen((settled, failures) => this.#settle(settled, failures))
@@ -200,6 +234,9 @@ export abstract class Appender {
     this.#sendUnsent()
     const failure = this.#refusal()
     if (failure) return request.reject(failure)
+    // Calls that waited may fit now, though no reply has reached this thread (a loop of
+    // appendSync holds it): they go first, in order.
+    while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
     if (this.#waiting.length === 0 && this.#fits(request.bytes)) this.#start(request, payloads, meta)
     else this.#waiting.push({ request, payloads: own(), meta })
   }
@@ -210,6 +247,17 @@ export abstract class Appender {
     this.#queuedBytes += request.bytes
     if (this.#pending.size === 0) this.#keepAlive.ref()
     this.#pending.set(ticket, request)
+    if (this.#outbox.empty && !Array.isArray(payloads)) {
+      // Payloads packed already (a batch of appendSync entries) with nothing before them:
+      // handed over now, in one call that copies them once, rather than copied into the outbox.
+      const { data, lengths } = payloads as Packed
+      try {
+        this.#native.submit(data, lengths, Float64Array.of(ticket, lengths.length), null)
+      } catch (error) {
+        this.#finish(ticket)?.reject(translate(error))
+      }
+      return
+    }
     if (this.#outbox.empty) queueMicrotask(() => this.#send())
     this.#outbox.add(ticket, payloads, request.bytes, meta)
   }
@@ -249,6 +297,8 @@ export abstract class Appender {
       if (message === undefined) request?.resolve(first)
       else request?.reject(nativeError(message))
     }
+    publish('commit', () => ({ path: this.#target, requests: settled.length / 2, failed, lastSequence: this.lastSequence }))
+    if (failed > 0) this.#noticePoison()
     while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
     this.changed()
   }
@@ -326,7 +376,10 @@ export abstract class Appender {
   }
 
   #fits(bytes: number): boolean {
-    return this.#queuedBytes === 0 || this.#queuedBytes + bytes <= this.#maxQueueBytes
+    if (this.#queuedBytes === 0 || this.#queuedBytes + bytes <= this.#maxQueueBytes) return true
+    // This thread learns of commits from their replies; the committer counts them at once.
+    const live = this.#native.queuedBytes() + this.#outbox.bytes
+    return live === 0 || live + bytes <= this.#maxQueueBytes
   }
 
   /** Payload bytes queued to the committer and not yet committed (at most `maxQueueBytes`, or one larger append). */
@@ -530,6 +583,41 @@ export abstract class Appender {
   }
 
   /** Why writes are refused until reopened, or `null`. */
+  /**
+   * What this writer has done since it opened: entries, bytes and groups committed,
+   * fdatasyncs, the group-size and commit-latency distributions, the queue, the time since
+   * the last fdatasync, torn tails cut at open. Cheap enough to poll.
+   */
+  stats(): WriterStats {
+    return guarded(() => {
+      const s = this.#native.stats()
+      const quantiles = ([p50 = 0, p99 = 0, max = 0]: number[], scale = 1): Quantiles => ({ p50: p50 * scale, p99: p99 * scale, max: max * scale })
+      return {
+        entries: s.entries,
+        bytes: s.bytes,
+        groups: s.groups,
+        fdatasyncs: s.fdatasyncs,
+        groupSize: quantiles(s.groupSize),
+        commitLatencyMs: quantiles(s.commitLatencyUs, 1e-3),
+        queuedBytes: this.#native.queuedBytes(),
+        waitingCalls: this.#waiting.length,
+        msSinceFdatasync: s.sinceFdatasyncMs ?? null,
+        tailRepairs: s.tailRepairs,
+      }
+    })
+  }
+
+  #poisonNoticed = false
+
+  /** Tell the `poison` channel, once, that the writer now refuses writes. */
+  #noticePoison(): void {
+    if (this.#poisonNoticed) return
+    const reason = this.#native.state().poisoned
+    if (!reason) return
+    this.#poisonNoticed = true
+    publish('poison', () => ({ path: this.#target, reason }))
+  }
+
   get poisoned(): string | null {
     return guarded(() => this.#native.state().poisoned ?? null)
   }

@@ -73,6 +73,11 @@ export class Outbox {
   /** One per request once any request has metadata, else `null`. */
   #metas: Array<native.NativeMeta | undefined> | null = null
 
+  /** Payload bytes waiting to be sent. */
+  get bytes(): number {
+    return this.#used
+  }
+
   /** Whether nothing is waiting to be sent. */
   get empty(): boolean {
     return this.#slots === 0

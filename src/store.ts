@@ -1,6 +1,7 @@
 /** The Store: a recovered directory of WAL, snapshots and archives committed by a MANIFEST. */
 import * as native from '../native'
 
+import { publish } from './diagnostics'
 import { PersistError, call, guarded, invalid, translate } from './errors'
 import {
   type RetentionPolicy,
@@ -212,6 +213,7 @@ export class Store extends Appender {
         const checkpoint = await this.#native.finishCheckpoint(sequence, ready)
         // Followers at the end of the retired WAL move on to the new one.
         this.changed()
+        publish('checkpoint', () => ({ path: this.path, checkpoint }))
         return checkpoint
       })()
       this.#maintenance = finished.catch(() => undefined)
@@ -223,7 +225,11 @@ export class Store extends Appender {
   prune(policy?: RetentionPolicy): Promise<PruneResult> {
     return call(() => {
       const normalised = nativePolicy(policy ?? this.#retention)
-      const run = this.#maintenance.then(() => this.#native.prune(normalised))
+      const run = this.#maintenance.then(async () => {
+        const result = await this.#native.prune(normalised)
+        publish('prune', () => ({ path: this.path, result }))
+        return result
+      })
       this.#maintenance = run.catch(() => undefined)
       return run
     })

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 
+import type { WriterStats } from '../appender'
 import { WalReader, WalWriter } from '../wal'
 import { parse } from './args'
 
@@ -18,8 +19,9 @@ loop (writeSync + fdatasyncSync) as the baseline for durable appends:
   W3 bulk ingest of 128 B records in batches of 1000, durable at the end: records/s, MB/s, peak RSS
   W4 full replay of W3's data, as entry objects and as batch views: records/s
   W5 open (scan and verify) of W3's data after a clean close
-Prints a markdown table. The figures are medians of 3 runs; machines are noisy, so compare
-ratios, not absolutes.
+Prints a markdown table, then the writer's own stats() of each workload's last run (groups,
+fdatasyncs, group sizes, commit latencies). The figures are medians of 3 runs; machines are
+noisy, so compare ratios, not absolutes.
 
   --quick     smaller workloads (seconds, not minutes)
   --dir DIR   where to write (default: a temp directory, removed afterwards)
@@ -64,6 +66,7 @@ interface Single {
   rate: number
   p50: number
   p99: number
+  stats: WriterStats
 }
 
 /** Durable single appends, each awaited, or each a blocking `appendDurableSync`. */
@@ -79,12 +82,13 @@ async function singleAppends(path: string, count: number, size: number, blocking
       latencies.push(performance.now() - t0)
     }
   })
+  const stats = writer.stats()
   await writer.close()
   latencies.sort((a, b) => a - b)
-  return { rate: perSecond(count, ms), p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) }
+  return { rate: perSecond(count, ms), p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), stats }
 }
 
-async function concurrentAppends(path: string, writers: number, each: number): Promise<{ rate: number; stall: number }> {
+async function concurrentAppends(path: string, writers: number, each: number): Promise<{ rate: number; stall: number; stats: WriterStats }> {
   const writer = await WalWriter.open(path)
   const record = Buffer.alloc(128, 7)
   const delay = monitorEventLoopDelay({ resolution: 1 })
@@ -97,11 +101,12 @@ async function concurrentAppends(path: string, writers: number, each: number): P
     )
   })
   delay.disable()
+  const stats = writer.stats()
   await writer.close()
-  return { rate: perSecond(writers * each, ms), stall: delay.max / 1e6 }
+  return { rate: perSecond(writers * each, ms), stall: delay.max / 1e6, stats }
 }
 
-async function bulkIngest(path: string, count: number): Promise<{ rate: number; mbps: number; rss: number }> {
+async function bulkIngest(path: string, count: number): Promise<{ rate: number; mbps: number; rss: number; stats: WriterStats }> {
   const writer = await WalWriter.open(path, { sync: 'manual' })
   const record = Buffer.alloc(128, 7)
   const batch = Array.from({ length: 1000 }, () => record)
@@ -109,8 +114,9 @@ async function bulkIngest(path: string, count: number): Promise<{ rate: number; 
     for (let i = 0; i < count; i += 1000) await writer.appendBatch(batch)
     await writer.flush()
   })
+  const stats = writer.stats()
   await writer.close()
-  return { rate: perSecond(count, ms), mbps: (count * 128) / 1e6 / (ms / 1000), rss: process.resourceUsage().maxRSS / 1024 }
+  return { rate: perSecond(count, ms), mbps: (count * 128) / 1e6 / (ms / 1000), rss: process.resourceUsage().maxRSS / 1024, stats }
 }
 
 /** Replay every entry as an object; returns records/s. */
@@ -141,6 +147,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const n = { single: quick ? 200 : 2000, writers: 64, each: quick ? 20 : 200, bulk: quick ? 100_000 : 1_000_000 }
   const runs = 3
   const rows: Row[] = []
+  /** The writer's stats() of each workload's last run. */
+  const stats: Array<[string, WriterStats]> = []
   try {
     /** Median W1 rate at 128 B, the base of W2's ratio. */
     let singleRate = 0
@@ -164,8 +172,9 @@ export async function benchCommand(argv: string[]): Promise<number> {
         }
       }
       rows.push(row(`W1 durable append, ${size} B`, awaited), row(`W1 blocking appendDurableSync, ${size} B`, blocking))
+      stats.push([`W1 durable append, ${size} B`, (awaited.at(-1) as Single).stats], [`W1 blocking, ${size} B`, (blocking.at(-1) as Single).stats])
     }
-    const w2: { rate: number; stall: number }[] = []
+    const w2: { rate: number; stall: number; stats: WriterStats }[] = []
     for (let run = 0; run < runs; run++) {
       status(`W2 ${n.writers} concurrent writers, run ${run + 1}/${runs}`)
       w2.push(await concurrentAppends(join(dir, `w2-${run}.log`), n.writers, n.each))
@@ -175,7 +184,8 @@ export async function benchCommand(argv: string[]): Promise<number> {
       result: `${fmt(median(w2.map((r) => r.rate)))} ops/s, longest stall ${median(w2.map((r) => r.stall)).toFixed(1)} ms`,
       ratio: `${(median(w2.map((r) => r.rate)) / singleRate).toFixed(1)}x W1 (group commit)`,
     })
-    const w3: { rate: number; mbps: number; rss: number }[] = []
+    stats.push([`W2 ${n.writers} concurrent writers`, (w2.at(-1) as { stats: WriterStats }).stats])
+    const w3: { rate: number; mbps: number; rss: number; stats: WriterStats }[] = []
     const w4: number[] = []
     const w4b: number[] = []
     const w5: number[] = []
@@ -201,11 +211,18 @@ export async function benchCommand(argv: string[]): Promise<number> {
       ratio: `${(median(w4b) / median(w4)).toFixed(1)}x entries()`,
     })
     rows.push({ workload: 'W5 open of W3 after clean close', result: `${median(w5).toFixed(1)} ms`, ratio: '' })
+    stats.push(['W3 bulk ingest', (w3.at(-1) as { stats: WriterStats }).stats])
   } finally {
     status('')
     if (typeof values.dir !== 'string') await rm(dir, { recursive: true, force: true })
   }
   console.log(`| workload | result (median of ${runs}) | ratio |\n|---|---|---|`)
   for (const row of rows) console.log(`| ${row.workload} | ${row.result} | ${row.ratio} |`)
+  console.log('\nWhat each writer reported (stats(), last run):\n')
+  console.log('| workload | entries | groups | fdatasyncs | group size p50 / p99 / max | commit latency p50 / p99 ms |\n|---|---|---|---|---|---|')
+  for (const [workload, s] of stats) {
+    const q = s.groupSize
+    console.log(`| ${workload} | ${fmt(s.entries)} | ${fmt(s.groups)} | ${fmt(s.fdatasyncs)} | ${q.p50} / ${q.p99} / ${q.max} | ${s.commitLatencyMs.p50.toFixed(3)} / ${s.commitLatencyMs.p99.toFixed(3)} |`)
+  }
   return 0
 }

@@ -13,7 +13,7 @@
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::filename::torn_path;
 use crate::scan::TailRepair;
+use crate::stats::{CommitStats, StatsReport};
 use crate::writer::{NewEntry, SyncPolicy, WalWriter};
 
 /// Called once with the outcome of a request, on the committer thread.
@@ -44,8 +45,9 @@ pub struct AppendRequest {
 }
 
 enum Command {
-    /// Requests that arrived together: they join the same group, each staged on its own.
-    Append(Vec<AppendRequest>),
+    /// Requests that arrived together (at that instant): they join the same group, each
+    /// staged on its own.
+    Append(Vec<AppendRequest>, Instant),
     Flush {
         reply: Reply<()>,
     },
@@ -66,7 +68,7 @@ impl Command {
     /// Answer a command that can no longer run: the writer is closed.
     fn refuse(self) {
         match self {
-            Self::Append(requests) => {
+            Self::Append(requests, _) => {
                 for request in requests {
                     (request.reply)(Err(closed()));
                 }
@@ -114,11 +116,28 @@ struct Shared {
     state: Mutex<WriterState>,
     /// Commands sent and not yet finished: while any are, `commit_now` must queue behind them.
     queued: AtomicUsize,
+    /// What the groups committed so far add up to.
+    stats: Mutex<CommitStats>,
+    /// Payload bytes of the appends sent and not yet committed (or refused).
+    queued_bytes: AtomicU64,
 }
 
 impl Shared {
     fn publish(&self, writer: &WalWriter) {
         *lock(&self.state) = WriterState::of(writer);
+    }
+
+    /// Count a blocking commit of `entries` called at `called`, if it committed any.
+    fn record(
+        &self,
+        outcome: &Result<Option<RangeInclusive<u64>>>,
+        entries: &[NewEntry],
+        called: Instant,
+    ) {
+        if matches!(outcome, Ok(Some(_))) {
+            let bytes = entries.iter().map(|e| e.payload.len() as u64).sum();
+            lock(&self.stats).record_group(entries.len() as u64, bytes, [called]);
+        }
     }
 }
 
@@ -155,6 +174,8 @@ impl Committer {
             state: Mutex::new(WriterState::of(&writer)),
             writer: Mutex::new(Some(writer)),
             queued: AtomicUsize::new(0),
+            stats: Mutex::new(CommitStats::default()),
+            queued_bytes: AtomicU64::new(0),
         });
         let (sender, receiver) = mpsc::channel();
         let theirs = Arc::clone(&shared);
@@ -179,9 +200,19 @@ impl Committer {
     /// fdatasync covers them all), but each is staged on its own: one refused request (a cap,
     /// say) fails alone.
     pub fn append_all(&self, requests: Vec<AppendRequest>) {
-        if let Err(refused) = self.send(Command::Append(requests)) {
+        let bytes = payload_bytes(&requests);
+        self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        if let Err(refused) = self.send(Command::Append(requests, Instant::now())) {
+            self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
             refused.refuse();
         }
+    }
+
+    /// Payload bytes of the appends queued and not yet committed or refused: what a caller
+    /// bounding its queue counts, without waiting for the replies to reach it.
+    #[must_use]
+    pub fn queued_bytes(&self) -> u64 {
+        self.shared.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Queue a flush; `reply` is called once everything before it is durable.
@@ -231,12 +262,20 @@ impl Committer {
             // down only after answering it, while it still holds the writer.
             if self.shared.queued.load(Ordering::Acquire) == 0 {
                 let writer = writer.as_mut().ok_or_else(closed)?;
+                let called = Instant::now();
                 let outcome = shielded(writer, |w| commit_durably(w, &entries));
                 self.shared.publish(writer);
+                self.shared.record(&outcome, &entries, called);
                 return outcome;
             }
         }
-        self.call(move |w| commit_durably(w, &entries))
+        let called = Instant::now();
+        let shared = Arc::clone(&self.shared);
+        self.call(move |w| {
+            let outcome = commit_durably(w, &entries);
+            shared.record(&outcome, &entries, called);
+            outcome
+        })
     }
 
     /// Queue `task` to run on the committer thread after everything queued before it;
@@ -290,6 +329,15 @@ impl Committer {
         lock(&self.shared.state).clone()
     }
 
+    /// What the writer has done since it opened.
+    #[must_use]
+    pub fn stats(&self) -> StatsReport {
+        let (fdatasyncs, last) = lock(&self.shared.writer)
+            .as_ref()
+            .map_or((0, None), WalWriter::fdatasyncs);
+        lock(&self.shared.stats).report(fdatasyncs, last, u64::from(self.tail_repair.is_some()))
+    }
+
     /// The torn tail cut when the writer was opened.
     #[must_use]
     pub const fn tail_repair(&self) -> Option<TailRepair> {
@@ -324,6 +372,15 @@ impl Drop for Committer {
             self.close(Box::new(|_| {}));
         }
     }
+}
+
+/// The payload bytes of `requests`.
+fn payload_bytes(requests: &[AppendRequest]) -> u64 {
+    requests
+        .iter()
+        .flat_map(|r| &r.entries)
+        .map(|e| e.payload.len() as u64)
+        .sum()
 }
 
 fn closed() -> Error {
@@ -431,7 +488,9 @@ fn process_group(
     receiver: &Receiver<Command>,
     shared: &Shared,
 ) -> (Option<Reply<()>>, usize) {
-    let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>)> = Vec::new();
+    let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>, Instant)> = Vec::new();
+    let mut staged_bytes = 0u64;
+    let mut taken_bytes = 0u64;
     let mut flushes: Vec<Reply<()>> = Vec::new();
     let mut close = None;
     let mut exclusive = None;
@@ -441,11 +500,16 @@ fn process_group(
     while let Some(command) = next.take() {
         taken += 1;
         match command {
-            Command::Append(requests) => {
+            Command::Append(requests, called) => {
+                taken_bytes += payload_bytes(&requests);
                 for AppendRequest { entries, reply } in requests {
-                    bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
+                    let payload: usize = entries.iter().map(|e| e.payload.len()).sum();
+                    bytes += payload;
                     match shielded(writer, |w| w.stage(&entries)) {
-                        Ok(range) => pending.push((reply, range)),
+                        Ok(range) => {
+                            staged_bytes += payload as u64;
+                            pending.push((reply, range, called));
+                        }
                         Err(e) => reply(Err(e)),
                     }
                 }
@@ -468,7 +532,19 @@ fn process_group(
     let flushed = (!flushes.is_empty()).then(|| shielded(writer, WalWriter::flush));
     // Callers that see their reply must also see the state it produced.
     shared.publish(writer);
-    for (reply, range) in pending {
+    shared.queued_bytes.fetch_sub(taken_bytes, Ordering::AcqRel);
+    if committed.is_ok() && !pending.is_empty() {
+        let entries = pending
+            .iter()
+            .map(|(_, r, _)| r.end() - r.start() + 1)
+            .sum();
+        lock(&shared.stats).record_group(
+            entries,
+            staged_bytes,
+            pending.iter().map(|(_, _, called)| *called),
+        );
+    }
+    for (reply, range, _) in pending {
         reply(committed.clone().map(|()| range));
     }
     if let Some(flushed) = flushed {

@@ -18,9 +18,9 @@
 //! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
 //! stages and commits (one write, fdatasync per policy, cut back or poison on failure).
 //! [`reader`] yields verified entries. [`committer`] is one thread per writer that groups
-//! concurrent appends into one write and one fdatasync. [`follow`] reads a store's log (or one
-//! WAL) as it grows, across rotations, beside a live writer in any process; [`consumer`] keeps
-//! a named follower's acknowledged position durably.
+//! concurrent appends into one write and one fdatasync, and counts what it does ([`stats`]).
+//! [`follow`] reads a store's log (or one WAL) as it grows, across rotations, beside a live
+//! writer in any process; [`consumer`] keeps a named follower's acknowledged position durably.
 //!
 //! **The store.** [`publish`] (temp file, fdatasync, link or rename, directory fsync),
 //! [`rotation`] (the four-phase checkpoint), [`retention`] (prune as a plan, then its
@@ -60,6 +60,7 @@ pub mod scan;
 pub mod seal;
 pub mod shipment;
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod testing;

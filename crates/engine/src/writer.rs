@@ -5,6 +5,8 @@
 //! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync.
 
 use std::ops::RangeInclusive;
+
+use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,8 +106,9 @@ impl WalOptions {
 /// One entry to append.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
 pub struct NewEntry {
-    /// The payload bytes (at most 256 MiB).
-    pub payload: Vec<u8>,
+    /// The payload bytes (at most 256 MiB): often a slice of the buffer a whole batch of
+    /// appends arrived in, shared rather than copied.
+    pub payload: Bytes,
     /// Optional principal (at most 4 KiB).
     pub principal: Option<Vec<u8>>,
     /// Where the entry came from.
@@ -169,6 +172,9 @@ pub struct WalWriter {
     /// Epoch anchors (sequence, offset just past it) of checkpoints not yet rotated; kept
     /// valid across resets.
     anchors: Vec<(u64, u64)>,
+    /// fdatasyncs of the WAL that succeeded, and when the last one did.
+    fdatasyncs: u64,
+    last_fdatasync: Option<Instant>,
 }
 
 impl WalWriter {
@@ -260,6 +266,8 @@ impl WalWriter {
             poisoned: None,
             tail_repair,
             anchors: Vec::new(),
+            fdatasyncs: 0,
+            last_fdatasync: None,
         };
         // Frames past the seal were left by a writer that died before sealing them, perhaps
         // before their fdatasync. Readers serve them from now on, so they are made durable and
@@ -421,6 +429,8 @@ impl WalWriter {
     /// after each fdatasync, so an open after a crash rescans only what was never synced, and
     /// a follower in another process learns how far the log is durable.
     fn note_synced(&mut self) {
+        self.fdatasyncs += 1;
+        self.last_fdatasync = Some(Instant::now());
         let Some(last) = self.last_frame else {
             return;
         };
@@ -703,6 +713,12 @@ impl WalWriter {
     #[must_use]
     pub const fn entries_since_fsync(&self) -> u64 {
         self.entries_since_fsync
+    }
+
+    /// fdatasyncs of the WAL that succeeded since it was opened, and when the last one did.
+    #[must_use]
+    pub const fn fdatasyncs(&self) -> (u64, Option<Instant>) {
+        (self.fdatasyncs, self.last_fdatasync)
     }
 
     /// Where the open-time scan started: just past the prefix a valid seal named (frames the

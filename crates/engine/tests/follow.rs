@@ -24,7 +24,7 @@ fn append_batch(committer: &Committer, from: u64, count: u64) {
     let (tx, rx) = std::sync::mpsc::channel();
     let entries = (from..from + count)
         .map(|n| NewEntry {
-            payload: payload(n),
+            payload: payload(n).into(),
             ..NewEntry::default()
         })
         .collect();

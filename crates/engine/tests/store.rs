@@ -303,7 +303,7 @@ fn replay_skips_watermarks_and_repeated_replicated_entries() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
     let replicated = |n: u64, seq: u64| NewEntry {
-        payload: format!("r{n}-{seq}").into_bytes(),
+        payload: format!("r{n}-{seq}").into_bytes().into(),
         origin: Origin::Replicated {
             source_node_id: n,
             source_seq: seq,

@@ -122,18 +122,18 @@ fn principals_origins_and_timestamps_round_trip() {
     };
     let entries = vec![
         NewEntry {
-            payload: b"one".to_vec(),
+            payload: b"one".to_vec().into(),
             principal: Some(b"alice".to_vec()),
             origin: replicated,
             hlc: Some(given),
         },
         NewEntry {
-            payload: Vec::new(),
+            payload: Vec::new().into(),
             principal: Some(Vec::new()),
             ..NewEntry::default()
         },
         NewEntry {
-            payload: b"three".to_vec(),
+            payload: b"three".to_vec().into(),
             ..NewEntry::default()
         },
     ];

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
 use napi_derive::napi;
@@ -14,6 +15,7 @@ use crate::convert::{
     NativeMeta, NativeOpenOptions, NativeTailRepair, invalid, js_error, new_entry, to_f64, to_u64,
 };
 use crate::settle::{NativeSettled, Settled, Settler};
+use crate::stats::NativeStats;
 use crate::task::{Blocking, blocking};
 
 /// The writer's state after its last commit.
@@ -126,9 +128,9 @@ impl NativeAppender {
             let (mine, after) = rest.split_at(count);
             rest = after;
             let entries = match metas.as_mut().and_then(Iterator::next).flatten() {
-                Some(meta) if count == 1 => new_entry(mine[0], Some(meta)).map(|e| vec![e]),
+                Some(meta) if count == 1 => new_entry(mine[0].clone(), Some(meta)).map(|e| vec![e]),
                 Some(_) => Err(invalid("metadata applies to single appends only".into())),
-                None => mine.iter().map(|p| new_entry(p, None)).collect(),
+                None => mine.iter().map(|p| new_entry(p.clone(), None)).collect(),
             };
             match entries {
                 Ok(entries) => batch.push(AppendRequest {
@@ -153,7 +155,7 @@ impl NativeAppender {
         meta: Option<NativeMeta>,
     ) -> napi::Result<Option<f64>> {
         let entries = match payload {
-            Some(payload) => vec![new_entry(payload, meta)?],
+            Some(payload) => vec![new_entry(Bytes::copy_from_slice(payload), meta)?],
             None if meta.is_some() => return Err(invalid("metadata needs a payload".into())),
             None => Vec::new(),
         };
@@ -187,6 +189,18 @@ impl NativeAppender {
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         promise(env, |()| (), |reply| self.committer.close(reply))
+    }
+
+    /// What the writer has done since it opened.
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> NativeStats {
+        NativeStats::from(self.committer.stats())
+    }
+
+    /// Payload bytes sent and not yet committed or refused, as the committer counts them.
+    #[napi(catch_unwind)]
+    pub fn queued_bytes(&self) -> f64 {
+        to_f64(self.committer.queued_bytes())
     }
 
     /// The state after the last commit.
@@ -239,21 +253,24 @@ fn request_counts(requests: &[f64], payloads: usize) -> napi::Result<Vec<(f64, u
 }
 
 /// `data` cut into payloads of `lengths`, which must cover it exactly.
-fn split<'a>(data: &'a [u8], lengths: &[u32]) -> napi::Result<Vec<&'a [u8]>> {
-    let mut rest = data;
+fn split(data: &[u8], lengths: &[u32]) -> napi::Result<Vec<Bytes>> {
+    // One copy out of JS memory for the whole batch; each payload is a slice of it.
+    let all = Bytes::copy_from_slice(data);
+    let mut at = 0usize;
     let payloads = lengths
         .iter()
         .map(|&length| {
-            let length = usize::try_from(length).map_err(|_| malformed())?;
-            if length > rest.len() {
-                return Err(malformed());
-            }
-            let (payload, after) = rest.split_at(length);
-            rest = after;
+            let end = usize::try_from(length)
+                .ok()
+                .and_then(|l| at.checked_add(l))
+                .filter(|&end| end <= all.len())
+                .ok_or_else(malformed)?;
+            let payload = all.slice(at..end);
+            at = end;
             Ok(payload)
         })
         .collect::<napi::Result<Vec<_>>>()?;
-    if rest.is_empty() {
+    if at == all.len() {
         Ok(payloads)
     } else {
         Err(malformed())

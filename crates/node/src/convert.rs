@@ -1,5 +1,6 @@
 //! Conversions between JS values and engine types.
 
+use bytes::Bytes;
 use napi::Status;
 use napi::bindgen_prelude::{Buffer, Float64Array, Uint8Array};
 use napi_derive::napi;
@@ -177,11 +178,11 @@ pub struct NativeMeta {
     pub hlc_subseconds: Option<u32>,
 }
 
-/// One engine entry from a payload and optional metadata; copies the bytes.
-pub fn new_entry(payload: &[u8], meta: Option<NativeMeta>) -> napi::Result<NewEntry> {
+/// One engine entry from a payload (already copied out of JS) and optional metadata.
+pub fn new_entry(payload: Bytes, meta: Option<NativeMeta>) -> napi::Result<NewEntry> {
     let Some(meta) = meta else {
         return Ok(NewEntry {
-            payload: payload.to_vec(),
+            payload,
             ..NewEntry::default()
         });
     };
@@ -206,7 +207,7 @@ pub fn new_entry(payload: &[u8], meta: Option<NativeMeta>) -> napi::Result<NewEn
         (None, Some(_)) => return Err(invalid("hlc.subseconds needs hlc.seconds".into())),
     };
     Ok(NewEntry {
-        payload: payload.to_vec(),
+        payload,
         principal: meta.principal.map(|p| p.to_vec()),
         origin,
         hlc,

@@ -12,6 +12,7 @@ mod reader;
 mod remote;
 mod settle;
 mod snapshot;
+mod stats;
 mod store;
 mod task;
 

@@ -19,7 +19,7 @@ pub fn wal_in(dir: &tempfile::TempDir) -> PathBuf {
 
 pub fn entry(payload: &[u8]) -> NewEntry {
     NewEntry {
-        payload: payload.to_vec(),
+        payload: payload.to_vec().into(),
         ..NewEntry::default()
     }
 }
