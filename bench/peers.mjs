@@ -334,6 +334,8 @@ if (process.argv[2] === '--case') {
 }
 
 function child(peer, workload, dir) {
+  // The previous case's dirty pages are written back first, not during this one.
+  execFileSync('sync')
   const out = execFileSync(process.execPath, [self, '--case', peer, workload, dir, ...(quick ? ['--quick'] : [])], { encoding: 'utf8' })
   return JSON.parse(out.trim().split('\n').pop())
 }
