@@ -25,8 +25,10 @@ export declare class NativeAppender {
    * unit; `metas`, when given, holds one per request (only for single-entry requests).
    * Everything is copied before this returns. Each request is answered through the
    * `listen` callback under its ticket; one whose metadata does not convert fails alone.
+   * `chained`: the requests are `appendSync` batches, which fail from the first that does
+   * on (the engine's `AppendRequest::chained`).
    */
-  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null): void
+  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null, chained?: boolean | undefined | null): void
   /**
    * Append `payload` (with `meta`) behind everything queued, or with no payload just make
    * everything committed durable, on this thread: blocks for the fdatasync. Returns the

@@ -247,19 +247,21 @@ export abstract class Appender {
     this.#queuedBytes += request.bytes
     if (this.#pending.size === 0) this.#keepAlive.ref()
     this.#pending.set(ticket, request)
-    if (this.#outbox.empty && !Array.isArray(payloads)) {
-      // Payloads packed already (a batch of appendSync entries) with nothing before them:
-      // handed over now, in one call that copies them once, rather than copied into the outbox.
+    if (!Array.isArray(payloads)) {
+      // A batch of appendSync entries (packed already): handed over now, after what the outbox
+      // holds, in one call that copies it once. Chained: once one batch fails in the engine,
+      // every later one does, though this thread learns of the first failure only later.
+      this.#send()
       const { data, lengths } = payloads as Packed
       try {
-        this.#native.submit(data, lengths, Float64Array.of(ticket, lengths.length), null)
+        this.#native.submit(data, lengths, Float64Array.of(ticket, lengths.length), null, true)
       } catch (error) {
         this.#finish(ticket)?.reject(translate(error))
       }
       return
     }
     if (this.#outbox.empty) queueMicrotask(() => this.#send())
-    this.#outbox.add(ticket, payloads, request.bytes, meta)
+    this.#outbox.add(ticket, payloads as readonly Uint8Array[], request.bytes, meta)
   }
 
   /** Start the oldest waiting call. */

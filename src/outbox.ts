@@ -58,9 +58,10 @@ function grown<T extends Uint8Array | Uint32Array | Float64Array>(array: T, used
 }
 
 /**
- * Requests (one append, one appendBatch, one batch of appendSync entries) in call order, each
- * under a ticket. Payloads are copied in when added, so callers may reuse their buffers at
- * once, and the addon reads them all from one buffer instead of converting each one.
+ * Requests (one append, one appendBatch) in call order, each under a ticket. Payloads are
+ * copied in when added, so callers may reuse their buffers at once, and the addon reads them
+ * all from one buffer instead of converting each one. (A batch of `appendSync` entries, packed
+ * already, goes to the addon directly.)
  */
 export class Outbox {
   #data = new Uint8Array(DATA_BYTES)
@@ -84,23 +85,15 @@ export class Outbox {
   }
 
   /** Copy in `payloads` (`bytes` in all) as one request under `ticket`. */
-  add(ticket: number, payloads: Payloads, bytes: number, meta: native.NativeMeta | undefined): void {
-    const count = Array.isArray(payloads) ? payloads.length : (payloads as Packed).lengths.length
+  add(ticket: number, payloads: readonly Uint8Array[], bytes: number, meta: native.NativeMeta | undefined): void {
+    const count = payloads.length
     this.#data = grown(this.#data, this.#used, this.#used + bytes, (n) => new Uint8Array(n))
     this.#lengths = grown(this.#lengths, this.#entries, this.#entries + count, (n) => new Uint32Array(n))
     this.#requests = grown(this.#requests, this.#slots, this.#slots + 2, (n) => new Float64Array(n))
-    if (Array.isArray(payloads)) {
-      for (const payload of payloads as readonly Uint8Array[]) {
-        this.#data.set(payload, this.#used)
-        this.#used += payload.length
-        this.#lengths[this.#entries++] = payload.length
-      }
-    } else {
-      const { data, lengths } = payloads as Packed
-      this.#data.set(data.subarray(0, bytes), this.#used)
-      this.#used += bytes
-      this.#lengths.set(lengths, this.#entries)
-      this.#entries += count
+    for (const payload of payloads) {
+      this.#data.set(payload, this.#used)
+      this.#used += payload.length
+      this.#lengths[this.#entries++] = payload.length
     }
     if (meta !== undefined && this.#metas === null) this.#metas = new Array<native.NativeMeta | undefined>(this.#slots / 2).fill(undefined)
     this.#metas?.push(meta)

@@ -42,6 +42,10 @@ pub struct AppendRequest {
     pub entries: Vec<NewEntry>,
     /// Called with their sequences once committed.
     pub reply: Reply<RangeInclusive<u64>>,
+    /// Part of one chain (the batches of `appendSync`, whose caller learns of a failure only
+    /// later): once a chained request fails, every later one fails with the same error, so the
+    /// log never holds a chained entry after one that was lost.
+    pub chained: bool,
 }
 
 enum Command {
@@ -120,6 +124,8 @@ struct Shared {
     stats: Mutex<CommitStats>,
     /// Payload bytes of the appends sent and not yet committed (or refused).
     queued_bytes: AtomicU64,
+    /// Why the chain of chained requests broke, if it did (see [`AppendRequest::chained`]).
+    chain_broken: Mutex<Option<Error>>,
 }
 
 impl Shared {
@@ -176,6 +182,7 @@ impl Committer {
             queued: AtomicUsize::new(0),
             stats: Mutex::new(CommitStats::default()),
             queued_bytes: AtomicU64::new(0),
+            chain_broken: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel();
         let theirs = Arc::clone(&shared);
@@ -193,7 +200,11 @@ impl Committer {
 
     /// Queue `entries`; `reply` gets their sequences once they are committed.
     pub fn append(&self, entries: Vec<NewEntry>, reply: Reply<RangeInclusive<u64>>) {
-        self.append_all(vec![AppendRequest { entries, reply }]);
+        self.append_all(vec![AppendRequest {
+            entries,
+            reply,
+            chained: false,
+        }]);
     }
 
     /// Queue several requests at once, in order. They are taken into the same group (so one
@@ -480,6 +491,14 @@ fn background_flush(shared: &Shared) {
     shared.publish(writer);
 }
 
+/// A request staged in a group: its reply, its sequences, when it was called, whether chained.
+type Staged = (
+    Reply<RangeInclusive<u64>>,
+    RangeInclusive<u64>,
+    Instant,
+    bool,
+);
+
 /// Stage `first` and everything else queued, commit once, publish the state, then answer.
 /// Returns a pending close and how many commands were taken.
 fn process_group(
@@ -488,7 +507,7 @@ fn process_group(
     receiver: &Receiver<Command>,
     shared: &Shared,
 ) -> (Option<Reply<()>>, usize) {
-    let mut pending: Vec<(Reply<RangeInclusive<u64>>, RangeInclusive<u64>, Instant)> = Vec::new();
+    let mut pending: Vec<Staged> = Vec::new();
     let mut staged_bytes = 0u64;
     let mut taken_bytes = 0u64;
     let mut flushes: Vec<Reply<()>> = Vec::new();
@@ -502,15 +521,29 @@ fn process_group(
         match command {
             Command::Append(requests, called) => {
                 taken_bytes += payload_bytes(&requests);
-                for AppendRequest { entries, reply } in requests {
+                for AppendRequest {
+                    entries,
+                    reply,
+                    chained,
+                } in requests
+                {
+                    if chained && let Some(broken) = lock(&shared.chain_broken).clone() {
+                        reply(Err(broken));
+                        continue;
+                    }
                     let payload: usize = entries.iter().map(|e| e.payload.len()).sum();
                     bytes += payload;
                     match shielded(writer, |w| w.stage(&entries)) {
                         Ok(range) => {
                             staged_bytes += payload as u64;
-                            pending.push((reply, range, called));
+                            pending.push((reply, range, called, chained));
                         }
-                        Err(e) => reply(Err(e)),
+                        Err(e) => {
+                            if chained {
+                                lock(&shared.chain_broken).get_or_insert_with(|| e.clone());
+                            }
+                            reply(Err(e));
+                        }
                     }
                 }
             }
@@ -533,18 +566,21 @@ fn process_group(
     // Callers that see their reply must also see the state it produced.
     shared.publish(writer);
     shared.queued_bytes.fetch_sub(taken_bytes, Ordering::AcqRel);
-    if committed.is_ok() && !pending.is_empty() {
-        let entries = pending
-            .iter()
-            .map(|(_, r, _)| r.end() - r.start() + 1)
-            .sum();
-        lock(&shared.stats).record_group(
-            entries,
-            staged_bytes,
-            pending.iter().map(|(_, _, called)| *called),
-        );
+    match &committed {
+        Ok(()) if !pending.is_empty() => {
+            let entries = pending
+                .iter()
+                .map(|(_, r, _, _)| r.end() - r.start() + 1)
+                .sum();
+            let calls = pending.iter().map(|(_, _, called, _)| *called);
+            lock(&shared.stats).record_group(entries, staged_bytes, calls);
+        }
+        Err(e) if pending.iter().any(|(_, _, _, chained)| *chained) => {
+            lock(&shared.chain_broken).get_or_insert_with(|| e.clone());
+        }
+        _ => {}
     }
-    for (reply, range, _) in pending {
+    for (reply, range, _, _) in pending {
         reply(committed.clone().map(|()| range));
     }
     if let Some(flushed) = flushed {

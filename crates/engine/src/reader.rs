@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
@@ -23,8 +25,8 @@ pub struct Entry {
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
-    /// Its payload.
-    pub payload: Vec<u8>,
+    /// Its payload (a slice of the bytes it was read into, unless it was decompressed).
+    pub payload: Bytes,
     /// Whether it is a checkpoint watermark.
     pub watermark: bool,
     /// Offset of its frame in the file.
@@ -56,6 +58,7 @@ impl Entry {
                     len,
                     cap: MAX_PAYLOAD_LEN as u64,
                 })?
+                .into()
         };
         Ok(Self {
             sequence: frame.header.sequence,

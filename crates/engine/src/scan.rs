@@ -16,6 +16,9 @@
 //! damage only once it is stable: at once when no writer holds the file's lock, otherwise
 //! after re-reading it for about a quarter of a second, far longer than one write takes.
 
+use std::ops::Range;
+
+use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +75,9 @@ pub struct Frame {
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
-    /// The payload as stored (compressed if the header says so); empty from a cursor made
-    /// [`FrameCursor::without_payloads`].
-    pub stored: Vec<u8>,
+    /// The payload as stored (compressed if the header says so), sharing the bytes it was read
+    /// into; empty from a cursor made [`FrameCursor::without_payloads`].
+    pub stored: Bytes,
 }
 
 impl Frame {
@@ -119,7 +122,7 @@ pub fn frame_in(bytes: &[u8], offset: usize) -> std::result::Result<Frame, Defec
         header,
         origin,
         principal,
-        stored: stored.to_vec(),
+        stored: Bytes::copy_from_slice(stored),
     })
 }
 
@@ -160,7 +163,8 @@ pub struct FrameCursor {
     file_len: u64,
     offset: u64,
     last_sequence: u64,
-    window: Vec<u8>,
+    /// The bytes last read, shared: a frame's payload is a slice of them, not a copy.
+    window: Bytes,
     window_start: u64,
     /// Whether frames carry their payload bytes (a reader), or only their verified headers
     /// (the writer's open-time scan, which needs no copy of every payload).
@@ -181,7 +185,7 @@ impl FrameCursor {
             file_len,
             offset: FILE_HEADER_LEN as u64,
             last_sequence: snapshot_seq,
-            window: Vec::new(),
+            window: Bytes::new(),
             window_start: 0,
             keep_payloads: true,
             sealed_end: 0,
@@ -284,7 +288,7 @@ impl FrameCursor {
         let mut writer_live = None;
         for round in 0..=SETTLE_ROUNDS {
             // The window may hold bytes read before the writer wrote them.
-            self.window.clear();
+            self.window = Bytes::new();
             self.refresh_len(file, path)?;
             let defect = match self.read_frame(file, path)? {
                 Ok(frame) => return Ok(self.advance(frame)),
@@ -304,7 +308,7 @@ impl FrameCursor {
                     // seen is stable; read as valid, it was the writer's.
                     Defect::Damaged(damage) => match self.classify(file, path, damage) {
                         verdict @ (Err(Error::MidLogCorruption { .. }) | Ok(Step::Torn(_))) => {
-                            self.window.clear();
+                            self.window = Bytes::new();
                             match self.read_frame(file, path)? {
                                 Ok(frame) => Ok(self.advance(frame)),
                                 Err(_) => verdict,
@@ -338,10 +342,11 @@ impl FrameCursor {
         path: &Path,
     ) -> Result<std::result::Result<Frame, Defect>> {
         let (offset, keep_payloads) = (self.offset, self.keep_payloads);
-        let Some(bytes) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
+        let Some(at) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
-        let bytes: &[u8; FRAME_HEADER_LEN] = bytes.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
+        let bytes: &[u8; FRAME_HEADER_LEN] =
+            self.window[at].try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
         let header = match frame::decode_header(bytes, offset) {
             Ok(header) => header,
             Err(defect) => return Ok(Err(defect)),
@@ -351,13 +356,17 @@ impl FrameCursor {
         let Some(body) = self.fetch(file, path, offset + FRAME_HEADER_LEN as u64, body_len)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
-        let (extent, stored) = body.split_at(header.extent_len());
+        let payload_at = body.start + header.extent_len();
+        let (extent, stored) = (
+            &self.window[body.start..payload_at],
+            &self.window[payload_at..body.end],
+        );
         let checked = frame::decode_extent(&header, extent)
             .and_then(|decoded| frame::verify_payload(&header, stored).map(|()| decoded));
         let stored = if keep_payloads {
-            stored.to_vec()
+            self.window.slice(payload_at..body.end)
         } else {
-            Vec::new()
+            Bytes::new()
         };
         Ok(checked.map(|(origin, principal)| Frame {
             offset,
@@ -387,14 +396,15 @@ impl FrameCursor {
         Ok(())
     }
 
-    /// `len` bytes at `offset` through the read window; `None` if the file ends first.
+    /// Where `len` bytes at `offset` are in the read window (read afresh if they are not);
+    /// `None` if the file ends first.
     fn fetch(
         &mut self,
         file: &dyn VfsFile,
         path: &Path,
         offset: u64,
         len: usize,
-    ) -> Result<Option<&[u8]>> {
+    ) -> Result<Option<Range<usize>>> {
         let end = offset + len as u64;
         if end > self.file_len {
             self.refresh_len(file, path)?;
@@ -407,11 +417,13 @@ impl FrameCursor {
             let want = usize::try_from(self.file_len - offset)
                 .unwrap_or(usize::MAX)
                 .min(WINDOW.max(len));
-            self.window.resize(want, 0);
+            // A new buffer each time: the frames read from the last one may still share it.
+            let mut fresh = vec![0; want];
             // A live writer may cut its zero tail between the stat and this read.
-            let got = read_up_to(file, &mut self.window, offset)
-                .map_err(|e| Error::io("read", path, e))?;
-            self.window.truncate(got);
+            let got =
+                read_up_to(file, &mut fresh, offset).map_err(|e| Error::io("read", path, e))?;
+            fresh.truncate(got);
+            self.window = Bytes::from(fresh);
             self.window_start = offset;
             if got < len {
                 self.file_len = offset + got as u64;
@@ -419,7 +431,7 @@ impl FrameCursor {
             }
         }
         let start = usize::try_from(offset - self.window_start).unwrap_or(0);
-        Ok(Some(&self.window[start..start + len]))
+        Ok(Some(start..start + len))
     }
 
     /// Decide whether damage at the cursor is the zero-filled end, a torn tail, or corruption

@@ -96,6 +96,7 @@ fn requests_sent_together_share_one_fdatasync_and_a_refused_one_fails_alone() {
                 AppendRequest {
                     entries,
                     reply: done,
+                    chained: false,
                 },
                 rx,
             )
@@ -131,6 +132,54 @@ fn a_failed_group_rejects_every_member_and_consumes_no_sequence() {
     faults.set_plan(FaultPlan::default());
     drop(committer);
     assert!(read_all(&path).unwrap().is_empty());
+}
+
+/// Send `seq` as its own chained request (or not), waiting for its answer.
+fn send_one(
+    committer: &Committer,
+    seq: u64,
+    chained: bool,
+) -> Result<std::ops::RangeInclusive<u64>> {
+    let (done, rx) = reply();
+    committer.append_all(vec![AppendRequest {
+        entries: vec![entry(&payload_for(seq))],
+        reply: done,
+        chained,
+    }]);
+    rx.recv().unwrap()
+}
+
+#[test]
+fn once_a_chained_request_fails_every_later_chained_one_does_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs = faults.shared();
+    let committer = start(&vfs, &path, SyncPolicy::Manual);
+    assert_eq!(send_one(&committer, 1, true).unwrap(), 1..=1);
+    // The disk fills for one write: the chained request in that group fails...
+    faults.fail_ahead(0, Fault::NoSpace);
+    assert_eq!(
+        send_one(&committer, 2, true).unwrap_err().code(),
+        "DISK_FULL"
+    );
+    // ...and, with room again, every later chained request fails the same way, in its own
+    // group, so the log never holds a chained entry after one that was lost.
+    for seq in 3..=5 {
+        assert_eq!(
+            send_one(&committer, seq, true).unwrap_err().code(),
+            "DISK_FULL"
+        );
+    }
+    // Appends outside the chain are not affected.
+    assert_eq!(send_one(&committer, 2, false).unwrap(), 2..=2);
+    close(&committer);
+    let payloads: Vec<_> = read_all(&path)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(payloads, vec![payload_for(1), payload_for(2)]);
 }
 
 #[test]

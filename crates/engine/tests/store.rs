@@ -64,7 +64,7 @@ fn recover(dir: &Path) -> (u64, Vec<Vec<u8>>) {
         if batch.is_empty() {
             break;
         }
-        events.extend(batch.into_iter().map(|e| e.payload));
+        events.extend(batch.into_iter().map(|e| e.payload.to_vec()));
     }
     close(store);
     (snapshot_seq, events)

@@ -110,6 +110,8 @@ impl NativeAppender {
     /// unit; `metas`, when given, holds one per request (only for single-entry requests).
     /// Everything is copied before this returns. Each request is answered through the
     /// `listen` callback under its ticket; one whose metadata does not convert fails alone.
+    /// `chained`: the requests are `appendSync` batches, which fail from the first that does
+    /// on (the engine's `AppendRequest::chained`).
     #[napi(catch_unwind)]
     pub fn submit(
         &self,
@@ -117,7 +119,9 @@ impl NativeAppender {
         lengths: &[u32],
         requests: &[f64],
         metas: Option<Vec<Option<NativeMeta>>>,
+        chained: Option<bool>,
     ) -> napi::Result<()> {
+        let chained = chained.unwrap_or(false);
         let settler = self.settler()?;
         let counts = request_counts(requests, lengths.len())?;
         let payloads = split(data, lengths)?;
@@ -136,6 +140,7 @@ impl NativeAppender {
                 Ok(entries) => batch.push(AppendRequest {
                     entries,
                     reply: settler.reply(ticket),
+                    chained,
                 }),
                 Err(error) => settler.settle(ticket, Err(error.reason)),
             }
