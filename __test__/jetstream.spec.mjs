@@ -393,3 +393,35 @@ run('the CLI ships until SIGTERM, then exits 0 with its cursor recorded', async 
   t.deepEqual((await reopened.consumers()).map((c) => [c.name, c.position]), [['jetstream-TERM-2', 50]])
   await reopened.close()
 })
+
+run('a backup of a replica carries its positions: replicating into the copy appends nothing twice', async (t) => {
+  const dir = await tempDir(t)
+  const sources = await Promise.all([1, 2].map((n) => Store.open(join(dir, `source-${n}`))))
+  const shippers = await Promise.all(sources.map((s, i) => ship(s, { servers: single.urls, stream: 'BACKREPL', nodeId: i + 1 })))
+  for (let i = 0; i < 30; i++) await Promise.all(sources.map((s) => s.append(Buffer.from(`entry ${i}`))))
+  const replica = await Store.open(join(dir, 'replica'))
+  const replicator = await replicate({ servers: single.urls, stream: 'BACKREPL', into: replica })
+  await Promise.all([1, 2].map((n) => replicator.applied(n, 30)))
+  // Node 1's entries end up only in the replica's snapshot; node 2 goes on after it.
+  await replica.checkpoint({ state: Buffer.from('x') })
+  await replica.prune({ keepSnapshots: 1, keepArchives: 0 })
+  for (let i = 30; i < 40; i++) await sources[1].append(Buffer.from(`entry ${i}`))
+  await replicator.applied(2, 40)
+  await replicator.close()
+  const copy = join(dir, 'copy')
+  await replica.backup(copy)
+  await replica.close()
+
+  const restored = await Store.open(copy)
+  const again = await replicate({ servers: single.urls, stream: 'BACKREPL', into: restored })
+  await again.caughtUp()
+  t.deepEqual(Object.fromEntries(again.positions), { 1: 30, 2: 40 })
+  await again.close()
+  await restored.close()
+  // The copy's log after its snapshot: node 2's last ten entries, and nothing replicated twice.
+  const logged = []
+  for await (const e of (await WalReader.open(join(copy, 'wal.log'))).entries()) logged.push([e.origin.sourceNodeId, e.origin.sourceSeq])
+  t.deepEqual(logged, Array.from({ length: 10 }, (_, i) => [2, 31 + i]))
+  await Promise.all(shippers.map((s) => s.close()))
+  await Promise.all(sources.map((s) => s.close()))
+})

@@ -2,7 +2,7 @@
 //!
 //! Under the directory lock held shared (so no rotation or prune runs meanwhile, while appends
 //! do), the files that never change once published (the live snapshot, the archives the
-//! MANIFEST lists, consumer positions) are hard-linked into a staging directory beside the
+//! MANIFEST lists, consumer and replica positions) are hard-linked into a staging directory beside the
 //! destination (copied when it is on another file system), and the active WAL is copied up to
 //! a consistency point: the committed offset when the writer is in this process, else the end
 //! of the prefix its seal records as durable. The MANIFEST is written last; then every file
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
-use crate::filename::{StoreFile, consumer_file, staging_path};
+use crate::filename::{StoreFile, consumer_file, parse_replica_file, staging_path};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
 use crate::publish::{Placement, copy_file, copy_range, place_dir, publish, require_absent};
@@ -55,6 +55,17 @@ pub fn backup(
     vfs.create_dir_all(&staging)
         .map_err(|e| Error::io("create directory", &staging, e))?;
     let _lock = lock_dir(vfs.as_ref(), dir, LockKind::Shared)?;
+    // Replica positions first: each names an anchor its writer had made durable, and the WAL's
+    // end is fixed after this, so the copy holds everything up to every anchor it carries.
+    for entry in vfs.list(dir).map_err(|e| Error::io("list", dir, e))? {
+        if parse_replica_file(&entry.name).is_some() {
+            place(
+                vfs.as_ref(),
+                &dir.join(&entry.name),
+                &staging.join(&entry.name),
+            )?;
+        }
+    }
     let manifest = Manifest::read(vfs.as_ref(), dir)?;
     let wal = StoreFile::Wal.path(dir);
     let reader = WalReader::open(vfs, &wal)?;

@@ -140,6 +140,14 @@ pub fn replica_file(stream: &str) -> String {
     format!("{REPLICA_PREFIX}{stream}")
 }
 
+/// The stream (or name) whose replica positions file is `name`, if it is one; the inverse of
+/// [`replica_file`] (a temp file of one is not).
+#[must_use]
+pub fn parse_replica_file(name: &str) -> Option<&str> {
+    name.strip_prefix(REPLICA_PREFIX)
+        .filter(|stream| !stream.is_empty() && !is_temp(name))
+}
+
 /// A unique staging directory beside `dest`, for building a whole store before it takes the
 /// name: `<dest>.<pid>.<nanos>.<what>.tmp` (`what`: `backup`, `salvage`).
 #[must_use]
