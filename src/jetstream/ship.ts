@@ -326,18 +326,8 @@ export class Shipper {
     const fenced = (why: string): PersistError => new PersistError('REMOTE_FENCED', `node ${this.nodeId} in stream ${this.#remote.stream}: ${why}; another store ships (or shipped) under this node id`)
     if (received.node !== this.nodeId) throw fenced(`a shipment of node ${received.node} is on this node's subject`)
     const last = received.last
-    let local: native.NativeShipment | null = null
-    try {
-      const follower = await native.NativeFollower.open(this.#store.path, last, true)
-      try {
-        local = await follower.nextShipment(this.nodeId, 1, 1)
-      } finally {
-        follower.close()
-      }
-    } catch (error) {
-      if (!(error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message))) throw error
-    }
-    if (!local || local.first !== last) {
+    const local = await this.#frameAt(last)
+    if (!local) {
       // Pruned here after this store shipped it: its own cursor vouches for it.
       if (last <= this.#consumer.position) return
       throw fenced(`the stream holds sequence ${last}, which this store does not have`)
@@ -346,6 +336,32 @@ export class Shipper {
     if (Buffer.compare(asBuffer(shipment).subarray(shipment.length - frame.length), frame) !== 0) {
       throw fenced(`the stream's entry ${last} differs from this store's`)
     }
+  }
+
+  /** This store's frame at `sequence`, as a one-frame shipment; `null` once retention removed it. */
+  async #frameAt(sequence: number): Promise<native.NativeShipment | null> {
+    try {
+      const follower = await native.NativeFollower.open(this.#store.path, sequence, true)
+      try {
+        const frame = await follower.nextShipment(this.nodeId, 1, 1)
+        return frame?.first === sequence ? frame : null
+      } finally {
+        follower.close()
+      }
+    } catch (error) {
+      if (error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message)) return null
+      throw error
+    }
+  }
+
+  /**
+   * The HLC (seconds, subseconds) of the checkpoint watermark at `sequence`, read from the log
+   * while it still holds it: a shipper that starts after the live snapshot never ships that
+   * watermark, and one that restarts forgets those it shipped. `undefined` once pruned.
+   */
+  async #watermarkAt(sequence: number): Promise<[number, number] | undefined> {
+    const [at, seconds, subseconds] = (await this.#frameAt(sequence))?.watermarks ?? []
+    return at === sequence && seconds !== undefined && subseconds !== undefined ? [seconds, subseconds] : undefined
   }
 
   /** The stream acknowledged a shipment up to `last`, with these watermarks (sequence, HLC). */
@@ -403,7 +419,7 @@ export class Shipper {
         // Pruned since the look: a newer checkpoint is live, and goes next time.
         if (bytes === null) return
         const metadata: Record<string, string> = { node: String(this.nodeId), sequence: String(live) }
-        const hlc = this.#watermarks.get(live)
+        const hlc = this.#watermarks.get(live) ?? (await this.#watermarkAt(live))
         if (hlc) Object.assign(metadata, { hlcSeconds: String(hlc[0]), hlcSubseconds: String(hlc[1]) })
         await this.#bucket.putBlob({ name, metadata }, bytes)
       }
