@@ -43,7 +43,7 @@ export interface WriterStats {
   groupSize: Quantiles
   /** Milliseconds from a call's hand-over to the committer to its answer. */
   commitLatencyMs: Quantiles
-  /** Payload bytes handed over and not yet committed. */
+  /** As {@link Appender.queuedBytes}. */
   queuedBytes: number
   /** Calls waiting for room in the queue. */
   waitingCalls: number
@@ -584,7 +584,6 @@ export abstract class Appender {
     return guarded(() => this.#native.state().entriesSinceFsync)
   }
 
-  /** Why writes are refused until reopened, or `null`. */
   /**
    * What this writer has done since it opened: entries, bytes and groups committed,
    * fdatasyncs, the group-size and commit-latency distributions, the queue, the time since
@@ -601,7 +600,7 @@ export abstract class Appender {
         fdatasyncs: s.fdatasyncs,
         groupSize: quantiles(s.groupSize),
         commitLatencyMs: quantiles(s.commitLatencyUs, 1e-3),
-        queuedBytes: this.#native.queuedBytes(),
+        queuedBytes: this.#queuedBytes,
         waitingCalls: this.#waiting.length,
         msSinceFdatasync: s.sinceFdatasyncMs ?? null,
         tailRepairs: s.tailRepairs,
@@ -620,6 +619,7 @@ export abstract class Appender {
     publish('poison', () => ({ path: this.#target, reason }))
   }
 
+  /** Why writes are refused until reopened, or `null`. */
   get poisoned(): string | null {
     return guarded(() => this.#native.state().poisoned ?? null)
   }

@@ -13,7 +13,7 @@ import { PersistError } from '../errors'
 import type { Range } from './remote'
 
 /** Shipments held for a hole at most: far more than a shipper ever has in flight. */
-export const HELD_LIMIT = 256
+const HELD_LIMIT = 256
 
 /** A shipment and what the receiver keeps with it. */
 export interface Placed<T> extends Range {
@@ -30,11 +30,6 @@ export class InOrder<T> {
   constructor(have: number | null, where: string) {
     this.#have = have
     this.#where = where
-  }
-
-  /** The last sequence taken, without a hole (`null`: nothing seen yet). */
-  get have(): number | null {
-    return this.#have
   }
 
   /** The shipments held for a hole, lowest first. */

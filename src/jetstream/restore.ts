@@ -75,6 +75,7 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     let last = from
     if (end && !(toSequence !== undefined && toSequence <= from)) {
       const order = new InOrder<StoredMsg>(from, `stream ${remote.stream}`)
+      const endLast = rangeOf(end)?.last ?? 0
       // Message by message, each one request: a read that always settles. A shipment held for
       // a hole at the end may wait for a retry stored since the look, so the read goes on
       // while one is held; one that never comes was not acknowledged, and the log ends before.
@@ -89,7 +90,7 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
           const pushed = await building.push(asBuffer(ready.item.data))
           last = pushed.last
           done = pushed.done
-          onProgress(last, Math.max(last, rangeOf(end)?.last ?? 0))
+          onProgress(last, Math.max(last, endLast))
           if (done) break
         }
       }

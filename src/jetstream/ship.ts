@@ -88,7 +88,7 @@ interface InFlight {
   last: number
   bytes: number
   watermarks: number[]
-  state: 'sent' | 'acked' | 'failed'
+  acked: boolean
   ack: Promise<void>
 }
 
@@ -239,7 +239,7 @@ export class Shipper {
     let settled: () => void = () => undefined
     /** Retire the acknowledged shipments at the head of the queue. */
     const retire = (): void => {
-      while (inFlight[0]?.state === 'acked') {
+      while (inFlight[0]?.acked === true) {
         const done = inFlight.shift() as InFlight
         this.#inFlightBytes -= done.bytes
         this.#advance(done.last, done.watermarks)
@@ -257,14 +257,13 @@ export class Shipper {
               throw new PersistError('PAYLOAD_TOO_LARGE', `entry ${s.first} does not fit in one message of this server (max_payload): it cannot be shipped`)
             }
             const range = { node: this.nodeId, first: s.first, last: s.last, after: this.#shipped }
-            const shipment: InFlight = { last: s.last, bytes: s.data.length, watermarks: s.watermarks, state: 'sent', ack: Promise.resolve() }
+            const shipment: InFlight = { last: s.last, bytes: s.data.length, watermarks: s.watermarks, acked: false, ack: Promise.resolve() }
             shipment.ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect: expect(), headers: shipmentHeaders(range), timeout: 10_000 }).then(
               () => {
-                shipment.state = 'acked'
+                shipment.acked = true
                 settled()
               },
               (error: unknown) => {
-                shipment.state = 'failed'
                 failure ??= error
                 settled()
               },

@@ -520,18 +520,18 @@ fn process_group(
         taken += 1;
         match command {
             Command::Append(requests, called) => {
-                taken_bytes += payload_bytes(&requests);
                 for AppendRequest {
                     entries,
                     reply,
                     chained,
                 } in requests
                 {
+                    let payload: usize = entries.iter().map(|e| e.payload.len()).sum();
+                    taken_bytes += payload as u64;
                     if chained && let Some(broken) = lock(&shared.chain_broken).clone() {
                         reply(Err(broken));
                         continue;
                     }
-                    let payload: usize = entries.iter().map(|e| e.payload.len()).sum();
                     bytes += payload;
                     match shielded(writer, |w| w.stage(&entries)) {
                         Ok(range) => {

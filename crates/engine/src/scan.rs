@@ -17,11 +17,11 @@
 //! after re-reading it for about a quarter of a second, far longer than one write takes.
 
 use std::ops::Range;
-
-use bytes::Bytes;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};

@@ -5,11 +5,11 @@
 //! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync.
 
 use std::ops::RangeInclusive;
-
-use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use crate::compression::Compression;
 use crate::error::{Error, Result};
