@@ -218,14 +218,19 @@ export declare function errorCodes(): Array<string>
  */
 export declare const MAX_PAYLOAD_BYTES: number
 
-/** Many entries in one crossing: their bytes back to back, and their fields as numbers. */
+/** Many entries in one crossing, 64 bytes of fields an entry beside their bytes. */
 export interface NativeChunk {
-  /** Principals and payloads, back to back. */
-  data: Buffer
-  /** `META_FIELDS` numbers per entry. */
-  meta: Float64Array
+  /**
+   * Principals and payloads back to back, then the doubles, then the integers, in native
+   * byte order.
+   */
+  data: PooledBuffer
   /** How many entries. */
   count: number
+  /** Where the doubles start in `data` (a multiple of 8). */
+  metaAt: number
+  /** Where the integers start in `data`. */
+  fieldsAt: number
 }
 
 /** A registered consumer and its position (the last acknowledged sequence). */

@@ -13,84 +13,99 @@ export interface WalEntry {
   payload: Buffer
 }
 
-// Field positions per entry in a chunk's meta array (see crates/node/src/convert.rs).
-const FIELDS = 12
+// Numbers per entry in a chunk, and their positions (see crates/node/src/chunk.rs): the
+// doubles from `metaAt`, the 32-bit integers from `fieldsAt`, both in the chunk's buffer.
+const META_FIELDS = 5
 const SEQUENCE = 0
 const HLC_SECONDS = 1
+const SOURCE_NODE = 2
+const SOURCE_SEQ = 3
+const OFFSET = 4
+const U32_FIELDS = 6
+const PAYLOAD_START = 0
+const PAYLOAD_LEN = 1
 const HLC_SUBSECONDS = 2
-const SOURCE_NODE = 3
-const SOURCE_SEQ = 4
-const PRINCIPAL_START = 5
-const PRINCIPAL_LEN = 6
-const PAYLOAD_START = 7
-const PAYLOAD_LEN = 8
-const OFFSET = 9
-const STORED_LEN = 10
-const FLAGS = 11
+const PRINCIPAL_LEN = 3
+const STORED_LEN = 4
+const FLAGS = 5
+/** The principal length of an entry without one. */
+const NO_PRINCIPAL = 0xffff_ffff
 
 /**
- * Up to a thousand entries read in one native call. Accessors take the entry's index and return
+ * Up to 4096 entries (about 4 MiB) read in one native call. Accessors take the entry's index and return
  * views into one shared buffer (no copies); `entry(i)` builds a plain object when one is wanted.
  * The views stay valid as long as you keep them.
  */
 export class EntryBatch {
   readonly #data: Buffer
   readonly #meta: Float64Array
+  readonly #fields: Uint32Array
   /** How many entries. */
   readonly length: number
 
   /** @internal */
   constructor(chunk: native.NativeChunk) {
-    this.#data = chunk.data
-    this.#meta = chunk.meta
-    this.length = chunk.count
+    const { data, count, metaAt, fieldsAt } = chunk
+    // The addon hands over its own 8-aligned memory; a runtime that copies it (Electron)
+    // may not keep the alignment a Float64Array view needs.
+    const bytes = (data.byteOffset + metaAt) % 8 === 0 ? data : Buffer.from(data)
+    this.#data = bytes
+    this.#meta = new Float64Array(bytes.buffer, bytes.byteOffset + metaAt, count * META_FIELDS)
+    this.#fields = new Uint32Array(bytes.buffer, bytes.byteOffset + fieldsAt, count * U32_FIELDS)
+    this.length = count
   }
 
-  #field(i: number, field: number): number {
-    return this.#meta[i * FIELDS + field] ?? 0
+  #double(i: number, field: number): number {
+    return this.#meta[i * META_FIELDS + field] ?? 0
+  }
+
+  #u32(i: number, field: number): number {
+    return this.#fields[i * U32_FIELDS + field] ?? 0
   }
 
   sequence(i: number): number {
-    return this.#field(i, SEQUENCE)
+    return this.#double(i, SEQUENCE)
   }
 
   hlc(i: number): Hlc {
-    return { seconds: this.#field(i, HLC_SECONDS), subseconds: this.#field(i, HLC_SUBSECONDS) }
+    return { seconds: this.#double(i, HLC_SECONDS), subseconds: this.#u32(i, HLC_SUBSECONDS) }
   }
 
   origin(i: number): Origin {
-    const node = this.#field(i, SOURCE_NODE)
-    return node < 0 ? { kind: 'local' } : { kind: 'replicated', sourceNodeId: node, sourceSeq: this.#field(i, SOURCE_SEQ) }
+    const node = this.#double(i, SOURCE_NODE)
+    return node < 0 ? { kind: 'local' } : { kind: 'replicated', sourceNodeId: node, sourceSeq: this.#double(i, SOURCE_SEQ) }
   }
 
   principal(i: number): Buffer | null {
-    const start = this.#field(i, PRINCIPAL_START)
-    return start < 0 ? null : this.#data.subarray(start, start + this.#field(i, PRINCIPAL_LEN))
+    const len = this.#u32(i, PRINCIPAL_LEN)
+    if (len === NO_PRINCIPAL) return null
+    const end = this.#u32(i, PAYLOAD_START)
+    return this.#data.subarray(end - len, end)
   }
 
   payload(i: number): Buffer {
-    const start = this.#field(i, PAYLOAD_START)
-    return this.#data.subarray(start, start + this.#field(i, PAYLOAD_LEN))
+    const start = this.#u32(i, PAYLOAD_START)
+    return this.#data.subarray(start, start + this.#u32(i, PAYLOAD_LEN))
   }
 
   /** Offset of the entry's frame in its file. */
   offset(i: number): number {
-    return this.#field(i, OFFSET)
+    return this.#double(i, OFFSET)
   }
 
   /** Payload length as stored (compressed or not). */
   storedLength(i: number): number {
-    return this.#field(i, STORED_LEN)
+    return this.#u32(i, STORED_LEN)
   }
 
   /** Whether the entry is a checkpoint watermark (only `dump` asks for those). */
   watermark(i: number): boolean {
-    return (this.#field(i, FLAGS) & 1) !== 0
+    return (this.#u32(i, FLAGS) & 1) !== 0
   }
 
   /** Whether the payload was stored zstd-compressed. */
   compressed(i: number): boolean {
-    return (this.#field(i, FLAGS) & 2) !== 0
+    return (this.#u32(i, FLAGS) & 2) !== 0
   }
 
   entry(i: number): WalEntry {
@@ -99,7 +114,7 @@ export class EntryBatch {
 }
 
 /** What one native read of entries returns at most. */
-export const BATCH_ENTRIES = 1024
+export const BATCH_ENTRIES = 4096
 export const BATCH_BYTES = 4 << 20
 
 /** A native source of chunks: a WAL reader or a store's replay. */
@@ -108,15 +123,29 @@ export interface ChunkSource {
   close(): void
 }
 
-/** Yield every batch of a native chunk source, then release it. */
+/**
+ * Yield every batch of a native chunk source, then release it. The next chunk is read on the
+ * thread pool while the caller works on this one, so reading and the caller's work overlap.
+ */
 export async function* batchesOf(source: ChunkSource): AsyncGenerator<EntryBatch, void, undefined> {
+  const read = (): Promise<native.NativeChunk> => call(() => source.nextChunk(BATCH_ENTRIES, BATCH_BYTES))
+  let next: Promise<native.NativeChunk> | null = read()
+  let ahead = false
   try {
     for (;;) {
-      const chunk = await call(() => source.nextChunk(BATCH_ENTRIES, BATCH_BYTES))
+      let chunk: native.NativeChunk = await next
+      next = null
+      // A read made ahead found the end before the caller was done with the last batch, which
+      // may have appended more: look again, as a read made now would.
+      if (chunk.count === 0 && ahead) chunk = await read()
       if (chunk.count === 0) return
+      next = read()
+      ahead = true
       yield new EntryBatch(chunk)
     }
   } finally {
+    // A caller that stops early leaves one read in flight: let it settle before the release.
+    await next?.catch(() => undefined)
     source.close()
   }
 }

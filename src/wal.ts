@@ -82,7 +82,7 @@ export class WalReader {
   }
 
   /**
-   * The entries in batches of up to 1024, each read in one native call: the fastest way to
+   * The entries in batches of up to 4096, each read in one native call: the fastest way to
    * replay, with no object per entry unless you ask for one (see {@link EntryBatch}).
    */
   async *batches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {

@@ -21,7 +21,7 @@ fuzz_target!(|bytes: &[u8]| {
     let mut reader = WalReader::open(&vfs, &dest).expect("the salvaged log opens");
     let mut recovered = 0;
     loop {
-        let batch = reader.next_batch(0, 64, 1 << 20, true).expect("the salvaged log reads back whole");
+        let batch = reader.next_batch::<Vec<selene_persist_engine::Entry>>(0, 64, 1 << 20, true).expect("the salvaged log reads back whole");
         if batch.is_empty() {
             break;
         }

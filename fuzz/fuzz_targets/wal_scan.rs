@@ -13,7 +13,7 @@ fuzz_target!(|bytes: &[u8]| {
     std::fs::write(&path, bytes).unwrap();
     let vfs = StdFs::shared();
     if let Ok(mut reader) = WalReader::open(&vfs, &path) {
-        while let Ok(batch) = reader.next_batch(0, 64, 1 << 20, true) {
+        while let Ok(batch) = reader.next_batch::<Vec<selene_persist_engine::Entry>>(0, 64, 1 << 20, true) {
             if batch.is_empty() {
                 break;
             }

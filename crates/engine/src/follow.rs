@@ -19,12 +19,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
 use crate::frame::FLAG_CHECKPOINT_WATERMARK;
 use crate::io::Vfs;
 use crate::manifest::Manifest;
-use crate::reader::{Entry, WalReader};
+use crate::reader::WalReader;
 use crate::scan::Frame;
 
 /// What a follower reads: a store directory, or one WAL file.
@@ -110,17 +111,18 @@ impl Follower {
     ///
     /// # Errors
     /// As [`Self::next_frames`], and `Decompression` or `PayloadTooLarge` of a payload.
-    pub fn next_batch(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>> {
+    pub fn next_batch<B: Batch>(&mut self, max_entries: usize, max_bytes: usize) -> Result<B> {
         loop {
             let frames = self.next_frames(max_entries, max_bytes)?;
             if frames.is_empty() {
-                return Ok(Vec::new());
+                return Ok(B::default());
             }
-            let batch = frames
-                .into_iter()
-                .filter(|f| f.header.flags & FLAG_CHECKPOINT_WATERMARK == 0)
-                .map(Entry::from_frame)
-                .collect::<Result<Vec<_>>>()?;
+            let mut batch = B::with_limits(frames.len(), max_bytes);
+            for frame in frames {
+                if frame.header.flags & FLAG_CHECKPOINT_WATERMARK == 0 {
+                    batch.push_frame(frame.borrowed())?;
+                }
+            }
             // A run of watermarks alone is not the end: read on.
             if !batch.is_empty() {
                 return Ok(batch);

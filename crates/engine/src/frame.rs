@@ -190,10 +190,10 @@ pub fn decode_header(bytes: &[u8; FRAME_HEADER_LEN], offset: u64) -> Result<Fram
 ///
 /// # Errors
 /// `Defect::Damaged(ExtentChecksum)` when the extent does not match its checksum.
-pub fn decode_extent(
+pub fn decode_extent<'a>(
     header: &FrameHeader,
-    extent: &[u8],
-) -> Result<(Origin, Option<Vec<u8>>), Defect> {
+    extent: &'a [u8],
+) -> Result<(Origin, Option<&'a [u8]>), Defect> {
     if checksum32(extent) != header.extent_checksum {
         return Err(Defect::Damaged(Damage::ExtentChecksum));
     }
@@ -206,7 +206,7 @@ pub fn decode_extent(
     } else {
         (Origin::Local, extent)
     };
-    Ok((origin, header.principal_len.map(|_| principal.to_vec())))
+    Ok((origin, header.principal_len.map(|_| principal)))
 }
 
 /// Verify the stored payload of `header`.

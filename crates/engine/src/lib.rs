@@ -17,7 +17,7 @@
 //! **The WAL.** [`scan`] walks frames and tells the end of the log from a torn tail and from
 //! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
 //! stages and commits (one write, fdatasync per policy, cut back or poison on failure).
-//! [`reader`] yields verified entries. [`committer`] is one thread per writer that groups
+//! [`reader`] yields verified entries, collected by [`batch`] into entries or one packed chunk. [`committer`] is one thread per writer that groups
 //! concurrent appends into one write and one fdatasync, and counts what it does ([`stats`]).
 //! [`follow`] reads a store's log (or one WAL) as it grows, across rotations, beside a live
 //! writer in any process; [`consumer`] keeps a named follower's acknowledged position durably.
@@ -36,6 +36,7 @@
 //! [`error`] gives every failure a stable code; the crate root re-exports what a binding needs.
 
 pub mod backup;
+pub mod batch;
 pub mod checksum;
 pub mod committer;
 pub mod compression;

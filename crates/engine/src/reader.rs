@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::compression::decompress_bounded;
+use crate::batch::{Batch, decompress_payload};
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
-use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin};
+use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, Origin};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
-use crate::scan::{Frame, FrameCursor, Step, TailRepair, read_file_header};
+use crate::scan::{Frame, FrameCursor, FrameRef, Step, TailRepair, read_file_header};
 use crate::seal::Seal;
 
 /// One entry read back, payload decompressed.
@@ -48,17 +48,7 @@ impl Entry {
         let payload = if flags & FLAG_COMPRESSED == 0 {
             frame.stored
         } else {
-            let offset = frame.offset;
-            decompress_bounded(&frame.stored, MAX_PAYLOAD_LEN)
-                .map_err(|e| Error::Decompression {
-                    offset,
-                    detail: e.to_string(),
-                })?
-                .map_err(|len| Error::PayloadTooLarge {
-                    len,
-                    cap: MAX_PAYLOAD_LEN as u64,
-                })?
-                .into()
+            decompress_payload(&frame.stored, frame.offset)?.into()
         };
         Ok(Self {
             sequence: frame.header.sequence,
@@ -89,6 +79,8 @@ pub struct WalReader {
     cursor: FrameCursor,
     snapshot_seq: u64,
     failed: bool,
+    /// An error met after some entries of a batch: they go first, it comes with the next call.
+    deferred: Option<Error>,
     torn_tail: Option<TailRepair>,
 }
 
@@ -114,6 +106,7 @@ impl WalReader {
                 .beside_writer(Arc::clone(vfs)),
             snapshot_seq: header.snapshot_seq,
             failed: false,
+            deferred: None,
             torn_tail: None,
         })
     }
@@ -176,31 +169,83 @@ impl WalReader {
         Ok(None)
     }
 
-    /// Up to `max_entries` entries (or about `max_bytes` of payload) with sequence >= `from`,
-    /// checkpoint watermarks only if `watermarks`. An empty batch means the end.
+    /// Hand each verified frame with a sequence of at least `from` to `visit`, in order, until
+    /// it returns `Ok(false)` or the current end. Frames whole in the bytes already read go
+    /// borrowed, without a copy ([`FrameCursor::next_in_window`]); the others one by one as
+    /// [`Self::next_frame`] reads them.
     ///
     /// # Errors
-    /// As [`Self::next_frame`] and [`Entry::from_frame`].
-    pub fn next_batch(
+    /// As [`Self::next_frame`], and what `visit` returns.
+    pub fn visit_frames(
+        &mut self,
+        from: u64,
+        mut visit: impl FnMut(FrameRef<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
+        loop {
+            let mut more = true;
+            if !self.failed {
+                self.cursor.next_in_window(|frame| {
+                    if frame.header.sequence >= from {
+                        more = visit(frame)?;
+                    }
+                    Ok::<_, Error>(more)
+                })?;
+            }
+            if !more {
+                return Ok(());
+            }
+            let Some(frame) = self.next_frame(from)? else {
+                return Ok(());
+            };
+            if !visit(frame.borrowed())? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Up to `max_entries` entries (or about `max_bytes` of payload) with sequence >= `from`,
+    /// checkpoint watermarks only if `watermarks`, collected into a [`Batch`]. An empty batch
+    /// means the end.
+    ///
+    /// # Errors
+    /// As [`Self::visit_frames`] and [`Batch::push_frame`]; an error after some entries comes
+    /// with the next call ([`Self::deliver`]).
+    pub fn next_batch<B: Batch>(
         &mut self,
         from: u64,
         max_entries: usize,
         max_bytes: usize,
         watermarks: bool,
-    ) -> Result<Vec<Entry>> {
-        let mut batch = Vec::new();
-        let mut bytes = 0;
-        while batch.len() < max_entries && bytes < max_bytes {
-            let Some(frame) = self.next_frame(from)? else {
-                break;
-            };
-            let entry = Entry::from_frame(frame)?;
-            if entry.watermark && !watermarks {
-                continue;
-            }
-            bytes += entry.payload.len();
-            batch.push(entry);
+    ) -> Result<B> {
+        let mut batch = B::with_limits(max_entries, max_bytes);
+        if max_entries == 0 || max_bytes == 0 {
+            return Ok(batch);
         }
-        Ok(batch)
+        let mut bytes = 0;
+        let outcome = self.visit_frames(from, |frame| {
+            if watermarks || frame.header.flags & FLAG_CHECKPOINT_WATERMARK == 0 {
+                bytes += batch.push_frame(frame)?;
+            }
+            Ok(batch.len() < max_entries && bytes < max_bytes)
+        });
+        self.deliver(outcome, batch)
+    }
+
+    /// What a batched read returns: the batch, or the error that ended it; an error after some
+    /// entries waits for the next call, so every entry before it is delivered.
+    ///
+    /// # Errors
+    /// `outcome`'s, when the batch is empty.
+    pub fn deliver<B: Batch>(&mut self, outcome: Result<()>, batch: B) -> Result<B> {
+        match outcome {
+            Err(error) if !batch.is_empty() => {
+                self.deferred = Some(error);
+                Ok(batch)
+            }
+            outcome => outcome.map(|()| batch),
+        }
     }
 }

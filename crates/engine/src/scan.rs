@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
@@ -95,6 +95,56 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// The frame, borrowed.
+    #[must_use]
+    pub fn borrowed(&self) -> FrameRef<'_> {
+        FrameRef {
+            offset: self.offset,
+            header: self.header,
+            origin: self.origin,
+            principal: self.principal.as_deref(),
+            stored: &self.stored,
+            source: &self.stored,
+        }
+    }
+}
+
+/// One verified frame, borrowed from the bytes it was read into.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameRef<'a> {
+    /// Offset of the frame in the file.
+    pub offset: u64,
+    /// Its header.
+    pub header: FrameHeader,
+    /// Its origin.
+    pub origin: Origin,
+    /// Its principal.
+    pub principal: Option<&'a [u8]>,
+    /// The payload as stored (compressed if the header says so).
+    pub stored: &'a [u8],
+    /// The shared buffer `stored` lies in, so that an owned frame shares it.
+    source: &'a Bytes,
+}
+
+impl FrameRef<'_> {
+    /// The frame, owned: its payload shares the bytes it was read into.
+    #[must_use]
+    pub fn to_frame(&self) -> Frame {
+        Frame {
+            offset: self.offset,
+            header: self.header,
+            origin: self.origin,
+            principal: self.principal.map(<[u8]>::to_vec),
+            stored: if self.stored.is_empty() {
+                Bytes::new()
+            } else {
+                self.source.slice_ref(self.stored)
+            },
+        }
+    }
+}
+
 /// The frame at `offset` of an in-memory run of frames, verified in full (header, extent and
 /// payload checksums); bytes ending inside it are `Damage::Short`.
 ///
@@ -112,6 +162,7 @@ pub fn frame_in(bytes: &[u8], offset: usize) -> std::result::Result<Frame, Defec
         .get(body..body + header.extent_len())
         .ok_or(short.clone())?;
     let (origin, principal) = frame::decode_extent(&header, extent)?;
+    let principal = principal.map(<[u8]>::to_vec);
     let start = body + header.extent_len();
     let stored = bytes
         .get(start..start + header.payload_len as usize)
@@ -152,6 +203,50 @@ pub fn read_file_header(file: &dyn VfsFile, path: &Path) -> Result<FileHeader> {
 }
 
 const WINDOW: usize = 256 << 10;
+
+/// The header of the frame at `offset`, checked, its sequence the one after `previous`: the
+/// first half of verifying a frame, on every path of the cursor.
+///
+/// # Errors
+/// `NonMonotonicSequence`, `SequenceGap`: a frame whose checksums hold but whose sequence is
+/// out of order is corruption, never a torn tail.
+fn check_header(
+    bytes: &[u8],
+    offset: u64,
+    previous: u64,
+) -> Result<std::result::Result<FrameHeader, Defect>> {
+    let bytes: &[u8; FRAME_HEADER_LEN] = bytes.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
+    let header = match frame::decode_header(bytes, offset) {
+        Ok(header) => header,
+        Err(defect) => return Ok(Err(defect)),
+    };
+    if header.sequence <= previous {
+        return Err(Error::NonMonotonicSequence {
+            offset,
+            previous,
+            found: header.sequence,
+        });
+    }
+    if header.sequence != previous + 1 {
+        return Err(Error::SequenceGap {
+            offset,
+            expected: previous + 1,
+            found: header.sequence,
+        });
+    }
+    Ok(Ok(header))
+}
+
+/// A verified frame body: the origin, the principal, the payload as stored.
+type Body<'a> = (Origin, Option<&'a [u8]>, &'a [u8]);
+
+/// The extent and payload that follow `header` (the frame's body), verified: the second half.
+fn check_body<'a>(header: &FrameHeader, body: &'a [u8]) -> std::result::Result<Body<'a>, Defect> {
+    let (extent, stored) = body.split_at(header.extent_len());
+    let (origin, principal) = frame::decode_extent(header, extent)?;
+    frame::verify_payload(header, stored)?;
+    Ok((origin, principal, stored))
+}
 
 /// Re-reads of damage beside a live writer before it is judged, with pauses doubling from 1 ms
 /// (about 255 ms in all). One write of a group is long finished by then.
@@ -345,53 +440,74 @@ impl FrameCursor {
         let Some(at) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
-        let bytes: &[u8; FRAME_HEADER_LEN] =
-            self.window[at].try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
-        let header = match frame::decode_header(bytes, offset) {
+        let header = match check_header(&self.window[at], offset, self.last_sequence)? {
             Ok(header) => header,
             Err(defect) => return Ok(Err(defect)),
         };
-        self.check_sequence(&header, offset)?;
         let body_len = header.extent_len() + header.payload_len as usize;
         let Some(body) = self.fetch(file, path, offset + FRAME_HEADER_LEN as u64, body_len)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
-        let payload_at = body.start + header.extent_len();
-        let (extent, stored) = (
-            &self.window[body.start..payload_at],
-            &self.window[payload_at..body.end],
-        );
-        let checked = frame::decode_extent(&header, extent)
-            .and_then(|decoded| frame::verify_payload(&header, stored).map(|()| decoded));
-        let stored = if keep_payloads {
-            self.window.slice(payload_at..body.end)
-        } else {
-            Bytes::new()
-        };
-        Ok(checked.map(|(origin, principal)| Frame {
-            offset,
-            header,
-            origin,
-            principal,
-            stored,
-        }))
+        Ok(
+            check_body(&header, &self.window[body.clone()]).map(|(origin, principal, _)| Frame {
+                offset,
+                header,
+                origin,
+                principal: principal.map(<[u8]>::to_vec),
+                stored: if keep_payloads {
+                    self.window
+                        .slice(body.end - header.payload_len as usize..body.end)
+                } else {
+                    Bytes::new()
+                },
+            }),
+        )
     }
 
-    fn check_sequence(&self, header: &FrameHeader, offset: u64) -> Result<()> {
-        let previous = self.last_sequence;
-        if header.sequence <= previous {
-            return Err(Error::NonMonotonicSequence {
+    /// The frames that follow whole in the bytes already read, each verified exactly as
+    /// [`Self::next`] verifies it, handed to `visit` borrowed, until `visit` says stop
+    /// (`Ok(false)`) or a frame is not whole there or does not verify; [`Self::next`] then
+    /// reads that one afresh and judges it. No read and no allocation per frame: the fast path
+    /// of a batched read.
+    ///
+    /// # Errors
+    /// Only what `visit` returns.
+    pub fn next_in_window<E>(
+        &mut self,
+        mut visit: impl FnMut(FrameRef<'_>) -> std::result::Result<bool, E>,
+    ) -> std::result::Result<(), E> {
+        let window = &self.window;
+        let end = (self.window_start + window.len() as u64).min(self.file_len);
+        while self.offset >= self.window_start && self.offset + FRAME_HEADER_LEN as u64 <= end {
+            let offset = self.offset;
+            let at = usize::try_from(offset - self.window_start).unwrap_or(usize::MAX);
+            let header_bytes = &window[at..at + FRAME_HEADER_LEN];
+            let Ok(Ok(header)) = check_header(header_bytes, offset, self.last_sequence) else {
+                return Ok(());
+            };
+            let frame_end = offset + header.frame_len();
+            if frame_end > end {
+                return Ok(());
+            }
+            let body_end = at + usize::try_from(frame_end - offset).unwrap_or(usize::MAX);
+            let Ok((origin, principal, stored)) =
+                check_body(&header, &window[at + FRAME_HEADER_LEN..body_end])
+            else {
+                return Ok(());
+            };
+            self.offset = frame_end;
+            self.last_sequence = header.sequence;
+            let frame = FrameRef {
                 offset,
-                previous,
-                found: header.sequence,
-            });
-        }
-        if header.sequence != previous + 1 {
-            return Err(Error::SequenceGap {
-                offset,
-                expected: previous + 1,
-                found: header.sequence,
-            });
+                header,
+                origin,
+                principal,
+                stored,
+                source: window,
+            };
+            if !visit(frame)? {
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -417,13 +533,21 @@ impl FrameCursor {
             let want = usize::try_from(self.file_len - offset)
                 .unwrap_or(usize::MAX)
                 .min(WINDOW.max(len));
-            // A new buffer each time: the frames read from the last one may still share it.
-            let mut fresh = vec![0; want];
+            // The last buffer again when no frame read from it still shares it (a batched read
+            // copies what it keeps), else a new one: fresh memory costs a page fault a page.
+            let mut fresh = match std::mem::take(&mut self.window).try_into_mut() {
+                Ok(mut reused) if reused.capacity() >= want => {
+                    reused.clear();
+                    reused.resize(want, 0);
+                    reused
+                }
+                _ => BytesMut::zeroed(want),
+            };
             // A live writer may cut its zero tail between the stat and this read.
             let got =
                 read_up_to(file, &mut fresh, offset).map_err(|e| Error::io("read", path, e))?;
             fresh.truncate(got);
-            self.window = Bytes::from(fresh);
+            self.window = fresh.freeze();
             self.window_start = offset;
             if got < len {
                 self.file_len = offset + got as u64;

@@ -12,13 +12,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use crate::backup::{self, Upto};
+use crate::batch::Batch;
 use crate::committer::{Committer, Reply};
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
-use crate::frame::Origin;
+use crate::frame::{FLAG_CHECKPOINT_WATERMARK, Origin};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::reader::{Entry, WalReader};
+use crate::reader::WalReader;
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
 use crate::rotation::{Rotation, begin, begin_queued, finish};
 use crate::scan::read_file_header;
@@ -303,32 +304,33 @@ impl Replay {
     /// Up to `max_entries` entries (or about `max_bytes` of payload); empty at the end.
     ///
     /// # Errors
-    /// As [`WalReader::next_frame`] and [`Entry::from_frame`].
-    pub fn next_batch(&mut self, max_entries: usize, max_bytes: usize) -> Result<Vec<Entry>> {
-        let mut batch = Vec::new();
+    /// As [`WalReader::visit_frames`] and [`Batch::push_frame`]; an error after some entries
+    /// comes with the next call ([`WalReader::deliver`]).
+    pub fn next_batch<B: Batch>(&mut self, max_entries: usize, max_bytes: usize) -> Result<B> {
+        let mut batch = B::with_limits(max_entries, max_bytes);
+        if max_entries == 0 || max_bytes == 0 {
+            return Ok(batch);
+        }
         let mut bytes = 0;
-        while batch.len() < max_entries && bytes < max_bytes {
-            let Some(frame) = self.reader.next_frame(self.from)? else {
-                break;
-            };
-            let entry = Entry::from_frame(frame)?;
-            if entry.watermark {
-                continue;
+        let applied = &mut self.applied;
+        let outcome = self.reader.visit_frames(self.from, |frame| {
+            if frame.header.flags & FLAG_CHECKPOINT_WATERMARK != 0 {
+                return Ok(true);
             }
             if let Origin::Replicated {
                 source_node_id,
                 source_seq,
-            } = entry.origin
+            } = frame.origin
             {
-                let highest = self.applied.entry(source_node_id).or_insert(0);
+                let highest = applied.entry(source_node_id).or_insert(0);
                 if source_seq <= *highest {
-                    continue;
+                    return Ok(true);
                 }
                 *highest = source_seq;
             }
-            bytes += entry.payload.len();
-            batch.push(entry);
-        }
-        Ok(batch)
+            bytes += batch.push_frame(frame)?;
+            Ok(batch.len() < max_entries && bytes < max_bytes)
+        });
+        self.reader.deliver(outcome, batch)
     }
 }

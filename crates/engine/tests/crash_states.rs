@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use selene_persist_engine::Entry;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
@@ -160,7 +161,7 @@ fn check_store(dir: &Path, promised: u64) -> Result<(), String> {
     let mut replay = store.replay(0).map_err(|e| format!("replay: {e}"))?;
     loop {
         let batch = replay
-            .next_batch(100, usize::MAX)
+            .next_batch::<Vec<Entry>>(100, usize::MAX)
             .map_err(|e| format!("replay: {e}"))?;
         if batch.is_empty() {
             break;

@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use selene_persist_engine::Entry;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
@@ -131,7 +132,7 @@ fn check_store(dir: &Path, acked: u64) -> Result<(), String> {
     let mut replay = store.replay(0).map_err(|e| e.to_string())?;
     loop {
         let batch = replay
-            .next_batch(100, usize::MAX)
+            .next_batch::<Vec<Entry>>(100, usize::MAX)
             .map_err(|e| e.to_string())?;
         if batch.is_empty() {
             break;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use selene_persist_engine::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -36,7 +37,7 @@ fn append_batch(committer: &Committer, from: u64, count: u64) {
 /// appended entries (watermarks take sequences, so `seen` counts entries, not sequences).
 fn drain(follower: &mut Follower, seen: &mut Vec<u64>) {
     loop {
-        let batch = follower.next_batch(100, 1 << 20).unwrap();
+        let batch = follower.next_batch::<Vec<Entry>>(100, 1 << 20).unwrap();
         if batch.is_empty() {
             return;
         }
@@ -178,10 +179,14 @@ fn entries_retention_deleted_are_consumer_behind_retention() {
         .unwrap();
     let mut follower =
         Follower::open(&fs(), Target::Store(dir.path().into()), Some(1), false).unwrap();
-    let error = follower.next_batch(10, 1 << 20).unwrap_err();
+    let error = follower.next_batch::<Vec<Entry>>(10, 1 << 20).unwrap_err();
     assert_eq!(error.code(), "CONSUMER_BEHIND_RETENTION", "{error}");
     // From the live snapshot on, nothing is missing.
     let mut live = Follower::open(&fs(), Target::Store(dir.path().into()), None, false).unwrap();
-    assert!(live.next_batch(10, 1 << 20).unwrap().is_empty());
+    assert!(
+        live.next_batch::<Vec<Entry>>(10, 1 << 20)
+            .unwrap()
+            .is_empty()
+    );
     close_via(store.committer()).unwrap();
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{entry, fs};
+use selene_persist_engine::Entry;
 use selene_persist_engine::{WalOptions, WalReader, WalWriter};
 
 /// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
@@ -90,7 +91,9 @@ fn an_append_that_fits_is_never_refused_for_the_preallocation_ahead_of_it() {
     );
     writer.close().unwrap();
     let mut reader = WalReader::open(&fs(), &wal).unwrap();
-    let entries = reader.next_batch(0, 10_000, usize::MAX, false).unwrap();
+    let entries = reader
+        .next_batch::<Vec<Entry>>(0, 10_000, usize::MAX, false)
+        .unwrap();
     assert_eq!(entries.len() as u64, next);
     for e in &entries {
         assert_eq!(e.payload, payload(e.sequence));

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use proptest::prelude::*;
+use selene_persist_engine::Entry;
 use selene_persist_engine::file_header::FileHeader;
 use selene_persist_engine::frame::{FRAME_HEADER_LEN, decode_extent, decode_header};
 use selene_persist_engine::manifest::Manifest;
@@ -65,7 +66,10 @@ fn scan(dir: &Path, bytes: &[u8]) {
     std::fs::write(&path, bytes).unwrap();
     let read = (|| {
         let mut reader = WalReader::open(&fs(), &path)?;
-        while !reader.next_batch(0, 64, 1 << 20, true)?.is_empty() {}
+        while !reader
+            .next_batch::<Vec<Entry>>(0, 64, 1 << 20, true)?
+            .is_empty()
+        {}
         Ok::<_, selene_persist_engine::Error>(())
     })();
     let before = std::fs::read(&path).unwrap();

@@ -2,6 +2,7 @@
 
 mod common;
 
+use selene_persist_engine::Entry;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -37,7 +38,9 @@ fn append(writer: &mut WalWriter, count: u64) {
 fn drain(reader: &mut WalReader) -> Vec<u64> {
     let mut sequences = Vec::new();
     loop {
-        let batch = reader.next_batch(0, 100, usize::MAX, false).unwrap();
+        let batch = reader
+            .next_batch::<Vec<Entry>>(0, 100, usize::MAX, false)
+            .unwrap();
         if batch.is_empty() {
             return sequences;
         }
@@ -53,7 +56,9 @@ fn entries_appended_after_the_reader_cached_the_zero_tail_are_read_not_corruptio
     append(&mut w, 1024);
     let mut reader = WalReader::open(&fs(), &path).unwrap();
     // The first batch reads a window that reaches into the preallocated zeros.
-    let first = reader.next_batch(0, 10, usize::MAX, false).unwrap();
+    let first = reader
+        .next_batch::<Vec<Entry>>(0, 10, usize::MAX, false)
+        .unwrap();
     assert_eq!(first.len(), 10);
     append(&mut w, 2);
     let rest = drain(&mut reader);
@@ -72,7 +77,10 @@ fn a_writer_cutting_its_zero_tail_at_close_ends_the_reader_cleanly() {
     append(&mut w, 50);
     let mut reader = WalReader::open(&fs(), &path).unwrap();
     assert_eq!(
-        reader.next_batch(0, 10, usize::MAX, false).unwrap().len(),
+        reader
+            .next_batch::<Vec<Entry>>(0, 10, usize::MAX, false)
+            .unwrap()
+            .len(),
         10
     );
     append(&mut w, 1);
@@ -122,7 +130,7 @@ fn stable_damage_beside_a_live_writer_is_still_corruption() {
     raw.write_all_at(&[0xFF], offsets[5] + 2).unwrap();
     let mut reader = WalReader::open(&fs(), &path).unwrap();
     let error = loop {
-        match reader.next_batch(0, 100, usize::MAX, false) {
+        match reader.next_batch::<Vec<Entry>>(0, 100, usize::MAX, false) {
             Ok(batch) if batch.is_empty() => panic!("damage read as the end"),
             Ok(_) => {}
             Err(e) => break e,

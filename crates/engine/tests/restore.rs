@@ -18,7 +18,7 @@ fn contents(dir: &std::path::Path) -> (Vec<Entry>, Option<Vec<u8>>) {
     let mut replay = store.replay(0).unwrap();
     let mut all = Vec::new();
     loop {
-        let batch = replay.next_batch(100, usize::MAX).unwrap();
+        let batch = replay.next_batch::<Vec<Entry>>(100, usize::MAX).unwrap();
         if batch.is_empty() {
             break;
         }

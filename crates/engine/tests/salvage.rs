@@ -4,6 +4,7 @@
 mod common;
 
 use common::{entry, fs, read_all, wal_in};
+use selene_persist_engine::Entry;
 use selene_persist_engine::salvage::{damaged_path, salvage_wal};
 use selene_persist_engine::{WalOptions, WalWriter};
 
@@ -244,7 +245,7 @@ fn a_damaged_store_salvages_into_a_store_that_opens() {
     let mut follower = Follower::open(&fs(), Target::Store(dest), Some(1), false).unwrap();
     let mut seen = Vec::new();
     loop {
-        let batch = follower.next_batch(100, 1 << 20).unwrap();
+        let batch = follower.next_batch::<Vec<Entry>>(100, 1 << 20).unwrap();
         if batch.is_empty() {
             break;
         }
@@ -300,7 +301,7 @@ fn a_store_whose_live_snapshot_is_damaged_is_rebuilt_from_the_one_before() {
     let reopened = Store::open(&fs(), &dest, WalOptions::default()).unwrap();
     assert_eq!(reopened.snapshot().unwrap().read("round").unwrap(), vec![1]);
     let mut replay: Replay = reopened.replay(0).unwrap();
-    let entries = replay.next_batch(100, 1 << 20).unwrap();
+    let entries = replay.next_batch::<Vec<Entry>>(100, 1 << 20).unwrap();
     let payloads: Vec<_> = entries.iter().map(|e| e.payload.clone()).collect();
     assert_eq!(payloads, (21..=35).map(payload).collect::<Vec<_>>());
     common::close_via(reopened.committer()).unwrap();

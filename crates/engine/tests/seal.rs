@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use selene_persist_engine::Entry;
 use selene_persist_engine::file_header::FILE_HEADER_LEN;
 use selene_persist_engine::filename::seal_path;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
@@ -235,7 +236,7 @@ fn frames_past_the_seal_are_made_durable_and_sealed_at_open() {
             true,
         )
         .unwrap();
-        let seen = follower.next_batch(100, usize::MAX).unwrap();
+        let seen = follower.next_batch::<Vec<Entry>>(100, usize::MAX).unwrap();
         assert_eq!(seen.len() as u64, ENTRIES + 5, "{case}");
         drop(writer);
         drop(dir);

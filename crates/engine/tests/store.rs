@@ -2,6 +2,7 @@
 
 mod common;
 
+use selene_persist_engine::Entry;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -60,7 +61,7 @@ fn recover(dir: &Path) -> (u64, Vec<Vec<u8>>) {
     };
     let mut replay = store.replay(0).unwrap();
     loop {
-        let batch = replay.next_batch(100, usize::MAX).unwrap();
+        let batch = replay.next_batch::<Vec<Entry>>(100, usize::MAX).unwrap();
         if batch.is_empty() {
             break;
         }
@@ -324,7 +325,7 @@ fn replay_skips_watermarks_and_repeated_replicated_entries() {
     rx.recv().unwrap().unwrap();
     let mut replay = store.replay(0).unwrap();
     let payloads: Vec<_> = replay
-        .next_batch(100, usize::MAX)
+        .next_batch::<Vec<Entry>>(100, usize::MAX)
         .unwrap()
         .into_iter()
         .map(|e| e.payload)

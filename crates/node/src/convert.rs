@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use napi::Status;
-use napi::bindgen_prelude::{Buffer, Float64Array, Uint8Array};
+use napi::bindgen_prelude::Uint8Array;
 use napi_derive::napi;
 use selene_persist_engine::committer::DEFAULT_MAX_QUEUE_BYTES;
 use selene_persist_engine::retention::{PruneOutcome, RetentionPolicy};
@@ -11,8 +11,7 @@ use selene_persist_engine::snapshot::{
     DEFAULT_COMPRESS_SECTIONS, PublishedSnapshot, SectionInfo, SnapshotBuilder,
 };
 use selene_persist_engine::{
-    Compression, Entry, Error, Hlc, MAX_SEQUENCE, NewEntry, Origin, SyncPolicy, TailRepair,
-    WalOptions,
+    Compression, Error, Hlc, MAX_SEQUENCE, NewEntry, Origin, SyncPolicy, TailRepair, WalOptions,
 };
 
 /// An engine error as a JS error carrying its stable code.
@@ -212,73 +211,6 @@ pub fn new_entry(payload: Bytes, meta: Option<NativeMeta>) -> napi::Result<NewEn
         origin,
         hlc,
     })
-}
-
-/// Fields per entry in [`NativeChunk::meta`], in this order: sequence, HLC seconds, HLC
-/// subseconds, source node id (-1 for local), source sequence, principal start (-1 for none),
-/// principal length, payload start, payload length, frame offset, stored length, flags
-/// (1 watermark, 2 compressed). Starts are offsets into [`NativeChunk::data`].
-pub const META_FIELDS: usize = 12;
-
-/// Many entries in one crossing: their bytes back to back, and their fields as numbers.
-#[napi(object)]
-pub struct NativeChunk {
-    /// Principals and payloads, back to back.
-    pub data: Buffer,
-    /// `META_FIELDS` numbers per entry.
-    pub meta: Float64Array,
-    /// How many entries.
-    pub count: u32,
-}
-
-/// Pack entries into one chunk.
-pub fn chunk(batch: Vec<Entry>) -> NativeChunk {
-    let total: usize = batch
-        .iter()
-        .map(|e| e.payload.len() + e.principal.as_ref().map_or(0, Vec::len))
-        .sum();
-    let mut data = Vec::with_capacity(total);
-    let mut meta = Vec::with_capacity(batch.len() * META_FIELDS);
-    let count = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-    for entry in batch {
-        let (node, seq) = match entry.origin {
-            Origin::Local => (-1.0, 0.0),
-            Origin::Replicated {
-                source_node_id,
-                source_seq,
-            } => (to_f64(source_node_id), to_f64(source_seq)),
-        };
-        let (principal_start, principal_len) = match &entry.principal {
-            Some(p) => {
-                let start = data.len();
-                data.extend_from_slice(p);
-                (start as f64, p.len() as f64)
-            }
-            None => (-1.0, 0.0),
-        };
-        let payload_start = data.len() as f64;
-        data.extend_from_slice(&entry.payload);
-        let flags = f64::from(u8::from(entry.watermark) | (u8::from(entry.compressed) << 1));
-        meta.extend_from_slice(&[
-            to_f64(entry.sequence),
-            to_f64(entry.hlc.seconds),
-            f64::from(entry.hlc.subseconds),
-            node,
-            seq,
-            principal_start,
-            principal_len,
-            payload_start,
-            entry.payload.len() as f64,
-            to_f64(entry.offset),
-            to_f64(entry.stored_len),
-            flags,
-        ]);
-    }
-    NativeChunk {
-        data: Buffer::from(data),
-        meta: Float64Array::new(meta),
-        count,
-    }
 }
 
 /// A torn tail cut at open.

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
+use selene_persist_engine::Error;
 use selene_persist_engine::consumer;
 use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::{Entry, Error};
 
-use crate::convert::{NativeChunk, to_f64, to_u64};
+use crate::chunk::Packed;
+use crate::convert::{to_f64, to_u64};
 use crate::remote::{NativeShipment, Shipped, native_shipment, next_shipment};
-use crate::task::{Blocking, Closable, blocking, next_chunk};
+use crate::task::{Blocking, ChunkTask, Closable, blocking, next_chunk};
 
 /// A follower of a store directory or a WAL file.
 #[napi]
@@ -51,17 +52,13 @@ impl NativeFollower {
 
     /// The next entries there are now, packed in one chunk; an empty chunk means none yet.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
-    pub fn next_chunk(
-        &self,
-        max_entries: u32,
-        max_bytes: u32,
-    ) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
+    pub fn next_chunk(&self, max_entries: u32, max_bytes: u32) -> ChunkTask {
         next_chunk(
             &self.inner,
             "follower",
             max_entries,
             max_bytes,
-            Follower::next_batch,
+            Follower::next_batch::<Packed>,
         )
     }
 

@@ -5,9 +5,11 @@
 //! numbers (the engine never assigns one above 2^53 - 1).
 
 mod appender;
+mod chunk;
 mod convert;
 mod follow;
 mod inspect;
+mod pool;
 mod reader;
 mod remote;
 mod settle;

@@ -6,10 +6,11 @@ use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 use selene_persist_engine::filename::wal_of;
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::{Entry, Error, WalReader};
+use selene_persist_engine::{Error, WalReader};
 
-use crate::convert::{NativeChunk, NativeTailRepair, chunk, to_f64, to_u64};
-use crate::task::{Blocking, Closable, blocking};
+use crate::chunk::Packed;
+use crate::convert::{NativeTailRepair, to_f64, to_u64};
+use crate::task::{Blocking, ChunkTask, Closable, blocking};
 
 /// A WAL reader; each batch is read off the JS thread.
 #[napi]
@@ -44,17 +45,18 @@ impl NativeReader {
         max_entries: u32,
         max_bytes: u32,
         watermarks: bool,
-    ) -> napi::Result<AsyncTask<Blocking<Vec<Entry>, NativeChunk>>> {
+    ) -> napi::Result<ChunkTask> {
         let from = to_u64("from", from)?;
         let inner = self.inner.clone();
         let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
         Ok(blocking(
             move || {
                 inner.with("reader", |r| {
-                    r.next_batch(from, entries_max, bytes_max, watermarks)
+                    r.next_batch::<Packed>(from, entries_max, bytes_max, watermarks)
+                        .map(Packed::finish)
                 })
             },
-            chunk,
+            std::convert::identity,
         ))
     }
 

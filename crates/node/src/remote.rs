@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use napi::bindgen_prelude::{AsyncTask, Buffer};
 use napi_derive::napi;
+use selene_persist_engine::batch::Batch;
 use selene_persist_engine::filename::StoreFile;
 use selene_persist_engine::frame::FLAG_CHECKPOINT_WATERMARK;
 use selene_persist_engine::io::StdFs;
@@ -15,9 +16,10 @@ use selene_persist_engine::replica::{self, Positions};
 use selene_persist_engine::restore::{Limit, Pushed, Restore};
 use selene_persist_engine::scan::Frame;
 use selene_persist_engine::snapshot::SnapshotReader;
-use selene_persist_engine::{Entry, Error, Hlc, Result, shipment};
+use selene_persist_engine::{Error, Hlc, Result, shipment};
 
-use crate::convert::{NativeChunk, chunk, to_f64, to_u64};
+use crate::chunk::{NativeChunk, Packed};
+use crate::convert::{to_f64, to_u64};
 use crate::task::{Blocking, Closable, blocking};
 
 /// A shipment read from a follower: consecutive frames, watermarks included.
@@ -76,7 +78,7 @@ pub fn native_shipment(shipped: Option<Shipped>) -> Option<NativeShipment> {
 }
 
 /// A shipment received: who sent it, its range, and its entries (watermarks flagged).
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct NativeReceived {
     /// The node whose log it comes from.
     pub node: f64,
@@ -92,22 +94,22 @@ pub struct NativeReceived {
 #[napi(catch_unwind, ts_return_type = "Promise<NativeReceived>")]
 pub fn decode_shipment(
     data: Buffer,
-) -> AsyncTask<Blocking<(shipment::Header, Vec<Entry>), NativeReceived>> {
+) -> AsyncTask<Blocking<(shipment::Header, NativeChunk), NativeReceived>> {
     let bytes = data.to_vec();
     blocking(
         move || {
             let (header, frames) = shipment::decode(&bytes)?;
-            let entries = frames
-                .into_iter()
-                .map(Entry::from_frame)
-                .collect::<Result<Vec<_>>>()?;
-            Ok((header, entries))
+            let mut packed = Packed::with_limits(frames.len(), usize::MAX);
+            for frame in frames {
+                packed.push_frame(frame.borrowed())?;
+            }
+            Ok((header, packed.finish()))
         },
-        |(header, entries)| NativeReceived {
+        |(header, packed)| NativeReceived {
             node: to_f64(header.node_id),
             first: to_f64(header.first),
             last: to_f64(header.last()),
-            chunk: chunk(entries),
+            chunk: packed,
         },
     )
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Object};
 use napi_derive::napi;
-use selene_persist_engine::Entry;
 use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::retention::PruneOutcome;
@@ -14,12 +13,13 @@ use selene_persist_engine::rotation::Rotation;
 use selene_persist_engine::store::{Replay, Store};
 
 use crate::appender::{NativeAppender, promise};
+use crate::chunk::Packed;
 use crate::convert::{
-    NativeChunk, NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation,
-    NativeSection, js_error, sections, to_f64, to_u64,
+    NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation, NativeSection, js_error,
+    sections, to_f64, to_u64,
 };
 use crate::snapshot::NativeSnapshotReader;
-use crate::task::{Blocking, Closable, blocking, next_chunk};
+use crate::task::{Blocking, ChunkTask, Closable, blocking, next_chunk};
 
 /// What recovery found and did.
 #[napi(object)]
@@ -148,17 +148,13 @@ pub struct NativeReplay {
 impl NativeReplay {
     /// The next entries, packed in one chunk; an empty chunk means the end.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
-    pub fn next_chunk(
-        &self,
-        max_entries: u32,
-        max_bytes: u32,
-    ) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
+    pub fn next_chunk(&self, max_entries: u32, max_bytes: u32) -> ChunkTask {
         next_chunk(
             &self.inner,
             "replay",
             max_entries,
             max_bytes,
-            Replay::next_batch,
+            Replay::next_batch::<Packed>,
         )
     }
 

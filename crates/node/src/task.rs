@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use napi::bindgen_prelude::{AsyncTask, ToNapiValue, TypeName};
 use napi::{Env, Task};
-use selene_persist_engine::{Entry, Error, Result};
+use selene_persist_engine::{Error, Result};
 
-use crate::convert::{NativeChunk, chunk, js_error};
+use crate::chunk::{NativeChunk, Packed};
+use crate::convert::js_error;
 
 type Work<T> = Box<dyn FnOnce() -> Result<T> + Send>;
 
@@ -95,6 +96,9 @@ impl<T> Closable<T> {
     }
 }
 
+/// The read of one chunk: packed on the thread pool, wrapped on the JS thread.
+pub type ChunkTask = AsyncTask<Blocking<NativeChunk, NativeChunk>>;
+
 /// The next entries of `inner` as one chunk, read by `batch` on the thread pool (`what` names
 /// the handle in a `Closed` error): the one body of every `nextChunk` of a batched reader.
 pub fn next_chunk<T: Send + 'static>(
@@ -102,12 +106,16 @@ pub fn next_chunk<T: Send + 'static>(
     what: &'static str,
     max_entries: u32,
     max_bytes: u32,
-    batch: fn(&mut T, usize, usize) -> Result<Vec<Entry>>,
-) -> AsyncTask<Blocking<Vec<Entry>, NativeChunk>> {
+    batch: fn(&mut T, usize, usize) -> Result<Packed>,
+) -> ChunkTask {
     let inner = inner.clone();
     let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
     blocking(
-        move || inner.with(what, |r| batch(r, entries_max, bytes_max)),
-        chunk,
+        move || {
+            inner.with(what, |r| {
+                batch(r, entries_max, bytes_max).map(Packed::finish)
+            })
+        },
+        std::convert::identity,
     )
 }

@@ -21,7 +21,12 @@ fn decode(bytes: &[u8]) -> Result<Decoded, Defect> {
     let (origin, principal) = decode_extent(&header, &bytes[FRAME_HEADER_LEN..extent_end])?;
     let payload = &bytes[extent_end..];
     verify_payload(&header, payload)?;
-    Ok((header, origin, principal, payload.to_vec()))
+    Ok((
+        header,
+        origin,
+        principal.map(<[u8]>::to_vec),
+        payload.to_vec(),
+    ))
 }
 
 fn fields(principal: Option<&[u8]>, origin: Origin) -> FrameFields<'_> {

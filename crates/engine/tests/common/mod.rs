@@ -54,7 +54,7 @@ pub fn read_all(path: &Path) -> Result<Vec<Entry>> {
     let mut reader = WalReader::open(&fs(), path)?;
     let mut all = Vec::new();
     loop {
-        let batch = reader.next_batch(0, 1000, usize::MAX, true)?;
+        let batch = reader.next_batch::<Vec<Entry>>(0, 1000, usize::MAX, true)?;
         if batch.is_empty() {
             return Ok(all);
         }
