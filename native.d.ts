@@ -52,6 +52,11 @@ export declare class NativeAppender {
   stats(): NativeStats
   /** Payload bytes sent and not yet committed or refused, as the committer counts them. */
   queuedBytes(): number
+  /**
+   * Block this thread until at most `limit` payload bytes are queued; `false` if the
+   * committer takes no more appends.
+   */
+  waitForRoom(limit: number): boolean
   /** The state after the last commit. */
   state(): NativeWriterState
   /** The torn tail cut at open, if any. */

@@ -30,6 +30,29 @@ test('a flood of appends is held to maxQueueBytes and keeps call order', async (
   t.true(entries.every((e, i) => e.payload.equals(payload(i))))
 })
 
+test('a loop of appendSync blocks for room instead of piling entries up, behind the calls already waiting', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const bound = 64 << 10
+  const writer = await WalWriter.open(path, { sync: 'manual', maxQueueBytes: bound })
+  // Calls waiting for room when the loop starts go first.
+  const early = Array.from({ length: 50 }, (_, i) => writer.append(Buffer.alloc(4096, i)))
+  t.true(writer.waitingCalls > 0)
+  const payload = (i) => Buffer.alloc(1000, i % 251)
+  let peak = 0
+  for (let i = 0; i < 20_000; i++) {
+    writer.appendSync(payload(i))
+    peak = Math.max(peak, writer.waitingCalls)
+  }
+  // Each batch went to the committer once it had room: none is held here.
+  t.is(writer.waitingCalls, 0)
+  t.true(peak <= 50, `${peak} calls waited`)
+  t.deepEqual(await Promise.all(early), Array.from({ length: 50 }, (_, i) => i + 1))
+  await writer.close()
+  const entries = await readAll(path)
+  t.is(entries.length, 20_050)
+  t.true(entries.slice(50).every((e, i) => e.payload.equals(payload(i))))
+})
+
 test('one append larger than the bound still goes through, alone', async (t) => {
   const writer = await WalWriter.open(join(await tempDir(t), 'wal.log'), { maxQueueBytes: 1024 })
   const results = await Promise.all([writer.append(Buffer.alloc(10_000)), writer.append(Buffer.alloc(10)), writer.append(Buffer.alloc(5000))])

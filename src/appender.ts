@@ -139,7 +139,8 @@ class SyncBatch {
  * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
  * beyond that wait in call order, each holding a copy of its payload and about 0.5 KiB besides
  * (its Promise included; `bench/waiting.mjs`), until earlier appends commit; so sequences still
- * follow call order, and what the committer holds stays bounded.
+ * follow call order, and what the committer holds stays bounded. `appendSync`, whose caller
+ * holds the event loop, blocks for room instead, so a loop of it holds no more than the bound.
  */
 export abstract class Appender {
   readonly #native: native.NativeAppender
@@ -236,9 +237,25 @@ export abstract class Appender {
     if (failure) return request.reject(failure)
     // Calls that waited may fit now, though no reply has reached this thread (a loop of
     // appendSync holds it): they go first, in order.
-    while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
+    this.#startFitting()
+    // An appendSync batch cannot wait for the event loop its caller holds, and piling batches
+    // up here would let a loop hold any amount of memory: it blocks until the committer has
+    // room (behind the calls already waiting), so memory stays within the queue bound.
+    if (!Array.isArray(payloads)) {
+      while (!(this.#waiting.length === 0 && this.#fits(request.bytes))) {
+        this.#send()
+        const next = this.#waiting.length > 0 ? this.#waitingBytes() : request.bytes
+        if (!this.#native.waitForRoom(Math.max(0, this.#maxQueueBytes - next))) break
+        this.#startFitting()
+      }
+    }
     if (this.#waiting.length === 0 && this.#fits(request.bytes)) this.#start(request, payloads, meta)
     else this.#waiting.push({ request, payloads: own(), meta })
+  }
+
+  /** Start the waiting calls that fit now, oldest first. */
+  #startFitting(): void {
+    while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
   }
 
   /** Give `request` a ticket and copy it into the outbox, which is sent at the end of the tick. */
@@ -301,7 +318,7 @@ export abstract class Appender {
     }
     publish('commit', () => ({ path: this.#target, requests: settled.length / 2, failed, lastSequence: this.lastSequence }))
     if (failed > 0) this.#noticePoison()
-    while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
+    this.#startFitting()
     this.changed()
   }
 
@@ -411,20 +428,26 @@ export abstract class Appender {
    * Append one entry without a Promise: the fast path for bulk ingest under a policy that
    * acknowledges before fdatasync (`everyN`, `intervalMs`, `manual`; refused under `'always'`).
    * The payload is copied at once; entries are handed to the committer 1024 at a time (and at
-   * the end of the current tick), keeping their place in call order. `await flush()` makes
-   * them durable and reports any failure; if a batch of them fails, every later call fails
+   * the end of the current tick), keeping their place in call order; when `maxQueueBytes` are
+   * queued already, the call blocks until the committer has room. `await flush()` makes them
+   * durable and reports any failure; if a batch of them fails, every later call fails
    * with that error until reopened, so no entry after a lost one is ever acknowledged.
    */
   appendSync(payload: Uint8Array): void {
-    guarded(() => {
+    // The body of `guarded`, written out: a bulk loop calls this per entry, and a closure per
+    // call is garbage that grows the young heap (and the process's RSS) with the loop.
+    try {
       if (this.#syncFailure) throw this.#syncFailure
       if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable; appendDurableSync blocks until it is")
       if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
       const bytes = checkPayload('payload', payload)
-      if (this.#unsent.count === 0) queueMicrotask(() => this.#sendUnsent())
-      this.#unsent.add(bytes)
-      if (this.#unsent.full) this.#sendUnsent()
-    })
+      const unsent = this.#unsent
+      if (unsent.count === 0) queueMicrotask(() => this.#sendUnsent())
+      unsent.add(bytes)
+      if (unsent.full) this.#sendUnsent()
+    } catch (error) {
+      throw translate(error)
+    }
   }
 
   /** Queue the `appendSync` entries gathered so far as one request. */

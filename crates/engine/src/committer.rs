@@ -13,9 +13,9 @@
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -23,23 +23,27 @@ use crate::error::{Error, Result};
 use crate::filename::torn_path;
 use crate::scan::TailRepair;
 use crate::stats::{CommitStats, StatsReport};
-use crate::writer::{NewEntry, SyncPolicy, WalWriter};
+use crate::writer::{NewEntries, NewEntry, SyncPolicy, WalWriter};
 
 /// Called once with the outcome of a request, on the committer thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
 
 /// Default bound on the payload bytes a caller queues to a committer before later calls wait:
-/// 64 MiB, enough for a deep group commit, little enough to hold in memory. The committer does
-/// not enforce it; the TypeScript facade's backpressure does, with this default.
-pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 64 << 20;
+/// 4 MiB, two groups' worth, so one group is gathered while the last is written. A deeper
+/// queue only holds more memory and is slower: 1M `appendSync` of 128 B ran at 5.2M/s with
+/// 64 MiB (peak RSS 141 MiB) against 7.4M/s with 4 MiB (79 MiB), since the payloads leave the
+/// cache before the committer frames them. The committer does not enforce it; the
+/// TypeScript facade's backpressure does, with this default.
+pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 4 << 20;
 
-/// Most bytes of payload taken into one group.
-const MAX_GROUP_BYTES: usize = 16 << 20;
+/// Most bytes of payload taken into one group: one write of about this much, and the staging
+/// buffer stays warm in cache and small enough to keep (16 MiB groups were slower).
+const MAX_GROUP_BYTES: usize = 2 << 20;
 
 /// Entries to append as one unit, and who to tell their sequences.
 pub struct AppendRequest {
     /// The entries; they get contiguous sequences, or all fail together.
-    pub entries: Vec<NewEntry>,
+    pub entries: NewEntries,
     /// Called with their sequences once committed.
     pub reply: Reply<RangeInclusive<u64>>,
     /// Part of one chain (the batches of `appendSync`, whose caller learns of a failure only
@@ -124,11 +128,27 @@ struct Shared {
     stats: Mutex<CommitStats>,
     /// Payload bytes of the appends sent and not yet committed (or refused).
     queued_bytes: AtomicU64,
+    /// Callers blocked in [`Committer::wait_for_room`], woken through `room` whenever
+    /// `queued_bytes` drops.
+    room_waiters: AtomicUsize,
+    room: Condvar,
+    room_lock: Mutex<()>,
+    /// Set once the committer takes no more appends (closed), so no waiter waits for it.
+    stopped: AtomicBool,
     /// Why the chain of chained requests broke, if it did (see [`AppendRequest::chained`]).
     chain_broken: Mutex<Option<Error>>,
 }
 
 impl Shared {
+    /// `bytes` of queued payload are done with (committed, refused or failed).
+    fn dequeued(&self, bytes: u64) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if self.room_waiters.load(Ordering::Acquire) > 0 {
+            let _held = lock(&self.room_lock);
+            self.room.notify_all();
+        }
+    }
+
     fn publish(&self, writer: &WalWriter) {
         *lock(&self.state) = WriterState::of(writer);
     }
@@ -182,6 +202,10 @@ impl Committer {
             queued: AtomicUsize::new(0),
             stats: Mutex::new(CommitStats::default()),
             queued_bytes: AtomicU64::new(0),
+            room_waiters: AtomicUsize::new(0),
+            room: Condvar::new(),
+            room_lock: Mutex::new(()),
+            stopped: AtomicBool::new(false),
             chain_broken: Mutex::new(None),
         });
         let (sender, receiver) = mpsc::channel();
@@ -201,7 +225,7 @@ impl Committer {
     /// Queue `entries`; `reply` gets their sequences once they are committed.
     pub fn append(&self, entries: Vec<NewEntry>, reply: Reply<RangeInclusive<u64>>) {
         self.append_all(vec![AppendRequest {
-            entries,
+            entries: entries.into(),
             reply,
             chained: false,
         }]);
@@ -214,9 +238,35 @@ impl Committer {
         let bytes = payload_bytes(&requests);
         self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         if let Err(refused) = self.send(Command::Append(requests, Instant::now())) {
-            self.shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.shared.dequeued(bytes);
             refused.refuse();
         }
+    }
+
+    /// Block until at most `limit` payload bytes are queued, or the committer takes no more
+    /// appends (then `false`): how a synchronous caller that must not hold more than it can
+    /// queue waits for room instead.
+    pub fn wait_for_room(&self, limit: u64) -> bool {
+        let shared = &self.shared;
+        shared.room_waiters.fetch_add(1, Ordering::AcqRel);
+        let mut held = lock(&shared.room_lock);
+        let room = loop {
+            if shared.queued_bytes.load(Ordering::Acquire) <= limit {
+                break true;
+            }
+            if shared.stopped.load(Ordering::Acquire) {
+                break false;
+            }
+            // The timeout only bounds a wake-up missed between the check and the wait.
+            held = shared
+                .room
+                .wait_timeout(held, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        drop(held);
+        shared.room_waiters.fetch_sub(1, Ordering::AcqRel);
+        room
     }
 
     /// Payload bytes of the appends queued and not yet committed or refused: what a caller
@@ -389,8 +439,7 @@ impl Drop for Committer {
 fn payload_bytes(requests: &[AppendRequest]) -> u64 {
     requests
         .iter()
-        .flat_map(|r| &r.entries)
-        .map(|e| e.payload.len() as u64)
+        .map(|r| r.entries.payload_bytes() as u64)
         .sum()
 }
 
@@ -451,6 +500,9 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
         };
         let mut guard = lock(&shared.writer);
         let Some(writer) = guard.as_mut() else {
+            if let Command::Append(requests, _) = &first {
+                shared.dequeued(payload_bytes(requests));
+            }
             first.refuse();
             continue;
         };
@@ -465,6 +517,8 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
             shared.publish(writer);
             // Release the lock before answering, so the caller can reopen at once.
             drop(guard.take());
+            shared.stopped.store(true, Ordering::Release);
+            shared.dequeued(0);
             shared.queued.fetch_sub(taken, Ordering::AcqRel);
             drop(guard);
             reply(outcome);
@@ -472,6 +526,8 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
         }
         shared.queued.fetch_sub(taken, Ordering::AcqRel);
     }
+    shared.stopped.store(true, Ordering::Release);
+    shared.dequeued(0);
     if let Some(writer) = lock(&shared.writer).take()
         && let Err(e) = writer.close()
     {
@@ -526,14 +582,14 @@ fn process_group(
                     chained,
                 } in requests
                 {
-                    let payload: usize = entries.iter().map(|e| e.payload.len()).sum();
+                    let payload = entries.payload_bytes();
                     taken_bytes += payload as u64;
                     if chained && let Some(broken) = lock(&shared.chain_broken).clone() {
                         reply(Err(broken));
                         continue;
                     }
                     bytes += payload;
-                    match shielded(writer, |w| w.stage(&entries)) {
+                    match shielded(writer, |w| w.stage_entries(&entries)) {
                         Ok(range) => {
                             staged_bytes += payload as u64;
                             pending.push((reply, range, called, chained));
@@ -565,7 +621,7 @@ fn process_group(
     let flushed = (!flushes.is_empty()).then(|| shielded(writer, WalWriter::flush));
     // Callers that see their reply must also see the state it produced.
     shared.publish(writer);
-    shared.queued_bytes.fetch_sub(taken_bytes, Ordering::AcqRel);
+    shared.dequeued(taken_bytes);
     match &committed {
         Ok(()) if !pending.is_empty() => {
             let entries = pending

@@ -122,6 +122,12 @@ pub trait VfsFile: Send + Sync + Debug {
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Flush file data (and the metadata needed to read it) to stable storage.
     fn sync_data(&mut self) -> io::Result<()>;
+    /// Start writing the `len` bytes at `offset` back to storage, without waiting: a hint that
+    /// leaves a later [`Self::sync_data`] less to write. Promises nothing about durability;
+    /// where the platform has no such call it does nothing.
+    fn start_writeback(&mut self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Truncate or extend the file to `len` bytes.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Extend the file to at least `len` bytes of zeros that are really written, so later
@@ -349,6 +355,25 @@ impl VfsFile for StdFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()
+    }
+
+    // The one call rustix does not wrap.
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    fn start_writeback(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Ok(());
+        };
+        // SAFETY: a plain syscall on an open descriptor this file owns; no memory is passed.
+        let done = unsafe {
+            libc::sync_file_range(self.0.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {

@@ -74,4 +74,6 @@ pub use frame::Origin;
 pub use hlc::Hlc;
 pub use reader::{Entry, WalReader};
 pub use scan::{TailReason, TailRepair};
-pub use writer::{MAX_SEQUENCE, NewEntry, SyncPolicy, WalOptions, WalWriter};
+pub use writer::{
+    EntryView, MAX_SEQUENCE, NewEntries, NewEntry, SyncPolicy, WalOptions, WalWriter,
+};

@@ -94,7 +94,7 @@ fn requests_sent_together_share_one_fdatasync_and_a_refused_one_fails_alone() {
             let (done, rx) = reply();
             (
                 AppendRequest {
-                    entries,
+                    entries: entries.into(),
                     reply: done,
                     chained: false,
                 },
@@ -142,7 +142,7 @@ fn send_one(
 ) -> Result<std::ops::RangeInclusive<u64>> {
     let (done, rx) = reply();
     committer.append_all(vec![AppendRequest {
-        entries: vec![entry(&payload_for(seq))],
+        entries: vec![entry(&payload_for(seq))].into(),
         reply: done,
         chained,
     }]);
@@ -418,4 +418,19 @@ fn close_releases_the_lock_after_every_kind_of_failure() {
             .unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
         assert_eq!(writer.last_sequence(), 1, "{what}");
     }
+}
+
+#[test]
+fn wait_for_room_returns_once_the_queue_has_drained_to_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let vfs = fs();
+    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let receivers = queue(&committer, 1..=500);
+    assert!(committer.wait_for_room(0));
+    assert_eq!(committer.queued_bytes(), 0);
+    assert!(receivers.into_iter().all(|rx| rx.recv().unwrap().is_ok()));
+    close(&committer);
+    // Closed, it takes no more appends: a wait never blocks on it.
+    assert!(committer.wait_for_room(0));
 }

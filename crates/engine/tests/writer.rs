@@ -10,7 +10,7 @@ use selene_persist_engine::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN};
 use selene_persist_engine::io::Vfs;
 use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::{
-    Compression, Hlc, NewEntry, Origin, SyncPolicy, WalOptions, WalWriter,
+    Compression, Error, Hlc, NewEntries, NewEntry, Origin, SyncPolicy, WalOptions, WalWriter,
 };
 
 #[test]
@@ -20,6 +20,35 @@ fn sequences_continue_across_reopen() {
     write_entries(&path, 3);
     write_entries(&path, 4);
     assert_standard_entries(&read_all(&path).unwrap(), 1, 7);
+}
+
+#[test]
+fn packed_payloads_are_entries_like_listed_ones_and_lengths_must_cover_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    let payloads: [&[u8]; 4] = [b"one", b"", b"three", &[7u8; 5000]];
+    let packed = NewEntries::packed(
+        payloads.concat().into(),
+        payloads.map(|p| p.len() as u32).to_vec(),
+    )
+    .unwrap();
+    assert_eq!((packed.len(), packed.payload_bytes()), (4, 5008));
+    assert_eq!(writer.stage_entries(&packed).unwrap(), 1..=4);
+    writer.commit().unwrap();
+    writer.append(&[entry(b"listed")]).unwrap();
+    writer.close().unwrap();
+    let read: Vec<Vec<u8>> = read_all(&path)
+        .unwrap()
+        .iter()
+        .map(|e| e.payload.to_vec())
+        .collect();
+    assert_eq!(read, [&payloads[..], &[b"listed"]].concat());
+
+    for lengths in [vec![3, 1], vec![3, 0, 5, 5001], vec![]] {
+        let refused = NewEntries::packed(payloads.concat().into(), lengths).unwrap_err();
+        assert!(matches!(refused, Error::InvalidArgument(_)), "{refused:?}");
+    }
 }
 
 #[test]
@@ -339,6 +368,56 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
         writer.close().unwrap();
         assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
     }
+}
+
+#[test]
+fn a_deferred_sync_starts_writeback_every_mib_and_a_failed_hint_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let manual = WalOptions {
+        compression: Compression::disabled(),
+        ..options(SyncPolicy::Manual)
+    };
+    let (faults, mut writer) = faulty_writer(&dir, manual);
+    let big = vec![9u8; 300 << 10];
+    let started = |faults: &FaultFs| {
+        faults
+            .log()
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::StartWriteback(_, offset, len) => Some((offset, len)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..3 {
+        writer.append(&[entry(&big)]).unwrap();
+    }
+    assert!(
+        started(&faults).is_empty(),
+        "under 1 MiB, nothing is started"
+    );
+    // The fourth commit passes 1 MiB: writeback starts for everything not yet synced, once,
+    // and it may fail without a trace.
+    faults.fail_ahead(2, Fault::Eio);
+    writer.append(&[entry(&big)]).unwrap();
+    let ranges = started(&faults);
+    assert_eq!(ranges.len(), 1);
+    let (offset, len) = ranges[0];
+    assert_eq!(offset + len, writer.committed_offset());
+    assert!(len >= 1 << 20);
+    assert!(writer.poisoned().is_none());
+    writer.append(&[entry(b"after")]).unwrap();
+    // A sync covers what writeback had not reached: the next range starts where it ended.
+    writer.flush().unwrap();
+    for _ in 0..4 {
+        writer.append(&[entry(&big)]).unwrap();
+    }
+    let ranges = started(&faults);
+    assert_eq!(ranges.len(), 2);
+    assert!(ranges[1].0 > offset + len, "{ranges:?}");
+    writer.close().unwrap();
+    assert_eq!(read_all(&path).unwrap().len(), 2 + 4 + 1 + 4);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
 use napi_derive::napi;
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::{AppendRequest, Committer, Result, WalWriter};
+use selene_persist_engine::{AppendRequest, Committer, NewEntries, Result, WalWriter};
 
 use crate::convert::{
     NativeMeta, NativeOpenOptions, NativeTailRepair, invalid, js_error, new_entry, to_f64, to_u64,
@@ -124,17 +124,28 @@ impl NativeAppender {
         let chained = chained.unwrap_or(false);
         let settler = self.settler()?;
         let counts = request_counts(requests, lengths.len())?;
-        let payloads = split(data, lengths)?;
+        let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+        if total != data.len() as u64 {
+            return Err(malformed());
+        }
+        // One copy out of JS memory for the whole call; each request holds a slice of it, and
+        // its payloads are split only as the committer frames them.
+        let all = Bytes::copy_from_slice(data);
         let mut metas = metas.map(Vec::into_iter);
-        let mut rest = payloads.as_slice();
+        let (mut rest, mut at) = (lengths, 0usize);
         let mut batch = Vec::with_capacity(counts.len());
         for (ticket, count) in counts {
             let (mine, after) = rest.split_at(count);
             rest = after;
+            let end = at + mine.iter().map(|&l| l as usize).sum::<usize>();
+            let payloads = all.slice(at..end);
+            at = end;
             let entries = match metas.as_mut().and_then(Iterator::next).flatten() {
-                Some(meta) if count == 1 => new_entry(mine[0].clone(), Some(meta)).map(|e| vec![e]),
+                Some(meta) if count == 1 => {
+                    new_entry(payloads, Some(meta)).map(|e| NewEntries::from(vec![e]))
+                }
                 Some(_) => Err(invalid("metadata applies to single appends only".into())),
-                None => mine.iter().map(|p| new_entry(p.clone(), None)).collect(),
+                None => NewEntries::packed(payloads, mine.to_vec()).map_err(|e| js_error(&e)),
             };
             match entries {
                 Ok(entries) => batch.push(AppendRequest {
@@ -208,6 +219,13 @@ impl NativeAppender {
         to_f64(self.committer.queued_bytes())
     }
 
+    /// Block this thread until at most `limit` payload bytes are queued; `false` if the
+    /// committer takes no more appends.
+    #[napi(catch_unwind)]
+    pub fn wait_for_room(&self, limit: f64) -> napi::Result<bool> {
+        Ok(self.committer.wait_for_room(to_u64("limit", limit)?))
+    }
+
     /// The state after the last commit.
     #[napi(catch_unwind)]
     pub fn state(&self) -> NativeWriterState {
@@ -255,29 +273,4 @@ fn request_counts(requests: &[f64], payloads: usize) -> napi::Result<Vec<(f64, u
         return Err(malformed());
     }
     Ok(counts)
-}
-
-/// `data` cut into payloads of `lengths`, which must cover it exactly.
-fn split(data: &[u8], lengths: &[u32]) -> napi::Result<Vec<Bytes>> {
-    // One copy out of JS memory for the whole batch; each payload is a slice of it.
-    let all = Bytes::copy_from_slice(data);
-    let mut at = 0usize;
-    let payloads = lengths
-        .iter()
-        .map(|&length| {
-            let end = usize::try_from(length)
-                .ok()
-                .and_then(|l| at.checked_add(l))
-                .filter(|&end| end <= all.len())
-                .ok_or_else(malformed)?;
-            let payload = all.slice(at..end);
-            at = end;
-            Ok(payload)
-        })
-        .collect::<napi::Result<Vec<_>>>()?;
-    if at == all.len() {
-        Ok(payloads)
-    } else {
-        Err(malformed())
-    }
 }

@@ -34,6 +34,8 @@ pub enum Op {
     Write(PathBuf, u64, usize),
     /// File data was synced.
     SyncData(PathBuf),
+    /// Writeback of a range was started: path, offset, length.
+    StartWriteback(PathBuf, u64, u64),
     /// The file length was set.
     SetLen(PathBuf, u64),
     /// The file was extended (preallocated) to at least a length.
@@ -123,6 +125,9 @@ impl Op {
             Event::Open { path, mode, .. } => Self::Open(owned(path), mode),
             Event::Write { path, offset, data } => Self::Write(owned(path), offset, data.len()),
             Event::SyncData { path } => Self::SyncData(owned(path)),
+            Event::StartWriteback { path, offset, len } => {
+                Self::StartWriteback(owned(path), offset, len)
+            }
             Event::SetLen { path, len } => Self::SetLen(owned(path), len),
             Event::Allocate { path, len } => Self::Allocate(owned(path), len),
             Event::Link { from, to } => Self::Link(owned(from), owned(to)),

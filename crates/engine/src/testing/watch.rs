@@ -35,6 +35,15 @@ pub enum Event<'a> {
         /// The file's path.
         path: &'a Path,
     },
+    /// Writeback of a range started (a hint; durability is unchanged).
+    StartWriteback {
+        /// The file's path.
+        path: &'a Path,
+        /// Where the range starts.
+        offset: u64,
+        /// Its length.
+        len: u64,
+    },
     /// The length set.
     SetLen {
         /// The file's path.
@@ -248,6 +257,16 @@ impl<W: Watcher> VfsFile for WatchedFile<W> {
     fn sync_data(&mut self) -> io::Result<()> {
         let path = self.path.clone();
         self.run(&Event::SyncData { path: &path }, |f| f.sync_data())
+    }
+
+    fn start_writeback(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let path = self.path.clone();
+        let event = Event::StartWriteback {
+            path: &path,
+            offset,
+            len,
+        };
+        self.run(&event, |f| f.start_writeback(offset, len))
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
