@@ -36,9 +36,10 @@ pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
 /// TypeScript facade's backpressure does, with this default.
 pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 4 << 20;
 
-/// Most bytes of payload taken into one group: one write of about this much, and the staging
-/// buffer stays warm in cache and small enough to keep (16 MiB groups were slower).
-const MAX_GROUP_BYTES: usize = 2 << 20;
+/// Most bytes of payload taken into one group: one write of about this much, so the staging
+/// buffer stays warm in cache and small enough to keep. With 1 MiB against 16 MiB, W3 (1M
+/// `appendSync` of 128 B) ran at 7.8M against 5.2M rec/s, with a third less RSS.
+const MAX_GROUP_BYTES: usize = 1 << 20;
 
 /// Entries to append as one unit, and who to tell their sequences.
 pub struct AppendRequest {
