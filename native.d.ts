@@ -113,15 +113,18 @@ export declare class NativeFollower {
   close(): void
 }
 
-/** A WAL reader; each batch is read off the JS thread. */
+/** A WAL reader; batches are read ahead on a thread of its own. */
 export declare class NativeReader {
   /** Open the WAL at `path` (a WAL file, or a store directory's active WAL) for reading. */
   static open(path: string): Promise<NativeReader>
   /**
    * The next entries with sequence >= `from` (checkpoint watermarks only if asked), packed
-   * in one chunk; an empty chunk means the end.
+   * in one chunk; an empty chunk means the end. Chunks after it are read ahead meanwhile
+   * (with the same arguments).
    */
   nextChunk(from: number, maxEntries: number, maxBytes: number, watermarks: boolean): Promise<NativeChunk>
+  /** A chunk read ahead already, without waiting; `null` if none is ready. */
+  takeChunk(): NativeChunk | null
   /** The snapshot sequence in the file header, or `null` once closed. */
   snapshotSeq(): number | null
   /** The torn tail the reader stopped at, once it reached the end. */
@@ -130,11 +133,16 @@ export declare class NativeReader {
   close(): void
 }
 
-/** Batches of replayed entries. */
+/** Batches of replayed entries, read ahead on a thread of their own. */
 export declare class NativeReplay {
-  /** The next entries, packed in one chunk; an empty chunk means the end. */
+  /**
+   * The next entries, packed in one chunk; an empty chunk means the end. Chunks after it
+   * are read ahead meanwhile (with the same limits).
+   */
   nextChunk(maxEntries: number, maxBytes: number): Promise<NativeChunk>
-  /** Release the file. */
+  /** A chunk read ahead already, without waiting; `null` if none is ready. */
+  takeChunk(): NativeChunk | null
+  /** Stop reading and release the file. */
   close(): void
 }
 

@@ -568,3 +568,34 @@ test('a read that meets corruption first delivers every entry before it', async 
   t.is(error.code, 'MID_LOG_CORRUPTION')
   t.deepEqual(seen, Array.from({ length: 59 }, (_, i) => i + 1))
 })
+
+test.serial('batches() reads ahead on a thread of its own, which stops when the caller does', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, { sync: 'manual' })
+  for (let i = 0; i < 40_000; i++) writer.appendSync(Buffer.alloc(100, i % 251))
+  await writer.close()
+  // Threads show their names in /proc: the read-ahead's is `selene-ahead`.
+  const { readdir } = await import('node:fs/promises')
+  const readingAhead = async () => {
+    const names = await Promise.all((await readdir('/proc/self/task')).map((id) => readFile(`/proc/self/task/${id}/comm`, 'utf8').catch(() => '')))
+    return names.filter((name) => name.trim() === 'selene-ahead').length
+  }
+  const settle = async (want) => {
+    for (let i = 0; i < 200 && (await readingAhead()) !== want; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+    return readingAhead()
+  }
+  let seen = 0
+  for await (const batch of (await WalReader.open(path)).batches()) {
+    seen += batch.length
+    // The log holds more chunks than the read-ahead keeps: it waits for this one to be taken.
+    t.is(await readingAhead(), 1)
+    break
+  }
+  t.true(seen > 0 && seen < 40_000)
+  t.is(await settle(0), 0, 'the read-ahead stopped')
+  // Read to the end, the thread stops there too, and every entry came once, in order.
+  const sequences = []
+  for await (const batch of (await WalReader.open(path)).batches()) for (let i = 0; i < batch.length; i++) sequences.push(batch.sequence(i))
+  t.deepEqual(sequences, Array.from({ length: 40_000 }, (_, i) => i + 1))
+  t.is(await settle(0), 0)
+})

@@ -1,7 +1,7 @@
 /** Batches of entries as they cross from the engine: one buffer, and the fields as numbers. */
 import type * as native from '../native'
 
-import { call, invalid } from './errors'
+import { call, guarded, invalid } from './errors'
 import { type Hlc, type Origin, checkInteger, isObject } from './options'
 
 /** One entry read back. */
@@ -117,35 +117,32 @@ export class EntryBatch {
 export const BATCH_ENTRIES = 4096
 export const BATCH_BYTES = 4 << 20
 
-/** A native source of chunks: a WAL reader or a store's replay. */
+/** A native source of chunks, read ahead: a WAL reader or a store's replay. */
 export interface ChunkSource {
   nextChunk(maxEntries: number, maxBytes: number): Promise<native.NativeChunk>
+  /** A chunk read ahead already, or `null` if none is ready yet. */
+  takeChunk(): native.NativeChunk | null
   close(): void
 }
 
 /**
- * Yield every batch of a native chunk source, then release it. The next chunk is read on the
- * thread pool while the caller works on this one, so reading and the caller's work overlap.
+ * Yield every batch of a native chunk source, then release it. The source reads ahead on a
+ * thread of its own while the caller works, and a chunk it has ready is taken at once.
  */
 export async function* batchesOf(source: ChunkSource): AsyncGenerator<EntryBatch, void, undefined> {
   const read = (): Promise<native.NativeChunk> => call(() => source.nextChunk(BATCH_ENTRIES, BATCH_BYTES))
-  let next: Promise<native.NativeChunk> | null = read()
-  let ahead = false
+  let yielded = false
   try {
     for (;;) {
-      let chunk: native.NativeChunk = await next
-      next = null
-      // A read made ahead found the end before the caller was done with the last batch, which
-      // may have appended more: look again, as a read made now would.
-      if (chunk.count === 0 && ahead) chunk = await read()
+      let chunk = guarded(() => source.takeChunk()) ?? (await read())
+      // The read-ahead may have found the end before the caller was done with the last batch,
+      // which may have appended more: look again, as a read made now would.
+      if (chunk.count === 0 && yielded) chunk = await read()
       if (chunk.count === 0) return
-      next = read()
-      ahead = true
+      yielded = true
       yield new EntryBatch(chunk)
     }
   } finally {
-    // A caller that stops early leaves one read in flight: let it settle before the release.
-    await next?.catch(() => undefined)
     source.close()
   }
 }

@@ -90,6 +90,7 @@ export class WalReader {
     const reader = await call(() => native.NativeReader.open(this.path))
     yield* batchesOf({
       nextChunk: (maxEntries, maxBytes) => reader.nextChunk(from, maxEntries, maxBytes, false),
+      takeChunk: () => reader.takeChunk(),
       close: () => reader.close(),
     })
   }

@@ -95,6 +95,7 @@ export async function dumpCommand(argv: string[]): Promise<number> {
   let torn: native.NativeTailRepair | null = null
   const source = {
     nextChunk: (maxEntries: number, maxBytes: number) => reader.nextChunk(from, maxEntries, maxBytes, true),
+    takeChunk: () => reader.takeChunk(),
     close: () => {
       torn = reader.tornTail()
       reader.close()

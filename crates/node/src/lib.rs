@@ -10,6 +10,7 @@ mod convert;
 mod follow;
 mod inspect;
 mod pool;
+mod prefetch;
 mod reader;
 mod remote;
 mod settle;

@@ -8,14 +8,15 @@ use selene_persist_engine::filename::wal_of;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::{Error, WalReader};
 
-use crate::chunk::Packed;
+use crate::chunk::{NativeChunk, Packed};
 use crate::convert::{NativeTailRepair, to_f64, to_u64};
+use crate::prefetch::ReadAhead;
 use crate::task::{Blocking, ChunkTask, Closable, blocking};
 
-/// A WAL reader; each batch is read off the JS thread.
+/// A WAL reader; batches are read ahead on a thread of its own.
 #[napi]
 pub struct NativeReader {
-    inner: Closable<WalReader>,
+    ahead: ReadAhead<WalReader>,
 }
 
 #[napi]
@@ -31,13 +32,14 @@ impl NativeReader {
                 WalReader::open(&vfs, &wal)
             },
             |reader| NativeReader {
-                inner: Closable::new(reader),
+                ahead: ReadAhead::new(Closable::new(reader), "reader"),
             },
         )
     }
 
     /// The next entries with sequence >= `from` (checkpoint watermarks only if asked), packed
-    /// in one chunk; an empty chunk means the end.
+    /// in one chunk; an empty chunk means the end. Chunks after it are read ahead meanwhile
+    /// (with the same arguments).
     #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
     pub fn next_chunk(
         &self,
@@ -47,34 +49,36 @@ impl NativeReader {
         watermarks: bool,
     ) -> napi::Result<ChunkTask> {
         let from = to_u64("from", from)?;
-        let inner = self.inner.clone();
         let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
-        Ok(blocking(
-            move || {
-                inner.with("reader", |r| {
-                    r.next_batch::<Packed>(from, entries_max, bytes_max, watermarks)
-                        .map(Packed::finish)
-                })
-            },
-            std::convert::identity,
-        ))
+        self.ahead.next(Box::new(move |r: &mut WalReader| {
+            r.next_batch::<Packed>(from, entries_max, bytes_max, watermarks)
+        }))
+    }
+
+    /// A chunk read ahead already, without waiting; `null` if none is ready.
+    #[napi(catch_unwind)]
+    pub fn take_chunk(&self) -> napi::Result<Option<NativeChunk>> {
+        self.ahead.take()
     }
 
     /// The snapshot sequence in the file header, or `null` once closed.
     #[napi(catch_unwind)]
     pub fn snapshot_seq(&self) -> Option<f64> {
-        self.inner.peek(|r| Some(to_f64(r.snapshot_seq())))
+        self.ahead.source().peek(|r| Some(to_f64(r.snapshot_seq())))
     }
 
     /// The torn tail the reader stopped at, once it reached the end.
     #[napi(catch_unwind)]
     pub fn torn_tail(&self) -> Option<NativeTailRepair> {
-        self.inner.peek(WalReader::torn_tail).map(Into::into)
+        self.ahead
+            .source()
+            .peek(WalReader::torn_tail)
+            .map(Into::into)
     }
 
     /// Release the file.
     #[napi(catch_unwind)]
     pub fn close(&self) {
-        self.inner.close();
+        self.ahead.close();
     }
 }

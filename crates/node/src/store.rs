@@ -13,13 +13,14 @@ use selene_persist_engine::rotation::Rotation;
 use selene_persist_engine::store::{Replay, Store};
 
 use crate::appender::{NativeAppender, promise};
-use crate::chunk::Packed;
+use crate::chunk::{NativeChunk, Packed};
 use crate::convert::{
     NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation, NativeSection, js_error,
     sections, to_f64, to_u64,
 };
+use crate::prefetch::ReadAhead;
 use crate::snapshot::NativeSnapshotReader;
-use crate::task::{Blocking, ChunkTask, Closable, blocking, next_chunk};
+use crate::task::{Blocking, ChunkTask, Closable, blocking};
 
 /// What recovery found and did.
 #[napi(object)]
@@ -84,7 +85,7 @@ impl NativeStore {
         Ok(blocking(
             move || store.replay(from),
             |replay| NativeReplay {
-                inner: Closable::new(replay),
+                ahead: ReadAhead::new(Closable::new(replay), "replay"),
             },
         ))
     }
@@ -138,30 +139,34 @@ impl NativeStore {
     }
 }
 
-/// Batches of replayed entries.
+/// Batches of replayed entries, read ahead on a thread of their own.
 #[napi]
 pub struct NativeReplay {
-    inner: Closable<Replay>,
+    ahead: ReadAhead<Replay>,
 }
 
 #[napi]
 impl NativeReplay {
-    /// The next entries, packed in one chunk; an empty chunk means the end.
+    /// The next entries, packed in one chunk; an empty chunk means the end. Chunks after it
+    /// are read ahead meanwhile (with the same limits).
     #[napi(catch_unwind, ts_return_type = "Promise<NativeChunk>")]
-    pub fn next_chunk(&self, max_entries: u32, max_bytes: u32) -> ChunkTask {
-        next_chunk(
-            &self.inner,
-            "replay",
-            max_entries,
-            max_bytes,
-            Replay::next_batch::<Packed>,
-        )
+    pub fn next_chunk(&self, max_entries: u32, max_bytes: u32) -> napi::Result<ChunkTask> {
+        let (entries_max, bytes_max) = (max_entries.max(1) as usize, max_bytes.max(1) as usize);
+        self.ahead.next(Box::new(move |r: &mut Replay| {
+            r.next_batch::<Packed>(entries_max, bytes_max)
+        }))
     }
 
-    /// Release the file.
+    /// A chunk read ahead already, without waiting; `null` if none is ready.
+    #[napi(catch_unwind)]
+    pub fn take_chunk(&self) -> napi::Result<Option<NativeChunk>> {
+        self.ahead.take()
+    }
+
+    /// Stop reading and release the file.
     #[napi(catch_unwind)]
     pub fn close(&self) {
-        self.inner.close();
+        self.ahead.close();
     }
 }
 
