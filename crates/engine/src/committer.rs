@@ -29,10 +29,10 @@ use crate::writer::{NewEntries, NewEntry, SyncPolicy, WalWriter};
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
 
 /// Default bound on the payload bytes a caller queues to a committer before later calls wait:
-/// 4 MiB, two groups' worth, so one group is gathered while the last is written. A deeper
-/// queue only holds more memory and is slower: 1M `appendSync` of 128 B ran at 5.2M/s with
-/// 64 MiB (peak RSS 141 MiB) against 7.4M/s with 4 MiB (79 MiB), since the payloads leave the
-/// cache before the committer frames them. The committer does not enforce it; the
+/// 4 MiB, four groups' worth, so groups are gathered while the last is written. A deeper queue
+/// only holds more memory and is slower: 1M `appendSync` of 128 B ran at 5.2M/s with 64 MiB
+/// (peak RSS 141 MiB) against 7.8M/s with 4 MiB (74 MiB), since the payloads leave the cache
+/// before the committer frames them. The committer does not enforce it; the
 /// TypeScript facade's backpressure does, with this default.
 pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 4 << 20;
 
