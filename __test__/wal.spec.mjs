@@ -153,6 +153,19 @@ test('preallocation grows the WAL in whole chunks and close cuts it to its frame
   await exact.close()
 })
 
+test('by default, policies that fdatasync as they commit preallocate 1 MiB, the others do not', async (t) => {
+  const dir = await tempDir(t)
+  const policies = [['always', 1 << 20], [{ everyN: 10 }, 1 << 20], ['manual', 0], [{ intervalMs: 50 }, 0]]
+  for (const [sync, chunk] of policies) {
+    const path = join(dir, `${JSON.stringify(sync).replace(/\W/g, '')}.log`)
+    const writer = await WalWriter.open(path, { sync })
+    await writer.append(payloadFor(1))
+    const size = (await stat(path)).size
+    t.is(size, chunk === 0 ? writer.committedOffset : chunk, JSON.stringify(sync))
+    await writer.close()
+  }
+})
+
 test('preallocate must be false or a byte count of at least 4096', async (t) => {
   const path = await walWith(t, 0)
   for (const preallocate of [0, 100, -1, 1.5, '4096', null]) {

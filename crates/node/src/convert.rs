@@ -110,7 +110,7 @@ impl TryFrom<NativeOpenOptions> for WalOptions {
                 .map_or(Ok(defaults.snapshot_seq), |s| to_u64("snapshotSeq", s))?,
             preallocate: options
                 .preallocate
-                .map_or(Ok(defaults.preallocate), |p| to_u64("preallocate", p))?,
+                .map_or(Ok(sync.default_preallocate()), |p| to_u64("preallocate", p))?,
         })
     }
 }
