@@ -6,7 +6,7 @@ import { publish } from './diagnostics'
 import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
 import { Fifo } from './fifo'
 import { type FollowOptions, type Waker, followBatchesOf } from './follow'
-import { type AppendMeta, checkPayload, nativeMeta } from './options'
+import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
 import { Outbox, type Packed, type Payloads, Slab, pack } from './outbox'
 
 /** A torn tail cut when a writer opened. */
@@ -440,7 +440,7 @@ export abstract class Appender {
       if (this.#syncFailure) throw this.#syncFailure
       if (!this.#ackBeforeSync) throw invalid("appendSync needs a sync policy other than 'always': it returns before the entry is durable; appendDurableSync blocks until it is")
       if (this.#closing) throw new PersistError('CLOSED', 'the writer is closed')
-      const bytes = checkPayload('payload', payload)
+      const bytes = isPlainPayload(payload) ? payload : checkPayload('payload', payload)
       const unsent = this.#unsent
       if (unsent.count === 0) queueMicrotask(() => this.#sendUnsent())
       unsent.add(bytes)
@@ -541,8 +541,7 @@ export abstract class Appender {
       for (let i = 0; i < payloads.length; i++) {
         const payload: unknown = payloads[i]
         // The name is built only for the error, not for every element.
-        const ok = payload instanceof Uint8Array && payload.length > 0 && payload.length <= native.MAX_PAYLOAD_BYTES && !(payload.buffer instanceof SharedArrayBuffer)
-        const view = ok ? payload : checkPayload(`payloads[${i}]`, payload)
+        const view = isPlainPayload(payload) ? payload : checkPayload(`payloads[${i}]`, payload)
         checked[i] = view
         bytes += view.length
       }

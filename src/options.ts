@@ -3,6 +3,12 @@ import * as native from '../native'
 
 import { PersistError, invalid } from './errors'
 
+/**
+ * The engine's payload cap, read from the addon once: a property of the module namespace is a
+ * getter call, which a check made per `appendSync` should not pay.
+ */
+export const MAX_PAYLOAD_BYTES = native.MAX_PAYLOAD_BYTES
+
 /** When appended entries are made durable. */
 export type SyncPolicy = 'always' | 'manual' | { everyN: number } | { intervalMs: number }
 
@@ -90,11 +96,16 @@ function isDetached(buffer: ArrayBufferLike): boolean {
   }
 }
 
+/** Whether `value` is a payload that needs nothing of {@link checkPayload}: the fast path of a bulk call. */
+export function isPlainPayload(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array && value.length > 0 && value.length <= MAX_PAYLOAD_BYTES && !(value.buffer instanceof SharedArrayBuffer)
+}
+
 /** An entry's payload: bytes, at most the engine's cap (checked here so nothing is copied first). */
 export function checkPayload(name: string, value: unknown): Uint8Array {
   const bytes = checkBytes(name, value)
-  if (bytes.length > native.MAX_PAYLOAD_BYTES) {
-    throw new PersistError('PAYLOAD_TOO_LARGE', `${name} of ${bytes.length} bytes exceeds the cap of ${native.MAX_PAYLOAD_BYTES}`)
+  if (bytes.length > MAX_PAYLOAD_BYTES) {
+    throw new PersistError('PAYLOAD_TOO_LARGE', `${name} of ${bytes.length} bytes exceeds the cap of ${MAX_PAYLOAD_BYTES}`)
   }
   return bytes
 }
