@@ -7,8 +7,9 @@ use std::sync::{Mutex, PoisonError};
 use napi::bindgen_prelude::{Buffer, BufferSlice, JsValue, ToNapiValue, TypeName, ValueType};
 use napi::{Env, sys};
 
-/// Buffers kept at most; one more is freed.
-const KEEP: usize = 16;
+/// Bytes of spare buffers kept at most: a replay's worth of chunks in flight (its read-ahead,
+/// the batches JS holds, those awaiting collection), not a cache that outlives it by much.
+const KEEP_BYTES: usize = 16 << 20;
 
 /// Larger buffers are freed rather than kept.
 const MAX_KEPT_CAPACITY: usize = 8 << 20;
@@ -31,7 +32,8 @@ pub fn give_back(mut buffer: Vec<u8>) {
     }
     buffer.clear();
     let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
-    if spare.len() < KEEP {
+    let kept: usize = spare.iter().map(Vec::capacity).sum();
+    if kept + buffer.capacity() <= KEEP_BYTES {
         spare.push(buffer);
     }
 }
