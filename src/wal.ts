@@ -83,7 +83,8 @@ export class WalReader {
 
   /**
    * The entries in batches of up to 4096, each read in one native call: the fastest way to
-   * replay, with no object per entry unless you ask for one (see {@link EntryBatch}).
+   * replay, with no object per entry unless you ask for one (see {@link EntryBatch}). A thread
+   * of the reader's own reads up to three batches ahead while you work on one.
    */
   async *batches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
     const from = fromOption(options)
