@@ -211,8 +211,7 @@ impl WalReader {
     /// means the end.
     ///
     /// # Errors
-    /// As [`Self::visit_frames`] and [`Batch::push_frame`]; an error after some entries comes
-    /// with the next call ([`Self::deliver`]).
+    /// As [`Self::collect`].
     pub fn next_batch<B: Batch>(
         &mut self,
         from: u64,
@@ -220,26 +219,36 @@ impl WalReader {
         max_bytes: usize,
         watermarks: bool,
     ) -> Result<B> {
+        self.collect(from, max_entries, max_bytes, |frame| {
+            watermarks || frame.header.flags & FLAG_CHECKPOINT_WATERMARK == 0
+        })
+    }
+
+    /// Up to `max_entries` of the frames with sequence >= `from` that `keep` keeps (or about
+    /// `max_bytes` of their payloads), collected into a [`Batch`]: the one body of every
+    /// batched read of a WAL. An error after some entries waits for the next call, so every
+    /// entry before it is delivered.
+    ///
+    /// # Errors
+    /// As [`Self::visit_frames`] and [`Batch::push_frame`], when the batch is empty.
+    pub fn collect<B: Batch>(
+        &mut self,
+        from: u64,
+        max_entries: usize,
+        max_bytes: usize,
+        mut keep: impl FnMut(&FrameRef<'_>) -> bool,
+    ) -> Result<B> {
         let mut batch = B::with_limits(max_entries, max_bytes);
         if max_entries == 0 || max_bytes == 0 {
             return Ok(batch);
         }
         let mut bytes = 0;
         let outcome = self.visit_frames(from, |frame| {
-            if watermarks || frame.header.flags & FLAG_CHECKPOINT_WATERMARK == 0 {
+            if keep(&frame) {
                 bytes += batch.push_frame(frame)?;
             }
             Ok(batch.len() < max_entries && bytes < max_bytes)
         });
-        self.deliver(outcome, batch)
-    }
-
-    /// What a batched read returns: the batch, or the error that ended it; an error after some
-    /// entries waits for the next call, so every entry before it is delivered.
-    ///
-    /// # Errors
-    /// `outcome`'s, when the batch is empty.
-    pub fn deliver<B: Batch>(&mut self, outcome: Result<()>, batch: B) -> Result<B> {
         match outcome {
             Err(error) if !batch.is_empty() => {
                 self.deferred = Some(error);

@@ -304,33 +304,27 @@ impl Replay {
     /// Up to `max_entries` entries (or about `max_bytes` of payload); empty at the end.
     ///
     /// # Errors
-    /// As [`WalReader::visit_frames`] and [`Batch::push_frame`]; an error after some entries
-    /// comes with the next call ([`WalReader::deliver`]).
+    /// As [`WalReader::collect`].
     pub fn next_batch<B: Batch>(&mut self, max_entries: usize, max_bytes: usize) -> Result<B> {
-        let mut batch = B::with_limits(max_entries, max_bytes);
-        if max_entries == 0 || max_bytes == 0 {
-            return Ok(batch);
-        }
-        let mut bytes = 0;
         let applied = &mut self.applied;
-        let outcome = self.reader.visit_frames(self.from, |frame| {
-            if frame.header.flags & FLAG_CHECKPOINT_WATERMARK != 0 {
-                return Ok(true);
-            }
-            if let Origin::Replicated {
-                source_node_id,
-                source_seq,
-            } = frame.origin
-            {
+        self.reader
+            .collect(self.from, max_entries, max_bytes, |frame| {
+                if frame.header.flags & FLAG_CHECKPOINT_WATERMARK != 0 {
+                    return false;
+                }
+                let Origin::Replicated {
+                    source_node_id,
+                    source_seq,
+                } = frame.origin
+                else {
+                    return true;
+                };
                 let highest = applied.entry(source_node_id).or_insert(0);
                 if source_seq <= *highest {
-                    return Ok(true);
+                    return false;
                 }
                 *highest = source_seq;
-            }
-            bytes += batch.push_frame(frame)?;
-            Ok(batch.len() < max_entries && bytes < max_bytes)
-        });
-        self.reader.deliver(outcome, batch)
+                true
+            })
     }
 }
