@@ -150,6 +150,12 @@ impl Shared {
         }
     }
 
+    /// The committer takes no more appends: no caller may wait for room any longer.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.dequeued(0);
+    }
+
     fn publish(&self, writer: &WalWriter) {
         *lock(&self.state) = WriterState::of(writer);
     }
@@ -518,8 +524,7 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
             shared.publish(writer);
             // Release the lock before answering, so the caller can reopen at once.
             drop(guard.take());
-            shared.stopped.store(true, Ordering::Release);
-            shared.dequeued(0);
+            shared.stop();
             shared.queued.fetch_sub(taken, Ordering::AcqRel);
             drop(guard);
             reply(outcome);
@@ -527,8 +532,7 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
         }
         shared.queued.fetch_sub(taken, Ordering::AcqRel);
     }
-    shared.stopped.store(true, Ordering::Release);
-    shared.dequeued(0);
+    shared.stop();
     if let Some(writer) = lock(&shared.writer).take()
         && let Err(e) = writer.close()
     {

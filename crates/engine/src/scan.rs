@@ -93,9 +93,7 @@ impl Frame {
         };
         frame::encode_frame(out, &fields, &self.stored);
     }
-}
 
-impl Frame {
     /// The frame, borrowed.
     #[must_use]
     pub fn borrowed(&self) -> FrameRef<'_> {

@@ -51,6 +51,15 @@ impl Queue {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// JS lets go: what was read is dropped, and the thread stops.
+    fn let_go(&self) {
+        let mut state = self.lock();
+        state.dropped = true;
+        state.chunks.clear();
+        drop(state);
+        self.drained.notify_all();
+    }
 }
 
 impl<T: Send + 'static> ReadAhead<T> {
@@ -152,11 +161,7 @@ impl<T: Send + 'static> ReadAhead<T> {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            let mut state = queue.lock();
-            state.dropped = true;
-            state.chunks.clear();
-            drop(state);
-            queue.drained.notify_all();
+            queue.let_go();
         }
     }
 }
@@ -170,8 +175,7 @@ impl<T> Drop for ReadAhead<T> {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            queue.lock().dropped = true;
-            queue.drained.notify_all();
+            queue.let_go();
         }
     }
 }
