@@ -59,6 +59,36 @@ test('payloads, principals, origins and timestamps round-trip', async (t) => {
   t.true((await stat(path)).size < 50_000)
 })
 
+test("a batch's payloads and principals are Buffers in every respect, sharing the batch's memory", async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, { compression: false })
+  await writer.append(Buffer.from('hello, world'), { principal: Buffer.from('alice') })
+  await writer.append(Buffer.from('second'))
+  await writer.close()
+  const reader = await WalReader.open(path)
+  for await (const batch of reader.batches()) {
+    const payload = batch.payload(0)
+    const principal = batch.principal(0)
+    for (const view of [payload, principal]) {
+      t.true(Buffer.isBuffer(view))
+      t.true(view instanceof Buffer)
+      t.is(view.constructor, Buffer)
+      t.is(Object.getPrototypeOf(Object.getPrototypeOf(view)), Buffer.prototype)
+    }
+    t.is(payload.toString(), 'hello, world')
+    t.is(payload.toString('hex'), Buffer.from('hello, world').toString('hex'))
+    t.is(payload.readUInt32BE(0), Buffer.from('hello, world').readUInt32BE(0))
+    t.true(payload.equals(Buffer.from('hello, world')))
+    t.is(Buffer.compare(principal, Buffer.from('alice')), 0)
+    t.deepEqual(payload.subarray(7), Buffer.from('world'))
+    t.true(Buffer.isBuffer(payload.subarray(7)) && Buffer.isBuffer(payload.slice(7)))
+    t.is(JSON.stringify(payload), JSON.stringify(Buffer.from('hello, world')))
+    t.is(Buffer.concat([payload, batch.payload(1)]).toString(), 'hello, worldsecond')
+    // Views, not copies: both entries' payloads lie in the one buffer the batch arrived in.
+    t.is(payload.buffer, batch.payload(1).buffer)
+  }
+})
+
 test('sequences follow call order under many concurrent appends', async (t) => {
   const path = join(await tempDir(t), 'wal.log')
   const writer = await WalWriter.open(path)
