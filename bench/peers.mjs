@@ -1,9 +1,9 @@
 // Peer benchmarks: this package against better-sqlite3 (WAL, synchronous=FULL), classic-level
 // (sync: true), lmdb (awaiting flushed) and plain Node fs (writeSync + fdatasyncSync), on the
-// same payloads, each case in a fresh child process; a raw Rust fdatasync loop is W1's limit.
+// same payloads, each case in a fresh child process; raw Rust loops give W1's and W3's limits.
 // Usage (from the repository root): npm run bench [-- --quick]
 import { execFileSync } from 'node:child_process'
-import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync, writev } from 'node:fs'
+import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync, writev } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -295,8 +295,9 @@ async function runCase(peer, workload, dir) {
     const t1 = now()
     await db.close()
     const closeMs = now() - t1
+    const bytes = readdirSync(dir, { recursive: true }).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0)
     // The loop and the durable flush after it, apart: what the CPU costs and what the disk does.
-    return { ops: (N.bulk / ms) * 1000, mbps: (N.bulk * 128) / 1e6 / (ms / 1000), rss, closeMs, loopMs, flushMs: ms - loopMs }
+    return { ops: (N.bulk / ms) * 1000, mbps: (N.bulk * 128) / 1e6 / (ms / 1000), rss, closeMs, loopMs, flushMs: ms - loopMs, bytes }
   }
   if (workload === 'w5-kill') {
     // Append more, make it durable, then die without closing.
@@ -392,6 +393,10 @@ try {
   const rawDir = mkdtempSync(join(root, 'raw-'))
   const cargo = ['run', '--quiet', '--release', '--example', 'fdatasync_loop', '-p', 'selene-persist-engine', '--', rawDir, String(N.single), '128']
   const raw = median(() => JSON.parse(execFileSync('cargo', cargo, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim()))
+  // W3's floor: as many bytes as selene-persist's W3 left on disk, written and synced from a raw Rust loop.
+  const w3Bytes = results['selene-persist'].w3.bytes
+  const floorArgs = ['run', '--quiet', '--release', '--example', 'write_floor', '-p', 'selene-persist-engine', '--', rawDir, String(w3Bytes)]
+  const floor = median(() => (execFileSync('sync'), JSON.parse(execFileSync('cargo', floorArgs, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())))
 
   const ours = results['selene-persist']
   // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
@@ -425,6 +430,9 @@ try {
   row('W5 open after kill -9, ms', (r) => r.w5kill.ms, (r) => r.w5kill.ms.toFixed(1), false)
   lines.push('')
   lines.push(`W3 split into the ingest loop and the durable flush after it, ms: ${PEERS.map((p) => `${p} ${fmt(results[p].w3.loopMs)} + ${fmt(results[p].w3.flushMs)}`).join(', ')}.`)
+  lines.push('')
+  const w3Ms = (N.bulk / ours.w3.ops) * 1000
+  lines.push(`W3 floor (raw Rust loop writing W3's ${fmt(w3Bytes / 1e6)} MB in 1 MiB writes, then one fdatasync): ${fmt(floor.writeback)} ms starting each MiB's writeback as it goes, ${fmt(floor.burst)} ms in one burst; selene-persist's W3 took ${fmt(w3Ms)} ms, ${(w3Ms / Math.min(floor.writeback, floor.burst)).toFixed(2)}x the faster floor.`)
   lines.push('')
   lines.push(`W1 awaited \`append\` against the blocking \`appendDurableSync\` in this run: ${(ours['w1-128'].ops / ours['w1now-128'].ops).toFixed(2)}x (128 B), ${(ours['w1-1024'].ops / ours['w1now-1024'].ops).toFixed(2)}x (1 KiB).`)
   lines.push('')
