@@ -195,6 +195,10 @@ test('4. buffers transferred, changed or shared after the call store what they h
   const sync = own('sync entry')
   writer.appendSync(sync)
   structuredClone(sync.buffer, { transfer: [sync.buffer] })
+  const sharedSync = new Uint8Array(new SharedArrayBuffer(11))
+  sharedSync.set(Buffer.from('shared sync'))
+  writer.appendSync(sharedSync)
+  sharedSync.fill(0)
   const waiting = Buffer.from('this call waits for room in the queue')
   const first = writer.append(Buffer.alloc(64))
   const second = writer.append(waiting)
@@ -206,11 +210,23 @@ test('4. buffers transferred, changed or shared after the call store what they h
   shared.fill(0)
   const floats = new Float64Array([1.5])
   const fourth = writer.append(floats)
-  await Promise.all([first, second, third, fourth])
+  const sharedBatch = new Uint8Array(new SharedArrayBuffer(12))
+  sharedBatch.set(Buffer.from('shared batch'))
+  const fifth = writer.appendBatch([sharedBatch])
+  sharedBatch.fill(0)
+  await Promise.all([first, second, third, fourth, fifth])
   await writer.flush()
   await writer.close()
   const payloads = (await readAll(path)).map((e) => e.payload)
-  t.deepEqual(payloads, [Buffer.from('sync entry'), Buffer.alloc(64), Buffer.from('this call waits for room in the queue'), Buffer.from('shared'), Buffer.from(floats.buffer)])
+  t.deepEqual(payloads, [
+    Buffer.from('sync entry'),
+    Buffer.from('shared sync'),
+    Buffer.alloc(64),
+    Buffer.from('this call waits for room in the queue'),
+    Buffer.from('shared'),
+    Buffer.from(floats.buffer),
+    Buffer.from('shared batch'),
+  ])
 })
 
 // 5. A file is checked against what the MANIFEST says it is.
