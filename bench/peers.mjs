@@ -295,7 +295,8 @@ async function runCase(peer, workload, dir) {
     const t1 = now()
     await db.close()
     const closeMs = now() - t1
-    const bytes = readdirSync(dir, { recursive: true }).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0)
+    const files = readdirSync(dir, { recursive: true }).map((name) => statSync(join(dir, name))).filter((s) => s.isFile())
+    const bytes = files.reduce((sum, s) => sum + s.size, 0)
     // The loop and the durable flush after it, apart: what the CPU costs and what the disk does.
     return { ops: (N.bulk / ms) * 1000, mbps: (N.bulk * 128) / 1e6 / (ms / 1000), rss, closeMs, loopMs, flushMs: ms - loopMs, bytes }
   }
@@ -393,12 +394,12 @@ try {
   const rawDir = mkdtempSync(join(root, 'raw-'))
   const cargo = ['run', '--quiet', '--release', '--example', 'fdatasync_loop', '-p', 'selene-persist-engine', '--', rawDir, String(N.single), '128']
   const raw = median(() => JSON.parse(execFileSync('cargo', cargo, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim()))
-  // W3's floor: as many bytes as selene-persist's W3 left on disk, written and synced from a raw Rust loop.
-  const w3Bytes = results['selene-persist'].w3.bytes
-  const floorArgs = ['run', '--quiet', '--release', '--example', 'write_floor', '-p', 'selene-persist-engine', '--', rawDir, String(w3Bytes)]
-  const floor = median(() => (execFileSync('sync'), JSON.parse(execFileSync('cargo', floorArgs, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())))
 
   const ours = results['selene-persist']
+  // W3's floor: as many bytes as selene-persist's W3 left on disk, written and synced from a raw Rust loop.
+  const w3Bytes = ours.w3.bytes
+  const floorArgs = ['run', '--quiet', '--release', '--example', 'write_floor', '-p', 'selene-persist-engine', '--', rawDir, String(w3Bytes)]
+  const floor = median(() => (execFileSync('sync'), JSON.parse(execFileSync('cargo', floorArgs, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())))
   // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
   const peers = ['better-sqlite3', 'classic-level', 'lmdb'].filter((p) => results[p])
   const best = (metric, higher = true) => {

@@ -64,8 +64,8 @@ export class EntryBatch {
     const bytes = (data.byteOffset + metaAt) % 8 === 0 ? data : Buffer.from(data)
     this.#memory = bytes.buffer as ArrayBuffer
     this.#base = bytes.byteOffset
-    this.#meta = new Float64Array(bytes.buffer, bytes.byteOffset + metaAt, count * META_FIELDS)
-    this.#fields = new Uint32Array(bytes.buffer, bytes.byteOffset + fieldsAt, count * U32_FIELDS)
+    this.#meta = new Float64Array(this.#memory, this.#base + metaAt, count * META_FIELDS)
+    this.#fields = new Uint32Array(this.#memory, this.#base + fieldsAt, count * U32_FIELDS)
     this.length = count
   }
 

@@ -18,11 +18,12 @@ fn write_then_sync(path: &Path, bytes: u64, writeback: bool) -> f64 {
     let start = Instant::now();
     let mut at = 0u64;
     while at < bytes {
-        file.write_all_at(&chunk, at).unwrap();
+        let len = (bytes - at).min(CHUNK as u64);
+        file.write_all_at(&chunk[..len as usize], at).unwrap();
         if writeback {
-            file.start_writeback(at, CHUNK as u64).unwrap();
+            file.start_writeback(at, len).unwrap();
         }
-        at += CHUNK as u64;
+        at += len;
     }
     file.sync_data().unwrap();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
