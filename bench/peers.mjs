@@ -243,9 +243,11 @@ async function open(peer, dir, { durable }) {
 /** One case in this (child) process; returns its figures. */
 async function runCase(peer, workload, dir) {
   if (workload.startsWith('w1')) {
-    // w1-SIZE awaits each durable put; w1now-SIZE calls the peer's blocking durable put.
+    // w1-SIZE awaits each durable put; w1now-SIZE calls the peer's blocking durable put;
+    // w1rt-SIZE awaits each put with no fdatasync at all: the hand-off to the committer and
+    // the reply back, with neither thread ever idle long enough to go cold.
     const [kind, size] = workload.split('-')
-    const db = await open(peer, dir, { durable: true })
+    const db = await open(peer, dir, { durable: kind !== 'w1rt' })
     const latencies = []
     const t0 = now()
     for (let i = 0; i < N.single; i++) {
@@ -371,7 +373,8 @@ const root = mkdtempSync(join(tmpdir(), 'selene-persist-peers-'))
 try {
   for (const peer of PEERS) {
     results[peer] = {}
-    for (const workload of ['w1-128', 'w1-1024', ...(BLOCKING.has(peer) ? ['w1now-128', 'w1now-1024'] : []), 'w2']) {
+    const round = peer === 'selene-persist' ? ['w1rt-128'] : []
+    for (const workload of ['w1-128', 'w1-1024', ...(BLOCKING.has(peer) ? ['w1now-128', 'w1now-1024'] : []), ...round, 'w2']) {
       if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${peer} ${workload}`)
       results[peer][workload] = median(() => child(peer, workload, mkdtempSync(join(root, `${peer}-${workload}-`))))
     }
@@ -398,8 +401,15 @@ try {
   const ours = results['selene-persist']
   // W3's floor: as many bytes as selene-persist's W3 left on disk, written and synced from a raw Rust loop.
   const w3Bytes = ours.w3.bytes
-  const floorArgs = ['run', '--quiet', '--release', '--example', 'write_floor', '-p', 'selene-persist-engine', '--', rawDir, String(w3Bytes)]
-  const floor = median(() => (execFileSync('sync'), JSON.parse(execFileSync('cargo', floorArgs, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())))
+  const floorOf = (bytes) => {
+    const args = ['run', '--quiet', '--release', '--example', 'write_floor', '-p', 'selene-persist-engine', '--', rawDir, String(bytes)]
+    return median(() => (execFileSync('sync'), JSON.parse(execFileSync('cargo', args, { cwd: join(self, '..', '..'), encoding: 'utf8' }).trim())))
+  }
+  const fastest = (f) => Math.min(f.writeback, f.burst)
+  const floor = floorOf(w3Bytes)
+  // The same floor for the JS log's own bytes: what no writer of its frames can beat.
+  const jsLog = results['js-log']
+  const jsFloor = jsLog ? floorOf(jsLog.w3.bytes) : undefined
   // Databases: what an app would otherwise use. Plain Node fs is the raw floor, shown apart.
   const peers = ['better-sqlite3', 'classic-level', 'lmdb'].filter((p) => results[p])
   const best = (metric, higher = true) => {
@@ -433,9 +443,18 @@ try {
   lines.push(`W3 split into the ingest loop and the durable flush after it, ms: ${PEERS.map((p) => `${p} ${fmt(results[p].w3.loopMs)} + ${fmt(results[p].w3.flushMs)}`).join(', ')}.`)
   lines.push('')
   const w3Ms = (N.bulk / ours.w3.ops) * 1000
-  lines.push(`W3 floor (raw Rust loop writing W3's ${fmt(w3Bytes / 1e6)} MB in 1 MiB writes, then one fdatasync): ${fmt(floor.writeback)} ms starting each MiB's writeback as it goes, ${fmt(floor.burst)} ms in one burst; selene-persist's W3 took ${fmt(w3Ms)} ms, ${(w3Ms / Math.min(floor.writeback, floor.burst)).toFixed(2)}x the faster floor.`)
+  lines.push(`W3 floor (raw Rust loop writing W3's ${fmt(w3Bytes / 1e6)} MB in 1 MiB writes, then one fdatasync): ${fmt(floor.writeback)} ms starting each MiB's writeback as it goes, ${fmt(floor.burst)} ms in one burst; selene-persist's W3 took ${fmt(w3Ms)} ms, ${(w3Ms / fastest(floor)).toFixed(2)}x the faster floor.`)
+  if (jsLog && jsFloor) {
+    const jsMs = (N.bulk / jsLog.w3.ops) * 1000
+    lines.push('')
+    lines.push(`W3 ceiling: a writer that spent no CPU at all and synced once at the end, as W3's flush does, would still take the floor, so against the JS log's ${fmt(jsMs)} ms no writer of selene-persist's ${fmt(w3Bytes / 1e6)} MB can be more than ${(jsMs / fastest(floor)).toFixed(2)}x faster, and no writer of the JS log's own ${fmt(jsLog.w3.bytes / 1e6)} MB (floor ${fmt(fastest(jsFloor))} ms) more than ${(jsMs / fastest(jsFloor)).toFixed(2)}x.`)
+  }
   lines.push('')
   lines.push(`W1 awaited \`append\` against the blocking \`appendDurableSync\` in this run: ${(ours['w1-128'].ops / ours['w1now-128'].ops).toFixed(2)}x (128 B), ${(ours['w1-1024'].ops / ours['w1now-1024'].ops).toFixed(2)}x (1 KiB).`)
+  lines.push('')
+  const us = (ops) => 1e6 / ops
+  const added = us(ours['w1-128'].ops) - us(ours['w1now-128'].ops)
+  lines.push(`W1 round trip: an awaited \`append\` costs ${fmt(added)} us a call more than the blocking call (${fmt(us(ours['w1now-128'].ops))} us); 0.8x allows ${fmt(us(ours['w1now-128'].ops) / 4)} us. The same awaited call with no fdatasync in it (under 'manual', so neither thread ever waits on the disk) takes ${fmt(us(ours['w1rt-128'].ops))} us end to end.`)
   lines.push('')
   lines.push(`W1 physical limit (raw Rust fdatasync loop, 128 B): ${fmt(raw.appending)} ops/s appending, ${fmt(raw.preallocated)} ops/s preallocated with zeros, ${fmt(raw.fallocated)} ops/s fallocated; selene-persist W1 128 B is ${(ours['w1-128'].ops / raw.preallocated).toFixed(2)}x the preallocated loop awaiting \`append\` and ${(ours['w1now-128'].ops / raw.preallocated).toFixed(2)}x with the blocking \`appendDurableSync\` (${(ours['w1-128'].ops / raw.appending).toFixed(2)}x and ${(ours['w1now-128'].ops / raw.appending).toFixed(2)}x the appending loop).`)
   lines.push('')
