@@ -11,7 +11,10 @@ import { fileURLToPath } from 'node:url'
 import { crc32 } from 'node:zlib'
 
 const quick = process.argv.includes('--quick')
-const N = { single: quick ? 300 : 2000, writers: 64, each: quick ? 20 : 400, bulk: quick ? 100_000 : 1_000_000 }
+// W2's writers first run `warm` untimed appends each (W2_WARM=0 runs it cold): its timed 25,600
+// appends take 100-300 ms, and the JIT's first optimised code would otherwise land inside the
+// clock. W1 needs none: 1000 untimed appends changed its figures by nothing measurable.
+const N = { single: quick ? 300 : 2000, writers: 64, warm: quick ? 0 : Number(process.env.W2_WARM ?? 200), each: quick ? 20 : 400, bulk: quick ? 100_000 : 1_000_000 }
 const ALL_PEERS = ['selene-persist', 'js-log', 'better-sqlite3', 'classic-level', 'lmdb', 'node-fs']
 /** `--peers a,b` runs only those (selene-persist always): for profiling one comparison. */
 const only = process.argv.find((a) => a.startsWith('--peers='))?.slice('--peers='.length).split(',')
@@ -263,16 +266,19 @@ async function runCase(peer, workload, dir) {
   }
   if (workload === 'w2') {
     const db = await open(peer, dir, { durable: true })
+    let next = 0
+    const writers = (each) =>
+      Promise.all(Array.from({ length: N.writers }, async () => {
+        for (let j = 0; j < each; j++) {
+          const i = next++
+          await db.put(i, record(128, i))
+        }
+      }))
+    await writers(N.warm)
     const delay = monitorEventLoopDelay({ resolution: 1 })
     delay.enable()
-    let next = 0
     const t0 = now()
-    await Promise.all(Array.from({ length: N.writers }, async () => {
-      for (let j = 0; j < N.each; j++) {
-        const i = next++
-        await db.put(i, record(128, i))
-      }
-    }))
+    await writers(N.each)
     const ms = now() - t0
     delay.disable()
     await db.close()
