@@ -1,20 +1,25 @@
 // Contracts written once: the error codes and the defaults are defined by the engine; the
-// facade's list, the README's tables and the docs are checked against what the addon exports.
-import { readFile } from 'node:fs/promises'
+// facade's list, docs/api.md's tables and the TypeScript doc comments are checked against what
+// the addon exports, and every key of every exported options and result type has its place in
+// docs/api.md.
+import { readFile, readdir } from 'node:fs/promises'
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
+import ts from 'typescript'
 
 import { ERROR_CODES } from 'selene-persist'
 
 const native = createRequire(import.meta.url)('../native.js')
-const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
+const api = await readFile(new URL('../docs/api.md', import.meta.url), 'utf8')
 
-/** The rows of the README table that follows `heading`: first cell (unquoted) to the rest. */
+/** The rows of the docs/api.md table that follows `heading`: first cell (unquoted) to the rest. */
 function table(heading) {
-  const section = readme.slice(readme.indexOf(heading))
+  const at = api.indexOf(heading)
+  if (at < 0) throw new Error(`docs/api.md has no heading ${heading}`)
   const rows = new Map()
-  for (const line of section.split('\n').slice(1)) {
+  for (const line of api.slice(at).split('\n').slice(1)) {
     if (rows.size > 0 && !line.startsWith('|')) break
     const cells = line.split('|').map((c) => c.trim())
     if (cells.length > 2 && cells[1].startsWith('`')) rows.set(cells[1].replaceAll('`', ''), cells.slice(2))
@@ -25,25 +30,91 @@ function table(heading) {
 const MIB = 1024 * 1024
 const bytes = (n) => (n % MIB === 0 ? `${n / MIB} MiB` : `${n} B`)
 
+/** Every exported interface of the built declarations, with each property's name and doc comment. */
+function exportedInterfaces(entry) {
+  const file = fileURLToPath(new URL(entry, import.meta.url))
+  const program = ts.createProgram([file], { strict: true, noEmit: true })
+  const checker = program.getTypeChecker()
+  const module = checker.getSymbolAtLocation(program.getSourceFile(file))
+  const found = new Map()
+  for (let symbol of checker.getExportsOfModule(module)) {
+    if (symbol.flags & ts.SymbolFlags.Alias) symbol = checker.getAliasedSymbol(symbol)
+    if (!(symbol.flags & ts.SymbolFlags.Interface)) continue
+    const type = checker.getDeclaredTypeOfSymbol(symbol)
+    found.set(
+      symbol.getName(),
+      type.getProperties().map((p) => ({ name: p.getName(), doc: ts.displayPartsToString(p.getDocumentationComment(checker)) })),
+    )
+  }
+  return found
+}
+
 test('the facade lists exactly the error codes the engine reports, in its order', (t) => {
   t.deepEqual([...ERROR_CODES], native.errorCodes())
 })
 
-test("the README's error table has one row per code", (t) => {
+test("docs/api.md's error table has one row per code", (t) => {
   t.deepEqual([...table('### Error codes').keys()].sort(), [...ERROR_CODES].sort())
 })
 
-test("the README's defaults are the engine's", (t) => {
+test("the docs' defaults are the engine's", async (t) => {
   const d = native.defaults()
   const options = table('### `WalWriter.open(path, options?)`')
   t.is(options.get('sync')?.[0], `\`'${d.syncMode}'\``)
   t.is(options.get('compression')?.[0], `\`{ threshold: ${d.compressionThreshold}, level: ${d.compressionLevel} }\``)
   t.is(options.get('preallocate')?.[0], bytes(d.preallocate))
   t.is(options.get('maxQueueBytes')?.[0], bytes(d.maxQueueBytes))
-  t.true(readme.includes(`keepSnapshots?: number /* ${d.keepSnapshots} */; keepArchives?: number /* ${d.keepArchives} */`))
-  t.true(readme.includes(`keeps \`keepSnapshots\` snapshots (default ${d.keepSnapshots},`))
-  t.true(readme.includes(`\`keepArchives\` WAL archives (default ${d.keepArchives})`))
-  t.true(readme.includes(`\`compressSnapshots\` (default ${d.compressSnapshots})`))
+  const storeOptions = table('### `Store.open(dir, options?)`')
+  t.is(storeOptions.get('compressSnapshots')?.[0], `\`${d.compressSnapshots}\``)
+  t.is(storeOptions.get('retention')?.[0], `\`{ keepSnapshots: ${d.keepSnapshots}, keepArchives: ${d.keepArchives} }\``)
+  t.true(api.includes(`keepSnapshots?: number /* ${d.keepSnapshots} */; keepArchives?: number /* ${d.keepArchives} */`))
+  const store = (await readFile(new URL('../docs/store.md', import.meta.url), 'utf8')).replaceAll('\n', ' ')
+  t.true(store.includes(`keeps \`keepSnapshots\` snapshots (default ${d.keepSnapshots},`))
+  t.true(store.includes(`\`keepArchives\` WAL archives (default ${d.keepArchives})`))
+})
+
+test("the TypeScript doc comments' defaults are the engine's", (t) => {
+  const d = native.defaults()
+  const types = exportedInterfaces('../index.d.ts')
+  const doc = (type, key) => types.get(type)?.find((p) => p.name === key)?.doc ?? ''
+  t.regex(doc('WalWriterOptions', 'sync'), new RegExp(`default \`'${d.syncMode}'\``))
+  t.regex(doc('WalWriterOptions', 'compression'), new RegExp(`\\(default ${d.compressionThreshold}\\)`))
+  t.regex(doc('WalWriterOptions', 'maxQueueBytes'), new RegExp(`\\(default ${bytes(d.maxQueueBytes)}\\)`))
+  t.regex(doc('WalWriterOptions', 'preallocate'), new RegExp(`\\(default ${bytes(d.preallocate)}\\)`))
+  t.regex(doc('RetentionPolicy', 'keepSnapshots'), new RegExp(`\\(default ${d.keepSnapshots}\\)`))
+  t.regex(doc('RetentionPolicy', 'keepArchives'), new RegExp(`\\(default ${d.keepArchives}\\)`))
+  t.regex(doc('StoreOptions', 'compressSnapshots'), new RegExp(`\\(default ${d.compressSnapshots}\\)`))
+})
+
+test('every exported interface has a row in its Types table, holding every key', async (t) => {
+  const jetstream = await readFile(new URL('../docs/jetstream.md', import.meta.url), 'utf8')
+  const missing = []
+  for (const [entry, docs] of [
+    ['../index.d.ts', api],
+    ['../jetstream.d.ts', jetstream],
+  ]) {
+    for (const [type, properties] of exportedInterfaces(entry)) {
+      const row = docs.split('\n').find((line) => line.startsWith(`| \`${type}\` |`))
+      if (!row) missing.push(type)
+      else for (const { name } of properties) if (!new RegExp(`\\b${name}\\b`).test(row)) missing.push(`${type}.${name}`)
+    }
+  }
+  t.deepEqual(missing, [])
+})
+
+test("every source module of the engine, the binding and the facade is named in ARCHITECTURE.md or the engine's map", async (t) => {
+  const architecture = await readFile(new URL('../ARCHITECTURE.md', import.meta.url), 'utf8')
+  const map = await readFile(new URL('../crates/engine/src/lib.rs', import.meta.url), 'utf8')
+  const modules = async (dir, extension) =>
+    (await readdir(new URL(`../${dir}/`, import.meta.url), { recursive: true }))
+      .filter((name) => name.endsWith(extension) && !name.endsWith('.d.ts') && !name.includes('tests'))
+      .map((name) => name.slice(0, -extension.length).split('/').at(-1))
+      .filter((name) => name !== 'mod' && name !== 'lib')
+  const unnamed = []
+  for (const name of await modules('crates/engine/src', '.rs')) if (!architecture.includes(`\`${name}\``) && !map.includes(`[\`${name}\`]`)) unnamed.push(`engine ${name}`)
+  for (const name of await modules('crates/node/src', '.rs')) if (!architecture.includes(`\`${name}\``)) unnamed.push(`binding ${name}`)
+  for (const name of await modules('src', '.ts')) if (!architecture.includes(`\`${name}\``)) unnamed.push(`facade ${name}`)
+  t.deepEqual(unnamed, [])
 })
 
 test('the ES module entry exports everything the CommonJS build does', async (t) => {

@@ -14,7 +14,7 @@ export interface WalWriterOptions {
   compression?: CompressionOption
   /** Snapshot sequence recorded in a new file's header; the first entry gets `snapshotSeq + 1`. */
   snapshotSeq?: number
-  /** Bound on payload bytes queued to the committer at once (default 64 MiB); see {@link Appender}. */
+  /** Bound on payload bytes queued to the committer at once (default 4 MiB); see {@link Appender}. */
   maxQueueBytes?: number
   /**
    * Grow the active WAL this many bytes of written zeros at a time ahead of the writes
