@@ -5,6 +5,7 @@ import { call } from '../errors'
 import { type Waker, followBatches, followBatchesOf } from '../follow'
 import { FORMATS } from './dump'
 import { UsageError, integer, parse } from './args'
+import { print } from './output'
 
 export const TAIL_USAGE = `Usage: selene-persist tail <dir|wal> [-f] [--from N] [--consumer NAME] [--format json|text|hex]
 
@@ -16,8 +17,13 @@ a writer in another process, whose unfinished bytes it waits for.
                     Ctrl-C (exit code 0)
   --from N          first sequence
   --consumer NAME   start after the durable consumer NAME's position (registering it if
-                    new) and acknowledge each entry once printed, as that consumer
+                    new), print only entries that are fdatasynced, and acknowledge them as
+                    that consumer once written to standard output and drained (at least
+                    once: lines still in a pipe when its reader exits count as delivered)
   --format F        json (default), text or hex, as for dump
+
+A reader that closes the pipe (| head) ends tail quietly with exit code 0; what it did not
+take is not acknowledged. Exit code 1 when the log cannot be read, 2 for a wrong command line.
 `
 
 /** Once nothing more is there: the end, without waiting. */
@@ -33,7 +39,7 @@ export async function tailCommand(argv: string[]): Promise<number> {
   if (help) return process.stdout.write(TAIL_USAGE), 0
   const format = (values.format ?? 'json') as string
   if (!(format in FORMATS)) throw new UsageError(`--format must be json, hex or text, got ${format}`)
-  const print = FORMATS[format as keyof typeof FORMATS]
+  const show = FORMATS[format as keyof typeof FORMATS]
   const path = positionals[0] ?? ''
   let from = integer('from', values.from)
   const name = values.consumer
@@ -43,10 +49,14 @@ export async function tailCommand(argv: string[]): Promise<number> {
   const stop = (): void => abort.abort()
   process.once('SIGINT', stop)
   try {
-    const options = from === undefined ? { signal: abort.signal } : { from, signal: abort.signal }
+    // A consumer acknowledges only entries that are fdatasynced: its position never passes the durable end.
+    const options = { signal: abort.signal, durable: consumers !== null, ...(from === undefined ? {} : { from }) }
     const batches: AsyncIterable<EntryBatch> = values.follow === true ? followBatches(path, options) : followBatchesOf(path, options, atEnd)
     for await (const batch of batches) {
-      for (let i = 0; i < batch.length; i++) process.stdout.write(`${print(batch, i)}\n`)
+      const lines = []
+      for (let i = 0; i < batch.length; i++) lines.push(`${show(batch, i)}\n`)
+      // Delivered once written and drained; a reader gone means nothing of this batch was.
+      if (!(await print(lines.join('')))) return 0
       if (consumers && typeof name === 'string' && batch.length > 0) await call(() => consumers.ack(name, batch.sequence(batch.length - 1)))
     }
   } finally {
