@@ -271,3 +271,22 @@ test('tail --consumer | head acknowledges only what was written and drained; a c
     t.is(stderr, '', args.join(' '))
   }
 })
+
+test('inspect exits 1 when it reports an ERROR (a garbage MANIFEST and wal.log), 0 with warnings only; help lists the exit codes', async (t) => {
+  const dir = await tempDir(t)
+  await writeFile(join(dir, 'MANIFEST'), Buffer.alloc(500, 0x5a))
+  await writeFile(join(dir, 'wal.log'), Buffer.alloc(5000, 0xa5))
+  const text = await run('inspect', dir)
+  t.is(text.code, 1)
+  t.regex(text.stdout, /ERROR .*MANIFEST {2}MAGIC_MISMATCH/)
+  const json = await run('inspect', dir, '--json')
+  t.is(json.code, 1)
+  t.deepEqual(JSON.parse(json.stdout).problems.map((p) => [p.severity, p.code]), [['error', 'MAGIC_MISMATCH'], ['error', 'MAGIC_MISMATCH']])
+  const torn = await sampleStore(t)
+  await writeFile(join(torn, 'wal.log'), Buffer.concat([await readFile(join(torn, 'wal.log')), Buffer.from('partial')]))
+  const warned = await run('inspect', torn)
+  t.is(warned.code, 0)
+  t.regex(warned.stdout, /warning .*TORN_TAIL/)
+  const help = await run('help')
+  t.regex(help.stdout, /Exit codes: 0 ok; 1 problems found/)
+})
