@@ -78,8 +78,13 @@ test('30 rounds of kill -9 of the writer: a durable follower in another process 
   await (await Store.open(dir)).close()
   const abort = new AbortController()
   const seen = []
+  // Resolved at each entry the follower yields.
+  let progressed = () => undefined
   const following = (async () => {
-    for await (const entry of follow(dir, { durable: true, pollMs: 20, signal: abort.signal })) seen.push([entry.sequence, entry.payload.toString('hex')])
+    for await (const entry of follow(dir, { durable: true, pollMs: 20, signal: abort.signal })) {
+      seen.push([entry.sequence, entry.payload.toString('hex')])
+      progressed()
+    }
   })()
   for (let round = 0; round < 30; round++) {
     await new Promise((resolve, reject) => {
@@ -98,12 +103,16 @@ test('30 rounds of kill -9 of the writer: a durable follower in another process 
   // A follower error fails the test at once; no progress for a minute fails it with where it is.
   let done = false
   const ended = following.then(() => (done ? undefined : Promise.reject(new Error('the follower ended early'))))
-  let progress = { at: Date.now(), seen: seen.length }
   while ((seen.at(-1)?.[0] ?? 0) < last) {
-    await Promise.race([new Promise((resolve) => setTimeout(resolve, 20)), ended])
-    if (seen.length !== progress.seen) progress = { at: Date.now(), seen: seen.length }
-    if (Date.now() - progress.at > 60_000) t.fail(`the follower is stuck at ${seen.at(-1)?.[0]} of ${last}`)
-    if (Date.now() - progress.at > 60_000) break
+    let stalled
+    const progress = new Promise((resolve) => (progressed = resolve))
+    const stuck = new Promise((resolve) => (stalled = setTimeout(resolve, 60_000, 'stuck')))
+    const woke = await Promise.race([progress, stuck, ended])
+    clearTimeout(stalled)
+    if (woke === 'stuck') {
+      t.fail(`the follower is stuck at ${seen.at(-1)?.[0]} of ${last}`)
+      break
+    }
   }
   done = true
   abort.abort()
@@ -176,15 +185,20 @@ test('a follower ends on close after the entries committed before it, and on abo
   for (let i = 0; i < 5; i++) await store.append(Buffer.from(`e${i}`))
   const abort = new AbortController()
   const aborted = []
+  let allFive
+  const five = new Promise((resolve) => (allFive = resolve))
   const stopping = (async () => {
-    for await (const entry of store.follow({ signal: abort.signal })) aborted.push(entry.sequence)
+    for await (const entry of store.follow({ signal: abort.signal })) {
+      aborted.push(entry.sequence)
+      if (aborted.length === 5) allFive()
+    }
   })()
   const closing = (async () => {
     const all = []
     for await (const entry of store.follow()) all.push(entry.sequence)
     return all
   })()
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await five
   abort.abort()
   await stopping
   t.deepEqual(aborted, [1, 2, 3, 4, 5])
