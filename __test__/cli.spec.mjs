@@ -290,3 +290,23 @@ test('inspect exits 1 when it reports an ERROR (a garbage MANIFEST and wal.log),
   const help = await run('help')
   t.regex(help.stdout, /Exit codes: 0 ok; 1 problems found/)
 })
+
+test('tail -f waits for a store not yet made, saying so on stderr; tail without -f exits 1 with IO', async (t) => {
+  const dir = join(await tempDir(t), 'later')
+  const missing = await run('tail', dir)
+  t.is(missing.code, 1)
+  t.regex(missing.stderr, /No such file or directory.*\[IO\]/)
+  const child = spawn(process.execPath, [cli, 'tail', '-f', dir, '--consumer', 'c', '--format', 'text'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  let stdout = ''
+  const line = new Promise((resolve) => child.stdout.on('data', (chunk) => (stdout += chunk).includes('\n') && resolve()))
+  await new Promise((resolve) => child.stderr.on('data', (chunk) => String(chunk).includes(`waiting for ${dir} to become a store or WAL`) && resolve()))
+  const store = await Store.open(dir)
+  await store.append(Buffer.from('first'))
+  await line
+  child.kill('SIGINT')
+  t.is(await exited, 0)
+  t.regex(stdout, /^#1 .*"first"\n$/)
+  t.deepEqual((await store.consumers()).map((c) => [c.name, c.position]), [['c', 1]])
+  await store.close()
+})

@@ -248,3 +248,31 @@ test('consumers report their lag in entries and bytes', async (t) => {
   t.deepEqual([caughtUp.lagEntries, caughtUp.lagBytes], [0, 0])
   await store.close()
 })
+
+test('a follower from another process waits for its log to appear: a store not yet made, an empty directory, a WAL file; abort ends the wait', async (t) => {
+  const { join } = await import('node:path')
+  const { WalWriter } = await import('selene-persist')
+  const base = await tempDir(t)
+  const cases = [
+    ['a store directory not yet made', join(base, 'later'), (path) => Store.open(path)],
+    ['an empty directory', base, (path) => Store.open(path)],
+    ['a WAL file not yet made', join(base, 'app.wal'), (path) => WalWriter.open(path)],
+  ]
+  for (const [label, path, open] of cases) {
+    const abort = new AbortController()
+    const entries = follow(path, { pollMs: 20, signal: abort.signal })
+    // The generator runs up to its wait before next() returns: the log is still absent here.
+    const first = entries.next()
+    const writer = await open(path)
+    for (const word of ['a', 'b']) await writer.append(Buffer.from(word))
+    t.is((await first).value?.payload.toString(), 'a', label)
+    t.is((await entries.next()).value?.payload.toString(), 'b', label)
+    abort.abort()
+    t.true((await entries.next()).done, label)
+    await writer.close()
+  }
+  const abort = new AbortController()
+  const waiting = follow(join(base, 'never'), { pollMs: 20, signal: abort.signal }).next()
+  abort.abort()
+  t.true((await waiting).done, 'aborted while waiting: the end, no error')
+})

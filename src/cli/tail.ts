@@ -2,9 +2,9 @@
 import * as native from '../../native'
 import type { EntryBatch } from '../batch'
 import { call } from '../errors'
-import { type Waker, followBatches, followBatchesOf } from '../follow'
+import { type Waker, followBatches, followBatchesOf, logAppeared, logPresent } from '../follow'
 import { FORMATS } from './dump'
-import { UsageError, integer, parse } from './args'
+import { UsageError, integer, parse, printable } from './args'
 import { print } from './output'
 
 export const TAIL_USAGE = `Usage: selene-persist tail <dir|wal> [-f] [--from N] [--consumer NAME] [--format json|text|hex]
@@ -14,7 +14,9 @@ in order, from the first after the live snapshot. Reads only, takes no lock: it 
 a writer in another process, whose unfinished bytes it waits for.
 
   -f, --follow      keep printing entries as they are appended, across checkpoints, until
-                    Ctrl-C (exit code 0)
+                    Ctrl-C (exit code 0). A path that is not a store or WAL yet (missing,
+                    or a directory without wal.log) is waited for, as tail -F does; without
+                    -f it is an error (exit code 1)
   --from N          first sequence
   --consumer NAME   start after the durable consumer NAME's position (registering it if
                     new), print only entries that are fdatasynced, and acknowledge them as
@@ -43,12 +45,16 @@ export async function tailCommand(argv: string[]): Promise<number> {
   const path = positionals[0] ?? ''
   let from = integer('from', values.from)
   const name = values.consumer
-  const consumers = typeof name === 'string' ? new native.NativeConsumers(path) : null
-  if (consumers && typeof name === 'string') from = (await call(() => consumers.register(name, Math.max(0, (from ?? 1) - 1)))) + 1
   const abort = new AbortController()
   const stop = (): void => abort.abort()
   process.once('SIGINT', stop)
   try {
+    if (values.follow === true && !logPresent(path)) {
+      process.stderr.write(`selene-persist tail: waiting for ${printable(path)} to become a store or WAL\n`)
+      if (!(await logAppeared(path, 500, abort.signal))) return 0
+    }
+    const consumers = typeof name === 'string' ? new native.NativeConsumers(path) : null
+    if (consumers && typeof name === 'string') from = (await call(() => consumers.register(name, Math.max(0, (from ?? 1) - 1)))) + 1
     // A consumer acknowledges only entries that are fdatasynced: its position never passes the durable end.
     const options = { signal: abort.signal, durable: consumers !== null, ...(from === undefined ? {} : { from }) }
     const batches: AsyncIterable<EntryBatch> = values.follow === true ? followBatches(path, options) : followBatchesOf(path, options, atEnd)
