@@ -1,12 +1,16 @@
 // Following a live log: in-process and from another process, through checkpoints, prunes,
 // kill -9 of the writer, and durable consumers that retention respects.
 import { spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
 
 import test from 'ava'
 
 import { Store, follow } from 'selene-persist'
 
 import { sized, tempDir } from './helpers.mjs'
+
+// The addon's consumers of a store directory: acknowledgements from a process that is not the writer.
+const native = createRequire(import.meta.url)('../native.js')
 
 const writerScript = new URL('./fixtures/follow-writer.mjs', import.meta.url).pathname
 const consumerScript = new URL('./fixtures/consumer-child.mjs', import.meta.url).pathname
@@ -54,14 +58,18 @@ test('an in-process follower sees every entry once, in order, through checkpoint
 
 test('a follower in another process sees every entry once, in order, while the writer runs at full speed', async (t) => {
   const dir = await tempDir(t)
-  // The store exists before the follower opens it.
+  // A plain follower has no claim on retention and would race the writer's prunes: this one
+  // acknowledges as a durable consumer, so the prunes behind it wait for it however slow it is.
   await (await Store.open(dir)).close()
+  const consumers = new native.NativeConsumers(dir)
+  await consumers.register('follower', 0)
   const total = 1200
   const child = spawn(process.execPath, [writerScript, dir, String(total)], { stdio: ['ignore', 'ignore', 'inherit'] })
   const done = new Promise((resolve) => child.on('exit', resolve))
   const seen = []
-  for await (const entry of follow(dir, { pollMs: 50 })) {
+  for await (const entry of follow(dir, { pollMs: 50, durable: true })) {
     seen.push([entry.sequence, entry.payload.toString('hex')])
+    if (seen.length % 100 === 0) await consumers.ack('follower', entry.sequence)
     if (seen.length === total) break
   }
   t.is(await done, 0)
