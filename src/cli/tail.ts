@@ -25,7 +25,8 @@ a writer in another process, whose unfinished bytes it waits for.
   --format F        json (default), text or hex, as for dump
 
 A reader that closes the pipe (| head) ends tail quietly with exit code 0 (tail -f at its
-next write); a batch not wholly written is not acknowledged. Exit code 1 when the log cannot be read, 2 for a wrong command line.
+next write); a batch not wholly written is not acknowledged. Exit code 1 when the log
+cannot be read, 2 for a wrong command line.
 `
 
 /** Once nothing more is there: the end, without waiting. */
