@@ -10,6 +10,8 @@ import { INSPECT_USAGE, VERIFY_USAGE, inspectCommand, verifyCommand } from './sr
 import { REPLICATE_USAGE, RESTORE_USAGE, SHIP_USAGE, replicateCommand, restoreCommand, shipCommand } from './src/cli/remote'
 import { SALVAGE_USAGE, salvageCommand } from './src/cli/salvage'
 import { TAIL_USAGE, tailCommand } from './src/cli/tail'
+// Loaded for its effect on every command: a closed stdout pipe (EPIPE) is a quiet end.
+import './src/cli/output'
 
 const USAGE = `Usage: selene-persist <command> [options]   (selene-persist <command> --help for more)
 
@@ -26,6 +28,10 @@ Commands:
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help                 show this text
+
+Exit codes: 0 ok; 1 problems found (any ERROR that inspect or verify reports, warnings too
+with verify --strict) or the operation failed; 2 a wrong command line. A reader that closes
+the pipe (| head) is a normal end: quiet, exit code 0.
 `
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string }> = {

@@ -112,13 +112,15 @@ test('random call sequences with hostile arguments give typed errors and never c
     () => check('SnapshotBuilder', () => new SnapshotBuilder().add(anything(), random() < 0.5 ? bytes() : anything()).publish(path(), numberish())),
   ]
 
+  const running = []
   for (let i = 0; i < budget; i++) {
     const action = pick(actions)
     // Mostly awaited in order; sometimes left running to interleave with what follows.
     if (random() < 0.8) await action()
-    else void action()
+    else running.push(action())
   }
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  // Every call left running settles (check never rejects), then every handle it opened is closed.
+  await Promise.all(running)
   await Promise.allSettled(handles.map((h) => h.close()))
   t.log(`${failures} calls failed, each with a PersistError and a known code`)
   t.pass()

@@ -90,15 +90,20 @@ test('an online backup during appends and checkpoints opens as a store holding e
   const dest = join(await tempDir(t), 'copy')
   const store = await Store.open(dir, { sync: 'manual' })
   let stop = false
+  // The writer resolves `mark` once the log reaches `mark.sequence`.
+  let mark = null
+  const reached = (sequence) => new Promise((resolve) => (mark = { sequence, resolve }))
   const writing = (async () => {
     for (let n = 0; !stop; n++) {
       await store.append(Buffer.alloc(100 + (n % 50), n % 256))
       if (n % 300 === 299) await store.checkpoint({ n: Buffer.from(String(n)) })
+      if (mark && store.lastSequence >= mark.sequence) mark.resolve()
     }
   })()
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  // Past two checkpoints before the backup, and well on after it.
+  await reached(700)
   const sequence = await store.backup(dest)
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await reached(sequence + 200)
   stop = true
   await writing
   t.true(store.lastSequence > sequence, 'appends went on past the backup')

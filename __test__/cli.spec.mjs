@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -162,7 +162,6 @@ test('tail prints what is there; tail -f follows a writer across a checkpoint un
   const once = await run('tail', dir, '--format', 'json')
   t.is(once.code, 0)
   t.deepEqual(once.stdout.trim().split('\n').map((l) => JSON.parse(l).payload), ['e1', 'e2', 'e3'])
-  const { spawn } = await import('node:child_process')
   const child = spawn(process.execPath, [cli, 'tail', '-f', dir, '--from', '2'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const lines = []
   let buffered = ''
@@ -219,4 +218,95 @@ test('backup copies a store whose writer is running, up to what is durable; the 
   t.deepEqual(replayed, ['e6'])
   await copy.close()
   t.is((await run('backup', dir, dest)).code, 1, 'an existing destination is refused')
+})
+
+/**
+ * Run the CLI with its stdout in a pipe whose reader takes lines until it has `want`, then closes
+ * the pipe (as `| head -n want` does). Resolves with the exit code, stderr and every complete line
+ * the reader received before it closed.
+ */
+function readThenClose(want, ...args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let received = ''
+    let stderr = ''
+    child.stderr.on('data', (chunk) => (stderr += chunk))
+    child.stdout.on('data', (chunk) => {
+      received += chunk
+      if (received.split('\n').length - 1 >= want) child.stdout.destroy()
+    })
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stderr, lines: received.split('\n').slice(0, -1) }))
+  })
+}
+
+/** A store of `count` durable entries of 200 bytes each. */
+async function bigStore(t, count) {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir, { sync: 'manual' })
+  await store.appendBatch(Array.from({ length: count }, (_, i) => Buffer.alloc(200, 97 + (i % 26))))
+  await store.flush()
+  await store.close()
+  return dir
+}
+
+test('tail --consumer | head acknowledges only what was written and drained; a closed pipe ends tail, tail -f and dump quietly, exit 0', async (t) => {
+  const dir = await bigStore(t, 10_000)
+  for (const [name, follow] of [['c', []], ['cf', ['-f']]]) {
+    const { code, stderr, lines } = await readThenClose(3, 'tail', dir, ...follow, '--consumer', name)
+    t.is(code, 0, `${name}: ${stderr}`)
+    t.is(stderr, '', 'no stack trace')
+    t.deepEqual(lines.slice(0, 3).map((l) => JSON.parse(l).sequence), [1, 2, 3])
+    const store = await Store.open(dir)
+    const { position } = (await store.consumers()).find((c) => c.name === name)
+    await store.close()
+    t.true(position <= lines.length, `${name}: acknowledged ${position}, the reader received ${lines.length} lines`)
+    // Everything not acknowledged comes again, once, in order.
+    const rest = (await run('tail', dir, '--consumer', name)).stdout.trim().split('\n').map((l) => JSON.parse(l).sequence)
+    t.deepEqual(rest, Array.from({ length: 10_000 - position }, (_, i) => position + 1 + i))
+  }
+  for (const args of [['tail', dir], ['dump', dir], ['dump', dir, '--format', 'hex']]) {
+    const { code, stderr } = await readThenClose(1, ...args)
+    t.is(code, 0, args.join(' '))
+    t.is(stderr, '', args.join(' '))
+  }
+})
+
+test('inspect exits 1 when it reports an ERROR (a garbage MANIFEST and wal.log), 0 with warnings only; help lists the exit codes', async (t) => {
+  const dir = await tempDir(t)
+  await writeFile(join(dir, 'MANIFEST'), Buffer.alloc(500, 0x5a))
+  await writeFile(join(dir, 'wal.log'), Buffer.alloc(5000, 0xa5))
+  const text = await run('inspect', dir)
+  t.is(text.code, 1)
+  t.regex(text.stdout, /ERROR .*MANIFEST {2}MAGIC_MISMATCH/)
+  const json = await run('inspect', dir, '--json')
+  t.is(json.code, 1)
+  t.deepEqual(JSON.parse(json.stdout).problems.map((p) => [p.severity, p.code]), [['error', 'MAGIC_MISMATCH'], ['error', 'MAGIC_MISMATCH']])
+  const torn = await sampleStore(t)
+  await writeFile(join(torn, 'wal.log'), Buffer.concat([await readFile(join(torn, 'wal.log')), Buffer.from('partial')]))
+  const warned = await run('inspect', torn)
+  t.is(warned.code, 0)
+  t.regex(warned.stdout, /warning .*TORN_TAIL/)
+  const help = await run('help')
+  t.regex(help.stdout, /Exit codes: 0 ok; 1 problems found/)
+})
+
+test('tail -f waits for a store not yet made, saying so on stderr; tail without -f exits 1 with IO', async (t) => {
+  const dir = join(await tempDir(t), 'later')
+  const missing = await run('tail', dir)
+  t.is(missing.code, 1)
+  t.regex(missing.stderr, /No such file or directory.*\[IO\]/)
+  const child = spawn(process.execPath, [cli, 'tail', '-f', dir, '--consumer', 'c', '--format', 'text'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  let stdout = ''
+  const line = new Promise((resolve) => child.stdout.on('data', (chunk) => (stdout += chunk).includes('\n') && resolve()))
+  await new Promise((resolve) => child.stderr.on('data', (chunk) => String(chunk).includes(`waiting for ${dir} to become a store or WAL`) && resolve()))
+  const store = await Store.open(dir)
+  await store.append(Buffer.from('first'))
+  await line
+  child.kill('SIGINT')
+  t.is(await exited, 0)
+  t.regex(stdout, /^#1 .*"first"\n$/)
+  t.deepEqual((await store.consumers()).map((c) => [c.name, c.position]), [['c', 1]])
+  await store.close()
 })

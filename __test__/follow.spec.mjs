@@ -1,12 +1,16 @@
 // Following a live log: in-process and from another process, through checkpoints, prunes,
 // kill -9 of the writer, and durable consumers that retention respects.
 import { spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
 
 import test from 'ava'
 
 import { Store, follow } from 'selene-persist'
 
 import { sized, tempDir } from './helpers.mjs'
+
+// The addon's consumers of a store directory: acknowledgements from a process that is not the writer.
+const native = createRequire(import.meta.url)('../native.js')
 
 const writerScript = new URL('./fixtures/follow-writer.mjs', import.meta.url).pathname
 const consumerScript = new URL('./fixtures/consumer-child.mjs', import.meta.url).pathname
@@ -54,14 +58,18 @@ test('an in-process follower sees every entry once, in order, through checkpoint
 
 test('a follower in another process sees every entry once, in order, while the writer runs at full speed', async (t) => {
   const dir = await tempDir(t)
-  // The store exists before the follower opens it.
+  // A plain follower has no claim on retention and would race the writer's prunes: this one
+  // acknowledges as a durable consumer, so the prunes behind it wait for it however slow it is.
   await (await Store.open(dir)).close()
+  const consumers = new native.NativeConsumers(dir)
+  await consumers.register('follower', 0)
   const total = 1200
   const child = spawn(process.execPath, [writerScript, dir, String(total)], { stdio: ['ignore', 'ignore', 'inherit'] })
   const done = new Promise((resolve) => child.on('exit', resolve))
   const seen = []
-  for await (const entry of follow(dir, { pollMs: 50 })) {
+  for await (const entry of follow(dir, { pollMs: 50, durable: true })) {
     seen.push([entry.sequence, entry.payload.toString('hex')])
+    if (seen.length % 100 === 0) await consumers.ack('follower', entry.sequence)
     if (seen.length === total) break
   }
   t.is(await done, 0)
@@ -78,8 +86,13 @@ test('30 rounds of kill -9 of the writer: a durable follower in another process 
   await (await Store.open(dir)).close()
   const abort = new AbortController()
   const seen = []
+  // Resolved at each entry the follower yields.
+  let progressed = () => undefined
   const following = (async () => {
-    for await (const entry of follow(dir, { durable: true, pollMs: 20, signal: abort.signal })) seen.push([entry.sequence, entry.payload.toString('hex')])
+    for await (const entry of follow(dir, { durable: true, pollMs: 20, signal: abort.signal })) {
+      seen.push([entry.sequence, entry.payload.toString('hex')])
+      progressed()
+    }
   })()
   for (let round = 0; round < 30; round++) {
     await new Promise((resolve, reject) => {
@@ -98,12 +111,16 @@ test('30 rounds of kill -9 of the writer: a durable follower in another process 
   // A follower error fails the test at once; no progress for a minute fails it with where it is.
   let done = false
   const ended = following.then(() => (done ? undefined : Promise.reject(new Error('the follower ended early'))))
-  let progress = { at: Date.now(), seen: seen.length }
   while ((seen.at(-1)?.[0] ?? 0) < last) {
-    await Promise.race([new Promise((resolve) => setTimeout(resolve, 20)), ended])
-    if (seen.length !== progress.seen) progress = { at: Date.now(), seen: seen.length }
-    if (Date.now() - progress.at > 60_000) t.fail(`the follower is stuck at ${seen.at(-1)?.[0]} of ${last}`)
-    if (Date.now() - progress.at > 60_000) break
+    let stalled
+    const progress = new Promise((resolve) => (progressed = resolve))
+    const stuck = new Promise((resolve) => (stalled = setTimeout(resolve, 60_000, 'stuck')))
+    const woke = await Promise.race([progress, stuck, ended])
+    clearTimeout(stalled)
+    if (woke === 'stuck') {
+      t.fail(`the follower is stuck at ${seen.at(-1)?.[0]} of ${last}`)
+      break
+    }
   }
   done = true
   abort.abort()
@@ -176,15 +193,20 @@ test('a follower ends on close after the entries committed before it, and on abo
   for (let i = 0; i < 5; i++) await store.append(Buffer.from(`e${i}`))
   const abort = new AbortController()
   const aborted = []
+  let allFive
+  const five = new Promise((resolve) => (allFive = resolve))
   const stopping = (async () => {
-    for await (const entry of store.follow({ signal: abort.signal })) aborted.push(entry.sequence)
+    for await (const entry of store.follow({ signal: abort.signal })) {
+      aborted.push(entry.sequence)
+      if (aborted.length === 5) allFive()
+    }
   })()
   const closing = (async () => {
     const all = []
     for await (const entry of store.follow()) all.push(entry.sequence)
     return all
   })()
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await five
   abort.abort()
   await stopping
   t.deepEqual(aborted, [1, 2, 3, 4, 5])
@@ -233,4 +255,32 @@ test('consumers report their lag in entries and bytes', async (t) => {
   const [caughtUp] = await store.consumers()
   t.deepEqual([caughtUp.lagEntries, caughtUp.lagBytes], [0, 0])
   await store.close()
+})
+
+test('a follower from another process waits for its log to appear: a store not yet made, an empty directory, a WAL file; abort ends the wait', async (t) => {
+  const { join } = await import('node:path')
+  const { WalWriter } = await import('selene-persist')
+  const base = await tempDir(t)
+  const cases = [
+    ['a store directory not yet made', join(base, 'later'), (path) => Store.open(path)],
+    ['an empty directory', base, (path) => Store.open(path)],
+    ['a WAL file not yet made', join(base, 'app.wal'), (path) => WalWriter.open(path)],
+  ]
+  for (const [label, path, open] of cases) {
+    const abort = new AbortController()
+    const entries = follow(path, { pollMs: 20, signal: abort.signal })
+    // The generator runs up to its wait before next() returns: the log is still absent here.
+    const first = entries.next()
+    const writer = await open(path)
+    for (const word of ['a', 'b']) await writer.append(Buffer.from(word))
+    t.is((await first).value?.payload.toString(), 'a', label)
+    t.is((await entries.next()).value?.payload.toString(), 'b', label)
+    abort.abort()
+    t.true((await entries.next()).done, label)
+    await writer.close()
+  }
+  const abort = new AbortController()
+  const waiting = follow(join(base, 'never'), { pollMs: 20, signal: abort.signal }).next()
+  abort.abort()
+  t.true((await waiting).done, 'aborted while waiting: the end, no error')
 })

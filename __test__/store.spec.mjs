@@ -80,11 +80,19 @@ test('an async sections() function cannot lose appends made while it serialises'
   const store = await Store.open(dir)
   const model = new Model()
   await appendEvents(store, model, 1, 50)
+  // sections() resolves only after appends 51-80, made once it has been called, are acknowledged.
+  let called
+  const serialising = new Promise((resolve) => (called = resolve))
+  let release
+  const released = new Promise((resolve) => (release = resolve))
   const checkpointing = store.checkpoint(() => {
     const captured = model.sections()
-    return new Promise((resolve) => setTimeout(() => resolve(captured), 50))
+    called()
+    return released.then(() => captured)
   })
+  await serialising
   await appendEvents(store, model, 51, 80)
+  release()
   await checkpointing
   await store.close()
   const reopened = await Store.open(dir)

@@ -1,6 +1,6 @@
 /** Following a log as it grows: in this process (woken by the committer) or from another. */
-import { type FSWatcher, statSync, watch } from 'node:fs'
-import { dirname } from 'node:path'
+import { type FSWatcher, existsSync, statSync, watch } from 'node:fs'
+import { dirname, join } from 'node:path'
 
 import * as native from '../native'
 
@@ -108,18 +108,69 @@ class ProcessWaker implements Waker {
   }
 }
 
+/** Whether `path` is a directory (false when it cannot be examined). */
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Whether there is a log at `path` to follow: a file, or a directory holding `wal.log`. A path
+ * that cannot be examined counts as there, so that opening it reports the typed error.
+ */
+export function logPresent(path: string): boolean {
+  try {
+    const stat = statSync(path, { throwIfNoEntry: false })
+    return stat !== undefined && (!stat.isDirectory() || existsSync(join(path, 'wal.log')))
+  } catch {
+    return true
+  }
+}
+
+/**
+ * Wait until a log is at `path` ({@link logPresent}), as `tail -F` waits for a file: woken by
+ * notifications on the path (a directory) or its parent, and by a poll every `pollMs`.
+ * Resolves `false` if `signal` aborts first.
+ */
+export async function logAppeared(path: string, pollMs: number, signal?: AbortSignal): Promise<boolean> {
+  const aborted = new Promise<boolean>((resolve) => signal?.addEventListener('abort', () => resolve(false), { once: true }))
+  while (!signal?.aborted) {
+    const waker = new ProcessWaker(path, isDirectory(path), pollMs)
+    try {
+      const changed = waker.arm()
+      if (logPresent(path)) return true
+      await Promise.race([changed, aborted])
+    } finally {
+      waker.close()
+    }
+  }
+  return false
+}
+
+/** {@link followBatchesOf} from another process, once the log is there. */
+async function* followProcess(path: string, options: ProcessFollowOptions, pollMs: number): AsyncGenerator<EntryBatch, void, undefined> {
+  const { signal } = followOptions(options)
+  if (!logPresent(checkPath(path)) && !(await logAppeared(path, pollMs, signal))) return
+  // A store directory is watched itself (rotations rename in it); a WAL file, its directory.
+  const makeWaker = (): Waker => new ProcessWaker(path, isDirectory(path), pollMs)
+  yield* followBatchesOf(path, options, makeWaker)
+}
+
 /**
  * Follow a log from another process: `path` is a store directory (its archives, then its active
  * WAL, across rotations) or a WAL file. Opens nothing for writing and takes no lock; bytes the
  * writer has not finished are waited for, never reported as damage. Woken by file-system
  * notifications, with a slow poll as the fallback; a writer killed and reopened is followed on.
+ * A log that is not there yet (no such file or directory, or a directory without `wal.log`) is
+ * waited for, as `tail -F` does, so a follower may start before its writer; abort with `signal`.
  */
 export function followBatches(path: string, options: ProcessFollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
   const given = checkObject('options', options)
   const pollMs = given.pollMs === undefined ? 500 : checkInteger('pollMs', given.pollMs, 1, 2 ** 31 - 1)
-  // A store directory is watched itself (rotations rename in it); a WAL file, its directory.
-  const makeWaker = (): Waker => new ProcessWaker(path, statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false, pollMs)
-  return followBatchesOf(path, given, makeWaker)
+  return followProcess(path, given, pollMs)
 }
 
 /** {@link followBatches}, one entry at a time. */

@@ -4,6 +4,7 @@ import * as native from '../../native'
 import { type EntryBatch, batchesOf } from '../batch'
 import { call } from '../errors'
 import { UsageError, integer, parse, printable } from './args'
+import { print } from './output'
 
 export const DUMP_USAGE = `Usage: selene-persist dump <file|dir> [--from N] [--to N] [--format json|hex|text]
 
@@ -15,6 +16,9 @@ their headers, checkpoint watermarks included.
   --format F   json: one JSON object per line, for jq (default)
                text: one readable line per entry
                hex:  headers and a hex dump of each payload
+
+A reader that closes the pipe (| head) ends dump quietly with exit code 0. Exit code 1 when
+the file cannot be read, 2 for a wrong command line.
 `
 
 function isText(payload: Buffer): boolean {
@@ -86,7 +90,7 @@ export async function dumpCommand(argv: string[]): Promise<number> {
   if (help) return process.stdout.write(DUMP_USAGE), 0
   const format = (values.format ?? 'json') as string
   if (!(format in FORMATS)) throw new UsageError(`--format must be json, hex or text, got ${format}`)
-  const print = FORMATS[format as keyof typeof FORMATS]
+  const show = FORMATS[format as keyof typeof FORMATS]
   const from = integer('from', values.from) ?? 0
   const to = integer('to', values.to) ?? Number.MAX_SAFE_INTEGER
   const path = positionals[0] ?? ''
@@ -102,10 +106,14 @@ export async function dumpCommand(argv: string[]): Promise<number> {
     },
   }
   for await (const batch of batchesOf(source)) {
-    for (let i = 0; i < batch.length; i++) {
-      if (batch.sequence(i) > to) return 0
-      process.stdout.write(`${print(batch, i)}\n`)
+    const lines = []
+    let end = false
+    for (let i = 0; i < batch.length && !end; i++) {
+      if (batch.sequence(i) > to) end = true
+      else lines.push(`${show(batch, i)}\n`)
     }
+    // A reader gone (| head) is a normal end: quiet, exit code 0.
+    if (!(await print(lines.join(''))) || end) return 0
   }
   const tail = torn as native.NativeTailRepair | null
   if (tail) process.stderr.write(`torn tail: ${tail.discardedBytes} bytes at offset ${tail.offset} (${tail.reason}); the next writer open cuts them\n`)

@@ -7,6 +7,9 @@ export const INSPECT_USAGE = `Usage: selene-persist inspect <dir|file> [--json]
 Show what a store directory (or one WAL, archive, snapshot or MANIFEST file) holds: the
 MANIFEST, snapshots and their sections, archives, the active WAL's sequence range, entry
 counts and compression, torn tails, orphans and temp files. Reads only; changes nothing.
+Exit code 0 when it found no errors (warnings, such as a torn tail the next open repairs,
+are listed), 1 when it did (or the path cannot be read), 2 for a wrong command line; verify
+checks more.
 
   --json   print the report as JSON
 `
@@ -31,6 +34,9 @@ async function examine(path: string, deep: boolean): Promise<Report> {
     bar.done()
   }
 }
+
+/** How many of the report's problems are errors (warnings are not). */
+const errorsIn = (report: Report): number => report.problems.filter((p) => p.severity === 'error').length
 
 const name = (path: string): string => path.split('/').pop() ?? path
 
@@ -77,14 +83,14 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   if (help) return process.stdout.write(INSPECT_USAGE), 0
   const report = await examine(positionals[0] ?? '', false)
   console.log(values.json ? JSON.stringify(report, null, 2) : render(report))
-  return 0
+  return errorsIn(report) > 0 ? 1 : 0
 }
 
 export async function verifyCommand(argv: string[]): Promise<number> {
   const { positionals, values, help } = parse(argv, { json: { type: 'boolean' }, strict: { type: 'boolean' } }, 1, 1)
   if (help) return process.stdout.write(VERIFY_USAGE), 0
   const report = await examine(positionals[0] ?? '', true)
-  const errors = report.problems.filter((p) => p.severity === 'error').length
+  const errors = errorsIn(report)
   const warnings = report.problems.length - errors
   if (values.json) console.log(JSON.stringify(report, null, 2))
   else {
