@@ -80,10 +80,11 @@ function run(command, args, cwd, env, until) {
     const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
+    let interrupted = false
     const timer = setTimeout(() => child.kill('SIGKILL'), 120_000)
     child.stdout.on('data', (chunk) => {
       stdout += chunk
-      if (until && stdout.split('\n').includes(until)) child.kill('SIGINT')
+      if (until && !interrupted && stdout.split('\n').includes(until)) interrupted = child.kill('SIGINT')
     })
     child.stderr.on('data', (chunk) => {
       stderr += chunk

@@ -63,11 +63,24 @@ export async function* followBatchesOf(path: string, options: unknown, makeWaker
       }
       // Once the writer closed, what it committed has been read: the end.
       if (!open) return
-      open = await Promise.race([changed, aborted])
+      open = await waiting(Promise.race([changed, aborted]))
     }
   } finally {
     waker.close()
     follower.close()
+  }
+}
+
+/**
+ * `wait`, keeping the event loop alive meanwhile, as a socket waiting for data does: a program
+ * whose only work left is to follow a log must not exit (code 13) while the follower waits.
+ */
+async function waiting<T>(wait: Promise<T>): Promise<T> {
+  const hold = setInterval(() => undefined, 2 ** 31 - 1)
+  try {
+    return await wait
+  } finally {
+    clearInterval(hold)
   }
 }
 
