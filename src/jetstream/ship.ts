@@ -32,6 +32,7 @@ import { PersistError, invalid } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
+import { type Audited, auditNode } from './audit'
 import {
   type Remote,
   type RemoteOptions,
@@ -47,6 +48,7 @@ import {
   remoteOptions,
   shipmentHeaders,
   snapshotName,
+  SHIPMENT_HEADER_LEN,
   snapshots,
 } from './remote'
 
@@ -177,6 +179,17 @@ export class Shipper {
     if (wanted <= this.#shipped) return Promise.resolve()
     if (this.#stopped) return Promise.reject(this.#stopped)
     return new Promise((resolve, reject) => this.#waiters.push({ sequence: wanted, resolve, reject }))
+  }
+
+  /**
+   * Check that the stream still holds every entry it acknowledged, from the node's newest
+   * snapshot in the bucket on (see `audit()`; shipping goes on meanwhile): resolves with what
+   * was checked; rejects with an `AuditError` (`REMOTE_INCOMPLETE`) naming the missing and
+   * corrupt ranges. `shipped()` cannot tell: it reports acknowledgements, not what is kept.
+   */
+  async audit(): Promise<Audited> {
+    if (this.#stopped) throw this.#stopped
+    return auditNode(this.#remote, this.nodeId, this.#store.path, this.#shipped)
   }
 
   /** Stop shipping: wait for the shipments in flight, record the cursor, release the connection. */
@@ -448,9 +461,6 @@ export class Shipper {
     })
   }
 }
-
-/** A shipment's header length (see the engine's `shipment` module). */
-const SHIPMENT_HEADER_LEN = 32
 
 /**
  * Ship `store`'s log to the JetStream stream `options.stream` as node `options.nodeId`, from its
