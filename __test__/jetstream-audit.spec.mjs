@@ -132,6 +132,28 @@ run('a purge of the shipped messages: shipped() goes on resolving, the audit rep
   await store.close()
 })
 
+run('auditEveryMs: the shipper audits on its own and tells onError of a loss, and ships on', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  const errors = []
+  let lost
+  const reported = new Promise((resolve) => (lost = resolve))
+  const onError = (error) => (errors.push(error), error instanceof AuditError && lost(error))
+  const shipper = await ship(store, { servers: single.urls, stream: 'AUDITED', nodeId: 6, auditEveryMs: 20, onError })
+  for (let i = 0; i < 20; i++) await store.append(Buffer.from(`audited ${i}`))
+  await shipper.shipped(20)
+  t.deepEqual(errors, [])
+  await (await manager(t)).jsm.streams.purge('AUDITED', { filter: 'selene.AUDITED.6' })
+  const error = await reported
+  t.is(error.code, 'REMOTE_INCOMPLETE')
+  t.deepEqual(error.missing, [[1, 20]])
+  await store.append(Buffer.from('after the loss'))
+  await shipper.shipped(21)
+  await shipper.close()
+  t.is((await ship(store, { servers: single.urls, stream: 'AUDITED', nodeId: 6, auditEveryMs: 0 }).catch((e) => e)).code, 'INVALID_ARGUMENT')
+  await store.close()
+})
+
 run('a stream limit that drops old shipments: the audit reports the dropped range', async (t) => {
   const dir = await tempDir(t)
   const { jsm } = await manager(t)

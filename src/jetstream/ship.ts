@@ -62,6 +62,12 @@ export interface ShipOptions extends RemoteOptions {
   replicas?: number
   /** Told of each transient failure; shipping retries with backoff (default: ignored). */
   onError?: (error: PersistError) => void
+  /**
+   * Audit the stream every this many milliseconds (see `audit()`; default: never). A loss goes
+   * to `onError` as an `AuditError`, and shipping goes on. Each audit reads every shipment of
+   * the node in the stream: choose the period by the stream's size.
+   */
+  auditEveryMs?: number
 }
 
 /** How far the stream is behind the store. */
@@ -118,6 +124,8 @@ export class Shipper {
   readonly #watermarks = new Map<number, [number, number]>()
   #bucket: ObjectStore | null = null
   #uploading: Promise<void> | null = null
+  #auditTimer: ReturnType<typeof setTimeout> | null = null
+  #auditing: Promise<void> | null = null
   readonly #window: number
   /** Settled by the first session's claim: whether this shipper may ship at all. */
   #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
@@ -143,6 +151,7 @@ export class Shipper {
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
     const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, CLAIM_SLOTS / 2)
     if (given.onError !== undefined && typeof given.onError !== 'function') throw invalid('onError must be a function')
+    const auditEveryMs = given.auditEveryMs === undefined ? null : checkInteger('auditEveryMs', given.auditEveryMs, 1, 2 ** 31 - 1)
     // Two shippers of one store (only this process can hold it) would take turns fencing each other.
     const key = `${store.path}\0${checked.stream}\0${checked.prefix}\0${nodeId}`
     if (ACTIVE.has(key)) throw new PersistError('REMOTE_FENCED', `node ${nodeId} of this store is already shipping to stream ${checked.stream}`)
@@ -159,6 +168,7 @@ export class Shipper {
     void shipper.done.finally(() => ACTIVE.delete(key)).catch(() => undefined)
     // The first session's claim decides whether this shipper may ship at all.
     await shipper.#firstClaim
+    if (auditEveryMs !== null) shipper.#scheduleAudit(auditEveryMs)
     return shipper
   }
 
@@ -195,6 +205,7 @@ export class Shipper {
   /** Stop shipping: wait for the shipments in flight, record the cursor, release the connection. */
   async close(): Promise<void> {
     this.#closing = true
+    if (this.#auditTimer) clearTimeout(this.#auditTimer)
     this.#wake()
     await this.done.catch(() => undefined)
   }
@@ -215,7 +226,7 @@ export class Shipper {
         }
       }
       // An acknowledgement that finishes may start one for a later sequence: wait for the last.
-      while (this.#acking || this.#uploading) await (this.#acking ?? this.#uploading)
+      while (this.#acking || this.#uploading || this.#auditing) await (this.#acking ?? this.#uploading ?? this.#auditing)
       this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
     } catch (error) {
       const failure = error instanceof PersistError ? error : remoteError(error, `shipping node ${this.nodeId}`)
@@ -442,7 +453,27 @@ export class Shipper {
     }
   }
 
+  /** Audit in `ms`, and again `ms` after each audit, until the shipper closes or stops. */
+  #scheduleAudit(ms: number): void {
+    if (this.#closing || this.#stopped) return
+    this.#auditTimer = setTimeout(() => {
+      if (this.#closing || this.#stopped) return
+      this.#auditing = this.audit()
+        .then(
+          () => undefined,
+          (error: unknown) => {
+            if (!this.#closing && !this.#stopped) this.#onError(error as PersistError)
+          },
+        )
+        .finally(() => {
+          this.#auditing = null
+          this.#scheduleAudit(ms)
+        })
+    }, ms)
+  }
+
   #stop(reason: PersistError): void {
+    if (this.#auditTimer) clearTimeout(this.#auditTimer)
     if (this.#stopped) return
     this.#stopped = reason
     for (const w of this.#waiters) w.reject(reason)
