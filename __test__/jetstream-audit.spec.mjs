@@ -66,7 +66,7 @@ run('an intact stream passes, checked from the newest snapshot in the bucket to 
   // Started after the checkpoint: the stream holds the entries after it, the bucket the snapshot.
   const shipper = await ship(store, { servers: single.urls, stream: 'AUDIT', nodeId: 1 })
   await shipper.shipped(store.lastSequence)
-  const bucket = await new Objm(jetstream((await manager(t)).nc)).open('AUDIT-snapshots')
+  const bucket = await new Objm(jetstream((await manager(t)).nc)).create('AUDIT-snapshots', { replicas: 1 })
   for (let round = 0; (await bucket.info(`1.${sequence}`)) === null; round++) {
     t.true(round < 200, 'the snapshot is uploaded')
     await new Promise((r) => setTimeout(r, 50))
@@ -138,15 +138,20 @@ run('auditEveryMs: the shipper audits on its own and tells onError of a loss, an
   const errors = []
   let lost
   const reported = new Promise((resolve) => (lost = resolve))
-  const onError = (error) => (errors.push(error), error instanceof AuditError && lost(error))
+  // An audit begun before the purge checks up to what was shipped then: wait for one that checks all 20.
+  const onError = (error) => (errors.push(error), error.missing?.[0]?.[1] === 20 && lost(error))
   const shipper = await ship(store, { servers: single.urls, stream: 'AUDITED', nodeId: 6, auditEveryMs: 20, onError })
+  t.teardown(() => shipper.close())
   for (let i = 0; i < 20; i++) await store.append(Buffer.from(`audited ${i}`))
   await shipper.shipped(20)
   t.deepEqual(errors, [])
   await (await manager(t)).jsm.streams.purge('AUDITED', { filter: 'selene.AUDITED.6' })
   const error = await reported
+  t.true(error instanceof AuditError)
   t.is(error.code, 'REMOTE_INCOMPLETE')
   t.deepEqual(error.missing, [[1, 20]])
+  // Every loss it reported is a prefix of the purged range: nothing else.
+  for (const e of errors) t.true(e instanceof AuditError && e.missing.length === 1 && e.missing[0][0] === 1 && e.missing[0][1] <= 20, e.message)
   await store.append(Buffer.from('after the loss'))
   await shipper.shipped(21)
   await shipper.close()

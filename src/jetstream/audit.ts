@@ -134,7 +134,9 @@ export async function auditNode(remote: Remote, node: number, dir: string, shipp
         if (said) corrupt.add(said.first, said.last)
         continue
       }
-      const sound = received.node === node && said?.first === received.first && said.last === received.last && (await local.matches(received.first, received.last, data))
+      // Receivers place a shipment by its headers: they must say what its frames are.
+      const placed = received.node === node && said?.node === node && said.first === received.first && said.last === received.last
+      const sound = placed && (await local.matches(received.first, received.last, data))
       ;(sound ? intact : corrupt).add(received.first, received.last)
     }
     const first = snapshotSeq + 1
@@ -144,7 +146,7 @@ export async function auditNode(remote: Remote, node: number, dir: string, shipp
     const text = (ranges: SequenceRange[]): string => ranges.map(([a, b]) => (a === b ? `${a}` : `${a} to ${b}`)).join(', ')
     const problems = [missing.length > 0 ? `entries ${text(missing)} are missing` : '', corrupt.ranges.length > 0 ? `shipments of entries ${text(corrupt.ranges)} are damaged or not this store's` : '']
     throw new AuditError(
-      `stream ${remote.stream} lost what it acknowledged of node ${node} (snapshot ${snapshotSeq}, shipped up to ${shipped}): ${problems.filter((p) => p !== '').join('; ')}`,
+      `stream ${remote.stream} no longer holds intact every entry of node ${node} it acknowledged (snapshot ${snapshotSeq}, shipped up to ${shipped}): ${problems.filter((p) => p !== '').join('; ')}`,
       missing,
       corrupt.ranges,
     )
