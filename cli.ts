@@ -8,6 +8,7 @@ import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
 import { DUMP_USAGE, dumpCommand } from './src/cli/dump'
 import { INSPECT_USAGE, VERIFY_USAGE, inspectCommand, verifyCommand } from './src/cli/examine'
 import { REPLICATE_USAGE, RESTORE_USAGE, SHIP_USAGE, replicateCommand, restoreCommand, shipCommand } from './src/cli/remote'
+import { AUDIT_USAGE, auditCommand } from './src/cli/remote'
 import { SALVAGE_USAGE, salvageCommand } from './src/cli/salvage'
 import { TAIL_USAGE, tailCommand } from './src/cli/tail'
 // Loaded for its effect on every command: a closed stdout pipe (EPIPE) is a quiet end.
@@ -25,6 +26,7 @@ Commands:
   ship <dir>           ship a store's log to a NATS JetStream stream (--server, --stream, --node)
   replicate <dir>      append a JetStream stream's shipments into a store, each entry once
   restore <dir>        a new store from a node's snapshot and shipments in JetStream
+  audit <dir>          check that a JetStream stream still holds every entry it acknowledged
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help                 show this text
@@ -44,6 +46,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   ship: { run: shipCommand, usage: SHIP_USAGE },
   replicate: { run: replicateCommand, usage: REPLICATE_USAGE },
   restore: { run: restoreCommand, usage: RESTORE_USAGE },
+  audit: { run: auditCommand, usage: AUDIT_USAGE },
   demo: { run: demoCommand, usage: DEMO_USAGE },
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }

@@ -123,6 +123,23 @@ export function snapshots(remote: Remote): Promise<ObjectStore> {
   return new Objm(remote.js).create(snapshotBucket(remote.stream), { replicas: remote.replicas })
 }
 
+/** A snapshot of a node in the bucket: its name, sequence and metadata. */
+export interface RemoteSnapshot {
+  name: string
+  sequence: number
+  metadata: Record<string, string>
+}
+
+/** The snapshots of `node` in the stream's bucket, in no particular order. */
+export async function nodeSnapshots(remote: Remote, node: number): Promise<RemoteSnapshot[]> {
+  const found: RemoteSnapshot[] = []
+  for (const info of await (await snapshots(remote)).list()) {
+    const metadata = info.metadata ?? {}
+    if (metadata.node === String(node)) found.push({ name: info.name, sequence: Number(metadata.sequence), metadata })
+  }
+  return found
+}
+
 /** The last message on `subject`, or `null` if it has none. */
 export function lastMessage(remote: Remote, subject: string): Promise<StoredMsg | null> {
   return stored(remote, { last_by_subj: subject })
@@ -146,6 +163,9 @@ async function stored(remote: Remote, query: MsgRequest): Promise<StoredMsg | nu
     throw error
   }
 }
+
+/** A shipment's header length (see the engine's `shipment` module): its frames follow. */
+export const SHIPMENT_HEADER_LEN = 32
 
 /** A message's bytes as a Buffer for the addon, without a copy (the addon copies once). */
 export function asBuffer(bytes: Uint8Array): Buffer {

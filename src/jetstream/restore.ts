@@ -10,7 +10,22 @@ import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
 import type { StoredMsg } from '@nats-io/jetstream'
 
 import { InOrder } from './order'
-import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, lastMessage, nextMessage, openRemote, rangeOf, remoteError, remoteOptions, snapshots } from './remote'
+import {
+  type Remote,
+  type RemoteOptions,
+  type RemoteSnapshot,
+  asBuffer,
+  checkNode,
+  dataSubject,
+  lastMessage,
+  nextMessage,
+  nodeSnapshots,
+  openRemote,
+  rangeOf,
+  remoteError,
+  remoteOptions,
+  snapshots,
+} from './remote'
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends RemoteOptions {
@@ -113,21 +128,18 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
 
 /** The bytes of the newest snapshot of `node` at or before the limits, or `null` for none. */
 async function chooseSnapshot(remote: Remote, node: number, toSequence: number | undefined, toHlc: Hlc | undefined): Promise<Buffer | null> {
-  const bucket = await snapshots(remote)
-  let best: { name: string; sequence: number } | null = null
-  for (const info of await bucket.list()) {
-    const meta = info.metadata ?? {}
-    if (meta.node !== String(node)) continue
-    const sequence = Number(meta.sequence)
+  let best: RemoteSnapshot | null = null
+  for (const found of await nodeSnapshots(remote, node)) {
+    const { sequence, metadata: meta } = found
     if (toSequence !== undefined && sequence > toSequence) continue
     if (toHlc) {
       // A snapshot whose checkpoint time is unknown cannot be placed before a time.
       if (meta.hlcSeconds === undefined) continue
       if (!before({ seconds: Number(meta.hlcSeconds), subseconds: Number(meta.hlcSubseconds) }, toHlc)) continue
     }
-    if (!best || sequence > best.sequence) best = { name: info.name, sequence }
+    if (!best || sequence > best.sequence) best = found
   }
   if (!best) return null
-  const bytes = await bucket.getBlob(best.name)
+  const bytes = await (await snapshots(remote)).getBlob(best.name)
   return bytes ? asBuffer(bytes) : null
 }

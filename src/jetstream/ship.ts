@@ -32,6 +32,7 @@ import { PersistError, invalid } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
+import { type Audited, auditNode } from './audit'
 import {
   type Remote,
   type RemoteOptions,
@@ -47,6 +48,7 @@ import {
   remoteOptions,
   shipmentHeaders,
   snapshotName,
+  SHIPMENT_HEADER_LEN,
   snapshots,
 } from './remote'
 
@@ -60,6 +62,12 @@ export interface ShipOptions extends RemoteOptions {
   replicas?: number
   /** Told of each transient failure; shipping retries with backoff (default: ignored). */
   onError?: (error: PersistError) => void
+  /**
+   * Audit the stream every this many milliseconds (see `audit()`; default: never). A loss goes
+   * to `onError` as an `AuditError`, and shipping goes on. Each audit reads every shipment of
+   * the node in the stream: choose the period by the stream's size.
+   */
+  auditEveryMs?: number
 }
 
 /** How far the stream is behind the store. */
@@ -116,6 +124,8 @@ export class Shipper {
   readonly #watermarks = new Map<number, [number, number]>()
   #bucket: ObjectStore | null = null
   #uploading: Promise<void> | null = null
+  #auditTimer: ReturnType<typeof setTimeout> | null = null
+  #auditing: Promise<void> | null = null
   readonly #window: number
   /** Settled by the first session's claim: whether this shipper may ship at all. */
   #firstClaimSettle: { resolve: () => void; reject: (e: PersistError) => void } | null = null
@@ -141,6 +151,7 @@ export class Shipper {
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
     const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, CLAIM_SLOTS / 2)
     if (given.onError !== undefined && typeof given.onError !== 'function') throw invalid('onError must be a function')
+    const auditEveryMs = given.auditEveryMs === undefined ? null : checkInteger('auditEveryMs', given.auditEveryMs, 1, 2 ** 31 - 1)
     // Two shippers of one store (only this process can hold it) would take turns fencing each other.
     const key = `${store.path}\0${checked.stream}\0${checked.prefix}\0${nodeId}`
     if (ACTIVE.has(key)) throw new PersistError('REMOTE_FENCED', `node ${nodeId} of this store is already shipping to stream ${checked.stream}`)
@@ -157,6 +168,7 @@ export class Shipper {
     void shipper.done.finally(() => ACTIVE.delete(key)).catch(() => undefined)
     // The first session's claim decides whether this shipper may ship at all.
     await shipper.#firstClaim
+    if (auditEveryMs !== null) shipper.#scheduleAudit(auditEveryMs)
     return shipper
   }
 
@@ -179,9 +191,21 @@ export class Shipper {
     return new Promise((resolve, reject) => this.#waiters.push({ sequence: wanted, resolve, reject }))
   }
 
+  /**
+   * Check that the stream still holds every entry it acknowledged, from the node's newest
+   * snapshot in the bucket on (see `audit()`; shipping goes on meanwhile): resolves with what
+   * was checked; rejects with an `AuditError` (`REMOTE_INCOMPLETE`) naming the missing and
+   * corrupt ranges. `shipped()` cannot tell: it reports acknowledgements, not what is kept.
+   */
+  async audit(): Promise<Audited> {
+    if (this.#stopped) throw this.#stopped
+    return auditNode(this.#remote, this.nodeId, this.#store.path, this.#shipped)
+  }
+
   /** Stop shipping: wait for the shipments in flight, record the cursor, release the connection. */
   async close(): Promise<void> {
     this.#closing = true
+    if (this.#auditTimer) clearTimeout(this.#auditTimer)
     this.#wake()
     await this.done.catch(() => undefined)
   }
@@ -202,7 +226,7 @@ export class Shipper {
         }
       }
       // An acknowledgement that finishes may start one for a later sequence: wait for the last.
-      while (this.#acking || this.#uploading) await (this.#acking ?? this.#uploading)
+      while (this.#acking || this.#uploading || this.#auditing) await (this.#acking ?? this.#uploading ?? this.#auditing)
       this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
     } catch (error) {
       const failure = error instanceof PersistError ? error : remoteError(error, `shipping node ${this.nodeId}`)
@@ -429,7 +453,27 @@ export class Shipper {
     }
   }
 
+  /** Audit in `ms`, and again `ms` after each audit, until the shipper closes or stops. */
+  #scheduleAudit(ms: number): void {
+    if (this.#closing || this.#stopped) return
+    this.#auditTimer = setTimeout(() => {
+      if (this.#closing || this.#stopped) return
+      this.#auditing = this.audit()
+        .then(
+          () => undefined,
+          (error: unknown) => {
+            if (!this.#closing && !this.#stopped) this.#onError(error as PersistError)
+          },
+        )
+        .finally(() => {
+          this.#auditing = null
+          this.#scheduleAudit(ms)
+        })
+    }, ms)
+  }
+
   #stop(reason: PersistError): void {
+    if (this.#auditTimer) clearTimeout(this.#auditTimer)
     if (this.#stopped) return
     this.#stopped = reason
     for (const w of this.#waiters) w.reject(reason)
@@ -448,9 +492,6 @@ export class Shipper {
     })
   }
 }
-
-/** A shipment's header length (see the engine's `shipment` module). */
-const SHIPMENT_HEADER_LEN = 32
 
 /**
  * Ship `store`'s log to the JetStream stream `options.stream` as node `options.nodeId`, from its
