@@ -244,6 +244,11 @@ pub fn remove(vfs: &dyn Vfs, dir: &Path, name: &str) -> Result<bool> {
 /// # Errors
 /// I/O errors of the listing and the writes.
 pub fn cap(vfs: &dyn Vfs, dir: &Path, last_sequence: u64) -> Result<Vec<Capped>> {
+    let past = |c: &Listed| matches!(c.position, Ok(p) if p > last_sequence);
+    // The common case takes no lock (and creates no lock file in a store without consumers).
+    if !scan(vfs, dir)?.iter().any(past) {
+        return Ok(Vec::new());
+    }
     let _held = lock_consumers(vfs, dir)?;
     let mut capped = Vec::new();
     for Listed { name, position } in scan(vfs, dir)? {
