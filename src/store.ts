@@ -166,10 +166,14 @@ export class Store extends Appender {
     yield* batchesOf(await call(() => this.#native.replay(from)))
   }
 
-  /** {@link Appender.followBatches}; a closed store yields nothing: `CLOSED`. */
-  override async *followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    if (this.closed) throw new PersistError('CLOSED', 'the store is closed')
-    yield* super.followBatches(options)
+  /** {@link Appender.followBatches}; once the store is closed, reading starts with `CLOSED`. */
+  override followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+    const batches = super.followBatches(options)
+    const closed = (): boolean => this.closed
+    return (async function* () {
+      if (closed()) throw new PersistError('CLOSED', 'the store is closed')
+      yield* batches
+    })()
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {
