@@ -63,7 +63,10 @@ export declare class NativeAppender {
   tailRepair(): NativeTailRepair | null
 }
 
-/** Consumer operations on a store directory, each on the thread pool. */
+/**
+ * The consumers of a store directory whose writer, if any, runs in another process: a
+ * position may go up to what the files record as durable (see the engine's `consumer`).
+ */
 export declare class NativeConsumers {
   /** The consumers of the store directory `dir`. */
   constructor(dir: string)
@@ -205,6 +208,17 @@ export declare class NativeStore {
    * the last sequence the backup holds.
    */
   backup(dest: string): Promise<number>
+  /** The position of the durable consumer `name`, registering it at `start` if it is new. */
+  registerConsumer(name: string, start: number): Promise<number>
+  /**
+   * Acknowledge everything up to `sequence` for consumer `name` (flushing first what is not
+   * yet durable); resolves with the position kept.
+   */
+  ackConsumer(name: string, sequence: number): Promise<number>
+  /** Every registered consumer, damaged ones included, with its lag in bytes. */
+  consumers(): Promise<NativeConsumer[]>
+  /** Forget consumer `name`; resolves with whether it was registered. */
+  removeConsumer(name: string): Promise<boolean>
   /** Apply a retention policy. */
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
@@ -231,6 +245,16 @@ export declare function errorCodes(): Array<string>
  */
 export declare const MAX_PAYLOAD_BYTES: number
 
+/** A consumer position found past the end of the log at open, and set back to it. */
+export interface NativeCappedConsumer {
+  /** The consumer. */
+  name: string
+  /** The position its file held. */
+  position: number
+  /** The position it holds now: the last sequence of the log. */
+  cappedTo: number
+}
+
 /** Many entries in one crossing, 64 bytes of fields an entry beside their bytes. */
 export interface NativeChunk {
   /**
@@ -250,10 +274,20 @@ export interface NativeChunk {
 export interface NativeConsumer {
   /** Its name. */
   name: string
-  /** The last sequence it acknowledged. */
+  /** The last sequence it acknowledged (0 when damaged: what retention keeps for it). */
   position: number
   /** Bytes of the log files holding entries after it (an upper bound). */
   lagBytes: number
+  /** Why its file cannot be read, if it cannot. */
+  damaged?: NativeDamage
+}
+
+/** Why a consumer's position file cannot be read. */
+export interface NativeDamage {
+  /** The error's code. */
+  code: string
+  /** Its message, naming the file. */
+  message: string
 }
 
 /**
@@ -398,6 +432,8 @@ export interface NativeRecovery {
   snapshotSeq: number
   /** Whether a rotation interrupted after its commit was finished. */
   finishedRotation: boolean
+  /** Consumers whose position was past the recovered end of the log, set back to it. */
+  cappedConsumers: Array<NativeCappedConsumer>
 }
 
 /** What a rotation or checkpoint did. */

@@ -22,7 +22,7 @@ async function appendEvents(store, model, from, to) {
 test('an app appends, checkpoints, appends more, and recovers the same state', async (t) => {
   const dir = await tempDir(t)
   let store = await Store.open(dir)
-  t.deepEqual(store.recovery, { snapshotSeq: 0, finishedRotation: false })
+  t.deepEqual(store.recovery, { snapshotSeq: 0, finishedRotation: false, cappedConsumers: [] })
   t.is(store.snapshot, null)
   const model = new Model()
   await appendEvents(store, model, 1, 120)

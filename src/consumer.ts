@@ -1,21 +1,27 @@
 /** Durable consumers: a named, crash-safe position in a store's log, delivered at least once. */
-import type * as native from '../native'
-
 import { type EntryBatch, type WalEntry, entriesOf } from './batch'
-import { call } from './errors'
+import { type ErrorCode, call } from './errors'
 import type { FollowOptions } from './follow'
 import { checkInteger } from './options'
 
 /** A registered consumer, as `store.consumers()` lists it. */
 export interface ConsumerInfo {
   name: string
-  /** The last sequence it acknowledged. */
+  /** The last sequence it acknowledged (0 when damaged: retention keeps everything for it). */
   position: number
   /** Entries (sequences) after its position: what it has yet to acknowledge. */
   lagEntries: number
   /** Bytes of the log files holding those entries (whole files, so an upper bound). */
   lagBytes: number
+  /**
+   * Present when its position file cannot be read: the error (`STORE_INCONSISTENT`, its
+   * message naming the file). Retention keeps everything for it until `removeConsumer`.
+   */
+  damaged?: { code: ErrorCode; message: string }
 }
+
+/** Records an acknowledgement durably; resolves with the position kept. */
+export type Acknowledge = (name: string, sequence: number) => Promise<number>
 
 /** What a consumer reads: a follower of its store from a sequence on. */
 type FollowFrom = (from: number, options: Omit<FollowOptions, 'from'>) => AsyncGenerator<EntryBatch, void, undefined>
@@ -23,23 +29,24 @@ type FollowFrom = (from: number, options: Omit<FollowOptions, 'from'>) => AsyncG
 /**
  * A named cursor over a store's log. `entries()` and `batches()` follow the log from
  * `position + 1`; `ack(sequence)` records that everything up to `sequence` is handled,
- * durably (temp file, fdatasync, rename, directory fsync). After a crash the consumer resumes
- * after its last acknowledgement: delivery is at-least-once.
+ * durably (temp file, fdatasync, rename, directory fsync), after making those entries durable
+ * if the sync policy has not yet: a position never passes the durable end of the log. After a
+ * crash the consumer resumes after its last acknowledgement: delivery is at-least-once.
  */
 export class Consumer {
   /** Its name. */
   readonly name: string
   #position: number
-  readonly #native: native.NativeConsumers
+  readonly #acknowledge: Acknowledge
   readonly #follow: FollowFrom
   /** Acknowledgements are written one at a time, in call order. */
   #acking: Promise<unknown> = Promise.resolve()
 
   /** @internal */
-  constructor(name: string, position: number, consumers: native.NativeConsumers, follow: FollowFrom) {
+  constructor(name: string, position: number, acknowledge: Acknowledge, follow: FollowFrom) {
     this.name = name
     this.#position = position
-    this.#native = consumers
+    this.#acknowledge = acknowledge
     this.#follow = follow
   }
 
@@ -60,13 +67,15 @@ export class Consumer {
 
   /**
    * Record, durably, that every entry up to `sequence` is handled; resolves with the position
-   * kept (a lower acknowledgement than one already made changes nothing).
+   * kept (a lower acknowledgement than one already made, by any handle or process, changes
+   * nothing). Entries not yet durable are flushed first; a sequence past the store's last is
+   * `INVALID_ARGUMENT`; once the store is closed, `CLOSED`.
    */
   ack(sequence: number): Promise<number> {
     return call(() => {
       const upTo = checkInteger('sequence', sequence, 0, Number.MAX_SAFE_INTEGER)
       const acked = this.#acking.then(async () => {
-        this.#position = await this.#native.ack(this.name, upTo)
+        this.#position = await this.#acknowledge(this.name, upTo)
         return this.#position
       })
       this.#acking = acked.catch(() => undefined)

@@ -2,7 +2,7 @@
 import * as native from '../native'
 
 import { publish } from './diagnostics'
-import { PersistError, call, guarded, invalid, translate } from './errors'
+import { type ErrorCode, PersistError, call, guarded, invalid, translate } from './errors'
 import {
   type RetentionPolicy,
   type Sections,
@@ -19,6 +19,7 @@ import {
 import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
 import { Consumer, type ConsumerInfo } from './consumer'
+import type { FollowOptions } from './follow'
 import { SnapshotReader } from './snapshot'
 import { type WalWriterOptions, queueBound } from './wal'
 
@@ -81,6 +82,12 @@ export interface Recovery {
   snapshotSeq: number
   /** Whether a rotation interrupted after its commit was finished. */
   finishedRotation: boolean
+  /**
+   * Consumers whose position was past the recovered end of the log (a power loss took entries
+   * they had acknowledged, or their file came from elsewhere), set back to that end: they
+   * receive the entries appended from now on.
+   */
+  cappedConsumers: Array<{ name: string; position: number; cappedTo: number }>
 }
 
 function checkAuto(auto: unknown): AutoCheckpoint | null {
@@ -113,12 +120,9 @@ export class Store extends Appender {
   /** What recovery found and did. */
   readonly recovery: Recovery
 
-  readonly #consumers: native.NativeConsumers
-
   private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, syncMode: string) {
     super(handle.appender(), maxQueueBytes, syncMode, dir)
     this.#native = handle
-    this.#consumers = new native.NativeConsumers(dir)
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? DEFAULTS.compressSnapshots
     this.#auto = auto
@@ -160,6 +164,16 @@ export class Store extends Appender {
   async *replayBatches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
     const from = fromOption(options)
     yield* batchesOf(await call(() => this.#native.replay(from)))
+  }
+
+  /** {@link Appender.followBatches}; once the store is closed, reading starts with `CLOSED`. */
+  override followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+    const batches = super.followBatches(options)
+    const closed = (): boolean => this.closed
+    return (async function* () {
+      if (closed()) throw new PersistError('CLOSED', 'the store is closed')
+      yield* batches
+    })()
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {
@@ -239,23 +253,40 @@ export class Store extends Appender {
    * The durable consumer `name` (1 to 64 of `A-Z a-z 0-9 _ -`), registered now if new: its
    * position, the last sequence it acknowledged, is kept in the store directory and survives
    * any crash, and retention keeps every archive it still needs. A new consumer starts after
-   * `from - 1` (default: after the live snapshot).
+   * `from - 1` (default: after the live snapshot); `from` past `lastSequence + 1` is
+   * `INVALID_ARGUMENT`.
    */
   consumer(name: string, options: { from?: number } = {}): Promise<Consumer> {
     return call(async () => {
       const given = checkObject('options', options)
       const start = given.from === undefined ? this.snapshotSeq : checkInteger('from', given.from, 1, Number.MAX_SAFE_INTEGER) - 1
       if (typeof name !== 'string') throw invalid('a consumer name must be a string')
-      const position = await this.#consumers.register(name, start)
-      return new Consumer(name, position, this.#consumers, (from, follow) => this.followBatches({ ...follow, from }))
+      const handle = this.#native
+      const position = await handle.registerConsumer(name, start)
+      return new Consumer(
+        name,
+        position,
+        (consumer, sequence) => handle.ackConsumer(consumer, sequence),
+        (from, follow) => this.followBatches({ ...follow, from }),
+      )
     })
   }
 
-  /** The registered consumers: each one's position and how far it lags the log. */
+  /**
+   * The registered consumers: each one's position and how far it lags the log. One whose file
+   * is damaged is listed with `damaged` set (its file named), not thrown for.
+   */
   consumers(): Promise<ConsumerInfo[]> {
     return call(async () => {
+      const listed = await this.#native.consumers()
       const last = this.lastSequence
-      return (await this.#consumers.list(last)).map(({ name, position, lagBytes }) => ({ name, position, lagEntries: Math.max(0, last - position), lagBytes }))
+      return listed.map(({ name, position, lagBytes, damaged }) => ({
+        name,
+        position,
+        lagEntries: Math.max(0, last - position),
+        lagBytes,
+        ...(damaged ? { damaged: { code: damaged.code as ErrorCode, message: damaged.message } } : {}),
+      }))
     })
   }
 
@@ -263,7 +294,7 @@ export class Store extends Appender {
   removeConsumer(name: string): Promise<boolean> {
     return call(() => {
       if (typeof name !== 'string') throw invalid('a consumer name must be a string')
-      return this.#consumers.remove(name)
+      return this.#native.removeConsumer(name)
     })
   }
 

@@ -21,6 +21,9 @@ pub enum StoreFile {
     Manifest,
     /// `MANIFEST.lock`: the directory lock.
     Lock,
+    /// `consumers.lock`: held exclusive while a consumer's position is compared and replaced,
+    /// so acknowledgements from every handle and process apply one at a time.
+    ConsumerLock,
     /// `wal.log.torn.<offset>`: the bytes an open cut as a torn tail at that offset of the
     /// active WAL (see [`torn_path`] for any WAL's).
     Torn(u64),
@@ -30,6 +33,7 @@ const WAL: &str = "wal.log";
 const SEAL_SUFFIX: &str = ".seal";
 const MANIFEST: &str = "MANIFEST";
 const LOCK: &str = "MANIFEST.lock";
+const CONSUMER_LOCK: &str = "consumers.lock";
 const TEMP_SUFFIX: &str = ".tmp";
 const CONSUMER_PREFIX: &str = "consumer.";
 const REPLICA_PREFIX: &str = "replica.";
@@ -46,6 +50,7 @@ impl StoreFile {
             Self::Archive(sequence) => format!("wal.{sequence}.archive"),
             Self::Manifest => MANIFEST.to_owned(),
             Self::Lock => LOCK.to_owned(),
+            Self::ConsumerLock => CONSUMER_LOCK.to_owned(),
             Self::Torn(offset) => format!("{WAL}{TORN_INFIX}{offset}"),
         }
     }
@@ -64,6 +69,7 @@ impl StoreFile {
             WAL => return Some(Self::Wal),
             MANIFEST => return Some(Self::Manifest),
             LOCK => return Some(Self::Lock),
+            CONSUMER_LOCK => return Some(Self::ConsumerLock),
             _ => {}
         }
         if name.strip_suffix(SEAL_SUFFIX) == Some(WAL) {
@@ -196,6 +202,7 @@ mod tests {
             StoreFile::Archive(u64::MAX),
             StoreFile::Manifest,
             StoreFile::Lock,
+            StoreFile::ConsumerLock,
             StoreFile::Torn(0),
             StoreFile::Torn(4096),
         ] {
@@ -240,6 +247,7 @@ mod tests {
         assert_eq!(parse_consumer_file("consumer."), None);
         assert_eq!(parse_consumer_file("consumer.relay.123.456.tmp"), None);
         assert_eq!(StoreFile::parse(&consumer_file("relay")), None);
+        assert_eq!(parse_consumer_file(&StoreFile::ConsumerLock.name()), None);
     }
 
     #[test]

@@ -255,7 +255,7 @@ pub fn prune(
         return Ok(PruneOutcome::default());
     };
     let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
-    let consumers = consumer::list(vfs, dir)?;
+    let consumers = consumer::retention_positions(vfs, dir)?;
     let plan = plan(listing, &manifest, &consumers, policy, now);
     apply(vfs, dir, &plan)?;
     Ok(plan.outcome)

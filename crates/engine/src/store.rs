@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use crate::backup::{self, Upto};
 use crate::batch::Batch;
 use crate::committer::{Committer, Reply};
+use crate::consumer::{self, Capped, Log, Summary};
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, Origin};
@@ -33,6 +34,8 @@ pub struct Recovery {
     pub snapshot_seq: u64,
     /// Whether a rotation interrupted after its commit was finished.
     pub finished_rotation: bool,
+    /// Consumers whose position was past the recovered end of the log, set back to it.
+    pub capped_consumers: Vec<Capped>,
 }
 
 /// An open store. One per directory: the WAL's lock enforces it across processes.
@@ -118,7 +121,7 @@ impl Store {
         }
         let mut recovery = Recovery {
             snapshot_seq: live,
-            finished_rotation: false,
+            ..Recovery::default()
         };
         if header_seq < live {
             // Committed rotation whose WAL reset did not happen: finish it.
@@ -143,6 +146,8 @@ impl Store {
             .write(vfs.as_ref(), dir)?;
         }
         drop(lock);
+        // Everything the writer recovered is durable now: no position may pass it.
+        recovery.capped_consumers = consumer::cap(vfs.as_ref(), dir, writer.last_sequence())?;
         Ok(Self {
             vfs: Arc::clone(vfs),
             dir: dir.to_path_buf(),
@@ -183,6 +188,7 @@ impl Store {
     /// # Errors
     /// I/O and WAL header errors.
     pub fn replay(&self, from: u64) -> Result<Replay> {
+        self.check_open()?;
         let floor = self.snapshot().map_or(0, |s| s.sequence()) + 1;
         Ok(Replay {
             reader: WalReader::open(&self.vfs, &StoreFile::Wal.path(&self.dir))?,
@@ -236,6 +242,7 @@ impl Store {
     /// # Errors
     /// As [`backup::backup`].
     pub fn backup(&self, dest: &Path) -> Result<u64> {
+        self.check_open()?;
         backup::backup(&self.vfs, &self.dir, dest, || {
             let state = self.committer.state();
             Upto::Committed {
@@ -250,8 +257,61 @@ impl Store {
     /// # Errors
     /// As [`prune`].
     pub fn prune(&self, policy: &RetentionPolicy) -> Result<PruneOutcome> {
+        self.check_open()?;
         let _maintenance = guard(&self.maintenance);
         prune(self.vfs.as_ref(), &self.dir, policy, SystemTime::now())
+    }
+
+    /// The position of the durable consumer `name`, registering it at `start` first if it is
+    /// new. Blocks (a flush, when `start` is not yet durable).
+    ///
+    /// # Errors
+    /// `Closed`, and as [`consumer::register`].
+    pub fn consumer(&self, name: &str, start: u64) -> Result<u64> {
+        self.check_open()?;
+        consumer::register(self.vfs.as_ref(), &self.dir, name, start, self.log())
+    }
+
+    /// Acknowledge everything up to `position` for consumer `name`, flushing first what is
+    /// not yet durable; returns the position kept. Blocks.
+    ///
+    /// # Errors
+    /// `Closed`, and as [`consumer::ack`].
+    pub fn ack(&self, name: &str, position: u64) -> Result<u64> {
+        self.check_open()?;
+        consumer::ack(self.vfs.as_ref(), &self.dir, name, position, self.log())
+    }
+
+    /// Every registered consumer, damaged ones included, with its lag behind the last
+    /// committed sequence.
+    ///
+    /// # Errors
+    /// `Closed`, and as [`consumer::describe`].
+    pub fn consumers(&self) -> Result<Vec<Summary>> {
+        self.check_open()?;
+        let last = self.committer.state().last_sequence;
+        consumer::describe(self.vfs.as_ref(), &self.dir, last)
+    }
+
+    /// Forget consumer `name`; whether it was registered.
+    ///
+    /// # Errors
+    /// `Closed`, and as [`consumer::remove`].
+    pub fn remove_consumer(&self, name: &str) -> Result<bool> {
+        self.check_open()?;
+        consumer::remove(self.vfs.as_ref(), &self.dir, name)
+    }
+
+    fn log(&self) -> Log<'_> {
+        Log::Writer(&self.committer)
+    }
+
+    /// A closed store reads and changes nothing.
+    fn check_open(&self) -> Result<()> {
+        if self.committer.is_closed() {
+            return Err(Error::Closed { what: "store" });
+        }
+        Ok(())
     }
 }
 

@@ -4,10 +4,13 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use common::*;
 use selene_persist_engine::Entry;
+use selene_persist_engine::consumer;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
+use selene_persist_engine::io::Vfs;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::testing::crash::{RecordingFs, TraceOp, crash_states, materialize};
@@ -292,4 +295,108 @@ fn every_crash_state_of_blocking_durable_commits_keeps_each_one_acknowledged() {
         [4, 7, 8]
     );
     explore(&recorded, check_wal);
+}
+
+/// Appends and acknowledgements of consumer `relay` through a store under `sync`, each
+/// acknowledgement made by `ack`: promises are the positions acknowledged.
+fn record_acks(sync: SyncPolicy, ack: impl Fn(&Store, &Arc<dyn Vfs>, u64) -> u64) -> Recorded {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = RecordingFs::new();
+    let vfs = recorder.shared();
+    let store = Store::open(&vfs, dir.path(), options(sync)).unwrap();
+    store.consumer("relay", 0).unwrap();
+    let mut promises = Vec::new();
+    let mut last = 0;
+    for round in 1..=3 {
+        for _ in 0..round {
+            last = append_via(store.committer(), &payload_for(last + 1)).unwrap();
+        }
+        let kept = ack(&store, &vfs, last);
+        promises.push((recorder.len(), kept));
+        // A lower acknowledgement changes nothing.
+        ack(&store, &vfs, last - 1);
+    }
+    append_via(store.committer(), &payload_for(last + 1)).unwrap();
+    drop(store);
+    Recorded {
+        trace: recorder.trace(),
+        promises,
+    }
+}
+
+/// The consumer position a crash left in `dir` (before any open), and the store's recovery of it:
+/// (position on disk, last recovered sequence, position after open, what open capped).
+fn recover_consumer(dir: &Path) -> Result<(Option<u64>, u64, Option<u64>, usize), String> {
+    let on_disk = consumer::read(&*fs(), dir, "relay").map_err(|e| format!("read: {e}"))?;
+    let store =
+        Store::open(&fs(), dir, options(SyncPolicy::Always)).map_err(|e| format!("open: {e}"))?;
+    let last = store.committer().state().last_sequence;
+    let capped = store.recovery().capped_consumers.len();
+    let after = consumer::read(&*fs(), dir, "relay").map_err(|e| format!("read: {e}"))?;
+    common::close_via(store.committer()).map_err(|e| format!("close: {e}"))?;
+    Ok((on_disk, last, after, capped))
+}
+
+#[test]
+fn every_crash_state_of_consumer_acks_under_every_policy_keeps_the_position_within_the_log() {
+    for sync in [
+        SyncPolicy::Always,
+        SyncPolicy::EveryN(3),
+        SyncPolicy::Manual,
+        SyncPolicy::Interval(std::time::Duration::from_secs(3600)),
+    ] {
+        let recorded = record_acks(sync, |store, _, n| store.ack("relay", n).unwrap());
+        let (points, states) = explore(&recorded, |dir, promised| {
+            let (on_disk, last, after, capped) = recover_consumer(dir)?;
+            let position = on_disk.unwrap_or(0);
+            if position > last || capped > 0 || after != on_disk {
+                return Err(format!(
+                    "position {position} on disk, {last} recovered, {after:?} after open"
+                ));
+            }
+            if position < promised {
+                return Err(format!("position {position}, {promised} acknowledged"));
+            }
+            Ok(())
+        });
+        eprintln!("{sync:?}: {points} crash points, {states} crash states");
+        assert!(
+            points > 40 && states > points,
+            "{sync:?}: {points} points, {states} states"
+        );
+    }
+}
+
+#[test]
+fn every_crash_state_of_acks_that_do_not_flush_first_is_capped_at_open_and_reported() {
+    // The old acknowledgement: the position published without the entries' fdatasync. The
+    // exploration finds the states it leaves past the end, and open caps each one.
+    let recorded = record_acks(SyncPolicy::EveryN(1000), |store, vfs, n| {
+        let kept = consumer::read(vfs.as_ref(), store.dir(), "relay")
+            .unwrap()
+            .unwrap();
+        if n > kept {
+            consumer::write(vfs.as_ref(), store.dir(), "relay", n).unwrap();
+        }
+        n.max(kept)
+    });
+    let past_end = std::sync::atomic::AtomicUsize::new(0);
+    explore(&recorded, |dir, _| {
+        let (on_disk, last, after, capped) = recover_consumer(dir)?;
+        if on_disk.unwrap_or(0) <= last {
+            return Ok(());
+        }
+        past_end.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if capped == 1 && after == Some(last) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{on_disk:?} past {last}: after open {after:?}, {capped} capped"
+            ))
+        }
+    });
+    assert!(
+        past_end.into_inner() > 0,
+        "no crash state put the position past the end"
+    );
 }

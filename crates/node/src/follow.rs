@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use napi::bindgen_prelude::AsyncTask;
 use napi_derive::napi;
 use selene_persist_engine::Error;
-use selene_persist_engine::consumer;
+use selene_persist_engine::consumer::{self, Log, Summary};
 use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::io::StdFs;
 
@@ -93,21 +93,49 @@ impl NativeFollower {
     }
 }
 
+/// Why a consumer's position file cannot be read.
+#[napi(object)]
+pub struct NativeDamage {
+    /// The error's code.
+    pub code: String,
+    /// Its message, naming the file.
+    pub message: String,
+}
+
 /// A registered consumer and its position (the last acknowledged sequence).
 #[napi(object)]
 pub struct NativeConsumer {
     /// Its name.
     pub name: String,
-    /// The last sequence it acknowledged.
+    /// The last sequence it acknowledged (0 when damaged: what retention keeps for it).
     pub position: f64,
     /// Bytes of the log files holding entries after it (an upper bound).
     pub lag_bytes: f64,
+    /// Why its file cannot be read, if it cannot.
+    pub damaged: Option<NativeDamage>,
 }
 
-/// Consumers, their positions and their lag in bytes, by name.
-type Positions = Vec<(String, u64, u64)>;
+impl From<Summary> for NativeConsumer {
+    fn from(summary: Summary) -> Self {
+        Self {
+            name: summary.name,
+            position: to_f64(summary.position),
+            lag_bytes: to_f64(summary.lag_bytes),
+            damaged: summary.damage.map(|e| NativeDamage {
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            }),
+        }
+    }
+}
 
-/// Consumer operations on a store directory, each on the thread pool.
+/// Every summary, converted.
+pub fn native_consumers(summaries: Vec<Summary>) -> Vec<NativeConsumer> {
+    summaries.into_iter().map(Into::into).collect()
+}
+
+/// The consumers of a store directory whose writer, if any, runs in another process: a
+/// position may go up to what the files record as durable (see the engine's `consumer`).
 #[napi]
 pub struct NativeConsumers {
     dir: PathBuf,
@@ -133,13 +161,7 @@ impl NativeConsumers {
         let start = to_u64("from", start)?;
         let dir = self.dir.clone();
         Ok(blocking(
-            move || {
-                let vfs = StdFs::shared();
-                match consumer::read(vfs.as_ref(), &dir, &name)? {
-                    Some(position) => Ok(position),
-                    None => consumer::write(vfs.as_ref(), &dir, &name, start).map(|()| start),
-                }
-            },
+            move || consumer::register(StdFs::shared().as_ref(), &dir, &name, start, Log::Files),
             to_f64,
         ))
     }
@@ -151,7 +173,7 @@ impl NativeConsumers {
         let sequence = to_u64("sequence", sequence)?;
         let dir = self.dir.clone();
         Ok(blocking(
-            move || consumer::advance(StdFs::shared().as_ref(), &dir, &name, sequence),
+            move || consumer::ack(StdFs::shared().as_ref(), &dir, &name, sequence, Log::Files),
             to_f64,
         ))
     }
@@ -161,31 +183,12 @@ impl NativeConsumers {
     pub fn list(
         &self,
         last_sequence: f64,
-    ) -> napi::Result<AsyncTask<Blocking<Positions, Vec<NativeConsumer>>>> {
+    ) -> napi::Result<AsyncTask<Blocking<Vec<Summary>, Vec<NativeConsumer>>>> {
         let last = to_u64("lastSequence", last_sequence)?;
         let dir = self.dir.clone();
         Ok(blocking(
-            move || {
-                let vfs = StdFs::shared();
-                let consumers = consumer::list(vfs.as_ref(), &dir)?;
-                let positions: Vec<u64> = consumers.iter().map(|&(_, p)| p).collect();
-                let lags = consumer::lag_bytes(vfs.as_ref(), &dir, &positions, last)?;
-                Ok(consumers
-                    .into_iter()
-                    .zip(lags)
-                    .map(|((name, position), lag)| (name, position, lag))
-                    .collect())
-            },
-            |consumers| {
-                consumers
-                    .into_iter()
-                    .map(|(name, position, lag)| NativeConsumer {
-                        name,
-                        position: to_f64(position),
-                        lag_bytes: to_f64(lag),
-                    })
-                    .collect()
-            },
+            move || consumer::describe(StdFs::shared().as_ref(), &dir, last),
+            native_consumers,
         ))
     }
 

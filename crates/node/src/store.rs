@@ -7,6 +7,7 @@ use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Object};
 use napi_derive::napi;
 use selene_persist_engine::backup::{Upto, backup};
+use selene_persist_engine::consumer::Summary;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::retention::PruneOutcome;
 use selene_persist_engine::rotation::Rotation;
@@ -18,6 +19,7 @@ use crate::convert::{
     NativeOpenOptions, NativePolicy, NativePruneOutcome, NativeRotation, NativeSection, js_error,
     sections, to_f64, to_u64,
 };
+use crate::follow::{NativeConsumer, native_consumers};
 use crate::prefetch::ReadAhead;
 use crate::snapshot::NativeSnapshotReader;
 use crate::task::{Blocking, ChunkTask, Closable, blocking};
@@ -29,6 +31,19 @@ pub struct NativeRecovery {
     pub snapshot_seq: f64,
     /// Whether a rotation interrupted after its commit was finished.
     pub finished_rotation: bool,
+    /// Consumers whose position was past the recovered end of the log, set back to it.
+    pub capped_consumers: Vec<NativeCappedConsumer>,
+}
+
+/// A consumer position found past the end of the log at open, and set back to it.
+#[napi(object)]
+pub struct NativeCappedConsumer {
+    /// The consumer.
+    pub name: String,
+    /// The position its file held.
+    pub position: f64,
+    /// The position it holds now: the last sequence of the log.
+    pub capped_to: f64,
 }
 
 /// An open store.
@@ -68,6 +83,15 @@ impl NativeStore {
         NativeRecovery {
             snapshot_seq: to_f64(recovery.snapshot_seq),
             finished_rotation: recovery.finished_rotation,
+            capped_consumers: recovery
+                .capped_consumers
+                .iter()
+                .map(|c| NativeCappedConsumer {
+                    name: c.name.clone(),
+                    position: to_f64(c.position),
+                    capped_to: to_f64(c.capped_to),
+                })
+                .collect(),
         }
     }
 
@@ -122,6 +146,45 @@ impl NativeStore {
     pub fn backup(&self, dest: String) -> AsyncTask<Blocking<u64, f64>> {
         let store = Arc::clone(&self.store);
         blocking(move || store.backup(&PathBuf::from(dest)), to_f64)
+    }
+
+    /// The position of the durable consumer `name`, registering it at `start` if it is new.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn register_consumer(
+        &self,
+        name: String,
+        start: f64,
+    ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
+        let start = to_u64("from", start)?;
+        let store = Arc::clone(&self.store);
+        Ok(blocking(move || store.consumer(&name, start), to_f64))
+    }
+
+    /// Acknowledge everything up to `sequence` for consumer `name` (flushing first what is not
+    /// yet durable); resolves with the position kept.
+    #[napi(catch_unwind, ts_return_type = "Promise<number>")]
+    pub fn ack_consumer(
+        &self,
+        name: String,
+        sequence: f64,
+    ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
+        let sequence = to_u64("sequence", sequence)?;
+        let store = Arc::clone(&self.store);
+        Ok(blocking(move || store.ack(&name, sequence), to_f64))
+    }
+
+    /// Every registered consumer, damaged ones included, with its lag in bytes.
+    #[napi(catch_unwind, ts_return_type = "Promise<NativeConsumer[]>")]
+    pub fn consumers(&self) -> AsyncTask<Blocking<Vec<Summary>, Vec<NativeConsumer>>> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.consumers(), native_consumers)
+    }
+
+    /// Forget consumer `name`; resolves with whether it was registered.
+    #[napi(catch_unwind, ts_return_type = "Promise<boolean>")]
+    pub fn remove_consumer(&self, name: String) -> AsyncTask<Blocking<bool, bool>> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.remove_consumer(&name), |removed| removed)
     }
 
     /// Apply a retention policy.
