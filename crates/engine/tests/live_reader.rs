@@ -234,6 +234,12 @@ impl Vfs for LaggingFs {
     fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
         StdFs.create_dir_all(dir)
     }
+    fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.create_dir(dir)
+    }
+    fn remove_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.remove_dir(dir)
+    }
     fn remove(&self, path: &Path) -> std::io::Result<()> {
         StdFs.remove(path)
     }

@@ -77,6 +77,11 @@ pub enum Event<'a> {
         /// The directory.
         dir: &'a Path,
     },
+    /// An empty directory removed.
+    RemoveDir {
+        /// The directory.
+        dir: &'a Path,
+    },
     /// A file removed.
     Remove {
         /// The path.
@@ -195,6 +200,14 @@ impl<W: Watcher> Vfs for Watched<W> {
             return Ok(());
         }
         self.run(&Event::CreateDir { dir }, || StdFs.create_dir_all(dir))
+    }
+
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        self.run(&Event::CreateDir { dir }, || StdFs.create_dir(dir))
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.run(&Event::RemoveDir { dir }, || StdFs.remove_dir(dir))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
