@@ -106,8 +106,6 @@ pub trait Vfs: Send + Sync + Debug {
     fn is_dir(&self, path: &Path) -> io::Result<bool> {
         Ok(self.stat(path)?.is_some_and(|s| s.dir))
     }
-    /// Create `dir` and its parents if missing.
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Create the directory `dir`, whose parent must exist; `AlreadyExists` if anything is
     /// there.
     fn create_dir(&self, dir: &Path) -> io::Result<()>;
@@ -249,10 +247,6 @@ impl Vfs for StdFs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
     }
 
     fn create_dir(&self, dir: &Path) -> io::Result<()> {

@@ -72,7 +72,7 @@ pub enum Event<'a> {
         /// New name.
         to: &'a Path,
     },
-    /// A directory created (only when it did not exist).
+    /// A directory created.
     CreateDir {
         /// The directory.
         dir: &'a Path,
@@ -193,13 +193,6 @@ impl<W: Watcher> Vfs for Watched<W> {
 
     fn stat(&self, path: &Path) -> io::Result<Option<Stat>> {
         StdFs.stat(path)
-    }
-
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        if StdFs.is_dir(dir)? {
-            return Ok(());
-        }
-        self.run(&Event::CreateDir { dir }, || StdFs.create_dir_all(dir))
     }
 
     fn create_dir(&self, dir: &Path) -> io::Result<()> {
