@@ -9,17 +9,18 @@
 //! and the staging directory are fsynced, and the staging directory is renamed to the
 //! destination and its parent fsynced. So a backup killed at any point leaves either a
 //! complete store at the destination or none there (only a `*.backup.tmp` staging directory),
-//! never a store that opens with silent gaps.
+//! never a store that opens with silent gaps. A backup that fails removes its staging
+//! directory and the destination's parents it created: it leaves nothing behind.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
-use crate::filename::{StoreFile, consumer_file, parse_replica_file, staging_path};
+use crate::filename::{StoreFile, consumer_file, parse_replica_file};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
-use crate::publish::{Placement, copy_file, copy_range, place_dir, publish, require_absent};
+use crate::publish::{Placement, Staging, copy_file, copy_range, publish, require_absent};
 use crate::reader::WalReader;
 
 /// How far into the active WAL a backup copies.
@@ -42,8 +43,8 @@ pub enum Upto {
 /// sequence of the last entry the backup holds.
 ///
 /// # Errors
-/// `InvalidArgument` if `dest` exists; I/O and MANIFEST errors (the destination is then not
-/// created).
+/// `InvalidArgument` if `dest` exists; I/O and MANIFEST errors (nothing is then created, at
+/// the destination or beside it, nor in a `dir` that holds no store).
 pub fn backup(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
@@ -51,10 +52,18 @@ pub fn backup(
     committed: impl FnOnce() -> Upto,
 ) -> Result<u64> {
     require_absent(vfs.as_ref(), dest, "backup")?;
-    let staging = staging_path(dest, "backup");
-    vfs.create_dir_all(&staging)
-        .map_err(|e| Error::io("create directory", &staging, e))?;
+    let wal = StoreFile::Wal.path(dir);
+    // Before the lock, whose file the lock would create in a directory that is not a store.
+    if vfs
+        .stat(&wal)
+        .map_err(|e| Error::io("stat", &wal, e))?
+        .is_none()
+    {
+        return Err(Error::io("open", &wal, std::io::ErrorKind::NotFound.into()));
+    }
     let _lock = lock_dir(vfs.as_ref(), dir, LockKind::Shared)?;
+    let staging = Staging::create(vfs, dest, "backup")?;
+    let staged = staging.path();
     // Replica positions first: each names an anchor its writer had made durable, and the WAL's
     // end is fixed after this, so the copy holds everything up to every anchor it carries.
     for entry in vfs.list(dir).map_err(|e| Error::io("list", dir, e))? {
@@ -62,12 +71,11 @@ pub fn backup(
             place(
                 vfs.as_ref(),
                 &dir.join(&entry.name),
-                &staging.join(&entry.name),
+                &staged.join(&entry.name),
             )?;
         }
     }
     let manifest = Manifest::read(vfs.as_ref(), dir)?;
-    let wal = StoreFile::Wal.path(dir);
     let reader = WalReader::open(vfs, &wal)?;
     let (end, sequence) = match committed() {
         Upto::Committed { offset, sequence } => (offset, sequence),
@@ -86,21 +94,21 @@ pub fn backup(
         carried.push(StoreFile::Snapshot(reader.snapshot_seq()).name());
     }
     for name in &carried {
-        place(vfs.as_ref(), &dir.join(name), &staging.join(name))?;
+        place(vfs.as_ref(), &dir.join(name), &staged.join(name))?;
     }
     let source = vfs
         .open(&wal, OpenMode::Read)
         .map_err(|e| Error::io("open", &wal, e))?;
     publish(
         vfs.as_ref(),
-        &StoreFile::Wal.path(&staging),
+        &StoreFile::Wal.path(staged),
         Placement::Replace,
         |file, temp| copy_range(source.as_ref(), &wal, 0, file, temp, 0, end),
     )?;
     if let Some(m) = manifest {
-        m.write(vfs.as_ref(), &staging)?;
+        m.write(vfs.as_ref(), staged)?;
     }
-    place_dir(vfs.as_ref(), &staging, dest)?;
+    staging.place()?;
     Ok(sequence)
 }
 

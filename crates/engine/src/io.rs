@@ -106,8 +106,11 @@ pub trait Vfs: Send + Sync + Debug {
     fn is_dir(&self, path: &Path) -> io::Result<bool> {
         Ok(self.stat(path)?.is_some_and(|s| s.dir))
     }
-    /// Create `dir` and its parents if missing.
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Create the directory `dir`, whose parent must exist; `AlreadyExists` if anything is
+    /// there.
+    fn create_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Remove the empty directory `dir`.
+    fn remove_dir(&self, dir: &Path) -> io::Result<()>;
     /// Remove a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Make the directory's entries (creations, links, renames) durable.
@@ -246,8 +249,12 @@ impl Vfs for StdFs {
         }
     }
 
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir(dir)
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir(dir)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -1,10 +1,15 @@
 //! Crash-safe publication of whole files: write a temp file beside the target, fdatasync it,
 //! link (no clobber) or rename (replace) it into place, then fsync the directory. A crash
 //! leaves either no target or a complete one; stale temp files are named `*.tmp` for pruning.
+//! Whole directories the same way: a [`Staging`] directory renamed into place, removed with
+//! what it holds when the operation building it fails; and [`make_dirs`] makes each directory
+//! it creates durable.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::filename::staging_path;
 use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
 use crate::manifest::lock_dir;
 
@@ -39,20 +44,149 @@ pub fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// Give the whole directory `staging` (its files already published) the name `dest`: fsync
-/// it, rename it, fsync the parent. Before the rename nothing is at `dest`; after the parent's
-/// fsync the directory is there for good.
+/// Create `dir` and its missing parents, each made durable (its parent fsynced) before the
+/// next is made inside it; returns the directories created, outermost first. On failure the
+/// ones already created are removed again.
 ///
 /// # Errors
-/// I/O errors.
-pub fn place_dir(vfs: &dyn Vfs, staging: &Path, dest: &Path) -> Result<()> {
-    vfs.sync_dir(staging)
-        .map_err(|e| Error::io("fsync directory", staging, e))?;
-    vfs.rename(staging, dest)
-        .map_err(|e| Error::io("rename", dest, e))?;
-    let parent = dir_of(dest);
-    vfs.sync_dir(parent)
-        .map_err(|e| Error::io("fsync directory", parent, e))
+/// I/O errors naming the directory.
+pub fn make_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at.filter(|p| !p.as_os_str().is_empty()) {
+        if vfs
+            .stat(path)
+            .map_err(|e| Error::io("stat", path, e))?
+            .is_some()
+        {
+            break;
+        }
+        missing.push(path.to_path_buf());
+        at = path.parent();
+    }
+    let mut made = Vec::new();
+    for path in missing.into_iter().rev() {
+        let parent = dir_of(&path);
+        let done = match vfs.create_dir(&path) {
+            Ok(()) => {
+                made.push(path.clone());
+                Ok(())
+            }
+            // Made by another process meanwhile: not ours to remove, but ours to make durable.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(Error::io("create directory", &path, e)),
+        }
+        .and_then(|()| {
+            vfs.sync_dir(parent)
+                .map_err(|e| Error::io("fsync directory", parent, e))
+        });
+        if let Err(e) = done {
+            remove_dirs(vfs, &made);
+            return Err(e);
+        }
+    }
+    Ok(made)
+}
+
+/// Remove the directories `made` (outermost first) if they are empty, innermost first,
+/// logging (not failing) what cannot be removed.
+fn remove_dirs(vfs: &dyn Vfs, made: &[PathBuf]) {
+    for dir in made.iter().rev() {
+        if let Err(e) = vfs.remove_dir(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot remove directory");
+        }
+    }
+}
+
+/// A directory a whole store is built in before it takes its name (see [`Staging::place`]).
+/// Until then, dropping it removes it, its files and the parents of the destination it
+/// created: an operation that fails leaves nothing behind. One killed leaves the staging
+/// directory, named `*.<what>.tmp`.
+#[derive(Debug)]
+pub struct Staging {
+    vfs: Arc<dyn Vfs>,
+    path: PathBuf,
+    dest: PathBuf,
+    /// The destination's parents created for it, outermost first.
+    made: Vec<PathBuf>,
+    placed: bool,
+}
+
+impl Staging {
+    /// Create the staging directory beside `dest` (a `what` in progress), and `dest`'s missing
+    /// parents, made durable.
+    ///
+    /// # Errors
+    /// I/O errors (nothing is then left).
+    pub fn create(vfs: &Arc<dyn Vfs>, dest: &Path, what: &str) -> Result<Self> {
+        let made = make_dirs(vfs.as_ref(), dir_of(dest))?;
+        let path = staging_path(dest, what);
+        if let Err(e) = vfs.create_dir(&path) {
+            remove_dirs(vfs.as_ref(), &made);
+            return Err(Error::io("create directory", &path, e));
+        }
+        Ok(Self {
+            vfs: Arc::clone(vfs),
+            path,
+            dest: dest.to_path_buf(),
+            made,
+            placed: false,
+        })
+    }
+
+    /// The staging directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Give the staging directory (its files already published) the destination's name: fsync
+    /// it, rename it, fsync the parent. Before the rename nothing is at the destination; after
+    /// the parent's fsync the directory is there for good. If that fsync fails, the directory
+    /// is taken back and removed.
+    ///
+    /// # Errors
+    /// I/O errors (nothing is then left).
+    pub fn place(mut self) -> Result<()> {
+        let vfs = self.vfs.as_ref();
+        vfs.sync_dir(&self.path)
+            .map_err(|e| Error::io("fsync directory", &self.path, e))?;
+        vfs.rename(&self.path, &self.dest)
+            .map_err(|e| Error::io("rename", &self.dest, e))?;
+        let parent = dir_of(&self.dest);
+        if let Err(e) = vfs.sync_dir(parent) {
+            if let Err(back) = vfs.rename(&self.dest, &self.path) {
+                tracing::warn!(path = %self.dest.display(), error = %back, "cannot take back a directory");
+            }
+            return Err(Error::io("fsync directory", parent, e));
+        }
+        self.placed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.placed {
+            return;
+        }
+        let vfs = self.vfs.as_ref();
+        match vfs.list(&self.path) {
+            Ok(entries) => {
+                for entry in entries {
+                    remove_quietly(vfs, &self.path.join(entry.name));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot list directory");
+            }
+        }
+        remove_dirs(vfs, std::slice::from_ref(&self.path));
+        remove_dirs(vfs, &self.made);
+    }
 }
 
 /// Copy the whole file `from` to `to` durably (published: temp file, fdatasync, rename,

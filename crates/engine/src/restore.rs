@@ -5,24 +5,25 @@
 //! The store is built in a staging directory beside the destination: the snapshot is written
 //! and verified in full (body hash), the frames are appended to a fresh `wal.log` whose header
 //! names the snapshot, and [`Restore::finish`] fdatasyncs the WAL, writes the MANIFEST and
-//! renames the directory into place. A restore that fails or dies leaves nothing at the
-//! destination (only a `*.restore.tmp` staging directory).
+//! renames the directory into place. A restore that fails, or is dropped unfinished, removes
+//! its staging directory and the destination's parents it created: it leaves nothing behind.
+//! One killed leaves nothing at the destination (only a `*.restore.tmp` staging directory).
 //!
 //! Frames must continue the log without a hole: one already written is skipped (shipments may
 //! overlap after a shipper restarted), one past the next expected sequence is `SequenceGap`,
 //! since entries between them are missing from what was shipped. A [`Limit`] ends the log at a
 //! sequence or a timestamp (point-in-time restore).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
-use crate::filename::{StoreFile, staging_path, temp_path};
+use crate::filename::{StoreFile, temp_path};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::manifest::Manifest;
-use crate::publish::{place_dir, require_absent};
+use crate::publish::{Staging, require_absent};
 use crate::shipment;
 use crate::snapshot::SnapshotReader;
 
@@ -54,8 +55,7 @@ pub struct Pushed {
 #[derive(Debug)]
 pub struct Restore {
     vfs: Arc<dyn Vfs>,
-    dest: PathBuf,
-    staging: PathBuf,
+    staging: Staging,
     wal: Box<dyn VfsFile>,
     wal_end: u64,
     snapshot_seq: u64,
@@ -78,11 +78,9 @@ impl Restore {
         limit: Limit,
     ) -> Result<Self> {
         require_absent(vfs.as_ref(), dest, "restore")?;
-        let staging = staging_path(dest, "restore");
-        vfs.create_dir_all(&staging)
-            .map_err(|e| Error::io("create directory", &staging, e))?;
+        let staging = Staging::create(vfs, dest, "restore")?;
         let snapshot_seq = match snapshot {
-            Some(bytes) => place_snapshot(vfs.as_ref(), &staging, bytes)?,
+            Some(bytes) => place_snapshot(vfs.as_ref(), staging.path(), bytes)?,
             None => 0,
         };
         if limit.to_sequence.is_some_and(|to| to < snapshot_seq) {
@@ -90,7 +88,7 @@ impl Restore {
                 "the snapshot covers sequence {snapshot_seq}, past the limit"
             )));
         }
-        let wal_path = StoreFile::Wal.path(&staging);
+        let wal_path = StoreFile::Wal.path(staging.path());
         let mut wal = vfs
             .open(&wal_path, OpenMode::CreateNew)
             .map_err(|e| Error::io("create", &wal_path, e))?;
@@ -98,7 +96,6 @@ impl Restore {
             .map_err(|e| Error::io("write", &wal_path, e))?;
         Ok(Self {
             vfs: Arc::clone(vfs),
-            dest: dest.to_path_buf(),
             staging,
             wal,
             wal_end: FILE_HEADER_LEN as u64,
@@ -147,7 +144,7 @@ impl Restore {
         }
         self.wal
             .write_all_at(&self.buffer, self.wal_end)
-            .map_err(|e| Error::io("write", &self.staging, e))?;
+            .map_err(|e| Error::io("write", self.staging.path(), e))?;
         self.wal_end += self.buffer.len() as u64;
         self.last = last;
         Ok(Pushed {
@@ -159,18 +156,18 @@ impl Restore {
     /// Make the new store durable and give it its name; returns its last sequence.
     ///
     /// # Errors
-    /// I/O errors (nothing is then at the destination).
+    /// I/O errors (nothing is then left).
     pub fn finish(mut self) -> Result<u64> {
         self.wal
             .sync_data()
-            .map_err(|e| Error::io("fdatasync", &self.staging, e))?;
+            .map_err(|e| Error::io("fdatasync", self.staging.path(), e))?;
         Manifest {
             live_snapshot_seq: self.snapshot_seq,
             active_wal_seq: self.snapshot_seq,
             archives: Vec::new(),
         }
-        .write(self.vfs.as_ref(), &self.staging)?;
-        place_dir(self.vfs.as_ref(), &self.staging, &self.dest)?;
+        .write(self.vfs.as_ref(), self.staging.path())?;
+        self.staging.place()?;
         Ok(self.last)
     }
 }

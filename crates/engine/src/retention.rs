@@ -251,10 +251,14 @@ pub fn prune(
     now: SystemTime,
 ) -> Result<PruneOutcome> {
     let _lock = lock_dir(vfs, dir, LockKind::Exclusive)?;
-    let Some(manifest) = Manifest::read(vfs, dir)? else {
-        return Ok(PruneOutcome::default());
-    };
-    let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    let manifest = Manifest::read(vfs, dir)?.unwrap_or_else(|| {
+        listing.retain(|entry| {
+            is_temp(&entry.name)
+                || matches!(StoreFile::parse(&entry.name), Some(StoreFile::Torn(_)))
+        });
+        Manifest::default()
+    });
     let consumers = consumer::retention_positions(vfs, dir)?;
     let plan = plan(listing, &manifest, &consumers, policy, now);
     apply(vfs, dir, &plan)?;

@@ -21,11 +21,11 @@ use serde::Serialize;
 use crate::consumer;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
-use crate::filename::{StoreFile, staging_path};
+use crate::filename::StoreFile;
 use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, FrameHeader, Origin};
 use crate::io::{OpenMode, Vfs, read_up_to};
 use crate::manifest::Manifest;
-use crate::publish::{Placement, copy_file, publish, require_absent, write_all};
+use crate::publish::{Placement, Staging, copy_file, publish, require_absent, write_all};
 use crate::scan;
 use crate::snapshot::SnapshotReader;
 
@@ -199,7 +199,7 @@ pub struct StoreSalvage {
 /// to be used, rebuilt from the archives that end after that snapshot followed by the old
 /// active WAL, as one run of sequences. Consumer positions are copied and the MANIFEST (naming
 /// the snapshot used) written last, in a staging directory renamed into place, so the result
-/// opens as a store or is not there.
+/// opens as a store or is not there; a salvage that fails removes the staging directory.
 ///
 /// # Errors
 /// `InvalidArgument` if `dest` exists; I/O and MANIFEST errors.
@@ -211,9 +211,8 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
         .as_ref()
         .map_or_else(Vec::new, |m| m.archives.clone());
     let snapshot = newest_sound_snapshot(vfs.as_ref(), source, live)?;
-    let staging = staging_path(dest, "salvage");
-    vfs.create_dir_all(&staging)
-        .map_err(|e| Error::io("create directory", &staging, e))?;
+    let staging = Staging::create(vfs, dest, "salvage")?;
+    let staged = staging.path();
     let mut out = StoreSalvage {
         snapshot_seq: snapshot,
         damaged_snapshot: (snapshot != live).then_some(live),
@@ -221,7 +220,7 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
     };
     if snapshot > 0 {
         let file = StoreFile::Snapshot(snapshot);
-        copy_file(vfs.as_ref(), &file.path(source), &file.path(&staging))?;
+        copy_file(vfs.as_ref(), &file.path(source), &file.path(staged))?;
     }
     let present = |file: StoreFile| -> Result<bool> {
         let path = file.path(source);
@@ -241,7 +240,7 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
             let report = salvage_files(
                 vfs,
                 &[archive.path(source)],
-                &archive.path(&staging),
+                &archive.path(staged),
                 Header::Source(None),
             )?;
             out.files.push((archive.name(), report));
@@ -257,10 +256,10 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
     } else {
         Header::Fixed(snapshot)
     };
-    let report = salvage_files(vfs, &rebuilt, &wal.path(&staging), header)?;
+    let report = salvage_files(vfs, &rebuilt, &wal.path(staged), header)?;
     out.files.push((wal.name(), report));
     for (name, position) in consumer::list(vfs.as_ref(), source)? {
-        consumer::write(vfs.as_ref(), &staging, &name, position)?;
+        consumer::write(vfs.as_ref(), staged, &name, position)?;
     }
     if manifest.is_some() {
         Manifest {
@@ -268,9 +267,9 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
             active_wal_seq: snapshot,
             archives: kept,
         }
-        .write(vfs.as_ref(), &staging)?;
+        .write(vfs.as_ref(), staged)?;
     }
-    crate::publish::place_dir(vfs.as_ref(), &staging, dest)?;
+    staging.place()?;
     Ok(out)
 }
 

@@ -20,6 +20,7 @@ use crate::filename::StoreFile;
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, Origin};
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::{Manifest, lock_dir};
+use crate::publish::make_dirs;
 use crate::reader::WalReader;
 use crate::retention::{PruneOutcome, RetentionPolicy, prune};
 use crate::rotation::{Rotation, begin, begin_queued, finish};
@@ -56,14 +57,14 @@ fn guard<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Store {
-    /// Create or recover the store in `dir`.
+    /// Create or recover the store in `dir`. A missing `dir` and missing parents are created,
+    /// each made durable (its parent fsynced) before anything is written inside it.
     ///
     /// # Errors
     /// `WriterLockHeld`, every WAL, snapshot and MANIFEST error, `StoreInconsistent` when the
     /// files contradict each other.
     pub fn open(vfs: &Arc<dyn Vfs>, dir: &Path, options: WalOptions) -> Result<Self> {
-        vfs.create_dir_all(dir)
-            .map_err(|e| Error::io("create directory", dir, e))?;
+        make_dirs(vfs.as_ref(), dir)?;
         let lock = lock_dir(vfs.as_ref(), dir, LockKind::Exclusive)?;
         let manifest = Manifest::read(vfs.as_ref(), dir)?;
         let wal_path = StoreFile::Wal.path(dir);

@@ -400,3 +400,34 @@ fn every_crash_state_of_acks_that_do_not_flush_first_is_capped_at_open_and_repor
         "no crash state put the position past the end"
     );
 }
+
+#[test]
+fn every_crash_state_of_a_store_created_in_missing_directories_keeps_every_acknowledged_entry() {
+    // The store directory and two parents do not exist: each acknowledgement depends on all
+    // three being durable, not only on the files inside.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("a").join("b").join("store");
+    let recorder = RecordingFs::new();
+    let store = Store::open(&recorder.shared(), &dir, options(SyncPolicy::Always)).unwrap();
+    let mut promises = Vec::new();
+    for n in 1..=3 {
+        append(store.committer(), &event(n));
+        promises.push((recorder.len(), n));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    store
+        .committer()
+        .close(Box::new(move |r| tx.send(r).unwrap()));
+    rx.recv().unwrap().unwrap();
+    let trace = recorder.trace();
+    let created = trace
+        .iter()
+        .filter(|op| matches!(op, TraceOp::CreateDir { .. }))
+        .count();
+    assert!(created > 0, "the directories' creation is recorded");
+    let (points, states) = explore(&Recorded { trace, promises }, check_store);
+    assert!(
+        points > 10 && states > points,
+        "{points} points, {states} states"
+    );
+}

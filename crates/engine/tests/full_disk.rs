@@ -1,15 +1,17 @@
 //! A real full disk: a size-limited tmpfs mounted by the test (root only; skipped with a
 //! message otherwise). A preallocation that does not fit leaves no zeros behind, an append that
 //! fits still succeeds, one that does not fails alone, and freeing space lets the same writer
-//! go on (issue 12, item 8).
+//! go on (issue 12, item 8). A backup onto a disk too small for it fails with `DISK_FULL` and
+//! leaves the disk as it found it (issue 26, item 7).
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{entry, fs};
+use common::{append_via, close_via, entry, fs};
 use selene_persist_engine::Entry;
+use selene_persist_engine::store::Store;
 use selene_persist_engine::{WalOptions, WalReader, WalWriter};
 
 /// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
@@ -98,4 +100,42 @@ fn an_append_that_fits_is_never_refused_for_the_preallocation_ahead_of_it() {
     for e in &entries {
         assert_eq!(e.payload, payload(e.sequence));
     }
+}
+
+#[test]
+fn a_backup_onto_a_full_disk_fails_as_disk_full_and_leaves_the_disk_as_it_was() {
+    let Some(disk) = Tmpfs::mount("1m") else {
+        return;
+    };
+    // A 600 KiB snapshot that fits, then a WAL of 600 KiB more that does not.
+    let src = tempfile::tempdir().unwrap();
+    let store = Store::open(&fs(), src.path(), WalOptions::default()).unwrap();
+    // Incompressible bytes (xorshift), so neither the snapshot nor the WAL shrinks.
+    let noise = |seed: u64, len: usize| -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[0]
+            })
+            .collect()
+    };
+    store
+        .checkpoint(vec![("state".into(), noise(1, 600 << 10), false)])
+        .unwrap();
+    for n in 0..60 {
+        append_via(store.committer(), &noise(n, 10 << 10)).unwrap();
+    }
+    let free = disk.free();
+    let error = store.backup(&disk.path().join("copy")).unwrap_err();
+    close_via(store.committer()).unwrap();
+    assert_eq!(error.code(), "DISK_FULL", "{error}");
+    let left: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(disk.free(), free);
 }

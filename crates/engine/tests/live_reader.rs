@@ -231,8 +231,11 @@ impl Vfs for LaggingFs {
     fn stat(&self, path: &Path) -> std::io::Result<Option<Stat>> {
         StdFs.stat(path)
     }
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        StdFs.create_dir_all(dir)
+    fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.create_dir(dir)
+    }
+    fn remove_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.remove_dir(dir)
     }
     fn remove(&self, path: &Path) -> std::io::Result<()> {
         StdFs.remove(path)

@@ -12,7 +12,7 @@ use selene_persist_engine::io::Vfs;
 use selene_persist_engine::manifest::Manifest;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
+use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan, Op};
 use selene_persist_engine::{Committer, NewEntry, Origin, Result, WalOptions};
 
 /// Append one entry through the committer and wait for its sequence.
@@ -611,4 +611,65 @@ fn without_a_manifest_the_snapshot_named_by_the_wal_header_is_adopted() {
         (manifest.live_snapshot_seq, manifest.active_wal_seq),
         (5, 5)
     );
+}
+
+#[test]
+fn opening_a_store_in_missing_directories_makes_each_durable_before_the_first_acknowledgement() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("a").join("b").join("store");
+    let faults = FaultFs::new();
+    let store = Store::open(&faults.shared(), &dir, WalOptions::default()).unwrap();
+    append(store.committer(), b"first").unwrap();
+    let acknowledged = faults.op_count();
+    close(store);
+    let log = faults.log();
+    let log = &log[..acknowledged];
+    for made in [root.path().join("a"), root.path().join("a/b"), dir.clone()] {
+        let created = log
+            .iter()
+            .position(|op| *op == Op::CreateDir(made.clone()))
+            .unwrap_or_else(|| panic!("{} was not created on its own: {log:?}", made.display()));
+        let parent = made.parent().unwrap().to_path_buf();
+        assert!(
+            log[created..].contains(&Op::SyncDir(parent.clone())),
+            "{} was not fsynced after {} was created",
+            parent.display(),
+            made.display()
+        );
+    }
+    directories_made_durable(log, log.len()).unwrap();
+}
+
+#[test]
+fn a_store_whose_directories_cannot_be_made_leaves_none_of_them() {
+    let probe_root = tempfile::tempdir().unwrap();
+    let probe = FaultFs::new();
+    let store = Store::open(
+        &probe.shared(),
+        &probe_root.path().join("a/b/store"),
+        WalOptions::default(),
+    )
+    .unwrap();
+    close(store);
+    // The operations up to the last one making a directory durable.
+    let made = probe
+        .log()
+        .iter()
+        .rposition(|op| matches!(op, Op::SyncDir(d) if d == &probe_root.path().join("a/b")))
+        .unwrap();
+    for op in 0..=made {
+        for fault in [Fault::Eio, Fault::NoSpace] {
+            let root = tempfile::tempdir().unwrap();
+            let faults = FaultFs::new();
+            faults.set_plan(FaultPlan {
+                faults: vec![(op, fault)],
+                fail_from: None,
+            });
+            let dir = root.path().join("a/b/store");
+            let error = Store::open(&faults.shared(), &dir, WalOptions::default()).unwrap_err();
+            assert!(matches!(error.code(), "IO" | "DISK_FULL"), "{error}");
+            let left: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+            assert!(left.is_empty(), "{fault:?} at {op}: {error} left {left:?}");
+        }
+    }
 }

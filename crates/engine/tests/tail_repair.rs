@@ -258,3 +258,62 @@ fn prune_keeps_only_the_newest_kept_torn_tails() {
     );
     assert!(dir.path().join("wal.log.torn.300").exists());
 }
+
+#[test]
+fn prune_before_the_first_checkpoint_deletes_old_torn_tails_and_stale_temp_files() {
+    use selene_persist_engine::retention::RetentionPolicy;
+    use selene_persist_engine::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    // Three crashes in the middle of a write, each cut as a torn tail by the next open.
+    let mut torn = Vec::new();
+    for round in 0..3u64 {
+        let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+        if let Some(repair) = store.committer().tail_repair() {
+            torn.push(repair.offset);
+        }
+        for n in 0..2 {
+            append_via(store.committer(), format!("{round}.{n}").as_bytes()).unwrap();
+        }
+        close_via(store.committer()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(b"\x01\x02junk");
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    torn.push(store.committer().tail_repair().unwrap().offset);
+    assert_eq!(torn.len(), 3, "{torn:?}");
+    // Oldest first, a second apart.
+    for (age, offset) in torn.iter().rev().enumerate() {
+        let modified = std::time::SystemTime::now() - std::time::Duration::from_secs(age as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(torn_path(&path, *offset))
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    let stale = dir.path().join("wal.log.123.456.tmp");
+    std::fs::write(&stale, b"stale").unwrap();
+    assert!(!dir.path().join("MANIFEST").exists(), "no checkpoint yet");
+    let outcome = store
+        .prune(&RetentionPolicy {
+            keep_archives: 1,
+            ..RetentionPolicy::default()
+        })
+        .unwrap();
+    let name = |offset: &u64| format!("wal.log.torn.{offset}");
+    let mut deleted = outcome.deleted_torn_files.clone();
+    deleted.sort();
+    let mut expected: Vec<String> = torn[..2].iter().map(name).collect();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    assert_eq!(outcome.deleted_temp_files, ["wal.log.123.456.tmp"]);
+    assert!(!stale.exists());
+    assert!(torn_path(&path, torn[2]).exists());
+    for offset in &torn[..2] {
+        assert!(!torn_path(&path, *offset).exists());
+    }
+    assert_eq!(store.committer().state().last_sequence, 6);
+    close_via(store.committer()).unwrap();
+}

@@ -8,6 +8,10 @@
 //! bytes and every 64th of the way); directory operations (create, link, rename, remove) since
 //! the last directory fsync are either all applied or all undone. Files are tracked by
 //! identity, not name, so a rename or link moves the same contents.
+//!
+//! The workload's files live in one directory. When the workload creates that directory (and
+//! its missing parents), each created directory is durable only once its parent was fsynced
+//! after the creation; until all are, the states include the empty one: the directory gone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -69,6 +73,16 @@ pub enum TraceOp {
     },
     /// The directory's names made durable.
     SyncDir,
+    /// A directory created (the one the files live in, or one of its parents).
+    CreateDir {
+        /// Its path.
+        dir: PathBuf,
+    },
+    /// A directory holding a created directory fsynced: the creations in it are durable.
+    SyncParent {
+        /// Its path.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +137,14 @@ impl RecordingFs {
 impl Trace {
     fn lock(&self) -> MutexGuard<'_, Recorder> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the trace created a directory in `dir`.
+    fn created_in(&self, dir: &Path) -> bool {
+        self.lock()
+            .trace
+            .iter()
+            .any(|op| matches!(op, TraceOp::CreateDir { dir: made } if made.parent() == Some(dir)))
     }
 
     fn record(&self, op: TraceOp) {
@@ -184,6 +206,12 @@ impl Watcher for Trace {
             },
             (Event::Remove { path }, _) => TraceOp::Remove {
                 name: name_of(path),
+            },
+            (Event::CreateDir { dir }, _) => TraceOp::CreateDir {
+                dir: dir.to_path_buf(),
+            },
+            (Event::SyncDir { dir }, _) if self.created_in(dir) => TraceOp::SyncParent {
+                dir: dir.to_path_buf(),
             },
             (Event::SyncDir { .. }, _) => TraceOp::SyncDir,
             (Event::Write { offset, data, .. }, Some((&Some(file), _))) => TraceOp::Write {
@@ -290,6 +318,8 @@ pub fn crash_states(trace: &[TraceOp], prefix: usize) -> Vec<CrashState> {
     let mut files: BTreeMap<usize, FileModel> = BTreeMap::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut durable_names: BTreeMap<String, usize> = BTreeMap::new();
+    // Each directory the trace created, and whether its creation is durable.
+    let mut dirs: Vec<(&Path, bool)> = Vec::new();
     for op in &trace[..prefix] {
         match op {
             TraceOp::Create { name, file } => {
@@ -322,6 +352,12 @@ pub fn crash_states(trace: &[TraceOp], prefix: usize) -> Vec<CrashState> {
                 names.remove(name);
             }
             TraceOp::SyncDir => durable_names = names.clone(),
+            TraceOp::CreateDir { dir } => dirs.push((dir, false)),
+            TraceOp::SyncParent { dir } => {
+                for (made, durable) in &mut dirs {
+                    *durable |= made.parent() == Some(dir.as_path());
+                }
+            }
         }
     }
     // Tear points of every file's last unsynced write, so each file is torn at each of its own.
@@ -353,6 +389,9 @@ pub fn crash_states(trace: &[TraceOp], prefix: usize) -> Vec<CrashState> {
                 states.push(state);
             }
         }
+    }
+    if dirs.iter().any(|(_, durable)| !durable) && seen.insert(CrashState::new()) {
+        states.push(CrashState::new());
     }
     states
 }

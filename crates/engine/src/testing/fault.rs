@@ -1,7 +1,7 @@
 //! A fault-injecting, operation-recording file system for tests.
 //!
 //! A [`Watched`] real file system that counts every mutating operation (open for write, write,
-//! sync, set_len, allocate, link, rename, remove, directory creation and sync). A [`FaultPlan`]
+//! sync, set_len, allocate, link, rename, remove, directory creation, removal and sync). A [`FaultPlan`]
 //! makes operation number `k` fail with EIO, ENOSPC, or a short write, so a test can fail every
 //! step of a workload in turn.
 
@@ -46,6 +46,8 @@ pub enum Op {
     Rename(PathBuf, PathBuf),
     /// A directory was created.
     CreateDir(PathBuf),
+    /// An empty directory was removed.
+    RemoveDir(PathBuf),
     /// A file was removed.
     Remove(PathBuf),
     /// A directory was synced.
@@ -133,6 +135,7 @@ impl Op {
             Event::Link { from, to } => Self::Link(owned(from), owned(to)),
             Event::Rename { from, to } => Self::Rename(owned(from), owned(to)),
             Event::CreateDir { dir } => Self::CreateDir(owned(dir)),
+            Event::RemoveDir { dir } => Self::RemoveDir(owned(dir)),
             Event::Remove { path } => Self::Remove(owned(path)),
             Event::SyncDir { dir } => Self::SyncDir(owned(dir)),
         }

@@ -72,8 +72,13 @@ pub enum Event<'a> {
         /// New name.
         to: &'a Path,
     },
-    /// A directory created (only when it did not exist).
+    /// A directory created.
     CreateDir {
+        /// The directory.
+        dir: &'a Path,
+    },
+    /// An empty directory removed.
+    RemoveDir {
         /// The directory.
         dir: &'a Path,
     },
@@ -190,11 +195,12 @@ impl<W: Watcher> Vfs for Watched<W> {
         StdFs.stat(path)
     }
 
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        if StdFs.is_dir(dir)? {
-            return Ok(());
-        }
-        self.run(&Event::CreateDir { dir }, || StdFs.create_dir_all(dir))
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        self.run(&Event::CreateDir { dir }, || StdFs.create_dir(dir))
+    }
+
+    fn remove_dir(&self, dir: &Path) -> io::Result<()> {
+        self.run(&Event::RemoveDir { dir }, || StdFs.remove_dir(dir))
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {

@@ -114,3 +114,28 @@ pub fn recover_standard_wal(path: &Path) -> std::result::Result<u64, String> {
     }
     Ok(entries.len() as u64)
 }
+
+/// Check that each directory created in the first `until` operations of `log` was made durable
+/// within them: its parent fsynced after its creation.
+pub fn directories_made_durable(
+    log: &[selene_persist_engine::testing::fault::Op],
+    until: usize,
+) -> std::result::Result<(), String> {
+    use selene_persist_engine::testing::fault::Op;
+    let log = &log[..until.min(log.len())];
+    for (i, op) in log.iter().enumerate() {
+        let Op::CreateDir(dir) = op else { continue };
+        let parent = dir.parent().unwrap_or(Path::new("."));
+        if !log[i + 1..]
+            .iter()
+            .any(|later| matches!(later, Op::SyncDir(d) if d == parent))
+        {
+            return Err(format!(
+                "{} was created, but {} was not fsynced after it",
+                dir.display(),
+                parent.display()
+            ));
+        }
+    }
+    Ok(())
+}
