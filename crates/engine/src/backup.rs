@@ -81,9 +81,11 @@ pub fn backup(
         Upto::Committed { offset, sequence } => (offset, sequence),
         Upto::Durable => durable_point(vfs, &reader)?,
     };
-    let mut carried: Vec<String> = crate::consumer::list(vfs.as_ref(), dir)?
+    // Every position file is carried byte for byte, a damaged one too: a backup is a copy, and
+    // the copy's retention then keeps for it what the source's keeps.
+    let mut carried: Vec<String> = crate::consumer::scan(vfs.as_ref(), dir)?
         .into_iter()
-        .map(|(name, _)| consumer_file(&name))
+        .map(|listed| consumer_file(&listed.name))
         .collect();
     if let Some(m) = &manifest {
         if m.live_snapshot_seq > 0 {

@@ -13,7 +13,7 @@ use crate::compression::declared_len;
 use crate::consumer;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
-use crate::filename::{StoreFile, is_temp};
+use crate::filename::{StoreFile, consumer_file, is_temp};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
 use crate::io::{LockKind, OpenMode, Stat, Vfs, read_exact_at};
 use crate::manifest::{Manifest, lock_dir};
@@ -422,16 +422,19 @@ fn examine_store(
         .wal
         .as_ref()
         .map_or(0, |w| w.last_sequence.unwrap_or(w.snapshot_seq));
-    match consumer::list(vfs.as_ref(), dir) {
+    // A damaged position file is an error of its own, naming it; the others are still listed.
+    match consumer::scan(vfs.as_ref(), dir) {
         Ok(consumers) => {
-            report.consumers = consumers
-                .into_iter()
-                .map(|(name, position)| ConsumerSummary {
-                    name,
-                    position,
-                    lag_entries: last.saturating_sub(position),
-                })
-                .collect();
+            for listed in consumers {
+                match listed.position {
+                    Ok(position) => report.consumers.push(ConsumerSummary {
+                        lag_entries: last.saturating_sub(position),
+                        name: listed.name,
+                        position,
+                    }),
+                    Err(e) => report.error(&dir.join(consumer_file(&listed.name)), &e),
+                }
+            }
         }
         Err(e) => report.error(dir, &e),
     }

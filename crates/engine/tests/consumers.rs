@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::consumer::{self, Log};
+use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::{SyncPolicy, WalOptions};
@@ -259,5 +261,41 @@ fn a_damaged_position_file_is_named_and_keeps_every_archive_without_halting_the_
         assert!(store.remove_consumer(name).unwrap());
     }
     assert_eq!(store.prune(&policy).unwrap().retained_archives.len(), 1);
+    close_via(store.committer()).unwrap();
+}
+
+#[test]
+fn a_damaged_position_file_is_carried_by_a_backup_and_named_by_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), SyncPolicy::Always);
+    append_n(&store, 3);
+    store.consumer("good", 0).unwrap();
+    store.ack("good", 2).unwrap();
+    let damaged = [7u8; 40];
+    std::fs::write(dir.path().join("consumer.broken"), damaged).unwrap();
+
+    let report = examine(&fs(), dir.path(), Depth::Inspect, &Progress::default()).unwrap();
+    let names: Vec<_> = report
+        .consumers
+        .iter()
+        .map(|c| (c.name.as_str(), c.position))
+        .collect();
+    assert_eq!(names, [("good", 2)]);
+    let problem = report
+        .problems
+        .iter()
+        .find(|p| p.file.ends_with("consumer.broken"))
+        .expect("the damaged file is named");
+    assert_eq!(problem.code, "STORE_INCONSISTENT");
+
+    let dest = tempfile::tempdir().unwrap();
+    let copy = dest.path().join("copy");
+    let last = backup(&fs(), dir.path(), &copy, || Upto::Durable).unwrap();
+    assert_eq!(last, 3);
+    assert_eq!(
+        std::fs::read(copy.join("consumer.broken")).unwrap(),
+        damaged
+    );
+    assert_eq!(consumer::read(&*fs(), &copy, "good").unwrap(), Some(2));
     close_via(store.committer()).unwrap();
 }
