@@ -1,9 +1,9 @@
 /** What WalWriter and Store share: appends queued to a committer thread, in call order. */
 import * as native from '../native'
 
-import { type EntryBatch, type WalEntry, entriesOf } from './batch'
+import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
 import { publish } from './diagnostics'
-import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
+import { PersistError, call, guarded, invalid, nativeError, receiver, translate } from './errors'
 import { Fifo } from './fifo'
 import { type FollowOptions, type Waker, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
@@ -196,7 +196,7 @@ export abstract class Appender {
    * after a failed `appendSync` batch.
    */
   protected admit<T>(run: () => Promise<T>): Promise<T> {
-    return this.#admit(run)
+    return call(() => this.#admit(run))
   }
 
   #admit<T>(run: () => Promise<T>): Promise<T> {
@@ -328,9 +328,10 @@ export abstract class Appender {
 
   /** Wake the followers: the log may have grown, or become durable further. */
   protected changed(): void {
-    if (this.#ended) return
-    const announce = this.#announce
-    this.#renewChange()
+    const self = receiver(this, Appender)
+    if (self.#ended) return
+    const announce = self.#announce
+    self.#renewChange()
     announce(true)
   }
 
@@ -352,12 +353,12 @@ export abstract class Appender {
    * or `signal` aborts.
    */
   followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    return guarded(() => followBatchesOf(this.#target, options, () => this.#waker()))
+    return deferred(() => followBatchesOf(this.#target, options, () => this.#waker()))
   }
 
   /** @internal The WAL file, or the store directory, this appender writes. */
   get path(): string {
-    return this.#target
+    return receiver(this, Appender).#target
   }
 
   /**
@@ -365,12 +366,12 @@ export abstract class Appender {
    * closed: what wakes a follower, for the integrations that read the log themselves.
    */
   nextChange(): Promise<boolean> {
-    return this.#waker().arm()
+    return call(() => this.#waker().arm())
   }
 
   /** {@link Appender.followBatches}, one entry at a time. */
   follow(options: FollowOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
-    return entriesOf(this.followBatches(options))
+    return entriesOf(() => receiver(this, Appender).followBatches(options))
   }
 
   #waitingBytes(): number {
