@@ -28,7 +28,8 @@ export class Slab {
 
   /** A copy of `bytes`. */
   copy(bytes: Uint8Array): Uint8Array {
-    if (bytes.length > SLAB_ITEM_MAX) return bytes.slice()
+    // Not `bytes.slice()`: on a Buffer that is a view, not a copy.
+    if (bytes.length > SLAB_ITEM_MAX) return new Uint8Array(bytes)
     if (this.#used + bytes.length > this.#chunk.length) {
       this.#chunk = new Uint8Array(SLAB_BYTES)
       this.#used = 0
