@@ -69,6 +69,9 @@ type Waiting =
   | { readonly request: Request; readonly payloads: Payloads; readonly meta: native.NativeMeta | undefined }
   | { readonly request: null; readonly start: () => void }
 
+/** A request of at least this many payload bytes is handed to the addon alone, its payloads uncopied by the outbox. */
+const DIRECT_BYTES = 1 << 20
+
 /** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
 const SYNC_BATCH_ENTRIES = 1024
 const SYNC_BATCH_BYTES = 1 << 20
@@ -268,17 +271,29 @@ export abstract class Appender {
       // A batch of appendSync entries (packed already): handed over now, after what the outbox
       // holds, in one call that copies it once. Chained: once one batch fails in the engine,
       // every later one does, though this thread learns of the first failure only later.
-      this.#send()
       const { data, lengths } = payloads as Packed
-      try {
-        this.#native.submit(data, lengths, Float64Array.of(ticket, lengths.length), null, true)
-      } catch (error) {
-        this.#finish(ticket)?.reject(translate(error))
-      }
+      this.#submitAlone(ticket, [data], lengths, null, true)
+      return
+    }
+    const list = payloads as readonly Uint8Array[]
+    if (request.bytes >= DIRECT_BYTES) {
+      // A large request skips the outbox's copy: the addon copies the caller's buffers once,
+      // in this call, and the engine writes from that copy.
+      this.#submitAlone(ticket, list, Uint32Array.from(list, (p) => p.length), meta === undefined ? null : [meta], false)
       return
     }
     if (this.#outbox.empty) queueMicrotask(() => this.#send())
-    this.#outbox.add(ticket, payloads as readonly Uint8Array[], request.bytes, meta)
+    this.#outbox.add(ticket, list, request.bytes, meta)
+  }
+
+  /** Hand one request to the committer now, after what the outbox holds, in one call that copies its payloads. */
+  #submitAlone(ticket: number, data: readonly Uint8Array[], lengths: Uint32Array, metas: native.NativeMeta[] | null, chained: boolean): void {
+    this.#send()
+    try {
+      this.#native.submit(data as Uint8Array[], lengths, Float64Array.of(ticket, lengths.length), metas, chained)
+    } catch (error) {
+      this.#finish(ticket)?.reject(translate(error))
+    }
   }
 
   /** Start the oldest waiting call. */

@@ -111,7 +111,7 @@ export class Outbox {
 
   /** Hand everything to `target` in one call (which copies it), then empty the outbox. If the call throws, nothing is emptied. */
   sendTo(target: Submitter): void {
-    target.submit(this.#data.subarray(0, this.#used), this.#lengths.subarray(0, this.#entries), this.#requests.subarray(0, this.#slots), this.#metas)
+    target.submit([this.#data.subarray(0, this.#used)], this.#lengths.subarray(0, this.#entries), this.#requests.subarray(0, this.#slots), this.#metas)
     this.clear()
   }
 
