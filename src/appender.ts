@@ -136,7 +136,9 @@ class SyncBatch {
  *
  * The appends made in one tick are copied into one buffer and handed over in one native call
  * at the end of the tick; the committer answers a whole group with one callback. So N
- * concurrent appends cost one hand-off each way, not N. Every payload is copied before the
+ * concurrent appends cost one hand-off each way, not N. An append of 1 MiB or more is handed
+ * over at once instead, the addon copying the caller's buffers in the call, and the engine
+ * writes from that one copy (`bench/large-batch.mjs`). Every payload is copied before the
  * call returns, so buffers may be reused, changed or transferred at once.
  *
  * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
