@@ -20,15 +20,17 @@ export declare class NativeAppender {
   listen(callback: (settled: Float64Array, failures: string[]) => void): void
   /**
    * Queue the appends gathered in one JS tick as one message to the committer, so they join
-   * one group. `data` holds their payloads back to back, `lengths` each payload's length,
-   * and `requests` `(ticket, count)` pairs, each taking the next `count` payloads as one
-   * unit; `metas`, when given, holds one per request (only for single-entry requests).
+   * one group. `data` holds their payloads back to back (in one buffer, or in several: a
+   * large request passes its caller's buffers, uncopied by the facade), `lengths` each
+   * payload's length, and `requests` `(ticket, count)` pairs, each taking the next `count`
+   * payloads as one unit; `metas`, when given, holds one per request (only for single-entry
+   * requests).
    * Everything is copied before this returns. Each request is answered through the
    * `listen` callback under its ticket; one whose metadata does not convert fails alone.
    * `chained`: the requests are `appendSync` batches, which fail from the first that does
    * on (the engine's `AppendRequest::chained`).
    */
-  submit(data: Uint8Array, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null, chained?: boolean | undefined | null): void
+  submit(data: Array<Uint8Array>, lengths: Uint32Array, requests: Float64Array, metas?: Array<NativeMeta | undefined | null> | undefined | null, chained?: boolean | undefined | null): void
   /**
    * Append `payload` (with `meta`) behind everything queued, or with no payload just make
    * everything committed durable, on this thread: blocks for the fdatasync. Returns the

@@ -510,7 +510,7 @@ test('a failed appendSync batch refuses every later call with its error', async 
 test('the appends of one tick reach the committer in one call, and each request settles on its own', async (t) => {
   const submits = []
   const { probe, settle } = probeAppender('always', (data, lengths, requests) =>
-    submits.push({ data: Buffer.from(data), lengths: [...lengths], requests: [...requests] }),
+    submits.push({ data: Buffer.concat(data), lengths: [...lengths], requests: [...requests] }),
   )
   const a = probe.append(Buffer.from('aa'))
   const b = probe.appendBatch([Buffer.from('b'), Buffer.from('ccc')])

@@ -1,9 +1,9 @@
 /** What WalWriter and Store share: appends queued to a committer thread, in call order. */
 import * as native from '../native'
 
-import { type EntryBatch, type WalEntry, entriesOf } from './batch'
+import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
 import { publish } from './diagnostics'
-import { PersistError, call, guarded, invalid, nativeError, translate } from './errors'
+import { PersistError, call, guarded, invalid, nativeError, receiver, translate } from './errors'
 import { Fifo } from './fifo'
 import { type FollowOptions, type Waker, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
@@ -69,6 +69,9 @@ type Waiting =
   | { readonly request: Request; readonly payloads: Payloads; readonly meta: native.NativeMeta | undefined }
   | { readonly request: null; readonly start: () => void }
 
+/** A request of at least this many payload bytes is handed to the addon alone, its payloads uncopied by the outbox. */
+const DIRECT_BYTES = 1 << 20
+
 /** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
 const SYNC_BATCH_ENTRIES = 1024
 const SYNC_BATCH_BYTES = 1 << 20
@@ -133,7 +136,9 @@ class SyncBatch {
  *
  * The appends made in one tick are copied into one buffer and handed over in one native call
  * at the end of the tick; the committer answers a whole group with one callback. So N
- * concurrent appends cost one hand-off each way, not N. Every payload is copied before the
+ * concurrent appends cost one hand-off each way, not N. An append of 1 MiB or more is handed
+ * over at once instead, the addon copying the caller's buffers in the call, and the engine
+ * writes from that one copy (`bench/large-batch.mjs`). Every payload is copied before the
  * call returns, so buffers may be reused, changed or transferred at once.
  *
  * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
@@ -196,7 +201,7 @@ export abstract class Appender {
    * after a failed `appendSync` batch.
    */
   protected admit<T>(run: () => Promise<T>): Promise<T> {
-    return this.#admit(run)
+    return call(() => this.#admit(run))
   }
 
   #admit<T>(run: () => Promise<T>): Promise<T> {
@@ -268,17 +273,29 @@ export abstract class Appender {
       // A batch of appendSync entries (packed already): handed over now, after what the outbox
       // holds, in one call that copies it once. Chained: once one batch fails in the engine,
       // every later one does, though this thread learns of the first failure only later.
-      this.#send()
       const { data, lengths } = payloads as Packed
-      try {
-        this.#native.submit(data, lengths, Float64Array.of(ticket, lengths.length), null, true)
-      } catch (error) {
-        this.#finish(ticket)?.reject(translate(error))
-      }
+      this.#submitAlone(ticket, [data], lengths, null, true)
+      return
+    }
+    const list = payloads as readonly Uint8Array[]
+    if (request.bytes >= DIRECT_BYTES) {
+      // A large request skips the outbox's copy: the addon copies the caller's buffers once,
+      // in this call, and the engine writes from that copy.
+      this.#submitAlone(ticket, list, Uint32Array.from(list, (p) => p.length), meta === undefined ? null : [meta], false)
       return
     }
     if (this.#outbox.empty) queueMicrotask(() => this.#send())
-    this.#outbox.add(ticket, payloads as readonly Uint8Array[], request.bytes, meta)
+    this.#outbox.add(ticket, list, request.bytes, meta)
+  }
+
+  /** Hand one request to the committer now, after what the outbox holds, in one call that copies its payloads. */
+  #submitAlone(ticket: number, data: readonly Uint8Array[], lengths: Uint32Array, metas: native.NativeMeta[] | null, chained: boolean): void {
+    this.#send()
+    try {
+      this.#native.submit(data as Uint8Array[], lengths, Float64Array.of(ticket, lengths.length), metas, chained)
+    } catch (error) {
+      this.#finish(ticket)?.reject(translate(error))
+    }
   }
 
   /** Start the oldest waiting call. */
@@ -328,9 +345,10 @@ export abstract class Appender {
 
   /** Wake the followers: the log may have grown, or become durable further. */
   protected changed(): void {
-    if (this.#ended) return
-    const announce = this.#announce
-    this.#renewChange()
+    const self = receiver(this, Appender)
+    if (self.#ended) return
+    const announce = self.#announce
+    self.#renewChange()
     announce(true)
   }
 
@@ -352,12 +370,12 @@ export abstract class Appender {
    * or `signal` aborts.
    */
   followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    return guarded(() => followBatchesOf(this.#target, options, () => this.#waker()))
+    return deferred(() => followBatchesOf(this.#target, options, () => this.#waker()))
   }
 
   /** @internal The WAL file, or the store directory, this appender writes. */
   get path(): string {
-    return this.#target
+    return receiver(this, Appender).#target
   }
 
   /**
@@ -365,12 +383,12 @@ export abstract class Appender {
    * closed: what wakes a follower, for the integrations that read the log themselves.
    */
   nextChange(): Promise<boolean> {
-    return this.#waker().arm()
+    return call(() => this.#waker().arm())
   }
 
   /** {@link Appender.followBatches}, one entry at a time. */
   follow(options: FollowOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
-    return entriesOf(this.followBatches(options))
+    return entriesOf(() => receiver(this, Appender).followBatches(options))
   }
 
   #waitingBytes(): number {

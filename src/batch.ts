@@ -1,7 +1,7 @@
 /** Batches of entries as they cross from the engine: one buffer, and the fields as numbers. */
 import type * as native from '../native'
 
-import { call, guarded, invalid } from './errors'
+import { call, guarded, invalid, receiver } from './errors'
 import { type Hlc, type Origin, checkInteger, isObject } from './options'
 
 /** One entry read back. */
@@ -77,27 +77,32 @@ export class EntryBatch {
     return this.#fields[i * U32_FIELDS + field] ?? 0
   }
 
+  // Each accessor checks its `this` (`receiver`): a hot path, so one `instanceof` and no closure.
   sequence(i: number): number {
-    return this.#double(i, SEQUENCE)
+    return receiver(this, EntryBatch).#double(i, SEQUENCE)
   }
 
   hlc(i: number): Hlc {
-    return { seconds: this.#double(i, HLC_SECONDS), subseconds: this.#u32(i, HLC_SUBSECONDS) }
+    const self = receiver(this, EntryBatch)
+    return { seconds: self.#double(i, HLC_SECONDS), subseconds: self.#u32(i, HLC_SUBSECONDS) }
   }
 
   origin(i: number): Origin {
-    const node = this.#double(i, SOURCE_NODE)
-    return node < 0 ? { kind: 'local' } : { kind: 'replicated', sourceNodeId: node, sourceSeq: this.#double(i, SOURCE_SEQ) }
+    const self = receiver(this, EntryBatch)
+    const node = self.#double(i, SOURCE_NODE)
+    return node < 0 ? { kind: 'local' } : { kind: 'replicated', sourceNodeId: node, sourceSeq: self.#double(i, SOURCE_SEQ) }
   }
 
   principal(i: number): Buffer | null {
-    const len = this.#u32(i, PRINCIPAL_LEN)
+    const self = receiver(this, EntryBatch)
+    const len = self.#u32(i, PRINCIPAL_LEN)
     if (len === NO_PRINCIPAL) return null
-    return this.#view(this.#u32(i, PAYLOAD_START) - len, len)
+    return self.#view(self.#u32(i, PAYLOAD_START) - len, len)
   }
 
   payload(i: number): Buffer {
-    return this.#view(this.#u32(i, PAYLOAD_START), this.#u32(i, PAYLOAD_LEN))
+    const self = receiver(this, EntryBatch)
+    return self.#view(self.#u32(i, PAYLOAD_START), self.#u32(i, PAYLOAD_LEN))
   }
 
   /** `length` bytes from `start` of the chunk, as a Buffer sharing its memory. */
@@ -107,26 +112,27 @@ export class EntryBatch {
 
   /** Offset of the entry's frame in its file. */
   offset(i: number): number {
-    return this.#double(i, OFFSET)
+    return receiver(this, EntryBatch).#double(i, OFFSET)
   }
 
   /** Payload length as stored (compressed or not). */
   storedLength(i: number): number {
-    return this.#u32(i, STORED_LEN)
+    return receiver(this, EntryBatch).#u32(i, STORED_LEN)
   }
 
   /** Whether the entry is a checkpoint watermark (only `dump` asks for those). */
   watermark(i: number): boolean {
-    return (this.#u32(i, FLAGS) & 1) !== 0
+    return (receiver(this, EntryBatch).#u32(i, FLAGS) & 1) !== 0
   }
 
   /** Whether the payload was stored zstd-compressed. */
   compressed(i: number): boolean {
-    return (this.#u32(i, FLAGS) & 2) !== 0
+    return (receiver(this, EntryBatch).#u32(i, FLAGS) & 2) !== 0
   }
 
   entry(i: number): WalEntry {
-    return { sequence: this.sequence(i), hlc: this.hlc(i), origin: this.origin(i), principal: this.principal(i), payload: this.payload(i) }
+    const self = receiver(this, EntryBatch)
+    return { sequence: self.sequence(i), hlc: self.hlc(i), origin: self.origin(i), principal: self.principal(i), payload: self.payload(i) }
   }
 }
 
@@ -164,11 +170,20 @@ export async function* batchesOf(source: ChunkSource): AsyncGenerator<EntryBatch
   }
 }
 
-/** Yield every entry of a stream of batches. */
-export async function* entriesOf(batches: AsyncIterable<EntryBatch>): AsyncGenerator<WalEntry, void, undefined> {
-  for await (const batch of batches) {
+/**
+ * Yield every entry of a stream of batches. Given a function that makes the stream (a method
+ * of its caller, brand-checked with `receiver`), it calls it at the first `next()`, so what it
+ * throws (a wrong `this`, a bad option) rejects there, translated, as a generator's failure must.
+ */
+export async function* entriesOf(batches: AsyncIterable<EntryBatch> | (() => AsyncIterable<EntryBatch>)): AsyncGenerator<WalEntry, void, undefined> {
+  for await (const batch of typeof batches === 'function' ? deferred(batches) : batches) {
     for (let i = 0; i < batch.length; i++) yield batch.entry(i)
   }
+}
+
+/** The items of the stream `make()` returns, calling it at the first `next()`: what it throws rejects that call, translated. */
+export async function* deferred<T>(make: () => AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+  yield* guarded(make)
 }
 
 /** Options of {@link WalReader.entries} and {@link Store.replay}. */

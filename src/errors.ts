@@ -64,9 +64,7 @@ export function translate(error: unknown): PersistError {
   const message = error instanceof Error ? error.message : String(error)
   const match = NATIVE_ERROR.exec(message)
   if (match) return new PersistError(match[1] as ErrorCode, match[2] ?? '', { cause: error })
-  if (error instanceof TypeError && WRONG_THIS.test(message)) {
-    return new PersistError('INVALID_ARGUMENT', `a method was called on an object that is not one of this package's handles (a wrong \`this\`): ${message}`, { cause: error })
-  }
+  if (error instanceof TypeError && WRONG_THIS.test(message)) return wrongThis(message, error)
   // napi-rs argument conversion failures, and detached buffers: the caller passed a wrong value.
   const code = CALLER_MISTAKE.test(message) ? 'INVALID_ARGUMENT' : 'INTERNAL'
   return new PersistError(code, message, { cause: error })
@@ -74,6 +72,22 @@ export function translate(error: unknown): PersistError {
 
 /** V8's messages for a private member or method used on an object of another class. */
 const WRONG_THIS = /private member|Receiver must be an instance/
+
+/** The failure of a method called on an object that is not one of this package's handles. */
+function wrongThis(detail: string, cause?: unknown): PersistError {
+  return new PersistError('INVALID_ARGUMENT', `a method was called on an object that is not one of this package's handles (a wrong \`this\`): ${detail}`, { cause })
+}
+
+/**
+ * `self` if it is a `cls`, else INVALID_ARGUMENT: the brand check of the public methods. A
+ * method whose body runs under {@link guarded} or {@link call} and reaches a private member
+ * first is checked by V8 (its TypeError is translated); every other one (a method delegating to
+ * another public one, a class without private state, a hot accessor) starts with this.
+ */
+export function receiver<T extends object>(self: unknown, cls: Function & { prototype: T }): T {
+  if (self instanceof cls) return self as T
+  throw wrongThis(`${cls.name}'s methods need a ${cls.name}`)
+}
 const CALLER_MISTAKE = /convert|expect|invalid|detached/i
 
 /** Run `run`, turning whatever it throws into a PersistError: for the synchronous methods and getters. */

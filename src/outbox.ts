@@ -28,7 +28,8 @@ export class Slab {
 
   /** A copy of `bytes`. */
   copy(bytes: Uint8Array): Uint8Array {
-    if (bytes.length > SLAB_ITEM_MAX) return bytes.slice()
+    // Not `bytes.slice()`: on a Buffer that is a view, not a copy.
+    if (bytes.length > SLAB_ITEM_MAX) return new Uint8Array(bytes)
     if (this.#used + bytes.length > this.#chunk.length) {
       this.#chunk = new Uint8Array(SLAB_BYTES)
       this.#used = 0
@@ -110,7 +111,7 @@ export class Outbox {
 
   /** Hand everything to `target` in one call (which copies it), then empty the outbox. If the call throws, nothing is emptied. */
   sendTo(target: Submitter): void {
-    target.submit(this.#data.subarray(0, this.#used), this.#lengths.subarray(0, this.#entries), this.#requests.subarray(0, this.#slots), this.#metas)
+    target.submit([this.#data.subarray(0, this.#used)], this.#lengths.subarray(0, this.#entries), this.#requests.subarray(0, this.#slots), this.#metas)
     this.clear()
   }
 

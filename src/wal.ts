@@ -3,7 +3,7 @@ import * as native from '../native'
 
 import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
-import { call } from './errors'
+import { call, receiver } from './errors'
 import { type CompressionOption, DEFAULTS, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions, syncModeOf } from './options'
 
 /** Options of {@link WalWriter.open}. */
@@ -78,7 +78,7 @@ export class WalReader {
 
   /** The entries in sequence order, each iteration reading the file afresh. */
   entries(options: EntriesOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
-    return entriesOf(this.batches(options))
+    return entriesOf(() => receiver(this, WalReader).batches(options))
   }
 
   /**
@@ -87,8 +87,9 @@ export class WalReader {
    * of the reader's own reads up to three batches ahead while you work on one.
    */
   async *batches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+    const { path } = receiver(this, WalReader)
     const from = fromOption(options)
-    const reader = await call(() => native.NativeReader.open(this.path))
+    const reader = await call(() => native.NativeReader.open(path))
     yield* batchesOf({
       nextChunk: (maxEntries, maxBytes) => reader.nextChunk(from, maxEntries, maxBytes, false),
       takeChunk: () => reader.takeChunk(),

@@ -240,6 +240,13 @@ pub struct FrameFields<'a> {
 ///
 /// The caller has checked the caps; lengths here fit their fields.
 pub fn encode_frame(out: &mut Vec<u8>, fields: &FrameFields<'_>, stored: &[u8]) {
+    encode_frame_head(out, fields, stored);
+    out.extend_from_slice(stored);
+}
+
+/// Append the frame for `fields` and `stored` to `out` up to the stored payload, which the
+/// caller writes right after (the header's lengths and checksums cover it already).
+pub fn encode_frame_head(out: &mut Vec<u8>, fields: &FrameFields<'_>, stored: &[u8]) {
     let start = out.len();
     out.resize(start + FRAME_HEADER_LEN, 0);
     let mut flags = fields.flags;
@@ -256,7 +263,6 @@ pub fn encode_frame(out: &mut Vec<u8>, fields: &FrameFields<'_>, stored: &[u8]) 
         out.extend_from_slice(principal);
     }
     let extent_checksum = checksum32(&out[start + FRAME_HEADER_LEN..]);
-    out.extend_from_slice(stored);
     let principal_len_p1 = fields.principal.map_or(0, |p| p.len() + 1);
     let header = &mut out[start..start + FRAME_HEADER_LEN];
     #[allow(clippy::cast_possible_truncation)]

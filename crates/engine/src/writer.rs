@@ -2,7 +2,9 @@
 //!
 //! Appends are *staged* (validated, compressed, framed with provisional sequences) and then
 //! *committed* (one write, one fsync when the policy asks). Staging many appends before one
-//! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync.
+//! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync. A large
+//! payload is staged by reference, not copied: it is written from the buffer it arrived in,
+//! between the frame bytes around it, so a batch of large appends costs no second copy.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 
 /// A staged buffer larger than this is released after commit rather than kept for reuse.
 const STAGING_RETAIN_LIMIT: usize = 4 << 20;
+
+/// A stored payload at least this large is staged by reference (written with a write of its
+/// own) rather than copied into the staging buffer: the write costs less than the copy.
+const SPLICE_MIN: usize = 1 << 20;
 
 /// Committed bytes not yet synced whose writeback starts at once (see
 /// `WalWriter::start_writeback`): big enough that the disk gets whole requests, small enough
@@ -251,8 +257,8 @@ impl NewEntries {
         }
     }
 
-    /// Each entry, borrowed.
-    pub fn views(&self) -> impl Iterator<Item = EntryView<'_>> + Clone {
+    /// Each entry, borrowed, with the buffer its payload is a slice of.
+    fn sourced_views(&self) -> impl Iterator<Item = (EntryView<'_>, Option<&Bytes>)> + Clone {
         let (list, packed) = match self {
             Self::List(entries) => (entries.as_slice(), None),
             Self::Packed { data, lengths } => (&[][..], Some((data, lengths))),
@@ -261,13 +267,16 @@ impl NewEntries {
             lengths.iter().scan(0usize, move |at, &len| {
                 let start = *at;
                 *at += len as usize;
-                Some(EntryView {
+                let view = EntryView {
                     payload: &data[start..*at],
                     ..EntryView::default()
-                })
+                };
+                Some((view, Some(data)))
             })
         });
-        list.iter().map(NewEntry::view).chain(split)
+        list.iter()
+            .map(|e| (e.view(), Some(&e.payload)))
+            .chain(split)
     }
 }
 
@@ -287,10 +296,16 @@ pub struct WalWriter {
     /// The file's length: `committed_offset` plus any preallocated zeros.
     allocated: u64,
     entries_since_fsync: u64,
+    /// The staged frames' bytes, except the payloads in `spliced`.
     staged: Vec<u8>,
+    /// Large payloads staged by reference: each belongs at its index in `staged`.
+    spliced: Vec<(usize, Bytes)>,
+    /// Their bytes.
+    spliced_len: usize,
     staged_count: u64,
-    /// Where the last staged frame starts in `staged`.
-    staged_last_start: usize,
+    /// Where the last staged frame starts: its index in `staged`, and its offset from the
+    /// first staged byte (the spliced payloads before it counted).
+    staged_last_start: (usize, usize),
     /// The last committed frame.
     last_frame: Option<LastFrame>,
     /// The newest durable prefix, ready to be sealed.
@@ -391,8 +406,10 @@ impl WalWriter {
             allocated,
             entries_since_fsync: 0,
             staged: Vec::new(),
+            spliced: Vec::new(),
+            spliced_len: 0,
             staged_count: 0,
-            staged_last_start: 0,
+            staged_last_start: (0, 0),
             last_frame,
             synced: seal,
             sealed_end: seal.map_or(0, |s| s.end),
@@ -428,7 +445,8 @@ impl WalWriter {
     /// # Errors
     /// `Poisoned`, cap errors, `SequenceExhausted`.
     pub fn stage(&mut self, entries: &[NewEntry]) -> Result<RangeInclusive<u64>> {
-        self.stage_flagged(entries.len(), entries.iter().map(NewEntry::view), 0)
+        let sourced = entries.iter().map(|e| (e.view(), Some(&e.payload)));
+        self.stage_flagged(entries.len(), sourced, 0)
     }
 
     /// [`Self::stage`] of a request's entries, listed or packed.
@@ -436,13 +454,15 @@ impl WalWriter {
     /// # Errors
     /// As [`Self::stage`].
     pub fn stage_entries(&mut self, entries: &NewEntries) -> Result<RangeInclusive<u64>> {
-        self.stage_flagged(entries.len(), entries.views(), 0)
+        self.stage_flagged(entries.len(), entries.sourced_views(), 0)
     }
 
+    /// Stage `entries`, each with the buffer its payload is a slice of (if any: a large
+    /// payload is then staged as a slice of it rather than copied).
     fn stage_flagged<'a>(
         &mut self,
         count: usize,
-        entries: impl Iterator<Item = EntryView<'a>> + Clone,
+        entries: impl Iterator<Item = (EntryView<'a>, Option<&'a Bytes>)> + Clone,
         extra_flags: u8,
     ) -> Result<RangeInclusive<u64>> {
         self.check_usable()?;
@@ -451,7 +471,7 @@ impl WalWriter {
                 "a batch needs at least one entry".into(),
             ));
         }
-        entries.clone().try_for_each(|e| e.validate())?;
+        entries.clone().try_for_each(|(e, _)| e.validate())?;
         let first = self.last_sequence + self.staged_count + 1;
         let last = first + count as u64 - 1;
         if last > MAX_SEQUENCE {
@@ -459,7 +479,7 @@ impl WalWriter {
         }
         // One wall-clock read per batch: the clock ticks past it for each further entry.
         let wall = Hlc::wall();
-        for (sequence, entry) in (first..=last).zip(entries) {
+        for (sequence, (entry, source)) in (first..=last).zip(entries) {
             let hlc = match entry.hlc {
                 Some(hlc) => {
                     self.clock.observe(hlc);
@@ -468,7 +488,7 @@ impl WalWriter {
                 None => self.clock.tick(wall),
             };
             let packed = self.options.compression.compress(entry.payload);
-            self.staged_last_start = self.staged.len();
+            self.staged_last_start = (self.staged.len(), self.staged.len() + self.spliced_len);
             let fields = FrameFields {
                 sequence,
                 hlc,
@@ -476,17 +496,26 @@ impl WalWriter {
                 principal: entry.principal,
                 flags: extra_flags | if packed.is_some() { FLAG_COMPRESSED } else { 0 },
             };
-            frame::encode_frame(
-                &mut self.staged,
-                &fields,
-                packed.as_deref().unwrap_or(entry.payload),
-            );
+            let stored = packed.as_deref().unwrap_or(entry.payload);
+            if stored.len() < SPLICE_MIN {
+                frame::encode_frame(&mut self.staged, &fields, stored);
+                continue;
+            }
+            frame::encode_frame_head(&mut self.staged, &fields, stored);
+            let spliced = match (packed, source) {
+                (Some(packed), _) => Bytes::from(packed),
+                (None, Some(source)) => source.slice_ref(entry.payload),
+                (None, None) => Bytes::copy_from_slice(entry.payload),
+            };
+            self.spliced_len += spliced.len();
+            self.spliced.push((self.staged.len(), spliced));
         }
         self.staged_count += count as u64;
         Ok(first..=last)
     }
 
-    /// Write everything staged with one write, and fdatasync if the policy asks.
+    /// Write everything staged (one write, plus two for each payload staged by reference), and
+    /// fdatasync if the policy asks.
     ///
     /// On a write error the file is cut back to the last committed entry and the writer stays
     /// usable; if that cut fails, or fdatasync fails (the page cache can no longer be trusted),
@@ -522,6 +551,8 @@ impl WalWriter {
         }
         let outcome = self.write_staged(force_sync);
         self.staged_count = 0;
+        self.spliced.clear();
+        self.spliced_len = 0;
         if self.staged.capacity() > STAGING_RETAIN_LIMIT {
             self.staged = Vec::new();
         } else {
@@ -530,12 +561,29 @@ impl WalWriter {
         outcome
     }
 
+    /// Write the staged frames at the committed offset: the staging buffer, with each spliced
+    /// payload written from its own buffer at its place (one write when none is).
+    fn write_frames(&mut self) -> std::io::Result<()> {
+        let (mut from, mut at) = (0, self.committed_offset);
+        for (to, payload) in &self.spliced {
+            let head = &self.staged[from..*to];
+            self.file.write_all_at(head, at)?;
+            self.file.write_all_at(payload, at + head.len() as u64)?;
+            at += (head.len() + payload.len()) as u64;
+            from = *to;
+        }
+        match &self.staged[from..] {
+            [] => Ok(()),
+            tail => self.file.write_all_at(tail, at),
+        }
+    }
+
     fn write_staged(&mut self, force_sync: bool) -> Result<()> {
         self.check_usable()?;
-        self.preallocate(self.committed_offset + self.staged.len() as u64)?;
-        let path = &self.path;
-        if let Err(e) = self.file.write_all_at(&self.staged, self.committed_offset) {
-            let error = Error::io("write", path, e);
+        let staged_len = (self.staged.len() + self.spliced_len) as u64;
+        self.preallocate(self.committed_offset + staged_len)?;
+        if let Err(e) = self.write_frames() {
+            let error = Error::io("write", &self.path, e);
             self.cut_back(&error);
             return Err(error);
         }
@@ -547,19 +595,19 @@ impl WalWriter {
                 SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
             };
         if sync && let Err(e) = self.file.sync_data() {
-            let error = Error::io("fdatasync", path, e);
+            let error = Error::io("fdatasync", &self.path, e);
             self.cut_back(&error);
             self.poison(&error);
             return Err(error);
         }
-        let start = self.staged_last_start;
+        let (index, start) = self.staged_last_start;
         self.last_sequence += self.staged_count;
         self.last_frame = Some(LastFrame {
             offset: self.committed_offset + start as u64,
             sequence: self.last_sequence,
-            header_checksum: le_u32(&self.staged[start..start + 4]),
+            header_checksum: le_u32(&self.staged[index..index + 4]),
         });
-        self.committed_offset += self.staged.len() as u64;
+        self.committed_offset += staged_len;
         // A write past the preallocated zeros (there was no room for a chunk) grew the file.
         self.allocated = self.allocated.max(self.committed_offset);
         self.entries_since_fsync = if sync { 0 } else { unsynced };
@@ -690,7 +738,11 @@ impl WalWriter {
             ));
         }
         let watermark = EntryView::default();
-        self.stage_flagged(1, std::iter::once(watermark), FLAG_CHECKPOINT_WATERMARK)?;
+        self.stage_flagged(
+            1,
+            std::iter::once((watermark, None)),
+            FLAG_CHECKPOINT_WATERMARK,
+        )?;
         self.commit()?;
         // The epoch is anchored only once the watermark is durable.
         self.flush()?;

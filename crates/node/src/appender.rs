@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
 use napi_derive::napi;
@@ -105,9 +105,11 @@ impl NativeAppender {
     }
 
     /// Queue the appends gathered in one JS tick as one message to the committer, so they join
-    /// one group. `data` holds their payloads back to back, `lengths` each payload's length,
-    /// and `requests` `(ticket, count)` pairs, each taking the next `count` payloads as one
-    /// unit; `metas`, when given, holds one per request (only for single-entry requests).
+    /// one group. `data` holds their payloads back to back (in one buffer, or in several: a
+    /// large request passes its caller's buffers, uncopied by the facade), `lengths` each
+    /// payload's length, and `requests` `(ticket, count)` pairs, each taking the next `count`
+    /// payloads as one unit; `metas`, when given, holds one per request (only for single-entry
+    /// requests).
     /// Everything is copied before this returns. Each request is answered through the
     /// `listen` callback under its ticket; one whose metadata does not convert fails alone.
     /// `chained`: the requests are `appendSync` batches, which fail from the first that does
@@ -115,7 +117,7 @@ impl NativeAppender {
     #[napi(catch_unwind)]
     pub fn submit(
         &self,
-        data: &[u8],
+        data: Vec<&[u8]>,
         lengths: &[u32],
         requests: &[f64],
         metas: Option<Vec<Option<NativeMeta>>>,
@@ -125,12 +127,13 @@ impl NativeAppender {
         let settler = self.settler()?;
         let counts = request_counts(requests, lengths.len())?;
         let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
-        if total != data.len() as u64 {
+        if total != data.iter().map(|d| d.len() as u64).sum::<u64>() {
             return Err(malformed());
         }
-        // One copy out of JS memory for the whole call; each request holds a slice of it, and
-        // its payloads are split only as the committer frames them.
-        let all = Bytes::copy_from_slice(data);
+        // One copy out of JS memory for the whole call, the only one: each request holds a
+        // slice of it, its payloads are split only as the committer frames them, and a large
+        // one is written from it (see the engine's `WalWriter::stage`).
+        let all = copied(&data);
         let mut metas = metas.map(Vec::into_iter);
         let (mut rest, mut at) = (lengths, 0usize);
         let mut batch = Vec::with_capacity(counts.len());
@@ -251,6 +254,18 @@ impl NativeAppender {
             ..repair.into()
         })
     }
+}
+
+/// The bytes of `parts`, back to back, in one buffer of their own.
+fn copied(parts: &[&[u8]]) -> Bytes {
+    if let [one] = parts {
+        return Bytes::copy_from_slice(one);
+    }
+    let mut all = BytesMut::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        all.extend_from_slice(part);
+    }
+    all.freeze()
 }
 
 fn malformed() -> napi::Error {
