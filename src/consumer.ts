@@ -1,6 +1,6 @@
 /** Durable consumers: a named, crash-safe position in a store's log, delivered at least once. */
-import { type EntryBatch, type WalEntry, entriesOf } from './batch'
-import { type ErrorCode, call } from './errors'
+import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
+import { type ErrorCode, call, receiver } from './errors'
 import type { FollowOptions } from './follow'
 import { checkInteger } from './options'
 
@@ -52,17 +52,17 @@ export class Consumer {
 
   /** The last sequence acknowledged. */
   get position(): number {
-    return this.#position
+    return receiver(this, Consumer).#position
   }
 
   /** The entries after the position, in batches, as the log grows (see `Store.followBatches`). */
   batches(options: Omit<FollowOptions, 'from'> = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    return this.#follow(this.#position + 1, options)
+    return deferred(() => this.#follow(this.#position + 1, options))
   }
 
   /** {@link Consumer.batches}, one entry at a time. */
   entries(options: Omit<FollowOptions, 'from'> = {}): AsyncGenerator<WalEntry, void, undefined> {
-    return entriesOf(this.batches(options))
+    return entriesOf(() => receiver(this, Consumer).batches(options))
   }
 
   /**

@@ -2,7 +2,7 @@
 import * as native from '../native'
 
 import { publish } from './diagnostics'
-import { type ErrorCode, PersistError, call, guarded, invalid, translate } from './errors'
+import { type ErrorCode, PersistError, call, guarded, invalid, receiver, translate } from './errors'
 import {
   type RetentionPolicy,
   type Sections,
@@ -157,7 +157,7 @@ export class Store extends Appender {
    * these.
    */
   replay(options: EntriesOptions = {}): AsyncGenerator<WalEntry, void, undefined> {
-    return entriesOf(this.replayBatches(options))
+    return entriesOf(() => receiver(this, Store).replayBatches(options))
   }
 
   /** {@link Store.replay} in batches, each read in one native call (see {@link EntryBatch}). */

@@ -15,7 +15,7 @@
 import * as native from '../../native'
 
 import { EntryBatch } from '../batch'
-import { PersistError, invalid } from '../errors'
+import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { JsMsg } from '@nats-io/jetstream'
@@ -86,15 +86,17 @@ export class Replicator {
 
   /** The last sequence applied of each source node. */
   get positions(): ReadonlyMap<number, number> {
-    return new Map(this.#positions)
+    return new Map(receiver(this, Replicator).#positions)
   }
 
   /** Resolves once every entry of `node` up to `sequence` is applied (and durable). */
   applied(node: number, sequence: number): Promise<void> {
-    const [n, s] = [checkNode(node), checkInteger('sequence', sequence, 0, Number.MAX_SAFE_INTEGER)]
-    if ((this.#positions.get(n) ?? 0) >= s) return Promise.resolve()
-    if (this.#stopped) return Promise.reject(this.#stopped)
-    return new Promise((resolve, reject) => this.#waiters.push({ node: n, sequence: s, resolve, reject }))
+    return call(() => {
+      const [n, s] = [checkNode(node), checkInteger('sequence', sequence, 0, Number.MAX_SAFE_INTEGER)]
+      if ((this.#positions.get(n) ?? 0) >= s) return undefined
+      if (this.#stopped) throw this.#stopped
+      return new Promise<void>((resolve, reject) => this.#waiters.push({ node: n, sequence: s, resolve, reject }))
+    })
   }
 
   /**
@@ -102,9 +104,11 @@ export class Replicator {
    * when that is so now); shipments held for a hole (see `order.ts`) wait on.
    */
   caughtUp(): Promise<void> {
-    if (this.#atEnd) return Promise.resolve()
-    if (this.#stopped) return Promise.reject(this.#stopped)
-    return new Promise((resolve, reject) => this.#atEndWaiters.push({ resolve, reject }))
+    return call(() => {
+      if (this.#atEnd) return undefined
+      if (this.#stopped) throw this.#stopped
+      return new Promise<void>((resolve, reject) => this.#atEndWaiters.push({ resolve, reject }))
+    })
   }
 
   #reachedEnd(): void {
@@ -115,9 +119,10 @@ export class Replicator {
 
   /** Stop after the shipment being applied; release the connection. */
   async close(): Promise<void> {
-    this.#closing = true
-    this.#stop()
-    await this.done.catch(() => undefined)
+    const self = receiver(this, Replicator)
+    self.#closing = true
+    self.#stop()
+    await self.done.catch(() => undefined)
   }
 
   async #run(): Promise<void> {

@@ -28,7 +28,7 @@ import type { ObjectStore } from '@nats-io/obj'
 
 import * as native from '../../native'
 
-import { PersistError, invalid } from '../errors'
+import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
@@ -174,21 +174,24 @@ export class Shipper {
 
   /** The last sequence the stream has acknowledged. */
   get shippedSequence(): number {
-    return this.#shipped
+    return receiver(this, Shipper).#shipped
   }
 
   /** How far the stream is behind the store. */
   get lag(): ShipLag {
-    const entries = Math.max(0, this.#store.lastSequence - this.#shipped)
-    return { entries, bytes: this.#inFlightBytes, ms: entries > 0 ? Date.now() - this.#caughtUpAt : 0 }
+    const self = receiver(this, Shipper)
+    const entries = Math.max(0, self.#store.lastSequence - self.#shipped)
+    return { entries, bytes: self.#inFlightBytes, ms: entries > 0 ? Date.now() - self.#caughtUpAt : 0 }
   }
 
   /** Resolves once the stream holds every entry up to `sequence`: "on another machine". */
   shipped(sequence: number): Promise<void> {
-    const wanted = checkInteger('sequence', sequence, 0, Number.MAX_SAFE_INTEGER)
-    if (wanted <= this.#shipped) return Promise.resolve()
-    if (this.#stopped) return Promise.reject(this.#stopped)
-    return new Promise((resolve, reject) => this.#waiters.push({ sequence: wanted, resolve, reject }))
+    return call(() => {
+      const wanted = checkInteger('sequence', sequence, 0, Number.MAX_SAFE_INTEGER)
+      if (wanted <= this.#shipped) return undefined
+      if (this.#stopped) throw this.#stopped
+      return new Promise<void>((resolve, reject) => this.#waiters.push({ sequence: wanted, resolve, reject }))
+    })
   }
 
   /**
@@ -197,17 +200,20 @@ export class Shipper {
    * was checked; rejects with an `AuditError` (`REMOTE_INCOMPLETE`) naming the missing and
    * corrupt ranges. `shipped()` cannot tell: it reports acknowledgements, not what is kept.
    */
-  async audit(): Promise<Audited> {
-    if (this.#stopped) throw this.#stopped
-    return auditNode(this.#remote, this.nodeId, this.#store.path, this.#shipped)
+  audit(): Promise<Audited> {
+    return call(() => {
+      if (this.#stopped) throw this.#stopped
+      return auditNode(this.#remote, this.nodeId, this.#store.path, this.#shipped)
+    })
   }
 
   /** Stop shipping: wait for the shipments in flight, record the cursor, release the connection. */
   async close(): Promise<void> {
-    this.#closing = true
-    if (this.#auditTimer) clearTimeout(this.#auditTimer)
-    this.#wake()
-    await this.done.catch(() => undefined)
+    const self = receiver(this, Shipper)
+    self.#closing = true
+    if (self.#auditTimer) clearTimeout(self.#auditTimer)
+    self.#wake()
+    await self.done.catch(() => undefined)
   }
 
   async #run(): Promise<void> {
