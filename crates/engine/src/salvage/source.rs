@@ -1,5 +1,13 @@
 //! The file being salvaged, read through one window: memory stays at the window (or the one
 //! frame being verified, when it is larger) whatever the file's size.
+//!
+//! Verifying a frame hashes all its bytes, and a header (its own checksum holding) can claim
+//! up to the payload cap: a file of headers each claiming the rest of the file would cost work
+//! quadratic in its size. So the bytes verified are bounded by [`VERIFY_FACTOR`] times the
+//! file's size (plus one window): a log verifies each of its bytes about once, and a damaged
+//! one each a few times (a frame at the damage, again when the scan passes it, again when it
+//! is kept after a look-ahead). Past that, no frame verifies: the rest of such a file is kept
+//! as damage.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +19,9 @@ use crate::publish::copy_range;
 /// How much of the source is read at a time.
 pub(super) const WINDOW: usize = 4 << 20;
 
+/// How many times its size a source's frames may cost in verification.
+pub(super) const VERIFY_FACTOR: u64 = 8;
+
 /// One source file and the window of it last read.
 pub(super) struct Source {
     file: Box<dyn VfsFile>,
@@ -18,6 +29,8 @@ pub(super) struct Source {
     len: u64,
     window: Vec<u8>,
     start: u64,
+    /// Bytes that frames may still cost to verify.
+    verify_budget: u64,
 }
 
 impl Source {
@@ -36,6 +49,7 @@ impl Source {
             len,
             window: Vec::new(),
             start: 0,
+            verify_budget: len.saturating_mul(VERIFY_FACTOR) + WINDOW as u64,
         })
     }
 
@@ -90,7 +104,7 @@ impl Source {
     }
 
     /// The header of the frame at `at` if the frame verifies in full (header, extent and
-    /// payload checksums, and a header this build accepts).
+    /// payload checksums, and a header this build accepts) within the verification budget.
     ///
     /// # Errors
     /// I/O errors.
@@ -102,8 +116,13 @@ impl Source {
         let Ok(header) = frame::decode_header(head, at) else {
             return Ok(None);
         };
-        // A length past the end is not read at all: a header can claim up to the caps.
-        let Ok(len) = usize::try_from(header.frame_len()) else {
+        // A length past the end, or past the budget, is not read at all.
+        let len = header.frame_len();
+        if len > self.verify_budget || at.saturating_add(len) > self.len {
+            return Ok(None);
+        }
+        self.verify_budget -= len;
+        let Ok(len) = usize::try_from(len) else {
             return Ok(None);
         };
         let Some(bytes) = self.bytes(at, len)? else {
