@@ -3,7 +3,8 @@
 //! The source is read, never modified, through one window of a few MiB (grown to the one frame
 //! being verified when that is larger), and the new log and `<dest>.damaged` are written as the
 //! scan goes, through bounded buffers: memory does not grow with the source, and work and
-//! output grow with its size only, never with a number read from it.
+//! output grow with its size only, never with a number read from it (not even with the lengths
+//! frame headers claim: the bytes verified are bounded, see `source`).
 //!
 //! From the end of its header, each frame that verifies in full (header, extent and payload
 //! checksums) and continues the sequence is copied byte for byte. Past damage the scan
