@@ -1,17 +1,33 @@
 //! Salvage: every frame that verifies, copied past damage into a new, valid log.
 //!
-//! The source is read, never modified. From the end of its header, each frame that verifies in
-//! full (header, extent and payload checksums) with a sequence above the last one kept is
-//! copied byte for byte. Past damage the scan resynchronises at the next offset holding such a
-//! frame; the 40-byte header carries its own checksum and the sequence, so a false match is as
-//! unlikely as a 32-bit checksum collision that also fits the sequence order and the payload's
-//! checksum. The damaged bytes are kept in `<dest>.damaged` for forensics, in order, and the
-//! report gives each range's offset in the source.
+//! The source is read, never modified, through one window of a few MiB (grown to the one frame
+//! being verified when that is larger), and the new log and `<dest>.damaged` are written as the
+//! scan goes, through bounded buffers: memory does not grow with the source, and work and
+//! output grow with its size only, never with a number read from it (not even with the lengths
+//! frame headers claim: the bytes verified are bounded, see `source`).
+//!
+//! From the end of its header, each frame that verifies in full (header, extent and payload
+//! checksums) and continues the sequence is copied byte for byte. Past damage the scan
+//! resynchronises at the next offset holding a frame with a later sequence; the 40-byte header
+//! carries its own checksum and the sequence, so a false match is as unlikely as a 32-bit
+//! checksum collision that also passes the payload's. A frame that jumps ahead of the sequence
+//! is taken only if no frame that jumps less follows within 1 MiB after it (see `resync`): a
+//! frame spliced in from another log, or from further along this one, is an outlier and
+//! counted as damage, and the log's own frames after it are kept. The damaged bytes are kept in
+//! `<dest>.damaged` for forensics, in order, and the report gives each range's offset.
 //!
 //! The WAL format requires consecutive sequences, so a run of sequences lost in the damage is
 //! filled with checkpoint-watermark frames (no payload), which replay and followers skip: every
-//! surviving entry keeps its own sequence, and the report lists the missing ones. A damaged
-//! file header is replaced by one naming the sequence before the first frame kept.
+//! surviving entry keeps its own sequence, and the report lists the missing ones. A salvage
+//! writes at most one watermark per 40 bytes of source (a frame header's length), so the new
+//! log is at most twice the source's size. The bound is the source's size rather than that of
+//! the damaged bytes because damage can remove bytes: a lost page leaves sequences missing and
+//! no damaged bytes at all. A frame whose gap would exceed what is left of that budget (a frame
+//! at sequence 10^8 in a 10 KB file) cannot be the log's continuation without more lost bytes
+//! than the file ever held; it is counted as damage and the scan goes on, so the frames after
+//! it are still kept. (Ending the new log at such a gap would lose them; a marker frame saying
+//! "these sequences are absent" would change the format.) A damaged file header is replaced by
+//! one naming the sequence before the first frame kept.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,12 +38,20 @@ use crate::consumer;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::filename::StoreFile;
-use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, FrameHeader, Origin};
-use crate::io::{OpenMode, Vfs, read_up_to};
+use crate::frame::FRAME_HEADER_LEN;
+use crate::hlc::Hlc;
+use crate::io::Vfs;
 use crate::manifest::Manifest;
-use crate::publish::{Placement, Staging, copy_file, publish, require_absent, write_all};
-use crate::scan;
+use crate::publish::{Placement, Staging, copy_file, publish, require_absent};
 use crate::snapshot::SnapshotReader;
+
+mod resync;
+mod sink;
+mod source;
+
+use resync::Scanner;
+use sink::{Output, Sidecar};
+use source::Source;
 
 /// What a salvage found and did.
 #[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
@@ -45,14 +69,6 @@ pub struct SalvageReport {
     pub last_sequence: u64,
     /// Where the damaged bytes were kept (none when nothing was skipped).
     pub damaged_file: Option<String>,
-}
-
-/// The first frame verifying in full at `offset` of `bytes` with a sequence above `after`.
-fn frame_at(bytes: &[u8], offset: usize, after: u64) -> Option<FrameHeader> {
-    scan::frame_in(bytes, offset)
-        .ok()
-        .map(|f| f.header)
-        .filter(|h| h.sequence > after)
 }
 
 /// Salvage the WAL file `source` into a new WAL `dest` (which must not exist).
@@ -83,90 +99,126 @@ fn salvage_files(
     dest: &Path,
     header: Header,
 ) -> Result<SalvageReport> {
+    let mut opened = Vec::with_capacity(sources.len());
+    for path in sources {
+        opened.push(Source::open(vfs.as_ref(), path)?);
+    }
+    let size: u64 = opened.iter().map(Source::len).sum();
     let mut report = SalvageReport::default();
-    let mut out = Vec::new();
-    let mut damaged = Vec::new();
-    let mut snapshot_seq = None;
-    let mut last = 0;
-    let mut last_hlc = crate::hlc::Hlc::default();
-    for source in sources {
-        let file = vfs
-            .open(source, OpenMode::Read)
-            .map_err(|e| Error::io("open", source, e))?;
-        let len = file.size().map_err(|e| Error::io("stat", source, e))?;
-        let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
-        let got =
-            read_up_to(file.as_ref(), &mut bytes, 0).map_err(|e| Error::io("read", source, e))?;
-        bytes.truncate(got);
-        let mut pos = FILE_HEADER_LEN.min(bytes.len());
-        if snapshot_seq.is_none() {
-            let decoded = FileHeader::decode(&bytes).ok();
-            report.header_replaced = decoded.is_none();
-            // The sequence before the first frame: the header's, or (header damaged) a hint's,
-            // or the first frame's.
-            last = match (header, decoded) {
-                (Header::Fixed(seq), _) => seq,
-                (Header::Source(_), Some(h)) => h.snapshot_seq,
-                (Header::Source(Some(seq)), None) => seq,
-                (Header::Source(None), None) => (pos..bytes.len())
-                    .find_map(|at| frame_at(&bytes, at, 0))
-                    .map_or(0, |f| f.sequence - 1),
-            };
-            snapshot_seq = Some(last);
-        }
-        while pos < bytes.len() {
-            if let Some(found) = frame_at(&bytes, pos, last) {
-                if found.sequence > last + 1 {
-                    report.missing.push((last + 1, found.sequence - 1));
-                    for sequence in last + 1..found.sequence {
-                        let fields = FrameFields {
-                            sequence,
-                            hlc: last_hlc,
-                            origin: Origin::Local,
-                            principal: None,
-                            flags: FLAG_CHECKPOINT_WATERMARK,
-                        };
-                        frame::encode_frame(&mut out, &fields, &[]);
-                    }
-                }
-                let end = pos + usize::try_from(found.frame_len()).unwrap_or(usize::MAX);
-                out.extend_from_slice(&bytes[pos..end]);
-                report.frames_recovered += 1;
-                last = found.sequence;
-                last_hlc = found.hlc;
-                pos = end;
-                continue;
+    publish(vfs.as_ref(), dest, Placement::Replace, |file, temp| {
+        let mut run = Run {
+            report: &mut report,
+            out: Output::new(file, temp, FILE_HEADER_LEN as u64),
+            side: Sidecar::new(vfs.as_ref(), damaged_path(dest)),
+            last: None,
+            snapshot: None,
+            last_hlc: Hlc::default(),
+            budget: size / FRAME_HEADER_LEN as u64,
+        };
+        for (i, mut source) in opened.into_iter().enumerate() {
+            if i == 0 {
+                run.read_header(&mut source, header)?;
             }
-            // Zeros to the end are the clean end of the log, not damage.
-            if bytes[pos..].iter().all(|&b| b == 0) {
-                break;
-            }
-            let next = (pos + 1..bytes.len())
-                .find(|&at| frame_at(&bytes, at, last).is_some())
-                .unwrap_or(bytes.len());
-            report.skipped.push((pos as u64, (next - pos) as u64));
-            damaged.extend_from_slice(&bytes[pos..next]);
-            pos = next;
+            run.copy(&mut source)?;
         }
-    }
-    report.last_sequence = last;
-    let mut log = FileHeader {
-        snapshot_seq: snapshot_seq.unwrap_or(last),
-    }
-    .encode()
-    .to_vec();
-    log.extend_from_slice(&out);
-    publish(vfs.as_ref(), dest, Placement::Replace, |f, temp| {
-        write_all(f, temp, &log)
+        run.finish()
     })?;
-    if !damaged.is_empty() {
-        let side = damaged_path(dest);
-        publish(vfs.as_ref(), &side, Placement::Replace, |f, temp| {
-            write_all(f, temp, &damaged)
-        })?;
-        report.damaged_file = Some(side.display().to_string());
-    }
     Ok(report)
+}
+
+/// One salvage, across its sources.
+struct Run<'a> {
+    report: &'a mut SalvageReport,
+    out: Output<'a>,
+    side: Sidecar<'a>,
+    /// The sequence of the last frame kept (before the first: the one the header names), once
+    /// known.
+    last: Option<u64>,
+    /// The sequence the new log's header names, once known.
+    snapshot: Option<u64>,
+    /// The timestamp of the last frame kept, which the watermarks after it carry.
+    last_hlc: Hlc,
+    /// How many more watermark frames may fill gaps.
+    budget: u64,
+}
+
+impl Run<'_> {
+    /// Decide the sequence before the first frame from the first source's header; if it is
+    /// damaged, from `header`'s hint, or else from the first frame kept.
+    fn read_header(&mut self, source: &mut Source, header: Header) -> Result<()> {
+        let len = usize::try_from(source.len()).unwrap_or(usize::MAX);
+        let decoded = source
+            .bytes(0, len.min(FILE_HEADER_LEN))?
+            .and_then(|bytes| FileHeader::decode(bytes).ok());
+        self.report.header_replaced = decoded.is_none();
+        self.last = match (header, decoded) {
+            (Header::Fixed(seq), _) => Some(seq),
+            (Header::Source(_), Some(h)) => Some(h.snapshot_seq),
+            (Header::Source(Some(seq)), None) => Some(seq),
+            (Header::Source(None), None) => None,
+        };
+        self.snapshot = self.last;
+        Ok(())
+    }
+
+    /// Copy every frame of `source` that continues the sequence, fill gaps, keep the damage.
+    fn copy(&mut self, source: &mut Source) -> Result<()> {
+        let mut scanner = Scanner::default();
+        let mut pos = (FILE_HEADER_LEN as u64).min(source.len());
+        while pos < source.len() {
+            let next = match self.last {
+                Some(last) => match source.frame_at(pos)? {
+                    Some(h) if last.checked_add(1) == Some(h.sequence) => Some((pos, h)),
+                    _ => scanner.resume(source, pos, last, self.budget)?,
+                },
+                // No header to go by: the first frame found names the sequence before it.
+                None => scanner.resume(source, pos, 0, u64::MAX)?,
+            };
+            let Some((at, frame)) = next else {
+                // Zeros to the end are the clean end of the log, not damage.
+                if !source.zero_from(pos)? {
+                    self.damage(source, pos, source.len() - pos)?;
+                }
+                break;
+            };
+            if at > pos {
+                self.damage(source, pos, at - pos)?;
+            }
+            let last = *self.last.get_or_insert(frame.sequence - 1);
+            self.snapshot.get_or_insert(last);
+            let gap = frame.sequence - last - 1;
+            if gap > 0 {
+                self.report.missing.push((last + 1, frame.sequence - 1));
+                self.out
+                    .watermarks(last + 1..frame.sequence, self.last_hlc)?;
+                self.budget -= gap;
+            }
+            let len = frame.frame_len();
+            self.out.push(source.frame_bytes(at, len)?)?;
+            self.report.frames_recovered += 1;
+            self.last = Some(frame.sequence);
+            self.last_hlc = frame.hlc;
+            pos = at + len;
+        }
+        Ok(())
+    }
+
+    /// Keep the `len` damaged bytes of `source` at `at`.
+    fn damage(&mut self, source: &Source, at: u64, len: u64) -> Result<()> {
+        self.report.skipped.push((at, len));
+        self.side.append(source, at, len)
+    }
+
+    /// Write the header, and place the damaged bytes' file.
+    fn finish(self) -> Result<()> {
+        self.report.last_sequence = self.last.unwrap_or(0);
+        let header = FileHeader {
+            snapshot_seq: self.snapshot.unwrap_or(0),
+        };
+        self.out.finish(&header.encode())?;
+        self.report.damaged_file = self.side.finish()?.map(|p| p.display().to_string());
+        Ok(())
+    }
 }
 
 /// Where the damaged bytes of a salvage into `dest` are kept: `<dest>.damaged`.
@@ -258,7 +310,9 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
     };
     let report = salvage_files(vfs, &rebuilt, &wal.path(staged), header)?;
     out.files.push((wal.name(), report));
-    for (name, position) in consumer::list(vfs.as_ref(), source)? {
+    // A damaged position becomes 0: its consumer is delivered everything again (at least
+    // once), never skips what it had not acknowledged.
+    for (name, position) in consumer::retention_positions(vfs.as_ref(), source)? {
         consumer::write(vfs.as_ref(), staged, &name, position)?;
     }
     if manifest.is_some() {
@@ -270,6 +324,12 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
         .write(vfs.as_ref(), staged)?;
     }
     staging.place()?;
+    // The damaged bytes were kept in the staging directory, which is now `dest`.
+    for (name, report) in &mut out.files {
+        if report.damaged_file.is_some() {
+            report.damaged_file = Some(damaged_path(&dest.join(name)).display().to_string());
+        }
+    }
     Ok(out)
 }
 

@@ -13,6 +13,7 @@ use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::consumer::{self, Log};
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
+use selene_persist_engine::salvage::salvage_store;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::{SyncPolicy, WalOptions};
 
@@ -265,7 +266,7 @@ fn a_damaged_position_file_is_named_and_keeps_every_archive_without_halting_the_
 }
 
 #[test]
-fn a_damaged_position_file_is_carried_by_a_backup_and_named_by_inspect() {
+fn a_damaged_position_file_is_carried_by_a_backup_named_by_inspect_and_restarted_by_salvage() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), SyncPolicy::Always);
     append_n(&store, 3);
@@ -297,5 +298,14 @@ fn a_damaged_position_file_is_carried_by_a_backup_and_named_by_inspect() {
         damaged
     );
     assert_eq!(consumer::read(&*fs(), &copy, "good").unwrap(), Some(2));
+
+    // Salvage cannot know the damaged position: its consumer starts over (at least once).
+    let salvaged = dest.path().join("salvaged");
+    salvage_store(&fs(), dir.path(), &salvaged).unwrap();
+    assert_eq!(
+        consumer::read(&*fs(), &salvaged, "broken").unwrap(),
+        Some(0)
+    );
+    assert_eq!(consumer::read(&*fs(), &salvaged, "good").unwrap(), Some(2));
     close_via(store.committer()).unwrap();
 }

@@ -1,0 +1,170 @@
+//! The file being salvaged, read through one window: memory stays at the window (or the one
+//! frame being verified, when it is larger) whatever the file's size.
+//!
+//! Verifying a frame hashes all its bytes, and a header (its own checksum holding) can claim
+//! up to the payload cap: a file of headers each claiming the rest of the file would cost work
+//! quadratic in its size. So the bytes verified are bounded by [`VERIFY_FACTOR`] times the
+//! file's size (plus one window): a log verifies each of its bytes about once, and a damaged
+//! one each a few times (a frame at the damage, again when the scan passes it, again when it
+//! is kept after a look-ahead). Past that, no frame verifies: the rest of such a file is kept
+//! as damage.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, FRAME_HEADER_LEN, FrameHeader};
+use crate::io::{OpenMode, Vfs, VfsFile, read_up_to};
+use crate::publish::copy_range;
+
+/// How much of the source is read at a time.
+pub(super) const WINDOW: usize = 4 << 20;
+
+/// How many times its size a source's frames may cost in verification.
+pub(super) const VERIFY_FACTOR: u64 = 8;
+
+/// One source file and the window of it last read.
+pub(super) struct Source {
+    file: Box<dyn VfsFile>,
+    path: PathBuf,
+    len: u64,
+    window: Vec<u8>,
+    start: u64,
+    /// Bytes that frames may still cost to verify.
+    verify_budget: u64,
+}
+
+impl Source {
+    /// Open `path` for reading.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(super) fn open(vfs: &dyn Vfs, path: &Path) -> Result<Self> {
+        let file = vfs
+            .open(path, OpenMode::Read)
+            .map_err(|e| Error::io("open", path, e))?;
+        let len = file.size().map_err(|e| Error::io("stat", path, e))?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            len,
+            window: Vec::new(),
+            start: 0,
+            verify_budget: len.saturating_mul(VERIFY_FACTOR) + WINDOW as u64,
+        })
+    }
+
+    /// The file's length (shorter than at open if it shrank meanwhile).
+    pub(super) const fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The `n` bytes at `at`, read into the window unless they are in it already (the window
+    /// then starts at `at` and grows to hold them); `None` past the end of the file.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(super) fn bytes(&mut self, at: u64, n: usize) -> Result<Option<&[u8]>> {
+        let end = at.saturating_add(n as u64);
+        if end > self.len {
+            return Ok(None);
+        }
+        if at < self.start || end > self.start + self.window.len() as u64 {
+            let want = usize::try_from(self.len - at)
+                .unwrap_or(usize::MAX)
+                .min(n.max(WINDOW));
+            self.window.clear();
+            self.window.resize(want, 0);
+            let got = read_up_to(self.file.as_ref(), &mut self.window, at)
+                .map_err(|e| Error::io("read", &self.path, e))?;
+            self.window.truncate(got);
+            self.start = at;
+            if got < want {
+                self.len = at + got as u64;
+            }
+            if got < n {
+                return Ok(None);
+            }
+        }
+        let from = usize::try_from(at - self.start).unwrap_or(usize::MAX);
+        Ok(Some(&self.window[from..from + n]))
+    }
+
+    /// The `len` bytes of the frame at `at`, which verified.
+    ///
+    /// # Errors
+    /// I/O errors; `UnexpectedEof` if the file shrank since.
+    pub(super) fn frame_bytes(&mut self, at: u64, len: u64) -> Result<&[u8]> {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if self.bytes(at, len)?.is_none() {
+            let eof = std::io::ErrorKind::UnexpectedEof.into();
+            return Err(Error::io("read", &self.path, eof));
+        }
+        // In the window now.
+        Ok(self.bytes(at, len)?.unwrap_or_default())
+    }
+
+    /// The header of the frame at `at` if the frame verifies in full (header, extent and
+    /// payload checksums, and a header this build accepts) within the verification budget.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(super) fn frame_at(&mut self, at: u64) -> Result<Option<FrameHeader>> {
+        let Some(head) = self.bytes(at, FRAME_HEADER_LEN)? else {
+            return Ok(None);
+        };
+        let head: &[u8; FRAME_HEADER_LEN] = head.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
+        let Ok(header) = frame::decode_header(head, at) else {
+            return Ok(None);
+        };
+        // A length past the end, or past the budget, is not read at all.
+        let len = header.frame_len();
+        if len > self.verify_budget || at.saturating_add(len) > self.len {
+            return Ok(None);
+        }
+        self.verify_budget -= len;
+        let Ok(len) = usize::try_from(len) else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.bytes(at, len)? else {
+            return Ok(None);
+        };
+        let (extent, stored) = bytes[FRAME_HEADER_LEN..].split_at(header.extent_len());
+        let sound = frame::decode_extent(&header, extent).is_ok()
+            && frame::verify_payload(&header, stored).is_ok();
+        Ok(sound.then_some(header))
+    }
+
+    /// Whether every byte from `at` to the end is zero: the clean end of a log, not damage.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(super) fn zero_from(&mut self, mut at: u64) -> Result<bool> {
+        while at < self.len {
+            let n = usize::try_from(self.len - at)
+                .unwrap_or(usize::MAX)
+                .min(WINDOW);
+            match self.bytes(at, n)? {
+                Some(bytes) if bytes.iter().all(|&b| b == 0) => at += n as u64,
+                Some(_) => return Ok(false),
+                // The file shrank: `len` is now where it ends.
+                None => {}
+            }
+        }
+        Ok(true)
+    }
+
+    /// Copy the `len` bytes at `at` into `dst` at `to`, in bounded chunks.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(super) fn copy(
+        &self,
+        at: u64,
+        len: u64,
+        dst: &mut dyn VfsFile,
+        dst_path: &Path,
+        to: u64,
+    ) -> Result<()> {
+        copy_range(self.file.as_ref(), &self.path, at, dst, dst_path, to, len)
+    }
+}
