@@ -70,6 +70,7 @@ const TABLE = {
     snapshot: [SYNC],
     replay: [GENERATOR],
     replayBatches: [GENERATOR],
+    followBatches: [GENERATOR],
     append: [ASYNC, () => [payload()]],
     appendBatch: [ASYNC, () => [[payload()]]],
     appendSync: [SYNC, () => [payload()]],
@@ -97,8 +98,10 @@ const TABLE = {
     shippedSequence: [SYNC],
     lag: [SYNC],
     shipped: [ASYNC, () => [1]],
+    audit: [ASYNC],
     close: [ASYNC],
   },
+  AuditError: {},
 }
 
 /** Every method and getter of `prototype` (own members only: inherited ones are listed under their class). */

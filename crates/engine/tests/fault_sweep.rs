@@ -53,14 +53,19 @@ fn wal_in_path(dir: &Path) -> std::path::PathBuf {
     dir.join("wal.log")
 }
 
+/// No WAL after a failure: right only if nothing was acknowledged.
+fn no_wal(acked: u64) -> Result<(), String> {
+    if acked == 0 {
+        Ok(())
+    } else {
+        Err("WAL missing".into())
+    }
+}
+
 fn check_wal(dir: &Path, acked: u64) -> Result<(), String> {
     let path = wal_in_path(dir);
     if !path.exists() {
-        return if acked == 0 {
-            Ok(())
-        } else {
-            Err("WAL missing".into())
-        };
+        return no_wal(acked);
     }
     let recovered = recover_standard_wal(&path)?;
     if recovered == acked {
@@ -260,11 +265,7 @@ fn large_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
 fn check_large(dir: &Path, acked: u64) -> Result<(), String> {
     let path = wal_in_path(dir);
     if !path.exists() {
-        return if acked == 0 {
-            Ok(())
-        } else {
-            Err("WAL missing".into())
-        };
+        return no_wal(acked);
     }
     WalWriter::open(&fs(), &path, WalOptions::default()).map_err(|e| format!("reopen: {e}"))?;
     let entries = read_all(&path).map_err(|e| format!("read: {e}"))?;
