@@ -11,12 +11,13 @@ use serde::Serialize;
 
 use crate::compression::declared_len;
 use crate::consumer;
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, consumer_file, is_temp};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
 use crate::io::{LockKind, OpenMode, Stat, Vfs, read_exact_at};
-use crate::manifest::{Manifest, lock_dir};
+use crate::manifest::Manifest;
 use crate::reader::{Entry, WalReader};
 use crate::scan::TailRepair;
 use crate::snapshot::SnapshotReader;

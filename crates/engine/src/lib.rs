@@ -12,7 +12,7 @@
 //! 24-byte header), [`frame`] (the 40-byte frame header, extent and payload; the caps),
 //! [`compression`] (zstd, bounded decompression), [`hlc`] (monotonic timestamps), [`seal`]
 //! (the 64-byte sidecar naming the last durable frame), [`snapshot`] (sections at a sequence),
-//! [`manifest`] (the commit point, and the directory lock).
+//! [`manifest`] (the commit point).
 //!
 //! **The WAL.** [`scan`] walks frames and tells the end of the log from a torn tail and from
 //! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
@@ -23,6 +23,7 @@
 //! writer in any process; [`consumer`] keeps a named follower's acknowledged position durably.
 //!
 //! **The store.** [`publish`] (temp file, fdatasync, link or rename, directory fsync),
+//! [`dir_lock`] (`MANIFEST.lock`: exclusive to change the committed state, shared to read it),
 //! [`rotation`] (the four-phase checkpoint), [`retention`] (prune as a plan, then its
 //! application), [`store`] (recovery, checkpoint, prune, replay), [`backup`] (a consistent
 //! copy of a live store).
@@ -41,6 +42,7 @@ pub mod checksum;
 pub mod committer;
 pub mod compression;
 pub mod consumer;
+pub mod dir_lock;
 pub mod error;
 pub mod file_header;
 pub mod filename;

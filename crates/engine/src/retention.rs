@@ -11,10 +11,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::consumer;
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::filename::{StoreFile, is_temp};
 use crate::io::{DirEntry, LockKind, Vfs};
-use crate::manifest::{Manifest, lock_dir};
+use crate::manifest::Manifest;
 use crate::publish::remove_quietly;
 
 /// What to keep.
