@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::batch::Entry;
 use crate::compression::declared_len;
 use crate::consumer;
 use crate::dir_lock::lock_dir;
@@ -18,7 +19,7 @@ use crate::filename::{StoreFile, consumer_file, is_temp};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
 use crate::io::{LockKind, OpenMode, Stat, Vfs, read_exact_at};
 use crate::manifest::Manifest;
-use crate::reader::{Entry, WalReader};
+use crate::reader::WalReader;
 use crate::scan::TailRepair;
 use crate::snapshot::SnapshotReader;
 

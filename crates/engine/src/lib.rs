@@ -69,12 +69,13 @@ pub mod store;
 pub mod testing;
 pub mod writer;
 
+pub use batch::Entry;
 pub use committer::{AppendRequest, Committer, Reply, WriterState};
 pub use compression::Compression;
 pub use error::{Error, Result};
 pub use frame::Origin;
 pub use hlc::Hlc;
-pub use reader::{Entry, WalReader};
+pub use reader::WalReader;
 pub use scan::{TailReason, TailRepair};
 pub use writer::{
     EntryView, MAX_SEQUENCE, NewEntries, NewEntry, SyncPolicy, WalOptions, WalWriter,
