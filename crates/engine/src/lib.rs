@@ -16,7 +16,9 @@
 //!
 //! **The WAL.** [`scan`] walks frames and tells the end of the log from a torn tail and from
 //! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
-//! stages and commits (one write, fdatasync per policy, cut back or poison on failure).
+//! stages and commits (one write, fdatasync per policy, cut back or poison on failure); its
+//! [`options`](writer::options) and defaults, and the [`entries`](writer::entries) an append
+//! hands it, stand apart.
 //! [`reader`] yields verified entries, collected by [`batch`] into entries or one packed chunk. [`committer`] is one thread per writer that groups
 //! concurrent appends into one write and one fdatasync, and counts what it does ([`stats`]).
 //! [`follow`] reads a store's log (or one WAL) as it grows, across rotations, beside a live
