@@ -31,10 +31,18 @@
 //! copy of a live store).
 //!
 //! **Inspection and repair.** [`inspect`] examines a store or a file at two depths and collects
-//! problems; [`salvage`] copies every frame that verifies past damage into a new log.
+//! problems; [`salvage`] copies every frame that verifies past damage into a new log (`source`
+//! reads the damaged file in windows, `resync` finds where the log goes on, `sink` streams the
+//! outputs).
 //!
-//! **Test support** (feature `fault-injection`): [`testing`] has the recording, fault-injecting
-//! and crash-state file systems, all on one wrapper of the real one.
+//! **Replication.** [`shipment`] packs consecutive frames of one node's log, byte for byte,
+//! into one message that leaves the machine; [`replica`] keeps how far a replicating store
+//! has applied each source node, exact across a crash; [`restore`] builds a new store from a
+//! snapshot and the shipments after it, every entry keeping its sequence and origin.
+//!
+//! **Test support** (feature `fault-injection`): [`testing`] has the recording (`watch`),
+//! fault-injecting (`fault`) and crash-state (`crash`) file systems, all on one wrapper of the
+//! real one.
 //!
 //! [`error`] gives every failure a stable code; the crate root re-exports what a binding needs.
 
