@@ -15,11 +15,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, consumer_file, parse_replica_file};
 use crate::io::{LockKind, OpenMode, Vfs};
-use crate::manifest::{Manifest, lock_dir};
+use crate::manifest::Manifest;
 use crate::publish::{Placement, Staging, copy_file, copy_range, publish, require_absent};
 use crate::reader::WalReader;
 

@@ -1,14 +1,67 @@
 //! What a batched read collects its entries into: a `Vec<Entry>` (an entry each, for Rust
-//! callers), or a binding's own layout (the Node binding packs every payload into one buffer
+//! callers; [`Entry`] is defined here so the readers depend on the batch, not back), or a
+//! binding's own layout (the Node binding packs every payload into one buffer
 //! and the fields beside it, to hand over in one piece). Each takes verified frames borrowed
 //! from the read window, so the readers decide which entries go in, and the batch only how they
 //! are held.
 
+use bytes::Bytes;
+
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
-use crate::frame::MAX_PAYLOAD_LEN;
-use crate::reader::Entry;
-use crate::scan::FrameRef;
+use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin};
+use crate::hlc::Hlc;
+use crate::scan::{Frame, FrameRef};
+
+/// One entry read back, payload decompressed.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct Entry {
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its timestamp.
+    pub hlc: Hlc,
+    /// Its origin.
+    pub origin: Origin,
+    /// Its principal.
+    pub principal: Option<Vec<u8>>,
+    /// Its payload (a slice of the bytes it was read into, unless it was decompressed).
+    pub payload: Bytes,
+    /// Whether it is a checkpoint watermark.
+    pub watermark: bool,
+    /// Offset of its frame in the file.
+    pub offset: u64,
+    /// Payload length as stored.
+    pub stored_len: u64,
+    /// Whether the payload was stored compressed.
+    pub compressed: bool,
+}
+
+impl Entry {
+    /// Decode a verified frame, decompressing its payload within the cap.
+    ///
+    /// # Errors
+    /// `Decompression`, `PayloadTooLarge`.
+    pub fn from_frame(frame: Frame) -> Result<Self> {
+        let flags = frame.header.flags;
+        let (offset, stored_len) = (frame.offset, frame.stored.len() as u64);
+        let payload = if flags & FLAG_COMPRESSED == 0 {
+            frame.stored
+        } else {
+            decompress_payload(&frame.stored, frame.offset)?.into()
+        };
+        Ok(Self {
+            sequence: frame.header.sequence,
+            hlc: frame.header.hlc,
+            origin: frame.origin,
+            principal: frame.principal,
+            payload,
+            watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
+            offset,
+            stored_len,
+            compressed: flags & FLAG_COMPRESSED != 0,
+        })
+    }
+}
 
 /// Entries a batch makes room for at once, whatever larger limit a read names.
 pub const RESERVE_ENTRIES: usize = 4096;

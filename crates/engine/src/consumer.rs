@@ -29,11 +29,12 @@ use std::path::Path;
 
 use crate::checksum::checksum32;
 use crate::committer::Committer;
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::{StoreFile, consumer_file, parse_consumer_file};
 use crate::io::{LockKind, OpenMode, Vfs, VfsFile};
-use crate::manifest::{Manifest, lock_dir};
+use crate::manifest::Manifest;
 use crate::publish::{publish_sidecar, read_sidecar};
 use crate::scan::read_file_header;
 use crate::seal::Seal;

@@ -9,15 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::batch::Entry;
 use crate::compression::declared_len;
 use crate::consumer;
+use crate::dir_lock::{DirLock, lock_dir};
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, consumer_file, is_temp};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED};
-use crate::io::{LockKind, OpenMode, Stat, Vfs, read_exact_at};
-use crate::manifest::{Manifest, lock_dir};
-use crate::reader::{Entry, WalReader};
+use crate::io::{DirEntry, LockKind, OpenMode, Stat, Vfs, read_exact_at};
+use crate::manifest::Manifest;
+use crate::reader::WalReader;
 use crate::scan::TailRepair;
 use crate::snapshot::SnapshotReader;
 
@@ -296,6 +298,8 @@ pub fn examine(
     Ok(report)
 }
 
+/// Examine a store directory: its MANIFEST, every snapshot and archive, the active WAL, the
+/// cross-file rules (at `Depth::Verify`) and the consumers, in that order.
 fn examine_store(
     vfs: &Arc<dyn Vfs>,
     dir: &Path,
@@ -303,36 +307,82 @@ fn examine_store(
     progress: &Progress,
     report: &mut Report,
 ) -> Result<()> {
-    // Wait out a running rotation or prune, without creating a lock file where there is none.
-    let _lock = if stat(vfs, &StoreFile::Lock.path(dir))?.is_some() {
-        Some(lock_dir(vfs.as_ref(), dir, LockKind::Shared)?)
+    let _lock = lock_if_present(vfs, dir)?;
+    let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
+    progress
+        .total
+        .store(examined_bytes(&listing), Ordering::Relaxed);
+    let manifest = read_manifest(vfs, dir, report);
+    let live = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
+    let (mut snapshot_seqs, archive_seqs) = sort_listing(&listing, dir, report);
+    // The listing holds regular files only: a live snapshot that is something else (a FIFO,
+    // say) is still examined, so its open reports what it is.
+    if live > 0
+        && !snapshot_seqs.contains(&live)
+        && stat(vfs, &StoreFile::Snapshot(live).path(dir))?.is_some()
+    {
+        snapshot_seqs.push(live);
+    }
+    examine_snapshots(vfs, dir, snapshot_seqs, live, depth, progress, report);
+    let tracked: &[u64] = manifest.as_ref().map_or(&[], |m| &m.archives);
+    examine_archives(vfs, dir, archive_seqs, tracked, depth, progress, report);
+    let wal_path = StoreFile::Wal.path(dir);
+    report.wal = if stat(vfs, &wal_path)?.is_some() {
+        examine_wal(vfs, &wal_path, depth, progress, Severity::Warning, report)
     } else {
         None
     };
-    let listing = vfs.list(dir).map_err(|e| Error::io("list", dir, e))?;
-    let examined = |name: &str| {
-        matches!(
-            StoreFile::parse(name),
-            Some(StoreFile::Wal | StoreFile::Snapshot(_) | StoreFile::Archive(_))
-        )
-    };
-    let total = listing
+    if depth == Depth::Verify {
+        check_store(dir, manifest.as_ref(), report);
+    }
+    list_consumers(vfs, dir, report);
+    report.manifest = manifest.map(Into::into);
+    Ok(())
+}
+
+/// The directory lock held shared, to wait out a running rotation or prune, or `None` where
+/// there is no lock file (none is created).
+fn lock_if_present(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Option<DirLock>> {
+    if stat(vfs, &StoreFile::Lock.path(dir))?.is_some() {
+        Ok(Some(lock_dir(vfs.as_ref(), dir, LockKind::Shared)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The bytes of the files examined frame by frame (the WAL, snapshots, archives): the
+/// progress total.
+fn examined_bytes(listing: &[DirEntry]) -> u64 {
+    listing
         .iter()
-        .filter(|e| examined(&e.name))
+        .filter(|e| {
+            matches!(
+                StoreFile::parse(&e.name),
+                Some(StoreFile::Wal | StoreFile::Snapshot(_) | StoreFile::Archive(_))
+            )
+        })
         .map(|e| e.size)
-        .sum();
-    progress.total.store(total, Ordering::Relaxed);
-    let manifest = match Manifest::read(vfs.as_ref(), dir) {
+        .sum()
+}
+
+/// The MANIFEST of `dir`, if it has one that reads; a MANIFEST that does not is an error in
+/// the report.
+fn read_manifest(vfs: &Arc<dyn Vfs>, dir: &Path, report: &mut Report) -> Option<Manifest> {
+    match Manifest::read(vfs.as_ref(), dir) {
         Ok(m) => m,
         Err(e) => {
             report.error(&StoreFile::Manifest.path(dir), &e);
             None
         }
-    };
-    let live = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
+    }
+}
+
+/// Record the kept torn tails and the stale temp files (each a warning) of `listing`; returns
+/// the sequences of its snapshots and of its archives.
+fn sort_listing(listing: &[DirEntry], dir: &Path, report: &mut Report) -> (Vec<u64>, Vec<u64>) {
     let mut snapshot_seqs = Vec::new();
     let mut archive_seqs = Vec::new();
-    for entry in &listing {
+    for entry in listing {
         let path = dir.join(&entry.name);
         if let Some(StoreFile::Torn(_)) = StoreFile::parse(&entry.name) {
             report.torn_files.push((entry.name.clone(), entry.size));
@@ -353,17 +403,21 @@ fn examine_store(
             }
         }
     }
-    // The listing holds regular files only: a live snapshot that is something else (a FIFO,
-    // say) is still examined, so its open reports what it is.
-    if live > 0
-        && !snapshot_seqs.contains(&live)
-        && stat(vfs, &StoreFile::Snapshot(live).path(dir))?.is_some()
-    {
-        snapshot_seqs.push(live);
-    }
-    snapshot_seqs.sort_unstable();
-    archive_seqs.sort_unstable();
-    for seq in snapshot_seqs {
+    (snapshot_seqs, archive_seqs)
+}
+
+/// Examine the snapshots at `seqs`, ascending; one newer than the `live` one is an orphan.
+fn examine_snapshots(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    mut seqs: Vec<u64>,
+    live: u64,
+    depth: Depth,
+    progress: &Progress,
+    report: &mut Report,
+) {
+    seqs.sort_unstable();
+    for seq in seqs {
         let path = StoreFile::Snapshot(seq).path(dir);
         if let Some(summary) = examine_snapshot(vfs, &path, depth, seq == live, report) {
             report.snapshots.push(summary);
@@ -375,8 +429,21 @@ fn examine_store(
             .done
             .fetch_add(size_of(vfs, &path), Ordering::Relaxed);
     }
-    let tracked: &[u64] = manifest.as_ref().map_or(&[], |m| &m.archives);
-    for seq in archive_seqs {
+}
+
+/// Examine the archives at `seqs`, ascending: one the MANIFEST does not list (`tracked`) is
+/// an orphan, and at `Depth::Verify` one that scans clean must end at its own sequence.
+fn examine_archives(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    mut seqs: Vec<u64>,
+    tracked: &[u64],
+    depth: Depth,
+    progress: &Progress,
+    report: &mut Report,
+) {
+    seqs.sort_unstable();
+    for seq in seqs {
         let path = StoreFile::Archive(seq).path(dir);
         let errors_before = report.problems.len();
         let Some(wal) = examine_wal(vfs, &path, depth, progress, Severity::Error, report) else {
@@ -409,20 +476,15 @@ fn examine_store(
             wal,
         });
     }
-    let wal_path = StoreFile::Wal.path(dir);
-    report.wal = if stat(vfs, &wal_path)?.is_some() {
-        examine_wal(vfs, &wal_path, depth, progress, Severity::Warning, report)
-    } else {
-        None
-    };
-    if depth == Depth::Verify {
-        check_store(dir, manifest.as_ref(), report);
-    }
+}
+
+/// List the registered consumers with their lag behind the active WAL's last entry. A
+/// damaged position file is an error of its own, naming it; the others are still listed.
+fn list_consumers(vfs: &Arc<dyn Vfs>, dir: &Path, report: &mut Report) {
     let last = report
         .wal
         .as_ref()
         .map_or(0, |w| w.last_sequence.unwrap_or(w.snapshot_seq));
-    // A damaged position file is an error of its own, naming it; the others are still listed.
     match consumer::scan(vfs.as_ref(), dir) {
         Ok(consumers) => {
             for listed in consumers {
@@ -438,8 +500,6 @@ fn examine_store(
         }
         Err(e) => report.error(dir, &e),
     }
-    report.manifest = manifest.map(Into::into);
-    Ok(())
 }
 
 /// The cross-file rules: the MANIFEST names files that exist, archives chain without gaps,

@@ -12,26 +12,37 @@
 //! 24-byte header), [`frame`] (the 40-byte frame header, extent and payload; the caps),
 //! [`compression`] (zstd, bounded decompression), [`hlc`] (monotonic timestamps), [`seal`]
 //! (the 64-byte sidecar naming the last durable frame), [`snapshot`] (sections at a sequence),
-//! [`manifest`] (the commit point, and the directory lock).
+//! [`manifest`] (the commit point).
 //!
 //! **The WAL.** [`scan`] walks frames and tells the end of the log from a torn tail and from
 //! corruption (and, for readers beside a live writer, from bytes not yet finished). [`writer`]
-//! stages and commits (one write, fdatasync per policy, cut back or poison on failure).
+//! stages and commits (one write, fdatasync per policy, cut back or poison on failure); its
+//! [`options`](writer::options) and defaults, and the [`entries`](writer::entries) an append
+//! hands it, stand apart.
 //! [`reader`] yields verified entries, collected by [`batch`] into entries or one packed chunk. [`committer`] is one thread per writer that groups
 //! concurrent appends into one write and one fdatasync, and counts what it does ([`stats`]).
 //! [`follow`] reads a store's log (or one WAL) as it grows, across rotations, beside a live
 //! writer in any process; [`consumer`] keeps a named follower's acknowledged position durably.
 //!
 //! **The store.** [`publish`] (temp file, fdatasync, link or rename, directory fsync),
+//! [`dir_lock`] (`MANIFEST.lock`: exclusive to change the committed state, shared to read it),
 //! [`rotation`] (the four-phase checkpoint), [`retention`] (prune as a plan, then its
 //! application), [`store`] (recovery, checkpoint, prune, replay), [`backup`] (a consistent
 //! copy of a live store).
 //!
 //! **Inspection and repair.** [`inspect`] examines a store or a file at two depths and collects
-//! problems; [`salvage`] copies every frame that verifies past damage into a new log.
+//! problems; [`salvage`] copies every frame that verifies past damage into a new log (`source`
+//! reads the damaged file in windows, `resync` finds where the log goes on, `sink` streams the
+//! outputs).
 //!
-//! **Test support** (feature `fault-injection`): [`testing`] has the recording, fault-injecting
-//! and crash-state file systems, all on one wrapper of the real one.
+//! **Replication.** [`shipment`] packs consecutive frames of one node's log, byte for byte,
+//! into one message that leaves the machine; [`replica`] keeps how far a replicating store
+//! has applied each source node, exact across a crash; [`restore`] builds a new store from a
+//! snapshot and the shipments after it, every entry keeping its sequence and origin.
+//!
+//! **Test support** (feature `fault-injection`): [`testing`] has the recording (`watch`),
+//! fault-injecting (`fault`) and crash-state (`crash`) file systems, all on one wrapper of the
+//! real one.
 //!
 //! [`error`] gives every failure a stable code; the crate root re-exports what a binding needs.
 
@@ -41,6 +52,7 @@ pub mod checksum;
 pub mod committer;
 pub mod compression;
 pub mod consumer;
+pub mod dir_lock;
 pub mod error;
 pub mod file_header;
 pub mod filename;
@@ -67,12 +79,13 @@ pub mod store;
 pub mod testing;
 pub mod writer;
 
+pub use batch::Entry;
 pub use committer::{AppendRequest, Committer, Reply, WriterState};
 pub use compression::Compression;
 pub use error::{Error, Result};
 pub use frame::Origin;
 pub use hlc::Hlc;
-pub use reader::{Entry, WalReader};
+pub use reader::WalReader;
 pub use scan::{TailReason, TailRepair};
 pub use writer::{
     EntryView, MAX_SEQUENCE, NewEntries, NewEntry, SyncPolicy, WalOptions, WalWriter,

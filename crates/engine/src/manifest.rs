@@ -1,4 +1,4 @@
-//! The MANIFEST, a store directory's single commit point, and the directory lock.
+//! The MANIFEST, a store directory's single commit point.
 //!
 //! Layout (little-endian): magic `SPMF`, major/minor u16 = 1/0, live snapshot sequence u64
 //! (0: none), active WAL header sequence u64, archive count u32, reserved u32 = 0, the
@@ -11,7 +11,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::StoreFile;
-use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
+use crate::io::{OpenMode, Vfs, read_exact_at};
 use crate::publish::{Placement, publish, write_all};
 
 /// The MANIFEST file format.
@@ -146,27 +146,6 @@ fn inconsistent(path: &Path, detail: String) -> Error {
     }
 }
 
-/// A held lock on a store directory's `MANIFEST.lock`; released on drop.
-#[derive(Debug)]
-pub struct DirLock {
-    _file: Box<dyn VfsFile>,
-}
-
-/// Lock `dir`: exclusive for rotation, prune and recovery by the writer; shared for readers
-/// and backups. Waits for conflicting holders.
-///
-/// # Errors
-/// I/O errors.
-pub fn lock_dir(vfs: &dyn Vfs, dir: &Path, kind: LockKind) -> Result<DirLock> {
-    // Never deleted or replaced: a new inode would be a second lock domain.
-    let path = StoreFile::Lock.path(dir);
-    let file = vfs
-        .open(&path, OpenMode::Create)
-        .map_err(|e| Error::io("open", &path, e))?;
-    file.lock(kind).map_err(|e| Error::io("lock", &path, e))?;
-    Ok(DirLock { _file: file })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,27 +216,5 @@ mod tests {
                 .code(),
             "STORE_INCONSISTENT"
         );
-    }
-
-    #[test]
-    fn shared_locks_coexist_and_exclusive_waits() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = lock_dir(&StdFs, dir.path(), LockKind::Shared).unwrap();
-        let _b = lock_dir(&StdFs, dir.path(), LockKind::Shared).unwrap();
-        let path = dir.path().to_path_buf();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let waiter = std::thread::spawn(move || {
-            let _lock = lock_dir(&StdFs, &path, LockKind::Exclusive).unwrap();
-            tx.send(()).unwrap();
-        });
-        assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(100))
-                .is_err(),
-            "exclusive got in past readers"
-        );
-        drop(a);
-        drop(_b);
-        rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
-        waiter.join().unwrap();
     }
 }

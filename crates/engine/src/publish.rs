@@ -8,10 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::filename::staging_path;
 use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
-use crate::manifest::lock_dir;
 
 /// How the temp file takes the target's place.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

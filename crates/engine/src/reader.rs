@@ -3,66 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-
-use crate::batch::{Batch, decompress_payload};
+use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
-use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, Origin};
-use crate::hlc::Hlc;
+use crate::frame::FLAG_CHECKPOINT_WATERMARK;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::scan::{Frame, FrameCursor, FrameRef, Step, TailRepair, read_file_header};
 use crate::seal::Seal;
 
-/// One entry read back, payload decompressed.
-#[derive(Clone, Debug, Eq, PartialEq)]
-pub struct Entry {
-    /// Its sequence.
-    pub sequence: u64,
-    /// Its timestamp.
-    pub hlc: Hlc,
-    /// Its origin.
-    pub origin: Origin,
-    /// Its principal.
-    pub principal: Option<Vec<u8>>,
-    /// Its payload (a slice of the bytes it was read into, unless it was decompressed).
-    pub payload: Bytes,
-    /// Whether it is a checkpoint watermark.
-    pub watermark: bool,
-    /// Offset of its frame in the file.
-    pub offset: u64,
-    /// Payload length as stored.
-    pub stored_len: u64,
-    /// Whether the payload was stored compressed.
-    pub compressed: bool,
-}
-
-impl Entry {
-    /// Decode a verified frame, decompressing its payload within the cap.
-    ///
-    /// # Errors
-    /// `Decompression`, `PayloadTooLarge`.
-    pub fn from_frame(frame: Frame) -> Result<Self> {
-        let flags = frame.header.flags;
-        let (offset, stored_len) = (frame.offset, frame.stored.len() as u64);
-        let payload = if flags & FLAG_COMPRESSED == 0 {
-            frame.stored
-        } else {
-            decompress_payload(&frame.stored, frame.offset)?.into()
-        };
-        Ok(Self {
-            sequence: frame.header.sequence,
-            hlc: frame.header.hlc,
-            origin: frame.origin,
-            principal: frame.principal,
-            payload,
-            watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
-            offset,
-            stored_len,
-            compressed: flags & FLAG_COMPRESSED != 0,
-        })
-    }
-}
+/// The entry type, at home in [`crate::batch`] (which collects entries) and named here too.
+pub use crate::batch::Entry;
 
 /// Reads the entries of a WAL file in order, verifying every checksum, beside a live writer
 /// or not.

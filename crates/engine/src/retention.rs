@@ -11,10 +11,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::consumer;
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::filename::{StoreFile, is_temp};
 use crate::io::{DirEntry, LockKind, Vfs};
-use crate::manifest::{Manifest, lock_dir};
+use crate::manifest::Manifest;
 use crate::publish::remove_quietly;
 
 /// What to keep.
@@ -71,6 +72,13 @@ struct Artifact {
     entry: DirEntry,
 }
 
+impl Artifact {
+    /// Whether it is the live snapshot, which no policy deletes.
+    fn is_live(&self, live: u64) -> bool {
+        self.snapshot && self.sequence == live
+    }
+}
+
 /// What a prune will do, decided from the directory listing, the MANIFEST, the policy and the
 /// time alone: [`plan`] makes it without touching the file system, [`apply`] carries it out.
 #[derive(Clone, Debug, Default, Eq, PartialEq)]
@@ -98,113 +106,28 @@ pub fn plan(
     now: SystemTime,
 ) -> PrunePlan {
     let live = manifest.live_snapshot_seq;
-    let mut keep = Vec::new();
-    let mut delete = Vec::new();
-    let mut temps = Vec::new();
-    let mut torn = Vec::new();
-    for entry in listing {
-        if is_temp(&entry.name) {
-            temps.push(entry);
-            continue;
-        }
-        if matches!(StoreFile::parse(&entry.name), Some(StoreFile::Torn(_))) {
-            torn.push(entry);
-            continue;
-        }
-        let (sequence, snapshot, wanted) = match StoreFile::parse(&entry.name) {
-            Some(StoreFile::Snapshot(sequence)) => (sequence, true, sequence <= live),
-            Some(StoreFile::Archive(sequence)) => {
-                (sequence, false, manifest.archives.contains(&sequence))
-            }
-            _ => continue,
-        };
-        let artifact = Artifact {
-            sequence,
-            snapshot,
-            entry,
-        };
-        if wanted {
-            keep.push(artifact);
-        } else {
-            delete.push(artifact);
-        }
-    }
-    // Newest first; the live snapshot sorts first among snapshots and is never dropped.
-    keep.sort_by(|a, b| {
-        b.sequence
-            .cmp(&a.sequence)
-            .then(b.snapshot.cmp(&a.snapshot))
-    });
-    let is_live = |a: &Artifact| a.snapshot && a.sequence == live;
-    let needed = |a: &Artifact| !a.snapshot && consumers.iter().any(|(_, p)| *p < a.sequence);
-    let (mut snapshots, mut archives) = (0u32, 0u32);
-    let mut total: u64 = 0;
     let cutoff = policy.max_age.and_then(|age| now.checked_sub(age));
-    let mut retained = Vec::new();
-    for artifact in keep {
-        let (counter, limit) = if artifact.snapshot {
-            (&mut snapshots, policy.keep_snapshots)
-        } else {
-            (&mut archives, policy.keep_archives)
-        };
-        let too_old = cutoff.is_some_and(|cutoff| artifact.entry.modified < cutoff);
-        if is_live(&artifact) || needed(&artifact) || (*counter < limit && !too_old) {
-            *counter += 1;
-            total += artifact.entry.size;
-            retained.push(artifact);
-        } else {
-            delete.push(artifact);
-        }
-    }
+    let Listing {
+        candidates,
+        mut delete,
+        temps,
+        torn,
+    } = classify(listing, manifest);
+    let mut retained = retain(candidates, live, consumers, policy, cutoff, &mut delete);
     if let Some(budget) = policy.max_bytes {
-        // Oldest first, never the live snapshot.
-        while total > budget {
-            let Some(index) = retained.iter().rposition(|a| !is_live(a)) else {
-                break;
-            };
-            let artifact = retained.remove(index);
-            total -= artifact.entry.size;
-            delete.push(artifact);
-        }
+        fit_budget(&mut retained, live, budget, &mut delete);
     }
-    let consumers_behind = consumers
-        .iter()
-        .filter(|(_, position)| {
-            delete.iter().any(|a| {
-                !a.snapshot && manifest.archives.contains(&a.sequence) && a.sequence > *position
-            })
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
+    let old_torn = old_torn(torn, policy.keep_archives, cutoff);
     let mut outcome = PruneOutcome {
-        consumers_behind,
-        retained_snapshots: sorted(retained.iter().filter(|a| a.snapshot).map(|a| a.sequence)),
-        retained_archives: sorted(retained.iter().filter(|a| !a.snapshot).map(|a| a.sequence)),
-        deleted_snapshots: sorted(delete.iter().filter(|a| a.snapshot).map(|a| a.sequence)),
-        deleted_archives: sorted(delete.iter().filter(|a| !a.snapshot).map(|a| a.sequence)),
+        consumers_behind: consumers_behind(consumers, manifest, &delete),
+        retained_snapshots: sequences(&retained, true),
+        retained_archives: sequences(&retained, false),
+        deleted_snapshots: sequences(&delete, true),
+        deleted_archives: sequences(&delete, false),
+        deleted_torn_files: old_torn.iter().map(|t| t.name.clone()).collect(),
         ..PruneOutcome::default()
     };
-    let listed: Vec<u64> = manifest
-        .archives
-        .iter()
-        .copied()
-        .filter(|s| outcome.retained_archives.contains(s))
-        .collect();
-    let manifest = (listed != manifest.archives).then(|| Manifest {
-        archives: listed,
-        ..manifest.clone()
-    });
-    // Kept torn tails: the newest first, up to the archive count and the age.
-    torn.sort_by_key(|t| std::cmp::Reverse(t.modified));
-    let old_torn: Vec<DirEntry> = torn
-        .into_iter()
-        .enumerate()
-        .filter(|(i, t)| {
-            *i >= policy.keep_archives as usize || cutoff.is_some_and(|c| t.modified < c)
-        })
-        .map(|(_, t)| t)
-        .collect();
-    outcome.deleted_torn_files = old_torn.iter().map(|t| t.name.clone()).collect();
+    let manifest = manifest_after(manifest, &outcome.retained_archives);
     let mut names = Vec::new();
     for entry in delete
         .into_iter()
@@ -221,6 +144,153 @@ pub fn plan(
         delete: names,
         outcome,
     }
+}
+
+/// A store directory's files as a prune sorts them.
+struct Listing {
+    /// Snapshots up to the live one and the archives the MANIFEST lists: kept or not by the
+    /// policy.
+    candidates: Vec<Artifact>,
+    /// Orphans of an unfinished rotation: a snapshot newer than the live one, an archive the
+    /// MANIFEST does not list.
+    delete: Vec<Artifact>,
+    /// Stale temp files.
+    temps: Vec<DirEntry>,
+    /// Kept torn tails.
+    torn: Vec<DirEntry>,
+}
+
+/// Sort `listing` against `manifest`; files that are none of these (the active WAL, the
+/// MANIFEST, its lock, sidecars) are left out.
+fn classify(listing: Vec<DirEntry>, manifest: &Manifest) -> Listing {
+    let live = manifest.live_snapshot_seq;
+    let mut sorted = Listing {
+        candidates: Vec::new(),
+        delete: Vec::new(),
+        temps: Vec::new(),
+        torn: Vec::new(),
+    };
+    for entry in listing {
+        if is_temp(&entry.name) {
+            sorted.temps.push(entry);
+            continue;
+        }
+        if matches!(StoreFile::parse(&entry.name), Some(StoreFile::Torn(_))) {
+            sorted.torn.push(entry);
+            continue;
+        }
+        let (sequence, snapshot, wanted) = match StoreFile::parse(&entry.name) {
+            Some(StoreFile::Snapshot(sequence)) => (sequence, true, sequence <= live),
+            Some(StoreFile::Archive(sequence)) => {
+                (sequence, false, manifest.archives.contains(&sequence))
+            }
+            _ => continue,
+        };
+        let artifact = Artifact {
+            sequence,
+            snapshot,
+            entry,
+        };
+        if wanted {
+            sorted.candidates.push(artifact);
+        } else {
+            sorted.delete.push(artifact);
+        }
+    }
+    sorted
+}
+
+/// The candidates kept, newest first: the live snapshot, every archive a consumer still needs
+/// (one ending after its position), then the newest up to the counts and younger than
+/// `cutoff`; the rest go onto `delete`.
+fn retain(
+    mut candidates: Vec<Artifact>,
+    live: u64,
+    consumers: &[(String, u64)],
+    policy: &RetentionPolicy,
+    cutoff: Option<SystemTime>,
+    delete: &mut Vec<Artifact>,
+) -> Vec<Artifact> {
+    // Newest first; the live snapshot sorts first among snapshots and is never dropped.
+    candidates.sort_by(|a, b| {
+        b.sequence
+            .cmp(&a.sequence)
+            .then(b.snapshot.cmp(&a.snapshot))
+    });
+    let needed = |a: &Artifact| !a.snapshot && consumers.iter().any(|(_, p)| *p < a.sequence);
+    let (mut snapshots, mut archives) = (0u32, 0u32);
+    let mut retained = Vec::new();
+    for artifact in candidates {
+        let (counter, limit) = if artifact.snapshot {
+            (&mut snapshots, policy.keep_snapshots)
+        } else {
+            (&mut archives, policy.keep_archives)
+        };
+        let too_old = cutoff.is_some_and(|cutoff| artifact.entry.modified < cutoff);
+        if artifact.is_live(live) || needed(&artifact) || (*counter < limit && !too_old) {
+            *counter += 1;
+            retained.push(artifact);
+        } else {
+            delete.push(artifact);
+        }
+    }
+    retained
+}
+
+/// Move the oldest of `retained` (never the live snapshot) onto `delete` until the rest fit
+/// in `budget` bytes.
+fn fit_budget(retained: &mut Vec<Artifact>, live: u64, budget: u64, delete: &mut Vec<Artifact>) {
+    let mut total: u64 = retained.iter().map(|a| a.entry.size).sum();
+    while total > budget {
+        let Some(index) = retained.iter().rposition(|a| !a.is_live(live)) else {
+            break;
+        };
+        let artifact = retained.remove(index);
+        total -= artifact.entry.size;
+        delete.push(artifact);
+    }
+}
+
+/// The consumers an archive on `delete` still ends after: the byte budget left them behind.
+fn consumers_behind(
+    consumers: &[(String, u64)],
+    manifest: &Manifest,
+    delete: &[Artifact],
+) -> Vec<String> {
+    consumers
+        .iter()
+        .filter(|(_, position)| {
+            delete.iter().any(|a| {
+                !a.snapshot && manifest.archives.contains(&a.sequence) && a.sequence > *position
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The MANIFEST to write first: `manifest` listing only the `retained` archives, or `None`
+/// when that changes nothing.
+fn manifest_after(manifest: &Manifest, retained: &[u64]) -> Option<Manifest> {
+    let listed: Vec<u64> = manifest
+        .archives
+        .iter()
+        .copied()
+        .filter(|s| retained.contains(s))
+        .collect();
+    (listed != manifest.archives).then(|| Manifest {
+        archives: listed,
+        ..manifest.clone()
+    })
+}
+
+/// The kept torn tails to delete: all but the newest `keep`, and any older than `cutoff`.
+fn old_torn(mut torn: Vec<DirEntry>, keep: u32, cutoff: Option<SystemTime>) -> Vec<DirEntry> {
+    torn.sort_by_key(|t| std::cmp::Reverse(t.modified));
+    torn.into_iter()
+        .enumerate()
+        .filter(|(i, t)| *i >= keep as usize || cutoff.is_some_and(|c| t.modified < c))
+        .map(|(_, t)| t)
+        .collect()
 }
 
 /// Carry out `plan` in `dir`: the MANIFEST first (the commit point, so a crash never leaves it
@@ -265,8 +335,14 @@ pub fn prune(
     Ok(plan.outcome)
 }
 
-fn sorted(sequences: impl Iterator<Item = u64>) -> Vec<u64> {
-    let mut v: Vec<u64> = sequences.collect();
+/// The sequences of the snapshots (or, if not `snapshot`, the archives) among `artifacts`,
+/// ascending.
+fn sequences(artifacts: &[Artifact], snapshot: bool) -> Vec<u64> {
+    let mut v: Vec<u64> = artifacts
+        .iter()
+        .filter(|a| a.snapshot == snapshot)
+        .map(|a| a.sequence)
+        .collect();
     v.sort_unstable();
     v
 }

@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::committer::{Committer, Reply};
+use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
 use crate::io::{LockKind, OpenMode, Vfs};
-use crate::manifest::{Manifest, lock_dir};
+use crate::manifest::Manifest;
 use crate::publish::{Placement, copy_range, dir_of, publish};
 use crate::snapshot::{PublishedSnapshot, SnapshotBuilder};
 use crate::writer::WalWriter;

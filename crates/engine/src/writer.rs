@@ -5,6 +5,9 @@
 //! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync. A large
 //! payload is staged by reference, not copied: it is written from the buffer it arrived in,
 //! between the frame bytes around it, so a batch of large appends costs no second copy.
+//!
+//! Its [`options`] (sync policy, compression, preallocation, and their defaults) and the
+//! [`entries`] an append hands it are modules of their own, re-exported here.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -13,19 +16,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::compression::Compression;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader, le_u32};
 use crate::filename::torn_path;
-use crate::frame::{
-    self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields, MAX_PAYLOAD_LEN,
-    MAX_PRINCIPAL_LEN, Origin,
-};
+use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::{Placement, copy_range, publish, write_all};
 use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
 use crate::seal::{LastFrame, Seal, open_sidecar};
+
+pub mod entries;
+pub mod options;
+
+pub use entries::{EntryView, NewEntries, NewEntry};
+pub use options::{DEFAULT_PREALLOCATE, SyncPolicy, WalOptions};
 
 /// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
 pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
@@ -41,244 +46,6 @@ const SPLICE_MIN: usize = 1 << 20;
 /// `WalWriter::start_writeback`): big enough that the disk gets whole requests, small enough
 /// that little is left for the fdatasync.
 const WRITEBACK_CHUNK: u64 = 1 << 20;
-
-/// Default preallocation chunk under a policy that fdatasyncs as it commits: the active WAL
-/// grows 1 MiB of written zeros at a time (the first fdatasync after a growth flushes that MiB,
-/// so a larger chunk makes a larger stall). See [`SyncPolicy::default_preallocate`].
-pub const DEFAULT_PREALLOCATE: u64 = 1 << 20;
-
-/// When appended entries are made durable.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub enum SyncPolicy {
-    /// fdatasync before every commit is acknowledged: durable on ack (the default).
-    Always,
-    /// fdatasync once at least N entries are unsynced (group commit); N >= 1.
-    EveryN(u32),
-    /// Only on an explicit flush.
-    Manual,
-    /// fdatasync in the background at most this long after the first unsynced write.
-    Interval(Duration),
-}
-
-/// Options for opening a writer.
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
-pub struct WalOptions {
-    /// When entries become durable.
-    pub sync: SyncPolicy,
-    /// Payload compression.
-    pub compression: Compression,
-    /// Snapshot sequence written into a new file's header; an existing file's header wins.
-    pub snapshot_seq: u64,
-    /// Grow the file this many bytes of zeros at a time ahead of the writes, so an
-    /// fdatasync flushes data without a file-size change; 0 grows it write by write. The
-    /// unused zero tail is cut at close and is the clean end of the log after a crash.
-    pub preallocate: u64,
-}
-
-impl Default for WalOptions {
-    fn default() -> Self {
-        let sync = SyncPolicy::Always;
-        Self {
-            sync,
-            compression: Compression::default(),
-            snapshot_seq: 0,
-            preallocate: sync.default_preallocate(),
-        }
-    }
-}
-
-impl SyncPolicy {
-    /// The preallocation a writer under this policy gets unless told otherwise.
-    ///
-    /// Written zeros pay off where fdatasyncs are frequent: each one then flushes data and no
-    /// metadata. So `Always` and `EveryN` preallocate [`DEFAULT_PREALLOCATE`] at a time.
-    /// `Manual` and `Interval` fdatasync seldom, and zeros there would only double every byte
-    /// through the page cache. Without them, 1M `appendSync` of 128 B under `Manual` ran at
-    /// 8.7M against 7.6M rec/s (medians of 5).
-    #[must_use]
-    pub const fn default_preallocate(self) -> u64 {
-        match self {
-            Self::Always | Self::EveryN(_) => DEFAULT_PREALLOCATE,
-            Self::Manual | Self::Interval(_) => 0,
-        }
-    }
-}
-
-impl WalOptions {
-    fn validate(&self) -> Result<()> {
-        match self.sync {
-            SyncPolicy::EveryN(0) => {
-                return Err(Error::InvalidArgument(
-                    "sync.everyN must be at least 1".into(),
-                ));
-            }
-            SyncPolicy::Interval(d) if d.is_zero() => {
-                return Err(Error::InvalidArgument(
-                    "sync.intervalMs must be at least 1".into(),
-                ));
-            }
-            _ => {}
-        }
-        if self.snapshot_seq > MAX_SEQUENCE {
-            return Err(Error::InvalidArgument(format!(
-                "snapshotSeq must be at most {MAX_SEQUENCE}"
-            )));
-        }
-        if !(1..=22).contains(&self.compression.level) {
-            return Err(Error::InvalidArgument(
-                "compression.level must be 1 to 22".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// One entry to append.
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
-pub struct NewEntry {
-    /// The payload bytes (at most 256 MiB): often a slice of the buffer a whole batch of
-    /// appends arrived in, shared rather than copied.
-    pub payload: Bytes,
-    /// Optional principal (at most 4 KiB).
-    pub principal: Option<Vec<u8>>,
-    /// Where the entry came from.
-    pub origin: Origin,
-    /// Timestamp; the writer's clock supplies one when `None`.
-    pub hlc: Option<Hlc>,
-}
-
-impl NewEntry {
-    /// The entry, borrowed.
-    #[must_use]
-    pub fn view(&self) -> EntryView<'_> {
-        EntryView {
-            payload: &self.payload,
-            principal: self.principal.as_deref(),
-            origin: self.origin,
-            hlc: self.hlc,
-        }
-    }
-}
-
-/// One entry to append, borrowed from wherever it arrived.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct EntryView<'a> {
-    /// The payload bytes (at most 256 MiB).
-    pub payload: &'a [u8],
-    /// Optional principal (at most 4 KiB).
-    pub principal: Option<&'a [u8]>,
-    /// Where the entry came from.
-    pub origin: Origin,
-    /// Timestamp; the writer's clock supplies one when `None`.
-    pub hlc: Option<Hlc>,
-}
-
-impl EntryView<'_> {
-    /// Check the entry against the caps.
-    ///
-    /// # Errors
-    /// `PayloadTooLarge` or `PrincipalTooLarge`.
-    pub fn validate(&self) -> Result<()> {
-        if self.payload.len() > MAX_PAYLOAD_LEN {
-            return Err(Error::PayloadTooLarge {
-                len: self.payload.len() as u64,
-                cap: MAX_PAYLOAD_LEN as u64,
-            });
-        }
-        match self.principal {
-            Some(p) if p.len() > MAX_PRINCIPAL_LEN => Err(Error::PrincipalTooLarge {
-                len: p.len() as u64,
-                cap: MAX_PRINCIPAL_LEN as u64,
-            }),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The entries of one append request: listed one by one, or local payloads without metadata
-/// packed back to back (as a binding receives a batch), split only as they are framed, so the
-/// caller's thread makes nothing per entry.
-#[derive(Clone, Debug)]
-pub enum NewEntries {
-    /// Entries one by one.
-    List(Vec<NewEntry>),
-    /// Payloads back to back; `lengths` sum to `data`'s length ([`NewEntries::packed`]).
-    Packed {
-        /// The payloads.
-        data: Bytes,
-        /// Each payload's length, in order.
-        lengths: Vec<u32>,
-    },
-}
-
-impl From<Vec<NewEntry>> for NewEntries {
-    fn from(entries: Vec<NewEntry>) -> Self {
-        Self::List(entries)
-    }
-}
-
-impl NewEntries {
-    /// Payloads packed back to back, `lengths` giving each one's length.
-    ///
-    /// # Errors
-    /// `InvalidArgument` when the lengths do not add up to the data.
-    pub fn packed(data: Bytes, lengths: Vec<u32>) -> Result<Self> {
-        let total = lengths.iter().map(|&l| u64::from(l)).sum::<u64>();
-        if total != data.len() as u64 {
-            return Err(Error::InvalidArgument(format!(
-                "payload lengths add up to {total} bytes, not the {} given",
-                data.len()
-            )));
-        }
-        Ok(Self::Packed { data, lengths })
-    }
-
-    /// How many entries.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        match self {
-            Self::List(entries) => entries.len(),
-            Self::Packed { lengths, .. } => lengths.len(),
-        }
-    }
-
-    /// Whether there are none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Their payload bytes.
-    #[must_use]
-    pub fn payload_bytes(&self) -> usize {
-        match self {
-            Self::List(entries) => entries.iter().map(|e| e.payload.len()).sum(),
-            Self::Packed { data, .. } => data.len(),
-        }
-    }
-
-    /// Each entry, borrowed, with the buffer its payload is a slice of.
-    fn sourced_views(&self) -> impl Iterator<Item = (EntryView<'_>, Option<&Bytes>)> + Clone {
-        let (list, packed) = match self {
-            Self::List(entries) => (entries.as_slice(), None),
-            Self::Packed { data, lengths } => (&[][..], Some((data, lengths))),
-        };
-        let split = packed.into_iter().flat_map(|(data, lengths)| {
-            lengths.iter().scan(0usize, move |at, &len| {
-                let start = *at;
-                *at += len as usize;
-                let view = EntryView {
-                    payload: &data[start..*at],
-                    ..EntryView::default()
-                };
-                Some((view, Some(data)))
-            })
-        });
-        list.iter()
-            .map(|e| (e.view(), Some(&e.payload)))
-            .chain(split)
-    }
-}
 
 /// The single writer of one WAL file. Holds the file's exclusive lock while it lives.
 #[derive(Debug)]
