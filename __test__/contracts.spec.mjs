@@ -117,6 +117,36 @@ test("every source module of the engine, the binding and the facade is named in 
   t.deepEqual(unnamed, [])
 })
 
+test("the engine's modules import one another without a cycle", async (t) => {
+  const src = new URL('../crates/engine/src/', import.meta.url)
+  const files = (await readdir(src, { recursive: true })).filter((f) => f.endsWith('.rs') && !f.includes('tests') && f !== 'lib.rs')
+  const uses = new Map()
+  for (const file of files) {
+    const module = file.split('/')[0].replace(/\.rs$/, '')
+    const text = (await readFile(new URL(file, src), 'utf8')).split('#[cfg(test)]')[0]
+    const code = text
+      .split('\n')
+      .filter((line) => !line.trim().startsWith('//'))
+      .join('\n')
+    const targets = uses.get(module) ?? new Set()
+    for (const [, used] of code.matchAll(/crate::(\w+)/g)) if (used !== module) targets.add(used)
+    // `use crate::{a, b::c}` groups
+    for (const [, group] of code.matchAll(/crate::\{([^}]*)\}/g)) for (const part of group.split(',')) if (part.trim()) targets.add(part.trim().split('::')[0])
+    uses.set(module, targets)
+  }
+  const cycles = []
+  const state = new Map()
+  const visit = (module, path) => {
+    if (state.get(module) === 'done') return
+    if (state.get(module) === 'open') return void cycles.push([...path.slice(path.indexOf(module)), module].join(' -> '))
+    state.set(module, 'open')
+    for (const next of uses.get(module) ?? []) if (uses.has(next)) visit(next, [...path, module])
+    state.set(module, 'done')
+  }
+  for (const module of uses.keys()) visit(module, [])
+  t.deepEqual(cycles, [])
+})
+
 test('the ES module entry exports everything the CommonJS build does', async (t) => {
   const cjs = createRequire(import.meta.url)('selene-persist')
   const esm = await import('selene-persist')
