@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 /** The selene-persist command line: inspect, verify, dump, tail, backup, salvage, ship, replicate, restore, demo, bench. */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
 import { PersistError } from './index'
-import { UsageError } from './src/cli/args'
+import { UsageError, unknownName } from './src/cli/args'
 import { BACKUP_USAGE, backupCommand } from './src/cli/backup'
 import { BENCH_USAGE, benchCommand } from './src/cli/bench'
 import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
@@ -28,7 +31,7 @@ Commands:
   audit <dir>          check that a JetStream stream still holds every entry it acknowledged
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
-  help                 show this text
+  help                 show this text (also --help); --version prints the version
 
 Exit codes: 0 ok; 1 problems found (any ERROR that inspect or verify reports, warnings too
 with verify --strict) or the operation failed; 2 a wrong command line. A reader that closes
@@ -50,19 +53,31 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }
 
+/** This package's version, from the package.json beside this file. */
+const version = (): string => (JSON.parse(readFileSync(join(__dirname, 'package.json'), 'utf8')) as { version: string }).version
+
+/** A wrong command line: one line for a mistyped name, else the message and `usage`; exit code 2. */
+function usageError(prefix: string, error: UsageError, usage: string): number {
+  process.stderr.write(`${prefix}: ${error.message}\n${error.withUsage ? `\n${usage}` : ''}`)
+  return 2
+}
+
 async function main([command, ...rest]: string[]): Promise<number> {
   if (command === '__crash-child') return crashChild(rest[0] ?? '').then(() => 0)
   if (command === undefined) return process.stderr.write(USAGE), 2
   if (command === 'help' || command === '--help' || command === '-h') return process.stdout.write(USAGE), 0
+  if (command === '--version' || command === '-v') return process.stdout.write(`${version()}\n`), 0
   const entry = COMMANDS[command]
-  if (!entry) return process.stderr.write(`selene-persist: unknown command '${command}'\n\n${USAGE}`), 2
+  if (!entry) {
+    const error = command.startsWith('-')
+      ? unknownName('option', command, ['--help', '--version'], 'the options before a command: --help, --version')
+      : unknownName('command', command, [...Object.keys(COMMANDS), 'help'], 'selene-persist help lists the commands')
+    return usageError('selene-persist', error, USAGE)
+  }
   try {
     return await entry.run(rest)
   } catch (error) {
-    if (error instanceof UsageError) {
-      process.stderr.write(`selene-persist ${command}: ${error.message}\n\n${entry.usage}`)
-      return 2
-    }
+    if (error instanceof UsageError) return usageError(`selene-persist ${command}`, error, entry.usage)
     throw error
   }
 }

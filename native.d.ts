@@ -263,7 +263,7 @@ export interface NativeChunk {
    * Principals and payloads back to back, then the doubles, then the integers, in native
    * byte order.
    */
-  data: PooledBuffer
+  data: Buffer
   /** How many entries. */
   count: number
   /** Where the doubles start in `data` (a multiple of 8). */

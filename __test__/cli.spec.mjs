@@ -50,7 +50,7 @@ test('help: every command has --help, no command is a usage error', async (t) =>
 })
 
 test('wrong arguments exit 2 with the command usage; missing paths exit 1 with the error code', async (t) => {
-  for (const args of [['inspect'], ['verify', 'a', 'b'], ['dump', 'x', '--format', 'xml'], ['dump', 'x', '--from', '-1'], ['inspect', 'x', '--bogus'], ['bench', 'extra']]) {
+  for (const args of [['inspect'], ['verify', 'a', 'b'], ['dump', 'x', '--format', 'xml'], ['dump', 'x', '--from', '-1'], ['bench', 'extra']]) {
     const { code, stderr } = await run(...args)
     t.is(code, 2, args.join(' '))
     t.regex(stderr, /Usage: selene-persist/, args.join(' '))
@@ -270,6 +270,39 @@ test('tail --consumer | head acknowledges only what was written and drained; a c
     t.is(code, 0, args.join(' '))
     t.is(stderr, '', args.join(' '))
   }
+})
+
+test('--version prints the package version, exit 0', async (t) => {
+  const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'))
+  for (const flag of ['--version', '-v']) t.deepEqual(await run(flag), { code: 0, stdout: `${version}\n`, stderr: '' }, flag)
+})
+
+test('an unknown command or option is one line on stderr, with a "did you mean" hint when one is near, exit 2', async (t) => {
+  const cases = [
+    [['verfy', 'x'], "selene-persist: unknown command 'verfy'; did you mean 'verify'?\n"],
+    [['inpsect'], "selene-persist: unknown command 'inpsect'; did you mean 'inspect'?\n"],
+    [['frobnicate'], "selene-persist: unknown command 'frobnicate' (selene-persist help lists the commands)\n"],
+    [['--verison'], "selene-persist: unknown option '--verison'; did you mean '--version'?\n"],
+    [['inspect', 'x', '--jsn'], "selene-persist inspect: unknown option '--jsn'; did you mean '--json'?\n"],
+    [['verify', 'x', '--stirct'], "selene-persist verify: unknown option '--stirct'; did you mean '--strict'?\n"],
+    [['verify', 'x', '--js'], "selene-persist verify: unknown option '--js'; did you mean '--json'?\n"],
+    [['tail', 'x', '--folow'], "selene-persist tail: unknown option '--folow'; did you mean '--follow'?\n"],
+    [['inspect', 'x', '--bogus'], "selene-persist inspect: unknown option '--bogus' (the options: --json, --help)\n"],
+    [['inspect', 'x', '-q'], "selene-persist inspect: unknown option '-q' (the options: --json, --help)\n"],
+  ]
+  for (const [args, stderr] of cases) t.deepEqual(await run(...args), { code: 2, stdout: '', stderr }, args.join(' '))
+})
+
+test('verify and salvage on a pipe write only their result: no progress on stderr, --json output parses', async (t) => {
+  const dir = await sampleStore(t)
+  const verified = await run('verify', dir, '--json')
+  t.is(verified.code, 0)
+  t.is(verified.stderr, '')
+  t.deepEqual(JSON.parse(verified.stdout).problems, [])
+  const salvaged = await run('salvage', dir, join(await tempDir(t), 'out'), '--json')
+  t.is(salvaged.code, 0)
+  t.is(salvaged.stderr, '')
+  t.is(JSON.parse(salvaged.stdout).kind, 'store')
 })
 
 test('inspect exits 1 when it reports an ERROR (a garbage MANIFEST and wal.log), 0 with warnings only; help lists the exit codes', async (t) => {

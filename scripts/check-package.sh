@@ -46,6 +46,43 @@ if npx --no-install selene-persist ship store --server nats://127.0.0.1:1 --stre
 grep -q 'needs the optional NATS packages' ship.err
 echo "cli: ok"
 
+# The path users take on a platform with a prebuilt binary: the main package without a .node,
+# its optionalDependencies naming the per-platform package (as a release publishes them), both
+# installed into a fresh project with no Rust toolchain on PATH; the loader finds the binary there.
+if [ "$(node -p 'process.platform + "-" + process.arch')" = linux-x64 ] && [ -f "$repo/selene-persist.linux-x64-gnu.node" ]; then
+  mkdir "$work/release" "$work/platform-app" "$work/bin"
+  tar -xzf "$work/$tarball" -C "$work/release"
+  rm "$work/release/package/"*.node
+  node -e "
+const fs = require('fs'), file = '$work/release/package/package.json', pkg = JSON.parse(fs.readFileSync(file))
+pkg.optionalDependencies = { 'selene-persist-linux-x64-gnu': pkg.version }
+fs.writeFileSync(file, JSON.stringify(pkg, null, 2))
+"
+  cp -r "$repo/npm/linux-x64-gnu" "$work/platform"
+  cp "$repo/selene-persist.linux-x64-gnu.node" "$work/platform/"
+  main=$(cd "$work/release/package" && npm pack --silent --ignore-scripts --pack-destination "$work/release" | tail -n 1)
+  platform=$(cd "$work/platform" && npm pack --silent --pack-destination "$work" | tail -n 1)
+  ln -s "$(command -v node)" "$work/bin/node"
+  ln -s "$(command -v npm)" "$work/bin/npm"
+  nocargo="$work/bin:/usr/bin:/bin"
+  if PATH="$nocargo" command -v cargo >/dev/null; then echo "cargo is in /usr/bin or /bin: cannot check an install without it"; exit 1; fi
+  cd "$work/platform-app"
+  npm init -y >/dev/null
+  PATH="$nocargo" npm install --no-audit --no-fund --foreground-scripts "$work/release/$main" "$work/$platform" > install.log 2>&1 || { cat install.log; exit 1; }
+  if grep -q 'building from source' install.log; then cat install.log; exit 1; fi
+  PATH="$nocargo" node -e "
+const { Store } = require('selene-persist')
+const found = require.resolve('selene-persist-linux-x64-gnu')
+;(async () => {
+  const store = await Store.open('store')
+  await store.append(Buffer.from('from the platform package'))
+  await store.close()
+  console.log('platform package: ok (' + require('path').relative(process.cwd(), found) + ')')
+})()
+"
+  cd "$work/app"
+fi
+
 # A platform with no prebuilt binary: the install script builds one from the shipped sources.
 rm node_modules/selene-persist/*.node
 if ! CARGO_TARGET_DIR="$repo/target" npm rebuild selene-persist --foreground-scripts > rebuild.log 2>&1; then

@@ -32,6 +32,7 @@ const RESERVE_BYTES: usize = 1 << 20;
 pub struct NativeChunk {
     /// Principals and payloads back to back, then the doubles, then the integers, in native
     /// byte order.
+    #[napi(ts_type = "Buffer")]
     pub data: PooledBuffer,
     /// How many entries.
     pub count: u32,
