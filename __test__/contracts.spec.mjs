@@ -122,3 +122,16 @@ test('the ES module entry exports everything the CommonJS build does', async (t)
   const esm = await import('selene-persist')
   t.deepEqual(Object.keys(esm).filter((k) => k !== 'default').sort(), Object.keys(cjs).filter((k) => k !== '__esModule').sort())
 })
+
+test("only src/errors.ts reads the addon's error wire (`[selene:CODE] message`)", async (t) => {
+  const readers = []
+  for (const dir of ['src', 'src/cli', 'src/jetstream']) {
+    for (const name of await readdir(new URL(`../${dir}/`, import.meta.url))) {
+      if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue
+      const text = await readFile(new URL(`../${dir}/${name}`, import.meta.url), 'utf8')
+      // The wire's prefix, or a code looked for in a message's text.
+      if (/selene:|\/[A-Z][A-Z_]+\/\.test\(|message\.(startsWith|includes)\(/.test(text)) readers.push(`${dir}/${name}`)
+    }
+  }
+  t.deepEqual(readers, ['src/errors.ts'])
+})

@@ -19,7 +19,7 @@
  */
 import * as native from '../../native'
 
-import { PersistError, translate } from '../errors'
+import { PersistError, ownError, translate } from '../errors'
 import { checkObject, checkPath } from '../options'
 
 import {
@@ -208,7 +208,7 @@ class LocalLog {
         this.#follower = await native.NativeFollower.open(this.#dir, first, true)
       } catch (error) {
         // Pruned here: nothing left to compare with.
-        if (error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message)) return true
+        if (ownError(error)?.code === 'CONSUMER_BEHIND_RETENTION') return true
         throw error
       }
     }

@@ -11,7 +11,7 @@ import { type NatsConnection, connect, headers } from '@nats-io/transport-node'
 import { type JetStreamClient, type JetStreamManager, JetStreamApiError, type MsgRequest, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { type ObjectStore, Objm } from '@nats-io/obj'
 
-import { PersistError, invalid, translate } from '../errors'
+import { PersistError, invalid, ownError } from '../errors'
 import { checkInteger, checkObject, isObject } from '../options'
 
 /** Where the log goes: an open connection (yours to close) or the servers to connect to. */
@@ -208,9 +208,9 @@ export function rangeOf(message: StoredMsg | { headers?: { get(k: string): strin
 
 /** A NATS failure as a typed error: a fencing refusal is REMOTE_FENCED, anything else REMOTE_UNAVAILABLE. */
 export function remoteError(error: unknown, what: string): PersistError {
-  if (error instanceof PersistError) return error
   // The addon's own failures (a read of the store) keep their codes.
-  if (error instanceof Error && error.message.startsWith('[selene:')) return translate(error)
+  const own = ownError(error)
+  if (own) return own
   const detail = error instanceof Error ? error.message : String(error)
   if (error instanceof JetStreamApiError && error.code === WRONG_LAST_SEQUENCE) {
     return new PersistError('REMOTE_FENCED', `${what}: another shipper claimed this node (${detail})`, { cause: error })

@@ -5,7 +5,7 @@
  */
 import * as native from '../../native'
 
-import { PersistError, invalid } from '../errors'
+import { PersistError, invalid, ownError } from '../errors'
 import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
 import type { StoredMsg } from '@nats-io/jetstream'
 
@@ -117,8 +117,8 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     return { snapshotSeq: from, lastSequence }
   } catch (error) {
     building?.close()
-    if (error instanceof Error && /\[selene:SEQUENCE_GAP\]/.test(error.message)) {
-      throw new PersistError('REMOTE_INCOMPLETE', `stream ${remote.stream} no longer holds every entry of node ${node} after its snapshot: ${error.message}`, { cause: error })
+    if (ownError(error)?.code === 'SEQUENCE_GAP') {
+      throw new PersistError('REMOTE_INCOMPLETE', `stream ${remote.stream} no longer holds every entry of node ${node} after its snapshot: ${(error as Error).message}`, { cause: error })
     }
     throw remoteError(error, 'restore')
   } finally {

@@ -28,7 +28,7 @@ import type { ObjectStore } from '@nats-io/obj'
 
 import * as native from '../../native'
 
-import { PersistError, call, invalid, receiver } from '../errors'
+import { PersistError, call, invalid, ownError, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
@@ -378,7 +378,7 @@ export class Shipper {
         follower.close()
       }
     } catch (error) {
-      if (error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message)) return null
+      if (ownError(error)?.code === 'CONSUMER_BEHIND_RETENTION') return null
       throw error
     }
   }
