@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import ts from 'typescript'
 
-import { ERROR_CODES } from 'selene-persist'
+import { ERROR_CODES, PROBLEM_CODES } from 'selene-persist'
 
 const native = createRequire(import.meta.url)('../native.js')
 const api = await readFile(new URL('../docs/api.md', import.meta.url), 'utf8')
@@ -134,4 +134,15 @@ test("only src/errors.ts reads the addon's error wire (`[selene:CODE] message`)"
     }
   }
   t.deepEqual(readers, ['src/errors.ts'])
+})
+
+test("the facade's problem codes are the ones the engine's inspect raises beside its error codes", async (t) => {
+  const raised = new Set()
+  const engine = new URL('../crates/engine/src/', import.meta.url)
+  for (const name of await readdir(engine, { recursive: true })) {
+    if (!name.startsWith('inspect') || !name.endsWith('.rs')) continue
+    // Every code a problem is given by name: a string literal of capitals (byte strings are magic numbers).
+    for (const [, code] of (await readFile(new URL(name, engine), 'utf8')).matchAll(/(?<![b\w])"([A-Z][A-Z_]+)"/g)) raised.add(code)
+  }
+  t.deepEqual([...raised].filter((code) => !ERROR_CODES.includes(code)).sort(), [...PROBLEM_CODES].sort())
 })
