@@ -512,6 +512,14 @@ export interface NativeStats {
   tailRepairs: number
 }
 
+/** What a sync policy means for the facade, so that it never compares policy names. */
+export interface NativeSyncSemantics {
+  /** Appends are acknowledged before they are fdatasynced (every policy but `always`). */
+  acksBeforeSync: boolean
+  /** fdatasync happens on a timer, after the commit that wrote the entries (`interval`). */
+  syncsInBackground: boolean
+}
+
 /** A torn tail cut at open. */
 export interface NativeTailRepair {
   /** `short-frame` or `corrupt-final-frame`. */
@@ -557,6 +565,15 @@ export declare function readSnapshotFile(dir: string, sequence: number): Promise
  * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
  */
 export declare function salvage(source: string, dest: string): Promise<string>
+
+/** A shipment's header length in bytes: its frames follow (the engine's `shipment` layout). */
+export declare const SHIPMENT_HEADER_LEN: number
+
+/**
+ * What the sync policy of `options` means for the facade: whether appends are acknowledged
+ * before fdatasync, and whether it fdatasyncs on a timer.
+ */
+export declare function syncSemantics(options: NativeOpenOptions): NativeSyncSemantics
 
 /** Record the positions of replica `name` in the store `dir`, durably. */
 export declare function writeReplicaPositions(dir: string, name: string, positions: NativePositions): Promise<void>

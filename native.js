@@ -852,4 +852,6 @@ module.exports.MAX_PAYLOAD_BYTES = nativeBinding.MAX_PAYLOAD_BYTES
 module.exports.readReplicaPositions = nativeBinding.readReplicaPositions
 module.exports.readSnapshotFile = nativeBinding.readSnapshotFile
 module.exports.salvage = nativeBinding.salvage
+module.exports.SHIPMENT_HEADER_LEN = nativeBinding.SHIPMENT_HEADER_LEN
+module.exports.syncSemantics = nativeBinding.syncSemantics
 module.exports.writeReplicaPositions = nativeBinding.writeReplicaPositions

@@ -146,3 +146,12 @@ test("the facade's problem codes are the ones the engine's inspect raises beside
   }
   t.deepEqual([...raised].filter((code) => !ERROR_CODES.includes(code)).sort(), [...PROBLEM_CODES].sort())
 })
+
+test('what each sync policy means (ack before fdatasync, fdatasync on a timer) comes from the binding', (t) => {
+  const facts = (options) => native.syncSemantics(options)
+  t.deepEqual(facts({}), facts({ syncMode: native.defaults().syncMode }))
+  t.deepEqual(facts({ syncMode: 'always' }), { acksBeforeSync: false, syncsInBackground: false })
+  t.deepEqual(facts({ syncMode: 'everyN', everyN: 8 }), { acksBeforeSync: true, syncsInBackground: false })
+  t.deepEqual(facts({ syncMode: 'manual' }), { acksBeforeSync: true, syncsInBackground: false })
+  t.deepEqual(facts({ syncMode: 'interval', intervalMs: 5 }), { acksBeforeSync: true, syncsInBackground: true })
+})
