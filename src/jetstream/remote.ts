@@ -8,6 +8,8 @@
  * `<prefix>.>`; replicas read `<prefix>.*` (shipments only). Snapshots go to the Object Store
  * bucket `<stream>-snapshots` as `<node>.<sequence>`.
  */
+import * as native from '../../native'
+
 import { type NatsConnection, connect, headers } from '@nats-io/transport-node'
 import { JetStreamApiCodes, type JetStreamClient, type JetStreamManager, JetStreamApiError, type MsgRequest, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { type ObjectStore, Objm } from '@nats-io/obj'
@@ -175,8 +177,8 @@ async function stored(remote: Remote, query: MsgRequest): Promise<StoredMsg | nu
   }
 }
 
-/** A shipment's header length (see the engine's `shipment` module): its frames follow. */
-export const SHIPMENT_HEADER_LEN = 32
+/** A shipment's header length (the engine's `shipment` layout, from the addon): its frames follow. */
+export const SHIPMENT_HEADER_LEN = native.SHIPMENT_HEADER_LEN
 
 /** A message's bytes as a Buffer for the addon, without a copy (the addon copies once). */
 export function asBuffer(bytes: Uint8Array): Buffer {
