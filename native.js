@@ -845,6 +845,7 @@ module.exports.NativeRestore = nativeBinding.NativeRestore
 module.exports.NativeSnapshotReader = nativeBinding.NativeSnapshotReader
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.backupStore = nativeBinding.backupStore
+module.exports.chunkLayout = nativeBinding.chunkLayout
 module.exports.decodeShipment = nativeBinding.decodeShipment
 module.exports.defaults = nativeBinding.defaults
 module.exports.errorCodes = nativeBinding.errorCodes

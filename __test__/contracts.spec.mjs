@@ -155,3 +155,13 @@ test('what each sync policy means (ack before fdatasync, fdatasync on a timer) c
   t.deepEqual(facts({ syncMode: 'manual' }), { acksBeforeSync: true, syncsInBackground: false })
   t.deepEqual(facts({ syncMode: 'interval', intervalMs: 5 }), { acksBeforeSync: true, syncsInBackground: true })
 })
+
+test("a chunk's layout, from the addon, gives every field of an entry its own position", (t) => {
+  const { metaFields, u32Fields, noPrincipal, flagWatermark, flagCompressed, ...positions } = native.chunkLayout()
+  const doubles = ['sequence', 'hlcSeconds', 'sourceNode', 'sourceSeq', 'offset'].map((k) => positions[k])
+  const integers = ['payloadStart', 'payloadLen', 'hlcSubseconds', 'principalLen', 'storedLen', 'flags'].map((k) => positions[k])
+  t.deepEqual([...doubles].sort(), [...Array(metaFields).keys()])
+  t.deepEqual([...integers].sort(), [...Array(u32Fields).keys()])
+  t.is(noPrincipal, 2 ** 32 - 1)
+  t.is(flagWatermark & flagCompressed, 0)
+})
