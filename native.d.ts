@@ -232,6 +232,9 @@ export declare class NativeStore {
  */
 export declare function backupStore(dir: string, dest: string): Promise<number>
 
+/** Where each field of an entry sits in a chunk of entries, for the facade to read them by. */
+export declare function chunkLayout(): NativeChunkLayout
+
 /** Verify and decode a received shipment (every frame's checksums), off the JS thread. */
 export declare function decodeShipment(data: Buffer): Promise<NativeReceived>
 
@@ -270,6 +273,42 @@ export interface NativeChunk {
   metaAt: number
   /** Where the integers start in `data`. */
   fieldsAt: number
+}
+
+/** Where each field of an entry sits in a chunk: the facade reads them by these positions. */
+export interface NativeChunkLayout {
+  /** Doubles per entry. */
+  metaFields: number
+  /** Position of the sequence among the doubles. */
+  sequence: number
+  /** Of the HLC seconds. */
+  hlcSeconds: number
+  /** Of the source node id (-1 for a local entry). */
+  sourceNode: number
+  /** Of the source sequence. */
+  sourceSeq: number
+  /** Of the frame's file offset. */
+  offset: number
+  /** 32-bit integers per entry. */
+  u32Fields: number
+  /** Position of the payload's start among the integers. */
+  payloadStart: number
+  /** Of the payload's length. */
+  payloadLen: number
+  /** Of the HLC subseconds. */
+  hlcSubseconds: number
+  /** Of the principal's length (`no_principal` for none; it ends where the payload starts). */
+  principalLen: number
+  /** Of the stored (maybe compressed) length. */
+  storedLen: number
+  /** Of the flags. */
+  flags: number
+  /** The principal length of an entry without one. */
+  noPrincipal: number
+  /** Flag bit of a checkpoint watermark. */
+  flagWatermark: number
+  /** Flag bit of a payload stored compressed. */
+  flagCompressed: number
 }
 
 /** A registered consumer and its position (the last acknowledged sequence). */
@@ -512,6 +551,14 @@ export interface NativeStats {
   tailRepairs: number
 }
 
+/** What a sync policy means for the facade, so that it never compares policy names. */
+export interface NativeSyncSemantics {
+  /** Appends are acknowledged before they are fdatasynced (every policy but `always`). */
+  acksBeforeSync: boolean
+  /** fdatasync happens on a timer, after the commit that wrote the entries (`interval`). */
+  syncsInBackground: boolean
+}
+
 /** A torn tail cut at open. */
 export interface NativeTailRepair {
   /** `short-frame` or `corrupt-final-frame`. */
@@ -557,6 +604,15 @@ export declare function readSnapshotFile(dir: string, sequence: number): Promise
  * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
  */
 export declare function salvage(source: string, dest: string): Promise<string>
+
+/** A shipment's header length in bytes: its frames follow (the engine's `shipment` layout). */
+export declare const SHIPMENT_HEADER_LEN: number
+
+/**
+ * What the sync policy of `options` means for the facade: whether appends are acknowledged
+ * before fdatasync, and whether it fdatasyncs on a timer.
+ */
+export declare function syncSemantics(options: NativeOpenOptions): NativeSyncSemantics
 
 /** Record the positions of replica `name` in the store `dir`, durably. */
 export declare function writeReplicaPositions(dir: string, name: string, positions: NativePositions): Promise<void>

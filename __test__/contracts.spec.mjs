@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import test from 'ava'
 import ts from 'typescript'
 
-import { ERROR_CODES } from 'selene-persist'
+import { ERROR_CODES, PROBLEM_CODES } from 'selene-persist'
 
 const native = createRequire(import.meta.url)('../native.js')
 const api = await readFile(new URL('../docs/api.md', import.meta.url), 'utf8')
@@ -151,4 +151,47 @@ test('the ES module entry exports everything the CommonJS build does', async (t)
   const cjs = createRequire(import.meta.url)('selene-persist')
   const esm = await import('selene-persist')
   t.deepEqual(Object.keys(esm).filter((k) => k !== 'default').sort(), Object.keys(cjs).filter((k) => k !== '__esModule').sort())
+})
+
+test("only src/errors.ts reads the addon's error wire (`[selene:CODE] message`)", async (t) => {
+  const readers = []
+  for (const dir of ['src', 'src/cli', 'src/jetstream']) {
+    for (const name of await readdir(new URL(`../${dir}/`, import.meta.url))) {
+      if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue
+      const text = await readFile(new URL(`../${dir}/${name}`, import.meta.url), 'utf8')
+      // The wire's prefix, or a code looked for in a message's text.
+      if (/selene:|\/[A-Z][A-Z_]+\/\.test\(|message\.(startsWith|includes)\(/.test(text)) readers.push(`${dir}/${name}`)
+    }
+  }
+  t.deepEqual(readers, ['src/errors.ts'])
+})
+
+test("the facade's problem codes are the ones the engine's inspect raises beside its error codes", async (t) => {
+  const raised = new Set()
+  const engine = new URL('../crates/engine/src/', import.meta.url)
+  for (const name of await readdir(engine, { recursive: true })) {
+    if (!name.startsWith('inspect') || !name.endsWith('.rs')) continue
+    // Every code a problem is given by name: a string literal of capitals (byte strings are magic numbers).
+    for (const [, code] of (await readFile(new URL(name, engine), 'utf8')).matchAll(/(?<![b\w])"([A-Z][A-Z_]+)"/g)) raised.add(code)
+  }
+  t.deepEqual([...raised].filter((code) => !ERROR_CODES.includes(code)).sort(), [...PROBLEM_CODES].sort())
+})
+
+test('what each sync policy means (ack before fdatasync, fdatasync on a timer) comes from the binding', (t) => {
+  const facts = (options) => native.syncSemantics(options)
+  t.deepEqual(facts({}), facts({ syncMode: native.defaults().syncMode }))
+  t.deepEqual(facts({ syncMode: 'always' }), { acksBeforeSync: false, syncsInBackground: false })
+  t.deepEqual(facts({ syncMode: 'everyN', everyN: 8 }), { acksBeforeSync: true, syncsInBackground: false })
+  t.deepEqual(facts({ syncMode: 'manual' }), { acksBeforeSync: true, syncsInBackground: false })
+  t.deepEqual(facts({ syncMode: 'interval', intervalMs: 5 }), { acksBeforeSync: true, syncsInBackground: true })
+})
+
+test("a chunk's layout, from the addon, gives every field of an entry its own position", (t) => {
+  const { metaFields, u32Fields, noPrincipal, flagWatermark, flagCompressed, ...positions } = native.chunkLayout()
+  const doubles = ['sequence', 'hlcSeconds', 'sourceNode', 'sourceSeq', 'offset'].map((k) => positions[k])
+  const integers = ['payloadStart', 'payloadLen', 'hlcSubseconds', 'principalLen', 'storedLen', 'flags'].map((k) => positions[k])
+  t.deepEqual([...doubles].sort(), [...Array(metaFields).keys()])
+  t.deepEqual([...integers].sort(), [...Array(u32Fields).keys()])
+  t.is(noPrincipal, 2 ** 32 - 1)
+  t.is(flagWatermark & flagCompressed, 0)
 })

@@ -1,10 +1,13 @@
 // Shared helpers for the ava tests.
 import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { Appender, Store, WalReader } from 'selene-persist'
+
+const native = createRequire(import.meta.url)('../native.js')
 
 /** A fresh temp directory, removed when the test ends. */
 export async function tempDir(t) {
@@ -47,7 +50,7 @@ export function probeAppender(syncMode, submit, overrides = {}) {
   }
   class Probe extends Appender {
     constructor() {
-      super(fake, 1 << 20, syncMode)
+      super(fake, 1 << 20, native.syncSemantics({ syncMode }))
     }
   }
   return { probe: new Probe(), settle: (settled, failures) => listener(settled, failures) }

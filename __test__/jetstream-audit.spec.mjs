@@ -223,3 +223,23 @@ run('a damaged shipment, and one that is not the local log, are reported as corr
   t.deepEqual([differs.missing, differs.corrupt], [[], [[1, 7]]])
   await store.close()
 })
+
+run('restore refuses a shipment whose headers name a range its frames are not, as replicas and audits do', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let i = 0; i < 7; i++) await store.append(Buffer.from(`entry ${i}`))
+  await shipOnce(store, { stream: 'MISLABELED', nodeId: 5 })
+  await store.close()
+  // A copy of shipment 1 to 7 whose headers say it holds 8 to 14: a receiver would place it there.
+  const { nc, jsm } = await manager(t)
+  const first = await jsm.streams.getMessage('MISLABELED', { seq: 1, next_by_subj: 'selene.MISLABELED.5' })
+  const h = headers()
+  for (const [name, value] of [['Selene-Node', '5'], ['Selene-First', '8'], ['Selene-Last', '14'], ['Selene-After', '7']]) h.set(name, value)
+  await jetstream(nc).publish('selene.MISLABELED.5', first.data, { headers: h })
+  const error = await restore({ servers: single.urls, stream: 'MISLABELED', nodeId: 5, dir: join(dir, 'restored') }).then(
+    () => null,
+    (e) => e,
+  )
+  t.true(error instanceof PersistError, String(error))
+  t.is(error.code, 'REMOTE_FENCED')
+})

@@ -171,7 +171,8 @@ export abstract class Appender {
   #closing = false
   /** What followers of this writer read: its WAL file or store directory. */
   readonly #target: string
-  readonly #syncMode: string
+  /** Whether the policy fdatasyncs on a timer (`intervalMs`): followers look again on their own. */
+  readonly #syncsInBackground: boolean
   /** Resolves on the next commit, flush or checkpoint (`true`), or once closed (`false`). */
   #change!: Promise<boolean>
   #announce!: (more: boolean) => void
@@ -179,13 +180,13 @@ export abstract class Appender {
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string, target: string) {
+  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string) {
     this.#native = handle
     this.#maxQueueBytes = maxQueueBytes
     this.#target = target
-    this.#syncMode = syncMode
+    this.#syncsInBackground = sync.syncsInBackground
     this.#renewChange()
-    this.#ackBeforeSync = syncMode !== 'always'
+    this.#ackBeforeSync = sync.acksBeforeSync
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
     const repair = this.tailRepair
     if (repair) publish('tailRepair', () => ({ path: target, repair }))
@@ -354,7 +355,7 @@ export abstract class Appender {
 
   /** What wakes an in-process follower: the committer's callbacks (and a short timer under `{ intervalMs }`). */
   #waker(): Waker {
-    const timed = this.#syncMode === 'interval'
+    const timed = this.#syncsInBackground
     return {
       arm: () => (timed ? Promise.race([this.#change, new Promise<boolean>((resolve) => setTimeout(resolve, INTERVAL_FOLLOW_MS, true))]) : this.#change),
       close: () => undefined,

@@ -1,5 +1,5 @@
 /** Batches of entries as they cross from the engine: one buffer, and the fields as numbers. */
-import type * as native from '../native'
+import * as native from '../native'
 
 import { call, guarded, invalid, receiver } from './errors'
 import { type Hlc, type Origin, checkInteger, isObject } from './options'
@@ -13,23 +13,26 @@ export interface WalEntry {
   payload: Buffer
 }
 
-// Numbers per entry in a chunk, and their positions (see crates/node/src/chunk.rs): the
-// doubles from `metaAt`, the 32-bit integers from `fieldsAt`, both in the chunk's buffer.
-const META_FIELDS = 5
-const SEQUENCE = 0
-const HLC_SECONDS = 1
-const SOURCE_NODE = 2
-const SOURCE_SEQ = 3
-const OFFSET = 4
-const U32_FIELDS = 6
-const PAYLOAD_START = 0
-const PAYLOAD_LEN = 1
-const HLC_SUBSECONDS = 2
-const PRINCIPAL_LEN = 3
-const STORED_LEN = 4
-const FLAGS = 5
-/** The principal length of an entry without one. */
-const NO_PRINCIPAL = 0xffff_ffff
+// Numbers per entry in a chunk, and their positions, as the addon packs them: the doubles
+// from `metaAt`, the 32-bit integers from `fieldsAt`, both in the chunk's buffer.
+const {
+  metaFields: META_FIELDS,
+  sequence: SEQUENCE,
+  hlcSeconds: HLC_SECONDS,
+  sourceNode: SOURCE_NODE,
+  sourceSeq: SOURCE_SEQ,
+  offset: OFFSET,
+  u32Fields: U32_FIELDS,
+  payloadStart: PAYLOAD_START,
+  payloadLen: PAYLOAD_LEN,
+  hlcSubseconds: HLC_SUBSECONDS,
+  principalLen: PRINCIPAL_LEN,
+  storedLen: STORED_LEN,
+  flags: FLAGS,
+  noPrincipal: NO_PRINCIPAL,
+  flagWatermark: FLAG_WATERMARK,
+  flagCompressed: FLAG_COMPRESSED,
+} = native.chunkLayout()
 
 /**
  * A Buffer made as Node makes its own (its internal `FastBuffer`): a Uint8Array subclass whose
@@ -122,12 +125,12 @@ export class EntryBatch {
 
   /** Whether the entry is a checkpoint watermark (only `dump` asks for those). */
   watermark(i: number): boolean {
-    return (receiver(this, EntryBatch).#u32(i, FLAGS) & 1) !== 0
+    return (receiver(this, EntryBatch).#u32(i, FLAGS) & FLAG_WATERMARK) !== 0
   }
 
   /** Whether the payload was stored zstd-compressed. */
   compressed(i: number): boolean {
-    return (receiver(this, EntryBatch).#u32(i, FLAGS) & 2) !== 0
+    return (receiver(this, EntryBatch).#u32(i, FLAGS) & FLAG_COMPRESSED) !== 0
   }
 
   entry(i: number): WalEntry {

@@ -56,14 +56,24 @@ export class PersistError extends Error {
   }
 }
 
+/** The addon's error wire: `[selene:CODE] message`. Read only here. */
 const NATIVE_ERROR = /^\[selene:([A-Z_]+)\] ([\s\S]*)$/
+
+/**
+ * `error` as a PersistError if it is one or the addon raised it (its code kept), else `null`:
+ * for callers that treat the package's own failures apart from others (a NATS failure, say).
+ */
+export function ownError(error: unknown): PersistError | null {
+  if (error instanceof PersistError) return error
+  const match = error instanceof Error ? NATIVE_ERROR.exec(error.message) : null
+  return match ? new PersistError(match[1] as ErrorCode, match[2] ?? '', { cause: error }) : null
+}
 
 /** Turn whatever the addon threw into a PersistError (unknown failures become INTERNAL). */
 export function translate(error: unknown): PersistError {
-  if (error instanceof PersistError) return error
+  const own = ownError(error)
+  if (own) return own
   const message = error instanceof Error ? error.message : String(error)
-  const match = NATIVE_ERROR.exec(message)
-  if (match) return new PersistError(match[1] as ErrorCode, match[2] ?? '', { cause: error })
   if (error instanceof TypeError && WRONG_THIS.test(message)) return wrongThis(message, error)
   // napi-rs argument conversion failures, and detached buffers: the caller passed a wrong value.
   const code = CALLER_MISTAKE.test(message) ? 'INVALID_ARGUMENT' : 'INTERNAL'

@@ -1,7 +1,7 @@
 /** Inspecting and verifying a store directory or file, without changing it. */
 import * as native from '../native'
 
-import { call } from './errors'
+import { type ErrorCode, call } from './errors'
 import { checkPath } from './options'
 
 /** A WAL or archive file, as examined. */
@@ -19,12 +19,22 @@ export interface WalSummary {
   tornTail: { reason: string; offset: number; discardedBytes: number } | null
 }
 
+/**
+ * The codes of the problems that are not error codes (the engine's `inspect` module raises
+ * them; the contract test holds this list to it): a torn tail, a file left by an unfinished
+ * checkpoint or rotation, a stale temporary file.
+ */
+export const PROBLEM_CODES = ['TORN_TAIL', 'ORPHAN', 'STALE_TEMP_FILE', 'ROTATION_UNFINISHED'] as const
+
+/** A problem's code: an {@link ErrorCode}, or one of {@link PROBLEM_CODES}. */
+export type ProblemCode = ErrorCode | (typeof PROBLEM_CODES)[number]
+
 /** One problem found, with its file and (where known) offset. */
 export interface Problem {
   severity: 'error' | 'warning'
   file: string
   offset: number | null
-  code: string
+  code: ProblemCode
   message: string
 }
 

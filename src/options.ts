@@ -161,11 +161,6 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
   return out
 }
 
-/** The sync mode `options` (from {@link nativeOptions}) select. */
-export function syncModeOf(options: native.NativeOpenOptions): string {
-  return options.syncMode ?? DEFAULTS.syncMode
-}
-
 export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
   if (meta === undefined) return undefined
   if (!isObject(meta)) throw invalid('meta must be an object')

@@ -14,7 +14,6 @@ import {
   nativeOptions,
   nativePolicy,
   nativeSections,
-  syncModeOf,
 } from './options'
 import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
@@ -120,8 +119,8 @@ export class Store extends Appender {
   /** What recovery found and did. */
   readonly recovery: Recovery
 
-  private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, syncMode: string) {
-    super(handle.appender(), maxQueueBytes, syncMode, dir)
+  private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, sync: native.NativeSyncSemantics) {
+    super(handle.appender(), maxQueueBytes, sync, dir)
     this.#native = handle
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? DEFAULTS.compressSnapshots
@@ -139,7 +138,7 @@ export class Store extends Appender {
       const maxQueueBytes = queueBound(given)
       const normalised = nativeOptions(given)
       const handle = await native.NativeStore.open(checkPath(dir), normalised)
-      return new Store(handle, dir, given as StoreOptions, auto, maxQueueBytes, syncModeOf(normalised))
+      return new Store(handle, dir, given as StoreOptions, auto, maxQueueBytes, native.syncSemantics(normalised))
     })
   }
 

@@ -4,7 +4,7 @@ import * as native from '../native'
 import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
 import { call, receiver } from './errors'
-import { type CompressionOption, DEFAULTS, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions, syncModeOf } from './options'
+import { type CompressionOption, DEFAULTS, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions } from './options'
 
 /** Options of {@link WalWriter.open}. */
 export interface WalWriterOptions {
@@ -27,8 +27,8 @@ export interface WalWriterOptions {
 
 /** The single writer of one WAL file. */
 export class WalWriter extends Appender {
-  private constructor(handle: native.NativeAppender, maxQueueBytes: number, syncMode: string, path: string) {
-    super(handle, maxQueueBytes, syncMode, path)
+  private constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, path: string) {
+    super(handle, maxQueueBytes, sync, path)
   }
 
   /** Open (creating if absent) the WAL file at `path`, scan it and cut any torn tail. */
@@ -37,7 +37,7 @@ export class WalWriter extends Appender {
       const given = checkObject('options', options)
       const normalised = nativeOptions(given)
       const maxQueueBytes = queueBound(given)
-      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, syncModeOf(normalised), path)
+      return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, native.syncSemantics(normalised), path)
     })
   }
 }

@@ -19,21 +19,22 @@
  */
 import * as native from '../../native'
 
-import { PersistError, translate } from '../errors'
+import { PersistError, ownError, translate } from '../errors'
 import { checkObject, checkPath } from '../options'
 
 import {
+  Protocol,
   type Remote,
   type RemoteOptions,
   SHIPMENT_HEADER_LEN,
   asBuffer,
   checkNode,
-  dataSubject,
   lastMessage,
   nextMessage,
   nodeSnapshots,
   openRemote,
   rangeOf,
+  receivedRange,
   remoteError,
   remoteOptions,
 } from './remote'
@@ -115,7 +116,7 @@ export async function auditNode(remote: Remote, node: number, dir: string, shipp
   const local = new LocalLog(dir, node)
   try {
     const snapshotSeq = Math.max(0, ...(await nodeSnapshots(remote, node)).map((s) => s.sequence))
-    const subject = dataSubject(remote.prefix, node)
+    const subject = Protocol.dataSubject(remote.prefix, node)
     // Every shipment acknowledged up to `shipped` was stored before this one.
     const end = await lastMessage(remote, subject)
     const intact = new RangeSet()
@@ -135,7 +136,7 @@ export async function auditNode(remote: Remote, node: number, dir: string, shipp
         continue
       }
       // Receivers place a shipment by its headers: they must say what its frames are.
-      const placed = received.node === node && said?.node === node && said.first === received.first && said.last === received.last
+      const placed = received.node === node && receivedRange(remote.prefix, message, received) !== null
       const sound = placed && (await local.matches(received.first, received.last, data))
       ;(sound ? intact : corrupt).add(received.first, received.last)
     }
@@ -208,7 +209,7 @@ class LocalLog {
         this.#follower = await native.NativeFollower.open(this.#dir, first, true)
       } catch (error) {
         // Pruned here: nothing left to compare with.
-        if (error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message)) return true
+        if (ownError(error)?.code === 'CONSUMER_BEHIND_RETENTION') return true
         throw error
       }
     }

@@ -1,17 +1,20 @@
 /**
- * What shipping, replication and restore share: the connection, the stream and its subjects,
- * the snapshot bucket, and NATS failures as typed errors.
+ * What shipping, replication, restore and audit share: the wire protocol in one table
+ * (`Protocol`), the receive rule of shipments (`receivedRange`), the connection, the stream, the
+ * snapshot bucket, and NATS failures as typed errors.
  *
  * Subjects, under a prefix (default `selene.<stream>`): a node's shipments go to
  * `<prefix>.<node>`, its shippers' claims to `<prefix>.<node>.claim.<slot>`. The stream holds
  * `<prefix>.>`; replicas read `<prefix>.*` (shipments only). Snapshots go to the Object Store
  * bucket `<stream>-snapshots` as `<node>.<sequence>`.
  */
+import * as native from '../../native'
+
 import { type NatsConnection, connect, headers } from '@nats-io/transport-node'
-import { type JetStreamClient, type JetStreamManager, JetStreamApiError, type MsgRequest, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { JetStreamApiCodes, type JetStreamClient, type JetStreamManager, JetStreamApiError, type MsgRequest, type StoredMsg, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { type ObjectStore, Objm } from '@nats-io/obj'
 
-import { PersistError, invalid, translate } from '../errors'
+import { PersistError, invalid, ownError } from '../errors'
 import { checkInteger, checkObject, isObject } from '../options'
 
 /** Where the log goes: an open connection (yours to close) or the servers to connect to. */
@@ -25,11 +28,6 @@ export interface RemoteOptions {
   /** The subject prefix (default `selene.<stream>`). */
   subject?: string
 }
-
-/** JetStream API error: the expected last sequence did not match (a fencing refusal). */
-export const WRONG_LAST_SEQUENCE = 10071
-/** JetStream API error: no message found. */
-const NO_MESSAGE = 10037
 
 /** An open remote: the connection and JetStream handles, subjects, and how to let go. */
 export interface Remote {
@@ -97,30 +95,45 @@ async function ensureStream(jsm: JetStreamManager, stream: string, prefix: strin
   try {
     await jsm.streams.info(stream)
   } catch (error) {
-    if (!(error instanceof JetStreamApiError) || error.code !== 10059) throw error
-    await jsm.streams.add({ name: stream, subjects: [`${prefix}.>`], num_replicas: replicas, allow_direct: true, duplicate_window: 120e9 })
+    if (!(error instanceof JetStreamApiError) || error.code !== JetStreamApiCodes.StreamNotFound) throw error
+    await jsm.streams.add({ name: stream, subjects: [Protocol.streamSubjects(prefix)], num_replicas: replicas, allow_direct: true, duplicate_window: 120e9 })
   }
 }
 
-/** The subject of node `node`'s shipments. */
-export const dataSubject = (prefix: string, node: number): string => `${prefix}.${node}`
 /**
- * A shipper claims all of a node's claim slots, and each shipment expects one slot's claim to
- * be still the last (round robin). One subject would not do: a clustered stream refuses a
- * conditional publish while another one on the same subject is in flight, which would allow
- * one shipment in flight at a time. Twice the largest window: a slot is used again only well
- * after its last shipment was acknowledged (the leader clears its mark just after the ack).
+ * The wire protocol in one table, as nats.js keeps `JsHeaders`: subjects, object names, the
+ * Msg-Id and the shipment headers. The JetStream API errors acted on are nats.js's
+ * `JetStreamApiCodes`.
  */
-export const CLAIM_SLOTS = 16
-/** The subject of claim slot `slot` (0 to 15) of node `node`'s shippers. */
-export const claimSubject = (prefix: string, node: number, slot: number): string => `${prefix}.${node}.claim.${slot}`
-/** The Object Store bucket of a stream's snapshots, and a snapshot's name in it. */
-export const snapshotBucket = (stream: string): string => `${stream}-snapshots`
-export const snapshotName = (node: number, sequence: number): string => `${node}.${sequence}`
+export const Protocol = {
+  /** What a stream holds: every subject under the prefix. */
+  streamSubjects: (prefix: string): string => `${prefix}.>`,
+  /** What replicas read: shipments only. */
+  shipmentSubjects: (prefix: string): string => `${prefix}.*`,
+  /** The subject of node `node`'s shipments. */
+  dataSubject: (prefix: string, node: number): string => `${prefix}.${node}`,
+  /**
+   * A shipper claims all of a node's claim slots, and each shipment expects one slot's claim
+   * to be still the last (round robin). One subject would not do: a clustered stream refuses a
+   * conditional publish while another one on the same subject is in flight, which would allow
+   * one shipment in flight at a time. Twice the largest window: a slot is used again only well
+   * after its last shipment was acknowledged (the leader clears its mark just after the ack).
+   */
+  claimSlots: 16,
+  /** The subject of claim slot `slot` (0 to 15) of node `node`'s shippers. */
+  claimSubject: (prefix: string, node: number, slot: number): string => `${prefix}.${node}.claim.${slot}`,
+  /** A shipment's `Nats-Msg-Id`: a retried publish of the same range is absorbed. */
+  msgId: (node: number, first: number, last: number): string => `${node}:${first}-${last}`,
+  /** A shipment message's headers: its {@link Range}. */
+  headers: { node: 'Selene-Node', first: 'Selene-First', last: 'Selene-Last', after: 'Selene-After' },
+  /** The Object Store bucket of a stream's snapshots, and a snapshot's name in it. */
+  snapshotBucket: (stream: string): string => `${stream}-snapshots`,
+  snapshotName: (node: number, sequence: number): string => `${node}.${sequence}`,
+} as const
 
 /** The snapshot bucket (created on first use, with as many replicas as the stream). */
 export function snapshots(remote: Remote): Promise<ObjectStore> {
-  return new Objm(remote.js).create(snapshotBucket(remote.stream), { replicas: remote.replicas })
+  return new Objm(remote.js).create(Protocol.snapshotBucket(remote.stream), { replicas: remote.replicas })
 }
 
 /** A snapshot of a node in the bucket: its name, sequence and metadata. */
@@ -159,13 +172,13 @@ async function stored(remote: Remote, query: MsgRequest): Promise<StoredMsg | nu
   try {
     return await remote.jsm.streams.getMessage(remote.stream, query)
   } catch (error) {
-    if (error instanceof JetStreamApiError && error.code === NO_MESSAGE) return null
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.NoMessageFound) return null
     throw error
   }
 }
 
-/** A shipment's header length (see the engine's `shipment` module): its frames follow. */
-export const SHIPMENT_HEADER_LEN = 32
+/** A shipment's header length (the engine's `shipment` layout, from the addon): its frames follow. */
+export const SHIPMENT_HEADER_LEN = native.SHIPMENT_HEADER_LEN
 
 /** A message's bytes as a Buffer for the addon, without a copy (the addon copies once). */
 export function asBuffer(bytes: Uint8Array): Buffer {
@@ -185,12 +198,10 @@ export interface Range {
   after: number
 }
 
-const RANGE_HEADERS = { node: 'Selene-Node', first: 'Selene-First', last: 'Selene-Last', after: 'Selene-After' } as const
-
 /** Headers of a shipment message: its range. */
 export function shipmentHeaders(range: Range): ReturnType<typeof headers> {
   const h = headers()
-  for (const [key, name] of Object.entries(RANGE_HEADERS)) h.set(name, String(range[key as keyof Range]))
+  for (const [key, name] of Object.entries(Protocol.headers)) h.set(name, String(range[key as keyof Range]))
   return h
 }
 
@@ -201,18 +212,30 @@ export function rangeOf(message: StoredMsg | { headers?: { get(k: string): strin
     const text = h?.get(name) ?? ''
     return /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN
   }
-  const range = { node: read(RANGE_HEADERS.node), first: read(RANGE_HEADERS.first), last: read(RANGE_HEADERS.last), after: read(RANGE_HEADERS.after) }
+  const range = { node: read(Protocol.headers.node), first: read(Protocol.headers.first), last: read(Protocol.headers.last), after: read(Protocol.headers.after) }
   const whole = Object.values(range).every(Number.isSafeInteger) && range.after < range.first && range.first <= range.last
   return whole ? range : null
 }
 
+/**
+ * The receive rule of shipments: `message`, decoded by the engine as `decoded`, is a shipment
+ * of `decoded.node` only if it came on that node's subject and its headers name that node and
+ * exactly the range of its frames (receivers order shipments by the headers). Its range, or
+ * `null` when it is not.
+ */
+export function receivedRange(prefix: string, message: { subject: string; headers?: { get(k: string): string } | undefined } | StoredMsg, decoded: { node: number; first: number; last: number }): Range | null {
+  const range = rangeOf(message)
+  const sound = message.subject === Protocol.dataSubject(prefix, decoded.node) && range?.node === decoded.node && range.first === decoded.first && range.last === decoded.last
+  return sound ? range : null
+}
+
 /** A NATS failure as a typed error: a fencing refusal is REMOTE_FENCED, anything else REMOTE_UNAVAILABLE. */
 export function remoteError(error: unknown, what: string): PersistError {
-  if (error instanceof PersistError) return error
   // The addon's own failures (a read of the store) keep their codes.
-  if (error instanceof Error && error.message.startsWith('[selene:')) return translate(error)
+  const own = ownError(error)
+  if (own) return own
   const detail = error instanceof Error ? error.message : String(error)
-  if (error instanceof JetStreamApiError && error.code === WRONG_LAST_SEQUENCE) {
+  if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
     return new PersistError('REMOTE_FENCED', `${what}: another shipper claimed this node (${detail})`, { cause: error })
   }
   return new PersistError('REMOTE_UNAVAILABLE', `${what}: ${detail}`, { cause: error })

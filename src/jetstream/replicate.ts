@@ -20,7 +20,7 @@ import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { JsMsg } from '@nats-io/jetstream'
 import { InOrder } from './order'
-import { type Remote, type RemoteOptions, asBuffer, checkNode, dataSubject, openRemote, rangeOf, remoteError, remoteOptions } from './remote'
+import { Protocol, type Remote, type RemoteOptions, asBuffer, checkNode, openRemote, receivedRange, remoteError, remoteOptions } from './remote'
 
 /** Options of {@link replicate}. */
 export interface ReplicateOptions extends RemoteOptions {
@@ -128,7 +128,7 @@ export class Replicator {
   async #run(): Promise<void> {
     try {
       const consumer = await this.#remote.js.consumers.get(this.#remote.stream, {
-        filter_subjects: [`${this.#remote.prefix}.*`],
+        filter_subjects: [Protocol.shipmentSubjects(this.#remote.prefix)],
         ...(this.#streamSeq > 0 ? { deliver_policy: 'by_start_sequence' as never, opt_start_seq: this.#streamSeq + 1 } : {}),
       })
       const messages = await consumer.consume()
@@ -154,8 +154,8 @@ export class Replicator {
   async #apply(message: JsMsg): Promise<void> {
     const received = await native.decodeShipment(asBuffer(message.data))
     const node = received.node
-    const range = rangeOf(message)
-    if (message.subject !== dataSubject(this.#remote.prefix, node) || range?.node !== node || range.first !== received.first || range.last !== received.last) {
+    const range = receivedRange(this.#remote.prefix, message, received)
+    if (!range) {
       this.#onError(new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${message.subject} is not a shipment of node ${node} as its headers say: skipped`))
     } else if (this.#only === null || this.#only.has(node)) {
       let order = this.#orders.get(node)

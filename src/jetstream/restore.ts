@@ -5,23 +5,24 @@
  */
 import * as native from '../../native'
 
-import { PersistError, invalid } from '../errors'
+import { PersistError, invalid, ownError } from '../errors'
 import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
 import type { StoredMsg } from '@nats-io/jetstream'
 
 import { InOrder } from './order'
 import {
+  Protocol,
   type Remote,
   type RemoteOptions,
   type RemoteSnapshot,
   asBuffer,
   checkNode,
-  dataSubject,
   lastMessage,
   nextMessage,
   nodeSnapshots,
   openRemote,
   rangeOf,
+  receivedRange,
   remoteError,
   remoteOptions,
   snapshots,
@@ -85,7 +86,7 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     const snapshot = await chooseSnapshot(remote, node, toSequence, toHlc)
     building = await native.NativeRestore.begin(dir, snapshot, toSequence ?? null, toHlc ? [toHlc.seconds, toHlc.subseconds] : null)
     const from = building.snapshotSeq
-    const subject = dataSubject(remote.prefix, node)
+    const subject = Protocol.dataSubject(remote.prefix, node)
     const end = await lastMessage(remote, subject)
     let last = from
     if (end && !(toSequence !== undefined && toSequence <= from)) {
@@ -102,7 +103,12 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
         const range = rangeOf(message)
         if (!range || range.node !== node) throw new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${subject} is not a shipment of node ${node}`)
         for (const ready of order.offer({ ...range, item: message })) {
-          const pushed = await building.push(asBuffer(ready.item.data))
+          const data = asBuffer(ready.item.data)
+          // Placed by its headers: they must say what its frames are, as replicas require.
+          if (receivedRange(remote.prefix, ready.item, await native.decodeShipment(data)) === null) {
+            throw new PersistError('REMOTE_FENCED', `stream message ${ready.item.seq} on ${subject} is not a shipment of node ${node} as its headers say`)
+          }
+          const pushed = await building.push(data)
           last = pushed.last
           done = pushed.done
           onProgress(last, Math.max(last, endLast))
@@ -117,8 +123,8 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     return { snapshotSeq: from, lastSequence }
   } catch (error) {
     building?.close()
-    if (error instanceof Error && /\[selene:SEQUENCE_GAP\]/.test(error.message)) {
-      throw new PersistError('REMOTE_INCOMPLETE', `stream ${remote.stream} no longer holds every entry of node ${node} after its snapshot: ${error.message}`, { cause: error })
+    if (ownError(error)?.code === 'SEQUENCE_GAP') {
+      throw new PersistError('REMOTE_INCOMPLETE', `stream ${remote.stream} no longer holds every entry of node ${node} after its snapshot: ${(error as Error).message}`, { cause: error })
     }
     throw remoteError(error, 'restore')
   } finally {

@@ -28,26 +28,23 @@ import type { ObjectStore } from '@nats-io/obj'
 
 import * as native from '../../native'
 
-import { PersistError, call, invalid, receiver } from '../errors'
+import { PersistError, call, invalid, ownError, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
 import { type Audited, auditNode } from './audit'
 import {
+  Protocol,
   type Remote,
   type RemoteOptions,
   asBuffer,
   checkNode,
-  CLAIM_SLOTS,
-  claimSubject,
-  dataSubject,
   lastMessage,
   openRemote,
   rangeOf,
   remoteError,
   remoteOptions,
   shipmentHeaders,
-  snapshotName,
   SHIPMENT_HEADER_LEN,
   snapshots,
 } from './remote'
@@ -149,7 +146,7 @@ export class Shipper {
     const given = checkObject('options', options)
     const nodeId = checkNode(given.nodeId)
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
-    const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, CLAIM_SLOTS / 2)
+    const window = given.window === undefined ? WINDOW : checkInteger('window', given.window, 1, Protocol.claimSlots / 2)
     if (given.onError !== undefined && typeof given.onError !== 'function') throw invalid('onError must be a function')
     const auditEveryMs = given.auditEveryMs === undefined ? null : checkInteger('auditEveryMs', given.auditEveryMs, 1, 2 ** 31 - 1)
     // Two shippers of one store (only this process can hold it) would take turns fencing each other.
@@ -258,11 +255,11 @@ export class Shipper {
     this.#uploadSnapshot()
     const follower = await native.NativeFollower.open(this.#store.path, start, true)
     const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
-    const subject = dataSubject(this.#remote.prefix, this.nodeId)
+    const subject = Protocol.dataSubject(this.#remote.prefix, this.nodeId)
     let sent = 0
     const expect = (): { lastSubjectSequence: number; lastSubjectSequenceSubject: string } => {
-      const slot = sent++ % CLAIM_SLOTS
-      return { lastSubjectSequence: claims[slot] ?? 0, lastSubjectSequenceSubject: claimSubject(this.#remote.prefix, this.nodeId, slot) }
+      const slot = sent++ % Protocol.claimSlots
+      return { lastSubjectSequence: claims[slot] ?? 0, lastSubjectSequenceSubject: Protocol.claimSubject(this.#remote.prefix, this.nodeId, slot) }
     }
     const inFlight: InFlight[] = []
     let failure: unknown = null
@@ -288,7 +285,7 @@ export class Shipper {
             }
             const range = { node: this.nodeId, first: s.first, last: s.last, after: this.#shipped }
             const shipment: InFlight = { last: s.last, bytes: s.data.length, watermarks: s.watermarks, acked: false, ack: Promise.resolve() }
-            shipment.ack = this.#remote.js.publish(subject, s.data, { msgID: `${this.nodeId}:${s.first}-${s.last}`, expect: expect(), headers: shipmentHeaders(range), timeout: 10_000 }).then(
+            shipment.ack = this.#remote.js.publish(subject, s.data, { msgID: Protocol.msgId(this.nodeId, s.first, s.last), expect: expect(), headers: shipmentHeaders(range), timeout: 10_000 }).then(
               () => {
                 shipment.acked = true
                 settled()
@@ -326,8 +323,8 @@ export class Shipper {
    */
   async #claim(): Promise<{ claims: number[]; start: number }> {
     const { js, prefix } = this.#remote
-    const data = dataSubject(prefix, this.nodeId)
-    const slots = Array.from({ length: CLAIM_SLOTS }, (_, slot) => claimSubject(prefix, this.nodeId, slot))
+    const data = Protocol.dataSubject(prefix, this.nodeId)
+    const slots = Array.from({ length: Protocol.claimSlots }, (_, slot) => Protocol.claimSubject(prefix, this.nodeId, slot))
     const lastClaims = await Promise.all(slots.map((subject) => lastMessage(this.#remote, subject)))
     const before = await lastMessage(this.#remote, data)
     if (before) await this.#verify(before.data)
@@ -378,7 +375,7 @@ export class Shipper {
         follower.close()
       }
     } catch (error) {
-      if (error instanceof Error && /CONSUMER_BEHIND_RETENTION/.test(error.message)) return null
+      if (ownError(error)?.code === 'CONSUMER_BEHIND_RETENTION') return null
       throw error
     }
   }
@@ -442,7 +439,7 @@ export class Shipper {
   async #upload(live: number): Promise<void> {
     try {
       this.#bucket ??= await snapshots(this.#remote)
-      const name = snapshotName(this.nodeId, live)
+      const name = Protocol.snapshotName(this.nodeId, live)
       if ((await this.#bucket.info(name)) === null) {
         const bytes = await native.readSnapshotFile(this.#store.path, live)
         // Pruned since the look: a newer checkpoint is live, and goes next time.

@@ -10,18 +10,72 @@ use selene_persist_engine::scan::FrameRef;
 use crate::convert::to_f64;
 use crate::pool::{self, PooledBuffer};
 
-/// Doubles per entry, from [`NativeChunk::meta_at`]: sequence, HLC seconds, source node id
-/// (-1 for local), source sequence, frame offset.
+/// Doubles per entry, from [`NativeChunk::meta_at`], in [`LAYOUT`]'s order.
 pub const META_FIELDS: usize = 5;
 
-/// 32-bit integers per entry, from [`NativeChunk::fields_at`]: payload start, payload length,
-/// HLC subseconds, principal length (`NO_PRINCIPAL` for none; the principal ends where the
-/// payload starts), stored length, flags (1 watermark, 2 compressed). Starts are offsets into
-/// [`NativeChunk::data`].
+/// 32-bit integers per entry, from [`NativeChunk::fields_at`], in [`LAYOUT`]'s order. Starts
+/// are offsets into [`NativeChunk::data`].
 pub const U32_FIELDS: usize = 6;
 
 /// The principal length of an entry without one.
 pub const NO_PRINCIPAL: u32 = u32::MAX;
+
+/// Where each field of an entry sits in a chunk: the facade reads them by these positions.
+#[napi(object, object_from_js = false)]
+pub struct NativeChunkLayout {
+    /// Doubles per entry.
+    pub meta_fields: u32,
+    /// Position of the sequence among the doubles.
+    pub sequence: u32,
+    /// Of the HLC seconds.
+    pub hlc_seconds: u32,
+    /// Of the source node id (-1 for a local entry).
+    pub source_node: u32,
+    /// Of the source sequence.
+    pub source_seq: u32,
+    /// Of the frame's file offset.
+    pub offset: u32,
+    /// 32-bit integers per entry.
+    pub u32_fields: u32,
+    /// Position of the payload's start among the integers.
+    pub payload_start: u32,
+    /// Of the payload's length.
+    pub payload_len: u32,
+    /// Of the HLC subseconds.
+    pub hlc_subseconds: u32,
+    /// Of the principal's length (`no_principal` for none; it ends where the payload starts).
+    pub principal_len: u32,
+    /// Of the stored (maybe compressed) length.
+    pub stored_len: u32,
+    /// Of the flags.
+    pub flags: u32,
+    /// The principal length of an entry without one.
+    pub no_principal: u32,
+    /// Flag bit of a checkpoint watermark.
+    pub flag_watermark: u32,
+    /// Flag bit of a payload stored compressed.
+    pub flag_compressed: u32,
+}
+
+/// The one layout of an entry's fields: [`Packed`] writes by it, the facade reads by it.
+pub const LAYOUT: NativeChunkLayout = NativeChunkLayout {
+    meta_fields: META_FIELDS as u32,
+    sequence: 0,
+    hlc_seconds: 1,
+    source_node: 2,
+    source_seq: 3,
+    offset: 4,
+    u32_fields: U32_FIELDS as u32,
+    payload_start: 0,
+    payload_len: 1,
+    hlc_subseconds: 2,
+    principal_len: 3,
+    stored_len: 4,
+    flags: 5,
+    no_principal: NO_PRINCIPAL,
+    flag_watermark: 1,
+    flag_compressed: 2,
+};
 
 /// Payload bytes a chunk makes room for at once (1024 entries of 1 KiB, or 4096 of 256 bytes);
 /// beyond that it grows by doubling.
@@ -86,22 +140,27 @@ impl Batch for Packed {
                 source_seq,
             } => (to_f64(source_node_id), to_f64(source_seq)),
         };
-        let doubles = [
-            to_f64(frame.header.sequence),
-            to_f64(frame.header.hlc.seconds),
-            node,
-            seq,
-            to_f64(frame.offset),
-        ];
+        let mut doubles = [0.0; META_FIELDS];
+        let mut integers = [0_u32; U32_FIELDS];
+        let at = |position: u32| position as usize;
+        doubles[at(LAYOUT.sequence)] = to_f64(frame.header.sequence);
+        doubles[at(LAYOUT.hlc_seconds)] = to_f64(frame.header.hlc.seconds);
+        doubles[at(LAYOUT.source_node)] = node;
+        doubles[at(LAYOUT.source_seq)] = seq;
+        doubles[at(LAYOUT.offset)] = to_f64(frame.offset);
+        integers[at(LAYOUT.payload_start)] = payload_start as u32;
+        integers[at(LAYOUT.payload_len)] = payload_len as u32;
+        integers[at(LAYOUT.hlc_subseconds)] = frame.header.hlc.subseconds;
+        integers[at(LAYOUT.principal_len)] =
+            frame.principal.map_or(NO_PRINCIPAL, |p| p.len() as u32);
+        integers[at(LAYOUT.stored_len)] = frame.stored.len() as u32;
         let watermark = flags & FLAG_CHECKPOINT_WATERMARK != 0;
-        let integers = [
-            payload_start as u32,
-            payload_len as u32,
-            frame.header.hlc.subseconds,
-            frame.principal.map_or(NO_PRINCIPAL, |p| p.len() as u32),
-            frame.stored.len() as u32,
-            u32::from(watermark) | (u32::from(compressed) << 1),
-        ];
+        integers[at(LAYOUT.flags)] = if watermark { LAYOUT.flag_watermark } else { 0 }
+            | if compressed {
+                LAYOUT.flag_compressed
+            } else {
+                0
+            };
         doubles
             .iter()
             .for_each(|d| self.meta.extend_from_slice(&d.to_ne_bytes()));

@@ -115,6 +115,24 @@ impl TryFrom<NativeOpenOptions> for WalOptions {
     }
 }
 
+/// What a sync policy means for the facade, so that it never compares policy names.
+#[napi(object)]
+pub struct NativeSyncSemantics {
+    /// Appends are acknowledged before they are fdatasynced (every policy but `always`).
+    pub acks_before_sync: bool,
+    /// fdatasync happens on a timer, after the commit that wrote the entries (`interval`).
+    pub syncs_in_background: bool,
+}
+
+impl From<SyncPolicy> for NativeSyncSemantics {
+    fn from(sync: SyncPolicy) -> Self {
+        Self {
+            acks_before_sync: !matches!(sync, SyncPolicy::Always),
+            syncs_in_background: matches!(sync, SyncPolicy::Interval(_)),
+        }
+    }
+}
+
 /// The engine's defaults, each defined once there: the facade writes none of its own, and the
 /// docs are checked against these.
 #[napi(object)]

@@ -25,6 +25,33 @@ mod task;
 #[allow(clippy::cast_possible_truncation)]
 pub const MAX_PAYLOAD_BYTES: u32 = selene_persist_engine::frame::MAX_PAYLOAD_LEN as u32;
 
+/// A shipment's header length in bytes: its frames follow (the engine's `shipment` layout).
+#[napi_derive::napi]
+#[allow(clippy::cast_possible_truncation)]
+pub const SHIPMENT_HEADER_LEN: u32 = selene_persist_engine::shipment::HEADER_LEN as u32;
+
+/// Where each field of an entry sits in a chunk of entries, for the facade to read them by.
+#[napi_derive::napi]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+#[must_use]
+pub fn chunk_layout() -> chunk::NativeChunkLayout {
+    chunk::LAYOUT
+}
+
+/// What the sync policy of `options` means for the facade: whether appends are acknowledged
+/// before fdatasync, and whether it fdatasyncs on a timer.
+#[napi_derive::napi]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+pub fn sync_semantics(
+    options: convert::NativeOpenOptions,
+) -> napi::Result<convert::NativeSyncSemantics> {
+    Ok(selene_persist_engine::WalOptions::try_from(options)?
+        .sync
+        .into())
+}
+
 /// The engine's defaults, each defined once there.
 #[napi_derive::napi]
 // napi registers it with Node; test builds of this crate leave the registration out.
