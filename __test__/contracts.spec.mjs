@@ -135,6 +135,22 @@ test("every default a TypeScript doc comment or docs/api.md's Types table gives 
   t.deepEqual(wrong, [])
 })
 
+test("every prose statement of the default retention ('keep N snapshots, M archives') is the addon's", async (t) => {
+  const d = native.defaults()
+  const root = new URL('../', import.meta.url)
+  const files = ['README.md', ...(await readdir(new URL('docs/', root))).map((f) => `docs/${f}`), ...(await readdir(new URL('src/', root), { recursive: true })).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => `src/${f}`)]
+  const stated = []
+  for (const file of files) {
+    const text = (await readFile(new URL(file, root), 'utf8')).replaceAll(/\s+/g, ' ')
+    for (const [phrase, snapshots, archives] of text.matchAll(/keeps? (\d+) snapshots,? (?:and )?(\d+) archives/g)) stated.push([file, phrase, Number(snapshots), Number(archives)])
+  }
+  t.true(stated.length > 0)
+  t.deepEqual(
+    stated.filter(([, , snapshots, archives]) => snapshots !== d.keepSnapshots || archives !== d.keepArchives),
+    [],
+  )
+})
+
 test('every error code the docs and the doc comments name exists', async (t) => {
   // Upper-case names with an underscore that are not codes: environment variables, open flags, constants.
   const NOT_CODES = new Set(['ERROR_CODES', 'PROBLEM_CODES', 'O_NOFOLLOW', 'O_NONBLOCK', 'O_EXCL', 'RUSTC_BOOTSTRAP', 'PROPTEST_CASES', 'LD_PRELOAD', 'FUZZ_SEED', 'FUZZ_OPS', 'CARGO_TARGET_DIR', 'CARGO_INCREMENTAL'])
