@@ -1,4 +1,9 @@
-/** What WalWriter and Store share: appends queued to a committer thread, in call order. */
+/**
+ * What WalWriter and Store share: appends queued to a committer thread, in call order. The
+ * queue itself (admission, backpressure, settlement) is `append/admission.ts`, the waking of
+ * in-process followers `append/wakeup.ts`; this class checks the calls and keeps the rules of
+ * `appendSync`, the blocking calls and close.
+ */
 import * as native from '../native'
 
 import { Admission, type Request } from './append/admission'
