@@ -370,7 +370,8 @@ export interface NativeMeta {
 
 /**
  * Writer options as the caller gave them, checked by the facade; what is absent takes the
- * engine's default ([`WalOptions::default`]).
+ * engine's default ([`WalOptions::default`]; preallocation, the sync policy's
+ * [`SyncPolicy::default_preallocate`]).
  */
 export interface NativeOpenOptions {
   /** `always`, `everyN`, `manual` or `interval`. */

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -88,4 +89,31 @@ test('maxQueueBytes must be a positive integer', async (t) => {
     t.is(error.code, 'INVALID_ARGUMENT')
     t.is((await t.throwsAsync(Store.open(join(dir, 's'), { maxQueueBytes }))).code, 'INVALID_ARGUMENT')
   }
+})
+
+test('admission takes requests from a source other than the writer: payloads and two callbacks, bounded, settled in order', async (t) => {
+  // The seam a shared store's socket server will use: requests handed in without an Appender.
+  const require = createRequire(import.meta.url)
+  const native = require('../native.js')
+  const { Admission } = require('../src/append/admission.js')
+  const path = join(await tempDir(t), 'wal.log')
+  const handle = await native.NativeAppender.openWriter(path, {})
+  const bound = 4096
+  const admission = new Admission(handle, bound)
+  handle.listen((settled, failures) => {
+    admission.settle(settled, failures)
+    admission.admitWaiting()
+  })
+  const payload = (i) => Buffer.alloc(1000, i)
+  const firsts = Array.from({ length: 20 }, (_, i) => new Promise((resolve, reject) => admission.enqueue([payload(i)], undefined, { bytes: 1000, resolve, reject })))
+  t.true(admission.queuedBytes <= bound)
+  t.true(admission.waiting > 0, 'requests past the bound wait')
+  t.deepEqual(await Promise.all(firsts), Array.from({ length: 20 }, (_, i) => i + 1))
+  t.is(admission.queuedBytes, 0)
+  t.is(admission.pending, 0)
+  admission.closing()
+  await admission.ordered(() => handle.close())
+  admission.close()
+  const entries = await readAll(path)
+  t.true(entries.length === 20 && entries.every((e, i) => e.payload.equals(payload(i))))
 })

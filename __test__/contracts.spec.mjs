@@ -86,6 +86,124 @@ test("the TypeScript doc comments' defaults are the engine's", (t) => {
   t.regex(doc('StoreOptions', 'compressSnapshots'), new RegExp(`\\(default ${d.compressSnapshots}\\)`))
 })
 
+/** The engine's default behind an option or a key of an options type, as the docs write it, by the key's name. */
+function documentedDefaults() {
+  const d = native.defaults()
+  return new Map([
+    ['sync', `'${d.syncMode}'`],
+    ['compression', String(d.compressionThreshold)],
+    ['threshold', String(d.compressionThreshold)],
+    ['level', String(d.compressionLevel)],
+    ['preallocate', bytes(d.preallocate)],
+    ['maxQueueBytes', bytes(d.maxQueueBytes)],
+    ['keepSnapshots', String(d.keepSnapshots)],
+    ['keepArchives', String(d.keepArchives)],
+    ['compressSnapshots', String(d.compressSnapshots)],
+  ])
+}
+
+test('every option key of the options types has its row in docs/api.md, and every row is an option', (t) => {
+  const types = exportedInterfaces('../index.d.ts')
+  const keys = (type) => (types.get(type) ?? []).map((p) => p.name)
+  const writer = keys('WalWriterOptions')
+  const own = keys('StoreOptions').filter((k) => !writer.includes(k))
+  t.true(writer.length > 0 && own.length > 0)
+  t.deepEqual([...table('### `WalWriter.open(path, options?)`').keys()].sort(), [...writer].sort())
+  t.deepEqual([...table('### `Store.open(dir, options?)`').keys()].sort(), [...own].sort())
+})
+
+test("every default a TypeScript doc comment or docs/api.md's Types table gives for an engine option is the addon's", (t) => {
+  const expected = documentedDefaults()
+  const wrong = []
+  for (const entry of ['../index.d.ts', '../jetstream.d.ts']) {
+    for (const [type, properties] of exportedInterfaces(entry)) {
+      for (const { name, doc } of properties) {
+        const want = expected.get(name)
+        if (want === undefined || !/options|policy/i.test(type)) continue
+        // Each such key states its default, and states the addon's.
+        const stated = [...doc.matchAll(/default (?:`)?([^\s),;`]+(?: MiB| B)?)/g)].map((m) => m[1])
+        if (!stated.includes(want)) wrong.push(`${type}.${name}: ${stated.join(', ') || 'none'} (the addon: ${want})`)
+      }
+    }
+  }
+  for (const line of api.slice(api.indexOf('## Types')).split('\n')) {
+    for (const [, key, value] of line.matchAll(/(\w+)\?: \w+ \/\* ([^*]+) \*\//g)) {
+      const want = expected.get(key)
+      if (want !== undefined && value.trim() !== want) wrong.push(`docs/api.md ${key}: ${value.trim()} (the addon: ${want})`)
+    }
+  }
+  t.deepEqual(wrong, [])
+})
+
+test("every prose statement of the default retention ('keep N snapshots, M archives') is the addon's", async (t) => {
+  const d = native.defaults()
+  const root = new URL('../', import.meta.url)
+  const files = ['README.md', ...(await readdir(new URL('docs/', root))).map((f) => `docs/${f}`), ...(await readdir(new URL('src/', root), { recursive: true })).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => `src/${f}`)]
+  const stated = []
+  for (const file of files) {
+    const text = (await readFile(new URL(file, root), 'utf8')).replaceAll(/\s+/g, ' ')
+    for (const [phrase, snapshots, archives] of text.matchAll(/keeps? (\d+) snapshots,? (?:and )?(\d+) archives/g)) stated.push([file, phrase, Number(snapshots), Number(archives)])
+  }
+  t.true(stated.length > 0)
+  t.deepEqual(
+    stated.filter(([, , snapshots, archives]) => snapshots !== d.keepSnapshots || archives !== d.keepArchives),
+    [],
+  )
+})
+
+test('every error code the docs and the doc comments name exists', async (t) => {
+  // Upper-case names with an underscore that are not codes: environment variables, open flags, constants.
+  const NOT_CODES = new Set(['ERROR_CODES', 'PROBLEM_CODES', 'O_NOFOLLOW', 'O_NONBLOCK', 'O_EXCL', 'RUSTC_BOOTSTRAP', 'PROPTEST_CASES', 'LD_PRELOAD', 'FUZZ_SEED', 'FUZZ_OPS', 'CARGO_TARGET_DIR', 'CARGO_INCREMENTAL'])
+  const known = new Set([...ERROR_CODES, ...PROBLEM_CODES])
+  const root = new URL('../', import.meta.url)
+  const files = ['README.md', 'ARCHITECTURE.md', 'RELIABILITY.md', ...(await readdir(new URL('docs/', root))).map((f) => `docs/${f}`)]
+  for (const dir of ['src', 'crates/engine/src', 'crates/node/src']) {
+    for (const name of await readdir(new URL(`${dir}/`, root), { recursive: true })) {
+      if ((name.endsWith('.ts') && !name.endsWith('.d.ts')) || name.endsWith('.rs')) files.push(`${dir}/${name}`)
+    }
+  }
+  files.push('index.ts', 'jetstream.ts', 'cli.ts')
+  const texts = await Promise.all(files.map((file) => readFile(new URL(file, root), 'utf8')))
+  // Constants of the code (`MAX_SEQUENCE`) are names, not codes.
+  const declared = new Set(texts.flatMap((text) => [...text.matchAll(/\b(?:const|static)\s+([A-Z][A-Z0-9_]+)\b/g)].map((m) => m[1])))
+  const unknown = new Set()
+  files.forEach((file, i) => {
+    // In Markdown every such name counts; in code, those quoted in backticks (doc comments, messages).
+    const pattern = file.endsWith('.md') ? /\b([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)\b/g : /`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`/g
+    for (const [, name] of texts[i].matchAll(pattern)) if (!known.has(name) && !NOT_CODES.has(name) && !declared.has(name)) unknown.add(`${file}: ${name}`)
+  })
+  t.deepEqual([...unknown], [])
+})
+
+test('every option of each CLI command is in its row of docs/cli.md', async (t) => {
+  const cli = await readFile(new URL('../docs/cli.md', import.meta.url), 'utf8')
+  const rows = new Map()
+  for (const line of cli.split('\n')) {
+    const match = /^\| `(\w+)([^|]*(?:\\\|[^|]*)*)` \|/.exec(line)
+    if (match) rows.set(match[1], match[2])
+  }
+  const require = createRequire(import.meta.url)
+  const missing = []
+  let commands = 0
+  for (const module of ['examine', 'dump', 'tail', 'backup', 'salvage', 'remote', 'demo', 'bench']) {
+    for (const [name, usage] of Object.entries(require(`../src/cli/${module}.js`))) {
+      if (!name.endsWith('_USAGE')) continue
+      const command = /^Usage: selene-persist (\w+)/.exec(usage)?.[1]
+      const row = rows.get(command)
+      commands++
+      if (row === undefined) {
+        missing.push(`${command}: no row`)
+        continue
+      }
+      for (const [, short, long] of usage.matchAll(/^ {2}(?:(-\w), )?--([\w-]+)/gm)) {
+        if (!row.includes(`--${long}`) && !(short && row.includes(`[${short}]`))) missing.push(`${command} --${long}`)
+      }
+    }
+  }
+  t.is(commands, rows.size)
+  t.deepEqual(missing, [])
+})
+
 test('every exported interface has a row in its Types table, holding every key', async (t) => {
   const jetstream = await readFile(new URL('../docs/jetstream.md', import.meta.url), 'utf8')
   const missing = []

@@ -1,13 +1,20 @@
-/** What WalWriter and Store share: appends queued to a committer thread, in call order. */
+/**
+ * What WalWriter and Store share: appends queued to a committer thread, in call order. The
+ * queue itself (admission, backpressure, settlement) is `append/admission.ts`, the waking of
+ * in-process followers `append/wakeup.ts`; this class checks the calls and keeps the rules of
+ * `appendSync`, the blocking calls and close.
+ */
 import * as native from '../native'
 
+import { Admission, type Request } from './append/admission'
+import { SyncBatch } from './append/sync-batch'
+import { Wakeup } from './append/wakeup'
 import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
 import { publish } from './diagnostics'
-import { PersistError, call, guarded, invalid, nativeError, receiver, translate } from './errors'
-import { Fifo } from './fifo'
-import { type FollowOptions, type Waker, followBatchesOf } from './follow'
+import { PersistError, call, guarded, invalid, receiver, translate } from './errors'
+import { type FollowOptions, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
-import { Outbox, type Packed, type Payloads, Slab, pack } from './outbox'
+import type { Payloads } from './outbox'
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {
@@ -53,82 +60,6 @@ export interface WriterStats {
   tailRepairs: number
 }
 
-/** An append request: its room in the queue and who to tell its first sequence. */
-interface Request {
-  bytes: number
-  resolve: (first: number) => void
-  reject: (error: PersistError) => void
-}
-
-/**
- * A call waiting for room in the queue or for the calls before it: an append (its payloads
- * copied at the call, so the caller's buffer may change or be transferred meanwhile), or an
- * ordered operation to start (a flush, a checkpoint watermark, close).
- */
-type Waiting =
-  | { readonly request: Request; readonly payloads: Payloads; readonly meta: native.NativeMeta | undefined }
-  | { readonly request: null; readonly start: () => void }
-
-/** A request of at least this many payload bytes is handed to the addon alone, its payloads uncopied by the outbox. */
-const DIRECT_BYTES = 1 << 20
-
-/** `appendSync` hands its entries to the committer in batches of this many, or this many bytes. */
-const SYNC_BATCH_ENTRIES = 1024
-const SYNC_BATCH_BYTES = 1 << 20
-
-/** Period of the timer that holds the event loop open while appends are pending (it never fires in practice). */
-const KEEP_ALIVE_MS = 2 ** 30
-
-/**
- * Under `{ intervalMs }` the background fdatasync has no callback into JS, so a durable
- * follower also looks again this often.
- */
-const INTERVAL_FOLLOW_MS = 100
-
-/**
- * `appendSync` entries not yet handed to the committer, copied at the call into one buffer, so
- * a caller may reuse, change or transfer its buffer as soon as the call returns.
- */
-class SyncBatch {
-  #data = new Uint8Array(64 << 10)
-  #lengths = new Uint32Array(SYNC_BATCH_ENTRIES)
-  #count = 0
-  #bytes = 0
-
-  get count(): number {
-    return this.#count
-  }
-
-  get full(): boolean {
-    return this.#count >= SYNC_BATCH_ENTRIES || this.#bytes >= SYNC_BATCH_BYTES
-  }
-
-  add(payload: Uint8Array): void {
-    if (this.#bytes + payload.length > this.#data.length) {
-      const bigger = new Uint8Array(Math.max(this.#bytes + payload.length, this.#data.length * 2))
-      bigger.set(this.#data.subarray(0, this.#bytes))
-      this.#data = bigger
-    }
-    this.#data.set(payload, this.#bytes)
-    this.#bytes += payload.length
-    this.#lengths[this.#count++] = payload.length
-  }
-
-  /** The entries gathered, as views valid until the next `add` unless {@link SyncBatch.release}d; the batch is emptied. */
-  take(): Packed {
-    const taken = { data: this.#data.subarray(0, this.#bytes), lengths: this.#lengths.subarray(0, this.#count) }
-    this.#count = 0
-    this.#bytes = 0
-    return taken
-  }
-
-  /** Give the buffers behind the last `take` to its holder (a batch that must wait keeps them, uncopied); later entries go to new ones. */
-  release(): void {
-    this.#data = new Uint8Array(this.#data.length)
-    this.#lengths = new Uint32Array(SYNC_BATCH_ENTRIES)
-  }
-}
-
 /**
  * What WalWriter and Store share: appends queued to a committer thread that groups concurrent
  * appends into one write and one fdatasync. No fsync ever runs on the JS thread, except in
@@ -149,18 +80,10 @@ class SyncBatch {
  */
 export abstract class Appender {
   readonly #native: native.NativeAppender
-  readonly #maxQueueBytes: number
-  #queuedBytes = 0
-  readonly #waiting = new Fifo<Waiting>()
-  /** Where the payloads of waiting calls are copied. */
-  readonly #slab = new Slab()
-  /** Requests admitted this tick, not yet handed to the committer. */
-  readonly #outbox = new Outbox()
-  /** Requests handed over (or in the outbox), by ticket. */
-  readonly #pending = new Map<number, Request>()
-  #nextTicket = 1
-  /** Ref'd while requests are pending: the addon's callback alone does not keep Node running. */
-  readonly #keepAlive: ReturnType<typeof setInterval>
+  /** The queue to the committer: admission, backpressure, settlement. */
+  readonly #admission: Admission
+  /** What wakes in-process followers. */
+  readonly #wakeup: Wakeup
   /** Whether the policy acknowledges before fdatasync, so `appendSync` may be used. */
   readonly #ackBeforeSync: boolean
   readonly #unsent = new SyncBatch()
@@ -171,27 +94,19 @@ export abstract class Appender {
   #closing = false
   /** What followers of this writer read: its WAL file or store directory. */
   readonly #target: string
-  /** Whether the policy fdatasyncs on a timer (`intervalMs`): followers look again on their own. */
-  readonly #syncsInBackground: boolean
-  /** Resolves on the next commit, flush or checkpoint (`true`), or once closed (`false`). */
-  #change!: Promise<boolean>
-  #announce!: (more: boolean) => void
-  #ended = false
+  #poisonNoticed = false
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
   protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string) {
     this.#native = handle
-    this.#maxQueueBytes = maxQueueBytes
     this.#target = target
-    this.#syncsInBackground = sync.syncsInBackground
-    this.#renewChange()
+    this.#wakeup = new Wakeup(sync.syncsInBackground)
     this.#ackBeforeSync = sync.acksBeforeSync
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
     const repair = this.tailRepair
     if (repair) publish('tailRepair', () => ({ path: target, repair }))
-    this.#keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS)
-    this.#keepAlive.unref()
+    this.#admission = new Admission(handle, maxQueueBytes)
     handle.listen((settled, failures) => this.#settle(settled, failures))
   }
 
@@ -209,23 +124,7 @@ export abstract class Appender {
     this.#sendUnsent()
     const failure = this.#syncFailure
     if (failure) return Promise.reject(failure)
-    return this.#ordered(run)
-  }
-
-  /** {@link Appender.admit} whatever failed before. */
-  #ordered<T>(run: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const start = (): void => {
-        this.#send()
-        try {
-          run().then(resolve, reject)
-        } catch (error) {
-          reject(translate(error))
-        }
-      }
-      if (this.#waiting.length === 0) start()
-      else this.#waiting.push({ request: null, start })
-    })
+    return this.#admission.ordered(run)
   }
 
   /** Queue one request (all of `payloads` commit together) in call order; resolves with its first sequence. */
@@ -233,78 +132,12 @@ export abstract class Appender {
     return new Promise<number>((resolve, reject) => this.#enqueue(payloads, meta, { bytes, resolve, reject }))
   }
 
-  /**
-   * Queue `payloads` as one request whose outcome goes to `request`, called synchronously when
-   * settled. A request that has to wait keeps `own()`: payloads of its own (by default a copy).
-   */
-  #enqueue(payloads: Payloads, meta: native.NativeMeta | undefined, request: Request, own = (): Payloads => pack(payloads as readonly Uint8Array[], this.#slab)): void {
+  /** {@link Admission.enqueue}, after the `appendSync` entries gathered so far; refused once closing or after a failed batch. */
+  #enqueue(payloads: Payloads, meta: native.NativeMeta | undefined, request: Request, own?: () => Payloads): void {
     this.#sendUnsent()
     const failure = this.#refusal()
     if (failure) return request.reject(failure)
-    // Calls that waited may fit now, though no reply has reached this thread (a loop of
-    // appendSync holds it): they go first, in order.
-    this.#startFitting()
-    // An appendSync batch cannot wait for the event loop its caller holds, and piling batches
-    // up here would let a loop hold any amount of memory: it blocks until the committer has
-    // room (behind the calls already waiting), so memory stays within the queue bound.
-    if (!Array.isArray(payloads)) {
-      while (!(this.#waiting.length === 0 && this.#fits(request.bytes))) {
-        this.#send()
-        const next = this.#waiting.length > 0 ? this.#waitingBytes() : request.bytes
-        if (!this.#native.waitForRoom(Math.max(0, this.#maxQueueBytes - next))) break
-        this.#startFitting()
-      }
-    }
-    if (this.#waiting.length === 0 && this.#fits(request.bytes)) this.#start(request, payloads, meta)
-    else this.#waiting.push({ request, payloads: own(), meta })
-  }
-
-  /** Start the waiting calls that fit now, oldest first. */
-  #startFitting(): void {
-    while (this.#waiting.length > 0 && this.#fits(this.#waitingBytes())) this.#startWaiting()
-  }
-
-  /** Give `request` a ticket and copy it into the outbox, which is sent at the end of the tick. */
-  #start(request: Request, payloads: Payloads, meta: native.NativeMeta | undefined): void {
-    const ticket = this.#nextTicket++
-    this.#queuedBytes += request.bytes
-    if (this.#pending.size === 0) this.#keepAlive.ref()
-    this.#pending.set(ticket, request)
-    if (!Array.isArray(payloads)) {
-      // A batch of appendSync entries (packed already): handed over now, after what the outbox
-      // holds, in one call that copies it once. Chained: once one batch fails in the engine,
-      // every later one does, though this thread learns of the first failure only later.
-      const { data, lengths } = payloads as Packed
-      this.#submitAlone(ticket, [data], lengths, null, true)
-      return
-    }
-    const list = payloads as readonly Uint8Array[]
-    if (request.bytes >= DIRECT_BYTES) {
-      // A large request skips the outbox's copy: the addon copies the caller's buffers once,
-      // in this call, and the engine writes from that copy.
-      this.#submitAlone(ticket, list, Uint32Array.from(list, (p) => p.length), meta === undefined ? null : [meta], false)
-      return
-    }
-    if (this.#outbox.empty) queueMicrotask(() => this.#send())
-    this.#outbox.add(ticket, list, request.bytes, meta)
-  }
-
-  /** Hand one request to the committer now, after what the outbox holds, in one call that copies its payloads. */
-  #submitAlone(ticket: number, data: readonly Uint8Array[], lengths: Uint32Array, metas: native.NativeMeta[] | null, chained: boolean): void {
-    this.#send()
-    try {
-      this.#native.submit(data as Uint8Array[], lengths, Float64Array.of(ticket, lengths.length), metas, chained)
-    } catch (error) {
-      this.#finish(ticket)?.reject(translate(error))
-    }
-  }
-
-  /** Start the oldest waiting call. */
-  #startWaiting(): void {
-    const waiting = this.#waiting.shift()
-    if (waiting === undefined) return
-    if (waiting.request === null) waiting.start()
-    else this.#start(waiting.request, waiting.payloads, waiting.meta)
+    this.#admission.enqueue(payloads, meta, request, own)
   }
 
   /** Why a new append is refused: an `appendSync` batch failed, or the writer is closing. */
@@ -312,54 +145,18 @@ export abstract class Appender {
     return this.#syncFailure ?? (this.#closing ? new PersistError('CLOSED', 'the writer is closed') : null)
   }
 
-  /** Hand the outbox to the committer. */
-  #send(): void {
-    if (this.#outbox.empty) return
-    try {
-      this.#outbox.sendTo(this.#native)
-    } catch (error) {
-      const failure = translate(error)
-      for (const ticket of this.#outbox.tickets()) this.#finish(ticket)?.reject(failure)
-      this.#outbox.clear()
-    }
-  }
-
-  /** The addon's callback: `settled` holds (ticket, first sequence or -1) pairs, `failures` the errors in order. */
+  /** The addon's outcomes of a group: settle its requests, tell the channels, admit what waited, wake the followers. */
   #settle(settled: Float64Array, failures: string[]): void {
-    let failed = 0
-    for (let i = 0; i + 1 < settled.length; i += 2) {
-      const first = settled[i + 1] ?? -1
-      const message = first < 0 ? failures[failed++] : undefined
-      const request = this.#finish(settled[i] ?? 0)
-      if (message === undefined) request?.resolve(first)
-      else request?.reject(nativeError(message))
-    }
+    const failed = this.#admission.settle(settled, failures)
     publish('commit', () => ({ path: this.#target, requests: settled.length / 2, failed, lastSequence: this.lastSequence }))
     if (failed > 0) this.#noticePoison()
-    this.#startFitting()
+    this.#admission.admitWaiting()
     this.changed()
-  }
-
-  #renewChange(): void {
-    this.#change = new Promise<boolean>((resolve) => (this.#announce = resolve))
   }
 
   /** Wake the followers: the log may have grown, or become durable further. */
   protected changed(): void {
-    const self = receiver(this, Appender)
-    if (self.#ended) return
-    const announce = self.#announce
-    self.#renewChange()
-    announce(true)
-  }
-
-  /** What wakes an in-process follower: the committer's callbacks (and a short timer under `{ intervalMs }`). */
-  #waker(): Waker {
-    const timed = this.#syncsInBackground
-    return {
-      arm: () => (timed ? Promise.race([this.#change, new Promise<boolean>((resolve) => setTimeout(resolve, INTERVAL_FOLLOW_MS, true))]) : this.#change),
-      close: () => undefined,
-    }
+    receiver(this, Appender).#wakeup.changed()
   }
 
   /**
@@ -371,7 +168,7 @@ export abstract class Appender {
    * or `signal` aborts.
    */
   followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    return deferred(() => followBatchesOf(this.#target, options, () => this.#waker()))
+    return deferred(() => followBatchesOf(this.#target, options, () => this.#wakeup.waker()))
   }
 
   /** @internal The WAL file, or the store directory, this appender writes. */
@@ -384,7 +181,7 @@ export abstract class Appender {
    * closed: what wakes a follower, for the integrations that read the log themselves.
    */
   nextChange(): Promise<boolean> {
-    return call(() => this.#waker().arm())
+    return call(() => this.#wakeup.next())
   }
 
   /** {@link Appender.followBatches}, one entry at a time. */
@@ -392,42 +189,14 @@ export abstract class Appender {
     return entriesOf(() => receiver(this, Appender).followBatches(options))
   }
 
-  #waitingBytes(): number {
-    const next = this.#waiting.peek()
-    return next === undefined || next.request === null ? 0 : next.request.bytes
-  }
-
-  /** Forget the request `ticket`, releasing its room in the queue. */
-  #finish(ticket: number): Request | undefined {
-    const request = this.#pending.get(ticket)
-    if (request === undefined) return undefined
-    this.#pending.delete(ticket)
-    this.#queuedBytes -= request.bytes
-    if (this.#pending.size === 0) this.#release()
-    return request
-  }
-
-  /** Nothing is pending: stop holding the event loop, and drop the timer once closed. */
-  #release(): void {
-    this.#keepAlive.unref()
-    if (this.#closing) clearInterval(this.#keepAlive)
-  }
-
-  #fits(bytes: number): boolean {
-    if (this.#queuedBytes === 0 || this.#queuedBytes + bytes <= this.#maxQueueBytes) return true
-    // This thread learns of commits from their replies; the committer counts them at once.
-    const live = this.#native.queuedBytes() + this.#outbox.bytes
-    return live === 0 || live + bytes <= this.#maxQueueBytes
-  }
-
   /** Payload bytes queued to the committer and not yet committed (at most `maxQueueBytes`, or one larger append). */
   get queuedBytes(): number {
-    return guarded(() => this.#queuedBytes)
+    return guarded(() => this.#admission.queuedBytes)
   }
 
   /** Calls waiting for room in the queue. */
   get waitingCalls(): number {
-    return guarded(() => this.#waiting.length)
+    return guarded(() => this.#admission.waiting)
   }
 
   /**
@@ -526,8 +295,7 @@ export abstract class Appender {
     this.#sendUnsent()
     const refused = this.#refusal()
     if (refused) throw refused
-    while (this.#waiting.length > 0) this.#startWaiting()
-    this.#send()
+    this.#admission.drain()
     // An entry must not be acknowledged behind a lost appendSync batch: settle those first.
     if (payload !== null && this.#syncInFlight.size > 0) this.#commitSync(null, undefined)
     let sequence: number | null
@@ -535,7 +303,7 @@ export abstract class Appender {
       sequence = this.#native.commitSync(payload, meta ?? null)
     } finally {
       // Every request whose outcome can be in the mailbox is pending until settled.
-      if (this.#pending.size > 0) {
+      if (this.#admission.pending > 0) {
         const { settled, failures } = this.#native.takeSettled()
         this.#settle(settled, failures)
       }
@@ -593,15 +361,15 @@ export abstract class Appender {
   async #close(): Promise<void> {
     this.#sendUnsent()
     this.#closing = true
+    this.#admission.closing()
     try {
-      await this.#ordered(() => this.#native.close())
+      await this.#admission.ordered(() => this.#native.close())
       await this.#syncSettled()
     } finally {
-      if (this.#pending.size === 0) this.#release()
+      this.#admission.close()
       // Followers read what was committed, then end.
       this.changed()
-      this.#ended = true
-      this.#announce(false)
+      this.#wakeup.end()
     }
   }
 
@@ -641,15 +409,13 @@ export abstract class Appender {
         fdatasyncs: s.fdatasyncs,
         groupSize: quantiles(s.groupSize),
         commitLatencyMs: quantiles(s.commitLatencyUs, 1e-3),
-        queuedBytes: this.#queuedBytes,
-        waitingCalls: this.#waiting.length,
+        queuedBytes: this.#admission.queuedBytes,
+        waitingCalls: this.#admission.waiting,
         msSinceFdatasync: s.sinceFdatasyncMs ?? null,
         tailRepairs: s.tailRepairs,
       }
     })
   }
-
-  #poisonNoticed = false
 
   /** Tell the `poison` channel, once, that the writer now refuses writes. */
   #noticePoison(): void {

@@ -234,7 +234,7 @@ export class Store extends Appender {
     })
   }
 
-  /** Apply retention (default: the store's `retention` option, else keep 2 snapshots, 4 archives). */
+  /** Apply retention (default: the store's `retention` option, else the engine's default policy). */
   prune(policy?: RetentionPolicy): Promise<PruneResult> {
     return call(() => {
       const normalised = nativePolicy(policy ?? this.#retention)

@@ -19,7 +19,8 @@ export interface WalWriterOptions {
   /**
    * Grow the active WAL this many bytes of written zeros at a time ahead of the writes
    * (default 1 MiB), so an fdatasync flushes data without a file-size or extent change;
-   * `false` grows it write by write. The unused zero tail is cut at close and read as the end
+   * `false` grows it write by write, and is the default under `'manual'` and `{ intervalMs }`,
+   * which fdatasync seldom. The unused zero tail is cut at close and read as the end
    * of the log after a crash.
    */
   preallocate?: number | false

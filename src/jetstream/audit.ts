@@ -22,22 +22,7 @@ import * as native from '../../native'
 import { PersistError, ownError, translate } from '../errors'
 import { checkObject, checkPath } from '../options'
 
-import {
-  Protocol,
-  type Remote,
-  type RemoteOptions,
-  SHIPMENT_HEADER_LEN,
-  asBuffer,
-  checkNode,
-  lastMessage,
-  nextMessage,
-  nodeSnapshots,
-  openRemote,
-  rangeOf,
-  receivedRange,
-  remoteError,
-  remoteOptions,
-} from './remote'
+import { Protocol, type Remote, type RemoteOptions, SHIPMENT_HEADER_LEN, asBuffer, checkNode, lastMessage, messagesOn, nodeSnapshots, openRemote, rangeOf, receivedRange, remoteError, remoteOptions } from './remote'
 
 /** Options of {@link audit}. */
 export interface AuditOptions extends RemoteOptions {
@@ -122,10 +107,8 @@ export async function auditNode(remote: Remote, node: number, dir: string, shipp
     const intact = new RangeSet()
     const corrupt = new RangeSet()
     let shipments = 0
-    for (let seq = 1; end && seq <= end.seq; ) {
-      const message = await nextMessage(remote, subject, seq)
-      if (!message || message.seq > end.seq) break
-      seq = message.seq + 1
+    for await (const message of messagesOn(remote, subject, (seq) => end !== null && seq <= end.seq)) {
+      if (message.seq > (end?.seq ?? 0)) break
       shipments++
       const said = rangeOf(message)
       const data = asBuffer(message.data)

@@ -159,13 +159,19 @@ export function lastMessage(remote: Remote, subject: string): Promise<StoredMsg 
 }
 
 /**
- * The first message on `subject` at or after stream sequence `seq`, or `null` if there is none:
- * one request, so a read of the stream always settles (a timeout is an error), unlike a
- * consumer that waits for messages.
+ * The messages on `subject` in stream order, from the first on, while `more(seq)` holds for
+ * the stream sequence the next read starts at. Message by message, each one request, so a
+ * read of the stream always settles (a timeout is an error), unlike a consumer that waits for
+ * messages.
  */
-export function nextMessage(remote: Remote, subject: string, seq: number): Promise<StoredMsg | null> {
-  // The server's message-get takes `next_by_subj` (2.10+); the client's type lists it only for direct gets.
-  return stored(remote, { seq, next_by_subj: subject } as unknown as MsgRequest)
+export async function* messagesOn(remote: Remote, subject: string, more: (seq: number) => boolean): AsyncGenerator<StoredMsg, void, undefined> {
+  for (let seq = 1; more(seq); ) {
+    // The server's message-get takes `next_by_subj` (2.10+); the client's type lists it only for direct gets.
+    const message = await stored(remote, { seq, next_by_subj: subject } as unknown as MsgRequest)
+    if (!message) return
+    seq = message.seq + 1
+    yield message
+  }
 }
 
 async function stored(remote: Remote, query: MsgRequest): Promise<StoredMsg | null> {

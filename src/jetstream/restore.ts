@@ -10,23 +10,7 @@ import { type Hlc, checkInteger, checkObject, checkPath } from '../options'
 import type { StoredMsg } from '@nats-io/jetstream'
 
 import { InOrder } from './order'
-import {
-  Protocol,
-  type Remote,
-  type RemoteOptions,
-  type RemoteSnapshot,
-  asBuffer,
-  checkNode,
-  lastMessage,
-  nextMessage,
-  nodeSnapshots,
-  openRemote,
-  rangeOf,
-  receivedRange,
-  remoteError,
-  remoteOptions,
-  snapshots,
-} from './remote'
+import { Protocol, type Remote, type RemoteOptions, type RemoteSnapshot, asBuffer, checkNode, lastMessage, messagesOn, nodeSnapshots, openRemote, rangeOf, receivedRange, remoteError, remoteOptions, snapshots } from './remote'
 
 /** Options of {@link restore}. */
 export interface RestoreOptions extends RemoteOptions {
@@ -92,14 +76,11 @@ export async function restore(options: RestoreOptions): Promise<Restored> {
     if (end && !(toSequence !== undefined && toSequence <= from)) {
       const order = new InOrder<StoredMsg>(from, `stream ${remote.stream}`)
       const endLast = rangeOf(end)?.last ?? 0
-      // Message by message, each one request: a read that always settles. A shipment held for
-      // a hole at the end may wait for a retry stored since the look, so the read goes on
-      // while one is held; one that never comes was not acknowledged, and the log ends before.
+      // A shipment held for a hole at the end may wait for a retry stored since the look, so
+      // the read goes on while one is held; one that never comes was not acknowledged, and the
+      // log ends before.
       let done = false
-      for (let seq = 1; !done && (seq <= end.seq || order.held.length > 0); ) {
-        const message = await nextMessage(remote, subject, seq)
-        if (!message) break
-        seq = message.seq + 1
+      for await (const message of messagesOn(remote, subject, (seq) => !done && (seq <= end.seq || order.held.length > 0))) {
         const range = rangeOf(message)
         if (!range || range.node !== node) throw new PersistError('REMOTE_FENCED', `stream message ${message.seq} on ${subject} is not a shipment of node ${node}`)
         for (const ready of order.offer({ ...range, item: message })) {

@@ -14,40 +14,22 @@
  * - the cursor (`jetstream-<stream>-<node>`, a durable consumer of the store) advances only
  *   over acknowledged shipments without a hole, and a restart resumes after the larger of the
  *   cursor and the `after` of the node's last shipment in the stream;
- * - fencing: a shipper first verifies that the node's last shipped frame is byte for byte the
- *   store's own frame at that sequence (else the stream holds another log under this node id:
- *   `REMOTE_FENCED`), then claims the node with a conditional publish to each of its claim
- *   slots `<prefix>.<node>.claim.<slot>`, and every shipment it publishes expects one slot's
- *   claim to still be the last there. A second shipper's claim therefore fails, or, once it
- *   holds every slot, every later publish of the first fails; it verifies the node's last
- *   shipment again only then: two shippers never interleave.
+ * - fencing (`fence.ts`): a shipper ships only after verifying that the node's last shipment
+ *   is its own log and claiming the node, and every publish expects its claim to still hold,
+ *   so two shippers never interleave.
+ *
+ * Beside the shipments, the live snapshot goes to the bucket (`upload.ts`).
  */
-import { hostname } from 'node:os'
-
-import type { ObjectStore } from '@nats-io/obj'
-
 import * as native from '../../native'
 
-import { PersistError, call, invalid, ownError, receiver } from '../errors'
+import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
 import { type Audited, auditNode } from './audit'
-import {
-  Protocol,
-  type Remote,
-  type RemoteOptions,
-  asBuffer,
-  checkNode,
-  lastMessage,
-  openRemote,
-  rangeOf,
-  remoteError,
-  remoteOptions,
-  shipmentHeaders,
-  SHIPMENT_HEADER_LEN,
-  snapshots,
-} from './remote'
+import { type Claim, claimNode } from './fence'
+import { Protocol, type Remote, type RemoteOptions, checkNode, openRemote, remoteError, remoteOptions, shipmentHeaders } from './remote'
+import { SnapshotUploads } from './upload'
 
 /** Options of {@link ship}. */
 export interface ShipOptions extends RemoteOptions {
@@ -71,7 +53,7 @@ export interface ShipOptions extends RemoteOptions {
 export interface ShipLag {
   /** Entries (sequences) committed locally and not yet acknowledged by the stream. */
   entries: number
-  /** Bytes of the shipment published and not yet acknowledged. */
+  /** Bytes of the shipments published and not yet acknowledged (up to `window` of them). */
   bytes: number
   /** Milliseconds since the stream last held every committed entry (0 when it does). */
   ms: number
@@ -115,12 +97,7 @@ export class Shipper {
   #wake: () => void = () => undefined
   #waiters: Array<{ sequence: number; resolve: () => void; reject: (e: PersistError) => void }> = []
   #acking: Promise<unknown> | null = null
-  /** The live snapshot last uploaded (or found uploaded). */
-  #uploaded = 0
-  /** The HLCs (seconds, subseconds) of the checkpoint watermarks shipped, by sequence, until uploaded past. */
-  readonly #watermarks = new Map<number, [number, number]>()
-  #bucket: ObjectStore | null = null
-  #uploading: Promise<void> | null = null
+  readonly #uploads: SnapshotUploads
   #auditTimer: ReturnType<typeof setTimeout> | null = null
   #auditing: Promise<void> | null = null
   readonly #window: number
@@ -136,6 +113,7 @@ export class Shipper {
     this.nodeId = nodeId
     this.#onError = onError
     this.#shipped = consumer.position
+    this.#uploads = new SnapshotUploads(remote, store, nodeId, () => this.#shipped, onError)
     this.done = this.#run()
     this.done.catch(() => undefined)
   }
@@ -229,7 +207,7 @@ export class Shipper {
         }
       }
       // An acknowledgement that finishes may start one for a later sequence: wait for the last.
-      while (this.#acking || this.#uploading || this.#auditing) await (this.#acking ?? this.#uploading ?? this.#auditing)
+      while (this.#acking || this.#uploads.running || this.#auditing) await (this.#acking ?? this.#uploads.running ?? this.#auditing)
       this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
     } catch (error) {
       const failure = error instanceof PersistError ? error : remoteError(error, `shipping node ${this.nodeId}`)
@@ -249,18 +227,13 @@ export class Shipper {
    * acknowledged without a hole, resending what may already be stored (receivers skip it).
    */
   async #session(): Promise<void> {
-    const { claims, start } = await this.#claim()
+    const { expect, start } = await this.#claim()
     this.#firstClaimSettle?.resolve()
     this.#firstClaimSettle = null
-    this.#uploadSnapshot()
+    this.#uploads.start()
     const follower = await native.NativeFollower.open(this.#store.path, start, true)
     const maxBytes = Math.min(SHIPMENT_BYTES, (this.#remote.nc.info?.max_payload ?? SHIPMENT_BYTES + HEADROOM) - HEADROOM)
     const subject = Protocol.dataSubject(this.#remote.prefix, this.nodeId)
-    let sent = 0
-    const expect = (): { lastSubjectSequence: number; lastSubjectSequenceSubject: string } => {
-      const slot = sent++ % Protocol.claimSlots
-      return { lastSubjectSequence: claims[slot] ?? 0, lastSubjectSequenceSubject: Protocol.claimSubject(this.#remote.prefix, this.nodeId, slot) }
-    }
     const inFlight: InFlight[] = []
     let failure: unknown = null
     let settled: () => void = () => undefined
@@ -317,89 +290,27 @@ export class Shipper {
   }
 
   /**
-   * Verify that the node's shipments in the stream are this store's log, claim the node, and
-   * say where to resume: after the larger of the cursor and the `after` of the node's last
-   * shipment (the stream holds every entry up to there; past it, a shipment may be missing).
+   * Claim the node (`fence.ts`) and say where to resume: after the larger of the cursor and the
+   * `after` of the node's last shipment (the stream holds every entry up to there; past it, a
+   * shipment may be missing).
    */
-  async #claim(): Promise<{ claims: number[]; start: number }> {
-    const { js, prefix } = this.#remote
-    const data = Protocol.dataSubject(prefix, this.nodeId)
-    const slots = Array.from({ length: Protocol.claimSlots }, (_, slot) => Protocol.claimSubject(prefix, this.nodeId, slot))
-    const lastClaims = await Promise.all(slots.map((subject) => lastMessage(this.#remote, subject)))
-    const before = await lastMessage(this.#remote, data)
-    if (before) await this.#verify(before.data)
-    const body = JSON.stringify({ node: this.nodeId, host: hostname(), pid: process.pid, after: before ? (rangeOf(before)?.after ?? 0) : 0 })
-    let claims: number[]
-    try {
-      claims = await Promise.all(slots.map(async (subject, slot) => (await js.publish(subject, body, { expect: { lastSubjectSequence: lastClaims[slot]?.seq ?? 0 } })).seq))
-    } catch (error) {
-      throw remoteError(error, `claiming node ${this.nodeId}`)
-    }
-    // A shipment of the previous shipper may have landed between the look and the claim.
-    const after = await lastMessage(this.#remote, data)
-    if (after && after.seq !== before?.seq) await this.#verify(after.data)
-    const held = after ? (rangeOf(after)?.after ?? 0) : 0
+  async #claim(): Promise<{ expect: Claim['expect']; start: number }> {
+    const { expect, held } = await claimNode({ remote: this.#remote, nodeId: this.nodeId, path: this.#store.path, cursor: () => this.#consumer.position })
     if (held > this.#shipped) {
       this.#shipped = held
       this.#scheduleAck()
     }
-    return { claims, start: this.#shipped + 1 }
-  }
-
-  /** Refuse unless the last frame of `shipment` is this store's own frame at that sequence. */
-  async #verify(shipment: Uint8Array): Promise<void> {
-    const received = await native.decodeShipment(asBuffer(shipment))
-    const fenced = (why: string): PersistError => new PersistError('REMOTE_FENCED', `node ${this.nodeId} in stream ${this.#remote.stream}: ${why}; another store ships (or shipped) under this node id`)
-    if (received.node !== this.nodeId) throw fenced(`a shipment of node ${received.node} is on this node's subject`)
-    const last = received.last
-    const local = await this.#frameAt(last)
-    if (!local) {
-      // Pruned here after this store shipped it: its own cursor vouches for it.
-      if (last <= this.#consumer.position) return
-      throw fenced(`the stream holds sequence ${last}, which this store does not have`)
-    }
-    const frame = local.data.subarray(SHIPMENT_HEADER_LEN)
-    if (Buffer.compare(asBuffer(shipment).subarray(shipment.length - frame.length), frame) !== 0) {
-      throw fenced(`the stream's entry ${last} differs from this store's`)
-    }
-  }
-
-  /** This store's frame at `sequence`, as a one-frame shipment; `null` once retention removed it. */
-  async #frameAt(sequence: number): Promise<native.NativeShipment | null> {
-    try {
-      const follower = await native.NativeFollower.open(this.#store.path, sequence, true)
-      try {
-        const frame = await follower.nextShipment(this.nodeId, 1, 1)
-        return frame?.first === sequence ? frame : null
-      } finally {
-        follower.close()
-      }
-    } catch (error) {
-      if (ownError(error)?.code === 'CONSUMER_BEHIND_RETENTION') return null
-      throw error
-    }
-  }
-
-  /**
-   * The HLC (seconds, subseconds) of the checkpoint watermark at `sequence`, read from the log
-   * while it still holds it: a shipper that starts after the live snapshot never ships that
-   * watermark, and one that restarts forgets those it shipped. `undefined` once pruned.
-   */
-  async #watermarkAt(sequence: number): Promise<[number, number] | undefined> {
-    const [at, seconds, subseconds] = (await this.#frameAt(sequence))?.watermarks ?? []
-    return at === sequence && seconds !== undefined && subseconds !== undefined ? [seconds, subseconds] : undefined
+    return { expect, start: this.#shipped + 1 }
   }
 
   /** The stream acknowledged a shipment up to `last`, with these watermarks (sequence, HLC). */
   #advance(last: number, watermarks: number[]): void {
     this.#shipped = Math.max(this.#shipped, last)
-    for (let i = 0; i + 2 < watermarks.length; i += 3) {
-      this.#watermarks.set(watermarks[i] ?? 0, [watermarks[i + 1] ?? 0, watermarks[i + 2] ?? 0])
-    }
+    this.#uploads.acknowledged(watermarks)
     if (this.#shipped >= this.#store.lastSequence) this.#caughtUpAt = Date.now()
     this.#waiters = this.#waiters.filter((w) => (w.sequence <= this.#shipped ? (w.resolve(), false) : true))
     this.#scheduleAck()
-    this.#uploadSnapshot()
+    this.#uploads.start()
   }
 
   /** Move the durable cursor to what the stream acknowledged: one write at a time, the latest. */
@@ -417,43 +328,6 @@ export class Shipper {
         this.#onError(error as PersistError)
       },
     )
-  }
-
-  /**
-   * Upload the store's live snapshot once the stream holds the entries up to it. Only a live
-   * snapshot goes: its checkpoint committed, unlike a snapshot file left by a checkpoint that
-   * died before its MANIFEST commit. A checkpoint superseded before the shipper reached it is
-   * skipped for the newer one. One upload runs at a time, beside the shipments: entries never
-   * wait for it. A failure is reported and retried after the next shipment.
-   */
-  #uploadSnapshot(): void {
-    const live = this.#store.closed ? 0 : this.#store.snapshotSeq
-    if (this.#uploading || live <= this.#uploaded || live > this.#shipped) return
-    this.#uploading = this.#upload(live).finally(() => {
-      this.#uploading = null
-      // A newer checkpoint may have gone live meanwhile; a failure waits for the next shipment.
-      if (this.#uploaded >= live) this.#uploadSnapshot()
-    })
-  }
-
-  async #upload(live: number): Promise<void> {
-    try {
-      this.#bucket ??= await snapshots(this.#remote)
-      const name = Protocol.snapshotName(this.nodeId, live)
-      if ((await this.#bucket.info(name)) === null) {
-        const bytes = await native.readSnapshotFile(this.#store.path, live)
-        // Pruned since the look: a newer checkpoint is live, and goes next time.
-        if (bytes === null) return
-        const metadata: Record<string, string> = { node: String(this.nodeId), sequence: String(live) }
-        const hlc = this.#watermarks.get(live) ?? (await this.#watermarkAt(live))
-        if (hlc) Object.assign(metadata, { hlcSeconds: String(hlc[0]), hlcSubseconds: String(hlc[1]) })
-        await this.#bucket.putBlob({ name, metadata }, bytes)
-      }
-      this.#uploaded = live
-      for (const sequence of this.#watermarks.keys()) if (sequence <= live) this.#watermarks.delete(sequence)
-    } catch (error) {
-      this.#onError(remoteError(error, `uploading node ${this.nodeId}'s snapshot ${live}`))
-    }
   }
 
   /** Audit in `ms`, and again `ms` after each audit, until the shipper closes or stops. */

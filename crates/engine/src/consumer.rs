@@ -40,12 +40,7 @@ use crate::scan::read_file_header;
 use crate::seal::Seal;
 
 /// The consumer position file format.
-pub const FORMAT: Format = Format {
-    magic: *b"SPCS",
-    name: "consumer",
-    major: 1,
-    minor: 0,
-};
+pub const FORMAT: Format = Format::new(*b"SPCS", "consumer", 1, 0);
 const LEN: usize = 24;
 /// Longest consumer name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;

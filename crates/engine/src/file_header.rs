@@ -32,12 +32,7 @@ pub struct Format {
 }
 
 /// The WAL file format (also every archive).
-pub const WAL_FORMAT: Format = Format {
-    magic: *b"SPWL",
-    name: "WAL",
-    major: 1,
-    minor: 0,
-};
+pub const WAL_FORMAT: Format = Format::new(*b"SPWL", "WAL", 1, 0);
 /// Length of the file header in bytes.
 pub const FILE_HEADER_LEN: usize = 24;
 
@@ -83,6 +78,17 @@ impl FileHeader {
 }
 
 impl Format {
+    /// The format whose files begin with `magic` and version `major`.`minor`, called `name`.
+    #[must_use]
+    pub const fn new(magic: [u8; 4], name: &'static str, major: u16, minor: u16) -> Self {
+        Self {
+            magic,
+            name,
+            major,
+            minor,
+        }
+    }
+
     /// Write the magic and the version into the first 8 bytes of `out`.
     pub fn write_identity(self, out: &mut [u8]) {
         out[0..4].copy_from_slice(&self.magic);

@@ -147,7 +147,7 @@ pub struct Report {
     /// `store`, `wal`, `snapshot` or `manifest`.
     pub kind: String,
     /// The MANIFEST, if there is one.
-    pub manifest: Option<ManifestSummary>,
+    pub manifest: Option<Manifest>,
     /// Snapshots, ascending.
     pub snapshots: Vec<SnapshotSummary>,
     /// Archives, ascending.
@@ -174,28 +174,6 @@ pub struct ConsumerSummary {
     pub position: u64,
     /// Sequences after its position in the active WAL's range: what it has yet to acknowledge.
     pub lag_entries: u64,
-}
-
-/// The MANIFEST's contents.
-#[derive(Clone, Debug, Eq, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManifestSummary {
-    /// Live snapshot sequence (0: none).
-    pub live_snapshot_seq: u64,
-    /// The sequence the active WAL's header should carry.
-    pub active_wal_seq: u64,
-    /// Retained archives.
-    pub archives: Vec<u64>,
-}
-
-impl From<Manifest> for ManifestSummary {
-    fn from(m: Manifest) -> Self {
-        Self {
-            live_snapshot_seq: m.live_snapshot_seq,
-            active_wal_seq: m.active_wal_seq,
-            archives: m.archives,
-        }
-    }
 }
 
 impl Report {
@@ -283,7 +261,7 @@ pub fn examine(
                 read_exact_at(file.as_ref(), &mut bytes, 0)
                     .map_err(|e| Error::io("read", path, e))?;
                 match Manifest::decode(&bytes, path) {
-                    Ok(m) => report.manifest = Some(m.into()),
+                    Ok(m) => report.manifest = Some(m),
                     Err(e) => report.error(path, &e),
                 }
             }
@@ -336,7 +314,7 @@ fn examine_store(
         check_store(dir, manifest.as_ref(), report);
     }
     list_consumers(vfs, dir, report);
-    report.manifest = manifest.map(Into::into);
+    report.manifest = manifest;
     Ok(())
 }
 

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::StoreFile;
@@ -15,18 +17,14 @@ use crate::io::{OpenMode, Vfs, read_exact_at};
 use crate::publish::{Placement, publish, write_all};
 
 /// The MANIFEST file format.
-pub const FORMAT: Format = Format {
-    magic: *b"SPMF",
-    name: "MANIFEST",
-    major: 1,
-    minor: 0,
-};
+pub const FORMAT: Format = Format::new(*b"SPMF", "MANIFEST", 1, 0);
 const FIXED_LEN: usize = 32;
 /// Most archives a MANIFEST lists.
 pub const MAX_ARCHIVES: usize = 1 << 20;
 
-/// The committed state of a store directory.
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
+/// The committed state of a store directory (in camelCase as `inspect` reports it).
+#[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Manifest {
     /// Sequence of the live snapshot (0: no snapshot).
     pub live_snapshot_seq: u64,

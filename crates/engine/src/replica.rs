@@ -23,12 +23,7 @@ use crate::io::Vfs;
 use crate::publish::{publish_sidecar, read_sidecar};
 
 /// The replica positions file format.
-pub const FORMAT: Format = Format {
-    magic: *b"SPRP",
-    name: "replica positions",
-    major: 1,
-    minor: 0,
-};
+pub const FORMAT: Format = Format::new(*b"SPRP", "replica positions", 1, 0);
 const FIXED_LEN: usize = 32;
 /// Most source nodes one replica file records.
 pub const MAX_NODES: usize = 1 << 16;

@@ -33,12 +33,7 @@ use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
 
 /// The seal file format.
-pub const FORMAT: Format = Format {
-    magic: *b"SPSE",
-    name: "seal",
-    major: 1,
-    minor: 0,
-};
+pub const FORMAT: Format = Format::new(*b"SPSE", "seal", 1, 0);
 /// Length of a seal.
 pub const SEAL_LEN: usize = 64;
 

@@ -23,12 +23,7 @@ use crate::frame::Defect;
 use crate::scan::{Frame, frame_in};
 
 /// The shipment format.
-pub const FORMAT: Format = Format {
-    magic: *b"SPSH",
-    name: "shipment",
-    major: 1,
-    minor: 0,
-};
+pub const FORMAT: Format = Format::new(*b"SPSH", "shipment", 1, 0);
 /// Length of a shipment's header.
 pub const HEADER_LEN: usize = 32;
 

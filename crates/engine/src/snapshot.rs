@@ -31,12 +31,7 @@ use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
 use crate::publish::{Placement, publish};
 
 /// The snapshot file format.
-pub const FORMAT: Format = Format {
-    magic: *b"SPSN",
-    name: "snapshot",
-    major: 1,
-    minor: 0,
-};
+pub const FORMAT: Format = Format::new(*b"SPSN", "snapshot", 1, 0);
 const HEADER_LEN: usize = 48;
 const ROW_LEN: usize = 32;
 const FLAG_COMPRESSED: u16 = 0x01;

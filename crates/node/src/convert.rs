@@ -49,7 +49,8 @@ pub const fn to_f64(value: u64) -> f64 {
 }
 
 /// Writer options as the caller gave them, checked by the facade; what is absent takes the
-/// engine's default ([`WalOptions::default`]).
+/// engine's default ([`WalOptions::default`]; preallocation, the sync policy's
+/// [`SyncPolicy::default_preallocate`]).
 #[napi(object)]
 pub struct NativeOpenOptions {
     /// `always`, `everyN`, `manual` or `interval`.

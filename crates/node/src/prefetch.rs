@@ -153,7 +153,10 @@ impl<T: Send + 'static> ReadAhead<T> {
         *running = Some(Arc::clone(&queue));
         Ok(queue)
     }
+}
 
+impl<T> ReadAhead<T> {
+    /// Let the thread go, if one runs.
     fn stop(&self) {
         if let Some(queue) = self
             .running
@@ -169,14 +172,7 @@ impl<T: Send + 'static> ReadAhead<T> {
 impl<T> Drop for ReadAhead<T> {
     /// JS collected the reader without closing it: the thread stops.
     fn drop(&mut self) {
-        if let Some(queue) = self
-            .running
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            queue.let_go();
-        }
+        self.stop();
     }
 }
 
