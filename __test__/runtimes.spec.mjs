@@ -6,7 +6,7 @@
 // PersistError whose message says what to do.
 import { execFile } from 'node:child_process'
 import { cp, mkdir, symlink, writeFile } from 'node:fs/promises'
-import { join, relative } from 'node:path'
+import { join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
@@ -16,7 +16,9 @@ import { tempDir } from './helpers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const smoke = fileURLToPath(new URL('runtimes/smoke.mjs', import.meta.url))
-const bin = (name) => join(root, 'node_modules', '.bin', name)
+/** The executables the `bun` and `deno` packages' install scripts put in place (what their bin entries run). */
+const BUN = join(root, 'node_modules', 'bun', 'bin', 'bun.exe')
+const DENO = join(root, 'node_modules', 'deno', process.platform === 'win32' ? 'deno.exe' : 'deno')
 const platform = `${process.platform}-${process.arch}`
 
 /** The environment variables napi's generated loader reads. */
@@ -30,10 +32,10 @@ const NAPI_ENV = ['NAPI_RS_NATIVE_LIBRARY_PATH', 'NAPI_RS_FORCE_WASI', 'NAPI_RS_
  */
 function command(runtime, script, dirs, ffi = [root]) {
   if (runtime === 'node') return [process.execPath, [script]]
-  if (runtime === 'bun') return [bin('bun'), [script]]
+  if (runtime === 'bun') return [BUN, [script]]
   const grants = [`--allow-read=${[root, ...dirs, '/usr/bin/ldd']}`, `--allow-write=${dirs}`, `--allow-env=${NAPI_ENV}`]
   if (ffi.length > 0) grants.push(`--allow-ffi=${ffi}`)
-  return [bin('deno'), ['run', ...grants, script]]
+  return [DENO, ['run', ...grants, script]]
 }
 
 /** Run `script` under `runtime` in `cwd` with `args`: its exit code and the JSON of its last line of output. */
@@ -68,7 +70,7 @@ for (const runtime of RUNTIMES) {
 async function project(dir, { addon }) {
   const installed = join(dir, 'node_modules', 'selene-persist')
   const wanted = (rel) => rel === '' || rel === 'package.json' || /^[^/]+\.m?js$/.test(rel) || (addon && /^[^/]+\.node$/.test(rel)) || /^src(\/[^.]*|\/.*\.js)?$/.test(rel)
-  await cp(root, installed, { recursive: true, filter: (source) => wanted(relative(root, source)) })
+  await cp(root, installed, { recursive: true, filter: (source) => wanted(relative(root, source).split(sep).join('/')) })
   await writeFile(join(dir, 'package.json'), JSON.stringify({ type: 'module', dependencies: { 'selene-persist': '*' } }))
   return installed
 }
