@@ -5,6 +5,8 @@
  * This facade adds typed options, typed errors, Promises and async iterators over the native
  * addon; every byte-level rule lives in the Rust engine.
  */
+// First: a missing addon is a NATIVE_MISSING PersistError saying what to do.
+import './src/addon'
 export { Appender, type Quantiles, type TailRepair, type WriterStats } from './src/appender'
 export { backup } from './src/backup'
 export { type SalvageReport, type StoreSalvageReport, salvage } from './src/salvage'

@@ -1,5 +1,10 @@
 // ES module entry of selene-persist/jetstream: the same functions as the CommonJS build.
-import cjs from './jetstream.js'
+// Loaded with require, not `import`: Node 20 reports a CommonJS module that throws under an
+// ES import as uncaught even when the importer catches it (nodejs/node#51603), and the load
+// throws on purpose when the addon or an optional package is missing (NATIVE_MISSING, ...).
+import { createRequire } from 'node:module'
+
+const cjs = createRequire(import.meta.url)('./jetstream.js')
 
 export const { audit, AuditError, Replicator, replicate, restore, Shipper, ship } = cjs
 export default cjs

@@ -9,6 +9,9 @@
  * `@nats-io/jetstream` and `@nats-io/obj` (3.x), and nats-server 2.10 or newer (with
  * `sync_interval: always` where an acknowledged copy must survive power loss).
  */
+// First: a missing addon or NATS package is a PersistError saying what to do.
+import './src/addon'
+import './src/jetstream/peers'
 export { type Audited, AuditError, type AuditOptions, type SequenceRange, audit } from './src/jetstream/audit'
 export type { RemoteOptions } from './src/jetstream/remote'
 export { type ReplicateOptions, Replicator, replicate } from './src/jetstream/replicate'

@@ -39,6 +39,8 @@ export const ERROR_CODES = [
   'REMOTE_UNAVAILABLE',
   'REMOTE_FENCED',
   'REMOTE_INCOMPLETE',
+  'NATIVE_MISSING',
+  'OPTIONAL_DEPENDENCY_MISSING',
 ] as const
 
 /** A stable error code: one of {@link ERROR_CODES}. */

@@ -81,14 +81,9 @@ const CONNECTION_OPTIONS = {
   json: { type: 'boolean' },
 } as const
 
-/** The loaded `selene-persist/jetstream`, or a clear error when its NATS packages are missing. */
+/** The loaded `selene-persist/jetstream` (`OPTIONAL_DEPENDENCY_MISSING` when its NATS packages are missing). */
 function jetstream(): typeof Jetstream {
-  try {
-    return require('../../jetstream') as typeof Jetstream
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw error
-    throw new Error(`this command needs the optional NATS packages: npm install @nats-io/transport-node @nats-io/jetstream @nats-io/obj (${(error as Error).message.split('\n')[0]})`)
-  }
+  return require('../../jetstream') as typeof Jetstream
 }
 
 /** The connection options every command takes. */

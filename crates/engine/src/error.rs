@@ -323,19 +323,23 @@ codes! {
     UnsafeLink => "UNSAFE_LINK",
     ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
     Internal => "INTERNAL",
-    // Raised by the facade's JetStream integration (`selene-persist/jetstream`), never by the
-    // engine; listed here so every code has one home.
+    // Raised by the facade, never by the engine: by its JetStream integration
+    // (`selene-persist/jetstream`), and when the addon itself or an optional peer package
+    // cannot be loaded. Listed here so every code has one home.
     RemoteUnavailable => "REMOTE_UNAVAILABLE",
     RemoteFenced => "REMOTE_FENCED",
     RemoteIncomplete => "REMOTE_INCOMPLETE",
+    NativeMissing => "NATIVE_MISSING",
+    OptionalDependencyMissing => "OPTIONAL_DEPENDENCY_MISSING",
 }
 
-/// The codes only the facade's JetStream integration raises, last in [`Code::ALL`]: no engine
-/// error has them.
+/// The codes only the facade raises, last in [`Code::ALL`]: no engine error has them.
 pub const FACADE_ONLY: &[Code] = &[
     Code::RemoteUnavailable,
     Code::RemoteFenced,
     Code::RemoteIncomplete,
+    Code::NativeMissing,
+    Code::OptionalDependencyMissing,
 ];
 
 impl Error {

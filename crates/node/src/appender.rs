@@ -89,7 +89,11 @@ impl NativeAppender {
         let path = PathBuf::from(path);
         Ok(blocking(
             move || Committer::start(WalWriter::open(&StdFs::shared(), &path, options)?),
-            |committer| Self::new(Arc::new(committer)),
+            |committer| {
+                let committer = Arc::new(committer);
+                crate::teardown::register(&committer);
+                Self::new(committer)
+            },
         ))
     }
 

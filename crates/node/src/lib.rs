@@ -18,6 +18,7 @@ mod snapshot;
 mod stats;
 mod store;
 mod task;
+mod teardown;
 
 /// Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
 /// reaches the engine.

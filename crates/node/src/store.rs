@@ -64,8 +64,11 @@ impl NativeStore {
         let dir = PathBuf::from(dir);
         Ok(blocking(
             move || Store::open(&StdFs::shared(), &dir, options),
-            |store| NativeStore {
-                store: Arc::new(store),
+            |store| {
+                crate::teardown::register(store.committer());
+                NativeStore {
+                    store: Arc::new(store),
+                }
             },
         ))
     }
