@@ -3,6 +3,7 @@ import * as native from '../native'
 
 import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
 import { publish } from './diagnostics'
+import { asyncDispose } from './dispose'
 import { PersistError, call, guarded, invalid, nativeError, receiver, translate } from './errors'
 import { Fifo } from './fifo'
 import { type FollowOptions, type Waker, followBatchesOf } from './follow'
@@ -583,12 +584,24 @@ export abstract class Appender {
    * Commit everything queued, make it durable (except under `'manual'`, where unflushed
    * entries may be lost on power failure), and release the file, its lock and the committer
    * thread. It releases them whatever failed before (a write, an fdatasync, an `appendSync`
-   * batch, a checkpoint), and then rejects with that failure. Calling it again rejects with
-   * `CLOSED`.
+   * batch, a checkpoint), and then rejects with that failure. Calling it again (at once or
+   * later) resolves once the first close has finished: only the first reports a failure.
    */
   close(): Promise<void> {
-    return call(() => this.#close())
+    return call(() => {
+      if (this.#closed) return this.#closed.catch(() => undefined)
+      this.#closed = this.#close()
+      return this.#closed
+    })
   }
+
+  /** `close()`, for `await using writer = await WalWriter.open(path)`. */
+  [asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
+  /** The first `close()`. */
+  #closed: Promise<void> | null = null
 
   async #close(): Promise<void> {
     this.#sendUnsent()

@@ -15,6 +15,7 @@
 import * as native from '../../native'
 
 import { EntryBatch } from '../batch'
+import { asyncDispose } from '../dispose'
 import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
@@ -124,6 +125,11 @@ export class Replicator {
     self.#stop()
     await self.done.catch(() => undefined)
   }
+  /** `close()`, for `await using`. */
+  [asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
 
   async #run(): Promise<void> {
     try {

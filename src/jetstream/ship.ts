@@ -32,6 +32,7 @@ import { PersistError, call, invalid, ownError, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
+import { asyncDispose } from '../dispose'
 import { type Audited, auditNode } from './audit'
 import {
   Protocol,
@@ -212,6 +213,11 @@ export class Shipper {
     self.#wake()
     await self.done.catch(() => undefined)
   }
+  /** `close()`, for `await using`. */
+  [asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
 
   async #run(): Promise<void> {
     let attempt = 0
