@@ -225,6 +225,9 @@ export declare class NativeStore {
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
 
+/** The registration; dropping it (when the environment that made it goes) unregisters it. */
+export declare class NativeWarnings {}
+
 /**
  * Back up the store in `dir`, whose writer may be running in another process, to `dest`
  * (which must not exist): its active WAL as far as the seal records it durable. Resolves with
@@ -243,6 +246,12 @@ export declare function defaults(): NativeDefaults
 
 /** Every error code the engine reports, for the facade's list of codes to be checked against. */
 export declare function errorCodes(): Array<string>
+
+/**
+ * Hand every engine warning from now on to `callback`, on the JS thread, until the returned
+ * handle is collected.
+ */
+export declare function listenWarnings(callback: (kind: string, path: string, detail: string) => void): NativeWarnings
 
 /**
  * Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
@@ -587,6 +596,14 @@ export interface NativeWriterState {
   poisoned?: string
   /** Whether close has been called. */
   closed: boolean
+  /** fdatasyncs of the WAL since it opened. */
+  fdatasyncs: number
+  /** Frame bytes written since it opened. */
+  writtenBytes: number
+  /** Microseconds in writes since it opened. */
+  writeUs: number
+  /** Microseconds in fdatasyncs of the WAL since it opened. */
+  fdatasyncUs: number
 }
 
 /** The positions of replica `name` in the store `dir`, or `null` if it has none yet. */
@@ -613,6 +630,9 @@ export declare const SHIPMENT_HEADER_LEN: number
  * before fdatasync, and whether it fdatasyncs on a timer.
  */
 export declare function syncSemantics(options: NativeOpenOptions): NativeSyncSemantics
+
+/** Every warning kind the engine reports, for the facade's documentation to be checked against. */
+export declare function warningKinds(): Array<string>
 
 /** Record the positions of replica `name` in the store `dir`, durably. */
 export declare function writeReplicaPositions(dir: string, name: string, positions: NativePositions): Promise<void>

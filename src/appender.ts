@@ -2,13 +2,19 @@
 import * as native from '../native'
 
 import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
-import { publish } from './diagnostics'
-import { asyncDispose } from './dispose'
+import { ioSince, publish } from './diagnostics'
 import { PersistError, call, guarded, invalid, nativeError, receiver, translate } from './errors'
 import { Fifo } from './fifo'
 import { type FollowOptions, type Waker, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
 import { Outbox, type Packed, type Payloads, Slab, pack } from './outbox'
+
+/**
+ * `Symbol.asyncDispose`, for `await using`: native in Node 20+, Bun and Deno; Node 18.18+
+ * defines it as `Symbol.for('nodejs.asyncDispose')`, which older runtimes get here too, so a
+ * handle disposes the same way wherever it runs.
+ */
+export const asyncDispose: typeof Symbol.asyncDispose = (Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')) as typeof Symbol.asyncDispose
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {
@@ -335,7 +341,12 @@ export abstract class Appender {
       if (message === undefined) request?.resolve(first)
       else request?.reject(nativeError(message))
     }
-    publish('commit', () => ({ path: this.#target, requests: settled.length / 2, failed, lastSequence: this.lastSequence }))
+    publish('commit', () => {
+      const state = this.#native.state()
+      const io = ioSince(this.#ioReported, state)
+      this.#ioReported = state
+      return { path: this.#target, requests: settled.length / 2, failed, lastSequence: state.lastSequence, ...io }
+    })
     if (failed > 0) this.#noticePoison()
     this.#startFitting()
     this.changed()
@@ -602,6 +613,9 @@ export abstract class Appender {
 
   /** The first `close()`. */
   #closed: Promise<void> | null = null
+
+  /** The I/O totals the last commit event reported up to. */
+  #ioReported = { fdatasyncs: 0, writtenBytes: 0, writeUs: 0, fdatasyncUs: 0 }
 
   async #close(): Promise<void> {
     this.#sendUnsent()

@@ -32,7 +32,7 @@ import { PersistError, call, invalid, ownError, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
-import { asyncDispose } from '../dispose'
+import { asyncDispose } from '../appender'
 import { type Audited, auditNode } from './audit'
 import {
   Protocol,
