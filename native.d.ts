@@ -85,19 +85,6 @@ export declare class NativeConsumers {
   remove(name: string): Promise<boolean>
 }
 
-/** One examination and its progress. */
-export declare class NativeExamination {
-  /** A new examination. */
-  constructor()
-  /**
-   * Examine `path` (a store directory or one file); `verify` also checks every hash,
-   * payload and cross-file rule. Resolves with the report as JSON.
-   */
-  run(path: string, verify: boolean): Promise<string>
-  /** `[bytes examined, bytes in all]` so far. */
-  progress(): Array<number>
-}
-
 /** A follower of a store directory or a WAL file. */
 export declare class NativeFollower {
   /**
@@ -116,6 +103,31 @@ export declare class NativeFollower {
   nextSequence(): number | null
   /** Release the file it holds. */
   close(): void
+}
+
+/** One long task (an examination, a salvage, a backup) and its progress. */
+export declare class NativeProgress {
+  /** A new task, not yet started. */
+  constructor()
+  /**
+   * Examine `path` (a store directory or one file); `verify` also checks every hash,
+   * payload and cross-file rule. Resolves with the report as JSON.
+   */
+  examine(path: string, verify: boolean): Promise<string>
+  /**
+   * Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
+   * every frame that verifies, past damage. Resolves with the report as JSON: the engine's
+   * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
+   */
+  salvage(source: string, dest: string): Promise<string>
+  /**
+   * Back up the store in `dir`, whose writer may be running in another process, to `dest`
+   * (which must not exist): its active WAL as far as the seal records it durable. Resolves
+   * with the last sequence the backup holds.
+   */
+  backup(dir: string, dest: string): Promise<number>
+  /** `[bytes done, bytes in all]` so far. */
+  progress(): Array<number>
 }
 
 /** A WAL reader; batches are read ahead on a thread of its own. */
@@ -227,13 +239,6 @@ export declare class NativeStore {
 
 /** The registration; dropping it (when the environment that made it goes) unregisters it. */
 export declare class NativeWarnings {}
-
-/**
- * Back up the store in `dir`, whose writer may be running in another process, to `dest`
- * (which must not exist): its active WAL as far as the seal records it durable. Resolves with
- * the last sequence the backup holds.
- */
-export declare function backupStore(dir: string, dest: string): Promise<number>
 
 /** Where each field of an entry sits in a chunk of entries, for the facade to read them by. */
 export declare function chunkLayout(): NativeChunkLayout
@@ -614,13 +619,6 @@ export declare function readReplicaPositions(dir: string, name: string): Promise
  * that snapshot is not there.
  */
 export declare function readSnapshotFile(dir: string, sequence: number): Promise<Buffer | null>
-
-/**
- * Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
- * every frame that verifies, past damage. Resolves with the report as JSON: the engine's
- * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
- */
-export declare function salvage(source: string, dest: string): Promise<string>
 
 /** A shipment's header length in bytes: its frames follow (the engine's `shipment` layout). */
 export declare const SHIPMENT_HEADER_LEN: number

@@ -98,6 +98,16 @@ export class ProgressBar {
   }
 }
 
+/** Run `task`, drawing its progress on a terminal as `label` (nothing on a pipe). */
+export async function withBar<T>(label: string, task: (onProgress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+  const bar = new ProgressBar(label)
+  try {
+    return await task((done, total) => bar.update(done, total))
+  } finally {
+    bar.done()
+  }
+}
+
 /** C0 and C1 controls, DEL, line and paragraph separators, and bidirectional overrides. */
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
 
