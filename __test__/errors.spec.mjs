@@ -84,3 +84,22 @@ test('unknown option keys are INVALID_ARGUMENT naming the nearest known key, in 
   t.is((await t.throwsAsync(store.checkpoint({}, { compres: true }))).code, 'INVALID_ARGUMENT')
   await store.close()
 })
+
+test('the JetStream functions refuse unknown option keys too, before connecting', async (t) => {
+  const { audit, replicate, restore, ship } = await import('selene-persist/jetstream')
+  const dir = await tempDir(t)
+  const store = await Store.open(join(dir, 's'))
+  const remote = { servers: 'nats://127.0.0.1:1', stream: 'S' }
+  const cases = [
+    [() => ship(store, { ...remote, nodeId: 1, windw: 4 }), 'did you mean `window`?'],
+    [() => replicate({ ...remote, into: store, node: [1] }), 'did you mean `nodes`?'],
+    [() => restore({ ...remote, nodeId: 1, dir: join(dir, 'r'), toSequnce: 3 }), 'did you mean `toSequence`?'],
+    [() => audit({ ...remote, nodeId: 1, dir: join(dir, 's'), subjct: 'x' }), 'did you mean `subject`?'],
+  ]
+  for (const [run, message] of cases) {
+    const error = await t.throwsAsync(run(), { instanceOf: PersistError })
+    t.is(error.code, 'INVALID_ARGUMENT', message)
+    t.true(error.message.includes(message), `${error.message} has ${message}`)
+  }
+  await store.close()
+})

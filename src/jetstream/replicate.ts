@@ -68,7 +68,7 @@ export class Replicator {
 
   /** @internal */
   static async start(options: ReplicateOptions): Promise<Replicator> {
-    const checked = remoteOptions(options)
+    const checked = remoteOptions(options, ['into', 'nodes', 'name', 'onError'])
     const given = checkObject('options', options)
     const store = given.into as Store
     if (typeof store !== 'object' || store === null || typeof (store as { nextChange?: unknown }).nextChange !== 'function') throw invalid('into must be an open Store')

@@ -143,7 +143,7 @@ export class Shipper {
 
   /** @internal */
   static async start(store: Store, options: ShipOptions): Promise<Shipper> {
-    const checked = remoteOptions(options)
+    const checked = remoteOptions(options, ['nodeId', 'window', 'replicas', 'onError', 'auditEveryMs'])
     const given = checkObject('options', options)
     const nodeId = checkNode(given.nodeId)
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)

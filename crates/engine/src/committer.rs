@@ -554,10 +554,12 @@ fn background_flush(shared: &Shared) {
     let Some(writer) = guard.as_mut().filter(|w| w.entries_since_fsync() > 0) else {
         return;
     };
-    if let Err(e) = shielded(writer, WalWriter::flush) {
+    let failed = shielded(writer, WalWriter::flush).err();
+    shared.publish(writer);
+    // Told once the state says poisoned, so whoever hears it finds the writer so.
+    if let Some(e) = failed {
         warning::report(Kind::BackgroundSyncFailed, writer.path(), e);
     }
-    shared.publish(writer);
 }
 
 /// A request staged in a group: its reply, its sequences, when it was called, whether chained.
