@@ -13,7 +13,7 @@ export { type SalvageReport, type StoreSalvageReport, salvage } from './src/salv
 export { type EntriesOptions, EntryBatch, type WalEntry } from './src/batch'
 export { Consumer, type ConsumerInfo } from './src/consumer'
 export { ERROR_CODES, type ErrorCode, PersistError } from './src/errors'
-export { type ExamineOptions, PROBLEM_CODES, type Problem, type ProblemCode, type Report, inspect, verify } from './src/examine'
+export { type ExamineOptions, type OnProgress, PROBLEM_CODES, type Problem, type ProblemCode, type Report, inspect, verify } from './src/examine'
 export { type FollowOptions, type ProcessFollowOptions, follow, followBatches } from './src/follow'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'

@@ -85,19 +85,6 @@ export declare class NativeConsumers {
   remove(name: string): Promise<boolean>
 }
 
-/** One examination and its progress. */
-export declare class NativeExamination {
-  /** A new examination. */
-  constructor()
-  /**
-   * Examine `path` (a store directory or one file); `verify` also checks every hash,
-   * payload and cross-file rule. Resolves with the report as JSON.
-   */
-  run(path: string, verify: boolean): Promise<string>
-  /** `[bytes examined, bytes in all]` so far. */
-  progress(): Array<number>
-}
-
 /** A follower of a store directory or a WAL file. */
 export declare class NativeFollower {
   /**
@@ -116,6 +103,31 @@ export declare class NativeFollower {
   nextSequence(): number | null
   /** Release the file it holds. */
   close(): void
+}
+
+/** One long task (an examination, a salvage, a backup) and its progress. */
+export declare class NativeProgress {
+  /** A new task, not yet started. */
+  constructor()
+  /**
+   * Examine `path` (a store directory or one file); `verify` also checks every hash,
+   * payload and cross-file rule. Resolves with the report as JSON.
+   */
+  examine(path: string, verify: boolean): Promise<string>
+  /**
+   * Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
+   * every frame that verifies, past damage. Resolves with the report as JSON: the engine's
+   * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
+   */
+  salvage(source: string, dest: string): Promise<string>
+  /**
+   * Back up the store in `dir`, whose writer may be running in another process, to `dest`
+   * (which must not exist): its active WAL as far as the seal records it durable. Resolves
+   * with the last sequence the backup holds.
+   */
+  backup(dir: string, dest: string): Promise<number>
+  /** `[bytes done, bytes in all]` so far. */
+  progress(): Array<number>
 }
 
 /** A WAL reader; batches are read ahead on a thread of its own. */
@@ -225,12 +237,8 @@ export declare class NativeStore {
   prune(policy: NativePolicy): Promise<NativePruneOutcome>
 }
 
-/**
- * Back up the store in `dir`, whose writer may be running in another process, to `dest`
- * (which must not exist): its active WAL as far as the seal records it durable. Resolves with
- * the last sequence the backup holds.
- */
-export declare function backupStore(dir: string, dest: string): Promise<number>
+/** The registration; dropping it (when the environment that made it goes) unregisters it. */
+export declare class NativeWarnings {}
 
 /** Where each field of an entry sits in a chunk of entries, for the facade to read them by. */
 export declare function chunkLayout(): NativeChunkLayout
@@ -243,6 +251,12 @@ export declare function defaults(): NativeDefaults
 
 /** Every error code the engine reports, for the facade's list of codes to be checked against. */
 export declare function errorCodes(): Array<string>
+
+/**
+ * Hand every engine warning from now on to `callback`, on the JS thread, until the returned
+ * handle is collected.
+ */
+export declare function listenWarnings(callback: (kind: string, path: string, detail: string) => void): NativeWarnings
 
 /**
  * Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
@@ -588,6 +602,14 @@ export interface NativeWriterState {
   poisoned?: string
   /** Whether close has been called. */
   closed: boolean
+  /** fdatasyncs of the WAL since it opened. */
+  fdatasyncs: number
+  /** Frame bytes written since it opened. */
+  writtenBytes: number
+  /** Microseconds in writes since it opened. */
+  writeUs: number
+  /** Microseconds in fdatasyncs of the WAL since it opened. */
+  fdatasyncUs: number
 }
 
 /** The positions of replica `name` in the store `dir`, or `null` if it has none yet. */
@@ -599,13 +621,6 @@ export declare function readReplicaPositions(dir: string, name: string): Promise
  */
 export declare function readSnapshotFile(dir: string, sequence: number): Promise<Buffer | null>
 
-/**
- * Salvage `source` (a WAL file, or a store directory) into `dest` (which must not exist):
- * every frame that verifies, past damage. Resolves with the report as JSON: the engine's
- * `SalvageReport` with `"kind": "wal"`, or its `StoreSalvage` with `"kind": "store"`.
- */
-export declare function salvage(source: string, dest: string): Promise<string>
-
 /** A shipment's header length in bytes: its frames follow (the engine's `shipment` layout). */
 export declare const SHIPMENT_HEADER_LEN: number
 
@@ -614,6 +629,9 @@ export declare const SHIPMENT_HEADER_LEN: number
  * before fdatasync, and whether it fdatasyncs on a timer.
  */
 export declare function syncSemantics(options: NativeOpenOptions): NativeSyncSemantics
+
+/** Every warning kind the engine reports, for the facade's documentation to be checked against. */
+export declare function warningKinds(): Array<string>
 
 /** Record the positions of replica `name` in the store `dir`, durably. */
 export declare function writeReplicaPositions(dir: string, name: string, positions: NativePositions): Promise<void>

@@ -343,3 +343,68 @@ test('tail -f waits for a store not yet made, saying so on stderr; tail without 
   t.deepEqual((await store.consumers()).map((c) => [c.name, c.position]), [['c', 1]])
   await store.close()
 })
+
+test('every command exits non-zero when it fails, naming the error code on stderr (usage errors 2, others 1)', async (t) => {
+  const store = await sampleStore(t)
+  const damaged = await tempDir(t)
+  await writeFile(join(damaged, 'MANIFEST'), Buffer.alloc(500, 0x5a))
+  const file = join(await tempDir(t), 'a-file')
+  await writeFile(file, 'not a directory')
+  const nowhere = ['--server', 'nats://127.0.0.1:1', '--stream', 'S', '--node', '1']
+  const cases = [
+    [['inspect', '/no/such/path'], 1, 'IO'],
+    [['verify', damaged], 1, null],
+    [['dump', '/no/such/path'], 1, 'IO'],
+    [['tail', '/no/such/path'], 1, 'IO'],
+    [['backup', store, store], 1, 'INVALID_ARGUMENT'],
+    [['salvage', '/no/such/path', join(await tempDir(t), 'out')], 1, 'IO'],
+    [['ship', store, ...nowhere], 1, 'REMOTE_UNAVAILABLE'],
+    [['replicate', store, ...nowhere], 1, 'REMOTE_UNAVAILABLE'],
+    [['restore', join(await tempDir(t), 'new'), ...nowhere], 1, 'REMOTE_UNAVAILABLE'],
+    [['audit', store, ...nowhere], 1, 'REMOTE_UNAVAILABLE'],
+    [['demo', file], 1, null],
+    [['bench', '--quik'], 2, null],
+  ]
+  for (const [args, expected, code] of cases) {
+    const result = await run(...args)
+    t.is(result.code, expected, `${args[0]}: ${result.stderr}`)
+    if (code !== null) t.true(result.stderr.includes(`[${code}]`), `${args[0]}: ${result.stderr}`)
+  }
+})
+
+/** Run the CLI on a pseudo-terminal (util-linux `script`): what it wrote there, stdout and stderr together. */
+async function runOnTerminal(...args) {
+  const quoted = [process.execPath, cli, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ')
+  const { stdout } = await promisify(execFile)('script', ['-qefc', quoted, '/dev/null'], { maxBuffer: 64 << 20 })
+  return stdout
+}
+
+test('salvage, backup and verify of a large store draw progress on a terminal, every 64 MiB; nothing on a pipe', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir, { sync: 'manual', compression: false })
+  const chunk = Buffer.alloc(1 << 20)
+  for (let i = 0; i < 140; i++) {
+    chunk.fill(i)
+    chunk.writeUInt32LE(i * 7919)
+    await store.appendBatch([chunk])
+  }
+  // Durable, so a backup from another process copies all of it.
+  await store.flush()
+  await store.close()
+  const out = await tempDir(t)
+  for (const [label, args] of [
+    ['salvaging', ['salvage', dir, join(out, 'salvaged')]],
+    ['backing up', ['backup', dir, join(out, 'backup')]],
+    ['verifying', ['verify', dir]],
+  ]) {
+    const shown = await runOnTerminal(...args)
+    const bars = shown.split(`${label} [`).length - 1
+    t.true(bars >= 2 && bars <= 4, `${label}: ${bars} progress lines for 140 MiB (${JSON.stringify(shown.slice(0, 300))})`)
+    t.regex(shown, /100% 14\d\.\d MiB \/ 14\d\.\d MiB/, label)
+  }
+  for (const args of [['salvage', dir, join(out, 'piped')], ['backup', dir, join(out, 'piped-backup')], ['verify', dir]]) {
+    const piped = await run(...args)
+    t.is(piped.code, 0, args[0])
+    t.is(piped.stderr, '', `${args[0]}: no progress on a pipe`)
+  }
+})

@@ -58,6 +58,10 @@ test("docs/api.md's error table has one row per code", (t) => {
   t.deepEqual([...table('### Error codes').keys()].sort(), [...ERROR_CODES].sort())
 })
 
+test("docs/api.md's warning table has one row per kind the engine reports", (t) => {
+  t.deepEqual([...table('### Warning kinds').keys()].sort(), native.warningKinds().sort())
+})
+
 test("the docs' defaults are the engine's", async (t) => {
   const d = native.defaults()
   const options = table('### `WalWriter.open(path, options?)`')

@@ -1,6 +1,6 @@
 // stats() and the diagnostics_channel events: what a writer reports of itself.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { appendFile } from 'node:fs/promises'
+import { appendFile, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -81,4 +81,46 @@ test.serial('commit, checkpoint and prune are published on their channels', asyn
   // Appended entries: checkpoint watermarks take sequences but are not counted.
   t.is(store.stats().entries, 11)
   await store.close()
+})
+
+test.serial('commit events carry the bytes written and the time in writes and fdatasyncs, for spans', async (t) => {
+  const dir = await tempDir(t)
+  const writer = await WalWriter.open(join(dir, 'wal.log'), { sync: 'always' })
+  const commits = await heard('selene-persist:commit', async () => {
+    for (let i = 0; i < 5; i++) await writer.append(Buffer.alloc(100, i))
+    await Promise.all(Array.from({ length: 20 }, () => writer.append(Buffer.alloc(10))))
+  })
+  const sum = (field) => commits.reduce((n, m) => n + m[field], 0)
+  t.is(sum('bytes'), writer.committedOffset - 24, 'every frame byte after the file header, once')
+  t.is(sum('fdatasyncs'), writer.stats().fdatasyncs)
+  t.true(commits.every((m) => m.writeMs >= 0 && m.fdatasyncMs >= 0 && m.bytes > 0))
+  t.true(sum('fdatasyncMs') > 0, 'fdatasyncs take time')
+  await writer.close()
+})
+
+test.serial('the engine warns on the warning channel: a seal that names no frame of its WAL is ignored, and said so', async (t) => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'wal.log')
+  const writer = await WalWriter.open(path)
+  await writer.append(Buffer.from('kept'))
+  await writer.close()
+  // A planted seal: well formed, but claiming a prefix far longer than the file.
+  const seal = await readFile(`${path}.seal`)
+  const other = await WalWriter.open(join(dir, 'other.log'))
+  for (let i = 0; i < 50; i++) await other.append(Buffer.alloc(200, i))
+  await other.close()
+  await writeFile(`${path}.seal`, await readFile(join(dir, 'other.log.seal')))
+  t.is(seal.length, 64)
+  const warned = new Promise((resolve) => {
+    const listener = (message) => {
+      if (message.path !== `${path}.seal`) return
+      unsubscribe('selene-persist:warning', listener)
+      resolve(message)
+    }
+    subscribe('selene-persist:warning', listener)
+  })
+  const reopened = await WalWriter.open(path)
+  t.deepEqual(await warned, { kind: 'seal-ignored', path: `${path}.seal`, detail: 'the seal was ignored (it names a prefix longer than the file); the whole file was scanned' })
+  t.is(reopened.lastSequence, 1, 'nothing lost')
+  await reopened.close()
 })

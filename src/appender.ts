@@ -10,11 +10,18 @@ import { Admission, type Request } from './append/admission'
 import { SyncBatch } from './append/sync-batch'
 import { Wakeup } from './append/wakeup'
 import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
-import { publish } from './diagnostics'
+import { ioSince, publish } from './diagnostics'
 import { PersistError, call, guarded, invalid, receiver, translate } from './errors'
 import { type FollowOptions, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
 import type { Payloads } from './outbox'
+
+/**
+ * `Symbol.asyncDispose`, for `await using`: native in Node 20+, Bun and Deno; Node 18.18+
+ * defines it as `Symbol.for('nodejs.asyncDispose')`, which older runtimes get here too, so a
+ * handle disposes the same way wherever it runs.
+ */
+export const asyncDispose: typeof Symbol.asyncDispose = (Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')) as typeof Symbol.asyncDispose
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {
@@ -148,7 +155,12 @@ export abstract class Appender {
   /** The addon's outcomes of a group: settle its requests, tell the channels, admit what waited, wake the followers. */
   #settle(settled: Float64Array, failures: string[]): void {
     const failed = this.#admission.settle(settled, failures)
-    publish('commit', () => ({ path: this.#target, requests: settled.length / 2, failed, lastSequence: this.lastSequence }))
+    publish('commit', () => {
+      const state = this.#native.state()
+      const io = ioSince(this.#ioReported, state)
+      this.#ioReported = state
+      return { path: this.#target, requests: settled.length / 2, failed, lastSequence: state.lastSequence, ...io }
+    })
     if (failed > 0) this.#noticePoison()
     this.#admission.admitWaiting()
     this.changed()
@@ -351,12 +363,27 @@ export abstract class Appender {
    * Commit everything queued, make it durable (except under `'manual'`, where unflushed
    * entries may be lost on power failure), and release the file, its lock and the committer
    * thread. It releases them whatever failed before (a write, an fdatasync, an `appendSync`
-   * batch, a checkpoint), and then rejects with that failure. Calling it again rejects with
-   * `CLOSED`.
+   * batch, a checkpoint), and then rejects with that failure. Calling it again (at once or
+   * later) resolves once the first close has finished: only the first reports a failure.
    */
   close(): Promise<void> {
-    return call(() => this.#close())
+    return call(() => {
+      if (this.#closed) return this.#closed.catch(() => undefined)
+      this.#closed = this.#close()
+      return this.#closed
+    })
   }
+
+  /** `close()`, for `await using writer = await WalWriter.open(path)`. */
+  [asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
+  /** The first `close()`. */
+  #closed: Promise<void> | null = null
+
+  /** The I/O totals the last commit event reported up to. */
+  #ioReported = { fdatasyncs: 0, writtenBytes: 0, writeUs: 0, fdatasyncUs: 0 }
 
   async #close(): Promise<void> {
     this.#sendUnsent()

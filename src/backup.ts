@@ -1,7 +1,6 @@
 /** Backing up a store from another process than its writer's. */
-import * as native from '../native'
-
 import { call } from './errors'
+import { type OnProgress, progressOption, withProgress } from './examine'
 import { checkPath } from './options'
 
 /**
@@ -11,6 +10,9 @@ import { checkPath } from './options'
  * `destination`. Resolves with the last sequence the backup holds. In the writer's process,
  * `store.backup(destination)` copies every committed entry instead.
  */
-export function backup(dir: string, destination: string): Promise<number> {
-  return call(() => native.backupStore(checkPath(dir), checkPath(destination)))
+export function backup(dir: string, destination: string, options: { onProgress?: OnProgress } = {}): Promise<number> {
+  return call(() => {
+    const [from, to] = [checkPath(dir), checkPath(destination)]
+    return withProgress(progressOption(options), (progress) => progress.backup(from, to))
+  })
 }

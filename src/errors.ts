@@ -1,4 +1,5 @@
 /** Typed errors: every failure is a PersistError with a stable `code`. */
+import { getSystemErrorMap } from 'node:util'
 
 /**
  * Every error code this package raises; codes are stable across releases. The engine defines
@@ -34,6 +35,7 @@ export const ERROR_CODES = [
   'STORE_INCONSISTENT',
   'NOT_A_FILE',
   'UNSAFE_LINK',
+  'FILE_IN_STORE',
   'CONSUMER_BEHIND_RETENTION',
   'INTERNAL',
   'REMOTE_UNAVAILABLE',
@@ -46,20 +48,70 @@ export const ERROR_CODES = [
 /** A stable error code: one of {@link ERROR_CODES}. */
 export type ErrorCode = (typeof ERROR_CODES)[number]
 
-/** The one error class this package throws; switch on `code`. */
+/** Where an error happened, as the addon reports it: what Node's own file-system errors carry. */
+export interface ErrorPlace {
+  /** The file or directory it is about. */
+  path?: string
+  /** The operation that failed (`open`, `create`, `write`, `fdatasync`, `rename`, ...). */
+  syscall?: string
+  /** The OS error number, negative as in Node's errors (Unix). */
+  errno?: number
+  /** The OS error's name (`ENOENT`, `EACCES`, ...): what `code` is on Node's own errors. */
+  osCode?: string
+}
+
+/**
+ * The one error class this package throws; switch on `code`. An error about a file also has
+ * its `path`; one the OS reported (`IO`, `DISK_FULL`) also `syscall`, `errno` and `osCode`,
+ * and a `cause` shaped as Node's own error for it (`cause.code === 'ENOENT'`).
+ */
 export class PersistError extends Error {
   /** Stable machine-readable code. */
   readonly code: ErrorCode
+  // Declared only: set when present, so `'errno' in error` tells an OS failure.
+  declare readonly path?: string
+  declare readonly syscall?: string
+  declare readonly errno?: number
+  declare readonly osCode?: string
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown } & ErrorPlace) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'PersistError'
     this.code = code
+    const place: ErrorPlace = {}
+    if (options?.path !== undefined) place.path = options.path
+    if (options?.syscall !== undefined) place.syscall = options.syscall
+    if (options?.errno !== undefined) place.errno = options.errno
+    if (options?.osCode !== undefined) place.osCode = options.osCode
+    Object.assign(this, place)
   }
 }
 
-/** The addon's error wire: `[selene:CODE] message`. Read only here. */
-const NATIVE_ERROR = /^\[selene:([A-Z_]+)\] ([\s\S]*)$/
+/**
+ * The addon's error wire: `[selene:CODE] message`, then for an error about a path a NUL and a
+ * JSON object of its {@link ErrorPlace} (`path`, `syscall`, `errno`). Read only here.
+ */
+const NATIVE_ERROR = /^\[selene:([A-Z_]+)\] ([^\0]*)(?:\0(.*))?$/s
+
+/** The error the addon described in `message`, or `null` if it is not one of its. */
+function fromWire(message: string): PersistError | null {
+  const match = NATIVE_ERROR.exec(message)
+  if (!match) return null
+  const place = match[3] === undefined ? {} : (JSON.parse(match[3]) as ErrorPlace)
+  if (place.errno === undefined) return new PersistError(match[1] as ErrorCode, match[2] ?? '', place)
+  const [osCode, description] = systemError(place.errno)
+  const cause = Object.assign(new Error(`${osCode}: ${description}, ${place.syscall} '${place.path}'`), { code: osCode, ...place })
+  return new PersistError(match[1] as ErrorCode, match[2] ?? '', { ...place, osCode, cause })
+}
+
+/** The name and description of the OS error `errno` (negative), as Node names it. */
+function systemError(errno: number): [string, string] {
+  try {
+    return getSystemErrorMap().get(errno) ?? [`E${-errno}`, 'unknown error']
+  } catch {
+    return [`E${-errno}`, 'unknown error']
+  }
+}
 
 /**
  * `error` as a PersistError if it is one or the addon raised it (its code kept), else `null`:
@@ -67,8 +119,7 @@ const NATIVE_ERROR = /^\[selene:([A-Z_]+)\] ([\s\S]*)$/
  */
 export function ownError(error: unknown): PersistError | null {
   if (error instanceof PersistError) return error
-  const match = error instanceof Error ? NATIVE_ERROR.exec(error.message) : null
-  return match ? new PersistError(match[1] as ErrorCode, match[2] ?? '', { cause: error }) : null
+  return error instanceof Error ? fromWire(error.message) : null
 }
 
 /** Turn whatever the addon threw into a PersistError (unknown failures become INTERNAL). */
@@ -113,8 +164,7 @@ export function guarded<T>(run: () => T): T {
 
 /** The error behind a message the addon delivered as a string (`[selene:CODE] ...`). */
 export function nativeError(message: string): PersistError {
-  const match = NATIVE_ERROR.exec(message)
-  return match ? new PersistError(match[1] as ErrorCode, match[2] ?? '') : new PersistError('INTERNAL', message)
+  return fromWire(message) ?? new PersistError('INTERNAL', message)
 }
 
 export async function call<T>(run: () => Promise<T> | T): Promise<T> {

@@ -1,8 +1,8 @@
 /** Inspecting and verifying a store directory or file, without changing it. */
 import * as native from '../native'
 
-import { type ErrorCode, call } from './errors'
-import { checkPath } from './options'
+import { type ErrorCode, call, invalid } from './errors'
+import { checkObject, checkPath } from './options'
 
 /** A WAL or archive file, as examined. */
 export interface WalSummary {
@@ -54,23 +54,54 @@ export interface Report {
   problems: Problem[]
 }
 
+/** Told the bytes done so far and in all. */
+export type OnProgress = (done: number, total: number) => void
+
+/** How far a task goes between two calls of its `onProgress`: the rate is set by bytes, not by time. */
+export const PROGRESS_STEP = 64 * 1024 * 1024
+
+/**
+ * Run `task` on a native progress counter, telling `onProgress` the bytes done and in all each
+ * {@link PROGRESS_STEP} bytes of work (looked at every 20 ms) and once at the end.
+ */
+export async function withProgress<T>(onProgress: OnProgress | undefined, task: (progress: native.NativeProgress) => Promise<T>): Promise<T> {
+  const progress = new native.NativeProgress()
+  const running = task(progress)
+  if (!onProgress) return running
+  let told = 0
+  const tell = (): void => {
+    const [done = 0, total = 0] = progress.progress()
+    if (done - told < PROGRESS_STEP && !(done === total && done > told)) return
+    told = done
+    onProgress(done, total)
+  }
+  const timer = setInterval(tell, 20)
+  try {
+    const result = await running
+    tell()
+    return result
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+/** The `onProgress` of an options object, checked (its only key). */
+export function progressOption(options: unknown): OnProgress | undefined {
+  const { onProgress } = checkObject('options', options, ['onProgress'])
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function')
+  return onProgress as OnProgress | undefined
+}
+
 /** Options of {@link inspect} and {@link verify}. */
 export interface ExamineOptions {
-  /** Called about every 100 ms with the bytes examined so far and in all. */
-  onProgress?: (done: number, total: number) => void
+  /** Told the bytes examined so far and in all, every 64 MiB of them and at the end. */
+  onProgress?: OnProgress
 }
 
 async function examine(path: string, deep: boolean, options: ExamineOptions): Promise<Report> {
   return call(async () => {
-    const examination = new native.NativeExamination()
-    const report = examination.run(checkPath(path), deep)
-    const progress = options.onProgress
-    const timer = progress ? setInterval(() => progress(...(examination.progress() as [number, number])), 100) : undefined
-    try {
-      return JSON.parse(await report) as Report
-    } finally {
-      clearInterval(timer)
-    }
+    const checked = checkPath(path)
+    return JSON.parse(await withProgress(progressOption(options), (progress) => progress.examine(checked, deep))) as Report
   })
 }
 

@@ -36,7 +36,8 @@ export interface Waker {
 
 /** The options, checked: `from` (or null), `durable`, `signal`. */
 export function followOptions(options: unknown): { from: number | null; durable: boolean; signal: AbortSignal | undefined } {
-  const given = checkObject('options', options)
+  // pollMs: the cross-process follower's, which hands its options on.
+  const given = checkObject('options', options, ['from', 'durable', 'signal', 'pollMs'])
   const durable = given.durable ?? false
   if (typeof durable !== 'boolean') throw invalid('durable must be a boolean')
   const signal = given.signal

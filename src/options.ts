@@ -122,9 +122,19 @@ export function checkPath(path: unknown): string {
   return path
 }
 
-export function checkObject(name: string, value: unknown): Record<string, unknown> {
+/**
+ * `value` as an options object (`{}` when absent); with `known`, a key not among them is
+ * refused, naming the known key it is most likely a typo of.
+ */
+export function checkObject(name: string, value: unknown, known?: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {}
   if (!isObject(value)) throw invalid(`${name} must be an object`)
+  const unknown = known && Object.keys(value).find((key) => !known.includes(key))
+  if (unknown !== undefined) {
+    const near = closest(unknown, known ?? [])
+    const hint = near === undefined ? `the known ones are ${known?.map((k) => `\`${k}\``).join(', ')}` : `did you mean \`${near}\`?`
+    throw invalid(`unknown key \`${unknown}\` in ${name}; ${hint}`)
+  }
   return value
 }
 
@@ -185,7 +195,7 @@ export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
 }
 
 export function nativePolicy(policy: unknown, defaults: RetentionPolicy = {}): native.NativePolicy {
-  const given = { ...defaults, ...checkObject('policy', policy) }
+  const given = { ...defaults, ...checkObject('policy', policy, ['keepSnapshots', 'keepArchives', 'maxBytes', 'maxAgeMs']) }
   const out: native.NativePolicy = {}
   if (given.keepSnapshots !== undefined) out.keepSnapshots = checkInteger('keepSnapshots', given.keepSnapshots, 0, U32_MAX)
   if (given.keepArchives !== undefined) out.keepArchives = checkInteger('keepArchives', given.keepArchives, 0, U32_MAX)
@@ -203,4 +213,31 @@ export function nativeSections(sections: unknown, compress: boolean): native.Nat
     if (typeof name !== 'string') throw invalid('section names must be strings')
     return { name, data: checkBytes(`sections[${describe(name)}]`, data), compress }
   })
+}
+
+/** The edit distance between `a` and `b`: insertions, deletions, substitutions, and swaps of adjacent characters. */
+export function distance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
+    }
+  }
+  return d[a.length][b.length]
+}
+
+/**
+ * The candidate `name` is most likely a typo of (leading dashes aside): the nearest within a
+ * third of its length (at least one edit), else the one it abbreviates.
+ */
+export function closest(name: string, candidates: readonly string[]): string | undefined {
+  const bare = (text: string): string => text.replace(/^-+/, '')
+  let best: string | undefined
+  let bestDistance = Math.max(1, Math.floor(bare(name).length / 3)) + 1
+  for (const candidate of candidates) {
+    const d = distance(bare(name), bare(candidate))
+    if (d < bestDistance) [best, bestDistance] = [candidate, d]
+  }
+  return best ?? (bare(name).length >= 2 ? candidates.find((c) => bare(c).startsWith(bare(name))) : undefined)
 }

@@ -1,7 +1,6 @@
 /** Salvage: every entry that verifies, copied past damage into a new log. */
-import * as native from '../native'
-
 import { call } from './errors'
+import { type OnProgress, progressOption, withProgress } from './examine'
 import { checkPath } from './options'
 
 /** What the salvage of one WAL file found and did. */
@@ -41,6 +40,10 @@ export interface StoreSalvageReport {
  * verifies, with the active WAL rebuilt from the archives after it), each archive and the
  * active WAL salvaged, consumer positions, the MANIFEST last. The source is never modified.
  */
-export function salvage(source: string, destination: string): Promise<SalvageReport | StoreSalvageReport> {
-  return call(async () => JSON.parse(await native.salvage(checkPath(source), checkPath(destination))) as SalvageReport | StoreSalvageReport)
+export function salvage(source: string, destination: string, options: { onProgress?: OnProgress } = {}): Promise<SalvageReport | StoreSalvageReport> {
+  return call(async () => {
+    const [from, to] = [checkPath(source), checkPath(destination)]
+    const onProgress = progressOption(options)
+    return JSON.parse(await withProgress(onProgress, (progress) => progress.salvage(from, to))) as SalvageReport | StoreSalvageReport
+  })
 }

@@ -20,7 +20,7 @@ import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entries
 import { Consumer, type ConsumerInfo } from './consumer'
 import type { FollowOptions } from './follow'
 import { SnapshotReader } from './snapshot'
-import { type WalWriterOptions, queueBound } from './wal'
+import { WAL_OPTIONS, type WalWriterOptions, queueBound } from './wal'
 
 /** What a checkpoint did. */
 export interface Checkpoint {
@@ -89,11 +89,15 @@ export interface Recovery {
   cappedConsumers: Array<{ name: string; position: number; cappedTo: number }>
 }
 
+/** The keys of {@link StoreOptions}. */
+const STORE_OPTIONS = [...WAL_OPTIONS.filter((key) => key !== 'snapshotSeq'), 'compressSnapshots', 'retention', 'autoCheckpoint']
+
 function checkAuto(auto: unknown): AutoCheckpoint | null {
   if (auto === undefined) return null
   if (!isObject(auto) || typeof auto.sections !== 'function') {
     throw invalid('autoCheckpoint needs a sections() function')
   }
+  checkObject('autoCheckpoint', auto, ['sections', 'maxBytes', 'maxEntries', 'onError'])
   if (auto.maxBytes === undefined && auto.maxEntries === undefined) {
     throw invalid('autoCheckpoint needs maxBytes or maxEntries')
   }
@@ -131,8 +135,8 @@ export class Store extends Appender {
   /** Create the directory if needed, recover it, and open it for appends. */
   static async open(dir: string, options?: StoreOptions): Promise<Store> {
     return call(async () => {
-      const given = checkObject('options', options)
-      if ('snapshotSeq' in given) throw invalid('a Store manages snapshotSeq itself')
+      if (isObject(options) && 'snapshotSeq' in options) throw invalid('a Store manages snapshotSeq itself')
+      const given = checkObject('options', options, STORE_OPTIONS)
       const auto = checkAuto(given.autoCheckpoint)
       nativePolicy(given.retention)
       const maxQueueBytes = queueBound(given)
@@ -211,7 +215,7 @@ export class Store extends Appender {
    */
   checkpoint(sections: SectionsSource, options: { compress?: boolean } = {}): Promise<Checkpoint> {
     return call(() => {
-      const given = checkObject('options', options).compress
+      const given = checkObject('options', options, ['compress']).compress
       if (given !== undefined && typeof given !== 'boolean') throw invalid('options.compress must be a boolean')
       const compress = given ?? this.#compress
       const captured = typeof sections === 'function' ? sections() : sections
@@ -257,7 +261,7 @@ export class Store extends Appender {
    */
   consumer(name: string, options: { from?: number } = {}): Promise<Consumer> {
     return call(async () => {
-      const given = checkObject('options', options)
+      const given = checkObject('options', options, ['from'])
       const start = given.from === undefined ? this.snapshotSeq : checkInteger('from', given.from, 1, Number.MAX_SAFE_INTEGER) - 1
       if (typeof name !== 'string') throw invalid('a consumer name must be a string')
       const handle = this.#native

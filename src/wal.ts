@@ -26,6 +26,9 @@ export interface WalWriterOptions {
   preallocate?: number | false
 }
 
+/** The keys of {@link WalWriterOptions}. */
+export const WAL_OPTIONS = ['sync', 'compression', 'snapshotSeq', 'maxQueueBytes', 'preallocate'] as const
+
 /** The single writer of one WAL file. */
 export class WalWriter extends Appender {
   private constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, path: string) {
@@ -35,7 +38,7 @@ export class WalWriter extends Appender {
   /** Open (creating if absent) the WAL file at `path`, scan it and cut any torn tail. */
   static async open(path: string, options?: WalWriterOptions): Promise<WalWriter> {
     return call(async () => {
-      const given = checkObject('options', options)
+      const given = checkObject('options', options, WAL_OPTIONS)
       const normalised = nativeOptions(given)
       const maxQueueBytes = queueBound(given)
       return new WalWriter(await native.NativeAppender.openWriter(checkPath(path), normalised), maxQueueBytes, native.syncSemantics(normalised), path)

@@ -1,6 +1,8 @@
 /** Argument parsing for the CLI: node's parseArgs, with usage errors as their own type. */
 import { parseArgs } from 'node:util'
 
+import { closest } from '../options'
+
 /** A wrong command line: exit code 2, printed with the command's usage unless `withUsage` is false. */
 export class UsageError extends Error {
   /** Whether the command's usage follows the message (not after a mistyped name: one line says it all). */
@@ -11,33 +13,6 @@ export class UsageError extends Error {
     this.name = 'UsageError'
     this.withUsage = withUsage
   }
-}
-
-/** The edit distance between `a` and `b`: insertions, deletions, substitutions, and swaps of adjacent characters. */
-export function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)))
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1)
-    }
-  }
-  return d[a.length][b.length]
-}
-
-/**
- * The candidate `name` is most likely a typo of (leading dashes aside): the nearest within a
- * third of its length (at least one edit), else the one it abbreviates.
- */
-export function closest(name: string, candidates: readonly string[]): string | undefined {
-  const bare = (text: string): string => text.replace(/^-+/, '')
-  let best: string | undefined
-  let bestDistance = Math.max(1, Math.floor(bare(name).length / 3)) + 1
-  for (const candidate of candidates) {
-    const d = distance(bare(name), bare(candidate))
-    if (d < bestDistance) [best, bestDistance] = [candidate, d]
-  }
-  return best ?? (bare(name).length >= 2 ? candidates.find((c) => bare(c).startsWith(bare(name))) : undefined)
 }
 
 /** A one-line usage error for a `kind` (option, command) that is not one of `known`: "did you mean" the closest, or `otherwise`. */
@@ -120,6 +95,16 @@ export class ProgressBar {
 
   done(): void {
     if (this.#drawn) process.stderr.write('\r\x1b[K')
+  }
+}
+
+/** Run `task`, drawing its progress on a terminal as `label` (nothing on a pipe). */
+export async function withBar<T>(label: string, task: (onProgress: (done: number, total: number) => void) => Promise<T>): Promise<T> {
+  const bar = new ProgressBar(label)
+  try {
+    return await task((done, total) => bar.update(done, total))
+  } finally {
+    bar.done()
   }
 }
 

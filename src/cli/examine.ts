@@ -1,6 +1,6 @@
 /** `inspect` and `verify`: what is in a store or file, and whether it is all intact. */
 import { type Problem, type Report, type WalSummary, inspect, verify } from '../examine'
-import { ProgressBar, bytes, parse, printable } from './args'
+import { bytes, parse, printable, withBar } from './args'
 
 export const INSPECT_USAGE = `Usage: selene-persist inspect <dir|file> [--json]
 
@@ -26,13 +26,8 @@ are listed), 1 when there are, 2 for a wrong command line.
 `
 
 /** Run an examination, drawing progress on a terminal. */
-async function examine(path: string, deep: boolean): Promise<Report> {
-  const bar = new ProgressBar(deep ? 'verifying' : 'reading')
-  try {
-    return await (deep ? verify : inspect)(path, { onProgress: (done, total) => bar.update(done, total) })
-  } finally {
-    bar.done()
-  }
+function examine(path: string, deep: boolean): Promise<Report> {
+  return withBar(deep ? 'verifying' : 'reading', (onProgress) => (deep ? verify : inspect)(path, { onProgress }))
 }
 
 /** How many of the report's problems are errors (warnings are not). */

@@ -1,6 +1,6 @@
 /** `salvage`: get back every entry that verifies from a damaged WAL. */
 import { type SalvageReport, salvage } from '../salvage'
-import { parse, printable } from './args'
+import { parse, printable, withBar } from './args'
 
 export const SALVAGE_USAGE = `Usage: selene-persist salvage <wal|dir> <out> [--json]
 
@@ -15,13 +15,15 @@ rebuilt from the archives after it), each archive and the active WAL salvaged, c
 positions, the MANIFEST last. Prints what was skipped and what is missing.
 
   --json   print the report as JSON
+
+A progress bar is drawn on stderr when it is a terminal.
 `
 
 export async function salvageCommand(argv: string[]): Promise<number> {
   const { positionals, values, help } = parse(argv, { json: { type: 'boolean' } }, 2, 2)
   if (help) return process.stdout.write(SALVAGE_USAGE), 0
   const [source = '', destination = ''] = positionals
-  const report = await salvage(source, destination)
+  const report = await withBar('salvaging', (onProgress) => salvage(source, destination, { onProgress }))
   if (values.json) {
     console.log(JSON.stringify(report, null, 2))
     return 0

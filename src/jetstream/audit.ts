@@ -72,7 +72,7 @@ export class AuditError extends PersistError {
  * cannot be reached.
  */
 export async function audit(options: AuditOptions): Promise<Audited> {
-  const checked = remoteOptions(options)
+  const checked = remoteOptions(options, ['nodeId', 'dir'])
   const given = checkObject('options', options)
   const node = checkNode(given.nodeId)
   const dir = checkPath(given.dir)

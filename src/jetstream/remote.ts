@@ -50,9 +50,9 @@ export function checkNode(node: unknown): number {
   return checkInteger('nodeId', node, 0, Number.MAX_SAFE_INTEGER)
 }
 
-/** The checked options shared by every remote operation. */
-export function remoteOptions(options: unknown): RemoteOptions & { prefix: string } {
-  const given = checkObject('options', options)
+/** The checked options shared by every remote operation; a key neither these nor `own` is refused. */
+export function remoteOptions(options: unknown, own: readonly string[]): RemoteOptions & { prefix: string } {
+  const given = checkObject('options', options, ['connection', 'servers', 'stream', 'subject', ...own])
   if (typeof given.stream !== 'string' || !STREAM_NAME.test(given.stream)) throw invalid('stream must be 1 to 32 of A-Z, a-z, 0-9, _ and -')
   if (given.connection === undefined && given.servers === undefined) throw invalid('give a connection or servers')
   if (given.connection !== undefined && (!isObject(given.connection) || typeof given.connection.publish !== 'function')) throw invalid('connection must be a NATS connection')

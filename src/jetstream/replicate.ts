@@ -15,6 +15,7 @@
 import * as native from '../../native'
 
 import { EntryBatch } from '../batch'
+import { asyncDispose } from '../appender'
 import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
@@ -67,7 +68,7 @@ export class Replicator {
 
   /** @internal */
   static async start(options: ReplicateOptions): Promise<Replicator> {
-    const checked = remoteOptions(options)
+    const checked = remoteOptions(options, ['into', 'nodes', 'name', 'onError'])
     const given = checkObject('options', options)
     const store = given.into as Store
     if (typeof store !== 'object' || store === null || typeof (store as { nextChange?: unknown }).nextChange !== 'function') throw invalid('into must be an open Store')
@@ -124,6 +125,11 @@ export class Replicator {
     self.#stop()
     await self.done.catch(() => undefined)
   }
+  /** `close()`, for `await using`. */
+  [asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
 
   async #run(): Promise<void> {
     try {

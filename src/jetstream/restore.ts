@@ -51,7 +51,7 @@ const before = (a: Hlc, b: Hlc): boolean => a.seconds < b.seconds || (a.seconds 
  * no longer holds every entry after the snapshot (age or size limits), leaving nothing at `dir`.
  */
 export async function restore(options: RestoreOptions): Promise<Restored> {
-  const checked = remoteOptions(options)
+  const checked = remoteOptions(options, ['nodeId', 'dir', 'toSequence', 'toTime', 'onProgress'])
   const given = checkObject('options', options)
   const node = checkNode(given.nodeId)
   const dir = checkPath(given.dir)

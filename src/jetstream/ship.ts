@@ -26,6 +26,7 @@ import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
 import type { Consumer } from '../consumer'
+import { asyncDispose } from '../appender'
 import { type Audited, auditNode } from './audit'
 import { type Claim, claimNode } from './fence'
 import { Protocol, type Remote, type RemoteOptions, checkNode, openRemote, remoteError, remoteOptions, shipmentHeaders } from './remote'
@@ -120,7 +121,7 @@ export class Shipper {
 
   /** @internal */
   static async start(store: Store, options: ShipOptions): Promise<Shipper> {
-    const checked = remoteOptions(options)
+    const checked = remoteOptions(options, ['nodeId', 'window', 'replicas', 'onError', 'auditEveryMs'])
     const given = checkObject('options', options)
     const nodeId = checkNode(given.nodeId)
     const replicas = given.replicas === undefined ? 1 : checkInteger('replicas', given.replicas, 1, 5)
@@ -190,6 +191,11 @@ export class Shipper {
     self.#wake()
     await self.done.catch(() => undefined)
   }
+  /** `close()`, for `await using`. */
+  [asyncDispose](): Promise<void> {
+    return this.close()
+  }
+
 
   async #run(): Promise<void> {
     let attempt = 0

@@ -14,11 +14,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::file_header::FILE_HEADER_LEN;
 use crate::filename::{StoreFile, consumer_file, parse_replica_file};
+use crate::inspect::Progress;
 use crate::io::{LockKind, OpenMode, Vfs};
 use crate::manifest::Manifest;
 use crate::publish::{Placement, Staging, copy_file, copy_range, publish, require_absent};
@@ -51,6 +53,21 @@ pub fn backup(
     dir: &Path,
     dest: &Path,
     committed: impl FnOnce() -> Upto,
+) -> Result<u64> {
+    backup_counted(vfs, dir, dest, committed, &Progress::default())
+}
+
+/// [`backup`], counting the bytes of the active WAL copied into `progress` (the other files
+/// are hard-linked, or copied where they cannot be).
+///
+/// # Errors
+/// As [`backup`].
+pub fn backup_counted(
+    vfs: &Arc<dyn Vfs>,
+    dir: &Path,
+    dest: &Path,
+    committed: impl FnOnce() -> Upto,
+    progress: &Progress,
 ) -> Result<u64> {
     require_absent(vfs.as_ref(), dest, "backup")?;
     let wal = StoreFile::Wal.path(dir);
@@ -106,7 +123,17 @@ pub fn backup(
         vfs.as_ref(),
         &StoreFile::Wal.path(staged),
         Placement::Replace,
-        |file, temp| copy_range(source.as_ref(), &wal, 0, file, temp, 0, end),
+        |file, temp| {
+            progress.total.store(end, Ordering::Relaxed);
+            let mut done = 0;
+            while done < end {
+                let len = (end - done).min(PROGRESS_STEP);
+                copy_range(source.as_ref(), &wal, done, file, temp, done, len)?;
+                done += len;
+                progress.done.store(done, Ordering::Relaxed);
+            }
+            Ok(())
+        },
     )?;
     if let Some(m) = manifest {
         m.write(vfs.as_ref(), staged)?;
@@ -114,6 +141,9 @@ pub fn backup(
     staging.place()?;
     Ok(sequence)
 }
+
+/// How much of the active WAL is copied between two updates of the progress.
+const PROGRESS_STEP: u64 = 8 << 20;
 
 /// Hard-link `from` to `to` (the file never changes once published), or copy it durably
 /// where a link cannot be made (another file system).

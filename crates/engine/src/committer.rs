@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::filename::torn_path;
 use crate::scan::TailRepair;
 use crate::stats::{CommitStats, StatsReport};
-use crate::writer::{NewEntries, NewEntry, SyncPolicy, WalWriter};
+use crate::warning::{self, Kind};
+use crate::writer::{IoTotals, NewEntries, NewEntry, SyncPolicy, WalWriter};
 
 /// Called once with the outcome of a request, on the committer thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
@@ -102,6 +103,10 @@ pub struct WriterState {
     pub entries_since_fsync: u64,
     /// Why the writer is poisoned, if it is.
     pub poisoned: Option<String>,
+    /// fdatasyncs of the WAL that succeeded since it opened.
+    pub fdatasyncs: u64,
+    /// What its writes and fdatasyncs have cost since it opened.
+    pub io: IoTotals,
 }
 
 impl WriterState {
@@ -112,6 +117,8 @@ impl WriterState {
             snapshot_seq: writer.snapshot_seq(),
             entries_since_fsync: writer.entries_since_fsync(),
             poisoned: writer.poisoned().map(str::to_owned),
+            fdatasyncs: writer.fdatasyncs().0,
+            io: writer.io_totals(),
         }
     }
 }
@@ -533,10 +540,11 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
         shared.queued.fetch_sub(taken, Ordering::AcqRel);
     }
     shared.stop();
-    if let Some(writer) = lock(&shared.writer).take()
-        && let Err(e) = writer.close()
-    {
-        tracing::error!(error = %e, "closing abandoned WAL writer failed");
+    if let Some(writer) = lock(&shared.writer).take() {
+        let path = writer.path().to_path_buf();
+        if let Err(e) = writer.close() {
+            warning::report(Kind::CloseFailed, &path, e);
+        }
     }
 }
 
@@ -546,10 +554,12 @@ fn background_flush(shared: &Shared) {
     let Some(writer) = guard.as_mut().filter(|w| w.entries_since_fsync() > 0) else {
         return;
     };
-    if let Err(e) = shielded(writer, WalWriter::flush) {
-        tracing::error!(error = %e, "background fdatasync failed");
-    }
+    let failed = shielded(writer, WalWriter::flush).err();
     shared.publish(writer);
+    // Told once the state says poisoned, so whoever hears it finds the writer so.
+    if let Some(e) = failed {
+        warning::report(Kind::BackgroundSyncFailed, writer.path(), e);
+    }
 }
 
 /// A request staged in a group: its reply, its sequences, when it was called, whether chained.

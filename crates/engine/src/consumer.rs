@@ -252,7 +252,13 @@ pub fn cap(vfs: &dyn Vfs, dir: &Path, last_sequence: u64) -> Result<Vec<Capped>>
             && position > last_sequence
         {
             write(vfs, dir, &name, last_sequence)?;
-            tracing::warn!(dir = %dir.display(), consumer = %name, position, last_sequence, "consumer position past the end of the log capped");
+            crate::warning::report(
+                crate::warning::Kind::ConsumerCapped,
+                dir,
+                format_args!(
+                    "consumer {name:?} at {position} capped to the log's end, {last_sequence}"
+                ),
+            );
             capped.push(Capped {
                 name,
                 position,

@@ -1,7 +1,7 @@
 //! Typed errors with stable codes shared by every layer above the engine.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::io::Refusal;
@@ -246,6 +246,20 @@ pub enum Error {
         /// What was found.
         detail: String,
     },
+    /// A file of a store directory (one its MANIFEST governs: the active WAL, an archive, a
+    /// snapshot) opened as a WAL of its own: a write there would break the store, whose files
+    /// only the store itself writes.
+    #[error(
+        "{}: a file of the store at {}; open the store (Store.open) instead of one of its files",
+        path.display(),
+        dir.display()
+    )]
+    FileInStore {
+        /// The file.
+        path: PathBuf,
+        /// The store directory.
+        dir: PathBuf,
+    },
     /// A follower or consumer needs an entry whose file retention deleted.
     #[error("store {}: the entries from sequence {next} on are no longer retained", dir.display())]
     ConsumerBehindRetention {
@@ -321,6 +335,7 @@ codes! {
     StoreInconsistent => "STORE_INCONSISTENT",
     NotAFile => "NOT_A_FILE",
     UnsafeLink => "UNSAFE_LINK",
+    FileInStore => "FILE_IN_STORE",
     ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
     Internal => "INTERNAL",
     // Raised by the facade, never by the engine: by its JetStream integration
@@ -382,6 +397,7 @@ impl Error {
             Self::StoreInconsistent { .. } => Code::StoreInconsistent,
             Self::NotAFile { .. } => Code::NotAFile,
             Self::UnsafeLink { .. } => Code::UnsafeLink,
+            Self::FileInStore { .. } => Code::FileInStore,
             Self::ConsumerBehindRetention { .. } => Code::ConsumerBehindRetention,
             Self::Internal(_) => Code::Internal,
         }
@@ -403,12 +419,48 @@ impl Error {
         }
     }
 
+    /// The path the error is about, where there is one.
+    #[must_use]
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::WriterLockHeld { path }
+            | Self::DiskFull { path, .. }
+            | Self::Io { path, .. }
+            | Self::ArtifactConflict { path }
+            | Self::SnapshotCorrupt { path, .. }
+            | Self::BodyHashMismatch { path }
+            | Self::NotAFile { path, .. }
+            | Self::UnsafeLink { path, .. }
+            | Self::FileInStore { path, .. } => Some(path),
+            Self::StoreInconsistent { dir, .. } | Self::ConsumerBehindRetention { dir, .. } => {
+                Some(dir)
+            }
+            _ => None,
+        }
+    }
+
+    /// The operation that failed and the OS error number, for an error the OS reported
+    /// (`Io`, `DiskFull`); the number is absent where the failure was not the OS's.
+    #[must_use]
+    pub fn os_failure(&self) -> Option<(&'static str, Option<i32>)> {
+        match self {
+            Self::Io { op, source, .. } | Self::DiskFull { op, source, .. } => {
+                Some((op, source.raw_os_error()))
+            }
+            _ => None,
+        }
+    }
+
     /// Wrap an OS error with the operation and path it came from; a [`Refusal`] becomes its
-    /// own typed error.
+    /// own typed error, and so does a directory where a file belongs (`EISDIR`).
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
         match Refusal::of(&source) {
             Some(Refusal::NotRegular(kind)) => Self::NotAFile { path, kind },
+            None if source.kind() == io::ErrorKind::IsADirectory => Self::NotAFile {
+                path,
+                kind: "directory",
+            },
             Some(refusal @ (Refusal::Symlink | Refusal::HardLinked(_))) => Self::UnsafeLink {
                 path,
                 detail: refusal.to_string(),
@@ -518,6 +570,10 @@ mod tests {
                 path: path.clone(),
                 detail: "d".into(),
             },
+            Error::FileInStore {
+                path: path.clone(),
+                dir: path.clone(),
+            },
             Error::ConsumerBehindRetention { dir: path, next: 1 },
             Error::Internal("i".into()),
         ]
@@ -550,5 +606,21 @@ mod tests {
         let link = Error::io("open", "p", Refusal::Symlink.into_io());
         assert_eq!(link.code(), "UNSAFE_LINK");
         assert_eq!(Error::io("open", "p", io::Error::other("x")).code(), "IO");
+        let dir = Error::io("open", "p", io::Error::from(io::ErrorKind::IsADirectory));
+        assert_eq!(dir.code(), "NOT_A_FILE");
+        assert_eq!(dir.to_string(), "p: directory, not a regular file");
+    }
+
+    #[test]
+    fn os_failures_keep_the_operation_number_and_path() {
+        let error = Error::io("open", "p", io::Error::from_raw_os_error(2));
+        assert_eq!(error.os_failure(), Some(("open", Some(2))));
+        assert_eq!(error.path(), Some(Path::new("p")));
+        let full = Error::io("write", "q", io::Error::from_raw_os_error(28));
+        assert_eq!(
+            (full.code(), full.os_failure()),
+            ("DISK_FULL", Some(("write", Some(28))))
+        );
+        assert_eq!(Error::Closed { what: "writer" }.os_failure(), None);
     }
 }

@@ -44,7 +44,8 @@
 //! fault-injecting (`fault`) and crash-state (`crash`) file systems, all on one wrapper of the
 //! real one.
 //!
-//! [`error`] gives every failure a stable code; the crate root re-exports what a binding needs.
+//! [`error`] gives every failure a stable code; [`warning`] hands on what the engine notices
+//! and carries on past; the crate root re-exports what a binding needs.
 
 pub mod backup;
 pub mod batch;
@@ -77,6 +78,7 @@ pub mod stats;
 pub mod store;
 #[cfg(any(test, feature = "fault-injection"))]
 pub mod testing;
+pub mod warning;
 pub mod writer;
 
 pub use batch::Entry;

@@ -12,6 +12,7 @@ use crate::dir_lock::lock_dir;
 use crate::error::{Error, Result};
 use crate::filename::staging_path;
 use crate::io::{LockKind, OpenMode, Vfs, VfsFile, read_exact_at};
+use crate::warning::{self, Kind};
 
 /// How the temp file takes the target's place.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -95,7 +96,11 @@ fn remove_dirs(vfs: &dyn Vfs, made: &[PathBuf]) {
         if let Err(e) = vfs.remove_dir(dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!(path = %dir.display(), error = %e, "cannot remove directory");
+            warning::report(
+                Kind::CleanupFailed,
+                dir,
+                format_args!("cannot remove the directory: {e}"),
+            );
         }
     }
 }
@@ -158,7 +163,11 @@ impl Staging {
         let parent = dir_of(&self.dest);
         if let Err(e) = vfs.sync_dir(parent) {
             if let Err(back) = vfs.rename(&self.dest, &self.path) {
-                tracing::warn!(path = %self.dest.display(), error = %back, "cannot take back a directory");
+                warning::report(
+                    Kind::CleanupFailed,
+                    &self.dest,
+                    format_args!("cannot take the directory back: {back}"),
+                );
             }
             return Err(Error::io("fsync directory", parent, e));
         }
@@ -181,7 +190,11 @@ impl Drop for Staging {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot list directory");
+                warning::report(
+                    Kind::CleanupFailed,
+                    &self.path,
+                    format_args!("cannot list the directory: {e}"),
+                );
             }
         }
         remove_dirs(vfs, std::slice::from_ref(&self.path));
@@ -224,7 +237,11 @@ pub fn remove_quietly(vfs: &dyn Vfs, path: &Path) {
     if let Err(e) = vfs.remove(path)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove file");
+        warning::report(
+            Kind::CleanupFailed,
+            path,
+            format_args!("cannot remove the file: {e}"),
+        );
     }
 }
 
@@ -243,7 +260,8 @@ pub fn publish(
     let placed = (|| {
         let mut file = vfs
             .open(&temp, OpenMode::CreateNew)
-            .map_err(|e| Error::io("create", &temp, e))?;
+            // The target, not the temp name: the path the caller gave (its directory may be missing).
+            .map_err(|e| Error::io("create", target, e))?;
         fill(file.as_mut(), &temp)?;
         file.sync_data()
             .map_err(|e| Error::io("fdatasync", &temp, e))?;

@@ -31,6 +31,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -40,6 +41,7 @@ use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::filename::StoreFile;
 use crate::frame::FRAME_HEADER_LEN;
 use crate::hlc::Hlc;
+use crate::inspect::Progress;
 use crate::io::Vfs;
 use crate::manifest::Manifest;
 use crate::publish::{Placement, Staging, copy_file, publish, require_absent};
@@ -77,8 +79,38 @@ pub struct SalvageReport {
 /// `InvalidArgument` if `dest` exists; I/O errors. A source with no frame that verifies gives
 /// an empty log.
 pub fn salvage_wal(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<SalvageReport> {
+    salvage_wal_counted(vfs, source, dest, &Progress::default())
+}
+
+/// [`salvage_wal`], counting the source bytes read into `progress` as it goes.
+///
+/// # Errors
+/// As [`salvage_wal`].
+pub fn salvage_wal_counted(
+    vfs: &Arc<dyn Vfs>,
+    source: &Path,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<SalvageReport> {
     require_absent(vfs.as_ref(), dest, "salvage")?;
-    salvage_files(vfs, &[source.to_path_buf()], dest, Header::Source(None))
+    progress
+        .total
+        .store(size_of(vfs.as_ref(), source)?, Ordering::Relaxed);
+    salvage_files(
+        vfs,
+        &[source.to_path_buf()],
+        dest,
+        Header::Source(None),
+        progress,
+    )
+}
+
+/// The size of the file at `path` (0 if it is gone).
+fn size_of(vfs: &dyn Vfs, path: &Path) -> Result<u64> {
+    Ok(vfs
+        .stat(path)
+        .map_err(|e| Error::io("stat", path, e))?
+        .map_or(0, |stat| stat.size))
 }
 
 /// What the new log's header names.
@@ -98,6 +130,7 @@ fn salvage_files(
     sources: &[PathBuf],
     dest: &Path,
     header: Header,
+    progress: &Progress,
 ) -> Result<SalvageReport> {
     let mut opened = Vec::with_capacity(sources.len());
     for path in sources {
@@ -114,6 +147,7 @@ fn salvage_files(
             snapshot: None,
             last_hlc: Hlc::default(),
             budget: size / FRAME_HEADER_LEN as u64,
+            progress,
         };
         for (i, mut source) in opened.into_iter().enumerate() {
             if i == 0 {
@@ -140,6 +174,8 @@ struct Run<'a> {
     last_hlc: Hlc,
     /// How many more watermark frames may fill gaps.
     budget: u64,
+    /// Source bytes read, across the sources.
+    progress: &'a Progress,
 }
 
 impl Run<'_> {
@@ -165,7 +201,12 @@ impl Run<'_> {
     fn copy(&mut self, source: &mut Source) -> Result<()> {
         let mut scanner = Scanner::default();
         let mut pos = (FILE_HEADER_LEN as u64).min(source.len());
+        let mut counted = 0;
         while pos < source.len() {
+            self.progress
+                .done
+                .fetch_add(pos - counted, Ordering::Relaxed);
+            counted = pos;
             let next = match self.last {
                 Some(last) => match source.frame_at(pos)? {
                     Some(h) if last.checked_add(1) == Some(h.sequence) => Some((pos, h)),
@@ -200,6 +241,9 @@ impl Run<'_> {
             self.last_hlc = frame.hlc;
             pos = at + len;
         }
+        self.progress
+            .done
+            .fetch_add(source.len().saturating_sub(counted), Ordering::Relaxed);
         Ok(())
     }
 
@@ -256,6 +300,19 @@ pub struct StoreSalvage {
 /// # Errors
 /// `InvalidArgument` if `dest` exists; I/O and MANIFEST errors.
 pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<StoreSalvage> {
+    salvage_store_counted(vfs, source, dest, &Progress::default())
+}
+
+/// [`salvage_store`], counting the bytes of its logs read into `progress` as it goes.
+///
+/// # Errors
+/// As [`salvage_store`].
+pub fn salvage_store_counted(
+    vfs: &Arc<dyn Vfs>,
+    source: &Path,
+    dest: &Path,
+    progress: &Progress,
+) -> Result<StoreSalvage> {
     require_absent(vfs.as_ref(), dest, "salvage")?;
     let manifest = Manifest::read(vfs.as_ref(), source)?;
     let live = manifest.as_ref().map_or(0, |m| m.live_snapshot_seq);
@@ -281,6 +338,17 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
             .map_err(|e| Error::io("stat", &path, e))?
             .is_some())
     };
+    let mut logs = vec![StoreFile::Wal.path(source)];
+    logs.extend(
+        archives
+            .iter()
+            .map(|&end| StoreFile::Archive(end).path(source)),
+    );
+    let mut total = 0;
+    for log in &logs {
+        total += size_of(vfs.as_ref(), log)?;
+    }
+    progress.total.store(total, Ordering::Relaxed);
     let mut kept = Vec::new();
     let mut rebuilt = Vec::new();
     for &end in &archives {
@@ -294,6 +362,7 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
                 &[archive.path(source)],
                 &archive.path(staged),
                 Header::Source(None),
+                progress,
             )?;
             out.files.push((archive.name(), report));
             kept.push(end);
@@ -308,7 +377,7 @@ pub fn salvage_store(vfs: &Arc<dyn Vfs>, source: &Path, dest: &Path) -> Result<S
     } else {
         Header::Fixed(snapshot)
     };
-    let report = salvage_files(vfs, &rebuilt, &wal.path(staged), header)?;
+    let report = salvage_files(vfs, &rebuilt, &wal.path(staged), header, progress)?;
     out.files.push((wal.name(), report));
     // A damaged position becomes 0: its consumer is delivered everything again (at least
     // once), never skips what it had not acknowledged.

@@ -114,25 +114,55 @@ impl Seal {
         snapshot_seq: u64,
         file_len: u64,
     ) -> Option<Self> {
-        let sidecar = vfs.open(&seal_path(wal), OpenMode::Read).ok()?;
+        Self::examine(vfs, wal, file, snapshot_seq, file_len).ok()
+    }
+
+    /// [`Seal::load`], saying why a seal there was refused: `Err(None)` when there is none to
+    /// use (absent, not yet written, or an earlier epoch's), `Err(Some(why))` when a seal of
+    /// this epoch does not name a frame of the file (torn, damaged, another file's, or the WAL
+    /// cut shorter): what a writer's open reports, since only its file cannot be growing.
+    ///
+    /// # Errors
+    /// As described: the seal cannot be used.
+    pub fn examine(
+        vfs: &dyn Vfs,
+        wal: &Path,
+        file: &dyn VfsFile,
+        snapshot_seq: u64,
+        file_len: u64,
+    ) -> std::result::Result<Self, Option<&'static str>> {
+        let sidecar = vfs
+            .open(&seal_path(wal), OpenMode::Read)
+            .map_err(|_| None)?;
         let mut bytes = [0u8; SEAL_LEN];
-        let len = usize::try_from(sidecar.size().ok()?).ok()?;
-        if len != SEAL_LEN {
-            return None;
+        let len = sidecar.size().map_err(|_| None)?;
+        if len == 0 {
+            return Err(None);
         }
-        read_exact_at(sidecar.as_ref(), &mut bytes, 0).ok()?;
-        let seal = Self::decode(&bytes)?;
+        if len != SEAL_LEN as u64 {
+            return Err(Some("its length is not a seal's"));
+        }
+        read_exact_at(sidecar.as_ref(), &mut bytes, 0).map_err(|_| None)?;
+        let seal = Self::decode(&bytes).ok_or(Some("it fails its checksum"))?;
         let last = seal.last;
-        if seal.snapshot_seq != snapshot_seq || seal.end > file_len || last.offset >= seal.end {
-            return None;
+        if seal.snapshot_seq != snapshot_seq {
+            return Err(None);
+        }
+        if seal.end > file_len || last.offset >= seal.end {
+            return Err(Some("it names a prefix longer than the file"));
         }
         let mut header = [0u8; FRAME_HEADER_LEN];
-        read_exact_at(file, &mut header, last.offset).ok()?;
-        let decoded = frame::decode_header(&header, last.offset).ok()?;
-        let names_it = decoded.sequence == last.sequence
-            && decoded.header_checksum == last.header_checksum
-            && last.offset + decoded.frame_len() == seal.end;
-        names_it.then_some(seal)
+        let names_it = read_exact_at(file, &mut header, last.offset).is_ok()
+            && frame::decode_header(&header, last.offset).is_ok_and(|decoded| {
+                decoded.sequence == last.sequence
+                    && decoded.header_checksum == last.header_checksum
+                    && last.offset + decoded.frame_len() == seal.end
+            });
+        if names_it {
+            Ok(seal)
+        } else {
+            Err(Some("no frame of the file is where it names its last"))
+        }
     }
 
     /// Write the seal over `sidecar` (no fsync: a lost or torn seal only costs a full scan).

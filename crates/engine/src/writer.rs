@@ -18,13 +18,14 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader, le_u32};
-use crate::filename::torn_path;
+use crate::filename::{StoreFile, seal_path, torn_path};
 use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
-use crate::publish::{Placement, copy_range, publish, write_all};
+use crate::publish::{Placement, copy_range, dir_of, publish, write_all};
 use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
 use crate::seal::{LastFrame, Seal, open_sidecar};
+use crate::warning::{self, Kind};
 
 pub mod entries;
 pub mod options;
@@ -91,9 +92,57 @@ pub struct WalWriter {
     /// fdatasyncs of the WAL that succeeded, and when the last one did.
     fdatasyncs: u64,
     last_fdatasync: Option<Instant>,
+    /// What its writes and fdatasyncs have cost since it opened.
+    io: IoTotals,
+}
+
+/// Bytes written to the WAL and the time spent writing and fdatasyncing them, since the writer
+/// opened: a reader of two readings has the cost of what came between (the facade's
+/// `selene-persist:commit` events carry those differences).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct IoTotals {
+    /// Frame bytes written (committed).
+    pub written_bytes: u64,
+    /// Time in the writes.
+    pub write_us: u64,
+    /// Time in the fdatasyncs of the WAL.
+    pub fdatasync_us: u64,
+}
+
+/// The store directory `path` is a file of, if it is one: its name is a store file's and a
+/// MANIFEST sits beside it. A MANIFEST that cannot be examined counts as absent (opening
+/// `path` itself then reports what is wrong).
+fn store_of(vfs: &dyn Vfs, path: &Path) -> Option<PathBuf> {
+    let named = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(StoreFile::parse);
+    let dir = dir_of(path);
+    let manifest = named.and_then(|_| vfs.stat(&StoreFile::Manifest.path(dir)).ok().flatten());
+    manifest.map(|_| dir.to_path_buf())
+}
+
+/// Microseconds since `start`.
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 impl WalWriter {
+    /// [`WalWriter::open`] for a WAL of its own, refusing a file of a store directory
+    /// ([`Error::FileInStore`]): only its store writes those.
+    ///
+    /// # Errors
+    /// `FileInStore`, and those of [`WalWriter::open`].
+    pub fn open_alone(vfs: &Arc<dyn Vfs>, path: &Path, options: WalOptions) -> Result<Self> {
+        if let Some(dir) = store_of(vfs.as_ref(), path) {
+            return Err(Error::FileInStore {
+                path: path.to_path_buf(),
+                dir,
+            });
+        }
+        Self::open(vfs, path, options)
+    }
+
     /// Open (creating if absent) the WAL at `path`, take its lock, scan it and cut a torn tail.
     ///
     /// # Errors
@@ -115,13 +164,20 @@ impl WalWriter {
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let mut cursor = FrameCursor::new(file_len, header.snapshot_seq).without_payloads();
         let mut clock = HlcClock::default();
-        let seal = Seal::load(
+        let seal = Seal::examine(
             vfs.as_ref(),
             path,
             file.as_ref(),
             header.snapshot_seq,
             file_len,
-        );
+        )
+        .map_err(|why| {
+            if let Some(why) = why {
+                let detail = format!("the seal was ignored ({why}); the whole file was scanned");
+                warning::report(Kind::SealIgnored, &seal_path(path), detail);
+            }
+        })
+        .ok();
         let mut last_frame = None;
         let mut scanned_from = cursor.offset();
         if let Some(seal) = seal {
@@ -187,6 +243,7 @@ impl WalWriter {
             anchors: Vec::new(),
             fdatasyncs: 0,
             last_fdatasync: None,
+            io: IoTotals::default(),
         };
         // Frames past the seal were left by a writer that died before sealing them, perhaps
         // before their fdatasync. Readers serve them from now on, so they are made durable and
@@ -349,11 +406,15 @@ impl WalWriter {
         self.check_usable()?;
         let staged_len = (self.staged.len() + self.spliced_len) as u64;
         self.preallocate(self.committed_offset + staged_len)?;
-        if let Err(e) = self.write_frames() {
+        let started = Instant::now();
+        let written = self.write_frames();
+        self.io.write_us += micros_since(started);
+        if let Err(e) = written {
             let error = Error::io("write", &self.path, e);
             self.cut_back(&error);
             return Err(error);
         }
+        self.io.written_bytes += staged_len;
         let unsynced = self.entries_since_fsync + self.staged_count;
         let sync = force_sync
             || match self.options.sync {
@@ -361,7 +422,7 @@ impl WalWriter {
                 SyncPolicy::EveryN(n) => unsynced >= u64::from(n),
                 SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
             };
-        if sync && let Err(e) = self.file.sync_data() {
+        if sync && let Err(e) = self.timed_sync() {
             let error = Error::io("fdatasync", &self.path, e);
             self.cut_back(&error);
             self.poison(&error);
@@ -401,6 +462,14 @@ impl WalWriter {
         self.written_back = self.committed_offset;
     }
 
+    /// fdatasync the WAL, counting the time.
+    fn timed_sync(&mut self) -> std::io::Result<()> {
+        let started = Instant::now();
+        let synced = self.file.sync_data();
+        self.io.fdatasync_us += micros_since(started);
+        synced
+    }
+
     /// Record that everything committed is durable, and seal it: one 64-byte write (no fsync)
     /// after each fdatasync, so an open after a crash rescans only what was never synced, and
     /// a follower in another process learns how far the log is durable.
@@ -437,7 +506,7 @@ impl WalWriter {
         match written {
             Ok(()) => self.sealed_end = seal.end,
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot write the WAL seal; the next open scans more");
+                warning::report(Kind::SealWriteFailed, &self.path, e);
             }
         }
     }
@@ -461,26 +530,26 @@ impl WalWriter {
         let error = Error::io("preallocate", &self.path, e);
         if let Err(cut) = self.file.set_len(self.allocated) {
             let cut = Error::io("truncate", &self.path, cut);
-            tracing::error!(path = %self.path.display(), error = %cut, "cannot cut back a failed preallocation");
+            warning::report(Kind::CutBackFailed, &self.path, &cut);
             self.poison(&cut);
             return Err(error);
         }
         if !no_space {
             return Err(error);
         }
-        tracing::warn!(path = %self.path.display(), error = %error, "no room to preallocate; the write grows the WAL itself");
+        warning::report(Kind::PreallocationSkipped, &self.path, &error);
         Ok(())
     }
 
     /// Cut the file back to the last committed entry after a failed commit.
     fn cut_back(&mut self, cause: &Error) {
         if let Err(e) = self.file.set_len(self.committed_offset) {
-            tracing::error!(path = %self.path.display(), error = %e, "cannot cut WAL back after a failed write");
+            warning::report(Kind::CutBackFailed, &self.path, &e);
             self.poison(&Error::io("truncate", &self.path, e));
             return;
         }
         self.allocated = self.committed_offset;
-        tracing::warn!(path = %self.path.display(), error = %cause, "WAL commit failed; cut back to last committed entry");
+        warning::report(Kind::CommitCutBack, &self.path, cause);
     }
 
     /// Stage and commit `entries` in one step.
@@ -595,7 +664,7 @@ impl WalWriter {
     /// `Poisoned`, I/O errors (an fdatasync failure poisons the writer).
     pub fn flush(&mut self) -> Result<()> {
         self.check_usable()?;
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = self.timed_sync() {
             let error = Error::io("fdatasync", &self.path, e);
             self.poison(&error);
             return Err(error);
@@ -638,7 +707,7 @@ impl WalWriter {
             match self.file.set_len(self.committed_offset) {
                 Ok(()) => self.allocated = self.committed_offset,
                 Err(e) => {
-                    tracing::warn!(path = %self.path.display(), error = %e, "cannot cut the preallocated WAL tail");
+                    warning::report(Kind::TailTrimFailed, &self.path, e);
                 }
             }
         }
@@ -698,6 +767,12 @@ impl WalWriter {
         self.entries_since_fsync
     }
 
+    /// What its writes and fdatasyncs have cost since it opened.
+    #[must_use]
+    pub const fn io_totals(&self) -> IoTotals {
+        self.io
+    }
+
     /// fdatasyncs of the WAL that succeeded since it was opened, and when the last one did.
     #[must_use]
     pub const fn fdatasyncs(&self) -> (u64, Option<Instant>) {
@@ -746,7 +821,7 @@ fn save_torn(vfs: &dyn Vfs, path: &Path, file: &dyn VfsFile, repair: &TailRepair
     match saved {
         Ok(_) => len,
         Err(e) => {
-            tracing::warn!(path = %target.display(), error = %e, "cannot keep the torn tail's bytes; cutting them unsaved");
+            warning::report(Kind::TornTailUnsaved, &target, e);
             0
         }
     }

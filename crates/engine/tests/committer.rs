@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use selene_persist_engine::io::Vfs;
 use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan, Op};
+use selene_persist_engine::warning;
 use selene_persist_engine::{
     AppendRequest, Committer, Error, NewEntry, Reply, Result, SyncPolicy, WalOptions, WalWriter,
 };
@@ -433,4 +434,33 @@ fn wait_for_room_returns_once_the_queue_has_drained_to_the_limit() {
     close(&committer);
     // Closed, it takes no more appends: a wait never blocks on it.
     assert!(committer.wait_for_room(0));
+}
+
+#[test]
+fn a_failed_background_fdatasync_is_a_warning_and_poisons_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    let faults = FaultFs::new();
+    let vfs = faults.shared();
+    let (heard, warnings) = mpsc::channel();
+    let ours = path.clone();
+    let _listening = warning::subscribe(Arc::new(move |w: &warning::Warning| {
+        if w.path == ours {
+            let _ = heard.send((w.kind, w.detail.clone()));
+        }
+    }));
+    let committer = start(&vfs, &path, SyncPolicy::Interval(Duration::from_millis(20)));
+    let (done, rx) = reply();
+    committer.append(vec![entry(b"acknowledged before its fdatasync")], done);
+    rx.recv().unwrap().unwrap();
+    // The next change to the file system is the background fdatasync.
+    faults.fail_ahead(0, Fault::Eio);
+    let (kind, detail) = warnings.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(kind, warning::Kind::BackgroundSyncFailed);
+    assert!(detail.contains("fdatasync"), "{detail}");
+    assert!(committer.state().poisoned.is_some());
+    assert!(matches!(
+        faults.log().last(),
+        Some(Op::SyncData(p)) if *p == path
+    ));
 }

@@ -3,9 +3,12 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
+
 use common::{entry, fs, read_all, wal_in};
 use selene_persist_engine::Entry;
-use selene_persist_engine::salvage::{damaged_path, salvage_wal};
+use selene_persist_engine::inspect::Progress;
+use selene_persist_engine::salvage::{damaged_path, salvage_wal, salvage_wal_counted};
 use selene_persist_engine::{WalOptions, WalWriter};
 
 /// A small deterministic generator (xorshift), so a failure names its seed.
@@ -584,4 +587,21 @@ fn headers_claiming_the_rest_of_the_file_cost_linear_work() {
         report.skipped,
         vec![(genuine as u64, (bytes.len() - genuine) as u64)]
     );
+}
+
+#[test]
+fn a_salvage_counts_every_byte_of_its_source_once_damaged_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, frames) = make_log(&dir);
+    let mut damaged = bytes.clone();
+    damaged[frames[50].0 + 3] ^= 0xff;
+    let source = dir.path().join("damaged.log");
+    std::fs::write(&source, &damaged).unwrap();
+    let progress = Progress::default();
+    let out = dir.path().join("out.log");
+    let report = salvage_wal_counted(&fs(), &source, &out, &progress).unwrap();
+    assert!(!report.skipped.is_empty());
+    let len = bytes.len() as u64;
+    assert_eq!(progress.total.load(Ordering::Relaxed), len);
+    assert_eq!(progress.done.load(Ordering::Relaxed), len);
 }

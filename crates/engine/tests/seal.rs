@@ -5,12 +5,14 @@
 mod common;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use selene_persist_engine::Entry;
 use selene_persist_engine::file_header::FILE_HEADER_LEN;
 use selene_persist_engine::filename::seal_path;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
+use selene_persist_engine::warning;
 use selene_persist_engine::{SyncPolicy, TailReason, WalWriter};
 
 const ENTRIES: u64 = 40;
@@ -80,11 +82,23 @@ fn a_seal_that_cannot_be_trusted_costs_a_full_scan_never_data() {
             other
         }),
     ];
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let into = Arc::clone(&heard);
+    let sealed = seal_path(&path);
+    let _listening = warning::subscribe(Arc::new(move |w: &warning::Warning| {
+        if w.path == sealed {
+            into.lock().unwrap().push((w.kind, w.detail.clone()));
+        }
+    }));
     for (case, seal_bytes, wal_bytes) in cases {
         std::fs::write(seal_path(&path), &seal_bytes).unwrap();
         std::fs::write(&path, &wal_bytes).unwrap();
         let writer = reopen(&path);
         assert_eq!(writer.scanned_from(), HEADER, "{case}");
+        let said = heard.lock().unwrap().drain(..).collect::<Vec<_>>();
+        assert_eq!(said.len(), 1, "{case}: one warning");
+        assert_eq!(said[0].0, warning::Kind::SealIgnored, "{case}");
+        assert!(said[0].1.contains("the whole file was scanned"), "{case}");
         drop(writer);
         let entries = read_all(&path).unwrap();
         assert!(!entries.is_empty(), "{case}");

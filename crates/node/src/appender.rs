@@ -33,6 +33,14 @@ pub struct NativeWriterState {
     pub poisoned: Option<String>,
     /// Whether close has been called.
     pub closed: bool,
+    /// fdatasyncs of the WAL since it opened.
+    pub fdatasyncs: f64,
+    /// Frame bytes written since it opened.
+    pub written_bytes: f64,
+    /// Microseconds in writes since it opened.
+    pub write_us: f64,
+    /// Microseconds in fdatasyncs of the WAL since it opened.
+    pub fdatasync_us: f64,
 }
 
 /// A Promise settled from the committer thread.
@@ -88,7 +96,7 @@ impl NativeAppender {
         let options = options.try_into()?;
         let path = PathBuf::from(path);
         Ok(blocking(
-            move || Committer::start(WalWriter::open(&StdFs::shared(), &path, options)?),
+            move || Committer::start(WalWriter::open_alone(&StdFs::shared(), &path, options)?),
             |committer| {
                 let committer = Arc::new(committer);
                 crate::teardown::register(&committer);
@@ -244,6 +252,10 @@ impl NativeAppender {
             entries_since_fsync: to_f64(state.entries_since_fsync),
             poisoned: state.poisoned,
             closed: self.committer.is_closed(),
+            fdatasyncs: to_f64(state.fdatasyncs),
+            written_bytes: to_f64(state.io.written_bytes),
+            write_us: to_f64(state.io.write_us),
+            fdatasync_us: to_f64(state.io.fdatasync_us),
         }
     }
 

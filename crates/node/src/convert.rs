@@ -19,9 +19,26 @@ pub fn js_error(error: &Error) -> napi::Error {
     napi::Error::new(Status::GenericFailure, error_message(error))
 }
 
-/// An engine error's message as it crosses to JS: `[selene:CODE] what happened`.
+/// An engine error's message as it crosses to JS: `[selene:CODE] what happened`, then, for an
+/// error about a path, a NUL and a JSON object of its fields: `path`, and for an OS failure
+/// `syscall` (the operation) and `errno` (negative, as Node's; Unix only, where the OS number
+/// is the one libuv negates).
 pub fn error_message(error: &Error) -> String {
-    format!("[selene:{}] {error}", error.code())
+    let mut message = format!("[selene:{}] {error}", error.code());
+    let Some(path) = error.path() else {
+        return message;
+    };
+    let mut fields = serde_json::Map::new();
+    fields.insert("path".into(), path.to_string_lossy().into());
+    if let Some((op, errno)) = error.os_failure() {
+        fields.insert("syscall".into(), op.into());
+        if let Some(errno) = errno.filter(|_| cfg!(unix)) {
+            fields.insert("errno".into(), (-errno).into());
+        }
+    }
+    message.push('\0');
+    message.push_str(&serde_json::Value::Object(fields).to_string());
+    message
 }
 
 /// An `INVALID_ARGUMENT` error.

@@ -1,7 +1,8 @@
 //! napi-rs binding of the selene-persist engine: conversion only, no logic.
 //!
 //! Every engine error crosses as a JS `Error` whose message starts `[selene:CODE] `; the
-//! TypeScript facade turns it into a `PersistError` with that `code`. Sequences cross as JS
+//! TypeScript facade turns it into a `PersistError` with that `code`. The engine's warnings
+//! reach JS through `listenWarnings`. Sequences cross as JS
 //! numbers (the engine never assigns one above 2^53 - 1).
 
 mod appender;
@@ -19,6 +20,12 @@ mod stats;
 mod store;
 mod task;
 mod teardown;
+
+use napi::Status;
+use napi::bindgen_prelude::{FnArgs, Function};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use selene_persist_engine::warning::{self, Kind, Subscription, Warning};
 
 /// Largest payload the engine stores, in bytes (256 MiB), for checks made before an entry
 /// reaches the engine.
@@ -72,4 +79,53 @@ pub fn error_codes() -> Vec<String> {
         .iter()
         .map(|code| code.as_str().to_owned())
         .collect()
+}
+
+/// What the callback receives: the kind, the path and the detail.
+type Heard = FnArgs<(String, String, String)>;
+
+/// Weak: it never keeps the event loop alive.
+type Deliver = ThreadsafeFunction<Heard, (), Heard, Status, false, true>;
+
+/// The registration; dropping it (when the environment that made it goes) unregisters it.
+#[napi]
+pub struct NativeWarnings {
+    _subscription: Subscription,
+}
+
+/// Hand every engine warning from now on to `callback`, on the JS thread, until the returned
+/// handle is collected.
+#[napi(
+    catch_unwind,
+    ts_args_type = "callback: (kind: string, path: string, detail: string) => void"
+)]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+pub fn listen_warnings(callback: Function<'_, Heard, ()>) -> napi::Result<NativeWarnings> {
+    let deliver: Deliver = callback
+        .build_threadsafe_function::<Heard>()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()?;
+    let subscription = warning::subscribe(std::sync::Arc::new(move |w: &Warning| {
+        let heard = (
+            w.kind.as_str().to_owned(),
+            w.path.to_string_lossy().into_owned(),
+            w.detail.clone(),
+        );
+        // Fails only while the environment is being torn down, when no one listens.
+        let _ = deliver.call(heard.into(), ThreadsafeFunctionCallMode::NonBlocking);
+    }));
+    Ok(NativeWarnings {
+        _subscription: subscription,
+    })
+}
+
+/// Every warning kind the engine reports, for the facade's documentation to be checked against.
+#[napi]
+// napi registers it with Node; test builds of this crate leave the registration out.
+#[cfg_attr(test, allow(dead_code))]
+#[must_use]
+pub fn warning_kinds() -> Vec<String> {
+    Kind::ALL.iter().map(|k| k.as_str().to_owned()).collect()
 }

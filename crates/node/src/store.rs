@@ -6,7 +6,6 @@ use std::sync::Arc;
 use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Object};
 use napi_derive::napi;
-use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::consumer::Summary;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::retention::PruneOutcome;
@@ -234,24 +233,4 @@ impl NativeReplay {
     pub fn close(&self) {
         self.ahead.close();
     }
-}
-
-/// Back up the store in `dir`, whose writer may be running in another process, to `dest`
-/// (which must not exist): its active WAL as far as the seal records it durable. Resolves with
-/// the last sequence the backup holds.
-#[napi(ts_return_type = "Promise<number>")]
-// napi registers it with Node; test builds of this crate leave the registration out.
-#[cfg_attr(test, allow(dead_code))]
-pub fn backup_store(dir: String, dest: String) -> AsyncTask<Blocking<u64, f64>> {
-    blocking(
-        move || {
-            backup(
-                &StdFs::shared(),
-                &PathBuf::from(dir),
-                &PathBuf::from(dest),
-                || Upto::Durable,
-            )
-        },
-        to_f64,
-    )
 }

@@ -128,7 +128,7 @@ impl<'a> Sidecar<'a> {
             let file = self
                 .vfs
                 .open(&temp, OpenMode::CreateNew)
-                .map_err(|e| Error::io("create", &temp, e))?;
+                .map_err(|e| Error::io("create", &self.target, e))?;
             self.open = Some((file, temp));
         }
         if let Some((file, temp)) = &mut self.open {
