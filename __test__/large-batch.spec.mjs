@@ -1,7 +1,7 @@
 // Issue 26 item 11: large appends are copied once (by the addon, at the call) and written from
 // that copy. What a caller sees must not change: every byte is stored as given, in call order,
 // and a buffer changed right after the call returns changes nothing stored. (The memory this
-// saves is measured by bench/large-batch.mjs, not asserted here.)
+// saves is measured by bench/probes/large-batch.mjs, not asserted here.)
 import { randomFillSync } from 'node:crypto'
 import { join } from 'node:path'
 
