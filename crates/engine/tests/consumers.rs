@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use selene_persist_engine::SyncPolicy;
 use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::consumer::{self, Log};
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::salvage::salvage_store;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::{SyncPolicy, WalOptions};
 
 fn open(dir: &Path, sync: SyncPolicy) -> Store {
     Store::open(&fs(), dir, options(sync)).unwrap()
@@ -205,8 +205,7 @@ fn a_closed_store_reads_and_changes_nothing() {
 
 #[test]
 fn a_damaged_position_file_is_named_and_keeps_every_archive_without_halting_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     store.consumer("good", 0).unwrap();
     for _ in 0..3 {
         append_n(&store, 1);

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use selene_persist_engine::Entry;
 use selene_persist_engine::consumer;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::io::Vfs;
@@ -152,39 +151,7 @@ fn state_of(count: u64) -> Vec<(String, Vec<u8>, bool)> {
 
 /// Recover the store in `dir`: events 1..n from the snapshot's count, then replay.
 fn check_store(dir: &Path, promised: u64) -> Result<(), String> {
-    let store =
-        Store::open(&fs(), dir, options(SyncPolicy::Always)).map_err(|e| format!("open: {e}"))?;
-    let mut count = match store.snapshot() {
-        Some(snapshot) => String::from_utf8(snapshot.read("count").map_err(|e| e.to_string())?)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        None => 0,
-    };
-    let mut replay = store.replay(0).map_err(|e| format!("replay: {e}"))?;
-    loop {
-        let batch = replay
-            .next_batch::<Vec<Entry>>(100, usize::MAX)
-            .map_err(|e| format!("replay: {e}"))?;
-        if batch.is_empty() {
-            break;
-        }
-        for entry in batch {
-            count += 1;
-            if entry.payload != event(count) {
-                return Err(format!(
-                    "replayed {:?} where event {count} belongs",
-                    String::from_utf8_lossy(&entry.payload)
-                ));
-            }
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    store
-        .committer()
-        .close(Box::new(move |r| tx.send(r).unwrap()));
-    rx.recv().unwrap().map_err(|e| format!("close: {e}"))?;
-    drop(store);
+    let count = recover_counted_events(dir, options(SyncPolicy::Always))?;
     if count < promised {
         return Err(format!("{count} events recovered, {promised} promised"));
     }

@@ -7,10 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use selene_persist_engine::Entry;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
+use selene_persist_engine::testing::fault::{Fault, FaultFs};
 use selene_persist_engine::{Committer, Error, SyncPolicy, WalOptions, WalWriter};
 
 const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
@@ -125,34 +124,7 @@ fn store_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
 }
 
 fn check_store(dir: &Path, acked: u64) -> Result<(), String> {
-    let store =
-        Store::open(&fs(), dir, WalOptions::default()).map_err(|e| format!("reopen: {e}"))?;
-    let mut count = match store.snapshot() {
-        Some(s) => String::from_utf8(s.read("count").map_err(|e| e.to_string())?)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        None => 0,
-    };
-    let mut replay = store.replay(0).map_err(|e| e.to_string())?;
-    loop {
-        let batch = replay
-            .next_batch::<Vec<Entry>>(100, usize::MAX)
-            .map_err(|e| e.to_string())?;
-        if batch.is_empty() {
-            break;
-        }
-        for e in batch {
-            count += 1;
-            if e.payload != format!("event {count}").into_bytes() {
-                return Err(format!(
-                    "unexpected {:?} as event {count}",
-                    String::from_utf8_lossy(&e.payload)
-                ));
-            }
-        }
-    }
-    close(store);
+    let count = recover_counted_events(dir, WalOptions::default())?;
     if count == acked {
         Ok(())
     } else {
@@ -175,11 +147,7 @@ fn sweep(
     for op in 0..operations {
         for fault in FAULTS {
             let dir = tempfile::tempdir().unwrap();
-            let faults = FaultFs::new();
-            faults.set_plan(FaultPlan {
-                faults: vec![(op, fault)],
-                fail_from: None,
-            });
+            let faults = failing_at(op, fault);
             let outcome = workload(&faults, dir.path()).and_then(|acked| check(dir.path(), acked));
             if let Err(problem) = outcome {
                 panic!(

@@ -9,9 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{append_via, close_via, entry, fs};
+use common::{append_via, close_via, entry, fresh_store, fs};
 use selene_persist_engine::Entry;
-use selene_persist_engine::store::Store;
 use selene_persist_engine::{WalOptions, WalReader, WalWriter};
 
 /// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
@@ -108,8 +107,7 @@ fn a_backup_onto_a_full_disk_fails_as_disk_full_and_leaves_the_disk_as_it_was() 
         return;
     };
     // A 600 KiB snapshot that fits, then a WAL of 600 KiB more that does not.
-    let src = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), src.path(), WalOptions::default()).unwrap();
+    let (_src, store) = fresh_store();
     // Incompressible bytes (xorshift), so neither the snapshot nor the WAL shrinks.
     let noise = |seed: u64, len: usize| -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

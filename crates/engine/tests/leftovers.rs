@@ -8,13 +8,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{append_via, close_via, directories_made_durable, fs};
+use common::{append_via, close_via, directories_made_durable, failing_at, fs};
 use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::restore::{Limit, Restore};
 use selene_persist_engine::salvage::salvage_store;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
+use selene_persist_engine::testing::fault::{Fault, FaultFs};
 use selene_persist_engine::{Entry, Error, WalOptions, shipment};
 
 const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
@@ -88,11 +88,7 @@ fn sweep(operation: impl Fn(&FaultFs, &Path) -> Result<(), Error>, check: impl F
     for op in 0..operations {
         for fault in FAULTS {
             let root = tempfile::tempdir().unwrap();
-            let faults = FaultFs::new();
-            faults.set_plan(FaultPlan {
-                faults: vec![(op, fault)],
-                fail_from: None,
-            });
+            let faults = failing_at(op, fault);
             let context = format!("{fault:?} at operation {op} ({:?})", probe.log().get(op));
             match operation(&faults, &dest_in(root.path())) {
                 Ok(()) => {

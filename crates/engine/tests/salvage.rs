@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{entry, fs, read_all, wal_in};
+use common::{entry, fresh_wal, fs, read_all, wal_in};
 use selene_persist_engine::Entry;
 use selene_persist_engine::salvage::{damaged_path, salvage_wal};
 use selene_persist_engine::{WalOptions, WalWriter};
@@ -337,8 +337,7 @@ fn foreign_frame(sequence: u64) -> Vec<u8> {
 /// after entry `after`, and salvage it: every genuine entry comes back with its own sequence,
 /// the foreign frame goes to `.damaged`, and the output stays within twice the input.
 fn splice(sequence: u64, count: u64, after: u64, payload: fn(u64) -> Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     for n in 1..=count {
         writer.append(&[entry(&payload(n))]).unwrap();
@@ -562,8 +561,7 @@ fn hollow_header(sequence: u64, len: u32) -> [u8; 40] {
 fn headers_claiming_the_rest_of_the_file_cost_linear_work() {
     // 4 MiB of frame headers, each claiming a payload to the end of the file: verifying every
     // one of them would hash 200 GiB.
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     common::write_entries(&path, 50);
     let mut bytes = std::fs::read(&path).unwrap();
     let genuine = bytes.len();

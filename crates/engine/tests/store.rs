@@ -109,8 +109,7 @@ fn checkpoint_then_recover_restores_snapshot_plus_replay() {
 
 #[test]
 fn checkpoints_without_new_entries_still_make_new_epochs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     let a = store.checkpoint(state_of(&[])).unwrap().sequence;
     let b = store.checkpoint(state_of(&[])).unwrap().sequence;
     assert_eq!((a, b), (1, 2));
@@ -120,8 +119,7 @@ fn checkpoints_without_new_entries_still_make_new_epochs() {
 
 #[test]
 fn bad_sections_are_refused_before_anything_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (_dir, store) = fresh_store();
     let dup = vec![
         ("a".to_owned(), vec![], false),
         ("a".to_owned(), vec![], false),
@@ -301,8 +299,7 @@ fn a_file_that_is_not_what_the_manifest_says_is_refused() {
 
 #[test]
 fn replay_skips_watermarks_and_repeated_replicated_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (_dir, store) = fresh_store();
     let replicated = |n: u64, seq: u64| NewEntry {
         payload: format!("r{n}-{seq}").into_bytes().into(),
         origin: Origin::Replicated {
@@ -524,8 +521,7 @@ fn a_crash_at_every_step_of_a_prune_leaves_recovery_unchanged() {
 
 #[test]
 fn a_second_store_on_the_same_directory_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     assert_eq!(
         Store::open(&fs(), dir.path(), WalOptions::default())
             .unwrap_err()
@@ -537,8 +533,7 @@ fn a_second_store_on_the_same_directory_is_refused() {
 
 #[test]
 fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     let begin = |store: &Store| {
         let (tx, rx) = std::sync::mpsc::channel();
         store.begin_checkpoint(Box::new(move |r| tx.send(r).unwrap()));
@@ -660,11 +655,7 @@ fn a_store_whose_directories_cannot_be_made_leaves_none_of_them() {
     for op in 0..=made {
         for fault in [Fault::Eio, Fault::NoSpace] {
             let root = tempfile::tempdir().unwrap();
-            let faults = FaultFs::new();
-            faults.set_plan(FaultPlan {
-                faults: vec![(op, fault)],
-                fail_from: None,
-            });
+            let faults = failing_at(op, fault);
             let dir = root.path().join("a/b/store");
             let error = Store::open(&faults.shared(), &dir, WalOptions::default()).unwrap_err();
             assert!(matches!(error.code(), "IO" | "DISK_FULL"), "{error}");

@@ -21,8 +21,7 @@ struct Log {
 
 impl Log {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = wal_in(&dir);
+        let (_dir, path) = fresh_wal();
         write_entries(&path, ENTRIES);
         std::fs::remove_file(seal_path(&path)).unwrap();
         Log {
@@ -116,8 +115,7 @@ fn every_damaged_tail_is_cut_or_refused_as_its_case_says() {
     let log = Log::new();
     for (name, damage, survives) in CASES {
         for (variant, damaged) in damage(&log).iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let path = wal_in(&dir);
+            let (_dir, path) = fresh_wal();
             std::fs::write(&path, damaged).unwrap();
             check(
                 &log,
@@ -245,8 +243,7 @@ fn prune_keeps_only_the_newest_kept_torn_tails() {
 fn prune_before_the_first_checkpoint_deletes_old_torn_tails_and_stale_temp_files() {
     use selene_persist_engine::retention::RetentionPolicy;
     use selene_persist_engine::store::Store;
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     // Three crashes in the middle of a write, each cut as a torn tail by the next open.
     let mut torn = Vec::new();
     for round in 0..3u64 {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use selene_persist_engine::io::{StdFs, Vfs};
+use selene_persist_engine::store::Store;
 use selene_persist_engine::{
     Entry, NewEntry, Result, SyncPolicy, WalOptions, WalReader, WalWriter,
 };
@@ -15,6 +16,20 @@ pub fn fs() -> Arc<dyn Vfs> {
 
 pub fn wal_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("wal.log")
+}
+
+/// A fresh directory and the path of a WAL in it: the set-up most tests open with.
+pub fn fresh_wal() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    (dir, path)
+}
+
+/// A fresh directory with a store open in it, with the default options.
+pub fn fresh_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    (dir, store)
 }
 
 pub fn entry(payload: &[u8]) -> NewEntry {
@@ -113,6 +128,49 @@ pub fn recover_standard_wal(path: &Path) -> std::result::Result<u64, String> {
         }
     }
     Ok(entries.len() as u64)
+}
+
+/// Recover the store in `dir` whose state is a count of events (`event 1`, `event 2`, …): the
+/// snapshot's `count`, then every replayed entry, each checked to be the next event; how many.
+pub fn recover_counted_events(dir: &Path, options: WalOptions) -> std::result::Result<u64, String> {
+    let store = Store::open(&fs(), dir, options).map_err(|e| format!("open: {e}"))?;
+    let mut count = match store.snapshot() {
+        Some(snapshot) => String::from_utf8(snapshot.read("count").map_err(|e| e.to_string())?)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        None => 0,
+    };
+    let mut replay = store.replay(0).map_err(|e| format!("replay: {e}"))?;
+    loop {
+        let batch = replay
+            .next_batch::<Vec<Entry>>(100, usize::MAX)
+            .map_err(|e| format!("replay: {e}"))?;
+        if batch.is_empty() {
+            break;
+        }
+        for entry in batch {
+            count += 1;
+            if entry.payload != format!("event {count}").into_bytes() {
+                return Err(format!(
+                    "replayed {:?} where event {count} belongs",
+                    String::from_utf8_lossy(&entry.payload)
+                ));
+            }
+        }
+    }
+    close_via(store.committer()).map_err(|e| format!("close: {e}"))?;
+    Ok(count)
+}
+
+/// A fault-injecting fs whose operation `op` (counted from 0) fails with `fault`, and no other.
+pub fn failing_at(
+    op: usize,
+    fault: selene_persist_engine::testing::fault::Fault,
+) -> selene_persist_engine::testing::fault::FaultFs {
+    let faults = selene_persist_engine::testing::fault::FaultFs::new();
+    faults.fail_ahead(op, fault);
+    faults
 }
 
 /// Check that each directory created in the first `until` operations of `log` was made durable
