@@ -9,14 +9,34 @@ use std::path::Path;
 use common::*;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::testing::fault::{Fault, FaultFs};
+use selene_persist_engine::testing::fault::FaultFs;
 use selene_persist_engine::{Committer, Error, SyncPolicy, WalOptions, WalWriter};
-
-const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
 
 /// Errors a fault may surface as: the I/O error itself, or refusal by a poisoned writer.
 fn expected(error: &Error) -> bool {
     matches!(error.code(), "IO" | "DISK_FULL" | "POISONED")
+}
+
+/// Append `rounds` batches of `size(round)` entries of `payload(sequence)`; a batch a fault
+/// rejects is expected, and the next one starts at the same sequence. How many were acknowledged.
+fn append_rounds(
+    writer: &mut WalWriter,
+    rounds: u64,
+    size: impl Fn(u64) -> u64,
+    payload: fn(u64) -> Vec<u8>,
+) -> Result<u64, String> {
+    let mut acked = 0u64;
+    for round in 0..rounds {
+        let batch: Vec<_> = (1..=size(round))
+            .map(|i| entry(&payload(acked + i)))
+            .collect();
+        match writer.append(&batch) {
+            Ok(range) => acked = *range.end(),
+            Err(e) if expected(&e) => {}
+            Err(e) => return Err(format!("append: {e}")),
+        }
+    }
+    Ok(acked)
 }
 
 /// Appends under `policy`, retrying the same entry after a failure, then a flush; the caller
@@ -28,17 +48,7 @@ fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64,
         Err(e) if expected(&e) => return Ok(0),
         Err(e) => return Err(format!("open: {e}")),
     };
-    let mut acked = 0u64;
-    for round in 0..8 {
-        let batch: Vec<_> = (1..=1 + round % 3)
-            .map(|i| entry(&payload_for(acked + i)))
-            .collect();
-        match writer.append(&batch) {
-            Ok(range) => acked = *range.end(),
-            Err(e) if expected(&e) => {}
-            Err(e) => return Err(format!("append: {e}")),
-        }
-    }
+    let acked = append_rounds(&mut writer, 8, |round| 1 + round % 3, payload_for)?;
     match writer.flush() {
         Ok(()) => {}
         Err(e) if expected(&e) => {}
@@ -142,22 +152,12 @@ fn sweep(
     let probe_dir = tempfile::tempdir().unwrap();
     let probe = FaultFs::new();
     workload(&probe, probe_dir.path()).unwrap();
-    let operations = probe.op_count();
-    let mut injected = 0;
-    for op in 0..operations {
-        for fault in FAULTS {
-            let dir = tempfile::tempdir().unwrap();
-            let faults = failing_at(op, fault);
-            let outcome = workload(&faults, dir.path()).and_then(|acked| check(dir.path(), acked));
-            if let Err(problem) = outcome {
-                panic!(
-                    "{fault:?} at operation {op} ({:?}): {problem}",
-                    probe.log().get(op)
-                );
-            }
-            injected += 1;
+    let injected = each_single_fault(&probe, |faults, dir, _, context| {
+        if let Err(problem) = workload(faults, dir).and_then(|acked| check(dir, acked)) {
+            panic!("{context}: {problem}");
         }
-    }
+    });
+    let operations = probe.op_count();
     eprintln!(
         "{operations} operations x {} faults = {injected} runs survived",
         FAULTS.len()
@@ -193,15 +193,7 @@ fn large_payload_for(seq: u64) -> Vec<u8> {
     } else {
         40
     };
-    let mut state = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    noise(seq, len)
 }
 
 /// Batches of large and small entries, each batch one commit of several writes.
@@ -215,17 +207,7 @@ fn large_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
         Err(e) if expected(&e) => return Ok(0),
         Err(e) => return Err(format!("open: {e}")),
     };
-    let mut acked = 0u64;
-    for _ in 0..3 {
-        let batch: Vec<_> = (1..=3)
-            .map(|i| entry(&large_payload_for(acked + i)))
-            .collect();
-        match writer.append(&batch) {
-            Ok(range) => acked = *range.end(),
-            Err(e) if expected(&e) => {}
-            Err(e) => return Err(format!("append: {e}")),
-        }
-    }
+    let acked = append_rounds(&mut writer, 3, |_| 3, large_payload_for)?;
     drop(writer);
     Ok(acked)
 }

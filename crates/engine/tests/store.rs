@@ -397,26 +397,22 @@ fn each_policy_field_applies_and_the_live_snapshot_always_survives() {
             vec![*checkpoints.last().unwrap()]
         );
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
     let zero = RetentionPolicy {
         keep_snapshots: 0,
         keep_archives: 0,
         ..RetentionPolicy::default()
     };
-    let outcome = prune_with(dir.path(), zero, SystemTime::now());
-    live_only(&outcome, &checkpoints);
-    assert!(outcome.retained_archives.is_empty());
-
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
     let budget = RetentionPolicy {
         max_bytes: Some(1),
         ..RetentionPolicy::default()
     };
-    let outcome = prune_with(dir.path(), budget, SystemTime::now());
-    live_only(&outcome, &checkpoints);
-    assert!(outcome.retained_archives.is_empty());
+    for policy in [zero, budget] {
+        let dir = tempfile::tempdir().unwrap();
+        let (checkpoints, _) = six_epochs(dir.path());
+        let outcome = prune_with(dir.path(), policy, SystemTime::now());
+        live_only(&outcome, &checkpoints);
+        assert!(outcome.retained_archives.is_empty(), "{policy:?}");
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let (checkpoints, _) = six_epochs(dir.path());

@@ -333,6 +333,16 @@ fn faulty_writer(
     (dir, path, faults, writer)
 }
 
+/// After a rejected commit the faulty writer still holds entries 1 and 2, is not poisoned, and
+/// gives the next entry sequence 3.
+fn goes_on_after_a_rejected_commit(mut writer: WalWriter, path: &std::path::Path) {
+    assert_eq!(writer.last_sequence(), 2);
+    assert!(writer.poisoned().is_none());
+    assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
+    writer.close().unwrap();
+    assert_standard_entries(&read_all(path).unwrap(), 1, 3);
+}
+
 /// `options(sync)` with compression off, so a payload's frame is as large as the payload.
 fn uncompressed(sync: SyncPolicy) -> WalOptions {
     WalOptions {
@@ -361,11 +371,7 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
             committed,
             "{fault:?}"
         );
-        assert_eq!(writer.last_sequence(), 2);
-        assert!(writer.poisoned().is_none());
-        assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
-        writer.close().unwrap();
-        assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
+        goes_on_after_a_rejected_commit(writer, &path);
     }
 }
 
@@ -427,11 +433,7 @@ fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_
         "{:?}",
         faults.log()
     );
-    assert_eq!(writer.last_sequence(), 2);
-    assert!(writer.poisoned().is_none());
-    assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
-    writer.close().unwrap();
-    assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
+    goes_on_after_a_rejected_commit(writer, &path);
 }
 
 #[test]

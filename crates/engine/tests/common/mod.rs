@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use selene_persist_engine::io::{StdFs, Vfs};
 use selene_persist_engine::store::Store;
+use selene_persist_engine::testing::fault::{Fault, FaultFs};
 use selene_persist_engine::{
     Entry, NewEntry, Result, SyncPolicy, WalOptions, WalReader, WalWriter,
 };
@@ -42,6 +43,19 @@ pub fn entry(payload: &[u8]) -> NewEntry {
 /// The payload of the entry with sequence `seq` in the standard test workload.
 pub fn payload_for(seq: u64) -> Vec<u8> {
     format!("entry-{seq:05}-{}", "x".repeat((seq % 17) as usize)).into_bytes()
+}
+
+/// `len` incompressible bytes (xorshift from `seed`).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
 }
 
 /// Writer options with `sync` and a one-page preallocation chunk, so tests cross chunk
@@ -171,6 +185,28 @@ pub fn failing_at(
     let faults = selene_persist_engine::testing::fault::FaultFs::new();
     faults.fail_ahead(op, fault);
     faults
+}
+
+/// The faults every sweep injects.
+pub const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
+
+/// Call `run` once per (operation, fault) pair of the workload `probe` recorded: with an fs that
+/// fails that operation with that fault, a fresh directory, the fault, and a context naming
+/// both. Returns how many runs there were.
+pub fn each_single_fault(
+    probe: &FaultFs,
+    mut run: impl FnMut(&FaultFs, &Path, Fault, &str),
+) -> usize {
+    let mut runs = 0;
+    for op in 0..probe.op_count() {
+        for fault in FAULTS {
+            let dir = tempfile::tempdir().unwrap();
+            let context = format!("{fault:?} at operation {op} ({:?})", probe.log().get(op));
+            run(&failing_at(op, fault), dir.path(), fault, &context);
+            runs += 1;
+        }
+    }
+    runs
 }
 
 /// Check that each directory created in the first `until` operations of `log` was made durable
