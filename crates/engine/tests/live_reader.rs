@@ -27,6 +27,16 @@ fn writer(path: &std::path::Path) -> WalWriter {
     .unwrap()
 }
 
+/// The fixture of these tests: a writer under 'always' that appended `count` standard entries,
+/// and a reader open on its log.
+fn live(count: u64) -> (tempfile::TempDir, WalWriter, WalReader) {
+    let (dir, path) = fresh_wal();
+    let mut w = writer(&path);
+    append(&mut w, count);
+    let reader = WalReader::open(&fs(), &path).unwrap();
+    (dir, w, reader)
+}
+
 fn append(writer: &mut WalWriter, count: u64) {
     for _ in 0..count {
         let next = writer.last_sequence() + 1;
@@ -50,10 +60,7 @@ fn drain(reader: &mut WalReader) -> Vec<u64> {
 
 #[test]
 fn entries_appended_after_the_reader_cached_the_zero_tail_are_read_not_corruption() {
-    let (_dir, path) = fresh_wal();
-    let mut w = writer(&path);
-    append(&mut w, 1024);
-    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    let (_dir, mut w, mut reader) = live(1024);
     // The first batch reads a window that reaches into the preallocated zeros.
     let first = reader
         .next_batch::<Vec<Entry>>(0, 10, usize::MAX, false)
@@ -70,10 +77,7 @@ fn entries_appended_after_the_reader_cached_the_zero_tail_are_read_not_corruptio
 
 #[test]
 fn a_writer_cutting_its_zero_tail_at_close_ends_the_reader_cleanly() {
-    let (_dir, path) = fresh_wal();
-    let mut w = writer(&path);
-    append(&mut w, 50);
-    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    let (_dir, mut w, mut reader) = live(50);
     assert_eq!(
         reader
             .next_batch::<Vec<Entry>>(0, 10, usize::MAX, false)
