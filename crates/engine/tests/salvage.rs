@@ -43,9 +43,10 @@ fn payload(n: u64) -> Vec<u8> {
     bytes
 }
 
-/// A log of 200 entries; returns its bytes and each frame's (offset, length, sequence).
-fn make_log(dir: &tempfile::TempDir) -> (Vec<u8>, Vec<(usize, usize, u64)>) {
-    let path = wal_in(dir);
+/// The fixture of these tests: a fresh directory with a log of 200 entries in `wal.log`; its
+/// bytes and each frame's (offset, length, sequence).
+fn make_log() -> (tempfile::TempDir, Vec<u8>, Vec<(usize, usize, u64)>) {
+    let (dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     for n in 1..=200 {
         writer.append(&[entry(&payload(n))]).unwrap();
@@ -58,7 +59,7 @@ fn make_log(dir: &tempfile::TempDir) -> (Vec<u8>, Vec<(usize, usize, u64)>) {
         let end = offsets.get(i + 1).copied().unwrap_or(bytes.len() as u64);
         frames.push((start as usize, (end - start) as usize, i as u64 + 1));
     }
-    (bytes, frames)
+    (dir, bytes, frames)
 }
 
 /// Damage a copy of `bytes`; returns it and the byte range of the original it touched.
@@ -97,8 +98,7 @@ fn damage(bytes: &[u8], kind: Damage, rng: &mut Rng) -> (Vec<u8>, std::ops::Rang
 
 /// Salvage `rounds` logs damaged by `kind` and check what came back.
 fn check(kind: Damage, rounds: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let (bytes, frames) = make_log(&dir);
+    let (dir, bytes, frames) = make_log();
     for seed in 1..=rounds {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (damaged, hit) = damage(&bytes, kind, &mut rng);
@@ -169,8 +169,7 @@ fn a_lost_page() {
 
 #[test]
 fn the_source_is_never_modified_and_an_existing_destination_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (bytes, _) = make_log(&dir);
+    let (dir, bytes, _) = make_log();
     let source = wal_in(&dir);
     let dest = dir.path().join("out.log");
     let report = salvage_wal(&fs(), &source, &dest).unwrap();
@@ -185,8 +184,7 @@ fn the_source_is_never_modified_and_an_existing_destination_is_refused() {
 
 #[test]
 fn a_damaged_file_header_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut bytes, _) = make_log(&dir);
+    let (dir, mut bytes, _) = make_log();
     bytes[0..8].fill(0xff);
     let source = dir.path().join("bad-header.log");
     std::fs::write(&source, &bytes).unwrap();
@@ -392,8 +390,7 @@ fn a_foreign_frame_at_sequence_5000_after_entry_100_of_200() {
 
 #[test]
 fn a_run_of_foreign_frames_before_the_continuation() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut bytes, frames) = make_log(&dir);
+    let (dir, mut bytes, frames) = make_log();
     let at = frames[100].0;
     let foreign: Vec<u8> = (5000..5003).flat_map(foreign_frame).collect();
     bytes.splice(at..at, foreign.iter().copied());

@@ -281,8 +281,7 @@ fn a_file_that_is_not_what_the_manifest_says_is_refused() {
         ("a snapshot over an archive", (1, "snap"), (2, "archive")),
     ];
     for (what, from, over) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let (checkpoints, _) = six_epochs(dir.path());
+        let (dir, checkpoints, _) = six_epoch_store();
         let path = |(i, kind): (usize, &str)| match kind {
             "snap" => dir.path().join(format!("snapshot.{}.snap", checkpoints[i])),
             _ => dir.path().join(format!("wal.{}.archive", checkpoints[i])),
@@ -340,6 +339,13 @@ fn replay_skips_watermarks_and_repeated_replicated_entries() {
 }
 
 /// A store with six checkpoints, an event appended before each.
+/// The fixture of the retention tests: a fresh directory holding six epochs (see `six_epochs`).
+fn six_epoch_store() -> (tempfile::TempDir, Vec<u64>, Vec<Vec<u8>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoints, events) = six_epochs(dir.path());
+    (dir, checkpoints, events)
+}
+
 fn six_epochs(dir: &Path) -> (Vec<u64>, Vec<Vec<u8>>) {
     let store = Store::open(&fs(), dir, WalOptions::default()).unwrap();
     let mut events = Vec::new();
@@ -365,8 +371,7 @@ fn prune_with(
 
 #[test]
 fn default_retention_keeps_two_snapshots_and_four_archives_and_recovery_is_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, events) = six_epochs(dir.path());
+    let (dir, checkpoints, events) = six_epoch_store();
     let before = recover(dir.path());
     let outcome = prune_with(dir.path(), RetentionPolicy::default(), SystemTime::now());
     assert_eq!(outcome.retained_snapshots, checkpoints[4..].to_vec());
@@ -407,15 +412,13 @@ fn each_policy_field_applies_and_the_live_snapshot_always_survives() {
         ..RetentionPolicy::default()
     };
     for policy in [zero, budget] {
-        let dir = tempfile::tempdir().unwrap();
-        let (checkpoints, _) = six_epochs(dir.path());
+        let (dir, checkpoints, _) = six_epoch_store();
         let outcome = prune_with(dir.path(), policy, SystemTime::now());
         live_only(&outcome, &checkpoints);
         assert!(outcome.retained_archives.is_empty(), "{policy:?}");
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
+    let (dir, checkpoints, _) = six_epoch_store();
     let aged = RetentionPolicy {
         max_age: Some(Duration::from_secs(3600)),
         keep_snapshots: 10,
@@ -440,8 +443,7 @@ fn each_policy_field_applies_and_the_live_snapshot_always_survives() {
 
 #[test]
 fn prune_deletes_orphans_and_stale_temp_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
+    let (dir, checkpoints, _) = six_epoch_store();
     let live = *checkpoints.last().unwrap();
     std::fs::write(
         dir.path().join(format!("snapshot.{}.snap", live + 100)),
