@@ -6,7 +6,7 @@ import test from 'ava'
 
 import { Store, WalWriter } from 'selene-persist'
 
-import { runCli as run, tempDir } from './helpers.mjs'
+import { fixture, runCli as run, tempDir } from './helpers.mjs'
 
 const cli = new URL('../cli.js', import.meta.url).pathname
 
@@ -317,7 +317,7 @@ test('inspect exits 1 when it reports an ERROR (a garbage MANIFEST and wal.log),
 // cut) for damage.
 test('CLI verify, inspect and dump beside a writer appending in another process report no damage', async (t) => {
   const path = join(await tempDir(t), 'wal.log')
-  const child = spawn(process.execPath, [new URL('./fixtures/append-child.mjs', import.meta.url).pathname, path, '8'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(process.execPath, [fixture('append-child.mjs'), path, '8'], { stdio: ['ignore', 'pipe', 'inherit'] })
   t.teardown(() => child.kill('SIGKILL'))
   await new Promise((resolve) => child.stdout.once('data', resolve))
   for (let round = 0; round < 4; round++) {

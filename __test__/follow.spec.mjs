@@ -7,13 +7,13 @@ import test from 'ava'
 
 import { Store, follow } from 'selene-persist'
 
-import { followed, sized, tempDir } from './helpers.mjs'
+import { fixture, followed, sized, tempDir } from './helpers.mjs'
 
 // The addon's consumers of a store directory: acknowledgements from a process that is not the writer.
 const native = createRequire(import.meta.url)('../native.js')
 
-const writerScript = new URL('./fixtures/follow-writer.mjs', import.meta.url).pathname
-const consumerScript = new URL('./fixtures/consumer-child.mjs', import.meta.url).pathname
+const writerScript = fixture('follow-writer.mjs')
+const consumerScript = fixture('consumer-child.mjs')
 
 test('an in-process follower sees every entry once, in order, through checkpoints and prunes', async (t) => {
   const store = await Store.open(await tempDir(t), { retention: { keepSnapshots: 1, keepArchives: 1 } })

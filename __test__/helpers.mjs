@@ -19,6 +19,9 @@ export async function tempDir(t) {
 
 const cli = new URL('../cli.js', import.meta.url).pathname
 
+/** The path of the test fixture script `name` (in __test__/fixtures). */
+export const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+
 /** Run the CLI; resolves with { code, stdout, stderr } whatever the exit code. */
 export async function runCli(...args) {
   try {

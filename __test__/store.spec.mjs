@@ -8,9 +8,7 @@ import { PersistError, SnapshotBuilder, SnapshotReader, Store, WalReader, WalWri
 
 import { Model, encode, eventFor, recovered, restore } from './fixtures/app.mjs'
 import { runUntilKilled } from './fixtures/kill.mjs'
-import { followed, hundred, runCli, smallDisk, tempDir } from './helpers.mjs'
-
-const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+import { fixture, followed, hundred, runCli, smallDisk, tempDir } from './helpers.mjs'
 
 async function appendEvents(store, model, from, to) {
   for (let n = from; n <= to; n++) {
@@ -371,7 +369,7 @@ test('an online backup during appends and checkpoints opens as a store holding e
 test('kill -9 of the backing-up process: each destination is a complete backup or absent', async (t) => {
   const dir = await tempDir(t)
   const out = await tempDir(t)
-  const script = new URL('./fixtures/backup-child.mjs', import.meta.url).pathname
+  const script = fixture('backup-child.mjs')
   const done = new Map()
   for (let round = 0; round < 6; round++) {
     await new Promise((resolve, reject) => {

@@ -8,9 +8,7 @@ import test from 'ava'
 import { PersistError, WalReader, WalWriter, salvage, verify } from 'selene-persist'
 
 import { runUntilKilled } from './fixtures/kill.mjs'
-import { hundred, payloadFor, probeAppender, readAll, runCli, smallDisk, tempDir } from './helpers.mjs'
-
-const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+import { fixture, hundred, payloadFor, probeAppender, readAll, runCli, smallDisk, tempDir } from './helpers.mjs'
 
 async function walWith(t, count, options) {
   const path = join(await tempDir(t), 'wal.log')

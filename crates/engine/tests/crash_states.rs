@@ -13,7 +13,7 @@ use selene_persist_engine::io::Vfs;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::testing::crash::{RecordingFs, TraceOp, crash_states, materialize};
-use selene_persist_engine::{Committer, SyncPolicy, WalWriter};
+use selene_persist_engine::{SyncPolicy, WalWriter};
 
 /// A recorded workload: its trace, and after which operation each durability promise held
 /// (`(trace length, entries promised durable)`).
@@ -61,7 +61,7 @@ fn explore(
 
 /// Recover the WAL in `dir` and check it holds exactly standard entries 1..n with n >= promised.
 fn check_wal(dir: &Path, promised: u64) -> Result<(), String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     if !path.exists() {
         return if promised == 0 {
             Ok(())
@@ -78,15 +78,11 @@ fn check_wal(dir: &Path, promised: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn wal_in_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("wal.log")
-}
-
 fn record_wal(sync: SyncPolicy) -> Recorded {
     let dir = tempfile::tempdir().unwrap();
     let recorder = RecordingFs::new();
     let mut writer =
-        WalWriter::open(&recorder.shared(), &wal_in_path(dir.path()), options(sync)).unwrap();
+        WalWriter::open(&recorder.shared(), &wal_in(dir.path()), options(sync)).unwrap();
     let mut promises = Vec::new();
     let promise = |writer: &WalWriter, promises: &mut Vec<(usize, u64)>| {
         if writer.entries_since_fsync() == 0 {
@@ -137,14 +133,6 @@ fn every_crash_state_of_group_committed_appends_keeps_what_was_synced() {
     explore(&recorded, check_wal);
 }
 
-fn append(committer: &Committer, payload: &[u8]) {
-    append_via(committer, payload).unwrap();
-}
-
-fn event(n: u64) -> Vec<u8> {
-    format!("event {n}").into_bytes()
-}
-
 fn state_of(count: u64) -> Vec<(String, Vec<u8>, bool)> {
     vec![("count".to_owned(), count.to_string().into_bytes(), false)]
 }
@@ -177,7 +165,7 @@ fn every_crash_state_of_checkpoints_and_prunes_recovers_the_old_or_new_epoch_who
     let mut count = 0;
     let mut add = |store: &Store, promises: &mut Vec<(usize, u64)>| {
         count += 1;
-        append(store.committer(), &event(count));
+        append_via(store.committer(), &event(count)).unwrap();
         promises.push((recorder.len(), count));
         count
     };
@@ -232,7 +220,7 @@ fn every_crash_state_of_blocking_durable_commits_keeps_each_one_acknowledged() {
     // durable commits promise anything, and each promises everything before it too.
     let dir = tempfile::tempdir().unwrap();
     let recorder = RecordingFs::new();
-    let path = wal_in_path(dir.path());
+    let path = wal_in(dir.path());
     let mut writer =
         WalWriter::open(&recorder.shared(), &path, options(SyncPolicy::Manual)).unwrap();
     let mut promises = Vec::new();
@@ -378,7 +366,7 @@ fn every_crash_state_of_a_store_created_in_missing_directories_keeps_every_ackno
     let store = Store::open(&recorder.shared(), &dir, options(SyncPolicy::Always)).unwrap();
     let mut promises = Vec::new();
     for n in 1..=3 {
-        append(store.committer(), &event(n));
+        append_via(store.committer(), &event(n)).unwrap();
         promises.push((recorder.len(), n));
     }
     let (tx, rx) = std::sync::mpsc::channel();

@@ -10,7 +10,7 @@ use common::*;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::testing::fault::FaultFs;
-use selene_persist_engine::{Committer, Error, SyncPolicy, WalOptions, WalWriter};
+use selene_persist_engine::{Error, SyncPolicy, WalOptions, WalWriter};
 
 /// Errors a fault may surface as: the I/O error itself, or refusal by a poisoned writer.
 fn expected(error: &Error) -> bool {
@@ -42,7 +42,7 @@ fn append_rounds(
 /// Appends under `policy`, retrying the same entry after a failure, then a flush; the caller
 /// reopens and compares.
 fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64, String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     let mut writer = match WalWriter::open(&faults.shared(), &path, options(policy)) {
         Ok(writer) => writer,
         Err(e) if expected(&e) => return Ok(0),
@@ -58,10 +58,6 @@ fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64,
     Ok(acked)
 }
 
-fn wal_in_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("wal.log")
-}
-
 /// No WAL after a failure: right only if nothing was acknowledged.
 fn no_wal(acked: u64) -> Result<(), String> {
     if acked == 0 {
@@ -72,7 +68,7 @@ fn no_wal(acked: u64) -> Result<(), String> {
 }
 
 fn check_wal(dir: &Path, acked: u64) -> Result<(), String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     if !path.exists() {
         return no_wal(acked);
     }
@@ -84,14 +80,6 @@ fn check_wal(dir: &Path, acked: u64) -> Result<(), String> {
             "{recovered} entries recovered, exactly {acked} acknowledged"
         ))
     }
-}
-
-fn append(committer: &Committer, payload: &[u8]) -> Result<(), Error> {
-    append_via(committer, payload).map(drop)
-}
-
-fn close(store: Store) {
-    drop(close_via(store.committer()));
 }
 
 /// Appends, checkpoints and a prune on a store; returns how many events were acknowledged.
@@ -122,14 +110,14 @@ fn store_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
                 Err(e) if expected(&e) => {}
                 Err(e) => return Err(format!("prune: {e}")),
             },
-            _ => match append(store.committer(), format!("event {}", acked + 1).as_bytes()) {
+            _ => match append_via(store.committer(), &event(acked + 1)).map(drop) {
                 Ok(()) => acked += 1,
                 Err(e) if expected(&e) => {}
                 Err(e) => return Err(format!("append: {e}")),
             },
         }
     }
-    close(store);
+    close_store(store);
     Ok(acked)
 }
 
@@ -202,7 +190,7 @@ fn large_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
         compression: selene_persist_engine::Compression::disabled(),
         ..options(SyncPolicy::Always)
     };
-    let mut writer = match WalWriter::open(&faults.shared(), &wal_in_path(dir), options) {
+    let mut writer = match WalWriter::open(&faults.shared(), &wal_in(dir), options) {
         Ok(writer) => writer,
         Err(e) if expected(&e) => return Ok(0),
         Err(e) => return Err(format!("open: {e}")),
@@ -213,7 +201,7 @@ fn large_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
 }
 
 fn check_large(dir: &Path, acked: u64) -> Result<(), String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     if !path.exists() {
         return no_wal(acked);
     }

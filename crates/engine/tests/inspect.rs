@@ -6,25 +6,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use selene_persist_engine::Committer;
 use selene_persist_engine::inspect::{Depth, Progress, Report, Severity, examine};
-
-fn append(committer: &Committer, payload: &[u8]) {
-    append_via(committer, payload).unwrap();
-}
 
 /// A store with three checkpoints and a few entries after the last.
 fn store_dir() -> tempfile::TempDir {
     let (dir, store) = fresh_store();
     for round in 0..3 {
         for n in 0..10 {
-            append(store.committer(), &vec![b'a' + round; 5000 + n]);
+            append_via(store.committer(), &vec![b'a' + round; 5000 + n]).unwrap();
         }
         store
             .checkpoint(vec![("state".into(), vec![round; 100], true)])
             .unwrap();
     }
-    append(store.committer(), b"after");
+    append_via(store.committer(), b"after").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     store
         .committer()

@@ -15,8 +15,19 @@ pub fn fs() -> Arc<dyn Vfs> {
     StdFs::shared()
 }
 
-pub fn wal_in(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("wal.log")
+/// The path of the WAL `wal.log` in `dir`.
+pub fn wal_in(dir: impl AsRef<Path>) -> PathBuf {
+    dir.as_ref().join("wal.log")
+}
+
+/// The payload of event `n` in the store tests' workload.
+pub fn event(n: impl std::fmt::Display) -> Vec<u8> {
+    format!("event {n}").into_bytes()
+}
+
+/// Close a store's committer, whatever the outcome (a test that checks it uses `close_via`).
+pub fn close_store(store: Store) {
+    drop(close_via(store.committer()));
 }
 
 /// A fresh directory and the path of a WAL in it: the set-up most tests open with.
@@ -165,7 +176,7 @@ pub fn recover_counted_events(dir: &Path, options: WalOptions) -> std::result::R
         }
         for entry in batch {
             count += 1;
-            if entry.payload != format!("event {count}").into_bytes() {
+            if entry.payload != event(count) {
                 return Err(format!(
                     "replayed {:?} where event {count} belongs",
                     String::from_utf8_lossy(&entry.payload)
