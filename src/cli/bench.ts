@@ -2,7 +2,7 @@
  * `bench`: the benchmark workloads (src/bench/workloads.ts, the ones `npm run bench` runs on
  * every peer) on this package, timed in this process, with a progress display.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -49,6 +49,7 @@ export async function benchCommand(argv: string[]): Promise<number> {
   const { values, help } = parse(argv, { quick: { type: 'boolean' }, dir: { type: 'string' } }, 0, 0)
   if (help) return process.stdout.write(BENCH_USAGE), 0
   const dir = typeof values.dir === 'string' ? values.dir : await mkdtemp(join(tmpdir(), 'selene-persist-bench-'))
+  await mkdir(dir, { recursive: true })
   const n = sizes(values.quick === true)
   const runs = 3
   const rows: Row[] = []
