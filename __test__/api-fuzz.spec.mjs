@@ -7,7 +7,7 @@ import test from 'ava'
 
 import { ERROR_CODES, PersistError, SnapshotBuilder, SnapshotReader, Store, WalReader, WalWriter } from 'selene-persist'
 
-import { tempDir } from './helpers.mjs'
+import { detached, readAll, tempDir } from './helpers.mjs'
 
 const CODES = new Set(ERROR_CODES)
 
@@ -22,6 +22,22 @@ function rng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+// Issue 12, item 4: every byte argument is checked at the call; a buffer that changes afterwards
+// cannot crash, hang or store something else.
+test('a detached buffer is INVALID_ARGUMENT everywhere, and the writer still closes', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, { sync: 'manual' })
+  const error = await t.throwsAsync(writer.append(detached('x')))
+  t.true(error instanceof PersistError)
+  t.is(error.code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => writer.appendSync(detached('x'))).code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => writer.appendDurableSync(detached('x'))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(writer.appendBatch([Buffer.from('ok'), detached('x')]))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(writer.append(Buffer.from('x'), { principal: detached('p') }))).code, 'INVALID_ARGUMENT')
+  await writer.close()
+  t.deepEqual(await readAll(path), [], 'nothing was stored, not even an empty entry')
+})
 
 test('random call sequences with hostile arguments give typed errors and never crash', async (t) => {
   const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31)

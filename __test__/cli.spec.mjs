@@ -1,25 +1,14 @@
-import { execFile, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 
 import test from 'ava'
 
 import { Store, WalWriter } from 'selene-persist'
 
-import { tempDir } from './helpers.mjs'
+import { fixture, runCli as run, tempDir } from './helpers.mjs'
 
 const cli = new URL('../cli.js', import.meta.url).pathname
-
-/** Run the CLI; resolves with { code, stdout, stderr } whatever the exit code. */
-async function run(...args) {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, ...args], { maxBuffer: 64 << 20 })
-    return { code: 0, stdout, stderr }
-  } catch (error) {
-    return { code: error.code, stdout: error.stdout, stderr: error.stderr }
-  }
-}
 
 /** A store with two checkpoints and a few entries after them. */
 async function sampleStore(t) {
@@ -322,6 +311,40 @@ test('inspect exits 1 when it reports an ERROR (a garbage MANIFEST and wal.log),
   t.regex(warned.stdout, /warning .*TORN_TAIL/)
   const help = await run('help')
   t.regex(help.stdout, /Exit codes: 0 ok; 1 problems found/)
+})
+
+// Issue 12, item 1: a reader must never take bytes a live writer has not finished (or may still
+// cut) for damage.
+test('CLI verify, inspect and dump beside a writer appending in another process report no damage', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const child = spawn(process.execPath, [fixture('append-child.mjs'), path, '8'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => child.kill('SIGKILL'))
+  await new Promise((resolve) => child.stdout.once('data', resolve))
+  for (let round = 0; round < 4; round++) {
+    const verified = await run('verify', path)
+    t.is(verified.code, 0, verified.stdout)
+    t.notRegex(verified.stdout, /CORRUPTION|TORN_TAIL/)
+    t.is((await run('inspect', path)).code, 0)
+    const dumped = await run('dump', path, '--format', 'json')
+    t.is(dumped.code, 0, dumped.stderr)
+    t.notRegex(dumped.stderr, /torn tail/)
+  }
+})
+
+// Issue 12, item 9: text output escapes what it takes from files.
+test('inspect prints escape sequences from files as text, never raw', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  await store.append(Buffer.from('x'), { principal: Buffer.from('\x1b[2Jmallory') })
+  await store.checkpoint({ '\x1b[2J\x1b]0;owned\x07': Buffer.from('s'), '\u009b31m': Buffer.from('c1') })
+  await store.append(Buffer.from('y'), { principal: Buffer.from('\x1b[2Jmallory') })
+  await store.close()
+  const inspected = await run('inspect', dir)
+  t.is(inspected.code, 0)
+  t.notRegex(inspected.stdout, /[\x1b\x07\u009b]/)
+  t.regex(inspected.stdout, /\\u\{1b\}\[2J/)
+  const dumped = await run('dump', dir)
+  t.notRegex(dumped.stdout, /[\x1b\x07\u009b]/)
 })
 
 test('tail -f waits for a store not yet made, saying so on stderr; tail without -f exits 1 with IO', async (t) => {

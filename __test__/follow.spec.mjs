@@ -7,26 +7,13 @@ import test from 'ava'
 
 import { Store, follow } from 'selene-persist'
 
-import { sized, tempDir } from './helpers.mjs'
+import { fixture, followed, sized, tempDir } from './helpers.mjs'
 
 // The addon's consumers of a store directory: acknowledgements from a process that is not the writer.
 const native = createRequire(import.meta.url)('../native.js')
 
-const writerScript = new URL('./fixtures/follow-writer.mjs', import.meta.url).pathname
-const consumerScript = new URL('./fixtures/consumer-child.mjs', import.meta.url).pathname
-
-/** Recover the store (as a new writer does), then every entry its retained files hold from `from` on. */
-async function recovered(dir, from) {
-  const store = await Store.open(dir)
-  // A follower ends once the store closes, after the entries committed before.
-  const following = (async () => {
-    const entries = []
-    for await (const entry of store.follow({ from })) entries.push([entry.sequence, entry.payload.toString('hex')])
-    return entries
-  })()
-  await store.close()
-  return following
-}
+const writerScript = fixture('follow-writer.mjs')
+const consumerScript = fixture('consumer-child.mjs')
 
 test('an in-process follower sees every entry once, in order, through checkpoints and prunes', async (t) => {
   const store = await Store.open(await tempDir(t), { retention: { keepSnapshots: 1, keepArchives: 1 } })
@@ -77,7 +64,7 @@ test('a follower in another process sees every entry once, in order, while the w
   const ids = seen.map(([, hex]) => Buffer.from(hex, 'hex').toString().split(' ')[0].split('-')[1]).map(Number)
   t.deepEqual([...ids].sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i), 'each entry once')
   // What the store still holds after its prunes is exactly what the follower saw there.
-  const kept = await recovered(dir, (await Store.open(dir).then(async (s) => [s.snapshotSeq, await s.close()]))[0] + 1)
+  const kept = await followed(dir, (await Store.open(dir).then(async (s) => [s.snapshotSeq, await s.close()]))[0] + 1)
   t.deepEqual(seen.filter(([s]) => s >= (kept[0]?.[0] ?? Infinity)), kept)
 })
 
@@ -106,7 +93,7 @@ test('30 rounds of kill -9 of the writer: a durable follower in another process 
     })
   }
   // Recovery by a new writer, then let the follower catch up with everything durable.
-  const all = await recovered(dir, 1)
+  const all = await followed(dir, 1)
   const last = all.at(-1)[0]
   // A follower error fails the test at once; no progress for a minute fails it with where it is.
   let done = false

@@ -1,9 +1,10 @@
 // Shared helpers for the ava tests.
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { createRequire } from 'node:module'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 
 import { Appender, Store, WalReader } from 'selene-persist'
 
@@ -14,6 +15,47 @@ export async function tempDir(t) {
   const dir = await mkdtemp(join(tmpdir(), 'selene-persist-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   return dir
+}
+
+const cli = new URL('../cli.js', import.meta.url).pathname
+
+/** The path of the test fixture script `name` (in __test__/fixtures). */
+export const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+
+/** Run the CLI; resolves with { code, stdout, stderr } whatever the exit code. */
+export async function runCli(...args) {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [cli, ...args], { maxBuffer: 64 << 20, timeout: 120_000 })
+    return { code: 0, stdout, stderr }
+  } catch (error) {
+    return { code: error.code, stdout: error.stdout, stderr: error.stderr }
+  }
+}
+
+/** A payload of 100 bytes, each `i % 251`. */
+export const hundred = (i) => Buffer.alloc(100, i % 251)
+
+/** Bytes in an ArrayBuffer of their own (small Buffers share Node's pool, which never detaches). */
+export const own = (text) => new Uint8Array(Buffer.from(text))
+
+/** Bytes whose ArrayBuffer has been transferred away. */
+export function detached(text) {
+  const view = own(text)
+  structuredClone(view.buffer, { transfer: [view.buffer] })
+  return view
+}
+
+/** Recover the store at `dir` (as a new writer does), then every entry its retained files hold from `from` on, as [sequence, payload hex]. */
+export async function followed(dir, from = 1) {
+  const store = await Store.open(dir)
+  // A follower ends once the store closes, after the entries committed before.
+  const following = (async () => {
+    const entries = []
+    for await (const entry of store.follow({ from })) entries.push([entry.sequence, entry.payload.toString('hex')])
+    return entries
+  })()
+  await store.close()
+  return following
 }
 
 /** The deterministic payload of sequence `seq` in the standard workload. */

@@ -1,14 +1,14 @@
 // Issue 26 item 11: large appends are copied once (by the addon, at the call) and written from
 // that copy. What a caller sees must not change: every byte is stored as given, in call order,
 // and a buffer changed right after the call returns changes nothing stored. (The memory this
-// saves is measured by bench/large-batch.mjs, not asserted here.)
+// saves is measured by bench/probes/large-batch.mjs, not asserted here.)
 import { randomFillSync } from 'node:crypto'
 import { join } from 'node:path'
 
 import test from 'ava'
 import { Store, WalWriter } from 'selene-persist'
 
-import { readAll, smallDisk, tempDir } from './helpers.mjs'
+import { own, readAll, smallDisk, tempDir } from './helpers.mjs'
 
 const MIB = 1 << 20
 
@@ -71,6 +71,48 @@ test('large payloads changed right after the call are stored as they were at the
   t.true(stored[0].equals(atCall[0]))
   t.true(stored[1].equals(atCall[1]))
   t.true(stored[2].equals(singleAtCall))
+})
+
+// Issue 12, item 4: every byte argument is checked at the call; a buffer that changes afterwards
+// cannot crash, hang or store something else.
+test('buffers transferred, changed or shared after the call store what they held at the call', async (t) => {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, { sync: 'manual', maxQueueBytes: 16 })
+  const sync = own('sync entry')
+  writer.appendSync(sync)
+  structuredClone(sync.buffer, { transfer: [sync.buffer] })
+  const sharedSync = new Uint8Array(new SharedArrayBuffer(11))
+  sharedSync.set(Buffer.from('shared sync'))
+  writer.appendSync(sharedSync)
+  sharedSync.fill(0)
+  const waiting = Buffer.from('this call waits for room in the queue')
+  const first = writer.append(Buffer.alloc(64))
+  const second = writer.append(waiting)
+  t.true(writer.waitingCalls > 0)
+  waiting.fill(0)
+  const shared = new Uint8Array(new SharedArrayBuffer(6))
+  shared.set(Buffer.from('shared'))
+  const third = writer.append(shared)
+  shared.fill(0)
+  const floats = new Float64Array([1.5])
+  const fourth = writer.append(floats)
+  const sharedBatch = new Uint8Array(new SharedArrayBuffer(12))
+  sharedBatch.set(Buffer.from('shared batch'))
+  const fifth = writer.appendBatch([sharedBatch])
+  sharedBatch.fill(0)
+  await Promise.all([first, second, third, fourth, fifth])
+  await writer.flush()
+  await writer.close()
+  const payloads = (await readAll(path)).map((e) => e.payload)
+  t.deepEqual(payloads, [
+    Buffer.from('sync entry'),
+    Buffer.from('shared sync'),
+    Buffer.alloc(64),
+    Buffer.from('this call waits for room in the queue'),
+    Buffer.from('shared'),
+    Buffer.from(floats.buffer),
+    Buffer.from('shared batch'),
+  ])
 })
 
 test('a large batch whose write fails midway leaves nothing of it, and the writer goes on', async (t) => {

@@ -1,15 +1,14 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises'
+import { spawn, execFileSync } from 'node:child_process'
+import { appendFile, copyFile, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import test from 'ava'
 
-import { PersistError, SnapshotBuilder, SnapshotReader, Store, WalWriter } from 'selene-persist'
+import { PersistError, SnapshotBuilder, SnapshotReader, Store, WalReader, WalWriter, inspect, verify } from 'selene-persist'
 
-import { Model, encode, eventFor, restore } from './fixtures/app.mjs'
+import { Model, encode, eventFor, recovered, restore } from './fixtures/app.mjs'
 import { runUntilKilled } from './fixtures/kill.mjs'
-import { readAll, tempDir } from './helpers.mjs'
-
-const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+import { fixture, followed, hundred, runCli, smallDisk, tempDir } from './helpers.mjs'
 
 async function appendEvents(store, model, from, to) {
   for (let n = from; n <= to; n++) {
@@ -70,9 +69,7 @@ test('a checkpoint holds exactly the appends called before it, even with appends
   }
   await Promise.all(inflight)
   await store.close()
-  const reopened = await Store.open(dir)
-  t.deepEqual((await restore(reopened)).toJSON(), Model.expected(300).toJSON())
-  await reopened.close()
+  t.deepEqual(await recovered(dir), Model.expected(300).toJSON())
 })
 
 test('an async sections() function cannot lose appends made while it serialises', async (t) => {
@@ -95,9 +92,7 @@ test('an async sections() function cannot lose appends made while it serialises'
   release()
   await checkpointing
   await store.close()
-  const reopened = await Store.open(dir)
-  t.deepEqual((await restore(reopened)).toJSON(), Model.expected(80).toJSON())
-  await reopened.close()
+  t.deepEqual(await recovered(dir), Model.expected(80).toJSON())
 })
 
 test('autoCheckpoint checkpoints past its threshold without blocking appends', async (t) => {
@@ -186,6 +181,219 @@ test('20 rounds of SIGKILL during appends, checkpoints and prunes lose nothing a
     t.deepEqual(model.toJSON(), Model.expected(model.count).toJSON(), `round ${round}`)
   }
   t.true(acknowledged > 200)
+})
+
+// Issue 12, item 1: a reader must never take bytes a live writer has not finished (or may still
+// cut) for damage.
+test('Store.replay whose loop body awaits appends reads on', async (t) => {
+  const store = await Store.open(await tempDir(t))
+  await store.appendBatch(Array.from({ length: 1024 }, (_, i) => hundred(i)))
+  let seen = 0
+  for await (const entry of store.replay()) {
+    seen++
+    t.is(entry.sequence, seen)
+    if (seen <= 2) await store.append(hundred(2000 + seen))
+  }
+  t.is(seen, 1026)
+  await store.close()
+})
+
+// Issue 12, item 3: close() always releases the file, the lock and the committer thread, whatever
+// failed before.
+test('on a full disk: a failed append and a failed checkpoint, then close, then the store reopens whole', async (t) => {
+  const disk = await smallDisk(t, '1m')
+  if (!disk) return t.pass()
+  const store = await Store.open(disk, { preallocate: false, compression: false, compressSnapshots: false })
+  const acknowledged = []
+  for (let i = 0; ; i++) {
+    try {
+      await store.append(Buffer.alloc(20_000, i))
+      acknowledged.push(i)
+    } catch (error) {
+      t.is(error.code, 'DISK_FULL')
+      break
+    }
+  }
+  // A snapshot larger than the space left.
+  t.is((await t.throwsAsync(store.checkpoint({ state: Buffer.alloc(400_000, 1) }))).code, 'DISK_FULL')
+  await store.close().catch(() => undefined)
+  const reopened = await Store.open(disk)
+  const replayed = []
+  for await (const entry of reopened.replay()) replayed.push(entry.payload[0])
+  t.deepEqual(replayed, acknowledged.map((i) => i % 256))
+  await reopened.close()
+})
+
+// Issue 12, item 5: a file is checked against what the MANIFEST says it is.
+test('an older snapshot copied over the live one is STORE_INCONSISTENT, not a silent rollback', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  const checkpoints = []
+  for (let n = 1; n <= 3; n++) {
+    await store.append(Buffer.from(`event ${n}`))
+    checkpoints.push(await store.checkpoint({ state: Buffer.from(`after ${n}`) }))
+  }
+  await store.close()
+  await copyFile(checkpoints[0].snapshotPath, checkpoints[2].snapshotPath)
+  t.is((await t.throwsAsync(Store.open(dir))).code, 'STORE_INCONSISTENT')
+})
+
+// Issue 12, item 6: every path the engine opens is checked to be a regular file before it is read.
+test('FIFOs named as store files are NOT_A_FILE and never hang (API and CLI)', async (t) => {
+  const dir = await tempDir(t)
+  const fifo = join(dir, 'wal.log')
+  execFileSync('mkfifo', [fifo])
+  t.is((await t.throwsAsync(WalReader.open(fifo))).code, 'NOT_A_FILE')
+  t.is((await t.throwsAsync(WalWriter.open(fifo))).code, 'NOT_A_FILE')
+  t.is((await t.throwsAsync(inspect(fifo))).code, 'NOT_A_FILE')
+  t.not((await runCli('verify', fifo)).code, 0)
+  const store = await tempDir(t)
+  execFileSync('mkfifo', [join(store, 'MANIFEST')])
+  t.is((await t.throwsAsync(Store.open(store))).code, 'NOT_A_FILE')
+  const report = await verify(store)
+  t.true(report.problems.some((p) => p.code === 'NOT_A_FILE'))
+})
+
+// Issue 12, item 7: no file the engine writes is opened through a symlink.
+test('a symlinked seal or lock changes nothing outside the store', async (t) => {
+  const outside = await tempDir(t)
+  const victim = join(outside, 'victim')
+  await writeFile(victim, 'must not change')
+  const dir = await tempDir(t)
+  await symlink(victim, join(dir, 'wal.log.seal'))
+  const writer = await WalWriter.open(join(dir, 'wal.log'))
+  await writer.appendBatch(Array.from({ length: 20_000 }, (_, i) => hundred(i)))
+  await writer.close()
+  t.is(await readFile(victim, 'utf8'), 'must not change')
+  const store = await tempDir(t)
+  await symlink(join(outside, 'planted'), join(store, 'MANIFEST.lock'))
+  t.is((await t.throwsAsync(Store.open(store))).code, 'UNSAFE_LINK')
+  t.deepEqual(await readdir(outside), ['victim'])
+})
+
+// Issue 17: a full disk is not a restart.
+test('a full disk: DISK_FULL, nothing acknowledged lost, and the same store goes on once space is freed', async (t) => {
+  // Freed, the filler must hold the snapshot and the archive (a copy of the WAL written so far).
+  const disk = await smallDisk(t, '4m')
+  if (!disk) return t.pass()
+  const dir = join(disk, 'store')
+  const filler = join(disk, 'filler')
+  await writeFile(filler, Buffer.alloc(2600 << 10, 1))
+  const store = await Store.open(dir, { compression: false, compressSnapshots: false, preallocate: false })
+  const acknowledged = []
+  let failure
+  for (let i = 0; !failure; i++) {
+    await store.append(Buffer.alloc(16 << 10, i % 256)).then(
+      () => acknowledged.push(i % 256),
+      (error) => (failure = error),
+    )
+  }
+  t.is(failure.code, 'DISK_FULL')
+  t.is(store.poisoned, null, 'a full disk does not poison the writer')
+  // A checkpoint that does not fit fails, and leaves the store on its old epoch.
+  const before = store.snapshotSeq
+  t.is((await t.throwsAsync(store.checkpoint({ state: Buffer.alloc(600 << 10, 2) }))).code, 'DISK_FULL')
+  t.is(store.snapshotSeq, before)
+  // Space freed: the same store appends and checkpoints, no reopen.
+  await rm(filler)
+  await store.append(Buffer.alloc(16 << 10, 255))
+  acknowledged.push(255)
+  const checkpoint = await store.checkpoint({ state: Buffer.alloc(600 << 10, 3) })
+  t.true(checkpoint.sequence > before)
+  await store.append(Buffer.from('after'))
+  await store.close()
+  const reopened = await Store.open(dir)
+  t.deepEqual(await reopened.snapshot.read('state'), Buffer.alloc(600 << 10, 3))
+  const replayed = []
+  for await (const entry of reopened.replay()) replayed.push(entry.payload)
+  t.deepEqual(replayed, [Buffer.from('after')])
+  // Every acknowledged entry is in the archives, in order.
+  const all = []
+  for await (const entry of reopened.follow({ from: 1 })) {
+    all.push(entry.payload.length === 16 << 10 ? entry.payload[0] : -1)
+    if (all.length === acknowledged.length + 1) break
+  }
+  t.deepEqual(all, [...acknowledged, -1])
+  await reopened.close()
+})
+
+// Issue 17 (when things go wrong).
+test('the bytes a repair cuts are kept beside the WAL, named by tailRepair and listed by inspect', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  for (let i = 0; i < 3; i++) await store.append(Buffer.from(`entry ${i}`))
+  await store.close()
+  const garbage = Buffer.from('half a frame that never finished')
+  await appendFile(join(dir, 'wal.log'), garbage)
+  const reopened = await Store.open(dir)
+  const repair = reopened.tailRepair
+  t.is(repair.savedBytes, garbage.length)
+  t.is(repair.savedPath, join(dir, `wal.log.torn.${repair.offset}`))
+  t.deepEqual(await readFile(repair.savedPath), garbage)
+  t.deepEqual((await inspect(dir)).tornFiles, [[`wal.log.torn.${repair.offset}`, garbage.length]])
+  await reopened.close()
+})
+
+/** Every entry the store at `dir` holds from 1 to `upTo`, as [sequence, payload hex]. */
+const upTo = async (dir, sequence) => (await followed(dir)).filter(([seq]) => seq <= sequence)
+
+// Issue 17 (when things go wrong).
+test('an online backup during appends and checkpoints opens as a store holding exactly the entries up to its sequence', async (t) => {
+  const dir = await tempDir(t)
+  const dest = join(await tempDir(t), 'copy')
+  const store = await Store.open(dir, { sync: 'manual' })
+  let stop = false
+  // The writer resolves `mark` once the log reaches `mark.sequence`.
+  let mark = null
+  const reached = (sequence) => new Promise((resolve) => (mark = { sequence, resolve }))
+  const writing = (async () => {
+    for (let n = 0; !stop; n++) {
+      await store.append(Buffer.alloc(100 + (n % 50), n % 256))
+      if (n % 300 === 299) await store.checkpoint({ n: Buffer.from(String(n)) })
+      if (mark && store.lastSequence >= mark.sequence) mark.resolve()
+    }
+  })()
+  // Past two checkpoints before the backup, and well on after it.
+  await reached(700)
+  const sequence = await store.backup(dest)
+  await reached(sequence + 200)
+  stop = true
+  await writing
+  t.true(store.lastSequence > sequence, 'appends went on past the backup')
+  await store.close()
+  t.deepEqual(await upTo(dest, sequence), await upTo(dir, sequence))
+  t.is((await t.throwsAsync(Store.open(dir).then((s) => s.backup(dest).finally(() => s.close())))).code, 'INVALID_ARGUMENT', 'an existing destination is refused')
+})
+
+// Issue 17 (when things go wrong).
+test('kill -9 of the backing-up process: each destination is a complete backup or absent', async (t) => {
+  const dir = await tempDir(t)
+  const out = await tempDir(t)
+  const script = fixture('backup-child.mjs')
+  const done = new Map()
+  for (let round = 0; round < 6; round++) {
+    await new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [script, dir, join(out, `r${round}`)], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let starts = 0
+      child.stdout.on('data', (chunk) => {
+        for (const line of chunk.toString().split('\n')) {
+          const [word, i, sequence] = line.split(' ')
+          if (word === 'done') done.set(`r${round}-${i}`, Number(sequence))
+          if (word === 'start' && ++starts === 2 + (round % 3)) setTimeout(() => child.kill('SIGKILL'), round * 7)
+        }
+      })
+      child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`exited ${code}`))))
+    })
+  }
+  const names = (await readdir(out)).filter((n) => !n.endsWith('.backup.tmp'))
+  t.true(names.length >= 6)
+  for (const name of names) {
+    // A finished backup's sequence is known; one the kill interrupted after its rename is complete too.
+    const store = await Store.open(join(out, name))
+    const sequence = done.get(name) ?? store.lastSequence
+    await store.close()
+    t.deepEqual(await upTo(join(out, name), sequence), await upTo(dir, sequence), name)
+  }
 })
 
 test('inspect and verify are available from the API, not only the CLI', async (t) => {

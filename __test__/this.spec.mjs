@@ -6,6 +6,7 @@ import { join } from 'node:path'
 
 import test from 'ava'
 import * as api from 'selene-persist'
+import { Appender, Store, WalWriter } from 'selene-persist'
 import * as jetstream from 'selene-persist/jetstream'
 
 import { tempDir } from './helpers.mjs'
@@ -169,6 +170,23 @@ test('every method and getter called on a wrong `this` is INVALID_ARGUMENT, in i
   t.true(checked > 100)
   // The foreign WalReader was not used as one: nothing was appended through it.
   t.is((await import('./helpers.mjs').then((h) => h.readAll(join(dir, 'w.log')))).length, 1)
+})
+
+// Issue 12, item 10: a method called with a wrong `this` is INVALID_ARGUMENT.
+test('methods and getters called on a foreign object are INVALID_ARGUMENT', async (t) => {
+  const foreign = {}
+  t.is((await t.throwsAsync(WalWriter.prototype.append.call(foreign, Buffer.from('x')))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(Appender.prototype.flush.call(foreign))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(Appender.prototype.close.call(foreign))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(Store.prototype.checkpoint.call(foreign, {}))).code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => WalWriter.prototype.appendSync.call(foreign, Buffer.from('x'))).code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => Appender.prototype.appendDurableSync.call(foreign, Buffer.from('x'))).code, 'INVALID_ARGUMENT')
+  const getter = Object.getOwnPropertyDescriptor(Appender.prototype, 'lastSequence').get
+  t.is(t.throws(() => getter.call(foreign)).code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => Object.getOwnPropertyDescriptor(Store.prototype, 'snapshot').get.call(foreign)).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(Store.prototype.append.call(foreign, Buffer.from('x')))).code, 'INVALID_ARGUMENT')
+  t.is((await t.throwsAsync(Store.prototype.close.call(foreign))).code, 'INVALID_ARGUMENT')
+  t.is(t.throws(() => Store.prototype.appendSync.call(foreign, Buffer.from('x'))).code, 'INVALID_ARGUMENT')
 })
 
 test('statics ignore `this`, and fail only on their arguments, with a typed error', async (t) => {

@@ -5,12 +5,10 @@ import { promisify } from 'node:util'
 
 import test from 'ava'
 
-import { PersistError, WalReader, WalWriter, verify } from 'selene-persist'
+import { PersistError, WalReader, WalWriter, salvage, verify } from 'selene-persist'
 
 import { runUntilKilled } from './fixtures/kill.mjs'
-import { payloadFor, probeAppender, readAll, tempDir } from './helpers.mjs'
-
-const fixture = (name) => new URL(`./fixtures/${name}`, import.meta.url).pathname
+import { fixture, hundred, payloadFor, probeAppender, readAll, runCli, smallDisk, tempDir } from './helpers.mjs'
 
 async function walWith(t, count, options) {
   const path = join(await tempDir(t), 'wal.log')
@@ -592,6 +590,107 @@ test('a batch kept by the caller is never written over by later reads', async (t
   t.true(kept > 100)
   t.is(replayed, 120_000)
   t.is(changed, 0)
+})
+
+/** A writer under 'always' on a fresh WAL, holding `count` entries of `hundred(i)`. */
+async function writerOf(t, count) {
+  const path = join(await tempDir(t), 'wal.log')
+  const writer = await WalWriter.open(path, { sync: 'always' })
+  await writer.appendBatch(Array.from({ length: count }, (_, i) => hundred(i)))
+  return { path, writer }
+}
+
+// Issue 12, item 1: a reader must never take bytes a live writer has not finished (or may still
+// cut) for damage.
+test('a reader that cached the zero tail reads on when the writer appends', async (t) => {
+  const { path, writer } = await writerOf(t, 1024)
+  const batches = (await WalReader.open(path)).batches()
+  let seen = (await batches.next()).value.length
+  await writer.append(hundred(1024))
+  await writer.append(hundred(1025))
+  for await (const batch of batches) seen += batch.length
+  t.is(seen, 1026)
+  await writer.close()
+})
+
+// Issue 12, item 1: a reader must never take bytes a live writer has not finished (or may still
+// cut) for damage.
+test('a reader still iterating when the writer closes ends cleanly', async (t) => {
+  const { path, writer } = await writerOf(t, 3000)
+  const batches = (await WalReader.open(path)).batches()
+  let seen = (await batches.next()).value.length
+  await writer.append(hundred(3000))
+  await writer.close()
+  for await (const batch of batches) seen += batch.length
+  t.is(seen, 3001)
+})
+
+// Issue 12, item 3: close() always releases the file, the lock and the committer thread, whatever
+// failed before.
+test('close after a failed appendSync batch still closes the native writer, then reports the failure', async (t) => {
+  const closes = []
+  const { probe, settle } = probeAppender(
+    'manual',
+    (data, lengths, requests) => {
+      const settled = new Float64Array(requests.length)
+      for (let i = 0; i < requests.length; i += 2) settled.set([requests[i], -1], i)
+      setImmediate(() => settle(settled, Array(requests.length / 2).fill('[selene:IO] write wal.log: Input/output error')))
+    },
+    { close: async () => closes.push('closed') },
+  )
+  probe.appendSync(Buffer.from('a'))
+  await t.throwsAsync(probe.flush())
+  t.is((await t.throwsAsync(probe.close())).code, 'IO')
+  t.deepEqual(closes, ['closed'], 'the native writer was closed all the same')
+})
+
+// Issue 12, item 3: close() always releases the file, the lock and the committer thread, whatever
+// failed before.
+test('on a full disk: a failed appendSync batch, then close releases the lock and the file reopens', async (t) => {
+  const disk = await smallDisk(t, '1m')
+  if (!disk) return t.pass()
+  const path = join(disk, 'wal.log')
+  const writer = await WalWriter.open(path, { sync: 'manual', preallocate: false, compression: false })
+  for (let i = 0; i < 40; i++) writer.appendSync(Buffer.alloc(64 << 10, i))
+  t.is((await t.throwsAsync(writer.flush())).code, 'DISK_FULL')
+  t.is((await t.throwsAsync(writer.close())).code, 'DISK_FULL')
+  const reopened = await WalWriter.open(path, { sync: 'manual' })
+  const kept = reopened.lastSequence
+  t.true(kept < 40)
+  await reopened.close()
+  const entries = await readAll(path)
+  t.is(entries.length, kept)
+  t.true(entries.every((e, i) => e.payload.equals(Buffer.alloc(64 << 10, i))))
+})
+
+// Issue 17 (when things go wrong).
+test('salvage gets back every entry around mid-log damage a read refuses, keeping the damaged bytes', async (t) => {
+  const dir = await tempDir(t)
+  const path = join(dir, 'app.wal')
+  const writer = await WalWriter.open(path)
+  for (let n = 1; n <= 9; n++) await writer.append(Buffer.from(`entry number ${n}`))
+  await writer.close()
+  const offsets = []
+  const reader = await WalReader.open(path)
+  for await (const batch of reader.batches()) for (let i = 0; i < batch.length; i++) offsets.push(batch.offset(i))
+  const bytes = await readFile(path)
+  bytes[offsets[4] + 45] ^= 0xff // the payload of entry 5
+  await writeFile(path, bytes)
+  // The open trusts the sealed prefix; a read finds the damage and refuses to skip past it.
+  t.is((await t.throwsAsync(readAll(path))).code, 'MID_LOG_CORRUPTION')
+  const out = join(dir, 'salvaged.wal')
+  const report = await salvage(path, out)
+  t.is(report.framesRecovered, 8)
+  t.deepEqual(report.missing, [[5, 5]])
+  t.deepEqual(report.skipped.map(([offset]) => offset), [offsets[4]])
+  t.deepEqual(await readFile(path), bytes, 'the source is untouched')
+  t.is((await readFile(report.damagedFile)).length, report.skipped[0][1])
+  t.deepEqual((await readAll(out)).map((e) => e.payload.toString()), [1, 2, 3, 4, 6, 7, 8, 9].map((n) => `entry number ${n}`))
+  const printed = await runCli('salvage', path, join(dir, 'again.wal'))
+  t.is(printed.code, 0, printed.stderr)
+  t.regex(printed.stdout, /8 frames, up to sequence 9\n {2}skipped \d+ damaged bytes at offset \d+\n {2}missing sequences 5\.\.5\n/)
+  t.is(report.kind, 'wal')
+  t.is((await t.throwsAsync(salvage(path, out))).code, 'INVALID_ARGUMENT', 'an existing destination is refused')
 })
 
 test('a read that meets corruption first delivers every entry before it', async (t) => {

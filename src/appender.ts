@@ -76,12 +76,12 @@ export interface WriterStats {
  * at the end of the tick; the committer answers a whole group with one callback. So N
  * concurrent appends cost one hand-off each way, not N. An append of 1 MiB or more is handed
  * over at once instead, the addon copying the caller's buffers in the call, and the engine
- * writes from that one copy (`bench/large-batch.mjs`). Every payload is copied before the
+ * writes from that one copy (`bench/probes/large-batch.mjs`). Every payload is copied before the
  * call returns, so buffers may be reused, changed or transferred at once.
  *
  * Backpressure: at most `maxQueueBytes` of payload are queued to the committer at once. Calls
  * beyond that wait in call order, each holding a copy of its payload and about 0.5 KiB besides
- * (its Promise included; `bench/waiting.mjs`), until earlier appends commit; so sequences still
+ * (its Promise included; `bench/probes/waiting.mjs`), until earlier appends commit; so sequences still
  * follow call order, and what the committer holds stays bounded. `appendSync`, whose caller
  * holds the event loop, blocks for room instead, so a loop of it holds no more than the bound.
  */

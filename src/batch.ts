@@ -39,7 +39,7 @@ const {
  * prototype is `Buffer.prototype`, so it is a Buffer in every respect (`Buffer.isBuffer`,
  * `instanceof`, every method, `constructor`). `buffer.subarray` builds the same view through
  * the species protocol and `Buffer.from`'s argument checks: 130 ns a view against 55 on this
- * machine (`node bench/views.mjs`), most of what a replay loop pays per entry.
+ * machine (`node bench/probes/views.mjs`), most of what a replay loop pays per entry.
  */
 class View extends Uint8Array {}
 Object.setPrototypeOf(View.prototype, Buffer.prototype)

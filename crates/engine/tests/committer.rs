@@ -23,6 +23,15 @@ fn start(vfs: &Arc<dyn Vfs>, path: &std::path::Path, sync: SyncPolicy) -> Commit
     Committer::start(WalWriter::open(vfs, path, options(sync)).unwrap()).unwrap()
 }
 
+/// The fixture most tests open with: a committer under `sync` on a fresh WAL over a
+/// fault-injecting fs.
+fn faulty(sync: SyncPolicy) -> (tempfile::TempDir, std::path::PathBuf, FaultFs, Committer) {
+    let (dir, path) = fresh_wal();
+    let faults = FaultFs::new();
+    let committer = start(&faults.shared(), &path, sync);
+    (dir, path, faults, committer)
+}
+
 /// Queue one standard entry per sequence in `seqs`; the receivers answer in the same order.
 fn queue(
     committer: &Committer,
@@ -53,11 +62,7 @@ fn close(committer: &Committer) {
 
 #[test]
 fn queued_appends_get_sequences_in_queue_order_and_share_fdatasyncs() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Always);
     let receivers = queue(&committer, 1..=2000);
     for (i, rx) in receivers.into_iter().enumerate() {
         let range = rx.recv().unwrap().unwrap();
@@ -75,11 +80,7 @@ fn queued_appends_get_sequences_in_queue_order_and_share_fdatasyncs() {
 
 #[test]
 fn requests_sent_together_share_one_fdatasync_and_a_refused_one_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Always);
     let too_big = NewEntry {
         principal: Some(vec![0; 4097]),
         ..entry(b"refused")
@@ -115,11 +116,7 @@ fn requests_sent_together_share_one_fdatasync_and_a_refused_one_fails_alone() {
 
 #[test]
 fn a_failed_group_rejects_every_member_and_consumes_no_sequence() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Always);
     // Every write fails from now on.
     faults.set_plan(FaultPlan {
         faults: Vec::new(),
@@ -152,11 +149,7 @@ fn send_one(
 
 #[test]
 fn once_a_chained_request_fails_every_later_chained_one_does_and_the_others_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Manual);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Manual);
     assert_eq!(send_one(&committer, 1, true).unwrap(), 1..=1);
     // The disk fills for one write: the chained request in that group fails...
     faults.fail_ahead(0, Fault::NoSpace);
@@ -185,8 +178,7 @@ fn once_a_chained_request_fails_every_later_chained_one_does_and_the_others_go_o
 
 #[test]
 fn close_commits_the_queue_releases_the_lock_then_refuses() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let committer = start(&fs(), &path, SyncPolicy::Manual);
     let receivers = queue(&committer, 1..=10);
     close(&committer);
@@ -206,8 +198,7 @@ fn close_commits_the_queue_releases_the_lock_then_refuses() {
 
 #[test]
 fn the_interval_policy_syncs_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let committer = start(
         &fs(),
         &path,
@@ -229,8 +220,7 @@ fn the_interval_policy_syncs_in_the_background() {
 
 #[test]
 fn dropping_the_handle_still_commits_and_closes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let committer = start(&fs(), &path, SyncPolicy::EveryN(100));
     let (done, rx) = reply();
     committer.append(vec![entry(&payload_for(1))], done);
@@ -251,11 +241,7 @@ fn dropping_the_handle_still_commits_and_closes() {
 
 #[test]
 fn a_panic_in_the_writer_fails_the_group_poisons_and_keeps_the_thread_answering() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Always);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Always);
     let (done, rx) = reply();
     committer.append(vec![entry(&payload_for(1))], done);
     rx.recv().unwrap().unwrap();
@@ -296,11 +282,7 @@ fn an_exclusive_task_replies_after_the_state_it_produced_is_published() {
 
 #[test]
 fn commit_now_waits_behind_the_queue_and_makes_everything_durable_whatever_the_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Manual);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Manual);
     let receivers = queue(&committer, 1..=100);
     let range = committer.commit_now(vec![entry(&payload_for(101))]);
     assert_eq!(range.unwrap(), Some(101..=101));
@@ -329,11 +311,7 @@ fn commit_now_waits_behind_the_queue_and_makes_everything_durable_whatever_the_p
 
 #[test]
 fn a_commit_now_whose_fdatasync_fails_leaves_none_of_its_entries_and_poisons() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let committer = start(&vfs, &path, SyncPolicy::Manual);
+    let (_dir, path, faults, committer) = faulty(SyncPolicy::Manual);
     assert_eq!(
         committer.commit_now(vec![entry(&payload_for(1))]).unwrap(),
         Some(1..=1)
@@ -361,8 +339,7 @@ fn a_commit_now_whose_fdatasync_fails_leaves_none_of_its_entries_and_poisons() {
 
 #[test]
 fn commit_now_refuses_bad_entries_alone_and_a_closed_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let committer = start(&fs(), &path, SyncPolicy::Always);
     let too_big = NewEntry {
         principal: Some(vec![0; 4097]),
@@ -401,8 +378,7 @@ fn close_releases_the_lock_after_every_kind_of_failure() {
         ("panic, poisoned", &[(0, Fault::Panic)]),
     ];
     for (what, faults_at) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let path = wal_in(&dir);
+        let (_dir, path) = fresh_wal();
         let faults = FaultFs::new();
         let committer = start(&faults.shared(), &path, SyncPolicy::Always);
         append_via(&committer, &payload_for(1)).unwrap();
@@ -423,8 +399,7 @@ fn close_releases_the_lock_after_every_kind_of_failure() {
 
 #[test]
 fn wait_for_room_returns_once_the_queue_has_drained_to_the_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let vfs = fs();
     let committer = start(&vfs, &path, SyncPolicy::Always);
     let receivers = queue(&committer, 1..=500);

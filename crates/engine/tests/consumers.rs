@@ -9,16 +9,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::*;
+use selene_persist_engine::SyncPolicy;
 use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::consumer::{self, Log};
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::salvage::salvage_store;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::{SyncPolicy, WalOptions};
 
 fn open(dir: &Path, sync: SyncPolicy) -> Store {
     Store::open(&fs(), dir, options(sync)).unwrap()
+}
+
+/// The fixture of these tests: a store under `sync` in a fresh directory, holding `n` entries.
+fn store_with(sync: SyncPolicy, n: u64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), sync);
+    append_n(&store, n);
+    (dir, store)
 }
 
 fn append_n(store: &Store, n: u64) {
@@ -29,9 +37,7 @@ fn append_n(store: &Store, n: u64) {
 
 #[test]
 fn a_position_past_the_last_sequence_is_refused_and_nothing_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Always);
-    append_n(&store, 10);
+    let (dir, store) = store_with(SyncPolicy::Always, 10);
     assert_eq!(store.consumer("relay", 0).unwrap(), 0);
     assert_eq!(
         store.ack("relay", 1000).unwrap_err().code(),
@@ -62,9 +68,7 @@ fn under_every_lazy_policy_an_ack_flushes_what_it_acknowledges_first() {
         SyncPolicy::EveryN(1000),
         SyncPolicy::Interval(std::time::Duration::from_secs(3600)),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path(), sync);
-        append_n(&store, 5);
+        let (dir, store) = store_with(sync, 5);
         store.consumer("relay", 0).unwrap();
         assert_eq!(store.committer().state().entries_since_fsync, 5, "{sync:?}");
         assert_eq!(consumer::durable_end(&*fs(), dir.path()).unwrap(), 0);
@@ -77,9 +81,7 @@ fn under_every_lazy_policy_an_ack_flushes_what_it_acknowledges_first() {
 
 #[test]
 fn another_process_acknowledges_only_what_the_files_record_as_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Manual);
-    append_n(&store, 5);
+    let (dir, store) = store_with(SyncPolicy::Manual, 5);
     let files =
         |name: &str, position: u64| consumer::ack(&*fs(), dir.path(), name, position, Log::Files);
     assert_eq!(
@@ -108,9 +110,7 @@ fn another_process_acknowledges_only_what_the_files_record_as_durable() {
 
 #[test]
 fn a_position_past_the_end_is_capped_at_open_and_refused_from_another_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Always);
-    append_n(&store, 10);
+    let (dir, store) = store_with(SyncPolicy::Always, 10);
     close_via(store.committer()).unwrap();
     // What a power loss that took acknowledged entries leaves, or a file copied in.
     consumer::write(&*fs(), dir.path(), "relay", 20).unwrap();
@@ -179,9 +179,7 @@ fn concurrent_acknowledgements_from_every_kind_of_handle_never_move_a_position_b
 
 #[test]
 fn a_closed_store_reads_and_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Always);
-    append_n(&store, 3);
+    let (dir, store) = store_with(SyncPolicy::Always, 3);
     store.consumer("relay", 0).unwrap();
     close_via(store.committer()).unwrap();
     let backup = dir.path().with_extension("backup");
@@ -205,8 +203,7 @@ fn a_closed_store_reads_and_changes_nothing() {
 
 #[test]
 fn a_damaged_position_file_is_named_and_keeps_every_archive_without_halting_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     store.consumer("good", 0).unwrap();
     for _ in 0..3 {
         append_n(&store, 1);
@@ -267,9 +264,7 @@ fn a_damaged_position_file_is_named_and_keeps_every_archive_without_halting_the_
 
 #[test]
 fn a_damaged_position_file_is_carried_by_a_backup_named_by_inspect_and_restarted_by_salvage() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path(), SyncPolicy::Always);
-    append_n(&store, 3);
+    let (dir, store) = store_with(SyncPolicy::Always, 3);
     store.consumer("good", 0).unwrap();
     store.ack("good", 2).unwrap();
     let damaged = [7u8; 40];

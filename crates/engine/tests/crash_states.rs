@@ -7,14 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::*;
-use selene_persist_engine::Entry;
 use selene_persist_engine::consumer;
 use selene_persist_engine::inspect::{Depth, Progress, examine};
 use selene_persist_engine::io::Vfs;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::testing::crash::{RecordingFs, TraceOp, crash_states, materialize};
-use selene_persist_engine::{Committer, SyncPolicy, WalWriter};
+use selene_persist_engine::{SyncPolicy, WalWriter};
 
 /// A recorded workload: its trace, and after which operation each durability promise held
 /// (`(trace length, entries promised durable)`).
@@ -62,7 +61,7 @@ fn explore(
 
 /// Recover the WAL in `dir` and check it holds exactly standard entries 1..n with n >= promised.
 fn check_wal(dir: &Path, promised: u64) -> Result<(), String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     if !path.exists() {
         return if promised == 0 {
             Ok(())
@@ -79,15 +78,11 @@ fn check_wal(dir: &Path, promised: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn wal_in_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("wal.log")
-}
-
 fn record_wal(sync: SyncPolicy) -> Recorded {
     let dir = tempfile::tempdir().unwrap();
     let recorder = RecordingFs::new();
     let mut writer =
-        WalWriter::open(&recorder.shared(), &wal_in_path(dir.path()), options(sync)).unwrap();
+        WalWriter::open(&recorder.shared(), &wal_in(dir.path()), options(sync)).unwrap();
     let mut promises = Vec::new();
     let promise = |writer: &WalWriter, promises: &mut Vec<(usize, u64)>| {
         if writer.entries_since_fsync() == 0 {
@@ -138,53 +133,13 @@ fn every_crash_state_of_group_committed_appends_keeps_what_was_synced() {
     explore(&recorded, check_wal);
 }
 
-fn append(committer: &Committer, payload: &[u8]) {
-    append_via(committer, payload).unwrap();
-}
-
-fn event(n: u64) -> Vec<u8> {
-    format!("event {n}").into_bytes()
-}
-
 fn state_of(count: u64) -> Vec<(String, Vec<u8>, bool)> {
     vec![("count".to_owned(), count.to_string().into_bytes(), false)]
 }
 
 /// Recover the store in `dir`: events 1..n from the snapshot's count, then replay.
 fn check_store(dir: &Path, promised: u64) -> Result<(), String> {
-    let store =
-        Store::open(&fs(), dir, options(SyncPolicy::Always)).map_err(|e| format!("open: {e}"))?;
-    let mut count = match store.snapshot() {
-        Some(snapshot) => String::from_utf8(snapshot.read("count").map_err(|e| e.to_string())?)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        None => 0,
-    };
-    let mut replay = store.replay(0).map_err(|e| format!("replay: {e}"))?;
-    loop {
-        let batch = replay
-            .next_batch::<Vec<Entry>>(100, usize::MAX)
-            .map_err(|e| format!("replay: {e}"))?;
-        if batch.is_empty() {
-            break;
-        }
-        for entry in batch {
-            count += 1;
-            if entry.payload != event(count) {
-                return Err(format!(
-                    "replayed {:?} where event {count} belongs",
-                    String::from_utf8_lossy(&entry.payload)
-                ));
-            }
-        }
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    store
-        .committer()
-        .close(Box::new(move |r| tx.send(r).unwrap()));
-    rx.recv().unwrap().map_err(|e| format!("close: {e}"))?;
-    drop(store);
+    let count = recover_counted_events(dir, options(SyncPolicy::Always))?;
     if count < promised {
         return Err(format!("{count} events recovered, {promised} promised"));
     }
@@ -210,7 +165,7 @@ fn every_crash_state_of_checkpoints_and_prunes_recovers_the_old_or_new_epoch_who
     let mut count = 0;
     let mut add = |store: &Store, promises: &mut Vec<(usize, u64)>| {
         count += 1;
-        append(store.committer(), &event(count));
+        append_via(store.committer(), &event(count)).unwrap();
         promises.push((recorder.len(), count));
         count
     };
@@ -265,7 +220,7 @@ fn every_crash_state_of_blocking_durable_commits_keeps_each_one_acknowledged() {
     // durable commits promise anything, and each promises everything before it too.
     let dir = tempfile::tempdir().unwrap();
     let recorder = RecordingFs::new();
-    let path = wal_in_path(dir.path());
+    let path = wal_in(dir.path());
     let mut writer =
         WalWriter::open(&recorder.shared(), &path, options(SyncPolicy::Manual)).unwrap();
     let mut promises = Vec::new();
@@ -411,7 +366,7 @@ fn every_crash_state_of_a_store_created_in_missing_directories_keeps_every_ackno
     let store = Store::open(&recorder.shared(), &dir, options(SyncPolicy::Always)).unwrap();
     let mut promises = Vec::new();
     for n in 1..=3 {
-        append(store.committer(), &event(n));
+        append_via(store.committer(), &event(n)).unwrap();
         promises.push((recorder.len(), n));
     }
     let (tx, rx) = std::sync::mpsc::channel();

@@ -7,32 +7,28 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use selene_persist_engine::Entry;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
-use selene_persist_engine::{Committer, Error, SyncPolicy, WalOptions, WalWriter};
-
-const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
+use selene_persist_engine::testing::fault::FaultFs;
+use selene_persist_engine::{Error, SyncPolicy, WalOptions, WalWriter};
 
 /// Errors a fault may surface as: the I/O error itself, or refusal by a poisoned writer.
 fn expected(error: &Error) -> bool {
     matches!(error.code(), "IO" | "DISK_FULL" | "POISONED")
 }
 
-/// Appends under `policy`, retrying the same entry after a failure, then a flush; the caller
-/// reopens and compares.
-fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64, String> {
-    let path = wal_in_path(dir);
-    let mut writer = match WalWriter::open(&faults.shared(), &path, options(policy)) {
-        Ok(writer) => writer,
-        Err(e) if expected(&e) => return Ok(0),
-        Err(e) => return Err(format!("open: {e}")),
-    };
+/// Append `rounds` batches of `size(round)` entries of `payload(sequence)`; a batch a fault
+/// rejects is expected, and the next one starts at the same sequence. How many were acknowledged.
+fn append_rounds(
+    writer: &mut WalWriter,
+    rounds: u64,
+    size: impl Fn(u64) -> u64,
+    payload: fn(u64) -> Vec<u8>,
+) -> Result<u64, String> {
     let mut acked = 0u64;
-    for round in 0..8 {
-        let batch: Vec<_> = (1..=1 + round % 3)
-            .map(|i| entry(&payload_for(acked + i)))
+    for round in 0..rounds {
+        let batch: Vec<_> = (1..=size(round))
+            .map(|i| entry(&payload(acked + i)))
             .collect();
         match writer.append(&batch) {
             Ok(range) => acked = *range.end(),
@@ -40,6 +36,19 @@ fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64,
             Err(e) => return Err(format!("append: {e}")),
         }
     }
+    Ok(acked)
+}
+
+/// Appends under `policy`, retrying the same entry after a failure, then a flush; the caller
+/// reopens and compares.
+fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64, String> {
+    let path = wal_in(dir);
+    let mut writer = match WalWriter::open(&faults.shared(), &path, options(policy)) {
+        Ok(writer) => writer,
+        Err(e) if expected(&e) => return Ok(0),
+        Err(e) => return Err(format!("open: {e}")),
+    };
+    let acked = append_rounds(&mut writer, 8, |round| 1 + round % 3, payload_for)?;
     match writer.flush() {
         Ok(()) => {}
         Err(e) if expected(&e) => {}
@@ -47,10 +56,6 @@ fn wal_workload(faults: &FaultFs, dir: &Path, policy: SyncPolicy) -> Result<u64,
     }
     drop(writer);
     Ok(acked)
-}
-
-fn wal_in_path(dir: &Path) -> std::path::PathBuf {
-    dir.join("wal.log")
 }
 
 /// No WAL after a failure: right only if nothing was acknowledged.
@@ -63,7 +68,7 @@ fn no_wal(acked: u64) -> Result<(), String> {
 }
 
 fn check_wal(dir: &Path, acked: u64) -> Result<(), String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     if !path.exists() {
         return no_wal(acked);
     }
@@ -75,14 +80,6 @@ fn check_wal(dir: &Path, acked: u64) -> Result<(), String> {
             "{recovered} entries recovered, exactly {acked} acknowledged"
         ))
     }
-}
-
-fn append(committer: &Committer, payload: &[u8]) -> Result<(), Error> {
-    append_via(committer, payload).map(drop)
-}
-
-fn close(store: Store) {
-    drop(close_via(store.committer()));
 }
 
 /// Appends, checkpoints and a prune on a store; returns how many events were acknowledged.
@@ -113,46 +110,19 @@ fn store_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
                 Err(e) if expected(&e) => {}
                 Err(e) => return Err(format!("prune: {e}")),
             },
-            _ => match append(store.committer(), format!("event {}", acked + 1).as_bytes()) {
+            _ => match append_via(store.committer(), &event(acked + 1)).map(drop) {
                 Ok(()) => acked += 1,
                 Err(e) if expected(&e) => {}
                 Err(e) => return Err(format!("append: {e}")),
             },
         }
     }
-    close(store);
+    close_store(store);
     Ok(acked)
 }
 
 fn check_store(dir: &Path, acked: u64) -> Result<(), String> {
-    let store =
-        Store::open(&fs(), dir, WalOptions::default()).map_err(|e| format!("reopen: {e}"))?;
-    let mut count = match store.snapshot() {
-        Some(s) => String::from_utf8(s.read("count").map_err(|e| e.to_string())?)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap(),
-        None => 0,
-    };
-    let mut replay = store.replay(0).map_err(|e| e.to_string())?;
-    loop {
-        let batch = replay
-            .next_batch::<Vec<Entry>>(100, usize::MAX)
-            .map_err(|e| e.to_string())?;
-        if batch.is_empty() {
-            break;
-        }
-        for e in batch {
-            count += 1;
-            if e.payload != format!("event {count}").into_bytes() {
-                return Err(format!(
-                    "unexpected {:?} as event {count}",
-                    String::from_utf8_lossy(&e.payload)
-                ));
-            }
-        }
-    }
-    close(store);
+    let count = recover_counted_events(dir, WalOptions::default())?;
     if count == acked {
         Ok(())
     } else {
@@ -170,26 +140,12 @@ fn sweep(
     let probe_dir = tempfile::tempdir().unwrap();
     let probe = FaultFs::new();
     workload(&probe, probe_dir.path()).unwrap();
-    let operations = probe.op_count();
-    let mut injected = 0;
-    for op in 0..operations {
-        for fault in FAULTS {
-            let dir = tempfile::tempdir().unwrap();
-            let faults = FaultFs::new();
-            faults.set_plan(FaultPlan {
-                faults: vec![(op, fault)],
-                fail_from: None,
-            });
-            let outcome = workload(&faults, dir.path()).and_then(|acked| check(dir.path(), acked));
-            if let Err(problem) = outcome {
-                panic!(
-                    "{fault:?} at operation {op} ({:?}): {problem}",
-                    probe.log().get(op)
-                );
-            }
-            injected += 1;
+    let injected = each_single_fault(&probe, |faults, dir, _, context| {
+        if let Err(problem) = workload(faults, dir).and_then(|acked| check(dir, acked)) {
+            panic!("{context}: {problem}");
         }
-    }
+    });
+    let operations = probe.op_count();
     eprintln!(
         "{operations} operations x {} faults = {injected} runs survived",
         FAULTS.len()
@@ -225,15 +181,7 @@ fn large_payload_for(seq: u64) -> Vec<u8> {
     } else {
         40
     };
-    let mut state = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    noise(seq, len)
 }
 
 /// Batches of large and small entries, each batch one commit of several writes.
@@ -242,28 +190,18 @@ fn large_workload(faults: &FaultFs, dir: &Path) -> Result<u64, String> {
         compression: selene_persist_engine::Compression::disabled(),
         ..options(SyncPolicy::Always)
     };
-    let mut writer = match WalWriter::open(&faults.shared(), &wal_in_path(dir), options) {
+    let mut writer = match WalWriter::open(&faults.shared(), &wal_in(dir), options) {
         Ok(writer) => writer,
         Err(e) if expected(&e) => return Ok(0),
         Err(e) => return Err(format!("open: {e}")),
     };
-    let mut acked = 0u64;
-    for _ in 0..3 {
-        let batch: Vec<_> = (1..=3)
-            .map(|i| entry(&large_payload_for(acked + i)))
-            .collect();
-        match writer.append(&batch) {
-            Ok(range) => acked = *range.end(),
-            Err(e) if expected(&e) => {}
-            Err(e) => return Err(format!("append: {e}")),
-        }
-    }
+    let acked = append_rounds(&mut writer, 3, |_| 3, large_payload_for)?;
     drop(writer);
     Ok(acked)
 }
 
 fn check_large(dir: &Path, acked: u64) -> Result<(), String> {
-    let path = wal_in_path(dir);
+    let path = wal_in(dir);
     if !path.exists() {
         return no_wal(acked);
     }

@@ -7,7 +7,7 @@ use selene_persist_engine::Entry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::{append_via, close_via, fs};
+use common::{append_via, close_via, fresh_store, fs};
 use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
@@ -63,8 +63,7 @@ fn checkpoint(store: &Store, n: u64) {
 
 #[test]
 fn a_follower_sees_every_entry_once_across_checkpoints_and_prunes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     let mut follower =
         Follower::open(&fs(), Target::Store(dir.path().into()), None, false).unwrap();
     let mut seen = Vec::new();
@@ -165,8 +164,7 @@ fn a_durable_follower_waits_for_fdatasync() {
 
 #[test]
 fn entries_retention_deleted_are_consumer_behind_retention() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     for n in 1..=6 {
         append_via(store.committer(), &payload(n)).unwrap();
         checkpoint(&store, n);

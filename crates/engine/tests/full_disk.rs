@@ -9,9 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{append_via, close_via, entry, fs};
+use common::{append_via, close_via, entry, fresh_store, fs, noise};
 use selene_persist_engine::Entry;
-use selene_persist_engine::store::Store;
 use selene_persist_engine::{WalOptions, WalReader, WalWriter};
 
 /// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
@@ -108,20 +107,8 @@ fn a_backup_onto_a_full_disk_fails_as_disk_full_and_leaves_the_disk_as_it_was() 
         return;
     };
     // A 600 KiB snapshot that fits, then a WAL of 600 KiB more that does not.
-    let src = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), src.path(), WalOptions::default()).unwrap();
-    // Incompressible bytes (xorshift), so neither the snapshot nor the WAL shrinks.
-    let noise = |seed: u64, len: usize| -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()[0]
-            })
-            .collect()
-    };
+    let (_src, store) = fresh_store();
+    // Incompressible bytes, so neither the snapshot nor the WAL shrinks.
     store
         .checkpoint(vec![("state".into(), noise(1, 600 << 10), false)])
         .unwrap();

@@ -139,9 +139,7 @@ proptest! {
 #[test]
 #[ignore = "writes tests/corpus"]
 fn regenerate_corpus() {
-    use selene_persist_engine::store::Store;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     let (tx, rx) = std::sync::mpsc::channel();
     let batch = vec![
         entry(b"first"),

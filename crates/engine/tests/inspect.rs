@@ -7,26 +7,19 @@ use std::path::Path;
 
 use common::*;
 use selene_persist_engine::inspect::{Depth, Progress, Report, Severity, examine};
-use selene_persist_engine::store::Store;
-use selene_persist_engine::{Committer, WalOptions};
-
-fn append(committer: &Committer, payload: &[u8]) {
-    append_via(committer, payload).unwrap();
-}
 
 /// A store with three checkpoints and a few entries after the last.
 fn store_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     for round in 0..3 {
         for n in 0..10 {
-            append(store.committer(), &vec![b'a' + round; 5000 + n]);
+            append_via(store.committer(), &vec![b'a' + round; 5000 + n]).unwrap();
         }
         store
             .checkpoint(vec![("state".into(), vec![round; 100], true)])
             .unwrap();
     }
-    append(store.committer(), b"after");
+    append_via(store.committer(), b"after").unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     store
         .committer()

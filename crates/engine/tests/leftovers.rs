@@ -8,16 +8,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{append_via, close_via, directories_made_durable, fs};
+use common::{append_via, close_via, directories_made_durable, each_single_fault, fs};
 use selene_persist_engine::backup::{Upto, backup};
 use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::restore::{Limit, Restore};
 use selene_persist_engine::salvage::salvage_store;
 use selene_persist_engine::store::Store;
-use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan};
+use selene_persist_engine::testing::fault::{Fault, FaultFs};
 use selene_persist_engine::{Entry, Error, WalOptions, shipment};
-
-const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
 
 /// A closed store in `dir`: 20 events, a checkpoint, 10 more, a consumer.
 fn source(dir: &Path) {
@@ -85,42 +83,29 @@ fn sweep(operation: impl Fn(&FaultFs, &Path) -> Result<(), Error>, check: impl F
     directories_made_durable(&probe.log(), probe.op_count()).unwrap();
     let operations = probe.op_count();
     let mut failed = 0;
-    for op in 0..operations {
-        for fault in FAULTS {
-            let root = tempfile::tempdir().unwrap();
-            let faults = FaultFs::new();
-            faults.set_plan(FaultPlan {
-                faults: vec![(op, fault)],
-                fail_from: None,
-            });
-            let context = format!("{fault:?} at operation {op} ({:?})", probe.log().get(op));
-            match operation(&faults, &dest_in(root.path())) {
-                Ok(()) => {
-                    assert_eq!(names(root.path()), ["out"], "{context}");
-                    assert_eq!(names(&root.path().join("out")), ["nested"], "{context}");
-                    assert_eq!(
-                        names(&root.path().join("out/nested")),
-                        ["copy"],
-                        "{context}"
-                    );
-                    check(&dest_in(root.path()));
+    each_single_fault(&probe, |faults, root, fault, context| {
+        match operation(faults, &dest_in(root)) {
+            Ok(()) => {
+                assert_eq!(names(root), ["out"], "{context}");
+                assert_eq!(names(&root.join("out")), ["nested"], "{context}");
+                assert_eq!(names(&root.join("out/nested")), ["copy"], "{context}");
+                check(&dest_in(root));
+            }
+            Err(e) => {
+                let code = e.code();
+                assert!(matches!(code, "IO" | "DISK_FULL"), "{context}: {e}");
+                if fault == Fault::NoSpace {
+                    assert_eq!(code, "DISK_FULL", "{context}: {e}");
                 }
-                Err(e) => {
-                    let code = e.code();
-                    assert!(matches!(code, "IO" | "DISK_FULL"), "{context}: {e}");
-                    if fault == Fault::NoSpace {
-                        assert_eq!(code, "DISK_FULL", "{context}: {e}");
-                    }
-                    assert!(
-                        names(root.path()).is_empty(),
-                        "{context}: {e} left {:?}",
-                        names(root.path())
-                    );
-                    failed += 1;
-                }
+                assert!(
+                    names(root).is_empty(),
+                    "{context}: {e} left {:?}",
+                    names(root)
+                );
+                failed += 1;
             }
         }
-    }
+    });
     eprintln!("{operations} operations, {failed} failed runs left nothing behind");
     failed
 }

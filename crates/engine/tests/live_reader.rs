@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use common::{entry, fs, payload_for, wal_in};
+use common::{entry, fresh_wal, fs, payload_for};
 use selene_persist_engine::io::{DirEntry, LockKind, OpenMode, Stat, StdFs, Vfs, VfsFile};
 use selene_persist_engine::{Error, SyncPolicy, WalOptions, WalReader, WalWriter};
 
@@ -25,6 +25,16 @@ fn writer(path: &std::path::Path) -> WalWriter {
         },
     )
     .unwrap()
+}
+
+/// The fixture of these tests: a writer under 'always' that appended `count` standard entries,
+/// and a reader open on its log.
+fn live(count: u64) -> (tempfile::TempDir, WalWriter, WalReader) {
+    let (dir, path) = fresh_wal();
+    let mut w = writer(&path);
+    append(&mut w, count);
+    let reader = WalReader::open(&fs(), &path).unwrap();
+    (dir, w, reader)
 }
 
 fn append(writer: &mut WalWriter, count: u64) {
@@ -50,11 +60,7 @@ fn drain(reader: &mut WalReader) -> Vec<u64> {
 
 #[test]
 fn entries_appended_after_the_reader_cached_the_zero_tail_are_read_not_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let mut w = writer(&path);
-    append(&mut w, 1024);
-    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    let (_dir, mut w, mut reader) = live(1024);
     // The first batch reads a window that reaches into the preallocated zeros.
     let first = reader
         .next_batch::<Vec<Entry>>(0, 10, usize::MAX, false)
@@ -71,11 +77,7 @@ fn entries_appended_after_the_reader_cached_the_zero_tail_are_read_not_corruptio
 
 #[test]
 fn a_writer_cutting_its_zero_tail_at_close_ends_the_reader_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let mut w = writer(&path);
-    append(&mut w, 50);
-    let mut reader = WalReader::open(&fs(), &path).unwrap();
+    let (_dir, mut w, mut reader) = live(50);
     assert_eq!(
         reader
             .next_batch::<Vec<Entry>>(0, 10, usize::MAX, false)
@@ -91,8 +93,7 @@ fn a_writer_cutting_its_zero_tail_at_close_ends_the_reader_cleanly() {
 
 #[test]
 fn a_frame_still_being_written_is_waited_for_then_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     let mut w = writer(&path);
     append(&mut w, 5);
     let end = w.committed_offset();
@@ -121,8 +122,7 @@ fn a_frame_still_being_written_is_waited_for_then_read() {
 
 #[test]
 fn stable_damage_beside_a_live_writer_is_still_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let mut w = writer(&path);
     append(&mut w, 20);
     let offsets = common::frame_offsets(&path);
@@ -142,8 +142,7 @@ fn stable_damage_beside_a_live_writer_is_still_corruption() {
 
 #[test]
 fn a_torn_tail_left_by_a_dead_writer_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     common::write_entries(&path, 3);
     let len = std::fs::metadata(&path).unwrap().len();
     let raw = OpenOptions::new().write(true).open(&path).unwrap();
@@ -247,8 +246,7 @@ impl Vfs for LaggingFs {
 
 #[test]
 fn frames_a_writer_finished_between_two_reads_before_it_died_are_read_not_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     common::write_entries(&path, 5);
     let fourth = common::frame_offsets(&path)[3];
     // Frame 4 reads as zeros twice (the window, then the fresh re-read), then as written; by

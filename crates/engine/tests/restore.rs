@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{append_via, close_via, fs};
+use common::{append_via, close_via, fresh_store, fs};
 use selene_persist_engine::follow::{Follower, Target};
 use selene_persist_engine::restore::{Limit, Restore};
 use selene_persist_engine::shipment;
@@ -29,10 +29,10 @@ fn contents(dir: &std::path::Path) -> (Vec<Entry>, Option<Vec<u8>>) {
     (all, snapshot)
 }
 
-/// A store of 30 entries with a checkpoint after the 10th, closed; its shipments of `per`
-/// frames each, from the first sequence after `from`.
-fn shipped(dir: &std::path::Path, from: u64, per: usize) -> Vec<Vec<u8>> {
-    let store = Store::open(&fs(), dir, WalOptions::default()).unwrap();
+/// The fixture of these tests: in a fresh directory, a store of 30 entries with a checkpoint after
+/// the 10th, closed; its shipments of `per` frames each, from the first sequence after `from`.
+fn shipped_store(from: u64, per: usize) -> (tempfile::TempDir, Vec<Vec<u8>>) {
+    let (dir, store) = fresh_store();
     for n in 0..10 {
         append_via(store.committer(), format!("before {n}").as_bytes()).unwrap();
     }
@@ -43,13 +43,18 @@ fn shipped(dir: &std::path::Path, from: u64, per: usize) -> Vec<Vec<u8>> {
         append_via(store.committer(), format!("after {n}").as_bytes()).unwrap();
     }
     close_via(store.committer()).unwrap();
-    let mut follower =
-        Follower::open(&fs(), Target::Store(dir.to_path_buf()), Some(from), true).unwrap();
+    let mut follower = Follower::open(
+        &fs(),
+        Target::Store(dir.path().to_path_buf()),
+        Some(from),
+        true,
+    )
+    .unwrap();
     let mut out = Vec::new();
     loop {
         let frames = follower.next_frames(per, usize::MAX).unwrap();
         if frames.is_empty() {
-            return out;
+            return (dir, out);
         }
         out.push(shipment::encode(3, &frames).unwrap());
     }
@@ -72,8 +77,7 @@ fn restore(
 
 #[test]
 fn a_restored_store_replays_as_the_origin() {
-    let origin = tempfile::tempdir().unwrap();
-    let shipments = shipped(origin.path(), 12, 7);
+    let (origin, shipments) = shipped_store(12, 7);
     let (entries, snapshot) = contents(origin.path());
     let snapshot = snapshot.expect("the checkpoint's snapshot");
     let out = tempfile::tempdir().unwrap();
@@ -102,8 +106,7 @@ fn a_restored_store_replays_as_the_origin() {
 
 #[test]
 fn a_restore_ends_at_a_sequence_or_a_time() {
-    let origin = tempfile::tempdir().unwrap();
-    let shipments = shipped(origin.path(), 1, 4);
+    let (origin, shipments) = shipped_store(1, 4);
     let (_, _) = contents(origin.path());
     let out = tempfile::tempdir().unwrap();
     let to_seq = out.path().join("to-seq");
@@ -143,8 +146,7 @@ fn a_restore_ends_at_a_sequence_or_a_time() {
 
 #[test]
 fn a_hole_in_the_shipments_is_refused_and_leaves_nothing() {
-    let origin = tempfile::tempdir().unwrap();
-    let mut shipments = shipped(origin.path(), 1, 5);
+    let (origin, mut shipments) = shipped_store(1, 5);
     shipments.remove(1);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("restored");

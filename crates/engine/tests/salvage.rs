@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{entry, fs, read_all, wal_in};
+use common::{entry, fresh_wal, fs, read_all, wal_in};
 use selene_persist_engine::Entry;
 use selene_persist_engine::inspect::Progress;
 use selene_persist_engine::salvage::{damaged_path, salvage_wal, salvage_wal_counted};
@@ -46,9 +46,10 @@ fn payload(n: u64) -> Vec<u8> {
     bytes
 }
 
-/// A log of 200 entries; returns its bytes and each frame's (offset, length, sequence).
-fn make_log(dir: &tempfile::TempDir) -> (Vec<u8>, Vec<(usize, usize, u64)>) {
-    let path = wal_in(dir);
+/// The fixture of these tests: a fresh directory with a log of 200 entries in `wal.log`; its
+/// bytes and each frame's (offset, length, sequence).
+fn make_log() -> (tempfile::TempDir, Vec<u8>, Vec<(usize, usize, u64)>) {
+    let (dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     for n in 1..=200 {
         writer.append(&[entry(&payload(n))]).unwrap();
@@ -61,7 +62,7 @@ fn make_log(dir: &tempfile::TempDir) -> (Vec<u8>, Vec<(usize, usize, u64)>) {
         let end = offsets.get(i + 1).copied().unwrap_or(bytes.len() as u64);
         frames.push((start as usize, (end - start) as usize, i as u64 + 1));
     }
-    (bytes, frames)
+    (dir, bytes, frames)
 }
 
 /// Damage a copy of `bytes`; returns it and the byte range of the original it touched.
@@ -100,8 +101,7 @@ fn damage(bytes: &[u8], kind: Damage, rng: &mut Rng) -> (Vec<u8>, std::ops::Rang
 
 /// Salvage `rounds` logs damaged by `kind` and check what came back.
 fn check(kind: Damage, rounds: u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let (bytes, frames) = make_log(&dir);
+    let (dir, bytes, frames) = make_log();
     for seed in 1..=rounds {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let (damaged, hit) = damage(&bytes, kind, &mut rng);
@@ -172,8 +172,7 @@ fn a_lost_page() {
 
 #[test]
 fn the_source_is_never_modified_and_an_existing_destination_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (bytes, _) = make_log(&dir);
+    let (dir, bytes, _) = make_log();
     let source = wal_in(&dir);
     let dest = dir.path().join("out.log");
     let report = salvage_wal(&fs(), &source, &dest).unwrap();
@@ -188,8 +187,7 @@ fn the_source_is_never_modified_and_an_existing_destination_is_refused() {
 
 #[test]
 fn a_damaged_file_header_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut bytes, _) = make_log(&dir);
+    let (dir, mut bytes, _) = make_log();
     bytes[0..8].fill(0xff);
     let source = dir.path().join("bad-header.log");
     std::fs::write(&source, &bytes).unwrap();
@@ -340,8 +338,7 @@ fn foreign_frame(sequence: u64) -> Vec<u8> {
 /// after entry `after`, and salvage it: every genuine entry comes back with its own sequence,
 /// the foreign frame goes to `.damaged`, and the output stays within twice the input.
 fn splice(sequence: u64, count: u64, after: u64, payload: fn(u64) -> Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     for n in 1..=count {
         writer.append(&[entry(&payload(n))]).unwrap();
@@ -396,8 +393,7 @@ fn a_foreign_frame_at_sequence_5000_after_entry_100_of_200() {
 
 #[test]
 fn a_run_of_foreign_frames_before_the_continuation() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut bytes, frames) = make_log(&dir);
+    let (dir, mut bytes, frames) = make_log();
     let at = frames[100].0;
     let foreign: Vec<u8> = (5000..5003).flat_map(foreign_frame).collect();
     bytes.splice(at..at, foreign.iter().copied());
@@ -565,8 +561,7 @@ fn hollow_header(sequence: u64, len: u32) -> [u8; 40] {
 fn headers_claiming_the_rest_of_the_file_cost_linear_work() {
     // 4 MiB of frame headers, each claiming a payload to the end of the file: verifying every
     // one of them would hash 200 GiB.
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     common::write_entries(&path, 50);
     let mut bytes = std::fs::read(&path).unwrap();
     let genuine = bytes.len();
@@ -591,8 +586,7 @@ fn headers_claiming_the_rest_of_the_file_cost_linear_work() {
 
 #[test]
 fn a_salvage_counts_every_byte_of_its_source_once_damaged_or_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let (bytes, frames) = make_log(&dir);
+    let (dir, bytes, frames) = make_log();
     let mut damaged = bytes.clone();
     damaged[frames[50].0 + 3] ^= 0xff;
     let source = dir.path().join("damaged.log");

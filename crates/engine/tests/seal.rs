@@ -19,8 +19,7 @@ const ENTRIES: u64 = 40;
 const HEADER: u64 = FILE_HEADER_LEN as u64;
 
 fn sealed_wal() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     write_entries(&path, ENTRIES);
     (dir, path)
 }
@@ -185,8 +184,7 @@ fn damage_in_the_last_sealed_frame_is_corruption_never_a_torn_tail() {
 
 #[test]
 fn the_seal_names_only_what_was_fdatasynced() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Manual)).unwrap();
     for seq in 1..=3 {
         writer.append(&[entry(&payload_for(seq))]).unwrap();
@@ -203,8 +201,7 @@ fn the_seal_names_only_what_was_fdatasynced() {
 
 #[test]
 fn a_writer_killed_after_a_megabyte_of_durable_appends_left_a_seal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Always)).unwrap();
     let payload = vec![b'p'; 1000];
     for _ in 0..1100 {

@@ -13,16 +13,7 @@ use selene_persist_engine::manifest::Manifest;
 use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::store::Store;
 use selene_persist_engine::testing::fault::{Fault, FaultFs, FaultPlan, Op};
-use selene_persist_engine::{Committer, NewEntry, Origin, Result, WalOptions};
-
-/// Append one entry through the committer and wait for its sequence.
-fn append(committer: &Committer, payload: &[u8]) -> Result<u64> {
-    append_via(committer, payload)
-}
-
-fn close(store: Store) {
-    drop(close_via(store.committer()));
-}
+use selene_persist_engine::{NewEntry, Origin, WalOptions};
 
 /// The application state: every event applied so far, one per line.
 fn state_of(events: &[Vec<u8>]) -> Vec<(String, Vec<u8>, bool)> {
@@ -34,10 +25,6 @@ fn state_of(events: &[Vec<u8>]) -> Vec<(String, Vec<u8>, bool)> {
             false,
         ),
     ]
-}
-
-fn event(n: usize) -> Vec<u8> {
-    format!("event {n}").into_bytes()
 }
 
 /// Recover `dir` and rebuild the event list: snapshot state, then replay.
@@ -67,7 +54,7 @@ fn recover(dir: &Path) -> (u64, Vec<Vec<u8>>) {
         }
         events.extend(batch.into_iter().map(|e| e.payload.to_vec()));
     }
-    close(store);
+    close_store(store);
     (snapshot_seq, events)
 }
 
@@ -77,12 +64,12 @@ fn first_epoch(vfs: &Arc<dyn Vfs>, dir: &Path) -> (Store, Vec<Vec<u8>>, u64) {
     let mut events = Vec::new();
     for n in 0..10 {
         events.push(event(n));
-        append(store.committer(), &event(n)).unwrap();
+        append_via(store.committer(), &event(n)).unwrap();
     }
     let first = store.checkpoint(state_of(&events)).unwrap().sequence;
     for n in 10..15 {
         events.push(event(n));
-        append(store.committer(), &event(n)).unwrap();
+        append_via(store.committer(), &event(n)).unwrap();
     }
     (store, events, first)
 }
@@ -103,25 +90,23 @@ fn checkpoint_then_recover_restores_snapshot_plus_replay() {
     );
     // The new WAL carries only what came after the checkpoint.
     assert_eq!(store.committer().state().snapshot_seq, 11);
-    close(store);
+    close_store(store);
     assert_eq!(recover(dir.path()), (11, events));
 }
 
 #[test]
 fn checkpoints_without_new_entries_still_make_new_epochs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     let a = store.checkpoint(state_of(&[])).unwrap().sequence;
     let b = store.checkpoint(state_of(&[])).unwrap().sequence;
     assert_eq!((a, b), (1, 2));
-    close(store);
+    close_store(store);
     assert_eq!(recover(dir.path()), (2, Vec::<Vec<u8>>::new()));
 }
 
 #[test]
 fn bad_sections_are_refused_before_anything_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (_dir, store) = fresh_store();
     let dup = vec![
         ("a".to_owned(), vec![], false),
         ("a".to_owned(), vec![], false),
@@ -135,7 +120,7 @@ fn bad_sections_are_refused_before_anything_is_written() {
         0,
         "no watermark consumed"
     );
-    close(store);
+    close_store(store);
 }
 
 #[test]
@@ -147,7 +132,7 @@ fn a_crash_at_every_step_of_a_checkpoint_recovers_the_old_or_the_new_epoch() {
     let before = probe.op_count();
     store.checkpoint(state_of(&events)).unwrap();
     let steps = probe.op_count() - before;
-    close(store);
+    close_store(store);
     assert!(steps > 10, "a checkpoint takes {steps} operations");
 
     let mut outcomes = [0usize; 2];
@@ -165,7 +150,7 @@ fn a_crash_at_every_step_of_a_checkpoint_recovers_the_old_or_the_new_epoch() {
             step == steps,
             "step {step}: {attempted:?}"
         );
-        close(store);
+        close_store(store);
         let (snapshot_seq, recovered) = recover(dir.path());
         assert_eq!(
             recovered, events,
@@ -207,9 +192,9 @@ fn a_failed_checkpoint_before_its_commit_can_be_retried_on_the_same_store() {
     assert!(store.checkpoint(state_of(&events)).is_err());
     assert!(store.committer().state().poisoned.is_none());
     events.push(event(99));
-    append(store.committer(), &event(99)).unwrap();
+    append_via(store.committer(), &event(99)).unwrap();
     let retried = store.checkpoint(state_of(&events)).unwrap();
-    close(store);
+    close_store(store);
     assert_eq!(recover(dir.path()), (retried.sequence, events));
 }
 
@@ -221,7 +206,7 @@ fn appends_during_a_checkpoint_are_carried_into_the_new_wal() {
         let store = Arc::clone(&store);
         std::thread::spawn(move || {
             (0..500)
-                .map(|n| append(store.committer(), &event(n)).unwrap())
+                .map(|n| append_via(store.committer(), &event(n)).unwrap())
                 .collect::<Vec<_>>()
         })
     };
@@ -232,7 +217,7 @@ fn appends_during_a_checkpoint_are_carried_into_the_new_wal() {
     let acked = writer.join().unwrap();
     let store = Arc::into_inner(store).unwrap();
     let last_checkpoint = *checkpoints.last().unwrap();
-    close(store);
+    close_store(store);
     let (snapshot_seq, replayed) = recover(dir.path());
     assert_eq!(snapshot_seq, last_checkpoint);
     // Every event acknowledged after the last checkpoint is replayed, in order.
@@ -250,7 +235,7 @@ fn recovery_refuses_a_corrupt_live_snapshot_instead_of_falling_back() {
     let dir = tempfile::tempdir().unwrap();
     let (store, events, _) = first_epoch(&fs(), dir.path());
     let second = store.checkpoint(state_of(&events)).unwrap();
-    close(store);
+    close_store(store);
     let mut bytes = std::fs::read(&second.snapshot.path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -283,14 +268,13 @@ fn a_file_that_is_not_what_the_manifest_says_is_refused() {
         ("a snapshot over an archive", (1, "snap"), (2, "archive")),
     ];
     for (what, from, over) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        let (checkpoints, _) = six_epochs(dir.path());
+        let (dir, checkpoints, _) = six_epoch_store();
         let path = |(i, kind): (usize, &str)| match kind {
             "snap" => dir.path().join(format!("snapshot.{}.snap", checkpoints[i])),
             _ => dir.path().join(format!("wal.{}.archive", checkpoints[i])),
         };
         std::fs::copy(path(from), path(over)).unwrap();
-        let opened = Store::open(&fs(), dir.path(), WalOptions::default()).map(close);
+        let opened = Store::open(&fs(), dir.path(), WalOptions::default()).map(close_store);
         assert_eq!(
             opened.map_err(|e| e.code()),
             Err("STORE_INCONSISTENT"),
@@ -301,8 +285,7 @@ fn a_file_that_is_not_what_the_manifest_says_is_refused() {
 
 #[test]
 fn replay_skips_watermarks_and_repeated_replicated_entries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (_dir, store) = fresh_store();
     let replicated = |n: u64, seq: u64| NewEntry {
         payload: format!("r{n}-{seq}").into_bytes().into(),
         origin: Origin::Replicated {
@@ -339,22 +322,29 @@ fn replay_skips_watermarks_and_repeated_replicated_entries() {
             b"local".to_vec()
         ]
     );
-    close(store);
+    close_store(store);
 }
 
 /// A store with six checkpoints, an event appended before each.
+/// The fixture of the retention tests: a fresh directory holding six epochs (see `six_epochs`).
+fn six_epoch_store() -> (tempfile::TempDir, Vec<u64>, Vec<Vec<u8>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoints, events) = six_epochs(dir.path());
+    (dir, checkpoints, events)
+}
+
 fn six_epochs(dir: &Path) -> (Vec<u64>, Vec<Vec<u8>>) {
     let store = Store::open(&fs(), dir, WalOptions::default()).unwrap();
     let mut events = Vec::new();
     let mut checkpoints = Vec::new();
     for n in 0..6 {
         events.push(event(n));
-        append(store.committer(), &event(n)).unwrap();
+        append_via(store.committer(), &event(n)).unwrap();
         checkpoints.push(store.checkpoint(state_of(&events)).unwrap().sequence);
     }
     events.push(event(6));
-    append(store.committer(), &event(6)).unwrap();
-    close(store);
+    append_via(store.committer(), &event(6)).unwrap();
+    close_store(store);
     (checkpoints, events)
 }
 
@@ -368,8 +358,7 @@ fn prune_with(
 
 #[test]
 fn default_retention_keeps_two_snapshots_and_four_archives_and_recovery_is_unchanged() {
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, events) = six_epochs(dir.path());
+    let (dir, checkpoints, events) = six_epoch_store();
     let before = recover(dir.path());
     let outcome = prune_with(dir.path(), RetentionPolicy::default(), SystemTime::now());
     assert_eq!(outcome.retained_snapshots, checkpoints[4..].to_vec());
@@ -400,29 +389,23 @@ fn each_policy_field_applies_and_the_live_snapshot_always_survives() {
             vec![*checkpoints.last().unwrap()]
         );
     };
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
     let zero = RetentionPolicy {
         keep_snapshots: 0,
         keep_archives: 0,
         ..RetentionPolicy::default()
     };
-    let outcome = prune_with(dir.path(), zero, SystemTime::now());
-    live_only(&outcome, &checkpoints);
-    assert!(outcome.retained_archives.is_empty());
-
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
     let budget = RetentionPolicy {
         max_bytes: Some(1),
         ..RetentionPolicy::default()
     };
-    let outcome = prune_with(dir.path(), budget, SystemTime::now());
-    live_only(&outcome, &checkpoints);
-    assert!(outcome.retained_archives.is_empty());
+    for policy in [zero, budget] {
+        let (dir, checkpoints, _) = six_epoch_store();
+        let outcome = prune_with(dir.path(), policy, SystemTime::now());
+        live_only(&outcome, &checkpoints);
+        assert!(outcome.retained_archives.is_empty(), "{policy:?}");
+    }
 
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
+    let (dir, checkpoints, _) = six_epoch_store();
     let aged = RetentionPolicy {
         max_age: Some(Duration::from_secs(3600)),
         keep_snapshots: 10,
@@ -447,8 +430,7 @@ fn each_policy_field_applies_and_the_live_snapshot_always_survives() {
 
 #[test]
 fn prune_deletes_orphans_and_stale_temp_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let (checkpoints, _) = six_epochs(dir.path());
+    let (dir, checkpoints, _) = six_epoch_store();
     let live = *checkpoints.last().unwrap();
     std::fs::write(
         dir.path().join(format!("snapshot.{}.snap", live + 100)),
@@ -524,21 +506,19 @@ fn a_crash_at_every_step_of_a_prune_leaves_recovery_unchanged() {
 
 #[test]
 fn a_second_store_on_the_same_directory_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     assert_eq!(
         Store::open(&fs(), dir.path(), WalOptions::default())
             .unwrap_err()
             .code(),
         "WRITER_LOCK_HELD"
     );
-    close(store);
+    close_store(store);
 }
 
 #[test]
 fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    let (dir, store) = fresh_store();
     let begin = |store: &Store| {
         let (tx, rx) = std::sync::mpsc::channel();
         store.begin_checkpoint(Box::new(move |r| tx.send(r).unwrap()));
@@ -546,15 +526,15 @@ fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
     };
     let events: Vec<Vec<u8>> = (0..8).map(event).collect();
     for e in &events[..3] {
-        append(store.committer(), e).unwrap();
+        append_via(store.committer(), e).unwrap();
     }
     let a = begin(&store);
     for e in &events[3..6] {
-        append(store.committer(), e).unwrap();
+        append_via(store.committer(), e).unwrap();
     }
     let b = begin(&store);
     for e in &events[6..] {
-        append(store.committer(), e).unwrap();
+        append_via(store.committer(), e).unwrap();
     }
     store
         .finish_checkpoint(store.builder(state_of(&events[..3])).unwrap(), a)
@@ -572,7 +552,7 @@ fn checkpoints_begun_before_an_earlier_one_finishes_archive_the_right_bytes() {
     // Finishing an epoch already sealed is refused rather than rolling the store back.
     let stale = store.finish_checkpoint(store.builder(state_of(&[])).unwrap(), a);
     assert_eq!(stale.unwrap_err().code(), "INVALID_ARGUMENT");
-    close(store);
+    close_store(store);
     assert_eq!(recover(dir.path()), (b, events));
 }
 
@@ -619,9 +599,9 @@ fn opening_a_store_in_missing_directories_makes_each_durable_before_the_first_ac
     let dir = root.path().join("a").join("b").join("store");
     let faults = FaultFs::new();
     let store = Store::open(&faults.shared(), &dir, WalOptions::default()).unwrap();
-    append(store.committer(), b"first").unwrap();
+    append_via(store.committer(), b"first").unwrap();
     let acknowledged = faults.op_count();
-    close(store);
+    close_store(store);
     let log = faults.log();
     let log = &log[..acknowledged];
     for made in [root.path().join("a"), root.path().join("a/b"), dir.clone()] {
@@ -650,7 +630,7 @@ fn a_store_whose_directories_cannot_be_made_leaves_none_of_them() {
         WalOptions::default(),
     )
     .unwrap();
-    close(store);
+    close_store(store);
     // The operations up to the last one making a directory durable.
     let made = probe
         .log()
@@ -660,11 +640,7 @@ fn a_store_whose_directories_cannot_be_made_leaves_none_of_them() {
     for op in 0..=made {
         for fault in [Fault::Eio, Fault::NoSpace] {
             let root = tempfile::tempdir().unwrap();
-            let faults = FaultFs::new();
-            faults.set_plan(FaultPlan {
-                faults: vec![(op, fault)],
-                fail_from: None,
-            });
+            let faults = failing_at(op, fault);
             let dir = root.path().join("a/b/store");
             let error = Store::open(&faults.shared(), &dir, WalOptions::default()).unwrap_err();
             assert!(matches!(error.code(), "IO" | "DISK_FULL"), "{error}");

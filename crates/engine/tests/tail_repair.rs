@@ -1,4 +1,8 @@
 //! Torn tails are cut exactly; damage with valid data behind it is refused untouched.
+//!
+//! One driver, one line a case (etcd's `repair_test.go` shape): how the tail of a log of five
+//! standard entries is damaged, and what survives: the entries kept (cut or clean), or the
+//! typed error that refuses the file without touching it.
 
 mod common;
 
@@ -8,217 +12,193 @@ use selene_persist_engine::{TailReason, WalOptions, WalWriter};
 
 const ENTRIES: u64 = 5;
 
-fn fixture() -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, Vec<u64>) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    write_entries(&path, ENTRIES);
-    // As after a crash before anything was sealed: the open scans every frame.
-    std::fs::remove_file(seal_path(&path)).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    let offsets = frame_offsets(&path);
-    (dir, path, bytes, offsets)
+/// The undamaged log (closed, its seal removed, as after a crash before anything was sealed:
+/// the open scans every frame) and where each frame starts.
+struct Log {
+    bytes: Vec<u8>,
+    offsets: Vec<u64>,
 }
 
-fn reopen(path: &std::path::Path) -> selene_persist_engine::Result<WalWriter> {
-    WalWriter::open(&fs(), path, WalOptions::default())
-}
+impl Log {
+    fn new() -> Self {
+        let (_dir, path) = fresh_wal();
+        write_entries(&path, ENTRIES);
+        std::fs::remove_file(seal_path(&path)).unwrap();
+        Log {
+            bytes: std::fs::read(&path).unwrap(),
+            offsets: frame_offsets(&path),
+        }
+    }
 
-#[test]
-fn clean_log_reports_no_repair() {
-    let (_dir, path, bytes, _) = fixture();
-    let writer = reopen(&path).unwrap();
-    assert_eq!(writer.tail_repair(), None);
-    assert_eq!(writer.last_sequence(), ENTRIES);
-    assert_eq!(writer.committed_offset(), bytes.len() as u64);
-}
+    /// Where the last frame starts.
+    fn last(&self) -> usize {
+        *self.offsets.last().unwrap() as usize
+    }
 
-#[test]
-fn truncating_the_last_frame_at_every_byte_is_repaired() {
-    let (_dir, path, bytes, offsets) = fixture();
-    let last_start = *offsets.last().unwrap() as usize;
-    for cut in last_start + 1..bytes.len() {
-        std::fs::write(&path, &bytes[..cut]).unwrap();
-        // The reader stops cleanly before the torn frame without touching the file.
-        assert_standard_entries(&read_all(&path).unwrap(), 1, ENTRIES - 1);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), cut as u64);
+    /// Where the log of the first `entries` entries ends.
+    fn end_of(&self, entries: u64) -> usize {
+        self.offsets
+            .get(entries as usize)
+            .map_or(self.bytes.len(), |&o| o as usize)
+    }
 
-        let writer = reopen(&path).unwrap();
-        let repair = writer.tail_repair().expect("a repair");
-        assert_eq!(repair.reason, TailReason::ShortFrame, "cut at {cut}");
-        assert_eq!(repair.offset, last_start as u64);
-        // Counted to the torn write's last non-zero byte: trailing zeros are free space.
-        let written = bytes[last_start..cut]
-            .iter()
-            .rposition(|&b| b != 0)
-            .unwrap()
-            + 1;
-        assert_eq!(repair.discarded_bytes, written as u64);
-        assert_eq!(writer.last_sequence(), ENTRIES - 1);
-        drop(writer);
-        assert_eq!(std::fs::read(&path).unwrap(), &bytes[..last_start]);
+    /// The log with each byte of `range` in turn xor-ed with `mask`: one file a byte.
+    fn flip_each(&self, range: std::ops::Range<usize>, mask: u8) -> Vec<Vec<u8>> {
+        range
+            .map(|byte| {
+                let mut damaged = self.bytes.clone();
+                damaged[byte] ^= mask;
+                damaged
+            })
+            .collect()
+    }
+
+    /// The log cut at every byte of its last frame: one file a cut.
+    fn cut_each_byte_of_last(&self) -> Vec<Vec<u8>> {
+        (self.last() + 1..self.bytes.len())
+            .map(|cut| self.bytes[..cut].to_vec())
+            .collect()
+    }
+
+    /// The log with the frame of entry `n + 1` zeroed (`n` = 5: none), then `pad` zeros.
+    fn zeroed(&self, n: u64, pad: usize) -> Vec<u8> {
+        let mut damaged = self.bytes.clone();
+        damaged[self.end_of(n)..self.end_of(n + 1)].fill(0);
+        damaged.resize(damaged.len() + pad, 0);
+        damaged
+    }
+
+    /// The log's first `cut` bytes, then `tail`, then zeros up to `size` bytes.
+    fn cut_then(&self, cut: usize, tail: &[u8], size: usize) -> Vec<u8> {
+        let mut damaged = [&self.bytes[..cut], tail].concat();
+        damaged.resize(size.max(damaged.len()), 0);
+        damaged
     }
 }
 
+/// What survives a damaged tail.
+#[derive(Debug)]
+enum Survives {
+    /// The open repairs nothing: the log ends after this many entries, and close cuts any zeros after them.
+    Clean(u64),
+    /// The open cuts the tail after this many entries, for this reason, keeping the cut bytes beside the log.
+    Cut(TailReason, u64),
+    /// The open and a reader refuse the file with this code and leave it as it was.
+    Refused(&'static str),
+}
+use Survives::{Clean, Cut, Refused};
+
+/// How a case damages the log: one file, or one a byte for a sweep.
+type Damage = fn(&Log) -> Vec<Vec<u8>>;
+
+#[rustfmt::skip]
+const CASES: &[(&str, Damage, Survives)] = &[
+    ("untouched", |l| vec![l.bytes.clone()], Clean(ENTRIES)),
+    ("the last frame cut at every byte", |l| l.cut_each_byte_of_last(), Cut(TailReason::ShortFrame, ENTRIES - 1)),
+    ("a bit flipped anywhere in the last frame", |l| l.flip_each(l.last()..l.bytes.len(), 0x40), Cut(TailReason::CorruptFinalFrame, ENTRIES - 1)),
+    ("zeros after the log, 1 byte to 5 MiB", |l| [1, 39, 40, 128, 70_000, 5 << 20].map(|pad| l.zeroed(ENTRIES, pad)).to_vec(), Clean(ENTRIES)),
+    ("the last frame zeroed", |l| vec![l.zeroed(ENTRIES - 1, 0)], Clean(ENTRIES - 1)),
+    ("the last frame half written into 1 MiB preallocated", |l| vec![l.cut_then((l.last() + l.bytes.len()) / 2, &[], 1 << 20)], Cut(TailReason::CorruptFinalFrame, ENTRIES - 1)),
+    ("junk after a torn last frame", |l| vec![l.cut_then(l.bytes.len() - 3, b"\x01\x02junk", 0)], Cut(TailReason::CorruptFinalFrame, ENTRIES - 1)),
+    ("a bit flipped in any byte before the last frame", |l| l.flip_each(l.end_of(0)..l.last(), 0x01), Refused("MID_LOG_CORRUPTION")),
+    ("a frame zeroed, valid frames after it", |l| vec![l.zeroed(1, 0)], Refused("MID_LOG_CORRUPTION")),
+    ("a frame zeroed, valid frames and zeros after it", |l| vec![l.zeroed(1, 8192)], Refused("MID_LOG_CORRUPTION")),
+    ("a middle frame missing", |l| vec![l.cut_then(l.end_of(1), &l.bytes[l.end_of(2)..], 0)], Refused("SEQUENCE_GAP")),
+    ("a frame repeated", |l| vec![l.cut_then(l.end_of(2), &l.bytes[l.end_of(1)..], 0)], Refused("NON_MONOTONIC_SEQUENCE")),
+    ("a bit flipped in the file header", |l| l.flip_each(10..11, 1), Refused("CHECKSUM_MISMATCH")),
+    ("another format's file", |_| vec![b"SQLite format 3\0 and the rest of some database".to_vec()], Refused("MAGIC_MISMATCH")),
+    ("an empty file", |_| vec![Vec::new()], Refused("TRUNCATED_HEADER")),
+];
+
 #[test]
-fn a_bit_flip_anywhere_in_the_last_frame_is_repaired() {
-    let (_dir, path, bytes, offsets) = fixture();
-    let last_start = *offsets.last().unwrap() as usize;
-    for byte in last_start..bytes.len() {
-        let mut damaged = bytes.clone();
-        damaged[byte] ^= 0x40;
-        std::fs::write(&path, &damaged).unwrap();
-        let writer = reopen(&path).unwrap();
-        let repair = writer.tail_repair().expect("a repair");
-        assert_eq!(repair.reason, TailReason::CorruptFinalFrame, "byte {byte}");
-        assert_eq!(repair.offset, last_start as u64);
-        drop(writer);
-        assert_standard_entries(&read_all(&path).unwrap(), 1, ENTRIES - 1);
+fn every_damaged_tail_is_cut_or_refused_as_its_case_says() {
+    let log = Log::new();
+    for (name, damage, survives) in CASES {
+        for (variant, damaged) in damage(&log).iter().enumerate() {
+            let (_dir, path) = fresh_wal();
+            std::fs::write(&path, damaged).unwrap();
+            check(
+                &log,
+                &path,
+                damaged,
+                survives,
+                &format!("{name}, file {variant}"),
+            );
+        }
     }
 }
 
-#[test]
-fn a_zero_filled_tail_is_the_clean_end_and_close_cuts_it() {
-    let (_dir, path, bytes, _) = fixture();
-    for zeros in [1usize, 39, 40, 128, 70_000, 5 << 20] {
-        let mut padded = bytes.clone();
-        padded.resize(bytes.len() + zeros, 0);
-        std::fs::write(&path, &padded).unwrap();
-        let writer = reopen(&path).unwrap();
-        assert_eq!(writer.tail_repair(), None, "{zeros} zeros");
-        assert_eq!(writer.committed_offset(), bytes.len() as u64);
-        assert_eq!(writer.last_sequence(), ENTRIES);
-        writer.close().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{zeros} zeros");
+/// Open the damaged file at `path` with a reader, then a writer, and check what survives.
+fn check(log: &Log, path: &std::path::Path, damaged: &[u8], survives: &Survives, at: &str) {
+    let untouched = || {
+        assert!(
+            std::fs::read(path).unwrap() == damaged,
+            "{at}: the file changed"
+        )
+    };
+    // A reader cuts nothing: it stops before a torn tail, or refuses as the writer does.
+    match (survives, read_all(path)) {
+        (Refused(code), Err(error)) => assert_eq!(error.code(), *code, "{at}: {error}"),
+        (Clean(entries) | Cut(_, entries), Ok(read)) => {
+            assert_eq!(read.len() as u64, *entries, "{at}: the reader's entries");
+            assert_standard_entries(&read, 1, *entries);
+        }
+        (_, read) => panic!("{at}: the reader read {:?}", read.map(|r| r.len())),
     }
-}
-
-#[test]
-fn a_zeroed_last_frame_is_the_end_of_the_log() {
-    let (_dir, path, mut bytes, offsets) = fixture();
-    let last_start = *offsets.last().unwrap() as usize;
-    bytes[last_start..].fill(0);
-    std::fs::write(&path, &bytes).unwrap();
-    let writer = reopen(&path).unwrap();
-    assert_eq!(writer.tail_repair(), None);
-    assert_eq!(writer.last_sequence(), ENTRIES - 1);
-    assert_eq!(writer.committed_offset(), last_start as u64);
-}
-
-#[test]
-fn a_torn_write_into_preallocated_space_is_cut_to_its_last_valid_frame() {
-    let (_dir, path, bytes, offsets) = fixture();
-    let last_start = *offsets.last().unwrap() as usize;
-    // The last frame half written, then the rest of a preallocated chunk.
-    let torn_end = last_start + (bytes.len() - last_start) / 2;
-    let mut damaged = bytes[..torn_end].to_vec();
-    damaged.resize(1 << 20, 0);
-    std::fs::write(&path, &damaged).unwrap();
-    let writer = reopen(&path).unwrap();
-    let repair = writer.tail_repair().expect("a repair");
-    assert_eq!(repair.reason, TailReason::CorruptFinalFrame);
-    assert_eq!(repair.offset, last_start as u64);
-    assert!(repair.discarded_bytes <= (torn_end - last_start) as u64);
-    assert_eq!(writer.last_sequence(), ENTRIES - 1);
-    writer.close().unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), bytes[..last_start]);
-}
-
-#[test]
-fn a_zeroed_frame_with_valid_frames_after_it_is_mid_log_corruption() {
-    let (_dir, path, mut bytes, offsets) = fixture();
-    let (start, end) = (offsets[1] as usize, offsets[2] as usize);
-    bytes[start..end].fill(0);
-    bytes.resize(bytes.len() + 8192, 0);
-    std::fs::write(&path, &bytes).unwrap();
-    let error = reopen(&path).unwrap_err();
-    assert_eq!(error.code(), "MID_LOG_CORRUPTION", "{error}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes);
-}
-
-#[test]
-fn damage_before_valid_frames_is_refused_and_leaves_the_file_untouched() {
-    let (_dir, path, bytes, offsets) = fixture();
-    // Every byte of every frame but the last: header, extent and payload.
-    let end_of_middle = *offsets.last().unwrap() as usize;
-    for byte in offsets[0] as usize..end_of_middle {
-        let mut damaged = bytes.clone();
-        damaged[byte] ^= 0x01;
-        std::fs::write(&path, &damaged).unwrap();
-        let err = reopen(&path).unwrap_err();
-        assert_eq!(err.code(), "MID_LOG_CORRUPTION", "byte {byte}: {err}");
-        assert_eq!(
-            std::fs::read(&path).unwrap(),
-            damaged,
-            "file changed after byte {byte}"
-        );
-        assert_eq!(read_all(&path).unwrap_err().code(), "MID_LOG_CORRUPTION");
+    untouched();
+    let writer = match (
+        survives,
+        WalWriter::open(&fs(), path, WalOptions::default()),
+    ) {
+        (Refused(code), Err(error)) => {
+            assert_eq!(error.code(), *code, "{at}: {error}");
+            return untouched();
+        }
+        (Refused(_), Ok(writer)) => panic!("{at}: opened, repair {:?}", writer.tail_repair()),
+        (_, opened) => opened.unwrap_or_else(|e| panic!("{at}: {e}")),
+    };
+    let (Clean(entries) | Cut(_, entries)) = survives else {
+        unreachable!()
+    };
+    let end = log.end_of(*entries);
+    assert_eq!(writer.last_sequence(), *entries, "{at}");
+    assert_eq!(writer.committed_offset(), end as u64, "{at}");
+    match survives {
+        Cut(reason, _) => {
+            let repair = writer
+                .tail_repair()
+                .unwrap_or_else(|| panic!("{at}: no repair"));
+            assert_eq!(
+                (repair.reason, repair.offset),
+                (*reason, end as u64),
+                "{at}"
+            );
+            // Counted to the torn write's last non-zero byte: trailing zeros are free space.
+            let written = damaged[end..]
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i + 1);
+            assert_eq!(repair.discarded_bytes, written as u64, "{at}");
+            assert_eq!(repair.saved_bytes, repair.discarded_bytes, "{at}");
+            let kept = std::fs::read(torn_path(path, end as u64)).unwrap();
+            assert!(
+                kept == damaged[end..end + written],
+                "{at}: the bytes kept beside the log"
+            );
+            // The repair itself cut the log: no close needed.
+            drop(writer);
+        }
+        _ => {
+            assert_eq!(writer.tail_repair(), None, "{at}");
+            // Close cuts the zeros after the last entry.
+            writer.close().unwrap();
+        }
     }
-}
-
-#[test]
-fn a_zeroed_frame_followed_by_data_is_refused() {
-    let (_dir, path, mut bytes, offsets) = fixture();
-    bytes[offsets[1] as usize..offsets[2] as usize].fill(0);
-    std::fs::write(&path, &bytes).unwrap();
-    assert_eq!(reopen(&path).unwrap_err().code(), "MID_LOG_CORRUPTION");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes);
-}
-
-#[test]
-fn a_missing_middle_frame_is_a_sequence_gap() {
-    let (_dir, path, bytes, offsets) = fixture();
-    let mut spliced = bytes[..offsets[1] as usize].to_vec();
-    spliced.extend_from_slice(&bytes[offsets[2] as usize..]);
-    std::fs::write(&path, &spliced).unwrap();
-    assert_eq!(reopen(&path).unwrap_err().code(), "SEQUENCE_GAP");
-    assert_eq!(std::fs::read(&path).unwrap(), spliced);
-}
-
-#[test]
-fn a_repeated_frame_is_a_non_monotonic_sequence() {
-    let (_dir, path, bytes, offsets) = fixture();
-    let mut doubled = bytes[..offsets[2] as usize].to_vec();
-    doubled.extend_from_slice(&bytes[offsets[1] as usize..]);
-    std::fs::write(&path, &doubled).unwrap();
-    assert_eq!(reopen(&path).unwrap_err().code(), "NON_MONOTONIC_SEQUENCE");
-    assert_eq!(
-        read_all(&path).unwrap_err().code(),
-        "NON_MONOTONIC_SEQUENCE"
+    assert!(
+        std::fs::read(path).unwrap() == log.bytes[..end],
+        "{at}: not cut to the last whole frame"
     );
-}
-
-#[test]
-fn header_damage_is_typed_and_untouched() {
-    let (_dir, path, bytes, _) = fixture();
-    let mut damaged = bytes.clone();
-    damaged[10] ^= 1;
-    std::fs::write(&path, &damaged).unwrap();
-    assert_eq!(reopen(&path).unwrap_err().code(), "CHECKSUM_MISMATCH");
-    assert_eq!(std::fs::read(&path).unwrap(), damaged);
-
-    std::fs::write(&path, b"SQLite format 3\0 and the rest of some database").unwrap();
-    assert_eq!(reopen(&path).unwrap_err().code(), "MAGIC_MISMATCH");
-    std::fs::write(&path, b"").unwrap();
-    assert_eq!(reopen(&path).unwrap_err().code(), "TRUNCATED_HEADER");
-    assert_eq!(std::fs::read(&path).unwrap(), b"");
-}
-
-#[test]
-fn the_bytes_a_repair_cuts_are_kept_beside_the_log() {
-    let (_dir, path, bytes, offsets) = fixture();
-    let last = *offsets.last().unwrap();
-    // A torn final frame followed by junk, as a crash mid-write can leave.
-    let mut torn = bytes[..bytes.len() - 3].to_vec();
-    torn.extend_from_slice(b"\x01\x02junk");
-    std::fs::write(&path, &torn).unwrap();
-    let writer = reopen(&path).unwrap();
-    let repair = writer.tail_repair().expect("a repair");
-    assert_eq!(repair.offset, last);
-    assert_eq!(repair.saved_bytes, repair.discarded_bytes);
-    let kept = std::fs::read(torn_path(&path, last)).unwrap();
-    assert_eq!(kept, &torn[usize::try_from(last).unwrap()..]);
-    // The log itself is cut to its last whole frame.
-    assert_eq!(writer.committed_offset(), last);
+    assert_standard_entries(&read_all(path).unwrap(), 1, *entries);
 }
 
 #[test]
@@ -263,8 +243,7 @@ fn prune_keeps_only_the_newest_kept_torn_tails() {
 fn prune_before_the_first_checkpoint_deletes_old_torn_tails_and_stale_temp_files() {
     use selene_persist_engine::retention::RetentionPolicy;
     use selene_persist_engine::store::Store;
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     // Three crashes in the middle of a write, each cut as a torn tail by the next open.
     let mut torn = Vec::new();
     for round in 0..3u64 {

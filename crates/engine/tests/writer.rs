@@ -15,8 +15,7 @@ use selene_persist_engine::{
 
 #[test]
 fn sequences_continue_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     write_entries(&path, 3);
     write_entries(&path, 4);
     assert_standard_entries(&read_all(&path).unwrap(), 1, 7);
@@ -24,8 +23,7 @@ fn sequences_continue_across_reopen() {
 
 #[test]
 fn packed_payloads_are_entries_like_listed_ones_and_lengths_must_cover_the_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     let payloads: [&[u8]; 4] = [b"one", b"", b"three", &[7u8; 5000]];
     let packed = NewEntries::packed(
@@ -53,8 +51,7 @@ fn packed_payloads_are_entries_like_listed_ones_and_lengths_must_cover_the_data(
 
 #[test]
 fn snapshot_seq_seeds_a_new_file_and_the_header_wins_on_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let seeded = WalOptions {
         snapshot_seq: 100,
         ..WalOptions::default()
@@ -110,8 +107,7 @@ fn exactly_one_of_many_threads_gets_the_lock() {
 fn a_lock_held_by_a_forked_child_for_an_instant_does_not_refuse_the_next_writer() {
     // A child spawned while a writer is open holds a copy of its file description (and so the
     // lock) until it execs: reopening right after close must wait for it, not refuse.
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let stop = Arc::new(AtomicBool::new(false));
     let spawners: Vec<_> = (0..2)
         .map(|_| {
@@ -138,8 +134,7 @@ fn a_lock_held_by_a_forked_child_for_an_instant_does_not_refuse_the_next_writer(
 
 #[test]
 fn principals_origins_and_timestamps_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
     let replicated = Origin::Replicated {
         source_node_id: u64::MAX,
@@ -182,8 +177,7 @@ fn principals_origins_and_timestamps_round_trip() {
 
 #[test]
 fn generated_timestamps_stay_monotonic_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let future = Hlc {
         seconds: u64::from(u32::MAX) * 4,
         subseconds: 0,
@@ -205,8 +199,7 @@ fn generated_timestamps_stay_monotonic_across_reopen() {
 
 #[test]
 fn caps_are_enforced_at_and_over_the_limit_without_consuming_sequences() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let options = WalOptions {
         compression: Compression::disabled(),
         ..WalOptions::default()
@@ -245,8 +238,7 @@ fn caps_are_enforced_at_and_over_the_limit_without_consuming_sequences() {
 
 #[test]
 fn compression_threshold_is_inclusive_and_round_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let options = WalOptions {
         compression: Compression {
             threshold: Some(1000),
@@ -272,8 +264,7 @@ fn compression_threshold_is_inclusive_and_round_trips() {
 
 #[test]
 fn bad_options_are_invalid_arguments() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let bad = [
         options(SyncPolicy::EveryN(0)),
         options(SyncPolicy::Interval(std::time::Duration::ZERO)),
@@ -300,8 +291,7 @@ fn bad_options_are_invalid_arguments() {
 
 #[test]
 fn the_sequence_space_ends_at_2_pow_53_minus_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     let options = WalOptions {
         snapshot_seq: (1 << 53) - 2,
         ..WalOptions::default()
@@ -329,23 +319,42 @@ fn a_missing_directory_is_an_io_error() {
     );
 }
 
-/// Open a writer with `options` over a fault-injecting fs, with two committed entries.
-fn faulty_writer(dir: &tempfile::TempDir, options: WalOptions) -> (FaultFs, WalWriter) {
+/// The fixture of the fault tests: a fresh WAL over a fault-injecting fs, opened with `options`
+/// and holding standard entries 1 and 2.
+fn faulty_writer(
+    options: WalOptions,
+) -> (tempfile::TempDir, std::path::PathBuf, FaultFs, WalWriter) {
+    let (dir, path) = fresh_wal();
     let faults = FaultFs::new();
-    let vfs = faults.shared();
-    let mut writer = WalWriter::open(&vfs, &wal_in(dir), options).unwrap();
+    let mut writer = WalWriter::open(&faults.shared(), &path, options).unwrap();
     writer
         .append(&[entry(&payload_for(1)), entry(&payload_for(2))])
         .unwrap();
-    (faults, writer)
+    (dir, path, faults, writer)
+}
+
+/// After a rejected commit the faulty writer still holds entries 1 and 2, is not poisoned, and
+/// gives the next entry sequence 3.
+fn goes_on_after_a_rejected_commit(mut writer: WalWriter, path: &std::path::Path) {
+    assert_eq!(writer.last_sequence(), 2);
+    assert!(writer.poisoned().is_none());
+    assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
+    writer.close().unwrap();
+    assert_standard_entries(&read_all(path).unwrap(), 1, 3);
+}
+
+/// `options(sync)` with compression off, so a payload's frame is as large as the payload.
+fn uncompressed(sync: SyncPolicy) -> WalOptions {
+    WalOptions {
+        compression: Compression::disabled(),
+        ..options(sync)
+    }
 }
 
 #[test]
 fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
     for fault in [Fault::Eio, Fault::NoSpace, Fault::ShortWrite] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = wal_in(&dir);
-        let (faults, mut writer) = faulty_writer(&dir, options(SyncPolicy::Always));
+        let (_dir, path, faults, mut writer) = faulty_writer(options(SyncPolicy::Always));
         let committed = writer.committed_offset();
         faults.fail_ahead(0, fault);
         let err = writer
@@ -362,23 +371,13 @@ fn a_failed_write_is_cut_back_and_the_writer_stays_usable() {
             committed,
             "{fault:?}"
         );
-        assert_eq!(writer.last_sequence(), 2);
-        assert!(writer.poisoned().is_none());
-        assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
-        writer.close().unwrap();
-        assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
+        goes_on_after_a_rejected_commit(writer, &path);
     }
 }
 
 #[test]
 fn a_deferred_sync_starts_writeback_every_mib_and_a_failed_hint_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let manual = WalOptions {
-        compression: Compression::disabled(),
-        ..options(SyncPolicy::Manual)
-    };
-    let (faults, mut writer) = faulty_writer(&dir, manual);
+    let (_dir, path, faults, mut writer) = faulty_writer(uncompressed(SyncPolicy::Manual));
     let big = vec![9u8; 300 << 10];
     let started = |faults: &FaultFs| {
         faults
@@ -422,14 +421,8 @@ fn a_deferred_sync_starts_writeback_every_mib_and_a_failed_hint_loses_nothing() 
 
 #[test]
 fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
     // Uncompressed, so the 5000-byte frame really crosses the 4 KiB chunk.
-    let uncompressed = WalOptions {
-        compression: Compression::disabled(),
-        ..options(SyncPolicy::Always)
-    };
-    let (faults, mut writer) = faulty_writer(&dir, uncompressed);
+    let (_dir, path, faults, mut writer) = faulty_writer(uncompressed(SyncPolicy::Always));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     // The first operation of the next commit is the preallocation.
     faults.fail_ahead(0, Fault::Eio);
@@ -440,22 +433,12 @@ fn a_failed_preallocation_rejects_the_commit_writes_nothing_and_the_writer_goes_
         "{:?}",
         faults.log()
     );
-    assert_eq!(writer.last_sequence(), 2);
-    assert!(writer.poisoned().is_none());
-    assert_eq!(writer.append(&[entry(&payload_for(3))]).unwrap(), 3..=3);
-    writer.close().unwrap();
-    assert_standard_entries(&read_all(&path).unwrap(), 1, 3);
+    goes_on_after_a_rejected_commit(writer, &path);
 }
 
 #[test]
 fn no_room_to_preallocate_cuts_the_partial_chunk_and_the_write_grows_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let uncompressed = WalOptions {
-        compression: Compression::disabled(),
-        ..options(SyncPolicy::Always)
-    };
-    let (faults, mut writer) = faulty_writer(&dir, uncompressed);
+    let (_dir, path, faults, mut writer) = faulty_writer(uncompressed(SyncPolicy::Always));
     faults.fail_ahead(0, Fault::NoSpace);
     let big = vec![7u8; 5000];
     assert_eq!(writer.append(&[entry(&big)]).unwrap(), 3..=3);
@@ -487,9 +470,7 @@ fn no_room_to_preallocate_cuts_the_partial_chunk_and_the_write_grows_the_file() 
 
 #[test]
 fn a_failed_fdatasync_rejects_the_group_and_poisons() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let (faults, mut writer) = faulty_writer(&dir, options(SyncPolicy::Always));
+    let (_dir, path, faults, mut writer) = faulty_writer(options(SyncPolicy::Always));
     let committed = writer.committed_offset();
     // Operation after the write is the fdatasync.
     faults.fail_ahead(1, Fault::Eio);
@@ -512,9 +493,7 @@ fn a_failed_fdatasync_rejects_the_group_and_poisons() {
 
 #[test]
 fn a_failed_cut_back_poisons() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
-    let (faults, mut writer) = faulty_writer(&dir, options(SyncPolicy::Always));
+    let (_dir, path, faults, mut writer) = faulty_writer(options(SyncPolicy::Always));
     // The short write leaves half a frame; the truncate that should remove it fails too.
     let next = faults.op_count();
     faults.set_plan(FaultPlan {
@@ -571,8 +550,7 @@ fn sync_policies_fdatasync_when_they_promise() {
 
 #[test]
 fn creating_a_wal_is_atomic_and_durable() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (dir, path) = fresh_wal();
     let faults = FaultFs::new();
     let vfs = faults.shared();
     WalWriter::open(&vfs, &path, WalOptions::default()).unwrap();
@@ -604,14 +582,9 @@ fn creating_a_wal_is_atomic_and_durable() {
 
 #[test]
 fn a_failed_create_leaves_no_wal() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = wal_in(&dir);
+    let (_dir, path) = fresh_wal();
     for step in 0..4 {
-        let faults = FaultFs::new();
-        faults.set_plan(FaultPlan {
-            faults: vec![(step, Fault::Eio)],
-            fail_from: None,
-        });
+        let faults = failing_at(step, Fault::Eio);
         let vfs: Arc<dyn Vfs> = Arc::new(faults.clone());
         assert_eq!(
             WalWriter::open(&vfs, &path, WalOptions::default())

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use selene_persist_engine::io::{StdFs, Vfs};
+use selene_persist_engine::store::Store;
+use selene_persist_engine::testing::fault::{Fault, FaultFs};
 use selene_persist_engine::{
     Entry, NewEntry, Result, SyncPolicy, WalOptions, WalReader, WalWriter,
 };
@@ -13,8 +15,33 @@ pub fn fs() -> Arc<dyn Vfs> {
     StdFs::shared()
 }
 
-pub fn wal_in(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().join("wal.log")
+/// The path of the WAL `wal.log` in `dir`.
+pub fn wal_in(dir: impl AsRef<Path>) -> PathBuf {
+    dir.as_ref().join("wal.log")
+}
+
+/// The payload of event `n` in the store tests' workload.
+pub fn event(n: impl std::fmt::Display) -> Vec<u8> {
+    format!("event {n}").into_bytes()
+}
+
+/// Close a store's committer, whatever the outcome (a test that checks it uses `close_via`).
+pub fn close_store(store: Store) {
+    drop(close_via(store.committer()));
+}
+
+/// A fresh directory and the path of a WAL in it: the set-up most tests open with.
+pub fn fresh_wal() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = wal_in(&dir);
+    (dir, path)
+}
+
+/// A fresh directory with a store open in it, with the default options.
+pub fn fresh_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&fs(), dir.path(), WalOptions::default()).unwrap();
+    (dir, store)
 }
 
 pub fn entry(payload: &[u8]) -> NewEntry {
@@ -27,6 +54,19 @@ pub fn entry(payload: &[u8]) -> NewEntry {
 /// The payload of the entry with sequence `seq` in the standard test workload.
 pub fn payload_for(seq: u64) -> Vec<u8> {
     format!("entry-{seq:05}-{}", "x".repeat((seq % 17) as usize)).into_bytes()
+}
+
+/// `len` incompressible bytes (xorshift from `seed`).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
 }
 
 /// Writer options with `sync` and a one-page preallocation chunk, so tests cross chunk
@@ -113,6 +153,71 @@ pub fn recover_standard_wal(path: &Path) -> std::result::Result<u64, String> {
         }
     }
     Ok(entries.len() as u64)
+}
+
+/// Recover the store in `dir` whose state is a count of events (`event 1`, `event 2`, …): the
+/// snapshot's `count`, then every replayed entry, each checked to be the next event; how many.
+pub fn recover_counted_events(dir: &Path, options: WalOptions) -> std::result::Result<u64, String> {
+    let store = Store::open(&fs(), dir, options).map_err(|e| format!("open: {e}"))?;
+    let mut count = match store.snapshot() {
+        Some(snapshot) => String::from_utf8(snapshot.read("count").map_err(|e| e.to_string())?)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        None => 0,
+    };
+    let mut replay = store.replay(0).map_err(|e| format!("replay: {e}"))?;
+    loop {
+        let batch = replay
+            .next_batch::<Vec<Entry>>(100, usize::MAX)
+            .map_err(|e| format!("replay: {e}"))?;
+        if batch.is_empty() {
+            break;
+        }
+        for entry in batch {
+            count += 1;
+            if entry.payload != event(count) {
+                return Err(format!(
+                    "replayed {:?} where event {count} belongs",
+                    String::from_utf8_lossy(&entry.payload)
+                ));
+            }
+        }
+    }
+    close_via(store.committer()).map_err(|e| format!("close: {e}"))?;
+    Ok(count)
+}
+
+/// A fault-injecting fs whose operation `op` (counted from 0) fails with `fault`, and no other.
+pub fn failing_at(
+    op: usize,
+    fault: selene_persist_engine::testing::fault::Fault,
+) -> selene_persist_engine::testing::fault::FaultFs {
+    let faults = selene_persist_engine::testing::fault::FaultFs::new();
+    faults.fail_ahead(op, fault);
+    faults
+}
+
+/// The faults every sweep injects.
+pub const FAULTS: [Fault; 3] = [Fault::Eio, Fault::NoSpace, Fault::ShortWrite];
+
+/// Call `run` once per (operation, fault) pair of the workload `probe` recorded: with an fs that
+/// fails that operation with that fault, a fresh directory, the fault, and a context naming
+/// both. Returns how many runs there were.
+pub fn each_single_fault(
+    probe: &FaultFs,
+    mut run: impl FnMut(&FaultFs, &Path, Fault, &str),
+) -> usize {
+    let mut runs = 0;
+    for op in 0..probe.op_count() {
+        for fault in FAULTS {
+            let dir = tempfile::tempdir().unwrap();
+            let context = format!("{fault:?} at operation {op} ({:?})", probe.log().get(op));
+            run(&failing_at(op, fault), dir.path(), fault, &context);
+            runs += 1;
+        }
+    }
+    runs
 }
 
 /// Check that each directory created in the first `until` operations of `log` was made durable

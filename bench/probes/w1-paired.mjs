@@ -6,12 +6,12 @@
 // fdatasync, like the writer's, changes no file size): `writeSync` then `fdatasyncSync`,
 // against `writeSync` then an awaited `fs.fdatasync`, whose thread-pool round trip is the same
 // pair of hand-offs an awaited `append` pays.
-// Usage (from the repository root, after `npm run build`): node bench/w1-paired.mjs
+// Usage (from the repository root, after `npm run build`): node bench/probes/w1-paired.mjs
 import { closeSync, fdatasync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { WalWriter } from 'selene-persist'
+import { WalWriter } from '../../index.js'
 
 const ROUNDS = 20
 const EACH = 50

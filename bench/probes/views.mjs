@@ -1,12 +1,12 @@
 // The cost of one payload view, the per-entry work of a replay loop: the package's
 // `EntryBatch.payload(i)` against `Buffer#subarray` and `Buffer.from(arrayBuffer, offset, length)`
 // over the same 4096 payloads of 128 B. Medians of 5 rounds of 500 passes.
-// Usage (from the repository root, after `npm run build`): node bench/views.mjs
+// Usage (from the repository root, after `npm run build`): node bench/probes/views.mjs
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import { WalReader, WalWriter } from 'selene-persist'
+import { WalReader, WalWriter } from '../../index.js'
 
 const COUNT = 4096
 const LENGTH = 128

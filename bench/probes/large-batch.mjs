@@ -4,7 +4,7 @@
 // filled, over the payload bytes: 1.0 means one copy of the payload beyond the caller's
 // buffers. Each case runs in a fresh process, `--runs` times; medians are printed.
 //
-//   node bench/large-batch.mjs [--runs 3] [--count 4] [--mib 200]
+//   node bench/probes/large-batch.mjs [--runs 3] [--count 4] [--mib 200]
 import { execFileSync } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -25,7 +25,7 @@ const { values } = parseArgs({
 const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))[1]) * 1024
 
 if (values.child !== undefined) {
-  const { WalWriter } = await import('../index.js')
+  const { WalWriter } = await import('../../index.js')
   const compression = values.child === 'compressed' ? undefined : false
   const dir = mkdtempSync(join(tmpdir(), 'selene-large-batch-'))
   try {

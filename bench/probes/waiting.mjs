@@ -3,7 +3,7 @@
 // the time to drain and the peak RSS above the process's start, per waiting call. Each size
 // runs in a fresh process, `--runs` times; medians are printed.
 //
-//   node bench/waiting.mjs [--runs 3] [--sizes 100000,200000,400000,1000000,2000000]
+//   node bench/probes/waiting.mjs [--runs 3] [--sizes 100000,200000,400000,1000000,2000000]
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util'
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, sizes: { type: 'string', default: '100000,200000,400000,1000000,2000000' }, child: { type: 'string' } } })
 
 if (values.child !== undefined) {
-  const { WalWriter } = await import('../index.js')
+  const { WalWriter } = await import('../../index.js')
   const count = Number(values.child)
   const dir = mkdtempSync(join(tmpdir(), 'selene-waiting-'))
   const writer = await WalWriter.open(join(dir, 'wal.log'), { sync: 'manual', maxQueueBytes: 1 << 20 })
