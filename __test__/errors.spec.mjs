@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import test from 'ava'
 import { PersistError, Store, WalWriter, follow, verify } from 'selene-persist'
 
-import { tempDir } from './helpers.mjs'
+import { checkpointedStore, tempDir } from './helpers.mjs'
 
 test('an OS failure carries errno, syscall, path and osCode, names the path given, and its cause is Node-shaped', async (t) => {
   const dir = await tempDir(t)
@@ -40,12 +40,7 @@ test('a directory opened as a WAL is NOT_A_FILE', async (t) => {
 })
 
 test('WalWriter.open on a file of a store (an archive, the live WAL) is FILE_IN_STORE, and the store stays whole', async (t) => {
-  const dir = await tempDir(t)
-  const store = await Store.open(dir)
-  await store.append(Buffer.from('a'))
-  await store.checkpoint({ s: Buffer.from('x') })
-  await store.append(Buffer.from('b'))
-  await store.close()
+  const dir = await checkpointedStore(t)
   for (const name of ['wal.2.archive', 'wal.log', 'snapshot.2.snap', 'wal.9.archive']) {
     const error = await t.throwsAsync(WalWriter.open(join(dir, name)), { instanceOf: PersistError })
     t.like(error, { code: 'FILE_IN_STORE', path: join(dir, name) }, name)

@@ -17,6 +17,17 @@ export async function tempDir(t) {
   return dir
 }
 
+/** A closed store in a fresh temp directory: entry 1 ('a'), a checkpoint at 1 (one snapshot and an archive), entry 2 ('b'). */
+export async function checkpointedStore(t) {
+  const dir = await tempDir(t)
+  const store = await Store.open(dir)
+  await store.append(Buffer.from('a'))
+  await store.checkpoint({ s: Buffer.from('x') })
+  await store.append(Buffer.from('b'))
+  await store.close()
+  return dir
+}
+
 const cli = new URL('../cli.js', import.meta.url).pathname
 
 /** The path of the test fixture script `name` (in __test__/fixtures). */

@@ -8,7 +8,7 @@ import { PersistError, SnapshotBuilder, SnapshotReader, Store, WalReader, WalWri
 
 import { Model, encode, eventFor, recovered, restore } from './fixtures/app.mjs'
 import { runUntilKilled } from './fixtures/kill.mjs'
-import { fixture, followed, hundred, runCli, smallDisk, tempDir } from './helpers.mjs'
+import { checkpointedStore, fixture, followed, hundred, runCli, smallDisk, tempDir } from './helpers.mjs'
 
 async function appendEvents(store, model, from, to) {
   for (let n = from; n <= to; n++) {
@@ -398,12 +398,7 @@ test('kill -9 of the backing-up process: each destination is a complete backup o
 
 test('inspect and verify are available from the API, not only the CLI', async (t) => {
   const { inspect, verify } = await import('selene-persist')
-  const dir = await tempDir(t)
-  const store = await Store.open(dir)
-  await store.append(Buffer.from('a'))
-  await store.checkpoint({ s: Buffer.from('x') })
-  await store.append(Buffer.from('b'))
-  await store.close()
+  const dir = await checkpointedStore(t)
   const shallow = await inspect(dir)
   t.is(shallow.kind, 'store')
   t.deepEqual(shallow.manifest, { liveSnapshotSeq: 2, activeWalSeq: 2, archives: [2] })
