@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 
 import test from 'ava'
-import { Store, WalWriter } from 'selene-persist'
+import { Store, WalReader, WalWriter, follow, followBatches } from 'selene-persist'
 
 import { payloadFor, readAll, tempDir } from './helpers.mjs'
 
@@ -78,3 +78,39 @@ for (const [name, open] of [
     t.is((await t.throwsAsync(handle.append(payloadFor(2)))).code, 'CLOSED', 'writes are still refused')
   })
 }
+
+test('every iterator handed out disposes: [Symbol.asyncDispose]() ends it as a break would, even on Node 20', async (t) => {
+  const dispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
+  const dir = await tempDir(t)
+  const store = await Store.open(join(dir, 'store'))
+  for (let i = 1; i <= 3; i++) await store.append(payloadFor(i))
+  await store.flush()
+  const consumer = await store.consumer('reader')
+  const writer = await WalWriter.open(join(dir, 'wal.log'))
+  for (let i = 1; i <= 3; i++) await writer.append(payloadFor(i))
+  const reader = await WalReader.open(join(dir, 'wal.log'))
+  const iterators = {
+    'store.replay': () => store.replay(),
+    'store.replayBatches': () => store.replayBatches(),
+    'store.follow': () => store.follow(),
+    'store.followBatches': () => store.followBatches(),
+    'consumer.entries': () => consumer.entries(),
+    'consumer.batches': () => consumer.batches(),
+    'writer.follow': () => writer.follow(),
+    'writer.followBatches': () => writer.followBatches(),
+    'reader.entries': () => reader.entries(),
+    'reader.batches': () => reader.batches(),
+    'follow(dir)': () => follow(join(dir, 'store')),
+    'followBatches(dir)': () => followBatches(join(dir, 'store')),
+  }
+  for (const [name, make] of Object.entries(iterators)) {
+    const iterator = make()
+    t.is(typeof iterator[dispose], 'function', name)
+    t.false((await iterator.next()).done, `${name} yields`)
+    await iterator[dispose]()
+    t.true((await iterator.next()).done, `${name} is ended by dispose`)
+  }
+  // Nothing the followers held keeps the handles from closing.
+  await writer.close()
+  await store.close()
+})

@@ -10,18 +10,13 @@ import { Admission, type Request } from './append/admission'
 import { SyncBatch } from './append/sync-batch'
 import { Wakeup } from './append/wakeup'
 import { type EntryBatch, type WalEntry, deferred, entriesOf } from './batch'
+import { asyncDispose } from './dispose'
 import { ioSince, publish } from './diagnostics'
 import { PersistError, call, guarded, invalid, receiver, translate } from './errors'
 import { type FollowOptions, followBatchesOf } from './follow'
 import { type AppendMeta, checkPayload, isPlainPayload, nativeMeta } from './options'
 import type { Payloads } from './outbox'
 
-/**
- * `Symbol.asyncDispose`, for `await using`: native in Node 20+, Bun and Deno; Node 18.18+
- * defines it as `Symbol.for('nodejs.asyncDispose')`, which older runtimes get here too, so a
- * handle disposes the same way wherever it runs.
- */
-export const asyncDispose: typeof Symbol.asyncDispose = (Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')) as typeof Symbol.asyncDispose
 
 /** A torn tail cut when a writer opened. */
 export interface TailRepair {

@@ -2,6 +2,7 @@
 import * as native from '../native'
 
 import { call, guarded, invalid, receiver } from './errors'
+import { disposable } from './dispose'
 import { type Hlc, type Origin, checkInteger, isObject } from './options'
 
 /** One entry read back. */
@@ -178,15 +179,26 @@ export async function* batchesOf(source: ChunkSource): AsyncGenerator<EntryBatch
  * of its caller, brand-checked with `receiver`), it calls it at the first `next()`, so what it
  * throws (a wrong `this`, a bad option) rejects there, translated, as a generator's failure must.
  */
-export async function* entriesOf(batches: AsyncIterable<EntryBatch> | (() => AsyncIterable<EntryBatch>)): AsyncGenerator<WalEntry, void, undefined> {
-  for await (const batch of typeof batches === 'function' ? deferred(batches) : batches) {
-    for (let i = 0; i < batch.length; i++) yield batch.entry(i)
-  }
+export function entriesOf(batches: AsyncIterable<EntryBatch> | (() => AsyncIterable<EntryBatch>)): AsyncGenerator<WalEntry, void, undefined> {
+  return disposable(
+    (async function* () {
+      for await (const batch of typeof batches === 'function' ? deferred(batches) : batches) {
+        for (let i = 0; i < batch.length; i++) yield batch.entry(i)
+      }
+    })(),
+  )
 }
 
-/** The items of the stream `make()` returns, calling it at the first `next()`: what it throws rejects that call, translated. */
-export async function* deferred<T>(make: () => AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
-  yield* guarded(make)
+/**
+ * The items of the stream `make()` returns, calling it at the first `next()`: what it throws
+ * rejects that call, translated. Disposable (`await using`), as every iterator handed out is.
+ */
+export function deferred<T>(make: () => AsyncIterable<T>): AsyncGenerator<T, void, undefined> {
+  return disposable(
+    (async function* () {
+      yield* guarded(make)
+    })(),
+  )
 }
 
 /** Options of {@link WalReader.entries} and {@link Store.replay}. */

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path'
 import * as native from '../native'
 
 import { BATCH_BYTES, BATCH_ENTRIES, EntryBatch, type WalEntry, entriesOf } from './batch'
+import { disposable } from './dispose'
 import { call, invalid } from './errors'
 import { checkInteger, checkObject, checkPath } from './options'
 
@@ -184,7 +185,7 @@ async function* followProcess(path: string, options: ProcessFollowOptions, pollM
 export function followBatches(path: string, options: ProcessFollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
   const given = checkObject('options', options)
   const pollMs = given.pollMs === undefined ? 500 : checkInteger('pollMs', given.pollMs, 1, 2 ** 31 - 1)
-  return followProcess(path, given, pollMs)
+  return disposable(followProcess(path, given, pollMs))
 }
 
 /** {@link followBatches}, one entry at a time. */

@@ -16,7 +16,8 @@ import {
   nativeSections,
 } from './options'
 import { Appender } from './appender'
-import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
+import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, deferred, entriesOf, fromOption } from './batch'
+import { disposable } from './dispose'
 import { Consumer, type ConsumerInfo } from './consumer'
 import type { FollowOptions } from './follow'
 import { SnapshotReader } from './snapshot'
@@ -164,7 +165,11 @@ export class Store extends Appender {
   }
 
   /** {@link Store.replay} in batches, each read in one native call (see {@link EntryBatch}). */
-  async *replayBatches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+  replayBatches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+    return deferred(() => receiver(this, Store).#replayFrom(options))
+  }
+
+  async *#replayFrom(options: EntriesOptions): AsyncGenerator<EntryBatch, void, undefined> {
     const from = fromOption(options)
     yield* batchesOf(await call(() => this.#native.replay(from)))
   }
@@ -173,10 +178,12 @@ export class Store extends Appender {
   override followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
     const batches = super.followBatches(options)
     const closed = (): boolean => this.closed
-    return (async function* () {
-      if (closed()) throw new PersistError('CLOSED', 'the store is closed')
-      yield* batches
-    })()
+    return disposable(
+      (async function* () {
+        if (closed()) throw new PersistError('CLOSED', 'the store is closed')
+        yield* batches
+      })(),
+    )
   }
 
   override append(...args: Parameters<Appender['append']>): Promise<number> {

@@ -2,7 +2,7 @@
 import * as native from '../native'
 
 import { Appender } from './appender'
-import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, entriesOf, fromOption } from './batch'
+import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, deferred, entriesOf, fromOption } from './batch'
 import { call, receiver } from './errors'
 import { type CompressionOption, DEFAULTS, type SyncPolicy, checkInteger, checkObject, checkPath, nativeOptions } from './options'
 
@@ -90,14 +90,18 @@ export class WalReader {
    * replay, with no object per entry unless you ask for one (see {@link EntryBatch}). A thread
    * of the reader's own reads up to three batches ahead while you work on one.
    */
-  async *batches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    const { path } = receiver(this, WalReader)
-    const from = fromOption(options)
-    const reader = await call(() => native.NativeReader.open(path))
-    yield* batchesOf({
-      nextChunk: (maxEntries, maxBytes) => reader.nextChunk(from, maxEntries, maxBytes, false),
-      takeChunk: () => reader.takeChunk(),
-      close: () => reader.close(),
-    })
+  batches(options: EntriesOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
+    return deferred(() => batchesAt(receiver(this, WalReader).path, options))
   }
+}
+
+/** {@link WalReader.batches} of the WAL at `path`. */
+async function* batchesAt(path: string, options: EntriesOptions): AsyncGenerator<EntryBatch, void, undefined> {
+  const from = fromOption(options)
+  const reader = await call(() => native.NativeReader.open(path))
+  yield* batchesOf({
+    nextChunk: (maxEntries, maxBytes) => reader.nextChunk(from, maxEntries, maxBytes, false),
+    takeChunk: () => reader.takeChunk(),
+    close: () => reader.close(),
+  })
 }

@@ -15,7 +15,7 @@
 import * as native from '../../native'
 
 import { EntryBatch } from '../batch'
-import { asyncDispose } from '../appender'
+import { asyncDispose } from '../dispose'
 import { PersistError, call, invalid, receiver } from '../errors'
 import { checkInteger, checkObject } from '../options'
 import type { Store } from '../store'
