@@ -152,12 +152,15 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
   if (preallocate !== undefined) out.preallocate = preallocate === false ? 0 : checkInteger('preallocate', preallocate, 4096, 2 ** 40)
   if (sync === 'always' || sync === 'manual') {
     out.syncMode = sync
-  } else if (isObject(sync) && 'everyN' in sync) {
-    out.syncMode = 'everyN'
-    out.everyN = checkInteger('sync.everyN', sync.everyN, 1, U32_MAX)
-  } else if (isObject(sync) && 'intervalMs' in sync) {
-    out.syncMode = 'interval'
-    out.intervalMs = checkInteger('sync.intervalMs', sync.intervalMs, 1, U32_MAX)
+  } else if (isObject(sync) && ('everyN' in sync) !== ('intervalMs' in sync)) {
+    const { everyN, intervalMs } = checkObject('sync', sync, ['everyN', 'intervalMs'])
+    if (everyN !== undefined) {
+      out.syncMode = 'everyN'
+      out.everyN = checkInteger('sync.everyN', everyN, 1, U32_MAX)
+    } else {
+      out.syncMode = 'interval'
+      out.intervalMs = checkInteger('sync.intervalMs', intervalMs, 1, U32_MAX)
+    }
   } else if (sync !== undefined) {
     throw invalid(`sync must be 'always', 'manual', { everyN } or { intervalMs }, got ${describe(sync)}`)
   }
@@ -165,6 +168,7 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
     out.compressionDisabled = true
   } else if (compression !== undefined) {
     if (!isObject(compression)) throw invalid('compression must be false or { threshold?, level? }')
+    checkObject('compression', compression, ['threshold', 'level'])
     if (compression.threshold !== undefined) out.compressionThreshold = checkInteger('compression.threshold', compression.threshold, 0, U32_MAX)
     if (compression.level !== undefined) out.compressionLevel = checkInteger('compression.level', compression.level, 1, 22)
   }
@@ -173,8 +177,7 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
 
 export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
   if (meta === undefined) return undefined
-  if (!isObject(meta)) throw invalid('meta must be an object')
-  const { principal, origin, hlc } = meta
+  const { principal, origin, hlc } = checkObject('meta', meta, ['principal', 'origin', 'hlc'])
   const out: native.NativeMeta = {}
   if (principal !== undefined) out.principal = checkBytes('meta.principal', principal)
   if (origin !== undefined) {
