@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import test from 'ava'
-import { PersistError, Store, WalReader, WalWriter, follow, verify } from 'selene-persist'
+import { PersistError, SnapshotBuilder, Store, WalReader, WalWriter, follow, verify } from 'selene-persist'
 
 import { checkpointedStore, tempDir } from './helpers.mjs'
 
@@ -93,6 +93,8 @@ test('unknown keys of nested options, entry meta and the replay and read options
     [() => writer.append(Buffer.from('y'), { principle: Buffer.from('p') }), '`principle` in meta; did you mean `principal`?'],
     [() => store.replay({ form: 1 }).next(), '`form` in options; did you mean `from`?'],
     [() => reader.entries({ form: 1 }).next(), '`form` in options; did you mean `from`?'],
+    [() => new SnapshotBuilder().add('a', Buffer.from('x'), { compres: false }), '`compres` in options; did you mean `compress`?'],
+    [() => new SnapshotBuilder().add('a', Buffer.from('x'), { compress: 'no' }), 'options.compress must be a boolean'],
   ]
   for (const [run, message] of cases) {
     const error = await t.throwsAsync(async () => run(), { instanceOf: PersistError })

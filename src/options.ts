@@ -138,6 +138,13 @@ export function checkObject(name: string, value: unknown, known?: readonly strin
   return value
 }
 
+/** The `{ compress? }` options of a snapshot section or checkpoint: the flag, if given. */
+export function compressOption(options: unknown): boolean | undefined {
+  const { compress } = checkObject('options', options, ['compress'])
+  if (compress !== undefined && typeof compress !== 'boolean') throw invalid('options.compress must be a boolean')
+  return compress
+}
+
 /** The engine's defaults (each defined once there); the facade writes none of its own. */
 export const DEFAULTS: native.NativeDefaults = native.defaults()
 
