@@ -506,7 +506,12 @@ impl WalWriter {
         match written {
             Ok(()) => self.sealed_end = seal.end,
             Err(e) => {
-                warning::report(Kind::SealWriteFailed, &self.path, e);
+                let sidecar = seal_path(&self.path);
+                warning::report(
+                    Kind::SealWriteFailed,
+                    &sidecar,
+                    Error::io("write", &sidecar, e),
+                );
             }
         }
     }
