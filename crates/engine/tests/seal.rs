@@ -271,10 +271,13 @@ fn a_seal_that_cannot_be_written_is_warned_about_under_its_own_path() {
         }
     }));
     let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Always)).unwrap();
-    writer.append(&[entry(b"x")]).unwrap();
+    for _ in 0..5 {
+        writer.append(&[entry(b"x")]).unwrap();
+    }
     drop(writer);
     let said = heard.lock().unwrap().clone();
-    assert!(!said.is_empty());
+    // Said once while it keeps failing, not at every commit.
+    assert_eq!(said.len(), 1, "{said:?}");
     for (kind, at, detail) in said {
         assert_eq!(kind, warning::Kind::SealWriteFailed);
         assert_eq!(
