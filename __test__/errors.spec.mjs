@@ -5,7 +5,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import test from 'ava'
-import { PersistError, Store, WalWriter, follow, verify } from 'selene-persist'
+import { PersistError, SnapshotBuilder, Store, WalReader, WalWriter, follow, verify } from 'selene-persist'
 
 import { checkpointedStore, tempDir } from './helpers.mjs'
 
@@ -77,6 +77,32 @@ test('unknown option keys are INVALID_ARGUMENT naming the nearest known key, in 
   t.is((await t.throwsAsync(store.prune({ keepSnapshot: 1 }))).code, 'INVALID_ARGUMENT')
   t.is((await t.throwsAsync(store.consumer('c', { form: 1 }))).code, 'INVALID_ARGUMENT')
   t.is((await t.throwsAsync(store.checkpoint({}, { compres: true }))).code, 'INVALID_ARGUMENT')
+  await store.close()
+})
+
+test('unknown keys of nested options, entry meta and the replay and read options are refused too', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(join(dir, 's'))
+  const writer = await WalWriter.open(join(dir, 'w.log'))
+  await writer.append(Buffer.from('x'))
+  const reader = await WalReader.open(join(dir, 'w.log'))
+  const cases = [
+    [() => WalWriter.open(join(dir, 'c.log'), { compression: { treshold: 1 } }), '`treshold` in compression; did you mean `threshold`?'],
+    [() => WalWriter.open(join(dir, 'e.log'), { sync: { everyN: 2, intervalMS: 5 } }), '`intervalMS` in sync; did you mean `intervalMs`?'],
+    [() => WalWriter.open(join(dir, 'b.log'), { sync: { everyN: 2, intervalMs: 5 } }), 'sync must be'],
+    [() => writer.append(Buffer.from('y'), { principle: Buffer.from('p') }), '`principle` in meta; did you mean `principal`?'],
+    [() => store.replay({ form: 1 }).next(), '`form` in options; did you mean `from`?'],
+    [() => reader.entries({ form: 1 }).next(), '`form` in options; did you mean `from`?'],
+    [() => new SnapshotBuilder().add('a', Buffer.from('x'), { compres: false }), '`compres` in options; did you mean `compress`?'],
+    [() => new SnapshotBuilder().add('a', Buffer.from('x'), { compress: 'no' }), 'options.compress must be a boolean'],
+  ]
+  for (const [run, message] of cases) {
+    const error = await t.throwsAsync(async () => run(), { instanceOf: PersistError })
+    t.is(error.code, 'INVALID_ARGUMENT', message)
+    t.true(error.message.includes(message), `${error.message} has ${message}`)
+  }
+  t.is(writer.lastSequence, 1, 'nothing refused was appended')
+  await writer.close()
   await store.close()
 })
 
