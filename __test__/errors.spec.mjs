@@ -1,7 +1,7 @@
 // Errors a program can branch on: the OS's errno, syscall and path on IO errors (a cause shaped
-// as Node's own), NOT_A_FILE for a directory, the path the caller gave, FILE_IN_STORE for a
+// as Node's own), NOT_A_FILE for a directory, NOT_A_DIRECTORY for a file, the path the caller gave, FILE_IN_STORE for a
 // store's files opened as a WAL, and unknown option keys refused with a "did you mean".
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -37,6 +37,27 @@ test('a directory opened as a WAL is NOT_A_FILE', async (t) => {
   const error = await t.throwsAsync(WalWriter.open(dir), { instanceOf: PersistError })
   t.like(error, { code: 'NOT_A_FILE', path: dir })
   t.regex(error.message, /directory, not a regular file/)
+})
+
+test('a store opened at a file, or below one, is NOT_A_DIRECTORY naming the file, and the file is untouched', async (t) => {
+  const dir = await tempDir(t)
+  const file = join(dir, 'a-file')
+  await writeFile(file, 'not a store')
+  for (const at of [file, join(file, 'store'), join(file, 'deeper', 'store')]) {
+    const error = await t.throwsAsync(Store.open(at), { instanceOf: PersistError })
+    t.like(error, { code: 'NOT_A_DIRECTORY', path: file }, at)
+    t.regex(error.message, /a file, not a directory/)
+  }
+  const backupError = await t.throwsAsync((async () => {
+    const store = await Store.open(join(dir, 'store'))
+    try {
+      await store.backup(join(file, 'copy'))
+    } finally {
+      await store.close()
+    }
+  })())
+  t.like(backupError, { code: 'NOT_A_DIRECTORY', path: file })
+  t.is(await readFile(file, 'utf8'), 'not a store')
 })
 
 test('WalWriter.open on a file of a store (an archive, the live WAL) is FILE_IN_STORE, and the store stays whole', async (t) => {

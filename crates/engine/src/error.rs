@@ -237,6 +237,13 @@ pub enum Error {
         /// What it is.
         kind: &'static str,
     },
+    /// A path names a file where a directory belongs: a store opened at a file, or a file
+    /// among the parents of the directory asked for.
+    #[error("{}: a file, not a directory", path.display())]
+    NotADirectory {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file the engine writes is a symbolic link, or a sidecar it rewrites in place has a
     /// second hard link: writing it would change a file outside the store.
     #[error("{}: {detail}", path.display())]
@@ -334,6 +341,7 @@ codes! {
     SnapshotTooLarge => "SNAPSHOT_TOO_LARGE",
     StoreInconsistent => "STORE_INCONSISTENT",
     NotAFile => "NOT_A_FILE",
+    NotADirectory => "NOT_A_DIRECTORY",
     UnsafeLink => "UNSAFE_LINK",
     FileInStore => "FILE_IN_STORE",
     ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
@@ -396,6 +404,7 @@ impl Error {
             Self::SnapshotTooLarge { .. } => Code::SnapshotTooLarge,
             Self::StoreInconsistent { .. } => Code::StoreInconsistent,
             Self::NotAFile { .. } => Code::NotAFile,
+            Self::NotADirectory { .. } => Code::NotADirectory,
             Self::UnsafeLink { .. } => Code::UnsafeLink,
             Self::FileInStore { .. } => Code::FileInStore,
             Self::ConsumerBehindRetention { .. } => Code::ConsumerBehindRetention,
@@ -430,6 +439,7 @@ impl Error {
             | Self::SnapshotCorrupt { path, .. }
             | Self::BodyHashMismatch { path }
             | Self::NotAFile { path, .. }
+            | Self::NotADirectory { path }
             | Self::UnsafeLink { path, .. }
             | Self::FileInStore { path, .. } => Some(path),
             Self::StoreInconsistent { dir, .. } | Self::ConsumerBehindRetention { dir, .. } => {
@@ -566,6 +576,7 @@ mod tests {
                 path: path.clone(),
                 kind: "FIFO",
             },
+            Error::NotADirectory { path: path.clone() },
             Error::UnsafeLink {
                 path: path.clone(),
                 detail: "d".into(),
