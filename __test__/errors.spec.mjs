@@ -1,6 +1,7 @@
 // Errors a program can branch on: the OS's errno, syscall and path on IO errors (a cause shaped
 // as Node's own), NOT_A_FILE for a directory, NOT_A_DIRECTORY for a file, the path the caller gave, FILE_IN_STORE for a
 // store's files opened as a WAL, and unknown option keys refused with a "did you mean".
+import { openSync } from 'node:fs'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -13,10 +14,18 @@ test('an OS failure carries errno, syscall, path and osCode, names the path give
   const dir = await tempDir(t)
   const path = join(dir, 'missing', 'wal.log')
   const error = await t.throwsAsync(WalWriter.open(path), { instanceOf: PersistError })
-  t.like(error, { code: 'IO', path, syscall: 'create', errno: -2, osCode: 'ENOENT' })
+  t.like(error, { code: 'IO', path, syscall: 'open', errno: -2, osCode: 'ENOENT' })
   t.notRegex(error.message, /\.tmp/, 'not the temp file the engine would have written')
   t.true(error.message.includes(path))
-  t.like(error.cause, { code: 'ENOENT', errno: -2, syscall: 'create', path, message: `ENOENT: no such file or directory, create '${path}'` })
+  // The cause is what Node's own fs.openSync(path, 'w') throws for it, field for field.
+  const node = (() => {
+    try {
+      openSync(path, 'w')
+    } catch (e) {
+      return e
+    }
+  })()
+  t.like(error.cause, { code: node.code, errno: node.errno, syscall: node.syscall, path: node.path, message: node.message })
   t.false(error.cause.message.includes('[selene:'), 'not the addon wrapper')
 })
 

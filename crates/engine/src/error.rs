@@ -449,13 +449,14 @@ impl Error {
         }
     }
 
-    /// The operation that failed and the OS error number, for an error the OS reported
-    /// (`Io`, `DiskFull`); the number is absent where the failure was not the OS's.
+    /// The system call that failed, by the name Node's own errors give it (`mkdir`, `flock`,
+    /// ...), and the OS error number, for an error the OS reported (`Io`, `DiskFull`); the
+    /// number is absent where the failure was not the OS's. The message keeps the operation.
     #[must_use]
     pub fn os_failure(&self) -> Option<(&'static str, Option<i32>)> {
         match self {
             Self::Io { op, source, .. } | Self::DiskFull { op, source, .. } => {
-                Some((op, source.raw_os_error()))
+                Some((syscall_of(op), source.raw_os_error()))
             }
             _ => None,
         }
@@ -486,6 +487,23 @@ impl Error {
                 source: Arc::new(source),
             },
         }
+    }
+}
+
+/// The system call behind an operation named in an I/O error, as Node names it on its own
+/// errors (`err.syscall`); an operation that is one already keeps its name.
+fn syscall_of(op: &'static str) -> &'static str {
+    match op {
+        "create" => "open",
+        "create directory" => "mkdir",
+        "fsync directory" => "fsync",
+        "list" => "scandir",
+        "lock" => "flock",
+        "preallocate" => "fallocate",
+        "remove" => "unlink",
+        "spawn committer for" => "spawn",
+        "truncate" => "ftruncate",
+        other => other,
     }
 }
 
@@ -626,6 +644,20 @@ mod tests {
     fn os_failures_keep_the_operation_number_and_path() {
         let error = Error::io("open", "p", io::Error::from_raw_os_error(2));
         assert_eq!(error.os_failure(), Some(("open", Some(2))));
+        let mkdir = Error::io("create directory", "/x", io::Error::from_raw_os_error(13));
+        assert_eq!(mkdir.os_failure(), Some(("mkdir", Some(13))));
+        assert!(mkdir.to_string().contains("create directory"), "{mkdir}");
+        for (op, syscall) in [
+            ("fsync directory", "fsync"),
+            ("lock", "flock"),
+            ("list", "scandir"),
+            ("truncate", "ftruncate"),
+            ("remove", "unlink"),
+            ("rename", "rename"),
+            ("fdatasync", "fdatasync"),
+        ] {
+            assert_eq!(syscall_of(op), syscall);
+        }
         assert_eq!(error.path(), Some(Path::new("p")));
         let full = Error::io("write", "q", io::Error::from_raw_os_error(28));
         assert_eq!(
