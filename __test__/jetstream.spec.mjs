@@ -468,6 +468,8 @@ run('a Shipper and a Replicator dispose with Symbol.asyncDispose, and close twic
 })
 
 run('a failed snapshot upload is retried with nothing left to ship, and once more at close', async (t) => {
+  // The outer bound: without a retry, the upload's metadata never comes.
+  t.timeout(60_000)
   const nc = await connect({ servers: single.urls })
   t.teardown(() => nc.close())
   const jsm = await jetstreamManager(nc)
@@ -487,18 +489,15 @@ run('a failed snapshot upload is retried with nothing left to ship, and once mor
     const shipper = await ship(store, { servers: single.urls, stream, nodeId: node, onError: (e) => /snapshot/.test(e.message) && failed(e) })
     await shipper.shipped(store.lastSequence)
     t.regex((await uploadFailed).code, /^REMOTE_/)
+    // An upload's last step publishes the object's metadata: heard here as it is stored.
+    const metadata = nc.subscribe(`$O.${stream}-snapshots.M.>`, { max: 1 })
+    await nc.flush()
     await jsm.streams.delete(blocker)
     // Nothing more is shipped: only the retry (or the close) can upload it now.
     if (end === 'retried') {
-      // Looked at without creating the bucket (opening a missing one fails): only the shipper makes it.
-      const uploaded = () => new Objm(jetstream(nc)).open(`${stream}-snapshots`).then((bucket) => bucket.info(`${node}.${sequence}`), () => null)
-      let info = null
-      for (let round = 0; round < 200 && info === null; round++) {
-        info = await uploaded()
-        if (info === null) await new Promise((r) => setTimeout(r, 50))
-      }
-      t.truthy(info, `${stream}: the snapshot was uploaded by a retry`)
-    }
+      for await (const message of metadata) t.is(message.json().name, `${node}.${sequence}`, `${stream}: the snapshot was uploaded by a retry`)
+      t.truthy(await new Objm(jetstream(nc)).open(`${stream}-snapshots`).then((bucket) => bucket.info(`${node}.${sequence}`)))
+    } else metadata.unsubscribe()
     await shipper.close()
     await store.close()
     const restored = await restore({ servers: single.urls, stream, nodeId: node, dir: join(dir, 'restored') })
