@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** The selene-persist command line: inspect, verify, dump, tail, backup, salvage, ship, replicate, restore, demo, bench. */
+/** The selene-persist command line: inspect, verify, dump, tail, backup, salvage, ship, replicate, restore, audit, serve, demo, bench. */
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -12,6 +12,7 @@ import { DUMP_USAGE, dumpCommand } from './src/cli/dump'
 import { INSPECT_USAGE, VERIFY_USAGE, inspectCommand, verifyCommand } from './src/cli/examine'
 import { AUDIT_USAGE, REPLICATE_USAGE, RESTORE_USAGE, SHIP_USAGE, auditCommand, replicateCommand, restoreCommand, shipCommand } from './src/cli/remote'
 import { SALVAGE_USAGE, salvageCommand } from './src/cli/salvage'
+import { SERVE_USAGE, serveCommand } from './src/cli/serve'
 import { TAIL_USAGE, tailCommand } from './src/cli/tail'
 // Loaded for its effect on every command: a closed stdout pipe (EPIPE) is a quiet end.
 import './src/cli/output'
@@ -29,6 +30,7 @@ Commands:
   replicate <dir>      append a JetStream stream's shipments into a store, each entry once
   restore <dir>        a new store from a node's snapshot and shipments in JetStream
   audit <dir>          check that a JetStream stream still holds every entry it acknowledged
+  serve <dir>          serve the streams under dir over HTTP as Durable Streams (--port, --host)
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
   help [command]       show this text, or a command's usage (also --help); --version prints the version
@@ -49,6 +51,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   replicate: { run: replicateCommand, usage: REPLICATE_USAGE },
   restore: { run: restoreCommand, usage: RESTORE_USAGE },
   audit: { run: auditCommand, usage: AUDIT_USAGE },
+  serve: { run: serveCommand, usage: SERVE_USAGE },
   demo: { run: demoCommand, usage: DEMO_USAGE },
   bench: { run: benchCommand, usage: BENCH_USAGE },
 }

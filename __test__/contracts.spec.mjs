@@ -127,7 +127,7 @@ test('every option key of the options types has its row in docs/api.md, and ever
 test("every default a TypeScript doc comment or docs/api.md's Types table gives for an engine option is the addon's", (t) => {
   const expected = documentedDefaults()
   const wrong = []
-  for (const entry of ['../index.d.ts', '../jetstream.d.ts']) {
+  for (const entry of ['../index.d.ts', '../jetstream.d.ts', '../http.d.ts']) {
     for (const [type, properties] of exportedInterfaces(entry)) {
       for (const { name, doc } of properties) {
         const want = expected.get(name)
@@ -174,7 +174,7 @@ test('every error code the docs and the doc comments name exists', async (t) => 
       if ((name.endsWith('.ts') && !name.endsWith('.d.ts')) || name.endsWith('.rs')) files.push(`${dir}/${name}`)
     }
   }
-  files.push('index.ts', 'jetstream.ts', 'cli.ts')
+  files.push('index.ts', 'jetstream.ts', 'http.ts', 'cli.ts')
   const texts = await Promise.all(files.map((file) => readFile(new URL(file, root), 'utf8')))
   // Constants of the code (`MAX_SEQUENCE`) are names, not codes.
   const declared = new Set(texts.flatMap((text) => [...text.matchAll(/\b(?:const|static)\s+([A-Z][A-Z0-9_]+)\b/g)].map((m) => m[1])))
@@ -197,7 +197,7 @@ test('every option of each CLI command is in its row of docs/cli.md', async (t) 
   const require = createRequire(import.meta.url)
   const missing = []
   let commands = 0
-  for (const module of ['examine', 'dump', 'tail', 'backup', 'salvage', 'remote', 'demo', 'bench']) {
+  for (const module of ['examine', 'dump', 'tail', 'backup', 'salvage', 'remote', 'serve', 'demo', 'bench']) {
     for (const [name, usage] of Object.entries(require(`../src/cli/${module}.js`))) {
       if (!name.endsWith('_USAGE')) continue
       const command = /^Usage: selene-persist (\w+)/.exec(usage)?.[1]
@@ -218,10 +218,12 @@ test('every option of each CLI command is in its row of docs/cli.md', async (t) 
 
 test('every exported interface has a row in its Types table, holding every key', async (t) => {
   const jetstream = await readFile(new URL('../docs/jetstream.md', import.meta.url), 'utf8')
+  const http = await readFile(new URL('../docs/http.md', import.meta.url), 'utf8')
   const missing = []
   for (const [entry, docs] of [
     ['../index.d.ts', api],
     ['../jetstream.d.ts', jetstream],
+    ['../http.d.ts', http],
   ]) {
     for (const [type, properties] of exportedInterfaces(entry)) {
       const row = docs.split('\n').find((line) => line.startsWith(`| \`${type}\` |`))
@@ -270,7 +272,7 @@ test("the engine's modules import one another without a cycle", async (t) => {
 test("the facade's modules import one another without a cycle (type-only imports aside)", async (t) => {
   const root = new URL('../', import.meta.url)
   const sources = (await readdir(new URL('src/', root), { recursive: true })).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
-  const files = ['index.ts', 'jetstream.ts', 'cli.ts', ...sources.map((f) => `src/${f}`)]
+  const files = ['index.ts', 'jetstream.ts', 'http.ts', 'cli.ts', ...sources.map((f) => `src/${f}`)]
   const uses = new Map()
   for (const file of files) {
     const text = await readFile(new URL(file, root), 'utf8')
@@ -308,7 +310,7 @@ test('the ES module entry exports everything the CommonJS build does', async (t)
 
 test("only src/errors.ts reads the addon's error wire (`[selene:CODE] message`)", async (t) => {
   const readers = []
-  for (const dir of ['src', 'src/cli', 'src/jetstream']) {
+  for (const dir of ['src', 'src/cli', 'src/jetstream', 'src/http']) {
     for (const name of await readdir(new URL(`../${dir}/`, import.meta.url))) {
       if (!name.endsWith('.ts') || name.endsWith('.d.ts')) continue
       const text = await readFile(new URL(`../${dir}/${name}`, import.meta.url), 'utf8')

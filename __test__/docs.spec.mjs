@@ -52,6 +52,8 @@ const CASES = {
   'docs/cli.md#0': { shell: true, before: FILL_STORE, check: (out) => /\bok\b|no problems/i.test(out) },
   'docs/following.md#0': { before: `${FILL_STORE}const publish = async (event) => console.log('published', event.n)\n`, until: 'published 3', after: `console.log('position', relay.position)`, stdout: 'published 1\npublished 2\npublished 3\nposition 3\n' },
   'docs/following.md#1': { before: FILL_STORE, until: '3 {"n":3}', stdout: '1 {"n":1}\n2 {"n":2}\n3 {"n":3}\n' },
+  'docs/http.md#0': { skip: 'listens on a fixed port; __test__/http.spec.mjs and the conformance suite serve the same handler on free ports' },
+  'docs/http.md#1': { skip: 'curl against a server at a fixed port; the conformance suite makes each of these requests' },
   'docs/jetstream.md#0': { nats: true, before: `${REQUIRE}${OPEN_STORE}const otherStore = await Store.open('./other')\nconst servers = process.env.NATS_URL\n`, after: `await replica.caughtUp()\nconsole.log(shipper.lag.entries, otherStore.lastSequence)\nawait replica.close()\nawait shipper.close()\nawait otherStore.close()\nawait store.close()`, stdout: '0 1\n' },
   'docs/jetstream.md#1': { skip: 'a nats-server configuration file, not a program; the JetStream tests start servers from the same settings' },
   'docs/jetstream.md#2': { skip: 'needs a 3-node cluster at fixed ports; __test__/jetstream-cluster.spec.mjs runs the same commands on free ports' },

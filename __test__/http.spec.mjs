@@ -184,3 +184,17 @@ test('streams cost no open store when idle: only maxOpenStores stay open, and th
   t.is(await produce(`${server.url}/s0`, 'p', 0, '+'), 204)
   t.is(await (await fetch(`${server.url}/s0?offset=-1`)).text(), 's0+')
 })
+
+test('selene-persist serve prints its URL, serves, and exits 0 on SIGTERM', async (t) => {
+  const dir = await tempDir(t)
+  const child = spawn(process.execPath, [new URL('../cli.js', import.meta.url).pathname, 'serve', join(dir, 'streams'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => child.exitCode === null && child.kill('SIGKILL'))
+  const [line] = await once(createInterface({ input: child.stdout }), 'line')
+  const url = /at (http:\/\/127\.0\.0\.1:\d+)$/.exec(line)?.[1]
+  t.truthy(url, line)
+  t.is((await fetch(`${url}/a`, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'x' })).status, 201)
+  t.is(await (await fetch(`${url}/a?offset=-1`)).text(), 'x')
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  t.deepEqual(await exited, [0, null])
+})

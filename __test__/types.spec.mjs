@@ -14,6 +14,7 @@ const tsc = join(root, 'node_modules', '.bin', 'tsc')
 
 const ESM = `import { PersistError, Store } from 'selene-persist'
 import { Shipper, ship, type ShipOptions } from 'selene-persist/jetstream'
+import { createHandler, serve, type Serving } from 'selene-persist/http'
 
 export async function use(dir: string, options: ShipOptions): Promise<number> {
   const store = await Store.open(dir)
@@ -27,10 +28,19 @@ export async function use(dir: string, options: ShipOptions): Promise<number> {
 }
 
 export const isPersistError = (error: unknown): boolean => error instanceof PersistError && typeof error.code === 'string'
+
+export async function served(dir: string): Promise<string> {
+  const serving: Serving = await serve({ dir, port: 0 })
+  // @ts-expect-error: the root directory is required
+  await createHandler({})
+  await serving.close()
+  return serving.url
+}
 `
 
 const CJS = `import persist = require('selene-persist')
 import jetstream = require('selene-persist/jetstream')
+import http = require('selene-persist/http')
 
 export async function use(dir: string): Promise<number> {
   const store = await persist.Store.open(dir)
@@ -42,6 +52,7 @@ export async function use(dir: string): Promise<number> {
 }
 
 export const shipFunction: typeof jetstream.ship = jetstream.ship
+export const serveFunction: typeof http.serve = http.serve
 `
 
 /** A consumer project in a temp dir, the package linked into its node_modules as npm would install it. */

@@ -45,6 +45,18 @@ node -e "if (require('./inspect.json').manifest.liveSnapshotSeq !== 2) process.e
 if npx --no-install selene-persist ship store --server nats://127.0.0.1:1 --stream S --node 1 2> ship.err; then exit 1; fi
 grep -q 'needs the optional NATS packages' ship.err
 echo "cli: ok"
+# selene-persist/http needs no optional package: served from the installed tarball, as require and import.
+node --input-type=module -e "
+import { serve } from 'selene-persist/http'
+import { createRequire } from 'node:module'
+if (createRequire(import.meta.url)('selene-persist/http').serve !== serve) throw new Error('ESM and CJS disagree')
+const server = await serve({ dir: 'streams' })
+const put = await fetch(server.url + '/s', { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'hello' })
+const text = await (await fetch(server.url + '/s?offset=-1')).text()
+await server.close()
+if (put.status !== 201 || text !== 'hello') throw new Error('http: ' + put.status + ' ' + text)
+console.log('http: ok')
+"
 
 # The path users take on a platform with a prebuilt binary: the main package without a .node,
 # its optionalDependencies naming the per-platform package (as a release publishes them), both
