@@ -300,6 +300,7 @@ export class Streams {
    */
   async create(meta: StreamMeta, initial: { payload: Buffer | null; mark: Mark }): Promise<Stream> {
     const final = join(this.#streamsDir, dirName(meta.name))
+    let seq = 0
     const staging = join(this.#streamsDir, `.${randomBytes(8).toString('hex')}`)
     await fs.mkdir(staging, { mode: 0o700 })
     try {
@@ -310,11 +311,12 @@ export class Streams {
       } finally {
         await file.close()
       }
-      const store = await Store.open(join(staging, LOG))
+      // One append at most: no preallocated megabyte to write and trim again.
+      const store = await Store.open(join(staging, LOG), { preallocate: false })
       try {
         const principal = encodeMark(initial.mark)
         if (initial.payload !== null || principal) {
-          await store.append(initial.payload ?? Buffer.alloc(0), principal ? { principal } : undefined)
+          seq = await store.append(initial.payload ?? Buffer.alloc(0), principal ? { principal } : undefined)
         }
       } finally {
         await store.close()
@@ -326,14 +328,16 @@ export class Streams {
       await fs.rm(staging, { recursive: true, force: true })
       throw error
     }
+    // Left closed until its first use: a new stream costs no open store.
     const stream = (await this.#readMeta(final))!
+    if (seq > 0) stream.tail = stream.position(seq)
+    if (initial.mark.closed) stream.closed = stream.closing = true
     this.#known.set(meta.name, stream)
     if (meta.fork) {
       const source = this.#known.get(meta.fork.from)
       if (source) source.forks++
     }
-    await this.#ensureOpen(stream)
-    return this.#known.get(meta.name)!
+    return stream
   }
 
   /**
