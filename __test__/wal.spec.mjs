@@ -592,6 +592,16 @@ test('a batch kept by the caller is never written over by later reads', async (t
   t.is(changed, 0)
 })
 
+test('a closed store or writer is collected with its buffers: nothing the addon holds keeps it alive', async (t) => {
+  // The addon's outcome callback referenced the handle until the process exited: each closed
+  // handle kept its 128 KiB of append buffers (an HTTP server closing idle stores leaked them).
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', fixture('closed-handles.mjs')])
+  const { handles, alive, which } = JSON.parse(stdout.trim())
+  t.is(handles, 40)
+  // V8 may keep the newest object or two reachable from its caches; the rest must be gone.
+  t.true(alive <= 3, `still alive: ${which}`)
+})
+
 /** A writer under 'always' on a fresh WAL, holding `count` entries of `hundred(i)`. */
 async function writerOf(t, count) {
   const path = join(await tempDir(t), 'wal.log')

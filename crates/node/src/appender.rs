@@ -219,7 +219,20 @@ impl NativeAppender {
     /// whatever failed before.
     #[napi(catch_unwind, ts_return_type = "Promise<void>")]
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        promise(env, |()| (), |reply| self.committer.close(reply))
+        // Close answers after every append: then nothing more is delivered to `listen`.
+        let settler = self.settler.get().cloned();
+        promise(
+            env,
+            |()| (),
+            |reply| {
+                self.committer.close(Box::new(move |outcome| {
+                    reply(outcome);
+                    if let Some(settler) = settler {
+                        settler.release();
+                    }
+                }));
+            },
+        )
     }
 
     /// What the writer has done since it opened.

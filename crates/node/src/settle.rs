@@ -37,7 +37,9 @@ type Deliver = ThreadsafeFunction<(), (), Settled, Status, false, true>;
 
 struct Shared {
     mailbox: Arc<Mutex<Vec<Outcome>>>,
-    deliver: Deliver,
+    /// `None` once released: the function holds its JS callback (and through it the handle
+    /// that listens) until it is released, so a closed writer would never be collected.
+    deliver: Mutex<Option<Deliver>>,
 }
 
 /// One writer's mailbox of outcomes and the JS callback that drains it.
@@ -63,7 +65,10 @@ impl Settler {
                 Ok((settled, failures).into())
             })?;
         Ok(Self {
-            shared: Arc::new(Shared { mailbox, deliver }),
+            shared: Arc::new(Shared {
+                mailbox,
+                deliver: Mutex::new(Some(deliver)),
+            }),
         })
     }
 
@@ -77,11 +82,16 @@ impl Settler {
         };
         if first {
             // Fails only while the environment is being torn down, when no one is waiting.
-            let _ = self
-                .shared
-                .deliver
-                .call((), ThreadsafeFunctionCallMode::NonBlocking);
+            if let Some(deliver) = lock(&self.shared.deliver).as_ref() {
+                let _ = deliver.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            }
         }
+    }
+
+    /// Let go of the JS callback once the writer has closed and answered everything: calls
+    /// already queued are still delivered, then the callback and what it holds can be collected.
+    pub fn release(&self) {
+        drop(lock(&self.shared.deliver).take());
     }
 
     /// Every outcome in the mailbox now, for a caller on the JS thread that cannot wait for
@@ -104,8 +114,8 @@ impl Settler {
     }
 }
 
-fn lock(mailbox: &Mutex<Vec<Outcome>>) -> MutexGuard<'_, Vec<Outcome>> {
-    mailbox.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn take(mailbox: &Mutex<Vec<Outcome>>) -> Vec<Outcome> {
