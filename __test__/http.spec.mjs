@@ -155,7 +155,7 @@ test('hostile requests get protocol errors and harm nothing: huge bodies, bad of
     const status = (await fetch(`${url}${name}`, { method: 'PUT', headers: { 'content-type': 'text/plain' }, body: 'x' })).status
     t.true(status === 201 || status === 404, `${name}: ${status}`)
   }
-  t.deepEqual((await readdir(dir)).sort(), ['streams', 'trash'])
+  t.deepEqual((await readdir(dir)).sort(), ['streams', 'subscriptions', 'trash', 'webhook-key.json'])
   t.true((await readdir(join(dir, '..'))).every((name) => name !== 'escape'))
   // Half a request holds one socket and nothing else: others are served meanwhile.
   const slow = connect(new URL(url).port, '127.0.0.1')

@@ -9,10 +9,11 @@ import { serve } from '../../http.js'
 
 const LONG_POLL_MS = 2000
 const dir = mkdtempSync(join(tmpdir(), 'selene-http-conformance-'))
-const server = await serve({ dir, port: 0, host: '127.0.0.1', longPollTimeoutMs: LONG_POLL_MS })
+// Webhooks on: the suite's receivers listen on 127.0.0.1.
+const server = await serve({ dir, port: 0, host: '127.0.0.1', longPollTimeoutMs: LONG_POLL_MS, webhooks: true })
 afterAll(async () => {
   await server.close()
   rmSync(dir, { recursive: true, force: true })
 })
 
-runConformanceTests({ baseUrl: server.url, longPollTimeoutMs: LONG_POLL_MS })
+runConformanceTests({ baseUrl: server.url, longPollTimeoutMs: LONG_POLL_MS, subscriptions: true })

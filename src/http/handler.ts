@@ -22,6 +22,7 @@ import {
   validContentType,
 } from './protocol'
 import { type Stream, StreamError, type StreamMeta, Streams } from './streams'
+import { Subscriptions } from './subscriptions'
 
 export interface HandlerOptions {
   /** Root directory of the streams (created if missing). */
@@ -32,6 +33,8 @@ export interface HandlerOptions {
   maxBodyBytes?: number
   /** Stores open at once (default 256); idle streams beyond it hold no file or thread. */
   maxOpenStores?: number
+  /** Let subscriptions of type `webhook` send requests (default false; see docs/http.md). */
+  webhooks?: boolean
 }
 
 /** The handler, and the means to stop it. */
@@ -136,13 +139,15 @@ function ttlOf(req: IncomingMessage): { ttlSeconds?: number; expiresAt?: string 
 
 export class Protocol {
   readonly #streams: Streams
+  readonly #subscriptions: Subscriptions
   readonly #longPollMs: number
   readonly #maxBody: number
   readonly #live = new Set<ServerResponse>()
   #closing = false
 
-  constructor(streams: Streams, options: HandlerOptions) {
+  constructor(streams: Streams, subscriptions: Subscriptions, options: HandlerOptions) {
     this.#streams = streams
+    this.#subscriptions = subscriptions
     this.#longPollMs = options.longPollTimeoutMs ?? 30_000
     this.#maxBody = options.maxBodyBytes ?? 64 << 20
   }
@@ -155,11 +160,14 @@ export class Protocol {
       if (req.method === 'OPTIONS') return send(res, 204)
       if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new StreamError(414, 'stream name too long')
       if (name.includes('\0') || name === '/') throw new StreamError(404, 'no such stream')
+      if (await this.#subscriptions.handle(name, req, res)) return
       switch (req.method) {
         case 'PUT':
-          return await this.#create(name, req, res)
+          await this.#create(name, req, res)
+          return this.#subscriptions.changed(name)
         case 'POST':
-          return await this.#append(name, req, res)
+          await this.#append(name, req, res)
+          return this.#subscriptions.changed(name)
         case 'GET':
           return await this.#read(name, url, req, res)
         case 'HEAD':
@@ -489,12 +497,14 @@ function sseData(text: string): string {
 /** A request handler serving the streams under `options.dir`. */
 export async function createHandler(options: HandlerOptions): Promise<StreamHandler> {
   const streams = await Streams.open(options.dir, options.maxOpenStores === undefined ? {} : { maxOpenStores: options.maxOpenStores })
-  const protocol = new Protocol(streams, options)
+  const subscriptions = await Subscriptions.open(options.dir, streams, options.webhooks ?? false)
+  const protocol = new Protocol(streams, subscriptions, options)
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
     void protocol.handle(req, res)
   }) as StreamHandler
   handler.close = async () => {
     protocol.close()
+    await subscriptions.close()
     await streams.close()
   }
   return handler

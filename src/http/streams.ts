@@ -221,6 +221,25 @@ export class Streams {
     return this.#known.get(name) === stream ? stream : null
   }
 
+  /** The names of the streams there are (not deleted). */
+  *names(): Iterable<string> {
+    for (const [name, stream] of this.#known) if (!stream.softDeleted) yield name
+  }
+
+  /** Where a stream ends, or null if there is no such stream. */
+  async tailOf(name: string): Promise<Position | null> {
+    const stream = await this.get(name)
+    return stream ? { ...stream.tail } : null
+  }
+
+  /** Append stored-form `payload` to an existing stream, outside any request (a wake event). */
+  async appendInternal(name: string, payload: Buffer): Promise<void> {
+    const stream = await this.get(name)
+    if (!stream) throw new StreamError(404, `no stream ${name}`)
+    if (stream.closing) throw new StreamError(409, `${name} is closed`)
+    await this.append(stream, payload, {})
+  }
+
   /** Whether a name is taken by a stream that was deleted while forks still read it. */
   isSoftDeleted(name: string): boolean {
     return this.#known.get(name)?.softDeleted === true
