@@ -76,6 +76,8 @@ export class Stream {
   readonly #waiters = new Set<() => void>()
   store: Store | null = null
   users = 0
+  /** The marks of the log have been replayed into this object. */
+  replayed = false
 
   constructor(
     readonly meta: StreamMeta,
@@ -260,8 +262,19 @@ export class Streams {
 
   async #load(stream: Stream): Promise<Stream> {
     const store = await Store.open(join(stream.dir, LOG))
-    // Everything but the data is in the marks: replay them once to know the producers,
-    // the last Stream-Seq and whether the stream is closed.
+    if (!stream.replayed) await this.#replayMarks(stream, store)
+    stream.store = store
+    this.#touchOpen(stream)
+    await this.#evict()
+    return stream
+  }
+
+  /**
+   * Everything but the data is in the marks: replay them once, at the stream's first open, to
+   * know the producers, the last Stream-Seq and whether the stream is closed. Reopening after
+   * an eviction needs none of it: the stream kept what it learnt.
+   */
+  async #replayMarks(stream: Stream, store: Store): Promise<void> {
     let last = 0
     for await (const batch of store.replayBatches()) {
       for (let i = 0; i < batch.length; i++) {
@@ -276,10 +289,7 @@ export class Streams {
       }
     }
     if (last > 0) stream.tail = stream.position(last)
-    stream.store = store
-    this.#touchOpen(stream)
-    await this.#evict()
-    return stream
+    stream.replayed = true
   }
 
   #touchOpen(stream: Stream): void {
@@ -300,11 +310,15 @@ export class Streams {
     }
   }
 
-  async #closeStore(stream: Stream): Promise<void> {
+  /** Close a stream's store; `forget` (after a failed append) also drops what it learnt. */
+  async #closeStore(stream: Stream, forget = false): Promise<void> {
     const store = stream.store
     stream.store = null
     if (store) await store.close()
-    // A reopened store is replayed afresh: drop what the last replay learnt.
+    stream.wake()
+    if (!forget) return
+    // The store refused an append: what memory says may be ahead of the log. Start again
+    // from the log.
     const fresh = new Stream(stream.meta, stream.dir, stream.base)
     fresh.lastAccess = stream.lastAccess
     fresh.forks = stream.forks
@@ -435,7 +449,7 @@ export class Streams {
       return at
     } catch (error) {
       // The store refuses everything after a failed write: start again from what is on disk.
-      await this.#closeStore(stream).catch(() => {})
+      await this.#closeStore(stream, true).catch(() => {})
       throw error instanceof PersistError ? error : new StreamError(500, String(error))
     } finally {
       stream.users--
