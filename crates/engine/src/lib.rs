@@ -49,6 +49,7 @@
 
 pub mod backup;
 pub mod batch;
+pub mod batch_frame;
 pub mod checksum;
 pub mod committer;
 pub mod compression;
