@@ -30,23 +30,24 @@
 //! | origin, if 0x04            | varint source node id, varint source sequence              |
 //! | principal, if 0x08         | varint length (<= 4096), then the bytes                    |
 //! | payload                    | the rest up to the check, as stored (<= 256 MiB)           |
-//! | check                      | u16: low 16 bits of the record hash                        |
+//! | check                      | u16: low 16 bits of the record hash (0 is written as 1)    |
 //!
 //! The record hash is xxh3-64 of the record's bytes before its check, seeded with the record's
-//! sequence, so a record is bound to its place in the log. The body checksum is `checksum32`
-//! (xxh3-64, low 32 bits) of those 64-bit hashes, 8 bytes each, in order: the payloads are
-//! hashed once, and an undetected damaged record needs both its 16-bit check and the 32-bit
-//! body checksum to collide (about 2^-48), stronger than v3's one 32-bit payload checksum.
+//! sequence, so a record is bound to its place in the log. No check is zero, so zeros (a lost
+//! sector, or preallocated space behind a torn write) never pass as a record. The body checksum
+//! is `checksum32` (xxh3-64, low 32 bits) of those 64-bit hashes, 8 bytes each, in order: the
+//! payloads are hashed once, and an undetected damaged record needs both its 16-bit check and
+//! the 32-bit body checksum to collide (about 2^-48), stronger than v3's 32-bit payload checksum.
 //!
 //! # Cost
 //!
 //! 32 bytes a batch; per record a table varint (2 bytes for a 128-byte payload), an HLC delta
 //! (1 byte while the group's timestamps lie within 127 ticks of the earliest: the entries of one
-//! append are consecutive ticks of one wall-clock read), and the 2-byte check. A group of one
-//! 128-byte entry costs 37 bytes (v3: 40); at 16 entries 7 bytes each, at 64 5.5 (v3: 40).
-//! Entries of different appends sit microseconds apart (4295 ticks a microsecond), so their
-//! deltas take 3-4 bytes. The deltas are from the base, not from the previous record, so a
-//! damaged record never takes a neighbour's timestamp with it.
+//! append are consecutive ticks of one wall-clock read), and the 2-byte check. For 128-byte
+//! payloads (v3: 40 bytes each): a group of one costs 37 bytes; one append of 16, 64 or 256
+//! entries 7, 5.5 or 5.6 bytes an entry; 16, 64 or 256 separate appends a microsecond apart
+//! (4295 ticks) 8.7, 7.4 or 7.1, their deltas taking 2-3 bytes. The deltas are from the base,
+//! not from the previous record, so a damaged record never takes a neighbour's timestamp with it.
 //!
 //! # Damage, torn tails and salvage
 //!
@@ -553,9 +554,14 @@ fn table_entry(len: usize, record: &Record<'_>) -> u128 {
     (u128::from(len as u64) << RECORD_FLAG_BITS) | u128::from(record.flags())
 }
 
-#[allow(clippy::cast_possible_truncation)] // the truncations are the format's
+/// A record's check: the hash's low 16 bits, except that 0 is written as 1, so a record zeroed
+/// by a lost sector or preallocated space never passes.
+#[allow(clippy::cast_possible_truncation)] // the truncation is the format's
 const fn check16(hash: u64) -> u16 {
-    hash as u16
+    match hash as u16 {
+        0 => 1,
+        low => low,
+    }
 }
 
 #[allow(clippy::cast_possible_truncation)]

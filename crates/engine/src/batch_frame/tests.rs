@@ -450,3 +450,19 @@ fn a_record_moved_to_another_sequence_fails_its_check() {
         Err(Defect::Damaged(Damage::RecordChecksum))
     ));
 }
+
+#[test]
+fn a_zero_filled_record_never_passes_its_check() {
+    // A lost sector reads back as zeros: whatever the record's length and sequence, zeros are
+    // never taken for an intact record (no encoder writes a zero check).
+    for len in MIN_RECORD_LEN..12 {
+        let zeros = vec![0; len];
+        for sequence in 0..20_000 {
+            assert_eq!(
+                record_hash(&zeros, sequence),
+                None,
+                "len {len}, seq {sequence}"
+            );
+        }
+    }
+}
