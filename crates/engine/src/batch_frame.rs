@@ -227,7 +227,7 @@ pub fn encode_batch(
     for record in records {
         put_varint(out, table_entry(record_len(record, base_ticks), record));
     }
-    let mut body = Xxh3::new();
+    let mut body = BodyHash::default();
     for (sequence, record) in (base_sequence..).zip(records) {
         let record_start = out.len();
         put_varint(out, record.hlc.ticks() - base_ticks);
@@ -246,14 +246,14 @@ pub fn encode_batch(
         out.extend_from_slice(record.stored);
         let hash = xxh3_64_with_seed(&out[record_start..], sequence);
         out.extend_from_slice(&check16(hash).to_le_bytes());
-        body.update(&hash.to_le_bytes());
+        body.push(hash);
     }
     let base = Hlc::from_ticks(base_ticks);
     let head = &mut out[start..start + BATCH_HEADER_LEN];
     head[4] = FRAME_VERSION;
     #[allow(clippy::cast_possible_truncation)] // at most MAX_BATCH_RECORDS, checked above
     head[6..8].copy_from_slice(&(records.len() as u16).to_le_bytes());
-    head[8..12].copy_from_slice(&low32(body.digest()).to_le_bytes());
+    head[8..12].copy_from_slice(&body.checksum().to_le_bytes());
     head[12..20].copy_from_slice(&base_sequence.to_le_bytes());
     head[20..28].copy_from_slice(&base.seconds.to_le_bytes());
     head[28..32].copy_from_slice(&base.subseconds.to_le_bytes());
@@ -271,13 +271,13 @@ pub fn encode_batch(
 pub fn decode_batch(bytes: &[u8], offset: u64) -> std::result::Result<Batch<'_>, Defect> {
     let head = read_head(bytes, offset)?;
     let len = head.end().ok_or(Defect::Damaged(Damage::Short))?;
-    let mut body = Xxh3::new();
+    let mut body = BodyHash::default();
     for (sequence, range) in head.records() {
         let hash =
             record_hash(&bytes[range], sequence).ok_or(Defect::Damaged(Damage::RecordChecksum))?;
-        body.update(&hash.to_le_bytes());
+        body.push(hash);
     }
-    if low32(body.digest()) != head.body_checksum {
+    if body.checksum() != head.body_checksum {
         return Err(Defect::Damaged(Damage::BodyChecksum));
     }
     let mut records = Vec::new();
@@ -300,7 +300,7 @@ pub fn decode_batch(bytes: &[u8], offset: u64) -> std::result::Result<Batch<'_>,
 /// located.
 pub fn salvage_batch(bytes: &[u8], offset: u64) -> std::result::Result<Salvaged<'_>, Defect> {
     let head = read_head(bytes, offset)?;
-    let mut body = Xxh3::new();
+    let mut body = BodyHash::default();
     let mut records = Vec::new();
     let mut all_checks_pass = true;
     for ((sequence, range), &(_, flags)) in head.records().zip(&head.table) {
@@ -310,7 +310,7 @@ pub fn salvage_batch(bytes: &[u8], offset: u64) -> std::result::Result<Salvaged<
             Some(record) => match record_hash(record, sequence) {
                 None => Err(Defect::Damaged(Damage::RecordChecksum)),
                 Some(hash) => {
-                    body.update(&hash.to_le_bytes());
+                    body.push(hash);
                     parse_record(record, flags, head.base_ticks, at)
                 }
             },
@@ -318,7 +318,7 @@ pub fn salvage_batch(bytes: &[u8], offset: u64) -> std::result::Result<Salvaged<
         all_checks_pass &= !matches!(record, Err(Defect::Damaged(_)));
         records.push(record);
     }
-    if all_checks_pass && low32(body.digest()) != head.body_checksum {
+    if all_checks_pass && body.checksum() != head.body_checksum {
         records.fill(Err(Defect::Damaged(Damage::BodyChecksum)));
     }
     Ok(Salvaged {
@@ -326,6 +326,40 @@ pub fn salvage_batch(bytes: &[u8], offset: u64) -> std::result::Result<Salvaged<
         len: head.end(),
         records,
     })
+}
+
+/// The body checksum, fed one record hash at a time: `checksum32` of the hashes' bytes, which
+/// the streaming hasher takes a block at a time (one update a record costs more than the record).
+struct BodyHash {
+    state: Xxh3,
+    block: [u8; 256],
+    len: usize,
+}
+
+impl Default for BodyHash {
+    fn default() -> Self {
+        Self {
+            state: Xxh3::new(),
+            block: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+impl BodyHash {
+    fn push(&mut self, hash: u64) {
+        self.block[self.len..self.len + 8].copy_from_slice(&hash.to_le_bytes());
+        self.len += 8;
+        if self.len == self.block.len() {
+            self.state.update(&self.block);
+            self.len = 0;
+        }
+    }
+
+    fn checksum(mut self) -> u32 {
+        self.state.update(&self.block[..self.len]);
+        low32(self.state.digest())
+    }
 }
 
 /// A verified batch head: the fixed header and the length table.
