@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { PersistError } from './index'
-import { UsageError, unknownName } from './src/cli/args'
+import { UsageError, printable, unknownName } from './src/cli/args'
 import { BACKUP_USAGE, backupCommand } from './src/cli/backup'
 import { BENCH_USAGE, benchCommand } from './src/cli/bench'
 import { DEMO_USAGE, crashChild, demoCommand } from './src/cli/demo'
@@ -31,7 +31,7 @@ Commands:
   audit <dir>          check that a JetStream stream still holds every entry it acknowledged
   demo <dir>           a sample event log: append, checkpoint, prune, crash, recover
   bench [--quick]      time this package's workloads on this machine
-  help                 show this text (also --help); --version prints the version
+  help [command]       show this text, or a command's usage (also --help); --version prints the version
 
 Exit codes: 0 ok; 1 problems found (any ERROR that inspect or verify reports, warnings too
 with verify --strict) or the operation failed; 2 a wrong command line. A reader that closes
@@ -65,7 +65,17 @@ function usageError(prefix: string, error: UsageError, usage: string): number {
 async function main([command, ...rest]: string[]): Promise<number> {
   if (command === '__crash-child') return crashChild(rest[0] ?? '').then(() => 0)
   if (command === undefined) return process.stderr.write(USAGE), 2
-  if (command === 'help' || command === '--help' || command === '-h') return process.stdout.write(USAGE), 0
+  const help = command === 'help' || command === '--help' || command === '-h'
+  // `help <command>` is that command's usage; past that, and after `--version`, an argument is a mistake, not ignored.
+  if (help && rest.length === 1 && rest[0] !== undefined) {
+    const entry = COMMANDS[rest[0]]
+    if (entry) return process.stdout.write(entry.usage), 0
+    return usageError('selene-persist', unknownName('command', rest[0], Object.keys(COMMANDS), 'selene-persist help lists the commands'), USAGE)
+  }
+  if ((help || command === '--version' || command === '-v') && rest.length > 0) {
+    return usageError('selene-persist', new UsageError(`${command} takes ${help ? 'at most a command' : 'no arguments'} (given '${printable(rest.join(' '))}')`, false), USAGE)
+  }
+  if (help) return process.stdout.write(USAGE), 0
   if (command === '--version' || command === '-v') return process.stdout.write(`${version()}\n`), 0
   const entry = COMMANDS[command]
   if (!entry) {

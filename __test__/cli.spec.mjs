@@ -262,6 +262,14 @@ test('tail --consumer | head acknowledges only what was written and drained; a c
   }
 })
 
+test('help <command> prints that command\'s usage, exit 0', async (t) => {
+  const help = await run('help', 'inspect')
+  const own = await run('inspect', '--help')
+  t.is(help.code, 0)
+  t.true(help.stdout.length > 0)
+  t.is(help.stdout, own.stdout)
+})
+
 test('--version prints the package version, exit 0', async (t) => {
   const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'))
   for (const flag of ['--version', '-v']) t.deepEqual(await run(flag), { code: 0, stdout: `${version}\n`, stderr: '' }, flag)
@@ -279,6 +287,9 @@ test('an unknown command or option is one line on stderr, with a "did you mean" 
     [['tail', 'x', '--folow'], "selene-persist tail: unknown option '--folow'; did you mean '--follow'?\n"],
     [['inspect', 'x', '--bogus'], "selene-persist inspect: unknown option '--bogus' (the options: --json, --help)\n"],
     [['inspect', 'x', '-q'], "selene-persist inspect: unknown option '-q' (the options: --json, --help)\n"],
+    [['--version', 'extra'], "selene-persist: --version takes no arguments (given 'extra')\n"],
+    [['help', 'inspct'], "selene-persist: unknown command 'inspct'; did you mean 'inspect'?\n"],
+    [['help', 'inspect', 'x'], "selene-persist: help takes at most a command (given 'inspect x')\n"],
   ]
   for (const [args, stderr] of cases) t.deepEqual(await run(...args), { code: 2, stdout: '', stderr }, args.join(' '))
 })

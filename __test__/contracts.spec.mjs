@@ -58,6 +58,13 @@ test("docs/api.md's error table has one row per code", (t) => {
   t.deepEqual([...table('### Error codes').keys()].sort(), [...ERROR_CODES].sort())
 })
 
+test("docs/api.md's channel table has one row per channel the facade publishes on", async (t) => {
+  const source = await readFile(new URL('../src/diagnostics.ts', import.meta.url), 'utf8')
+  const published = [...source.matchAll(/channel\('(selene-persist:[a-z-]+)'\)/g)].map((m) => m[1])
+  t.true(published.length > 0, 'the pattern reads diagnostics.ts')
+  t.deepEqual([...table('## Diagnostics channels').keys()].sort(), published.sort())
+})
+
 test("docs/api.md's warning table has one row per kind the engine reports", (t) => {
   t.deepEqual([...table('### Warning kinds').keys()].sort(), native.warningKinds().sort())
 })

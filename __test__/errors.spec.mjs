@@ -1,11 +1,12 @@
 // Errors a program can branch on: the OS's errno, syscall and path on IO errors (a cause shaped
-// as Node's own), NOT_A_FILE for a directory, the path the caller gave, FILE_IN_STORE for a
+// as Node's own), NOT_A_FILE for a directory, NOT_A_DIRECTORY for a file, the path the caller gave, FILE_IN_STORE for a
 // store's files opened as a WAL, and unknown option keys refused with a "did you mean".
-import { mkdir } from 'node:fs/promises'
+import { openSync } from 'node:fs'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 import test from 'ava'
-import { PersistError, Store, WalWriter, follow, verify } from 'selene-persist'
+import { PersistError, SnapshotBuilder, Store, WalReader, WalWriter, follow, verify } from 'selene-persist'
 
 import { checkpointedStore, tempDir } from './helpers.mjs'
 
@@ -13,10 +14,18 @@ test('an OS failure carries errno, syscall, path and osCode, names the path give
   const dir = await tempDir(t)
   const path = join(dir, 'missing', 'wal.log')
   const error = await t.throwsAsync(WalWriter.open(path), { instanceOf: PersistError })
-  t.like(error, { code: 'IO', path, syscall: 'create', errno: -2, osCode: 'ENOENT' })
+  t.like(error, { code: 'IO', path, syscall: 'open', errno: -2, osCode: 'ENOENT' })
   t.notRegex(error.message, /\.tmp/, 'not the temp file the engine would have written')
   t.true(error.message.includes(path))
-  t.like(error.cause, { code: 'ENOENT', errno: -2, syscall: 'create', path, message: `ENOENT: no such file or directory, create '${path}'` })
+  // The cause is what Node's own fs.openSync(path, 'w') throws for it, field for field.
+  const node = (() => {
+    try {
+      openSync(path, 'w')
+    } catch (e) {
+      return e
+    }
+  })()
+  t.like(error.cause, { code: node.code, errno: node.errno, syscall: node.syscall, path: node.path, message: node.message })
   t.false(error.cause.message.includes('[selene:'), 'not the addon wrapper')
 })
 
@@ -37,6 +46,27 @@ test('a directory opened as a WAL is NOT_A_FILE', async (t) => {
   const error = await t.throwsAsync(WalWriter.open(dir), { instanceOf: PersistError })
   t.like(error, { code: 'NOT_A_FILE', path: dir })
   t.regex(error.message, /directory, not a regular file/)
+})
+
+test('a store opened at a file, or below one, is NOT_A_DIRECTORY naming the file, and the file is untouched', async (t) => {
+  const dir = await tempDir(t)
+  const file = join(dir, 'a-file')
+  await writeFile(file, 'not a store')
+  for (const at of [file, join(file, 'store'), join(file, 'deeper', 'store')]) {
+    const error = await t.throwsAsync(Store.open(at), { instanceOf: PersistError })
+    t.like(error, { code: 'NOT_A_DIRECTORY', path: file }, at)
+    t.regex(error.message, /a file, not a directory/)
+  }
+  const backupError = await t.throwsAsync((async () => {
+    const store = await Store.open(join(dir, 'store'))
+    try {
+      await store.backup(join(file, 'copy'))
+    } finally {
+      await store.close()
+    }
+  })())
+  t.like(backupError, { code: 'NOT_A_DIRECTORY', path: file })
+  t.is(await readFile(file, 'utf8'), 'not a store')
 })
 
 test('WalWriter.open on a file of a store (an archive, the live WAL) is FILE_IN_STORE, and the store stays whole', async (t) => {
@@ -77,6 +107,32 @@ test('unknown option keys are INVALID_ARGUMENT naming the nearest known key, in 
   t.is((await t.throwsAsync(store.prune({ keepSnapshot: 1 }))).code, 'INVALID_ARGUMENT')
   t.is((await t.throwsAsync(store.consumer('c', { form: 1 }))).code, 'INVALID_ARGUMENT')
   t.is((await t.throwsAsync(store.checkpoint({}, { compres: true }))).code, 'INVALID_ARGUMENT')
+  await store.close()
+})
+
+test('unknown keys of nested options, entry meta and the replay and read options are refused too', async (t) => {
+  const dir = await tempDir(t)
+  const store = await Store.open(join(dir, 's'))
+  const writer = await WalWriter.open(join(dir, 'w.log'))
+  await writer.append(Buffer.from('x'))
+  const reader = await WalReader.open(join(dir, 'w.log'))
+  const cases = [
+    [() => WalWriter.open(join(dir, 'c.log'), { compression: { treshold: 1 } }), '`treshold` in compression; did you mean `threshold`?'],
+    [() => WalWriter.open(join(dir, 'e.log'), { sync: { everyN: 2, intervalMS: 5 } }), '`intervalMS` in sync; did you mean `intervalMs`?'],
+    [() => WalWriter.open(join(dir, 'b.log'), { sync: { everyN: 2, intervalMs: 5 } }), 'sync must be'],
+    [() => writer.append(Buffer.from('y'), { principle: Buffer.from('p') }), '`principle` in meta; did you mean `principal`?'],
+    [() => store.replay({ form: 1 }).next(), '`form` in options; did you mean `from`?'],
+    [() => reader.entries({ form: 1 }).next(), '`form` in options; did you mean `from`?'],
+    [() => new SnapshotBuilder().add('a', Buffer.from('x'), { compres: false }), '`compres` in options; did you mean `compress`?'],
+    [() => new SnapshotBuilder().add('a', Buffer.from('x'), { compress: 'no' }), 'options.compress must be a boolean'],
+  ]
+  for (const [run, message] of cases) {
+    const error = await t.throwsAsync(async () => run(), { instanceOf: PersistError })
+    t.is(error.code, 'INVALID_ARGUMENT', message)
+    t.true(error.message.includes(message), `${error.message} has ${message}`)
+  }
+  t.is(writer.lastSequence, 1, 'nothing refused was appended')
+  await writer.close()
   await store.close()
 })
 

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url'
 
 import test from 'ava'
 import { connect } from '@nats-io/transport-node'
-import { jetstreamManager } from '@nats-io/jetstream'
+import { jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { Objm } from '@nats-io/obj'
 
 import { PersistError, Store, WalReader } from 'selene-persist'
 import { replicate, restore, ship } from 'selene-persist/jetstream'
@@ -464,4 +465,43 @@ run('a Shipper and a Replicator dispose with Symbol.asyncDispose, and close twic
   await t.notThrowsAsync(replicator.close())
   t.is(copy.lastSequence, 1)
   await copy.close()
+})
+
+run('a failed snapshot upload is retried with nothing left to ship, and once more at close', async (t) => {
+  // The outer bound: without a retry, the upload's metadata never comes.
+  t.timeout(60_000)
+  const nc = await connect({ servers: single.urls })
+  t.teardown(() => nc.close())
+  const jsm = await jetstreamManager(nc)
+  for (const [stream, node, end] of [
+    ['UPRETRY', 7, 'retried'],
+    ['UPCLOSE', 8, 'at close'],
+  ]) {
+    // A stream in the place of the snapshot bucket's makes every upload fail until it is gone.
+    const blocker = `OBJ_${stream}-snapshots`
+    await jsm.streams.add({ name: blocker, subjects: [`blocker.${stream}`] })
+    const dir = await tempDir(t)
+    const store = await Store.open(dir)
+    for (let i = 0; i < 5; i++) await store.append(Buffer.from(`entry ${i}`))
+    const { sequence } = await store.checkpoint({ state: Buffer.from(end) })
+    let failed
+    const uploadFailed = new Promise((resolve) => (failed = resolve))
+    const shipper = await ship(store, { servers: single.urls, stream, nodeId: node, onError: (e) => /snapshot/.test(e.message) && failed(e) })
+    await shipper.shipped(store.lastSequence)
+    t.regex((await uploadFailed).code, /^REMOTE_/)
+    // An upload's last step publishes the object's metadata: heard here as it is stored.
+    const metadata = nc.subscribe(`$O.${stream}-snapshots.M.>`, { max: 1 })
+    await nc.flush()
+    await jsm.streams.delete(blocker)
+    // Nothing more is shipped: only the retry (or the close) can upload it now.
+    if (end === 'retried') {
+      for await (const message of metadata) t.is(message.json().name, `${node}.${sequence}`, `${stream}: the snapshot was uploaded by a retry`)
+      t.truthy(await new Objm(jetstream(nc)).open(`${stream}-snapshots`).then((bucket) => bucket.info(`${node}.${sequence}`)))
+    } else metadata.unsubscribe()
+    await shipper.close()
+    await store.close()
+    const restored = await restore({ servers: single.urls, stream, nodeId: node, dir: join(dir, 'restored') })
+    t.is(restored.snapshotSeq, sequence, `${stream}: restore starts from the snapshot uploaded ${end}`)
+    t.deepEqual((await contents(join(dir, 'restored'))).sections, { state: end })
+  }
 })

@@ -1,5 +1,6 @@
 import { spawn, execFileSync } from 'node:child_process'
 import { appendFile, copyFile, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { join } from 'node:path'
 
 import test from 'ava'
@@ -99,15 +100,49 @@ test('autoCheckpoint checkpoints past its threshold without blocking appends', a
   const dir = await tempDir(t)
   const model = new Model()
   const errors = []
+  // Each automatic checkpoint's sections wait for a release of ours, so the test decides when
+  // one ends, not the machine's speed.
+  const started = []
   const store = await Store.open(dir, {
-    autoCheckpoint: { maxEntries: 40, sections: () => model.sections(), onError: (e) => errors.push(e) },
+    autoCheckpoint: {
+      maxEntries: 40,
+      sections: () => {
+        const captured = model.sections()
+        return new Promise((release) => started.push({ at: model.count, release: () => release(captured) }))
+      },
+      onError: (e) => errors.push(e),
+    },
   })
-  await appendEvents(store, model, 1, 200)
+  const committed = () => new Promise((resolve) => {
+    const listener = (message) => message.path === dir && (unsubscribe('selene-persist:checkpoint', listener), resolve(message))
+    subscribe('selene-persist:checkpoint', listener)
+  })
+  await appendEvents(store, model, 1, 40)
+  t.is(started.length, 0, 'not before the threshold')
+  // The 41st append finds 40 entries past the (empty) snapshot: a checkpoint of the state after 40.
+  await appendEvents(store, model, 41, 41)
+  t.deepEqual(started.map((c) => c.at), [40])
+  // While it runs, appends go on, and no second one starts.
+  await appendEvents(store, model, 42, 100)
+  t.is(started.length, 1)
+  const first = committed()
+  started[0].release()
+  // Its watermark takes the sequence after the 40 entries.
+  t.is((await first).checkpoint.sequence, 41)
+  // Past the threshold already (60 entries since): the next append once the first has settled
+  // starts the next, a few appends at most (the settling is a few promise turns).
+  let n = 100
+  while (started.length < 2 && n < 140) await appendEvents(store, model, n + 1, ++n)
+  t.is(started.length, 2, 'a second checkpoint started')
+  t.true(started[1].at > 100 && started[1].at <= n, `the state after ${started[1].at}`)
+  const second = committed()
+  started[1].release()
+  const last = (await second).checkpoint.sequence
   await store.close()
   t.deepEqual(errors, [])
   const reopened = await Store.open(dir)
-  t.true(reopened.recovery.snapshotSeq > 150, `last automatic checkpoint at ${reopened.recovery.snapshotSeq}`)
-  t.deepEqual((await restore(reopened)).toJSON(), Model.expected(200).toJSON())
+  t.is(reopened.recovery.snapshotSeq, last, 'the last automatic checkpoint is the live snapshot')
+  t.deepEqual((await restore(reopened)).toJSON(), Model.expected(n).toJSON())
   await reopened.close()
 })
 

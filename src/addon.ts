@@ -57,7 +57,7 @@ function fix(error: unknown, target: string): string {
   const fromPackage = `Fix: install the optional package selene-persist-${target} (a lockfile made on another platform, or --omit=optional / --no-optional, leaves it out), or let selene-persist's install script build the addon from source (this needs a Rust toolchain, https://rustup.rs):`
   if (deno) return `${fromPackage} \`deno install --allow-scripts=npm:selene-persist\`.`
   if (process.versions.bun !== undefined) return `${fromPackage} Bun blocks it until trusted: \`bun pm trust selene-persist\`.`
-  return `${fromPackage} \`npm rebuild selene-persist\` after an install with --ignore-scripts; pnpm 10 runs it only once approved (\`pnpm approve-builds\`, or "onlyBuiltDependencies" in pnpm-workspace.yaml or package.json).`
+  return `${fromPackage} \`npm rebuild selene-persist\` runs it after an install that skipped it (--ignore-scripts, or an npm that blocks install scripts until approved: \`npm install-scripts approve selene-persist\` lets later installs run it); pnpm 10 runs it only once approved (\`pnpm approve-builds\`, or "onlyBuiltDependencies" in pnpm-workspace.yaml or package.json).`
 }
 
 try {

@@ -1,9 +1,9 @@
 /** Batches of entries as they cross from the engine: one buffer, and the fields as numbers. */
 import * as native from '../native'
 
-import { call, guarded, invalid, receiver } from './errors'
+import { call, guarded, receiver } from './errors'
 import { disposable } from './dispose'
-import { type Hlc, type Origin, checkInteger, isObject } from './options'
+import { type Hlc, type Origin, checkInteger, checkObject } from './options'
 
 /** One entry read back. */
 export interface WalEntry {
@@ -208,6 +208,5 @@ export interface EntriesOptions {
 }
 
 export function fromOption(options: unknown): number {
-  if (!isObject(options)) throw invalid('options must be an object')
-  return checkInteger('from', options.from ?? 0, 0, Number.MAX_SAFE_INTEGER)
+  return checkInteger('from', checkObject('options', options, ['from']).from ?? 0, 0, Number.MAX_SAFE_INTEGER)
 }

@@ -2,14 +2,8 @@
  * Node's `diagnostics_channel` events, for APM and OpenTelemetry users, who subscribe by name as
  * they do for undici or pg. Publishing costs nothing while nobody subscribes.
  *
- * | channel | message |
- * |---|---|
- * | `selene-persist:commit` | `{ path, requests, failed, lastSequence, bytes, fdatasyncs, writeMs, fdatasyncMs }`: a group's replies arrived; the last four since the writer's previous commit event |
- * | `selene-persist:checkpoint` | `{ path, checkpoint }`: a checkpoint committed |
- * | `selene-persist:prune` | `{ path, result }`: retention ran |
- * | `selene-persist:tail-repair` | `{ path, repair }`: an open cut a torn tail |
- * | `selene-persist:poison` | `{ path, reason }`: the writer refuses writes from now on |
- * | `selene-persist:warning` | `{ kind, path, detail }`: the engine noticed something and carried on |
+ * The channels and their messages are documented once, in docs/api.md ("Diagnostics channels");
+ * a contract test holds that table to `CHANNELS`.
  */
 import { channel } from 'node:diagnostics_channel'
 

@@ -174,6 +174,9 @@ async function* followProcess(path: string, options: ProcessFollowOptions, pollM
   yield* followBatchesOf(path, options, makeWaker)
 }
 
+/** The slow poll beside file-system notifications of a follower from another process, by default (`pollMs`). */
+export const POLL_MS = 500
+
 /**
  * Follow a log from another process: `path` is a store directory (its archives, then its active
  * WAL, across rotations) or a WAL file. Opens nothing for writing and takes no lock; bytes the
@@ -184,7 +187,7 @@ async function* followProcess(path: string, options: ProcessFollowOptions, pollM
  */
 export function followBatches(path: string, options: ProcessFollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
   const given = checkObject('options', options)
-  const pollMs = given.pollMs === undefined ? 500 : checkInteger('pollMs', given.pollMs, 1, 2 ** 31 - 1)
+  const pollMs = given.pollMs === undefined ? POLL_MS : checkInteger('pollMs', given.pollMs, 1, 2 ** 31 - 1)
   return disposable(followProcess(path, given, pollMs))
 }
 

@@ -138,6 +138,13 @@ export function checkObject(name: string, value: unknown, known?: readonly strin
   return value
 }
 
+/** The `{ compress? }` options of a snapshot section or checkpoint: the flag, if given. */
+export function compressOption(options: unknown): boolean | undefined {
+  const { compress } = checkObject('options', options, ['compress'])
+  if (compress !== undefined && typeof compress !== 'boolean') throw invalid('options.compress must be a boolean')
+  return compress
+}
+
 /** The engine's defaults (each defined once there); the facade writes none of its own. */
 export const DEFAULTS: native.NativeDefaults = native.defaults()
 
@@ -152,12 +159,15 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
   if (preallocate !== undefined) out.preallocate = preallocate === false ? 0 : checkInteger('preallocate', preallocate, 4096, 2 ** 40)
   if (sync === 'always' || sync === 'manual') {
     out.syncMode = sync
-  } else if (isObject(sync) && 'everyN' in sync) {
-    out.syncMode = 'everyN'
-    out.everyN = checkInteger('sync.everyN', sync.everyN, 1, U32_MAX)
-  } else if (isObject(sync) && 'intervalMs' in sync) {
-    out.syncMode = 'interval'
-    out.intervalMs = checkInteger('sync.intervalMs', sync.intervalMs, 1, U32_MAX)
+  } else if (isObject(sync) && ('everyN' in sync) !== ('intervalMs' in sync)) {
+    const { everyN, intervalMs } = checkObject('sync', sync, ['everyN', 'intervalMs'])
+    if (everyN !== undefined) {
+      out.syncMode = 'everyN'
+      out.everyN = checkInteger('sync.everyN', everyN, 1, U32_MAX)
+    } else {
+      out.syncMode = 'interval'
+      out.intervalMs = checkInteger('sync.intervalMs', intervalMs, 1, U32_MAX)
+    }
   } else if (sync !== undefined) {
     throw invalid(`sync must be 'always', 'manual', { everyN } or { intervalMs }, got ${describe(sync)}`)
   }
@@ -165,6 +175,7 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
     out.compressionDisabled = true
   } else if (compression !== undefined) {
     if (!isObject(compression)) throw invalid('compression must be false or { threshold?, level? }')
+    checkObject('compression', compression, ['threshold', 'level'])
     if (compression.threshold !== undefined) out.compressionThreshold = checkInteger('compression.threshold', compression.threshold, 0, U32_MAX)
     if (compression.level !== undefined) out.compressionLevel = checkInteger('compression.level', compression.level, 1, 22)
   }
@@ -173,8 +184,7 @@ export function nativeOptions(options: Record<string, unknown>): native.NativeOp
 
 export function nativeMeta(meta: unknown): native.NativeMeta | undefined {
   if (meta === undefined) return undefined
-  if (!isObject(meta)) throw invalid('meta must be an object')
-  const { principal, origin, hlc } = meta
+  const { principal, origin, hlc } = checkObject('meta', meta, ['principal', 'origin', 'hlc'])
   const out: native.NativeMeta = {}
   if (principal !== undefined) out.principal = checkBytes('meta.principal', principal)
   if (origin !== undefined) {

@@ -2,7 +2,7 @@
 import * as native from '../native'
 
 import { call, guarded, invalid } from './errors'
-import { DEFAULTS, checkBytes, checkInteger, checkPath } from './options'
+import { DEFAULTS, checkBytes, checkInteger, checkPath, compressOption } from './options'
 
 /** One section of a snapshot. */
 export interface SectionInfo {
@@ -78,7 +78,7 @@ export class SnapshotBuilder {
   add(name: string, data: Uint8Array, options: { compress?: boolean } = {}): this {
     return guarded(() => {
       if (typeof name !== 'string' || name.length === 0) throw invalid('section name must be a non-empty string')
-      this.#sections.push({ name, data: checkBytes('data', data).slice(), compress: options.compress ?? DEFAULTS.compressSnapshots })
+      this.#sections.push({ name, data: checkBytes('data', data).slice(), compress: compressOption(options) ?? DEFAULTS.compressSnapshots })
       return this
     })
   }

@@ -9,6 +9,7 @@ import {
   checkInteger,
   checkObject,
   checkPath,
+  compressOption,
   DEFAULTS,
   isObject,
   nativeOptions,
@@ -222,9 +223,7 @@ export class Store extends Appender {
    */
   checkpoint(sections: SectionsSource, options: { compress?: boolean } = {}): Promise<Checkpoint> {
     return call(() => {
-      const given = checkObject('options', options, ['compress']).compress
-      if (given !== undefined && typeof given !== 'boolean') throw invalid('options.compress must be a boolean')
-      const compress = given ?? this.#compress
+      const compress = compressOption(options) ?? this.#compress
       const captured = typeof sections === 'function' ? sections() : sections
       // Sections given synchronously are checked before any watermark is queued.
       const converted = captured instanceof Promise ? captured.then((s) => nativeSections(s, compress)) : nativeSections(captured, compress)

@@ -2,7 +2,7 @@
 import * as native from '../../native'
 import type { EntryBatch } from '../batch'
 import { call } from '../errors'
-import { type Waker, followBatches, followBatchesOf, logAppeared, logPresent } from '../follow'
+import { POLL_MS, type Waker, followBatches, followBatchesOf, logAppeared, logPresent } from '../follow'
 import { FORMATS } from './dump'
 import { UsageError, integer, parse, printable } from './args'
 import { print } from './output'
@@ -52,7 +52,7 @@ export async function tailCommand(argv: string[]): Promise<number> {
   try {
     if (values.follow === true && !logPresent(path)) {
       process.stderr.write(`selene-persist tail: waiting for ${printable(path)} to become a store or WAL\n`)
-      if (!(await logAppeared(path, 500, abort.signal))) return 0
+      if (!(await logAppeared(path, POLL_MS, abort.signal))) return 0
     }
     const consumers = typeof name === 'string' ? new native.NativeConsumers(path) : null
     if (consumers && typeof name === 'string') from = (await call(() => consumers.register(name, Math.max(0, (from ?? 1) - 1)))) + 1

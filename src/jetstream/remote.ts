@@ -100,6 +100,12 @@ async function ensureStream(jsm: JetStreamManager, stream: string, prefix: strin
   }
 }
 
+/** The wait before retry `attempt` (0, 1, ...) of a failed remote operation: 100 ms growing to 5 s. */
+export function backoffMs(attempt: number): number {
+  return BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 5000
+}
+const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000]
+
 /**
  * The wire protocol in one table, as nats.js keeps `JsHeaders`: subjects, object names, the
  * Msg-Id and the shipment headers. The JetStream API errors acted on are nats.js's

@@ -29,7 +29,7 @@ import type { Consumer } from '../consumer'
 import { asyncDispose } from '../dispose'
 import { type Audited, auditNode } from './audit'
 import { type Claim, claimNode } from './fence'
-import { Protocol, type Remote, type RemoteOptions, checkNode, openRemote, remoteError, remoteOptions, shipmentHeaders } from './remote'
+import { Protocol, type Remote, type RemoteOptions, backoffMs, checkNode, openRemote, remoteError, remoteOptions, shipmentHeaders } from './remote'
 import { SnapshotUploads } from './upload'
 
 /** Options of {@link ship}. */
@@ -66,7 +66,6 @@ const ACTIVE = new Set<string>()
 const SHIPMENT_BYTES = 1 << 20
 const HEADROOM = 16 << 10
 const MAX_FRAMES = 10_000
-const BACKOFF_MS = [100, 200, 500, 1000, 2000, 5000]
 const IDLE_POLL_MS = 1000
 /** Shipments in flight by default: 8 MiB at most, enough to keep a slow-syncing stream busy. */
 const WINDOW = 8
@@ -209,10 +208,12 @@ export class Shipper {
           // Fencing, and any failure of the store itself, stop the shipper; NATS failures are retried.
           if (failure.code !== 'REMOTE_UNAVAILABLE' || this.#firstClaimSettle) throw failure
           this.#onError(failure)
-          await this.#sleep(BACKOFF_MS[Math.min(attempt++, BACKOFF_MS.length - 1)] ?? 5000)
+          await this.#sleep(backoffMs(attempt++))
         }
       }
-      // An acknowledgement that finishes may start one for a later sequence: wait for the last.
+      // A failed upload waiting for its retry is tried once more now; then wait for the last
+      // acknowledgement, upload and audit (one that finishes may start one for a later sequence).
+      this.#uploads.closing()
       while (this.#acking || this.#uploads.running || this.#auditing) await (this.#acking ?? this.#uploads.running ?? this.#auditing)
       this.#stop(new PersistError('CLOSED', 'the shipper is closed'))
     } catch (error) {
@@ -357,6 +358,7 @@ export class Shipper {
 
   #stop(reason: PersistError): void {
     if (this.#auditTimer) clearTimeout(this.#auditTimer)
+    this.#uploads.stop()
     if (this.#stopped) return
     this.#stopped = reason
     for (const w of this.#waiters) w.reject(reason)

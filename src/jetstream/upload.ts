@@ -5,7 +5,8 @@
  * snapshot file left by a checkpoint that died before its MANIFEST commit. A checkpoint
  * superseded before the shipper reached it is skipped for the newer one. One upload runs at a
  * time, beside the shipments: entries never wait for it. A failure is reported and retried
- * after the next shipment.
+ * with backoff (and after the next shipment), so a shipper with nothing left to ship still
+ * uploads once the stream answers again; closing tries a failed upload once more.
  */
 import type { ObjectStore } from '@nats-io/obj'
 
@@ -14,7 +15,7 @@ import * as native from '../../native'
 import type { PersistError } from '../errors'
 import type { Store } from '../store'
 import { frameAt } from './fence'
-import { Protocol, type Remote, remoteError, snapshots } from './remote'
+import { Protocol, type Remote, backoffMs, remoteError, snapshots } from './remote'
 
 /** The uploads of one shipper. */
 export class SnapshotUploads {
@@ -30,6 +31,11 @@ export class SnapshotUploads {
   readonly #watermarks = new Map<number, [number, number]>()
   #bucket: ObjectStore | null = null
   #uploading: Promise<void> | null = null
+  /** The retry of a failed upload, waiting; and how many failed in a row. */
+  #retry: ReturnType<typeof setTimeout> | null = null
+  #failures = 0
+  /** Closing or stopped: no retry is scheduled any more. */
+  #ending = false
 
   constructor(remote: Remote, store: Store, nodeId: number, shipped: () => number, onError: (error: PersistError) => void) {
     this.#remote = remote
@@ -53,6 +59,8 @@ export class SnapshotUploads {
 
   /** Start uploading the live snapshot if the stream holds the entries up to it and none runs. */
   start(): void {
+    if (this.#retry) clearTimeout(this.#retry)
+    this.#retry = null
     const live = this.#store.closed ? 0 : this.#store.snapshotSeq
     if (this.#uploading || live <= this.#uploaded || live > this.#shipped()) return
     this.#uploading = this.#upload(live).finally(() => {
@@ -76,10 +84,31 @@ export class SnapshotUploads {
         await this.#bucket.putBlob({ name, metadata }, bytes)
       }
       this.#uploaded = live
+      this.#failures = 0
       for (const sequence of this.#watermarks.keys()) if (sequence <= live) this.#watermarks.delete(sequence)
     } catch (error) {
       this.#onError(remoteError(error, `uploading node ${this.#nodeId}'s snapshot ${live}`))
+      // The bucket may be what failed (gone, replaced, its leader lost): the retry opens it afresh.
+      this.#bucket = null
+      if (!this.#ending) {
+        this.#retry = setTimeout(() => this.start(), backoffMs(this.#failures++))
+        this.#retry.unref()
+      }
     }
+  }
+
+  /** The shipper closes: a failed upload waiting for its retry is tried once more, now; no more retries after. */
+  closing(): void {
+    const waiting = this.#retry !== null
+    this.#ending = true
+    if (waiting) this.start()
+  }
+
+  /** The shipper stopped: no retry. */
+  stop(): void {
+    this.#ending = true
+    if (this.#retry) clearTimeout(this.#retry)
+    this.#retry = null
   }
 
   /**

@@ -71,14 +71,12 @@ pub fn backup_counted(
 ) -> Result<u64> {
     require_absent(vfs.as_ref(), dest, "backup")?;
     let wal = StoreFile::Wal.path(dir);
-    // Before the lock, whose file the lock would create in a directory that is not a store.
-    if vfs
-        .stat(&wal)
-        .map_err(|e| Error::io("stat", &wal, e))?
-        .is_none()
-    {
-        return Err(Error::io("open", &wal, std::io::ErrorKind::NotFound.into()));
-    }
+    // Before the lock, whose file the lock would create in a directory that is not a store:
+    // the WAL must open, and where it does not, the OS's own error says why (ENOENT, EACCES).
+    drop(
+        vfs.open(&wal, OpenMode::Read)
+            .map_err(|e| Error::io("open", &wal, e))?,
+    );
     let _lock = lock_dir(vfs.as_ref(), dir, LockKind::Shared)?;
     let staging = Staging::create(vfs, dest, "backup")?;
     let staged = staging.path();

@@ -237,6 +237,13 @@ pub enum Error {
         /// What it is.
         kind: &'static str,
     },
+    /// A path names a file where a directory belongs: a store opened at a file, or a file
+    /// among the parents of the directory asked for.
+    #[error("{}: a file, not a directory", path.display())]
+    NotADirectory {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file the engine writes is a symbolic link, or a sidecar it rewrites in place has a
     /// second hard link: writing it would change a file outside the store.
     #[error("{}: {detail}", path.display())]
@@ -334,6 +341,7 @@ codes! {
     SnapshotTooLarge => "SNAPSHOT_TOO_LARGE",
     StoreInconsistent => "STORE_INCONSISTENT",
     NotAFile => "NOT_A_FILE",
+    NotADirectory => "NOT_A_DIRECTORY",
     UnsafeLink => "UNSAFE_LINK",
     FileInStore => "FILE_IN_STORE",
     ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
@@ -396,6 +404,7 @@ impl Error {
             Self::SnapshotTooLarge { .. } => Code::SnapshotTooLarge,
             Self::StoreInconsistent { .. } => Code::StoreInconsistent,
             Self::NotAFile { .. } => Code::NotAFile,
+            Self::NotADirectory { .. } => Code::NotADirectory,
             Self::UnsafeLink { .. } => Code::UnsafeLink,
             Self::FileInStore { .. } => Code::FileInStore,
             Self::ConsumerBehindRetention { .. } => Code::ConsumerBehindRetention,
@@ -430,6 +439,7 @@ impl Error {
             | Self::SnapshotCorrupt { path, .. }
             | Self::BodyHashMismatch { path }
             | Self::NotAFile { path, .. }
+            | Self::NotADirectory { path }
             | Self::UnsafeLink { path, .. }
             | Self::FileInStore { path, .. } => Some(path),
             Self::StoreInconsistent { dir, .. } | Self::ConsumerBehindRetention { dir, .. } => {
@@ -439,13 +449,14 @@ impl Error {
         }
     }
 
-    /// The operation that failed and the OS error number, for an error the OS reported
-    /// (`Io`, `DiskFull`); the number is absent where the failure was not the OS's.
+    /// The system call that failed, by the name Node's own errors give it (`mkdir`, `flock`,
+    /// ...), and the OS error number, for an error the OS reported (`Io`, `DiskFull`); the
+    /// number is absent where the failure was not the OS's. The message keeps the operation.
     #[must_use]
     pub fn os_failure(&self) -> Option<(&'static str, Option<i32>)> {
         match self {
             Self::Io { op, source, .. } | Self::DiskFull { op, source, .. } => {
-                Some((op, source.raw_os_error()))
+                Some((syscall_of(op), source.raw_os_error()))
             }
             _ => None,
         }
@@ -476,6 +487,23 @@ impl Error {
                 source: Arc::new(source),
             },
         }
+    }
+}
+
+/// The system call behind an operation named in an I/O error, as Node names it on its own
+/// errors (`err.syscall`); an operation that is one already keeps its name.
+fn syscall_of(op: &'static str) -> &'static str {
+    match op {
+        "create" => "open",
+        "create directory" => "mkdir",
+        "fsync directory" => "fsync",
+        "list" => "scandir",
+        "lock" => "flock",
+        "preallocate" => "fallocate",
+        "remove" => "unlink",
+        "spawn committer for" => "spawn",
+        "truncate" => "ftruncate",
+        other => other,
     }
 }
 
@@ -566,6 +594,7 @@ mod tests {
                 path: path.clone(),
                 kind: "FIFO",
             },
+            Error::NotADirectory { path: path.clone() },
             Error::UnsafeLink {
                 path: path.clone(),
                 detail: "d".into(),
@@ -615,6 +644,20 @@ mod tests {
     fn os_failures_keep_the_operation_number_and_path() {
         let error = Error::io("open", "p", io::Error::from_raw_os_error(2));
         assert_eq!(error.os_failure(), Some(("open", Some(2))));
+        let mkdir = Error::io("create directory", "/x", io::Error::from_raw_os_error(13));
+        assert_eq!(mkdir.os_failure(), Some(("mkdir", Some(13))));
+        assert!(mkdir.to_string().contains("create directory"), "{mkdir}");
+        for (op, syscall) in [
+            ("fsync directory", "fsync"),
+            ("lock", "flock"),
+            ("list", "scandir"),
+            ("truncate", "ftruncate"),
+            ("remove", "unlink"),
+            ("rename", "rename"),
+            ("fdatasync", "fdatasync"),
+        ] {
+            assert_eq!(syscall_of(op), syscall);
+        }
         assert_eq!(error.path(), Some(Path::new("p")));
         let full = Error::io("write", "q", io::Error::from_raw_os_error(28));
         assert_eq!(

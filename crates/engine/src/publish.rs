@@ -55,12 +55,19 @@ pub fn make_dirs(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut at = Some(dir);
     while let Some(path) = at.filter(|p| !p.as_os_str().is_empty()) {
-        if vfs
-            .stat(path)
-            .map_err(|e| Error::io("stat", path, e))?
-            .is_some()
-        {
-            break;
+        match vfs.stat(path) {
+            // The nearest existing ancestor must be a directory: say which file is in the way,
+            // not "not a directory" of a path below it.
+            Ok(Some(stat)) if !stat.dir => {
+                return Err(Error::NotADirectory {
+                    path: path.to_path_buf(),
+                });
+            }
+            Ok(Some(_)) => break,
+            // A file above `path` (ENOTDIR): the walk up finds it.
+            Ok(None) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {}
+            Err(e) => return Err(Error::io("stat", path, e)),
         }
         missing.push(path.to_path_buf());
         at = path.parent();
@@ -223,12 +230,15 @@ pub fn copy_file(vfs: &dyn Vfs, from: &Path, to: &Path) -> Result<()> {
 /// # Errors
 /// `InvalidArgument` naming `what`; the error of asking.
 pub fn require_absent(vfs: &dyn Vfs, dest: &Path, what: &str) -> Result<()> {
-    match vfs.stat(dest).map_err(|e| Error::io("stat", dest, e))? {
-        Some(_) => Err(Error::InvalidArgument(format!(
+    match vfs.stat(dest) {
+        Ok(Some(_)) => Err(Error::InvalidArgument(format!(
             "the {what} destination {} exists",
             dest.display()
         ))),
-        None => Ok(()),
+        // A file above `dest` (ENOTDIR): absent; making its parents names that file.
+        Ok(None) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(()),
+        Err(e) => Err(Error::io("stat", dest, e)),
     }
 }
 

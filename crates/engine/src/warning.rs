@@ -41,7 +41,7 @@ kinds! {
     CutBackFailed => "cut-back-failed": "A failed write or preallocation could not be cut back (the writer is poisoned).",
     PreallocationSkipped => "preallocation-skipped": "No room to preallocate; the write grows the WAL itself.",
     TailTrimFailed => "tail-trim-failed": "The unused preallocated zeros could not be cut at close (read as the end of the log).",
-    SealWriteFailed => "seal-write-failed": "The seal could not be written; the next open scans more.",
+    SealWriteFailed => "seal-write-failed": "The seal could not be written; the next open scans more (said once until a seal write succeeds).",
     SealIgnored => "seal-ignored": "A seal that does not name a frame of its WAL was ignored; the open scanned the whole file.",
     TornTailUnsaved => "torn-tail-unsaved": "A torn tail's bytes could not be kept beside the WAL before it was cut.",
     ConsumerCapped => "consumer-capped": "A consumer's position past the end of the log was capped to the end.",

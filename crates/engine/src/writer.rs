@@ -82,6 +82,8 @@ pub struct WalWriter {
     sealed_end: u64,
     /// The seal sidecar, opened at the first seal written.
     seal_file: Option<Box<dyn VfsFile>>,
+    /// Whether the last seal write failed: warned about once, not at every commit.
+    seal_failing: bool,
     /// Where the open-time scan started: past the sealed prefix, or at the first frame.
     scanned_from: u64,
     poisoned: Option<String>,
@@ -237,6 +239,7 @@ impl WalWriter {
             synced: seal,
             sealed_end: seal.map_or(0, |s| s.end),
             seal_file: None,
+            seal_failing: false,
             scanned_from,
             poisoned: None,
             tail_repair,
@@ -490,7 +493,8 @@ impl WalWriter {
     }
 
     /// Write the newest durable prefix to the seal sidecar. Best effort: without a seal the
-    /// next open scans more, and loses nothing.
+    /// next open scans more, and loses nothing. A failure is warned about once, until a seal
+    /// write succeeds again.
     fn write_seal(&mut self) {
         let Some(seal) = self.synced.filter(|s| s.end != self.sealed_end) else {
             return;
@@ -504,9 +508,19 @@ impl WalWriter {
             }),
         };
         match written {
-            Ok(()) => self.sealed_end = seal.end,
+            Ok(()) => {
+                self.sealed_end = seal.end;
+                self.seal_failing = false;
+            }
+            Err(_) if self.seal_failing => {}
             Err(e) => {
-                warning::report(Kind::SealWriteFailed, &self.path, e);
+                self.seal_failing = true;
+                let sidecar = seal_path(&self.path);
+                warning::report(
+                    Kind::SealWriteFailed,
+                    &sidecar,
+                    Error::io("write", &sidecar, e),
+                );
             }
         }
     }

@@ -8,6 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use common::{append_via, close_via, entry, fresh_store, fs, noise};
 use selene_persist_engine::Entry;
@@ -16,10 +17,19 @@ use selene_persist_engine::{WalOptions, WalReader, WalWriter};
 /// A tmpfs of `size` mounted on a temp dir, unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
+    /// One disk test at a time: another test's `mount` or `umount` child, between its fork and
+    /// its exec, holds a copy of every descriptor of this process, so a file this test removed
+    /// could keep its space a moment longer and the free-space comparison would fail.
+    _alone: MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 impl Tmpfs {
     fn mount(size: &str) -> Option<Self> {
+        let alone = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().ok()?;
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -30,7 +40,7 @@ impl Tmpfs {
             eprintln!("skipped: mounting a tmpfs needs root");
             return None;
         }
-        Some(Self { dir })
+        Some(Self { dir, _alone: alone })
     }
 
     fn path(&self) -> &Path {

@@ -127,6 +127,18 @@ fn a_backup_of_a_missing_source_leaves_nothing() {
     let missing = root.path().join("no-store");
     let error = backup(&fs(), &missing, &dest_in(root.path()), || Upto::Durable).unwrap_err();
     assert_eq!(error.code(), "IO", "{error}");
+    // The OS's own error, so a program sees ENOENT (errno, osCode) as for any missing file.
+    let (op, errno) = error.os_failure().unwrap();
+    assert_eq!(
+        (
+            op,
+            errno
+                .map(std::io::Error::from_raw_os_error)
+                .map(|e| e.kind())
+        ),
+        ("open", Some(std::io::ErrorKind::NotFound)),
+        "{error}"
+    );
     assert!(names(root.path()).is_empty(), "{:?}", names(root.path()));
     // A directory that is not a store is not written to either.
     std::fs::create_dir(&missing).unwrap();

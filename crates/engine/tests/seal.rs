@@ -253,3 +253,41 @@ fn frames_past_the_seal_are_made_durable_and_sealed_at_open() {
         drop(dir);
     }
 }
+
+#[test]
+fn a_seal_that_cannot_be_written_is_warned_about_under_its_own_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.log");
+    // A directory where the seal goes: the writer carries on without one.
+    std::fs::create_dir(seal_path(&path)).unwrap();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let into = Arc::clone(&heard);
+    let wal_dir = dir.path().to_path_buf();
+    let _listening = warning::subscribe(Arc::new(move |w: &warning::Warning| {
+        if w.path.starts_with(&wal_dir) {
+            into.lock()
+                .unwrap()
+                .push((w.kind, w.path.clone(), w.detail.clone()));
+        }
+    }));
+    let mut writer = WalWriter::open(&fs(), &path, options(SyncPolicy::Always)).unwrap();
+    for _ in 0..5 {
+        writer.append(&[entry(b"x")]).unwrap();
+    }
+    drop(writer);
+    let said = heard.lock().unwrap().clone();
+    // Said once while it keeps failing, not at every commit.
+    assert_eq!(said.len(), 1, "{said:?}");
+    for (kind, at, detail) in said {
+        assert_eq!(kind, warning::Kind::SealWriteFailed);
+        assert_eq!(
+            at,
+            seal_path(&path),
+            "the seal's path, as seal-ignored gives it"
+        );
+        assert!(
+            detail.contains(&*seal_path(&path).to_string_lossy()),
+            "{detail}"
+        );
+    }
+}

@@ -649,3 +649,17 @@ fn a_store_whose_directories_cannot_be_made_leaves_none_of_them() {
         }
     }
 }
+
+#[test]
+fn a_store_at_a_file_or_below_one_is_not_a_directory_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a store").unwrap();
+    let vfs: Arc<dyn Vfs> = fs();
+    for at in [file.clone(), file.join("store"), file.join("deeper/store")] {
+        let error = Store::open(&vfs, &at, WalOptions::default()).unwrap_err();
+        assert_eq!(error.code(), "NOT_A_DIRECTORY", "{}", at.display());
+        assert_eq!(error.path(), Some(file.as_path()), "{}", at.display());
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a store");
+}
