@@ -52,6 +52,20 @@ pub enum Origin {
     },
 }
 
+/// An idempotent producer's stamp on one entry (Kafka's producer id, epoch and sequence; the
+/// Durable Streams protocol's `Producer-Id`, `Producer-Epoch`, `Producer-Seq`). Stored with the
+/// entry, so the writer that recovers a log knows each producer's last sequence from the log
+/// itself and a retry after a crash lands once.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, Hash)]
+pub struct Producer {
+    /// Who appends: chosen by the producer, stable across its restarts.
+    pub id: u64,
+    /// Raised by each new incarnation of the producer; an older epoch is fenced.
+    pub epoch: u32,
+    /// The producer's own count of its appends within the epoch, from 0.
+    pub seq: u64,
+}
+
 /// A decoded, checksum-verified frame header.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct FrameHeader {

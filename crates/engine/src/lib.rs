@@ -86,7 +86,7 @@ pub use batch::Entry;
 pub use committer::{AppendRequest, Committer, Reply, WriterState};
 pub use compression::Compression;
 pub use error::{Error, Result};
-pub use frame::Origin;
+pub use frame::{Origin, Producer};
 pub use hlc::Hlc;
 pub use reader::WalReader;
 pub use scan::{TailReason, TailRepair};
