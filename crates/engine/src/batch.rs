@@ -42,7 +42,7 @@ impl Entry {
     /// # Errors
     /// `Decompression`, `PayloadTooLarge`.
     pub fn from_frame(frame: Frame) -> Result<Self> {
-        let flags = frame.header.flags;
+        let flags = frame.flags;
         let (offset, stored_len) = (frame.offset, frame.stored.len() as u64);
         let payload = if flags & FLAG_COMPRESSED == 0 {
             frame.stored
@@ -50,8 +50,8 @@ impl Entry {
             decompress_payload(&frame.stored, frame.offset)?.into()
         };
         Ok(Self {
-            sequence: frame.header.sequence,
-            hlc: frame.header.hlc,
+            sequence: frame.sequence,
+            hlc: frame.hlc,
             origin: frame.origin,
             principal: frame.principal,
             payload,
@@ -94,7 +94,7 @@ impl Batch for Vec<Entry> {
     }
 
     fn push_frame(&mut self, frame: FrameRef<'_>) -> Result<usize> {
-        let entry = Entry::from_frame(frame.to_frame())?;
+        let entry = Entry::from_frame(frame.clone())?;
         let len = entry.payload.len();
         self.push(entry);
         Ok(len)

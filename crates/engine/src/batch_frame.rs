@@ -141,7 +141,9 @@ pub struct Record<'a> {
 }
 
 impl Record<'_> {
-    fn flags(&self) -> u8 {
+    /// Its record flags, as the length table holds them.
+    #[must_use]
+    pub fn flags(&self) -> u8 {
         let mut flags = 0;
         if self.compressed {
             flags |= FLAG_COMPRESSED;
@@ -260,6 +262,54 @@ pub fn encode_batch(
     let head_sum = checksum32(&out[start + 4..start + BATCH_HEADER_LEN + table_len]);
     out[start..start + 4].copy_from_slice(&head_sum.to_le_bytes());
     Ok(start..out.len())
+}
+
+/// What a batch's verified head says: enough to walk from batch to batch without its records.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct HeadInfo {
+    /// Sequence of the first record.
+    pub base_sequence: u64,
+    /// How many records.
+    pub count: usize,
+    /// Length of the whole batch frame (which may run past the bytes given).
+    pub len: usize,
+    /// The head checksum (bytes 0..4), which names the batch.
+    pub checksum: u32,
+}
+
+impl HeadInfo {
+    /// Sequence of the last record.
+    #[must_use]
+    pub const fn last_sequence(&self) -> u64 {
+        self.base_sequence + self.count as u64 - 1
+    }
+}
+
+/// Bytes that always hold the head of a batch of `count` records: the fixed header and the
+/// longest table.
+#[must_use]
+pub const fn head_bound(count: usize) -> usize {
+    BATCH_HEADER_LEN + count * MAX_U64_VARINT
+}
+
+/// The record count a batch's fixed header claims (unverified), if `bytes` holds it.
+#[must_use]
+pub fn claimed_count(bytes: &[u8]) -> Option<usize> {
+    bytes.get(6..8).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+/// Verify the head (fixed header and length table) of the batch at the start of `bytes`.
+///
+/// # Errors
+/// As [`decode_batch`], for the head alone.
+pub fn batch_head(bytes: &[u8], offset: u64) -> std::result::Result<HeadInfo, Defect> {
+    let head = read_head(bytes, offset)?;
+    Ok(HeadInfo {
+        base_sequence: head.base_sequence,
+        count: head.table.len(),
+        len: head.body_start + head.body_len(),
+        checksum: le_u32(&bytes[0..4]),
+    })
 }
 
 /// Decode and verify the batch frame at the start of `bytes` (found at file offset `offset`,

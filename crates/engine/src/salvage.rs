@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use crate::consumer;
 use crate::error::{Error, Result};
-use crate::file_header::{FILE_HEADER_LEN, FileHeader};
+use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout};
 use crate::filename::StoreFile;
 use crate::frame::FRAME_HEADER_LEN;
 use crate::hlc::Hlc;
@@ -258,6 +258,7 @@ impl Run<'_> {
         self.report.last_sequence = self.last.unwrap_or(0);
         let header = FileHeader {
             snapshot_seq: self.snapshot.unwrap_or(0),
+            layout: Layout::V3,
         };
         self.out.finish(&header.encode())?;
         self.report.damaged_file = self.side.finish()?.map(|p| p.display().to_string());

@@ -44,7 +44,7 @@ fn check(format: Format, encoded: &[u8], decode: &dyn Fn(&[u8]) -> Result<(), St
 
 #[test]
 fn the_wal_header_writes_and_reads_wal_format() {
-    let encoded = FileHeader { snapshot_seq: 7 }.encode();
+    let encoded = FileHeader::new(7).encode();
     check(WAL_FORMAT, &encoded, &|b| {
         FileHeader::decode(b).map(drop).map_err(|e| e.to_string())
     });
@@ -74,6 +74,7 @@ fn the_seal_writes_and_reads_its_format() {
             offset: 24,
             sequence: 2,
             header_checksum: 3,
+            first_sequence: 2,
         },
         clock: Hlc {
             seconds: 5,

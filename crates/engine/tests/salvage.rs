@@ -443,8 +443,11 @@ fn a_large_source_is_salvaged_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("large.log");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&source).unwrap());
-    out.write_all(&selene_persist_engine::file_header::FileHeader { snapshot_seq: 0 }.encode())
-        .unwrap();
+    let header = selene_persist_engine::file_header::FileHeader {
+        snapshot_seq: 0,
+        layout: selene_persist_engine::file_header::Layout::V3,
+    };
+    out.write_all(&header.encode()).unwrap();
     let mut at = 24;
     let mut frame = Vec::new();
     let mut garbage = 0;

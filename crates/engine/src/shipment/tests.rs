@@ -1,14 +1,16 @@
 use super::*;
-use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin};
+use crate::batch_frame::Record;
+use crate::frame::Origin;
 use crate::hlc::Hlc;
+use crate::scan::encode_records;
 
-/// Frames `first..first + n` as a WAL would hold them: a local entry with a principal, a
-/// replicated one, and a watermark, in turn.
+/// Entries `first..first + n` as a writer's commit of them holds them: a local entry with a
+/// principal, a replicated one, and a watermark, in turn.
 fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
-    let mut wal = Vec::new();
-    for sequence in first..first + n {
-        let fields = FrameFields {
-            sequence,
+    let payloads: Vec<String> = (first..first + n).map(|s| format!("entry {s}")).collect();
+    let records: Vec<Record<'_>> = (first..first + n)
+        .zip(&payloads)
+        .map(|(sequence, payload)| Record {
             hlc: Hlc {
                 seconds: sequence,
                 subseconds: 7,
@@ -22,20 +24,19 @@ fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
                 Origin::Local
             },
             principal: (sequence % 3 == 0).then_some(b"alice".as_slice()),
-            flags: if sequence % 3 == 2 {
-                FLAG_CHECKPOINT_WATERMARK
-            } else {
-                0
-            },
-        };
-        frame::encode_frame(&mut wal, &fields, format!("entry {sequence}").as_bytes());
-    }
+            stored: if sequence % 3 == 2 { b"" } else { payload.as_bytes() },
+            compressed: false,
+            watermark: sequence % 3 == 2,
+        })
+        .collect();
+    let mut wal = Vec::new();
+    encode_records(&mut wal, first, &records).unwrap();
     let mut parsed = Vec::new();
     let mut at = 0;
     while at < wal.len() {
-        let f = frame_in(&wal, at).expect("valid frame");
-        at += f.header.frame_len() as usize;
-        parsed.push(f);
+        let (batch, len) = batch_in(&wal, at).expect("valid batch");
+        at += len;
+        parsed.extend(batch);
     }
     (wal, parsed)
 }
@@ -61,8 +62,8 @@ fn frames_travel_byte_for_byte_and_decode_back() {
     assert_eq!(header.last(), 46);
     for (a, b) in back.iter().zip(&parsed) {
         assert_eq!(
-            (a.header, a.origin, &a.principal, &a.stored),
-            (b.header, b.origin, &b.principal, &b.stored)
+            (a.sequence, a.hlc, a.flags, a.origin, &a.principal, &a.stored),
+            (b.sequence, b.hlc, b.flags, b.origin, &b.principal, &b.stored)
         );
     }
 }
@@ -91,7 +92,7 @@ fn every_damaged_byte_is_refused() {
 fn the_version_is_checked_before_anything_else() {
     let (_, parsed) = frames(1, 1);
     let mut shipped = encode(1, &parsed).unwrap();
-    shipped[4] = 2;
+    shipped[4] = 3;
     assert_eq!(decode(&shipped).unwrap_err().code(), "UNSUPPORTED_VERSION");
     shipped[0] = b'X';
     assert_eq!(decode(&shipped).unwrap_err().code(), "MAGIC_MISMATCH");
