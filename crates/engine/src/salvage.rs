@@ -44,6 +44,7 @@ use crate::hlc::Hlc;
 use crate::inspect::Progress;
 use crate::io::Vfs;
 use crate::manifest::Manifest;
+use crate::scan::v3_frame_as_batch;
 use crate::publish::{Placement, Staging, copy_file, publish, require_absent};
 use crate::snapshot::SnapshotReader;
 
@@ -208,8 +209,8 @@ impl Run<'_> {
                 .fetch_add(pos - counted, Ordering::Relaxed);
             counted = pos;
             let next = match self.last {
-                Some(last) => match source.frame_at(pos)? {
-                    Some(h) if last.checked_add(1) == Some(h.sequence) => Some((pos, h)),
+                Some(last) => match source.unit_at(pos)? {
+                    Some(h) if last.checked_add(1) == Some(h.first) => Some((pos, h)),
                     _ => scanner.resume(source, pos, last, self.budget)?,
                 },
                 // No header to go by: the first frame found names the sequence before it.
@@ -225,19 +226,27 @@ impl Run<'_> {
             if at > pos {
                 self.damage(source, pos, at - pos)?;
             }
-            let last = *self.last.get_or_insert(frame.sequence - 1);
+            let last = *self.last.get_or_insert(frame.first - 1);
             self.snapshot.get_or_insert(last);
-            let gap = frame.sequence - last - 1;
+            let gap = frame.first - last - 1;
             if gap > 0 {
-                self.report.missing.push((last + 1, frame.sequence - 1));
-                self.out
-                    .watermarks(last + 1..frame.sequence, self.last_hlc)?;
+                self.report.missing.push((last + 1, frame.first - 1));
+                self.out.watermarks(last + 1..frame.first, self.last_hlc)?;
                 self.budget -= gap;
             }
-            let len = frame.frame_len();
-            self.out.push(source.frame_bytes(at, len)?)?;
-            self.report.frames_recovered += 1;
-            self.last = Some(frame.sequence);
+            let len = frame.len;
+            match source.layout() {
+                // A batch frame is copied byte for byte.
+                Layout::V4 => self.out.push(source.frame_bytes(at, len)?)?,
+                // A v3 frame is written as a batch frame of one: the new log is format v4.
+                Layout::V3 => {
+                    let mut encoded = Vec::new();
+                    v3_frame_as_batch(source.frame_bytes(at, len)?, at, &mut encoded)?;
+                    self.out.push(&encoded)?;
+                }
+            }
+            self.report.frames_recovered += frame.last - frame.first + 1;
+            self.last = Some(frame.last);
             self.last_hlc = frame.hlc;
             pos = at + len;
         }
@@ -258,7 +267,7 @@ impl Run<'_> {
         self.report.last_sequence = self.last.unwrap_or(0);
         let header = FileHeader {
             snapshot_seq: self.snapshot.unwrap_or(0),
-            layout: Layout::V3,
+            layout: Layout::V4,
         };
         self.out.finish(&header.encode())?;
         self.report.damaged_file = self.side.finish()?.map(|p| p.display().to_string());

@@ -234,8 +234,54 @@ fn unit_in(
 /// The [`Defect`] that stops it.
 pub fn batch_in(bytes: &[u8], offset: usize) -> std::result::Result<(Vec<Frame>, usize), Defect> {
     let rest = bytes.get(offset..).ok_or(Defect::Damaged(Damage::Short))?;
-    let owned = Bytes::copy_from_slice(rest);
+    let head = batch_frame::batch_head(rest, offset as u64)?;
+    let body = rest.get(..head.len).ok_or(Defect::Damaged(Damage::Short))?;
+    let owned = Bytes::copy_from_slice(body);
     unit_in(&owned, offset as u64, Layout::V4, Some(&owned))
+}
+
+/// The entries of the unit (a v3 frame or a v4 batch frame) at the start of `bytes`, found at
+/// `offset`, verified in full, their payloads left empty.
+///
+/// # Errors
+/// The [`Defect`] that stops it.
+pub fn verify_unit(
+    bytes: &[u8],
+    offset: u64,
+    layout: Layout,
+) -> std::result::Result<Vec<Frame>, Defect> {
+    unit_in(bytes, offset, layout, None).map(|(frames, _)| frames)
+}
+
+/// Append the verified v3 frame at the start of `bytes` (found at `offset`) to `out` as a
+/// format v4 batch frame of one, its payload copied once.
+///
+/// # Errors
+/// The [`Defect`] that stops it, and those of [`batch_frame::encode_batch`].
+pub fn v3_frame_as_batch(bytes: &[u8], offset: u64, out: &mut Vec<u8>) -> Result<()> {
+    let damaged = |offset| Error::ChecksumMismatch {
+        what: "WAL frame",
+        offset,
+    };
+    let head: &[u8; FRAME_HEADER_LEN] = bytes
+        .get(..FRAME_HEADER_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| damaged(offset))?;
+    let header = frame::decode_header(head, offset).map_err(|_| damaged(offset))?;
+    let len = usize::try_from(header.frame_len()).unwrap_or(usize::MAX);
+    let body = bytes
+        .get(FRAME_HEADER_LEN..len)
+        .ok_or_else(|| damaged(offset))?;
+    let (origin, principal, stored) = check_body(&header, body).map_err(|_| damaged(offset))?;
+    let record = Record {
+        hlc: header.hlc,
+        origin,
+        principal,
+        stored,
+        compressed: header.flags & frame::FLAG_COMPRESSED != 0,
+        watermark: header.flags & frame::FLAG_CHECKPOINT_WATERMARK != 0,
+    };
+    batch_frame::encode_batch(out, header.sequence, &[record]).map(drop)
 }
 
 /// A verified head of the unit at the start of `bytes`: its first and last sequence, the
