@@ -295,7 +295,9 @@ pub const fn head_bound(count: usize) -> usize {
 /// The record count a batch's fixed header claims (unverified), if `bytes` holds it.
 #[must_use]
 pub fn claimed_count(bytes: &[u8]) -> Option<usize> {
-    bytes.get(6..8).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+    bytes
+        .get(6..8)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
 }
 
 /// Verify the head (fixed header and length table) of the batch at the start of `bytes`.

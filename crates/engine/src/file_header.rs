@@ -94,9 +94,7 @@ impl FileHeader {
         let layout = match WAL_FORMAT.check_identity(bytes, FILE_HEADER_LEN) {
             Ok(()) => Layout::V4,
             Err(Error::UnsupportedVersion { .. })
-                if WAL_FORMAT_V3
-                    .check_identity(bytes, FILE_HEADER_LEN)
-                    .is_ok() =>
+                if WAL_FORMAT_V3.check_identity(bytes, FILE_HEADER_LEN).is_ok() =>
             {
                 Layout::V3
             }

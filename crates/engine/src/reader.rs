@@ -46,8 +46,8 @@ impl WalReader {
         let header = read_file_header(file.as_ref(), path)?;
         let len = file.size().map_err(|e| Error::io("stat", path, e))?;
         // Damage inside a prefix the seal says was durable is corruption, never a torn tail.
-        let sealed_end = Seal::load(vfs.as_ref(), path, file.as_ref(), header, len)
-            .map_or(0, |seal| seal.end);
+        let sealed_end =
+            Seal::load(vfs.as_ref(), path, file.as_ref(), header, len).map_or(0, |seal| seal.end);
         Ok(Self {
             path: path.to_path_buf(),
             file,

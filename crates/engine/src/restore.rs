@@ -18,13 +18,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::scan::encode_batches;
 use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::filename::{StoreFile, temp_path};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::manifest::Manifest;
 use crate::publish::{Staging, require_absent};
+use crate::scan::encode_batches;
 use crate::shipment;
 use crate::snapshot::SnapshotReader;
 

@@ -44,8 +44,8 @@ use crate::hlc::Hlc;
 use crate::inspect::Progress;
 use crate::io::Vfs;
 use crate::manifest::Manifest;
-use crate::scan::v3_frame_as_batch;
 use crate::publish::{Placement, Staging, copy_file, publish, require_absent};
+use crate::scan::v3_frame_as_batch;
 use crate::snapshot::SnapshotReader;
 
 mod resync;

@@ -805,13 +805,7 @@ impl FrameCursor {
 
     /// Whether the unit at `candidate` (whose bytes `buf` starts with, perhaps not all of its
     /// head) has a head that verifies and a later sequence.
-    fn head_at(
-        &self,
-        file: &dyn VfsFile,
-        path: &Path,
-        buf: &[u8],
-        candidate: u64,
-    ) -> Result<bool> {
+    fn head_at(&self, file: &dyn VfsFile, path: &Path, buf: &[u8], candidate: u64) -> Result<bool> {
         let need = head_need(buf, self.layout);
         let available = usize::try_from(self.file_len - candidate).unwrap_or(usize::MAX);
         let owned;

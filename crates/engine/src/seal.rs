@@ -26,9 +26,9 @@
 use std::path::Path;
 
 use crate::checksum::checksum32;
+use crate::file_header::FileHeader;
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::seal_path;
-use crate::file_header::FileHeader;
 use crate::scan::unit_head;
 
 /// Most bytes of the last sealed unit read to check its head: a batch of the writer's cap

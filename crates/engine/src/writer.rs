@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::batch_frame::Record;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout, le_u32, le_u64};
 use crate::filename::{StoreFile, seal_path, torn_path};
-use crate::batch_frame::Record;
 use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
@@ -163,20 +163,15 @@ impl WalWriter {
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let mut cursor = FrameCursor::new(file_len, header).without_payloads();
         let mut clock = HlcClock::default();
-        let seal = Seal::examine(
-            vfs.as_ref(),
-            path,
-            file.as_ref(),
-            header,
-            file_len,
-        )
-        .map_err(|why| {
-            if let Some(why) = why {
-                let detail = format!("the seal was ignored ({why}); the whole file was scanned");
-                warning::report(Kind::SealIgnored, &seal_path(path), detail);
-            }
-        })
-        .ok();
+        let seal = Seal::examine(vfs.as_ref(), path, file.as_ref(), header, file_len)
+            .map_err(|why| {
+                if let Some(why) = why {
+                    let detail =
+                        format!("the seal was ignored ({why}); the whole file was scanned");
+                    warning::report(Kind::SealIgnored, &seal_path(path), detail);
+                }
+            })
+            .ok();
         let mut last_frame = None;
         let mut scanned_from = cursor.offset();
         if let Some(seal) = seal {
@@ -391,7 +386,10 @@ impl WalWriter {
                 let records: Vec<Record<'_>> = self.staged.iter().map(Staged::record).collect();
                 let batches = encode_records(&mut self.encoded, base, &records)?;
                 if let Some(batch) = batches.last() {
-                    last = (batch.start, le_u32(&self.encoded[batch.start..batch.start + 4]));
+                    last = (
+                        batch.start,
+                        le_u32(&self.encoded[batch.start..batch.start + 4]),
+                    );
                 }
             }
             Layout::V3 => {
@@ -403,7 +401,8 @@ impl WalWriter {
                         hlc: staged.hlc,
                         origin: staged.origin,
                         principal: record.principal,
-                        flags: record.flags() & (frame::FLAG_COMPRESSED | FLAG_CHECKPOINT_WATERMARK),
+                        flags: record.flags()
+                            & (frame::FLAG_COMPRESSED | FLAG_CHECKPOINT_WATERMARK),
                     };
                     frame::encode_frame(&mut self.encoded, &fields, &staged.stored);
                     last = (start, le_u32(&self.encoded[start..start + 4]));
@@ -597,11 +596,7 @@ impl WalWriter {
             ));
         }
         let watermark = EntryView::default();
-        self.stage_flagged(
-            1,
-            std::iter::once((watermark, None)),
-            true,
-        )?;
+        self.stage_flagged(1, std::iter::once((watermark, None)), true)?;
         self.commit()?;
         // The epoch is anchored only once the watermark is durable.
         self.flush()?;

@@ -122,15 +122,15 @@ impl Batch for Packed {
     fn push_frame(&mut self, frame: FrameRef<'_>) -> Result<usize> {
         let flags = frame.flags;
         let compressed = flags & FLAG_COMPRESSED != 0;
-        if let Some(principal) = frame.principal {
+        if let Some(principal) = &frame.principal {
             self.data.extend_from_slice(principal);
         }
         let payload_start = self.data.len();
         if compressed {
             self.data
-                .extend_from_slice(&decompress_payload(frame.stored, frame.offset)?);
+                .extend_from_slice(&decompress_payload(&frame.stored, frame.offset)?);
         } else {
-            self.data.extend_from_slice(frame.stored);
+            self.data.extend_from_slice(&frame.stored);
         }
         let payload_len = self.data.len() - payload_start;
         let (node, seq) = match frame.origin {
@@ -151,8 +151,10 @@ impl Batch for Packed {
         integers[at(LAYOUT.payload_start)] = payload_start as u32;
         integers[at(LAYOUT.payload_len)] = payload_len as u32;
         integers[at(LAYOUT.hlc_subseconds)] = frame.hlc.subseconds;
-        integers[at(LAYOUT.principal_len)] =
-            frame.principal.map_or(NO_PRINCIPAL, |p| p.len() as u32);
+        integers[at(LAYOUT.principal_len)] = frame
+            .principal
+            .as_ref()
+            .map_or(NO_PRINCIPAL, |p| p.len() as u32);
         integers[at(LAYOUT.stored_len)] = frame.stored.len() as u32;
         let watermark = flags & FLAG_CHECKPOINT_WATERMARK != 0;
         integers[at(LAYOUT.flags)] = if watermark { LAYOUT.flag_watermark } else { 0 }

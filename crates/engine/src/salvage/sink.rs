@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::batch_frame::Record;
 use crate::error::{Error, Result};
 use crate::filename::temp_path;
-use crate::batch_frame::Record;
-use crate::scan::{BATCH_RECORDS_CAP, encode_records};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::remove_quietly;
+use crate::scan::{BATCH_RECORDS_CAP, encode_records};
 
 use super::source::Source;
 

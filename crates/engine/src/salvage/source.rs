@@ -61,12 +61,13 @@ impl Source {
             .map_err(|e| Error::io("open", path, e))?;
         let len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let mut head = [0u8; FILE_HEADER_LEN];
-        let got = read_up_to(file.as_ref(), &mut head, 0).map_err(|e| Error::io("read", path, e))?;
+        let got =
+            read_up_to(file.as_ref(), &mut head, 0).map_err(|e| Error::io("read", path, e))?;
         // A damaged header still says which layout by its major version, if that byte holds.
-        let layout = FileHeader::decode(&head[..got]).map_or(
-            if head[4] == 1 { Layout::V3 } else { Layout::V4 },
-            |h| h.layout,
-        );
+        let layout = FileHeader::decode(&head[..got])
+            .map_or(if head[4] == 1 { Layout::V3 } else { Layout::V4 }, |h| {
+                h.layout
+            });
         Ok(Self {
             layout,
             file,

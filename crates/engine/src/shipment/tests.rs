@@ -24,7 +24,11 @@ fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
                 Origin::Local
             },
             principal: (sequence % 3 == 0).then_some(b"alice".as_slice()),
-            stored: if sequence % 3 == 2 { b"" } else { payload.as_bytes() },
+            stored: if sequence % 3 == 2 {
+                b""
+            } else {
+                payload.as_bytes()
+            },
             compressed: false,
             watermark: sequence % 3 == 2,
         })
@@ -62,8 +66,22 @@ fn frames_travel_byte_for_byte_and_decode_back() {
     assert_eq!(header.last(), 46);
     for (a, b) in back.iter().zip(&parsed) {
         assert_eq!(
-            (a.sequence, a.hlc, a.flags, a.origin, &a.principal, &a.stored),
-            (b.sequence, b.hlc, b.flags, b.origin, &b.principal, &b.stored)
+            (
+                a.sequence,
+                a.hlc,
+                a.flags,
+                a.origin,
+                &a.principal,
+                &a.stored
+            ),
+            (
+                b.sequence,
+                b.hlc,
+                b.flags,
+                b.origin,
+                &b.principal,
+                &b.stored
+            )
         );
     }
 }
