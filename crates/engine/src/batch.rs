@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
-use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin};
+use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin, Producer};
 use crate::hlc::Hlc;
 use crate::scan::{Frame, FrameRef};
 
@@ -24,6 +24,8 @@ pub struct Entry {
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
+    /// Its idempotent producer's stamp, if it has one.
+    pub producer: Option<Producer>,
     /// Its payload (a slice of the bytes it was read into, unless it was decompressed).
     pub payload: Bytes,
     /// Whether it is a checkpoint watermark.
@@ -54,6 +56,7 @@ impl Entry {
             hlc: frame.hlc,
             origin: frame.origin,
             principal: frame.principal,
+            producer: frame.producer,
             payload,
             watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
             offset,

@@ -18,17 +18,18 @@
 //! | 12..20       | base sequence: record `i` has sequence `base + i`                    |
 //! | 20..28       | base HLC seconds (u64): the group's earliest timestamp               |
 //! | 28..32       | base HLC subseconds (u32)                                           |
-//! | 32..         | length table: `n` varints, `record_len << 4 \| record flags`         |
+//! | 32..         | length table: `n` varints, `record_len << 5 \| record flags`         |
 //! | then         | the `n` records, back to back, each `record_len` bytes               |
 //!
 //! Record flags: 0x01 compressed (zstd), 0x02 checkpoint watermark, 0x04 replicated origin,
-//! 0x08 principal. A record is:
+//! 0x08 principal, 0x10 producer stamp. A record is:
 //!
 //! | field                      | bytes                                                      |
 //! |----------------------------|------------------------------------------------------------|
 //! | HLC delta                  | varint: ticks (1/2^32 s) after the base HLC                |
 //! | origin, if 0x04            | varint source node id, varint source sequence              |
 //! | principal, if 0x08         | varint length (<= 4096), then the bytes                    |
+//! | producer, if 0x10          | varint producer id, varint epoch (u32), varint sequence     |
 //! | payload                    | the rest up to the check, as stored (<= 256 MiB)           |
 //! | check                      | u16: low 16 bits of the record hash (0 is written as 1)    |
 //!
@@ -94,7 +95,7 @@ use crate::error::{Error, Result};
 use crate::file_header::{le_u32, le_u64};
 use crate::frame::{
     Damage, Defect, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FLAG_REPLICATED, MAX_PAYLOAD_LEN,
-    MAX_PRINCIPAL_LEN, Origin,
+    MAX_PRINCIPAL_LEN, Origin, Producer,
 };
 use crate::hlc::Hlc;
 
@@ -106,10 +107,12 @@ pub const BATCH_HEADER_LEN: usize = 32;
 pub const MAX_BATCH_RECORDS: usize = u16::MAX as usize;
 /// Record flag: the record carries a principal.
 pub const FLAG_PRINCIPAL: u8 = 0x08;
+/// Record flag: the record carries an idempotent producer's stamp.
+pub const FLAG_PRODUCER: u8 = 0x10;
 /// Batch flag: the records are encrypted (reserved; refused by this build).
 pub const BATCH_FLAG_ENCRYPTED: u8 = 0x01;
 
-const RECORD_FLAG_BITS: u32 = 4;
+const RECORD_FLAG_BITS: u32 = 5;
 const RECORD_FLAG_MASK: u128 = (1 << RECORD_FLAG_BITS) - 1;
 const CHECK_LEN: usize = 2;
 /// An HLC delta and a check: no record is shorter, and no table entry shorter than one byte.
@@ -118,9 +121,17 @@ const MAX_HLC_TICKS: u128 = (1 << 96) - 1;
 /// Longest varint of a u128 HLC delta below 2^96 (14 * 7 = 98 bits).
 const MAX_DELTA_VARINT: usize = 14;
 const MAX_U64_VARINT: usize = 10;
-/// Longest record: delta, origin, principal length and bytes, payload, check.
-const MAX_RECORD_LEN: usize =
-    MAX_DELTA_VARINT + 2 * MAX_U64_VARINT + 2 + MAX_PRINCIPAL_LEN + MAX_PAYLOAD_LEN + CHECK_LEN;
+/// Longest varint of a u32 (5 * 7 = 35 bits).
+const MAX_U32_VARINT: usize = 5;
+/// Longest record: delta, origin, principal length and bytes, producer, payload, check.
+const MAX_RECORD_LEN: usize = MAX_DELTA_VARINT
+    + 2 * MAX_U64_VARINT
+    + 2
+    + MAX_PRINCIPAL_LEN
+    + 2 * MAX_U64_VARINT
+    + MAX_U32_VARINT
+    + MAX_PAYLOAD_LEN
+    + CHECK_LEN;
 
 /// One record of a batch, to encode or as decoded: every field but the sequence, which is the
 /// batch's base plus the record's index.
@@ -132,6 +143,8 @@ pub struct Record<'a> {
     pub origin: Origin,
     /// Optional principal (at most 4 KiB).
     pub principal: Option<&'a [u8]>,
+    /// Optional idempotent producer's stamp.
+    pub producer: Option<Producer>,
     /// The payload as stored: zstd-compressed when `compressed` (at most 256 MiB).
     pub stored: &'a [u8],
     /// Whether `stored` is zstd-compressed.
@@ -156,6 +169,9 @@ impl Record<'_> {
         }
         if self.principal.is_some() {
             flags |= FLAG_PRINCIPAL;
+        }
+        if self.producer.is_some() {
+            flags |= FLAG_PRODUCER;
         }
         flags
     }
@@ -244,6 +260,11 @@ pub fn encode_batch(
         if let Some(principal) = record.principal {
             put_varint(out, principal.len() as u64);
             out.extend_from_slice(principal);
+        }
+        if let Some(producer) = record.producer {
+            put_varint(out, producer.id);
+            put_varint(out, producer.epoch);
+            put_varint(out, producer.seq);
         }
         out.extend_from_slice(record.stored);
         let hash = xxh3_64_with_seed(&out[record_start..], sequence);
@@ -588,6 +609,22 @@ fn parse_record(
             Some(principal)
         }
     };
+    let producer = if flags & FLAG_PRODUCER == 0 {
+        None
+    } else {
+        let mut next = |max: usize| match read_varint(rest, max) {
+            Varint::Value(value, used) => {
+                rest = &rest[used..];
+                Ok(value)
+            }
+            Varint::Short | Varint::Invalid => Err(invalid("bad producer stamp")),
+        };
+        let bad = |_| invalid("bad producer stamp");
+        let id = u64::try_from(next(MAX_U64_VARINT)?).map_err(bad)?;
+        let epoch = u32::try_from(next(MAX_U32_VARINT)?).map_err(bad)?;
+        let seq = u64::try_from(next(MAX_U64_VARINT)?).map_err(bad)?;
+        Some(Producer { id, epoch, seq })
+    };
     if rest.len() > MAX_PAYLOAD_LEN {
         return Err(invalid("payload longer than 256 MiB"));
     }
@@ -595,6 +632,7 @@ fn parse_record(
         hlc: Hlc::from_ticks(ticks),
         origin,
         principal,
+        producer,
         stored: rest,
         compressed: flags & FLAG_COMPRESSED != 0,
         watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
@@ -629,9 +667,13 @@ fn record_len(record: &Record<'_>, base_ticks: u128) -> usize {
     let principal = record
         .principal
         .map_or(0, |p| varint_len(p.len() as u64) + p.len());
+    let producer = record.producer.map_or(0, |p| {
+        varint_len(p.id) + varint_len(p.epoch) + varint_len(p.seq)
+    });
     varint_len(record.hlc.ticks() - base_ticks)
         + origin
         + principal
+        + producer
         + record.stored.len()
         + CHECK_LEN
 }

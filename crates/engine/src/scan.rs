@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use crate::batch_frame::{self, BATCH_HEADER_LEN, HeadInfo, Record};
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout, le_u32};
-use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin};
+use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin, Producer};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at, read_up_to};
 
@@ -87,6 +87,8 @@ pub struct Frame {
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
+    /// Its idempotent producer's stamp (format v4 only).
+    pub producer: Option<Producer>,
     /// The payload as stored (compressed if the flags say so), sharing the bytes it was read
     /// into; empty from a cursor made [`FrameCursor::without_payloads`].
     pub stored: Bytes,
@@ -106,6 +108,7 @@ impl Frame {
             hlc: self.hlc,
             origin: self.origin,
             principal: self.principal.as_deref(),
+            producer: self.producer,
             stored: &self.stored,
             compressed: self.flags & frame::FLAG_COMPRESSED != 0,
             watermark: self.flags & frame::FLAG_CHECKPOINT_WATERMARK != 0,
@@ -198,6 +201,7 @@ fn unit_in(
                     flags: header.flags,
                     origin,
                     principal: principal.map(<[u8]>::to_vec),
+                    producer: None,
                     stored: share(stored),
                 }],
                 len,
@@ -218,6 +222,7 @@ fn unit_in(
                     flags: record.flags(),
                     origin: record.origin,
                     principal: record.principal.map(<[u8]>::to_vec),
+                    producer: record.producer,
                     stored: share(record.stored),
                 })
                 .collect();
@@ -277,6 +282,7 @@ pub fn v3_frame_as_batch(bytes: &[u8], offset: u64, out: &mut Vec<u8>) -> Result
         hlc: header.hlc,
         origin,
         principal,
+        producer: None,
         stored,
         compressed: header.flags & frame::FLAG_COMPRESSED != 0,
         watermark: header.flags & frame::FLAG_CHECKPOINT_WATERMARK != 0,

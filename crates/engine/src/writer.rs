@@ -23,7 +23,7 @@ use crate::batch_frame::Record;
 use crate::error::{Error, Result};
 use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout, le_u32, le_u64};
 use crate::filename::{StoreFile, seal_path, torn_path};
-use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin};
+use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin, Producer};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::{Placement, copy_range, dir_of, publish, write_all};
@@ -294,6 +294,12 @@ impl WalWriter {
             ));
         }
         entries.clone().try_for_each(|(e, _)| e.validate())?;
+        if self.layout == Layout::V3 && entries.clone().any(|(e, _)| e.producer.is_some()) {
+            return Err(Error::InvalidArgument(
+                "a producer stamp needs a format v4 WAL; this one is v3 until its next rotation"
+                    .into(),
+            ));
+        }
         let first = self.last_sequence + self.staged_count + 1;
         let last = first + count as u64 - 1;
         if last > MAX_SEQUENCE {
@@ -321,9 +327,10 @@ impl WalWriter {
                 hlc,
                 origin: entry.origin,
                 principal: entry.principal.map(<[u8]>::to_vec),
+                producer: entry.producer,
                 stored,
                 compressed,
-                watermark: watermark,
+                watermark,
             });
         }
         self.staged_count += count as u64;
@@ -834,6 +841,7 @@ struct Staged {
     hlc: Hlc,
     origin: Origin,
     principal: Option<Vec<u8>>,
+    producer: Option<Producer>,
     stored: Bytes,
     compressed: bool,
     watermark: bool,
@@ -845,6 +853,7 @@ impl Staged {
             hlc: self.hlc,
             origin: self.origin,
             principal: self.principal.as_deref(),
+            producer: self.producer,
             stored: &self.stored,
             compressed: self.compressed,
             watermark: self.watermark,

@@ -139,6 +139,19 @@ fn a_format_v3_wal_opens_replays_appends_and_rotates_into_v4() {
     writer
         .append(&[common::entry(&common::payload_for(4))])
         .unwrap();
+    // A v3 frame has no room for a producer stamp.
+    let stamped = selene_persist_engine::NewEntry {
+        producer: Some(selene_persist_engine::Producer {
+            id: 1,
+            epoch: 0,
+            seq: 0,
+        }),
+        ..common::entry(b"stamped")
+    };
+    assert_eq!(
+        writer.append(&[stamped]).unwrap_err().code(),
+        "INVALID_ARGUMENT"
+    );
     // Appended as a 40-byte-header frame: the file stays WAL 1.0.
     let len = (bytes.len() + 40 + common::payload_for(4).len()) as u64;
     assert_eq!(writer.committed_offset(), len);

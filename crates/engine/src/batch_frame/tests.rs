@@ -23,6 +23,7 @@ impl Owned {
             hlc: hlc(self.ticks),
             origin: self.origin,
             principal: self.principal.as_deref(),
+            producer: None,
             stored: &self.stored,
             compressed: self.compressed,
             watermark: self.watermark,
@@ -328,8 +329,12 @@ fn a_record_whose_check_holds_but_whose_fields_overrun_is_refused() {
     body.extend_from_slice(&check16(hash).to_le_bytes());
     let mut head = fixed(FRAME_VERSION, 0, 1, 1);
     head[8..12].copy_from_slice(&checksum32(&hash.to_le_bytes()).to_le_bytes());
-    let entry = ((body.len() as u8) << RECORD_FLAG_BITS) | FLAG_PRINCIPAL;
-    let bytes = with_head_checksum(head, &[entry], &body);
+    let mut entry = Vec::new();
+    put_varint(
+        &mut entry,
+        ((body.len() as u64) << RECORD_FLAG_BITS) | u64::from(FLAG_PRINCIPAL),
+    );
+    let bytes = with_head_checksum(head, &entry, &body);
     assert_eq!(unsupported(decode_batch(&bytes, 0)), "UNSUPPORTED_FRAME");
 }
 
@@ -465,4 +470,35 @@ fn a_zero_filled_record_never_passes_its_check() {
             );
         }
     }
+}
+
+#[test]
+fn a_producer_stamp_round_trips_and_its_damage_costs_its_record() {
+    let producer = Some(Producer {
+        id: 1 << 40,
+        epoch: 7,
+        seq: 0,
+    });
+    let records = [
+        Record {
+            producer,
+            stored: b"stamped",
+            ..Record::default()
+        },
+        Record {
+            stored: b"plain",
+            ..Record::default()
+        },
+    ];
+    let mut out = Vec::new();
+    encode_batch(&mut out, 10, &records).unwrap();
+    let batch = decode_batch(&out, 0).unwrap();
+    assert_eq!(batch.records, records);
+    assert_eq!(batch.records[0].flags() & FLAG_PRODUCER, FLAG_PRODUCER);
+    // A byte of the first record's stamp flipped: salvage keeps the second record.
+    let stamp_at = out.len() - (2 + 5 + 1) - (2 + 7 + 3);
+    out[stamp_at] ^= 1;
+    let salvaged = salvage_batch(&out, 0).unwrap();
+    assert!(salvaged.records[0].is_err());
+    assert_eq!(salvaged.records[1].as_ref().unwrap().stored, b"plain");
 }

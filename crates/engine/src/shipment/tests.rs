@@ -24,6 +24,11 @@ fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
                 Origin::Local
             },
             principal: (sequence % 3 == 0).then_some(b"alice".as_slice()),
+            producer: (sequence % 2 == 0).then_some(crate::frame::Producer {
+                id: 77,
+                epoch: 2,
+                seq: sequence,
+            }),
             stored: if sequence % 3 == 2 {
                 b""
             } else {
@@ -72,6 +77,7 @@ fn frames_travel_byte_for_byte_and_decode_back() {
                 a.flags,
                 a.origin,
                 &a.principal,
+                a.producer,
                 &a.stored
             ),
             (
@@ -80,6 +86,7 @@ fn frames_travel_byte_for_byte_and_decode_back() {
                 b.flags,
                 b.origin,
                 &b.principal,
+                b.producer,
                 &b.stored
             )
         );
