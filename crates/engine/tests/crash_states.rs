@@ -75,6 +75,12 @@ fn check_wal(dir: &Path, promised: u64) -> Result<(), String> {
             "{recovered} entries recovered, {promised} promised"
         ));
     }
+    // Entries 5..=7 are one append, so one batch frame: a crash keeps all of it or none.
+    if (5..7).contains(&recovered) {
+        return Err(format!(
+            "{recovered} entries recovered: the append of 5..=7 in part"
+        ));
+    }
     Ok(())
 }
 
