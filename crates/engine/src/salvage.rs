@@ -54,7 +54,7 @@ mod source;
 
 use resync::Scanner;
 use sink::{Output, Sidecar};
-use source::Source;
+use source::{Piece, Source};
 
 /// What a salvage found and did.
 #[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
@@ -211,7 +211,13 @@ impl Run<'_> {
             let next = match self.last {
                 Some(last) => match source.unit_at(pos)? {
                     Some(h) if last.checked_add(1) == Some(h.first) => Some((pos, h)),
-                    _ => scanner.resume(source, pos, last, self.budget)?,
+                    _ => {
+                        if let Some(len) = self.salvage_records(source, pos, last)? {
+                            pos += len;
+                            continue;
+                        }
+                        scanner.resume(source, pos, last, self.budget)?
+                    }
                 },
                 // No header to go by: the first frame found names the sequence before it.
                 None => scanner.resume(source, pos, 0, u64::MAX)?,
@@ -254,6 +260,40 @@ impl Run<'_> {
             .done
             .fetch_add(source.len().saturating_sub(counted), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// At `pos`, where the sequence after `last` belongs, a damaged batch frame whose head
+    /// verifies and continues the sequence: keep every intact record, fill the lost ones with
+    /// watermarks, keep its bytes as damage. Returns its length, or `None` if there is none.
+    fn salvage_records(&mut self, source: &mut Source, pos: u64, last: u64) -> Result<Option<u64>> {
+        let Some((len, pieces)) = source.pieces_at(pos)? else {
+            return Ok(None);
+        };
+        let continues = match pieces.first() {
+            Some(Piece::Kept(first, ..) | Piece::Lost(first, _)) => *first == last + 1,
+            None => false,
+        };
+        if !continues {
+            return Ok(None);
+        }
+        self.damage(source, pos, len)?;
+        for piece in pieces {
+            match piece {
+                Piece::Kept(first, end, hlc, encoded) => {
+                    self.out.push(&encoded)?;
+                    self.report.frames_recovered += end - first + 1;
+                    self.last = Some(end);
+                    self.last_hlc = hlc;
+                }
+                Piece::Lost(first, end) => {
+                    self.report.missing.push((first, end));
+                    self.out.watermarks(first..end + 1, self.last_hlc)?;
+                    self.budget = self.budget.saturating_sub(end - first + 1);
+                    self.last = Some(end);
+                }
+            }
+        }
+        Ok(Some(len))
     }
 
     /// Keep the `len` damaged bytes of `source` at `at`.

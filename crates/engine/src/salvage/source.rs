@@ -18,6 +18,7 @@ use crate::frame::FRAME_HEADER_LEN;
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile, read_up_to};
 use crate::publish::copy_range;
+use crate::scan::encode_records;
 
 /// How much of the source is read at a time.
 pub(super) const WINDOW: usize = 4 << 20;
@@ -36,6 +37,16 @@ pub(super) struct Unit {
     pub(super) len: u64,
     /// Its latest timestamp.
     pub(super) hlc: Hlc,
+}
+
+/// A piece of a damaged batch frame whose head verifies: a run of intact records, encoded as
+/// a batch frame of their own, or a run of sequences lost in the damage.
+#[derive(Debug)]
+pub(super) enum Piece {
+    /// Records `first..=last`, intact, encoded; the latest timestamp among them.
+    Kept(u64, u64, Hlc, Vec<u8>),
+    /// Sequences `first..=last`, damaged.
+    Lost(u64, u64),
 }
 
 /// One source file and the window of it last read.
@@ -186,6 +197,72 @@ impl Source {
             }))
     }
 
+    /// A v4 batch frame at `at` whose head verifies though the batch does not: its length (as
+    /// much of it as the file holds) and its pieces, in sequence order, every record whose
+    /// bytes are intact kept ([`batch_frame::salvage_batch`]); lost records after the last kept
+    /// one are left out (what follows the batch says whether they are missing). `None` for a v3
+    /// source or a head that does not verify.
+    ///
+    /// # Errors
+    /// I/O errors, and those of encoding the kept records.
+    pub(super) fn pieces_at(&mut self, at: u64) -> Result<Option<(u64, Vec<Piece>)>> {
+        if self.layout != Layout::V4 {
+            return Ok(None);
+        }
+        let available = usize::try_from(self.len.saturating_sub(at)).unwrap_or(usize::MAX);
+        let Some(head) = self.bytes(at, batch_frame::BATCH_HEADER_LEN.min(available))? else {
+            return Ok(None);
+        };
+        let need = batch_frame::head_bound(batch_frame::claimed_count(head).unwrap_or(0));
+        let Some(head) = self.bytes(at, need.min(available))? else {
+            return Ok(None);
+        };
+        let Ok(info) = batch_frame::batch_head(head, at) else {
+            return Ok(None);
+        };
+        let len = info.len.min(available);
+        if len as u64 > self.verify_budget {
+            return Ok(None);
+        }
+        self.verify_budget -= len as u64;
+        let Some(bytes) = self.bytes(at, len)? else {
+            return Ok(None);
+        };
+        let Ok(salvaged) = batch_frame::salvage_batch(bytes, at) else {
+            return Ok(None);
+        };
+        let mut pieces = Vec::new();
+        let mut run: Vec<batch_frame::Record<'_>> = Vec::new();
+        let mut run_start = salvaged.base_sequence;
+        for (sequence, record) in (salvaged.base_sequence..).zip(&salvaged.records) {
+            match record {
+                Ok(record) => {
+                    if run.is_empty() {
+                        run_start = sequence;
+                    }
+                    run.push(*record);
+                }
+                Err(_) => {
+                    if !run.is_empty() {
+                        pieces.push(kept(run_start, &run)?);
+                        run.clear();
+                    }
+                    match pieces.last_mut() {
+                        Some(Piece::Lost(_, last)) => *last = sequence,
+                        _ => pieces.push(Piece::Lost(sequence, sequence)),
+                    }
+                }
+            }
+        }
+        if !run.is_empty() {
+            pieces.push(kept(run_start, &run)?);
+        }
+        while matches!(pieces.last(), Some(Piece::Lost(..))) {
+            pieces.pop();
+        }
+        Ok(Some((len as u64, pieces)))
+    }
+
     /// Whether every byte from `at` to the end is zero: the clean end of a log, not damage.
     ///
     /// # Errors
@@ -219,4 +296,17 @@ impl Source {
     ) -> Result<()> {
         copy_range(self.file.as_ref(), &self.path, at, dst, dst_path, to, len)
     }
+}
+
+/// Intact records `first..` of a damaged batch, encoded as batch frames of their own.
+fn kept(first: u64, records: &[batch_frame::Record<'_>]) -> Result<Piece> {
+    let mut encoded = Vec::new();
+    encode_records(&mut encoded, first, records)?;
+    let hlc = records.iter().map(|r| r.hlc).max().unwrap_or_default();
+    Ok(Piece::Kept(
+        first,
+        first + records.len() as u64 - 1,
+        hlc,
+        encoded,
+    ))
 }
