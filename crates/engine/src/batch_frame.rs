@@ -219,6 +219,23 @@ pub fn encode_batch(
     base_sequence: u64,
     records: &[Record<'_>],
 ) -> Result<Range<usize>> {
+    encode_batch_spliced(out, base_sequence, records, usize::MAX, &mut Vec::new())
+}
+
+/// [`encode_batch`], leaving out of `out` each payload of at least `splice_min` bytes: the
+/// caller writes it from its own buffer where it belongs. Each such payload is pushed to
+/// `spliced` as (its place in `out`, its record's index); the frame is `out[range]` with those
+/// payloads inserted, hashed and checked as if they were copied in.
+///
+/// # Errors
+/// As [`encode_batch`].
+pub fn encode_batch_spliced(
+    out: &mut Vec<u8>,
+    base_sequence: u64,
+    records: &[Record<'_>],
+    splice_min: usize,
+    spliced: &mut Vec<(usize, usize)>,
+) -> Result<Range<usize>> {
     if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
         return Err(Error::InvalidArgument(format!(
             "a batch frame holds 1..={MAX_BATCH_RECORDS} records, not {}",
@@ -238,6 +255,9 @@ pub fn encode_batch(
         let len = record_len(record, base_ticks);
         table_len += varint_len(table_entry(len, record));
         body_len += len;
+        if record.stored.len() >= splice_min {
+            body_len -= record.stored.len();
+        }
     }
     let start = out.len();
     out.reserve_exact(BATCH_HEADER_LEN + table_len + body_len);
@@ -246,7 +266,7 @@ pub fn encode_batch(
         put_varint(out, table_entry(record_len(record, base_ticks), record));
     }
     let mut body = BodyHash::default();
-    for (sequence, record) in (base_sequence..).zip(records) {
+    for (index, (sequence, record)) in (base_sequence..).zip(records).enumerate() {
         let record_start = out.len();
         put_varint(out, record.hlc.ticks() - base_ticks);
         if let Origin::Replicated {
@@ -266,8 +286,16 @@ pub fn encode_batch(
             put_varint(out, producer.epoch);
             put_varint(out, producer.seq);
         }
-        out.extend_from_slice(record.stored);
-        let hash = xxh3_64_with_seed(&out[record_start..], sequence);
+        let hash = if record.stored.len() >= splice_min {
+            spliced.push((out.len(), index));
+            let mut hasher = Xxh3::with_seed(sequence);
+            hasher.update(&out[record_start..]);
+            hasher.update(record.stored);
+            hasher.digest()
+        } else {
+            out.extend_from_slice(record.stored);
+            xxh3_64_with_seed(&out[record_start..], sequence)
+        };
         out.extend_from_slice(&check16(hash).to_le_bytes());
         body.push(hash);
     }

@@ -148,6 +148,22 @@ pub fn encode_records(
     base: u64,
     records: &[Record<'_>],
 ) -> Result<Vec<Range<usize>>> {
+    encode_records_spliced(out, base, records, usize::MAX, &mut Vec::new())
+}
+
+/// [`encode_records`], leaving payloads of at least `splice_min` bytes out of `out` as
+/// [`batch_frame::encode_batch_spliced`] does; `spliced` gets (place in `out`, index in
+/// `records`) for each.
+///
+/// # Errors
+/// As [`batch_frame::encode_batch`].
+pub fn encode_records_spliced(
+    out: &mut Vec<u8>,
+    base: u64,
+    records: &[Record<'_>],
+    splice_min: usize,
+    spliced: &mut Vec<(usize, usize)>,
+) -> Result<Vec<Range<usize>>> {
     let mut batches = Vec::new();
     let mut at = 0;
     while at < records.len() {
@@ -157,11 +173,17 @@ pub fn encode_records(
             bytes += records[end].stored.len();
             end += 1;
         }
-        batches.push(batch_frame::encode_batch(
+        let from = spliced.len();
+        batches.push(batch_frame::encode_batch_spliced(
             out,
             base + at as u64,
             &records[at..end],
+            splice_min,
+            spliced,
         )?);
+        for (_, index) in &mut spliced[from..] {
+            *index += at;
+        }
         at = end;
     }
     Ok(batches)

@@ -27,7 +27,7 @@ use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin, Produce
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::{Placement, copy_range, dir_of, publish, write_all};
-use crate::scan::{FrameCursor, Step, TailRepair, encode_records, read_file_header};
+use crate::scan::{FrameCursor, Step, TailRepair, encode_records_spliced, read_file_header};
 use crate::seal::{LastFrame, Seal, open_sidecar};
 use crate::warning::{self, Kind};
 
@@ -39,6 +39,10 @@ pub use options::{DEFAULT_PREALLOCATE, SyncPolicy, WalOptions};
 
 /// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
 pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
+
+/// A stored payload at least this large is not copied into the commit's frame bytes but written
+/// from its own buffer between them: the write costs less than the copy.
+const SPLICE_MIN: usize = 1 << 20;
 
 /// A staged buffer larger than this is released after commit rather than kept for reuse.
 const STAGING_RETAIN_LIMIT: usize = 4 << 20;
@@ -68,8 +72,10 @@ pub struct WalWriter {
     layout: Layout,
     /// The staged entries, in sequence order.
     staged: Vec<Staged>,
-    /// The frame bytes of a commit, kept for reuse.
+    /// The frame bytes of a commit, kept for reuse, except the payloads in `spliced`.
     encoded: Vec<u8>,
+    /// Large payloads left out of `encoded`: (their place in it, their index in `staged`).
+    spliced: Vec<(usize, usize)>,
     staged_count: u64,
     /// The last committed frame.
     last_frame: Option<LastFrame>,
@@ -229,6 +235,7 @@ impl WalWriter {
             layout: header.layout,
             staged: Vec::new(),
             encoded: Vec::new(),
+            spliced: Vec::new(),
             staged_count: 0,
             last_frame,
             synced: seal,
@@ -375,6 +382,7 @@ impl WalWriter {
         let outcome = self.write_staged(force_sync);
         self.staged_count = 0;
         self.staged.clear();
+        self.spliced.clear();
         if self.encoded.capacity() > STAGING_RETAIN_LIMIT {
             self.encoded = Vec::new();
         } else {
@@ -383,21 +391,22 @@ impl WalWriter {
         outcome
     }
 
-    /// Frame the staged entries into `encoded`: batch frames (v4) or one frame each (v3).
-    /// Returns where the last unit starts in it, and the checksum naming it.
-    fn encode_staged(&mut self) -> Result<(usize, u32)> {
+    /// Frame the staged entries into `encoded`: batch frames (v4, large payloads left for
+    /// `spliced`) or one frame each (v3). Returns where the last unit starts in `encoded`.
+    fn encode_staged(&mut self) -> Result<usize> {
         let base = self.last_sequence + 1;
-        let mut last = (0, 0);
+        let mut last = 0;
         match self.layout {
             Layout::V4 => {
                 let records: Vec<Record<'_>> = self.staged.iter().map(Staged::record).collect();
-                let batches = encode_records(&mut self.encoded, base, &records)?;
-                if let Some(batch) = batches.last() {
-                    last = (
-                        batch.start,
-                        le_u32(&self.encoded[batch.start..batch.start + 4]),
-                    );
-                }
+                let batches = encode_records_spliced(
+                    &mut self.encoded,
+                    base,
+                    &records,
+                    SPLICE_MIN,
+                    &mut self.spliced,
+                )?;
+                last = batches.last().map_or(0, |batch| batch.start);
             }
             Layout::V3 => {
                 for (sequence, staged) in (base..).zip(&self.staged) {
@@ -412,20 +421,46 @@ impl WalWriter {
                             & (frame::FLAG_COMPRESSED | FLAG_CHECKPOINT_WATERMARK),
                     };
                     frame::encode_frame(&mut self.encoded, &fields, &staged.stored);
-                    last = (start, le_u32(&self.encoded[start..start + 4]));
+                    last = start;
                 }
             }
         }
         Ok(last)
     }
 
+    /// Write the encoded frames at the committed offset, each spliced payload from its own
+    /// buffer at its place (one write when none is).
+    fn write_encoded(&mut self) -> std::io::Result<()> {
+        let (mut from, mut at) = (0, self.committed_offset);
+        for &(to, index) in &self.spliced {
+            let head = &self.encoded[from..to];
+            let payload = &self.staged[index].stored;
+            self.file.write_all_at(head, at)?;
+            self.file.write_all_at(payload, at + head.len() as u64)?;
+            at += (head.len() + payload.len()) as u64;
+            from = to;
+        }
+        match &self.encoded[from..] {
+            [] => Ok(()),
+            tail => self.file.write_all_at(tail, at),
+        }
+    }
+
     fn write_staged(&mut self, force_sync: bool) -> Result<()> {
         self.check_usable()?;
-        let (last_start, last_checksum) = self.encode_staged()?;
-        let staged_len = self.encoded.len() as u64;
+        let last_start = self.encode_staged()?;
+        let spliced_len = |upto: usize| -> usize {
+            self.spliced
+                .iter()
+                .filter(|&&(at, _)| at < upto)
+                .map(|&(_, index)| self.staged[index].stored.len())
+                .sum()
+        };
+        let staged_len = (self.encoded.len() + spliced_len(usize::MAX)) as u64;
+        let last_offset = (last_start + spliced_len(last_start)) as u64;
         self.preallocate(self.committed_offset + staged_len)?;
         let started = Instant::now();
-        let written = self.file.write_all_at(&self.encoded, self.committed_offset);
+        let written = self.write_encoded();
         self.io.write_us += micros_since(started);
         if let Err(e) = written {
             let error = Error::io("write", &self.path, e);
@@ -448,9 +483,9 @@ impl WalWriter {
         }
         self.last_sequence += self.staged_count;
         self.last_frame = Some(LastFrame {
-            offset: self.committed_offset + last_start as u64,
+            offset: self.committed_offset + last_offset,
             sequence: self.last_sequence,
-            header_checksum: last_checksum,
+            header_checksum: le_u32(&self.encoded[last_start..last_start + 4]),
             first_sequence: le_u64(&self.encoded[last_start + 12..last_start + 20]),
         });
         self.committed_offset += staged_len;

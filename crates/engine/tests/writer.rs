@@ -255,8 +255,9 @@ fn compression_threshold_is_inclusive_and_round_trips() {
     let below_len = writer.committed_offset() - before;
     writer.append(&[entry(&at)]).unwrap();
     let at_len = writer.committed_offset() - before - below_len;
-    // A batch of one: a 32-byte head, a 2-byte length, a 1-byte HLC delta, a 2-byte check.
-    assert_eq!(below_len, 37 + 999, "stored as is below the threshold");
+    // A batch of one: a 32-byte head, a 3-byte length-table entry (1004 << 5 | flags), a
+    // 1-byte HLC delta, a 2-byte check.
+    assert_eq!(below_len, 38 + 999, "stored as is below the threshold");
     assert!(at_len < 100, "compressed at the threshold: {at_len} bytes");
     writer.close().unwrap();
     let read = read_all(&path).unwrap();

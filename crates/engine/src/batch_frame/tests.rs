@@ -502,3 +502,23 @@ fn a_producer_stamp_round_trips_and_its_damage_costs_its_record() {
     assert!(salvaged.records[0].is_err());
     assert_eq!(salvaged.records[1].as_ref().unwrap().stored, b"plain");
 }
+
+#[test]
+fn a_spliced_batch_is_the_batch_with_its_payloads_left_out() {
+    let owned = sample();
+    let records: Vec<_> = owned.iter().map(Owned::view).collect();
+    let whole = encode(5, &owned);
+    let mut out = Vec::new();
+    let mut spliced = Vec::new();
+    encode_batch_spliced(&mut out, 5, &records, 12, &mut spliced).unwrap();
+    assert!(!spliced.is_empty() && spliced.len() < records.len());
+    let mut joined = Vec::new();
+    let mut from = 0;
+    for &(at, index) in &spliced {
+        joined.extend_from_slice(&out[from..at]);
+        joined.extend_from_slice(records[index].stored);
+        from = at;
+    }
+    joined.extend_from_slice(&out[from..]);
+    assert_eq!(joined, whole);
+}
