@@ -93,10 +93,12 @@ impl FileHeader {
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let layout = match WAL_FORMAT.check_identity(bytes, FILE_HEADER_LEN) {
             Ok(()) => Layout::V4,
-            Err(Error::UnsupportedVersion { .. })
-                if WAL_FORMAT_V3.check_identity(bytes, FILE_HEADER_LEN).is_ok() =>
-            {
-                Layout::V3
+            Err(newer @ Error::UnsupportedVersion { .. }) => {
+                match WAL_FORMAT_V3.check_identity(bytes, FILE_HEADER_LEN) {
+                    Ok(()) => Layout::V3,
+                    Err(Error::UnsupportedVersion { .. }) => return Err(newer),
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
@@ -245,10 +247,16 @@ mod tests {
 
     #[test]
     fn truncation_at_every_length_is_typed() {
-        let bytes = FileHeader::new(7).encode();
-        for len in 0..FILE_HEADER_LEN {
-            let err = FileHeader::decode(&bytes[..len]).unwrap_err();
-            assert_eq!(err.code(), "TRUNCATED_HEADER", "length {len}");
+        for layout in [Layout::V3, Layout::V4] {
+            let bytes = FileHeader {
+                snapshot_seq: 7,
+                layout,
+            }
+            .encode();
+            for len in 0..FILE_HEADER_LEN {
+                let err = FileHeader::decode(&bytes[..len]).unwrap_err();
+                assert_eq!(err.code(), "TRUNCATED_HEADER", "{layout:?}, length {len}");
+            }
         }
     }
 

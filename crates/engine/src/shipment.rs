@@ -1,7 +1,9 @@
 //! A shipment: consecutive entries of one node's log as format v4 batch frames, packed into one
 //! message that leaves the machine (the facade's `selene-persist/jetstream` publishes one per
 //! JetStream message). The batches are encoded as a writer encodes them (capped, deterministic),
-//! so a shipment of one whole commit group carries its batch byte for byte as the WAL holds it.
+//! except that the last entry is a batch of its own: a shipment then ends with exactly the bytes
+//! of a one-entry shipment of its last entry, which is how a shipper proves a stored shipment is
+//! its own log's (the facade's fence).
 //!
 //! | bytes  | field                                   |
 //! |--------|-----------------------------------------|
@@ -52,7 +54,11 @@ impl Header {
 /// # Errors
 /// `InvalidArgument` when `frames` is empty, too many, or not consecutive.
 pub fn encode(node_id: u64, frames: &[Frame]) -> Result<Vec<u8>> {
-    let (Some(first), Ok(count)) = (frames.first(), u32::try_from(frames.len())) else {
+    let (Some(first), Some((last, before)), Ok(count)) = (
+        frames.first(),
+        frames.split_last(),
+        u32::try_from(frames.len()),
+    ) else {
         return Err(Error::InvalidArgument(
             "a shipment holds 1 to 2^32 - 1 frames".into(),
         ));
@@ -76,7 +82,8 @@ pub fn encode(node_id: u64, frames: &[Frame]) -> Result<Vec<u8>> {
     out[24..28].copy_from_slice(&count.to_le_bytes());
     let sum = checksum32(&out[0..28]);
     out[28..32].copy_from_slice(&sum.to_le_bytes());
-    encode_batches(&mut out, frames)?;
+    encode_batches(&mut out, before)?;
+    encode_batches(&mut out, std::slice::from_ref(last))?;
     Ok(out)
 }
 

@@ -38,8 +38,11 @@ fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
             watermark: sequence % 3 == 2,
         })
         .collect();
+    // As a shipment holds them: the last entry a batch of its own.
     let mut wal = Vec::new();
-    encode_records(&mut wal, first, &records).unwrap();
+    let (last, before) = records.split_last().unwrap();
+    encode_records(&mut wal, first, before).unwrap();
+    encode_records(&mut wal, first + n - 1, std::slice::from_ref(last)).unwrap();
     let mut parsed = Vec::new();
     let mut at = 0;
     while at < wal.len() {
@@ -136,4 +139,13 @@ fn frames_out_of_order_are_refused_both_ways() {
     let sum = checksum32(&shipped[0..28]);
     shipped[28..32].copy_from_slice(&sum.to_le_bytes());
     assert_eq!(decode(&shipped).unwrap_err().code(), "SEQUENCE_GAP");
+}
+
+#[test]
+fn a_shipment_ends_with_the_bytes_of_a_shipment_of_its_last_entry_alone() {
+    let (_, parsed) = frames(1, 9);
+    let shipped = encode(3, &parsed).unwrap();
+    let alone = encode(3, &parsed[8..]).unwrap();
+    let tail = &alone[HEADER_LEN..];
+    assert_eq!(&shipped[shipped.len() - tail.len()..], tail);
 }
