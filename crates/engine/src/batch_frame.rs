@@ -1,10 +1,10 @@
 //! The format v4 batch frame: the entries of one commit group as one frame, a 32-byte header
 //! and a length table guarded by one checksum, then the records, each with its own 16-bit check.
 //!
-//! **Staged.** This module is the codec only, on the branch that introduces format v4 (issue
-//! 29): no writer or reader uses it yet. Wiring it in (the WAL version bump, scan, seal,
-//! follow, salvage, shipments, inspect, the crash-state model and the fuzz targets) is the next
-//! step; until then the v3 frame of [`crate::frame`] is what the log holds.
+//! Every WAL of version 2 ([`crate::file_header::WAL_FORMAT`]) holds these: the writer frames
+//! each commit as one (several past the caps of [`crate::scan::encode_records`]), the scan walks
+//! them, salvage keeps their intact records, and shipments carry them. The v3 frame of
+//! [`crate::frame`] is what WAL 1.0 files, written by earlier builds, hold.
 //!
 //! # Layout (all integers little-endian; varints are LEB128, canonical: no trailing zero byte)
 //!

@@ -1,5 +1,10 @@
 //! Reading frames in order, and telling a torn tail from mid-log corruption.
 //!
+//! A *unit* is what the file's layout frames at once: a format v4 batch frame (a commit group)
+//! or a format v3 frame (one entry). The cursor verifies a unit whole and then hands out its
+//! entries one by one; an entry's `offset` and `end` are its unit's. The rules below apply to
+//! units: a batch cut short or damaged is cut or refused whole.
+//!
 //! Where the frames stop, everything left in the file may be zero: space preallocated ahead of
 //! the writer, or a length a crash persisted before the data. That is the clean end of the log,
 //! not damage. Otherwise a damaged frame (short, or failing a checksum) is a *torn tail* when
