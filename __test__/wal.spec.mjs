@@ -169,14 +169,14 @@ test('preallocation grows the WAL in whole chunks and close cuts it to its frame
   const writer = await WalWriter.open(path, { preallocate: 64 * 1024 })
   t.is(await writer.append(payloadFor(1)), 1)
   t.is((await stat(path)).size, 64 * 1024)
-  await writer.appendBatch(Array.from({ length: 2000 }, (_, i) => payloadFor(i + 2)))
+  await writer.appendBatch(Array.from({ length: 4000 }, (_, i) => payloadFor(i + 2)))
   const grown = (await stat(path)).size
   t.true(grown > 64 * 1024 && grown % (64 * 1024) === 0 && grown >= writer.committedOffset, `size ${grown}`)
   await writer.close()
   t.is((await stat(path)).size, writer.committedOffset)
-  assertStandard(t, await readAll(path), 1, 2001)
+  assertStandard(t, await readAll(path), 1, 4001)
   const exact = await WalWriter.open(path, { preallocate: false })
-  await exact.append(payloadFor(2002))
+  await exact.append(payloadFor(4002))
   t.is((await stat(path)).size, exact.committedOffset)
   await exact.close()
 })
@@ -253,13 +253,13 @@ test('foreign, newer and truncated files get their own codes', async (t) => {
 
   const newer = await walWith(t, 1)
   const bytes = await readFile(newer)
-  bytes.writeUInt16LE(2, 4)
+  bytes.writeUInt16LE(3, 4)
   await writeFile(newer, bytes)
   t.is((await t.throwsAsync(WalWriter.open(newer))).code, 'UNSUPPORTED_VERSION')
 
   const short = join(dir, 'short.log')
   await writeFile(short, bytes.subarray(0, 4))
-  bytes.writeUInt16LE(1, 4)
+  bytes.writeUInt16LE(2, 4)
   await writeFile(short, bytes.subarray(0, 12))
   t.is((await t.throwsAsync(WalWriter.open(short))).code, 'TRUNCATED_HEADER')
 

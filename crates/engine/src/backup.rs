@@ -158,10 +158,10 @@ fn durable_point(vfs: &Arc<dyn Vfs>, reader: &WalReader) -> Result<(u64, u64)> {
     let mut scan = WalReader::open(vfs, reader.path())?;
     let mut sequence = reader.snapshot_seq();
     while let Some(frame) = scan.next_frame(0)? {
-        if frame.offset + frame.header.frame_len() > end {
+        if frame.end > end {
             break;
         }
-        sequence = frame.header.sequence;
+        sequence = frame.sequence;
     }
     Ok((end.max(FILE_HEADER_LEN as u64), sequence))
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
-use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin};
+use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin, Producer};
 use crate::hlc::Hlc;
 use crate::scan::{Frame, FrameRef};
 
@@ -24,6 +24,8 @@ pub struct Entry {
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
+    /// Its idempotent producer's stamp, if it has one.
+    pub producer: Option<Producer>,
     /// Its payload (a slice of the bytes it was read into, unless it was decompressed).
     pub payload: Bytes,
     /// Whether it is a checkpoint watermark.
@@ -42,7 +44,7 @@ impl Entry {
     /// # Errors
     /// `Decompression`, `PayloadTooLarge`.
     pub fn from_frame(frame: Frame) -> Result<Self> {
-        let flags = frame.header.flags;
+        let flags = frame.flags;
         let (offset, stored_len) = (frame.offset, frame.stored.len() as u64);
         let payload = if flags & FLAG_COMPRESSED == 0 {
             frame.stored
@@ -50,10 +52,11 @@ impl Entry {
             decompress_payload(&frame.stored, frame.offset)?.into()
         };
         Ok(Self {
-            sequence: frame.header.sequence,
-            hlc: frame.header.hlc,
+            sequence: frame.sequence,
+            hlc: frame.hlc,
             origin: frame.origin,
             principal: frame.principal,
+            producer: frame.producer,
             payload,
             watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
             offset,
@@ -94,7 +97,7 @@ impl Batch for Vec<Entry> {
     }
 
     fn push_frame(&mut self, frame: FrameRef<'_>) -> Result<usize> {
-        let entry = Entry::from_frame(frame.to_frame())?;
+        let entry = Entry::from_frame(frame.clone())?;
         let len = entry.payload.len();
         self.push(entry);
         Ok(len)

@@ -319,8 +319,8 @@ pub fn durable_end(vfs: &dyn Vfs, dir: &Path) -> Result<u64> {
     };
     let header = read_file_header(file.as_ref(), &wal)?;
     let len = file.size().map_err(|e| Error::io("stat", &wal, e))?;
-    let sealed = Seal::load(vfs, &wal, file.as_ref(), header.snapshot_seq, len)
-        .map_or(0, |seal| seal.last.sequence);
+    let sealed =
+        Seal::load(vfs, &wal, file.as_ref(), header, len).map_or(0, |seal| seal.last.sequence);
     Ok(archived.max(header.snapshot_seq).max(sealed))
 }
 

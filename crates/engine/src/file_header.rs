@@ -31,16 +31,43 @@ pub struct Format {
     pub minor: u16,
 }
 
-/// The WAL file format (also every archive).
-pub const WAL_FORMAT: Format = Format::new(*b"SPWL", "WAL", 1, 0);
+/// The WAL file format (also every archive): version 2 holds format v4 batch frames
+/// ([`crate::batch_frame`]), what every new WAL is written in.
+pub const WAL_FORMAT: Format = Format::new(*b"SPWL", "WAL", 2, 0);
+/// The WAL file format before it: version 1 holds format v3 frames ([`crate::frame`]). Such a
+/// file is still read, and appended to in its own frames, until a rotation replaces it.
+pub const WAL_FORMAT_V3: Format = Format::new(*b"SPWL", "WAL", 1, 0);
 /// Length of the file header in bytes.
 pub const FILE_HEADER_LEN: usize = 24;
+
+/// How a WAL file's entries are framed, from its header's version.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum Layout {
+    /// Format v3 (WAL version 1): a 40-byte header per entry. Read, never started anew.
+    V3,
+    /// Format v4 (WAL version 2): one batch frame per commit group.
+    #[default]
+    V4,
+}
 
 /// The decoded file header.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct FileHeader {
     /// Highest sequence covered by the snapshot this WAL extends; entries start above it.
     pub snapshot_seq: u64,
+    /// How its entries are framed.
+    pub layout: Layout,
+}
+
+impl FileHeader {
+    /// The header of a new WAL: format v4.
+    #[must_use]
+    pub const fn new(snapshot_seq: u64) -> Self {
+        Self {
+            snapshot_seq,
+            layout: Layout::V4,
+        }
+    }
 }
 
 impl FileHeader {
@@ -48,7 +75,10 @@ impl FileHeader {
     #[must_use]
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
         let mut out = [0u8; FILE_HEADER_LEN];
-        WAL_FORMAT.write_identity(&mut out);
+        match self.layout {
+            Layout::V3 => WAL_FORMAT_V3.write_identity(&mut out),
+            Layout::V4 => WAL_FORMAT.write_identity(&mut out),
+        }
         out[8..16].copy_from_slice(&self.snapshot_seq.to_le_bytes());
         let sum = checksum32(&out[0..20]);
         out[20..24].copy_from_slice(&sum.to_le_bytes());
@@ -61,7 +91,17 @@ impl FileHeader {
     /// `MagicMismatch`, `UnsupportedVersion`, `TruncatedHeader`, `ChecksumMismatch` or
     /// `ReservedNonZero`, checked in that order.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        WAL_FORMAT.check_identity(bytes, FILE_HEADER_LEN)?;
+        let layout = match WAL_FORMAT.check_identity(bytes, FILE_HEADER_LEN) {
+            Ok(()) => Layout::V4,
+            Err(newer @ Error::UnsupportedVersion { .. }) => {
+                match WAL_FORMAT_V3.check_identity(bytes, FILE_HEADER_LEN) {
+                    Ok(()) => Layout::V3,
+                    Err(Error::UnsupportedVersion { .. }) => return Err(newer),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         if checksum32(&bytes[0..20]) != le_u32(&bytes[20..24]) {
             return Err(Error::ChecksumMismatch {
                 what: "WAL file header",
@@ -73,6 +113,7 @@ impl FileHeader {
         }
         Ok(Self {
             snapshot_seq: le_u64(&bytes[8..16]),
+            layout,
         })
     }
 }
@@ -153,18 +194,26 @@ mod tests {
 
     #[test]
     fn round_trips_and_pins_layout() {
-        let bytes = FileHeader {
-            snapshot_seq: 0x0102_0304_0506_0708,
-        }
-        .encode();
+        let bytes = FileHeader::new(0x0102_0304_0506_0708).encode();
         assert_eq!(&bytes[0..4], b"SPWL");
-        assert_eq!(&bytes[4..8], &[1, 0, 0, 0]);
+        assert_eq!(&bytes[4..8], &[2, 0, 0, 0]);
         assert_eq!(&bytes[8..16], &[8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(&bytes[16..20], &[0; 4]);
         assert_eq!(
             FileHeader::decode(&bytes).unwrap().snapshot_seq,
             0x0102_0304_0506_0708
         );
+    }
+
+    #[test]
+    fn a_version_1_header_is_read_as_format_v3() {
+        let header = FileHeader {
+            snapshot_seq: 5,
+            layout: Layout::V3,
+        };
+        let bytes = header.encode();
+        assert_eq!(&bytes[4..8], &[1, 0, 0, 0]);
+        assert_eq!(FileHeader::decode(&bytes).unwrap(), header);
     }
 
     #[test]
@@ -179,8 +228,8 @@ mod tests {
 
     #[test]
     fn other_versions_are_unsupported_not_corrupt() {
-        for (major, minor) in [(0u16, 9u16), (1, 1), (2, 0)] {
-            let mut bytes = FileHeader { snapshot_seq: 0 }.encode();
+        for (major, minor) in [(0u16, 9u16), (1, 1), (2, 1), (3, 0)] {
+            let mut bytes = FileHeader::new(0).encode();
             bytes[4..6].copy_from_slice(&major.to_le_bytes());
             bytes[6..8].copy_from_slice(&minor.to_le_bytes());
             // Checksum deliberately stale: the version gate comes first.
@@ -198,16 +247,22 @@ mod tests {
 
     #[test]
     fn truncation_at_every_length_is_typed() {
-        let bytes = FileHeader { snapshot_seq: 7 }.encode();
-        for len in 0..FILE_HEADER_LEN {
-            let err = FileHeader::decode(&bytes[..len]).unwrap_err();
-            assert_eq!(err.code(), "TRUNCATED_HEADER", "length {len}");
+        for layout in [Layout::V3, Layout::V4] {
+            let bytes = FileHeader {
+                snapshot_seq: 7,
+                layout,
+            }
+            .encode();
+            for len in 0..FILE_HEADER_LEN {
+                let err = FileHeader::decode(&bytes[..len]).unwrap_err();
+                assert_eq!(err.code(), "TRUNCATED_HEADER", "{layout:?}, length {len}");
+            }
         }
     }
 
     #[test]
     fn every_bit_flip_past_the_version_is_caught() {
-        let good = FileHeader { snapshot_seq: 99 }.encode();
+        let good = FileHeader::new(99).encode();
         for byte in 8..FILE_HEADER_LEN {
             for bit in 0..8 {
                 let mut bytes = good;
@@ -220,7 +275,7 @@ mod tests {
 
     #[test]
     fn reserved_bytes_must_be_zero_even_with_a_valid_checksum() {
-        let mut bytes = FileHeader { snapshot_seq: 1 }.encode();
+        let mut bytes = FileHeader::new(1).encode();
         bytes[17] = 1;
         let sum = checksum32(&bytes[0..20]);
         bytes[20..24].copy_from_slice(&sum.to_le_bytes());

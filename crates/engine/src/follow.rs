@@ -119,7 +119,7 @@ impl Follower {
             }
             let mut batch = B::with_limits(frames.len(), max_bytes);
             for frame in frames {
-                if frame.header.flags & FLAG_CHECKPOINT_WATERMARK == 0 {
+                if frame.flags & FLAG_CHECKPOINT_WATERMARK == 0 {
                     batch.push_frame(frame.borrowed())?;
                 }
             }
@@ -151,8 +151,8 @@ impl Follower {
                 break;
             };
             if let Some(frame) = next_frame(source, self.vfs.as_ref(), self.next, self.durable)? {
-                self.next = frame.header.sequence + 1;
-                bytes += usize::try_from(frame.header.frame_len()).unwrap_or(usize::MAX);
+                self.next = frame.sequence + 1;
+                bytes += frame.stored.len();
                 batch.push(frame);
                 continue;
             }
@@ -242,7 +242,7 @@ fn next_frame(
             None => return Ok(None),
         },
     };
-    let end = frame.offset + frame.header.frame_len();
+    let end = frame.end;
     if durable && !source.retired && end > source.durable_end {
         source.durable_end = source.reader.durable_end(vfs)?;
         if end > source.durable_end {

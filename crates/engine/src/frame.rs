@@ -120,6 +120,10 @@ pub enum Damage {
     ExtentChecksum,
     /// The payload checksum does not match.
     PayloadChecksum,
+    /// A v4 batch record's own check does not match (see `batch_frame`).
+    RecordChecksum,
+    /// A v4 batch's body checksum does not match though every record's own check does.
+    BodyChecksum,
 }
 
 impl Damage {
@@ -132,6 +136,8 @@ impl Damage {
             Self::HeaderChecksum => "header checksum mismatch",
             Self::ExtentChecksum => "extent checksum mismatch",
             Self::PayloadChecksum => "payload checksum mismatch",
+            Self::RecordChecksum => "record checksum mismatch",
+            Self::BodyChecksum => "batch body checksum mismatch",
         }
     }
 }

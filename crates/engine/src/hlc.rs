@@ -13,12 +13,12 @@ pub struct Hlc {
 
 impl Hlc {
     /// The timestamp as one 96-bit tick count, for comparisons and stepping.
-    const fn ticks(self) -> u128 {
+    pub(crate) const fn ticks(self) -> u128 {
         ((self.seconds as u128) << 32) | self.subseconds as u128
     }
 
     #[allow(clippy::cast_possible_truncation)]
-    const fn from_ticks(ticks: u128) -> Self {
+    pub(crate) const fn from_ticks(ticks: u128) -> Self {
         Self {
             seconds: (ticks >> 32) as u64,
             subseconds: ticks as u32,

@@ -614,13 +614,13 @@ fn examine_wal(
                 break;
             }
         };
-        let (flags, stored) = (frame.header.flags, frame.stored.len() as u64);
-        summary.first_sequence.get_or_insert(frame.header.sequence);
-        summary.last_sequence = Some(frame.header.sequence);
+        let (flags, stored) = (frame.flags, frame.stored.len() as u64);
+        summary.first_sequence.get_or_insert(frame.sequence);
+        summary.last_sequence = Some(frame.sequence);
         summary.entries += 1;
         summary.watermarks += u64::from(flags & FLAG_CHECKPOINT_WATERMARK != 0);
         summary.stored_payload_bytes += stored;
-        let end = frame.offset + frame.header.frame_len();
+        let end = frame.end;
         if flags & FLAG_COMPRESSED == 0 {
             summary.raw_payload_bytes += stored;
         } else {

@@ -9,7 +9,9 @@
 //!
 //! **Formats**, each a pair of inverse functions beside its rules and one [`file_header::Format`]
 //! constant that both check: [`checksum`] (the only checksum), [`file_header`] (the WAL's
-//! 24-byte header), [`frame`] (the 40-byte frame header, extent and payload; the caps),
+//! 24-byte header and its two layouts), [`batch_frame`] (format v4: one frame per commit group,
+//! what every new WAL holds), [`frame`] (format v3's 40-byte frame header, extent and payload,
+//! still read; the caps),
 //! [`compression`] (zstd, bounded decompression), [`hlc`] (monotonic timestamps), [`seal`]
 //! (the 64-byte sidecar naming the last durable frame), [`snapshot`] (sections at a sequence),
 //! [`manifest`] (the commit point).
@@ -49,6 +51,7 @@
 
 pub mod backup;
 pub mod batch;
+pub mod batch_frame;
 pub mod checksum;
 pub mod committer;
 pub mod compression;

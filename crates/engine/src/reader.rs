@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::file_header::FILE_HEADER_LEN;
+use crate::file_header::{FILE_HEADER_LEN, FileHeader};
 use crate::frame::FLAG_CHECKPOINT_WATERMARK;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::scan::{Frame, FrameCursor, FrameRef, Step, TailRepair, read_file_header};
@@ -27,7 +27,7 @@ pub struct WalReader {
     path: PathBuf,
     file: Box<dyn VfsFile>,
     cursor: FrameCursor,
-    snapshot_seq: u64,
+    header: FileHeader,
     failed: bool,
     /// An error met after some entries of a batch: they go first, it comes with the next call.
     deferred: Option<Error>,
@@ -46,15 +46,15 @@ impl WalReader {
         let header = read_file_header(file.as_ref(), path)?;
         let len = file.size().map_err(|e| Error::io("stat", path, e))?;
         // Damage inside a prefix the seal says was durable is corruption, never a torn tail.
-        let sealed_end = Seal::load(vfs.as_ref(), path, file.as_ref(), header.snapshot_seq, len)
-            .map_or(0, |seal| seal.end);
+        let sealed_end =
+            Seal::load(vfs.as_ref(), path, file.as_ref(), header, len).map_or(0, |seal| seal.end);
         Ok(Self {
             path: path.to_path_buf(),
             file,
-            cursor: FrameCursor::new(len, header.snapshot_seq)
+            cursor: FrameCursor::new(len, header)
                 .sealed_until(sealed_end)
                 .beside_writer(Arc::clone(vfs)),
-            snapshot_seq: header.snapshot_seq,
+            header,
             failed: false,
             deferred: None,
             torn_tail: None,
@@ -70,7 +70,7 @@ impl WalReader {
     /// The snapshot sequence in the file header.
     #[must_use]
     pub const fn snapshot_seq(&self) -> u64 {
-        self.snapshot_seq
+        self.header.snapshot_seq
     }
 
     /// End of the prefix the WAL's seal records as fdatasynced (the header's end when no valid
@@ -84,7 +84,7 @@ impl WalReader {
             .size()
             .map_err(|e| Error::io("stat", &self.path, e))?;
         Ok(
-            Seal::load(vfs, &self.path, self.file.as_ref(), self.snapshot_seq, len)
+            Seal::load(vfs, &self.path, self.file.as_ref(), self.header, len)
                 .map_or(FILE_HEADER_LEN as u64, |seal| seal.end),
         )
     }
@@ -103,7 +103,7 @@ impl WalReader {
     pub fn next_frame(&mut self, from: u64) -> Result<Option<Frame>> {
         while !self.failed {
             match self.cursor.next(self.file.as_ref(), &self.path) {
-                Ok(Step::Frame(frame)) if frame.header.sequence >= from => return Ok(Some(frame)),
+                Ok(Step::Frame(frame)) if frame.sequence >= from => return Ok(Some(frame)),
                 Ok(Step::Frame(_)) => {}
                 Ok(Step::End) => return Ok(None),
                 Ok(Step::Torn(repair)) => {
@@ -138,7 +138,7 @@ impl WalReader {
             let mut more = true;
             if !self.failed {
                 self.cursor.next_in_window(|frame| {
-                    if frame.header.sequence >= from {
+                    if frame.sequence >= from {
                         more = visit(frame)?;
                     }
                     Ok::<_, Error>(more)
@@ -170,7 +170,7 @@ impl WalReader {
         watermarks: bool,
     ) -> Result<B> {
         self.collect(from, max_entries, max_bytes, |frame| {
-            watermarks || frame.header.flags & FLAG_CHECKPOINT_WATERMARK == 0
+            watermarks || frame.flags & FLAG_CHECKPOINT_WATERMARK == 0
         })
     }
 

@@ -24,6 +24,7 @@ use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::manifest::Manifest;
 use crate::publish::{Staging, require_absent};
+use crate::scan::encode_batches;
 use crate::shipment;
 use crate::snapshot::SnapshotReader;
 
@@ -92,7 +93,7 @@ impl Restore {
         let mut wal = vfs
             .open(&wal_path, OpenMode::CreateNew)
             .map_err(|e| Error::io("create", &wal_path, e))?;
-        wal.write_all_at(&FileHeader { snapshot_seq }.encode(), 0)
+        wal.write_all_at(&FileHeader::new(snapshot_seq).encode(), 0)
             .map_err(|e| Error::io("write", &wal_path, e))?;
         Ok(Self {
             vfs: Arc::clone(vfs),
@@ -122,8 +123,9 @@ impl Restore {
         let (_, frames) = shipment::decode(shipment)?;
         self.buffer.clear();
         let mut last = self.last;
+        let mut kept = Vec::new();
         for frame in frames {
-            let sequence = frame.header.sequence;
+            let sequence = frame.sequence;
             if self.done || sequence <= last {
                 continue;
             }
@@ -134,14 +136,15 @@ impl Restore {
                     found: sequence,
                 });
             }
-            if !self.limit.admits(sequence, frame.header.hlc) {
+            if !self.limit.admits(sequence, frame.hlc) {
                 self.done = true;
                 break;
             }
-            frame.encode_into(&mut self.buffer);
             last = sequence;
             self.done = self.limit.to_sequence == Some(sequence);
+            kept.push(frame);
         }
+        encode_batches(&mut self.buffer, &kept)?;
         self.wal
             .write_all_at(&self.buffer, self.wal_end)
             .map_err(|e| Error::io("write", self.staging.path(), e))?;

@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use crate::consumer;
 use crate::error::{Error, Result};
-use crate::file_header::{FILE_HEADER_LEN, FileHeader};
+use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout};
 use crate::filename::StoreFile;
 use crate::frame::FRAME_HEADER_LEN;
 use crate::hlc::Hlc;
@@ -45,6 +45,7 @@ use crate::inspect::Progress;
 use crate::io::Vfs;
 use crate::manifest::Manifest;
 use crate::publish::{Placement, Staging, copy_file, publish, require_absent};
+use crate::scan::v3_frame_as_batch;
 use crate::snapshot::SnapshotReader;
 
 mod resync;
@@ -53,7 +54,7 @@ mod source;
 
 use resync::Scanner;
 use sink::{Output, Sidecar};
-use source::Source;
+use source::{Piece, Source};
 
 /// What a salvage found and did.
 #[derive(Clone, Debug, Default, Eq, PartialEq, Serialize)]
@@ -208,9 +209,15 @@ impl Run<'_> {
                 .fetch_add(pos - counted, Ordering::Relaxed);
             counted = pos;
             let next = match self.last {
-                Some(last) => match source.frame_at(pos)? {
-                    Some(h) if last.checked_add(1) == Some(h.sequence) => Some((pos, h)),
-                    _ => scanner.resume(source, pos, last, self.budget)?,
+                Some(last) => match source.unit_at(pos)? {
+                    Some(h) if last.checked_add(1) == Some(h.first) => Some((pos, h)),
+                    _ => {
+                        if let Some(len) = self.salvage_records(source, pos, last)? {
+                            pos += len;
+                            continue;
+                        }
+                        scanner.resume(source, pos, last, self.budget)?
+                    }
                 },
                 // No header to go by: the first frame found names the sequence before it.
                 None => scanner.resume(source, pos, 0, u64::MAX)?,
@@ -225,19 +232,27 @@ impl Run<'_> {
             if at > pos {
                 self.damage(source, pos, at - pos)?;
             }
-            let last = *self.last.get_or_insert(frame.sequence - 1);
+            let last = *self.last.get_or_insert(frame.first - 1);
             self.snapshot.get_or_insert(last);
-            let gap = frame.sequence - last - 1;
+            let gap = frame.first - last - 1;
             if gap > 0 {
-                self.report.missing.push((last + 1, frame.sequence - 1));
-                self.out
-                    .watermarks(last + 1..frame.sequence, self.last_hlc)?;
+                self.report.missing.push((last + 1, frame.first - 1));
+                self.out.watermarks(last + 1..frame.first, self.last_hlc)?;
                 self.budget -= gap;
             }
-            let len = frame.frame_len();
-            self.out.push(source.frame_bytes(at, len)?)?;
-            self.report.frames_recovered += 1;
-            self.last = Some(frame.sequence);
+            let len = frame.len;
+            match source.layout() {
+                // A batch frame is copied byte for byte.
+                Layout::V4 => self.out.push(source.frame_bytes(at, len)?)?,
+                // A v3 frame is written as a batch frame of one: the new log is format v4.
+                Layout::V3 => {
+                    let mut encoded = Vec::new();
+                    v3_frame_as_batch(source.frame_bytes(at, len)?, at, &mut encoded)?;
+                    self.out.push(&encoded)?;
+                }
+            }
+            self.report.frames_recovered += frame.last - frame.first + 1;
+            self.last = Some(frame.last);
             self.last_hlc = frame.hlc;
             pos = at + len;
         }
@@ -245,6 +260,40 @@ impl Run<'_> {
             .done
             .fetch_add(source.len().saturating_sub(counted), Ordering::Relaxed);
         Ok(())
+    }
+
+    /// At `pos`, where the sequence after `last` belongs, a damaged batch frame whose head
+    /// verifies and continues the sequence: keep every intact record, fill the lost ones with
+    /// watermarks, keep its bytes as damage. Returns its length, or `None` if there is none.
+    fn salvage_records(&mut self, source: &mut Source, pos: u64, last: u64) -> Result<Option<u64>> {
+        let Some((len, pieces)) = source.pieces_at(pos)? else {
+            return Ok(None);
+        };
+        let continues = match pieces.first() {
+            Some(Piece::Kept(first, ..) | Piece::Lost(first, _)) => *first == last + 1,
+            None => false,
+        };
+        if !continues {
+            return Ok(None);
+        }
+        self.damage(source, pos, len)?;
+        for piece in pieces {
+            match piece {
+                Piece::Kept(first, end, hlc, encoded) => {
+                    self.out.push(&encoded)?;
+                    self.report.frames_recovered += end - first + 1;
+                    self.last = Some(end);
+                    self.last_hlc = hlc;
+                }
+                Piece::Lost(first, end) => {
+                    self.report.missing.push((first, end));
+                    self.out.watermarks(first..end + 1, self.last_hlc)?;
+                    self.budget = self.budget.saturating_sub(end - first + 1);
+                    self.last = Some(end);
+                }
+            }
+        }
+        Ok(Some(len))
     }
 
     /// Keep the `len` damaged bytes of `source` at `at`.
@@ -258,6 +307,7 @@ impl Run<'_> {
         self.report.last_sequence = self.last.unwrap_or(0);
         let header = FileHeader {
             snapshot_seq: self.snapshot.unwrap_or(0),
+            layout: Layout::V4,
         };
         self.out.finish(&header.encode())?;
         self.report.damaged_file = self.side.finish()?.map(|p| p.display().to_string());

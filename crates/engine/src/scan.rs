@@ -1,5 +1,10 @@
 //! Reading frames in order, and telling a torn tail from mid-log corruption.
 //!
+//! A *unit* is what the file's layout frames at once: a format v4 batch frame (a commit group)
+//! or a format v3 frame (one entry). The cursor verifies a unit whole and then hands out its
+//! entries one by one; an entry's `offset` and `end` are its unit's. The rules below apply to
+//! units: a batch cut short or damaged is cut or refused whole.
+//!
 //! Where the frames stop, everything left in the file may be zero: space preallocated ahead of
 //! the writer, or a length a crash persisted before the data. That is the clean end of the log,
 //! not damage. Otherwise a damaged frame (short, or failing a checksum) is a *torn tail* when
@@ -16,6 +21,7 @@
 //! damage only once it is stable: at once when no writer holds the file's lock, otherwise
 //! after re-reading it for about a quarter of a second, far longer than one write takes.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
@@ -23,9 +29,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::batch_frame::{self, BATCH_HEADER_LEN, HeadInfo, Record};
 use crate::error::{Error, Result};
-use crate::file_header::{FILE_HEADER_LEN, FileHeader};
-use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin};
+use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout, le_u32};
+use crate::frame::{self, Damage, Defect, FRAME_HEADER_LEN, FrameHeader, Origin, Producer};
+use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at, read_up_to};
 
 /// Why a tail was cut.
@@ -64,115 +72,294 @@ pub struct TailRepair {
     pub saved_bytes: u64,
 }
 
-/// One verified frame, payload as stored.
+/// One verified entry as a WAL holds it, payload as stored: a format v3 frame, or one record
+/// of a format v4 batch frame (whose offset and end are the batch's).
 #[derive(Clone, Debug)]
 pub struct Frame {
-    /// Offset of the frame in the file.
+    /// Offset of the frame (v3) or batch frame (v4) holding it.
     pub offset: u64,
-    /// Its header.
-    pub header: FrameHeader,
+    /// Offset just past that frame or batch: the entry is durable once this is.
+    pub end: u64,
+    /// The checksum that names that frame or batch (its header or head checksum).
+    pub unit_checksum: u32,
+    /// Entry sequence.
+    pub sequence: u64,
+    /// Entry timestamp.
+    pub hlc: Hlc,
+    /// Flag bits ([`frame::FLAG_COMPRESSED`], [`frame::FLAG_CHECKPOINT_WATERMARK`], ...).
+    pub flags: u8,
     /// Its origin.
     pub origin: Origin,
     /// Its principal.
     pub principal: Option<Vec<u8>>,
-    /// The payload as stored (compressed if the header says so), sharing the bytes it was read
+    /// Its idempotent producer's stamp (format v4 only).
+    pub producer: Option<Producer>,
+    /// The payload as stored (compressed if the flags say so), sharing the bytes it was read
     /// into; empty from a cursor made [`FrameCursor::without_payloads`].
     pub stored: Bytes,
 }
 
 impl Frame {
-    /// The frame's bytes exactly as a WAL holds them (its encoding is deterministic, so the
-    /// checksums come out as they were read).
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let fields = frame::FrameFields {
-            sequence: self.header.sequence,
-            hlc: self.header.hlc,
-            origin: self.origin,
-            principal: self.principal.as_deref(),
-            flags: self.header.flags & !frame::FLAG_REPLICATED,
-        };
-        frame::encode_frame(out, &fields, &self.stored);
-    }
-
     /// The frame, borrowed.
     #[must_use]
-    pub fn borrowed(&self) -> FrameRef<'_> {
-        FrameRef {
-            offset: self.offset,
-            header: self.header,
+    pub const fn borrowed(&self) -> FrameRef<'_> {
+        self
+    }
+
+    /// The entry as a batch-frame record.
+    #[must_use]
+    pub fn record(&self) -> Record<'_> {
+        Record {
+            hlc: self.hlc,
             origin: self.origin,
             principal: self.principal.as_deref(),
+            producer: self.producer,
             stored: &self.stored,
-            source: &self.stored,
+            compressed: self.flags & frame::FLAG_COMPRESSED != 0,
+            watermark: self.flags & frame::FLAG_CHECKPOINT_WATERMARK != 0,
         }
     }
 }
 
-/// One verified frame, borrowed from the bytes it was read into.
-#[derive(Clone, Copy, Debug)]
-pub struct FrameRef<'a> {
-    /// Offset of the frame in the file.
-    pub offset: u64,
-    /// Its header.
-    pub header: FrameHeader,
-    /// Its origin.
-    pub origin: Origin,
-    /// Its principal.
-    pub principal: Option<&'a [u8]>,
-    /// The payload as stored (compressed if the header says so).
-    pub stored: &'a [u8],
-    /// The shared buffer `stored` lies in, so that an owned frame shares it.
-    source: &'a Bytes,
+/// One verified entry, borrowed.
+pub type FrameRef<'a> = &'a Frame;
+
+/// Most records one batch frame holds as the writer and every encoder here make them.
+pub const BATCH_RECORDS_CAP: usize = 1024;
+/// Payload bytes after which such a batch is closed (a larger record still goes whole).
+pub const BATCH_BYTES_CAP: usize = 1 << 20;
+
+/// Append the consecutive entries `frames` (the first at `frames[0].sequence`) to `out` as
+/// format v4 batch frames of at most [`BATCH_RECORDS_CAP`] records and about
+/// [`BATCH_BYTES_CAP`] bytes each.
+///
+/// # Errors
+/// As [`batch_frame::encode_batch`].
+pub fn encode_batches(out: &mut Vec<u8>, frames: &[Frame]) -> Result<()> {
+    let records: Vec<Record<'_>> = frames.iter().map(Frame::record).collect();
+    let Some(first) = frames.first() else {
+        return Ok(());
+    };
+    encode_records(out, first.sequence, &records).map(drop)
 }
 
-impl FrameRef<'_> {
-    /// The frame, owned: its payload shares the bytes it was read into.
-    #[must_use]
-    pub fn to_frame(&self) -> Frame {
-        Frame {
-            offset: self.offset,
-            header: self.header,
-            origin: self.origin,
-            principal: self.principal.map(<[u8]>::to_vec),
-            stored: if self.stored.is_empty() {
-                Bytes::new()
-            } else {
-                self.source.slice_ref(self.stored)
-            },
+/// Append `records`, at sequences from `base` on, to `out` as capped batch frames; returns
+/// where each batch lies in `out`.
+///
+/// # Errors
+/// As [`batch_frame::encode_batch`].
+pub fn encode_records(
+    out: &mut Vec<u8>,
+    base: u64,
+    records: &[Record<'_>],
+) -> Result<Vec<Range<usize>>> {
+    encode_records_spliced(out, base, records, usize::MAX, &mut Vec::new())
+}
+
+/// [`encode_records`], leaving payloads of at least `splice_min` bytes out of `out` as
+/// [`batch_frame::encode_batch_spliced`] does; `spliced` gets (place in `out`, index in
+/// `records`) for each.
+///
+/// # Errors
+/// As [`batch_frame::encode_batch`].
+pub fn encode_records_spliced(
+    out: &mut Vec<u8>,
+    base: u64,
+    records: &[Record<'_>],
+    splice_min: usize,
+    spliced: &mut Vec<(usize, usize)>,
+) -> Result<Vec<Range<usize>>> {
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let mut end = at;
+        let mut bytes = 0;
+        while end < records.len() && end - at < BATCH_RECORDS_CAP && bytes < BATCH_BYTES_CAP {
+            bytes += records[end].stored.len();
+            end += 1;
+        }
+        let from = spliced.len();
+        batches.push(batch_frame::encode_batch_spliced(
+            out,
+            base + at as u64,
+            &records[at..end],
+            splice_min,
+            spliced,
+        )?);
+        for (_, index) in &mut spliced[from..] {
+            *index += at;
+        }
+        at = end;
+    }
+    Ok(batches)
+}
+
+/// The entries of the unit (a v3 frame, or a v4 batch frame) at the start of `bytes`, found
+/// at `offset`, verified in full; `keep` is the buffer `bytes` lies in, which their payloads
+/// share (`None`: payloads left empty). Returns them and the unit's length.
+fn unit_in(
+    bytes: &[u8],
+    offset: u64,
+    layout: Layout,
+    keep: Option<&Bytes>,
+) -> std::result::Result<(Vec<Frame>, usize), Defect> {
+    let share = |stored: &[u8]| match keep {
+        Some(buffer) if !stored.is_empty() => buffer.slice_ref(stored),
+        _ => Bytes::new(),
+    };
+    match layout {
+        Layout::V3 => {
+            let short = Defect::Damaged(Damage::Short);
+            let head: &[u8; FRAME_HEADER_LEN] = bytes
+                .get(..FRAME_HEADER_LEN)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(short.clone())?;
+            let header = frame::decode_header(head, offset)?;
+            let len = usize::try_from(header.frame_len()).unwrap_or(usize::MAX);
+            let body = bytes.get(FRAME_HEADER_LEN..len).ok_or(short)?;
+            let (origin, principal, stored) = check_body(&header, body)?;
+            Ok((
+                vec![Frame {
+                    offset,
+                    end: offset + len as u64,
+                    unit_checksum: header.header_checksum,
+                    sequence: header.sequence,
+                    hlc: header.hlc,
+                    flags: header.flags,
+                    origin,
+                    principal: principal.map(<[u8]>::to_vec),
+                    producer: None,
+                    stored: share(stored),
+                }],
+                len,
+            ))
+        }
+        Layout::V4 => {
+            let batch = batch_frame::decode_batch(bytes, offset)?;
+            let end = offset + batch.len as u64;
+            let checksum = le_u32(&bytes[0..4]);
+            let frames = (batch.base_sequence..)
+                .zip(&batch.records)
+                .map(|(sequence, record)| Frame {
+                    offset,
+                    end,
+                    unit_checksum: checksum,
+                    sequence,
+                    hlc: record.hlc,
+                    flags: record.flags(),
+                    origin: record.origin,
+                    principal: record.principal.map(<[u8]>::to_vec),
+                    producer: record.producer,
+                    stored: share(record.stored),
+                })
+                .collect();
+            Ok((frames, batch.len))
         }
     }
 }
 
-/// The frame at `offset` of an in-memory run of frames, verified in full (header, extent and
-/// payload checksums); bytes ending inside it are `Damage::Short`.
+/// The entries of the format v4 batch frame at `offset` of an in-memory run of batch frames,
+/// verified in full (bytes ending inside it are `Damage::Short`), and the batch's length. The
+/// payloads are copied out of `bytes`.
 ///
 /// # Errors
 /// The [`Defect`] that stops it.
-pub fn frame_in(bytes: &[u8], offset: usize) -> std::result::Result<Frame, Defect> {
-    let short = Defect::Damaged(Damage::Short);
-    let header: &[u8; FRAME_HEADER_LEN] = bytes
-        .get(offset..offset + FRAME_HEADER_LEN)
+pub fn batch_in(bytes: &[u8], offset: usize) -> std::result::Result<(Vec<Frame>, usize), Defect> {
+    let rest = bytes.get(offset..).ok_or(Defect::Damaged(Damage::Short))?;
+    let head = batch_frame::batch_head(rest, offset as u64)?;
+    let body = rest.get(..head.len).ok_or(Defect::Damaged(Damage::Short))?;
+    let owned = Bytes::copy_from_slice(body);
+    unit_in(&owned, offset as u64, Layout::V4, Some(&owned))
+}
+
+/// The entries of the unit (a v3 frame or a v4 batch frame) at the start of `bytes`, found at
+/// `offset`, verified in full, their payloads left empty.
+///
+/// # Errors
+/// The [`Defect`] that stops it.
+pub fn verify_unit(
+    bytes: &[u8],
+    offset: u64,
+    layout: Layout,
+) -> std::result::Result<Vec<Frame>, Defect> {
+    unit_in(bytes, offset, layout, None).map(|(frames, _)| frames)
+}
+
+/// Append the verified v3 frame at the start of `bytes` (found at `offset`) to `out` as a
+/// format v4 batch frame of one, its payload copied once.
+///
+/// # Errors
+/// The [`Defect`] that stops it, and those of [`batch_frame::encode_batch`].
+pub fn v3_frame_as_batch(bytes: &[u8], offset: u64, out: &mut Vec<u8>) -> Result<()> {
+    let damaged = |offset| Error::ChecksumMismatch {
+        what: "WAL frame",
+        offset,
+    };
+    let head: &[u8; FRAME_HEADER_LEN] = bytes
+        .get(..FRAME_HEADER_LEN)
         .and_then(|b| b.try_into().ok())
-        .ok_or(short.clone())?;
-    let header = frame::decode_header(header, offset as u64)?;
-    let body = offset + FRAME_HEADER_LEN;
-    let extent = bytes
-        .get(body..body + header.extent_len())
-        .ok_or(short.clone())?;
-    let (origin, principal) = frame::decode_extent(&header, extent)?;
-    let principal = principal.map(<[u8]>::to_vec);
-    let start = body + header.extent_len();
-    let stored = bytes
-        .get(start..start + header.payload_len as usize)
-        .ok_or(short)?;
-    frame::verify_payload(&header, stored)?;
-    Ok(Frame {
-        offset: offset as u64,
-        header,
+        .ok_or_else(|| damaged(offset))?;
+    let header = frame::decode_header(head, offset).map_err(|_| damaged(offset))?;
+    let len = usize::try_from(header.frame_len()).unwrap_or(usize::MAX);
+    let body = bytes
+        .get(FRAME_HEADER_LEN..len)
+        .ok_or_else(|| damaged(offset))?;
+    let (origin, principal, stored) = check_body(&header, body).map_err(|_| damaged(offset))?;
+    let record = Record {
+        hlc: header.hlc,
         origin,
         principal,
-        stored: Bytes::copy_from_slice(stored),
-    })
+        producer: None,
+        stored,
+        compressed: header.flags & frame::FLAG_COMPRESSED != 0,
+        watermark: header.flags & frame::FLAG_CHECKPOINT_WATERMARK != 0,
+    };
+    batch_frame::encode_batch(out, header.sequence, &[record]).map(drop)
+}
+
+/// A verified head of the unit at the start of `bytes`: its first and last sequence, the
+/// checksum naming it, its length.
+///
+/// # Errors
+/// The [`Defect`] of a head that does not verify.
+pub fn unit_head(
+    bytes: &[u8],
+    offset: u64,
+    layout: Layout,
+) -> std::result::Result<HeadInfo, Defect> {
+    match layout {
+        Layout::V3 => {
+            let head: &[u8; FRAME_HEADER_LEN] = bytes
+                .get(..FRAME_HEADER_LEN)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(Defect::Damaged(Damage::Short))?;
+            let header = frame::decode_header(head, offset)?;
+            Ok(HeadInfo {
+                base_sequence: header.sequence,
+                count: 1,
+                len: usize::try_from(header.frame_len()).unwrap_or(usize::MAX),
+                checksum: header.header_checksum,
+            })
+        }
+        Layout::V4 => batch_frame::batch_head(bytes, offset),
+    }
+}
+
+/// Bytes that hold the head of the unit at the start of `bytes` (which holds at least its
+/// fixed header), whatever it claims.
+fn head_need(bytes: &[u8], layout: Layout) -> usize {
+    match layout {
+        Layout::V3 => FRAME_HEADER_LEN,
+        Layout::V4 => batch_frame::head_bound(batch_frame::claimed_count(bytes).unwrap_or(0)),
+    }
+}
+
+/// Length of a unit's fixed header.
+const fn fixed_len(layout: Layout) -> usize {
+    match layout {
+        Layout::V3 => FRAME_HEADER_LEN,
+        Layout::V4 => BATCH_HEADER_LEN,
+    }
 }
 
 /// What the cursor found next.
@@ -202,37 +389,27 @@ pub fn read_file_header(file: &dyn VfsFile, path: &Path) -> Result<FileHeader> {
 
 const WINDOW: usize = 256 << 10;
 
-/// The header of the frame at `offset`, checked, its sequence the one after `previous`: the
-/// first half of verifying a frame, on every path of the cursor.
+/// The sequence of a unit whose checksums hold must continue `previous`.
 ///
 /// # Errors
-/// `NonMonotonicSequence`, `SequenceGap`: a frame whose checksums hold but whose sequence is
+/// `NonMonotonicSequence`, `SequenceGap`: a unit whose checksums hold but whose sequence is
 /// out of order is corruption, never a torn tail.
-fn check_header(
-    bytes: &[u8],
-    offset: u64,
-    previous: u64,
-) -> Result<std::result::Result<FrameHeader, Defect>> {
-    let bytes: &[u8; FRAME_HEADER_LEN] = bytes.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
-    let header = match frame::decode_header(bytes, offset) {
-        Ok(header) => header,
-        Err(defect) => return Ok(Err(defect)),
-    };
-    if header.sequence <= previous {
+fn check_sequence(offset: u64, previous: u64, found: u64) -> Result<()> {
+    if found <= previous {
         return Err(Error::NonMonotonicSequence {
             offset,
             previous,
-            found: header.sequence,
+            found,
         });
     }
-    if header.sequence != previous + 1 {
+    if found != previous + 1 {
         return Err(Error::SequenceGap {
             offset,
             expected: previous + 1,
-            found: header.sequence,
+            found,
         });
     }
-    Ok(Ok(header))
+    Ok(())
 }
 
 /// A verified frame body: the origin, the principal, the payload as stored.
@@ -250,12 +427,18 @@ fn check_body<'a>(header: &FrameHeader, body: &'a [u8]) -> std::result::Result<B
 /// (about 255 ms in all). One write of a group is long finished by then.
 const SETTLE_ROUNDS: u32 = 8;
 
-/// Walks the frames of one file from the end of its header.
+/// Walks the entries of one file from the end of its header, a unit (a v3 frame, or a v4 batch
+/// frame) at a time.
 #[derive(Debug)]
 pub struct FrameCursor {
+    layout: Layout,
     file_len: u64,
+    /// Offset just past the last unit read.
     offset: u64,
+    /// Sequence of the last entry of the last unit read.
     last_sequence: u64,
+    /// Entries of the last unit read not yet returned.
+    pending: VecDeque<Frame>,
     /// The bytes last read, shared: a frame's payload is a slice of them, not a copy.
     window: Bytes,
     window_start: u64,
@@ -271,13 +454,15 @@ pub struct FrameCursor {
 }
 
 impl FrameCursor {
-    /// A cursor over a file of `file_len` bytes whose header names `snapshot_seq`.
+    /// A cursor over a file of `file_len` bytes with header `header`.
     #[must_use]
-    pub fn new(file_len: u64, snapshot_seq: u64) -> Self {
+    pub fn new(file_len: u64, header: FileHeader) -> Self {
         Self {
+            layout: header.layout,
             file_len,
             offset: FILE_HEADER_LEN as u64,
-            last_sequence: snapshot_seq,
+            last_sequence: header.snapshot_seq,
+            pending: VecDeque::new(),
             window: Bytes::new(),
             window_start: 0,
             keep_payloads: true,
@@ -317,8 +502,8 @@ impl FrameCursor {
         }
     }
 
-    /// The same cursor, resuming at `offset` just past a frame known to be valid whose
-    /// sequence was `last_sequence`.
+    /// The same cursor, resuming at `offset`, the start of a unit known to be valid, just past
+    /// a unit whose last sequence was `last_sequence`.
     #[must_use]
     pub fn starting_at(self, offset: u64, last_sequence: u64) -> Self {
         Self {
@@ -328,42 +513,61 @@ impl FrameCursor {
         }
     }
 
-    /// Offset just past the last frame returned.
+    /// How the file's entries are framed.
+    #[must_use]
+    pub const fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Offset just past the last unit read (all of whose entries were returned once the
+    /// cursor reports the end).
     #[must_use]
     pub const fn offset(&self) -> u64 {
         self.offset
     }
 
-    /// Sequence of the last frame returned (the header's snapshot_seq before any).
+    /// Sequence of the last entry of the last unit read (the header's snapshot_seq before any).
     #[must_use]
     pub const fn last_sequence(&self) -> u64 {
         self.last_sequence
     }
 
-    /// The next frame, the end, or a torn tail.
+    /// The next entry, the end, or a torn tail.
     ///
     /// # Errors
     /// I/O errors, [`Error::MidLogCorruption`], [`Error::SealedCorruption`], sequence errors,
     /// and unsupported frames.
     pub fn next(&mut self, file: &dyn VfsFile, path: &Path) -> Result<Step> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(Step::Frame(frame));
+        }
         if self.offset >= self.file_len {
             self.refresh_len(file, path)?;
             if self.offset >= self.file_len {
                 return Ok(Step::End);
             }
         }
-        match self.read_frame(file, path)? {
-            Ok(frame) => Ok(self.advance(frame)),
+        match self.read_unit(file, path)? {
+            Ok(unit) => Ok(self.advance(unit)),
             Err(_) if self.beside.is_some() => self.judge(file, path),
             Err(Defect::Invalid(error)) => Err(error),
             Err(Defect::Damaged(damage)) => self.classify(file, path, damage),
         }
     }
 
-    fn advance(&mut self, frame: Frame) -> Step {
-        self.offset += frame.header.frame_len();
-        self.last_sequence = frame.header.sequence;
-        Step::Frame(frame)
+    /// Take the entries of a unit read whole: the first returned, the rest pending.
+    fn advance(&mut self, unit: (Vec<Frame>, usize)) -> Step {
+        self.take(unit);
+        self.pending.pop_front().map_or(Step::End, Step::Frame)
+    }
+
+    /// Queue the entries of a unit read whole, and move past it.
+    fn take(&mut self, (frames, len): (Vec<Frame>, usize)) {
+        self.offset += len as u64;
+        if let Some(last) = frames.last() {
+            self.last_sequence = last.sequence;
+        }
+        self.pending.extend(frames);
     }
 
     /// Beside a live writer, the file's length as it is now.
@@ -383,8 +587,8 @@ impl FrameCursor {
             // The window may hold bytes read before the writer wrote them.
             self.window = Bytes::new();
             self.refresh_len(file, path)?;
-            let defect = match self.read_frame(file, path)? {
-                Ok(frame) => return Ok(self.advance(frame)),
+            let defect = match self.read_unit(file, path)? {
+                Ok(unit) => return Ok(self.advance(unit)),
                 Err(defect) => defect,
             };
             if self.data_end(file, path, self.offset)? == self.offset {
@@ -396,14 +600,14 @@ impl FrameCursor {
                 return match defect {
                     Defect::Invalid(error) => Err(error),
                     // The damage was read before the rest of the file was: a writer may have
-                    // finished the frame in between (and died). A writer writes front to back
+                    // finished the unit in between (and died). A writer writes front to back
                     // and never zeroes bytes it wrote, so damage read again *after* the rest was
                     // seen is stable; read as valid, it was the writer's.
                     Defect::Damaged(damage) => match self.classify(file, path, damage) {
                         verdict @ (Err(Error::MidLogCorruption { .. }) | Ok(Step::Torn(_))) => {
                             self.window = Bytes::new();
-                            match self.read_frame(file, path)? {
-                                Ok(frame) => Ok(self.advance(frame)),
+                            match self.read_unit(file, path)? {
+                                Ok(unit) => Ok(self.advance(unit)),
                                 Err(_) => verdict,
                             }
                         }
@@ -429,44 +633,41 @@ impl FrameCursor {
             .map_or(true, |taken| !taken)
     }
 
-    fn read_frame(
+    /// Read and verify the unit at the cursor: its head, its sequence, then all of it.
+    fn read_unit(
         &mut self,
         file: &dyn VfsFile,
         path: &Path,
-    ) -> Result<std::result::Result<Frame, Defect>> {
-        let (offset, keep_payloads) = (self.offset, self.keep_payloads);
-        let Some(at) = self.fetch(file, path, offset, FRAME_HEADER_LEN)? else {
+    ) -> Result<std::result::Result<(Vec<Frame>, usize), Defect>> {
+        let (offset, layout) = (self.offset, self.layout);
+        let fixed = fixed_len(layout);
+        let Some(at) = self.fetch(file, path, offset, fixed)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
-        let header = match check_header(&self.window[at], offset, self.last_sequence)? {
-            Ok(header) => header,
+        if self.window[at.clone()].iter().all(|&b| b == 0) {
+            return Ok(Err(Defect::Damaged(Damage::ZeroHeader)));
+        }
+        let available = usize::try_from(self.file_len - offset).unwrap_or(usize::MAX);
+        let need = head_need(&self.window[at], layout).min(available);
+        let Some(at) = self.fetch(file, path, offset, need)? else {
+            return Ok(Err(Defect::Damaged(Damage::Short)));
+        };
+        let head = match unit_head(&self.window[at], offset, layout) {
+            Ok(head) => head,
             Err(defect) => return Ok(Err(defect)),
         };
-        let body_len = header.extent_len() + header.payload_len as usize;
-        let Some(body) = self.fetch(file, path, offset + FRAME_HEADER_LEN as u64, body_len)? else {
+        check_sequence(offset, self.last_sequence, head.base_sequence)?;
+        let Some(at) = self.fetch(file, path, offset, head.len)? else {
             return Ok(Err(Defect::Damaged(Damage::Short)));
         };
-        Ok(
-            check_body(&header, &self.window[body.clone()]).map(|(origin, principal, _)| Frame {
-                offset,
-                header,
-                origin,
-                principal: principal.map(<[u8]>::to_vec),
-                stored: if keep_payloads {
-                    self.window
-                        .slice(body.end - header.payload_len as usize..body.end)
-                } else {
-                    Bytes::new()
-                },
-            }),
-        )
+        let keep = self.keep_payloads.then_some(&self.window);
+        Ok(unit_in(&self.window[at], offset, layout, keep))
     }
 
-    /// The frames that follow whole in the bytes already read, each verified exactly as
+    /// The entries that follow whole in the bytes already read, each verified exactly as
     /// [`Self::next`] verifies it, handed to `visit` borrowed, until `visit` says stop
-    /// (`Ok(false)`) or a frame is not whole there or does not verify; [`Self::next`] then
-    /// reads that one afresh and judges it. No read and no allocation per frame: the fast path
-    /// of a batched read.
+    /// (`Ok(false)`) or a unit is not whole there or does not verify; [`Self::next`] then
+    /// reads that one afresh and judges it. No read per unit: the fast path of a batched read.
     ///
     /// # Errors
     /// Only what `visit` returns.
@@ -474,40 +675,32 @@ impl FrameCursor {
         &mut self,
         mut visit: impl FnMut(FrameRef<'_>) -> std::result::Result<bool, E>,
     ) -> std::result::Result<(), E> {
-        let window = &self.window;
-        let end = (self.window_start + window.len() as u64).min(self.file_len);
-        while self.offset >= self.window_start && self.offset + FRAME_HEADER_LEN as u64 <= end {
-            let offset = self.offset;
-            let at = usize::try_from(offset - self.window_start).unwrap_or(usize::MAX);
-            let header_bytes = &window[at..at + FRAME_HEADER_LEN];
-            let Ok(Ok(header)) = check_header(header_bytes, offset, self.last_sequence) else {
-                return Ok(());
-            };
-            let frame_end = offset + header.frame_len();
-            if frame_end > end {
-                return Ok(());
+        loop {
+            while let Some(frame) = self.pending.pop_front() {
+                if !visit(frame.borrowed())? {
+                    return Ok(());
+                }
             }
-            let body_end = at + usize::try_from(frame_end - offset).unwrap_or(usize::MAX);
-            let Ok((origin, principal, stored)) =
-                check_body(&header, &window[at + FRAME_HEADER_LEN..body_end])
-            else {
-                return Ok(());
-            };
-            self.offset = frame_end;
-            self.last_sequence = header.sequence;
-            let frame = FrameRef {
-                offset,
-                header,
-                origin,
-                principal,
-                stored,
-                source: window,
-            };
-            if !visit(frame)? {
-                return Ok(());
+            match self.unit_in_window() {
+                Some(unit) => self.take(unit),
+                None => return Ok(()),
             }
         }
-        Ok(())
+    }
+
+    /// The unit at the cursor, if it lies whole in the window and verifies.
+    fn unit_in_window(&self) -> Option<(Vec<Frame>, usize)> {
+        let end = (self.window_start + self.window.len() as u64).min(self.file_len);
+        if self.offset < self.window_start {
+            return None;
+        }
+        let at = usize::try_from(self.offset - self.window_start).ok()?;
+        let visible = usize::try_from(end.checked_sub(self.offset)?).ok()?;
+        let bytes = self.window.get(at..at + visible)?;
+        let head = unit_head(bytes, self.offset, self.layout).ok()?;
+        check_sequence(self.offset, self.last_sequence, head.base_sequence).ok()?;
+        let keep = self.keep_payloads.then_some(&self.window);
+        unit_in(bytes.get(..head.len)?, self.offset, self.layout, keep).ok()
     }
 
     /// Where `len` bytes at `offset` are in the read window (read afresh if they are not);
@@ -593,7 +786,8 @@ impl FrameCursor {
         }))
     }
 
-    /// First offset in `start..limit` holding a valid frame header with a later sequence.
+    /// First offset in `start..limit` holding a unit whose head verifies, with a later
+    /// sequence.
     fn find_valid_frame(
         &self,
         file: &dyn VfsFile,
@@ -602,34 +796,64 @@ impl FrameCursor {
         limit: u64,
     ) -> Result<Option<u64>> {
         const CHUNK: usize = 1 << 20;
+        let fixed = fixed_len(self.layout);
         let mut buf = Vec::new();
         let mut pos = start;
-        while pos < limit && pos + FRAME_HEADER_LEN as u64 <= self.file_len {
+        while pos < limit && pos + fixed as u64 <= self.file_len {
             let want = usize::try_from(self.file_len - pos)
                 .unwrap_or(usize::MAX)
-                .min(CHUNK + FRAME_HEADER_LEN - 1);
+                .min(CHUNK + fixed - 1);
             buf.resize(want, 0);
             let got = read_up_to(file, &mut buf, pos).map_err(|e| Error::io("read", path, e))?;
             buf.truncate(got);
-            if got < FRAME_HEADER_LEN {
+            if got < fixed {
                 return Ok(None);
             }
-            for (i, window) in buf.windows(FRAME_HEADER_LEN).enumerate() {
+            for i in 0..=got - fixed {
                 let candidate = pos + i as u64;
                 if candidate >= limit {
                     return Ok(None);
                 }
-                let bytes: &[u8; FRAME_HEADER_LEN] =
-                    window.try_into().unwrap_or(&[0; FRAME_HEADER_LEN]);
-                if let Ok(header) = frame::decode_header(bytes, candidate)
-                    && header.sequence > self.last_sequence
+                if self.plausible(&buf[i..i + fixed])
+                    && self.head_at(file, path, &buf[i..], candidate)?
                 {
                     return Ok(Some(candidate));
                 }
             }
-            pos += (got - FRAME_HEADER_LEN + 1) as u64;
+            pos += (got - fixed + 1) as u64;
         }
         Ok(None)
+    }
+
+    /// A cheap test of a fixed header before its checksum is computed.
+    fn plausible(&self, fixed: &[u8]) -> bool {
+        match self.layout {
+            Layout::V3 => true,
+            Layout::V4 => {
+                fixed[4] == batch_frame::FRAME_VERSION
+                    && batch_frame::claimed_count(fixed).is_some_and(|n| n > 0)
+            }
+        }
+    }
+
+    /// Whether the unit at `candidate` (whose bytes `buf` starts with, perhaps not all of its
+    /// head) has a head that verifies and a later sequence.
+    fn head_at(&self, file: &dyn VfsFile, path: &Path, buf: &[u8], candidate: u64) -> Result<bool> {
+        let need = head_need(buf, self.layout);
+        let available = usize::try_from(self.file_len - candidate).unwrap_or(usize::MAX);
+        let owned;
+        let bytes = if buf.len() >= need || buf.len() >= available {
+            buf
+        } else {
+            let mut more = vec![0; need.min(available)];
+            let got =
+                read_up_to(file, &mut more, candidate).map_err(|e| Error::io("read", path, e))?;
+            more.truncate(got);
+            owned = more;
+            &owned
+        };
+        Ok(unit_head(bytes, candidate, self.layout)
+            .is_ok_and(|head| head.base_sequence > self.last_sequence))
     }
 
     /// Offset just past the last non-zero byte at or after `start`; `start` if there is none.

@@ -26,9 +26,14 @@
 use std::path::Path;
 
 use crate::checksum::checksum32;
+use crate::file_header::FileHeader;
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::filename::seal_path;
-use crate::frame::{self, FRAME_HEADER_LEN};
+use crate::scan::unit_head;
+
+/// Most bytes of the last sealed unit read to check its head: a batch of the writer's cap
+/// (1024 records) has a table of at most 10 KiB.
+const SEAL_HEAD_READ: usize = 64 << 10;
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile, read_exact_at};
 
@@ -42,10 +47,13 @@ pub const SEAL_LEN: usize = 64;
 pub struct LastFrame {
     /// Its offset in the WAL.
     pub offset: u64,
-    /// Its sequence.
+    /// Its sequence (a batch frame's: its last).
     pub sequence: u64,
-    /// Its header checksum, which names the frame (sequence, timestamp, payload checksum).
+    /// Its header checksum, which names the frame (a batch frame's head checksum).
     pub header_checksum: u32,
+    /// The sequence of its first entry (a batch frame's base; not stored: read from the WAL
+    /// when the seal is examined).
+    pub first_sequence: u64,
 }
 
 /// A durable, verified prefix of one WAL.
@@ -96,6 +104,7 @@ impl Seal {
                 offset: le_u64(&bytes[24..32]),
                 sequence: le_u64(&bytes[32..40]),
                 header_checksum: le_u32(&bytes[40..44]),
+                first_sequence: le_u64(&bytes[32..40]),
             },
             clock: Hlc {
                 seconds: le_u64(&bytes[44..52]),
@@ -111,10 +120,10 @@ impl Seal {
         vfs: &dyn Vfs,
         wal: &Path,
         file: &dyn VfsFile,
-        snapshot_seq: u64,
+        header: FileHeader,
         file_len: u64,
     ) -> Option<Self> {
-        Self::examine(vfs, wal, file, snapshot_seq, file_len).ok()
+        Self::examine(vfs, wal, file, header, file_len).ok()
     }
 
     /// [`Seal::load`], saying why a seal there was refused: `Err(None)` when there is none to
@@ -128,7 +137,7 @@ impl Seal {
         vfs: &dyn Vfs,
         wal: &Path,
         file: &dyn VfsFile,
-        snapshot_seq: u64,
+        header: FileHeader,
         file_len: u64,
     ) -> std::result::Result<Self, Option<&'static str>> {
         let sidecar = vfs
@@ -143,21 +152,28 @@ impl Seal {
             return Err(Some("its length is not a seal's"));
         }
         read_exact_at(sidecar.as_ref(), &mut bytes, 0).map_err(|_| None)?;
-        let seal = Self::decode(&bytes).ok_or(Some("it fails its checksum"))?;
+        let mut seal = Self::decode(&bytes).ok_or(Some("it fails its checksum"))?;
         let last = seal.last;
-        if seal.snapshot_seq != snapshot_seq {
+        if seal.snapshot_seq != header.snapshot_seq {
             return Err(None);
         }
         if seal.end > file_len || last.offset >= seal.end {
             return Err(Some("it names a prefix longer than the file"));
         }
-        let mut header = [0u8; FRAME_HEADER_LEN];
-        let names_it = read_exact_at(file, &mut header, last.offset).is_ok()
-            && frame::decode_header(&header, last.offset).is_ok_and(|decoded| {
-                decoded.sequence == last.sequence
-                    && decoded.header_checksum == last.header_checksum
-                    && last.offset + decoded.frame_len() == seal.end
+        let need = usize::try_from(seal.end - last.offset).unwrap_or(usize::MAX);
+        let mut head = vec![0u8; need.min(SEAL_HEAD_READ)];
+        let named = read_exact_at(file, &mut head, last.offset)
+            .ok()
+            .and_then(|()| unit_head(&head, last.offset, header.layout).ok())
+            .filter(|unit| {
+                unit.last_sequence() == last.sequence
+                    && unit.checksum == last.header_checksum
+                    && last.offset + unit.len as u64 == seal.end
             });
+        let names_it = named.is_some();
+        if let Some(unit) = named {
+            seal.last.first_sequence = unit.base_sequence;
+        }
         if names_it {
             Ok(seal)
         } else {
@@ -195,6 +211,7 @@ mod tests {
                 offset: 4000,
                 sequence: 99,
                 header_checksum: 0xDEAD_BEEF,
+                first_sequence: 99,
             },
             clock: Hlc {
                 seconds: 1_700_000_000,

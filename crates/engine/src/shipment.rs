@@ -1,6 +1,9 @@
-//! A shipment: consecutive frames of one node's log, byte for byte as its WAL holds them,
-//! packed into one message that leaves the machine (the facade's `selene-persist/jetstream`
-//! publishes one per JetStream message).
+//! A shipment: consecutive entries of one node's log as format v4 batch frames, packed into one
+//! message that leaves the machine (the facade's `selene-persist/jetstream` publishes one per
+//! JetStream message). The batches are encoded as a writer encodes them (capped, deterministic),
+//! except that the last entry is a batch of its own: a shipment then ends with exactly the bytes
+//! of a one-entry shipment of its last entry, which is how a shipper proves a stored shipment is
+//! its own log's (the facade's fence).
 //!
 //! | bytes  | field                                   |
 //! |--------|-----------------------------------------|
@@ -8,22 +11,22 @@
 //! | 4..8   | major, minor (u16 LE each)              |
 //! | 8..16  | node id (u64 LE)                        |
 //! | 16..24 | first sequence (u64 LE)                 |
-//! | 24..28 | frame count (u32 LE, at least 1)        |
+//! | 24..28 | entry count (u32 LE, at least 1)        |
 //! | 28..32 | checksum32 of bytes 0..28               |
 //!
-//! Then `count` frames back to back, with sequences `first`, `first + 1`, ...: each keeps its
-//! own header, extent and payload checksums, and [`decode`] verifies every one of them, so a
-//! shipment damaged anywhere on its way is refused whole. Checkpoint watermarks travel too:
+//! Then batch frames back to back holding `count` entries, with sequences `first`,
+//! `first + 1`, ...: each keeps its head, record and body checksums, and [`decode`] verifies
+//! every one of them, so a shipment damaged anywhere on its way is refused whole. Checkpoint watermarks travel too:
 //! a node's sequences then arrive without holes, and a receiver can prove it missed none.
 
 use crate::checksum::checksum32;
 use crate::error::{Error, Result};
 use crate::file_header::{Format, le_u32, le_u64};
 use crate::frame::Defect;
-use crate::scan::{Frame, frame_in};
+use crate::scan::{Frame, batch_in, encode_batches};
 
 /// The shipment format.
-pub const FORMAT: Format = Format::new(*b"SPSH", "shipment", 1, 0);
+pub const FORMAT: Format = Format::new(*b"SPSH", "shipment", 2, 0);
 /// Length of a shipment's header.
 pub const HEADER_LEN: usize = 32;
 
@@ -51,23 +54,27 @@ impl Header {
 /// # Errors
 /// `InvalidArgument` when `frames` is empty, too many, or not consecutive.
 pub fn encode(node_id: u64, frames: &[Frame]) -> Result<Vec<u8>> {
-    let (Some(first), Ok(count)) = (frames.first(), u32::try_from(frames.len())) else {
+    let (Some(first), Some((last, before)), Ok(count)) = (
+        frames.first(),
+        frames.split_last(),
+        u32::try_from(frames.len()),
+    ) else {
         return Err(Error::InvalidArgument(
             "a shipment holds 1 to 2^32 - 1 frames".into(),
         ));
     };
-    let first = first.header.sequence;
+    let first = first.sequence;
     if frames
         .iter()
         .zip(first..)
-        .any(|(f, want)| f.header.sequence != want)
+        .any(|(f, want)| f.sequence != want)
     {
         return Err(Error::InvalidArgument(
             "a shipment's frames must have consecutive sequences".into(),
         ));
     }
-    let body: u64 = frames.iter().map(|f| f.header.frame_len()).sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + usize::try_from(body).unwrap_or(0));
+    let body: usize = frames.iter().map(|f| f.stored.len() + 8).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + body);
     out.resize(HEADER_LEN, 0);
     FORMAT.write_identity(&mut out);
     out[8..16].copy_from_slice(&node_id.to_le_bytes());
@@ -75,9 +82,8 @@ pub fn encode(node_id: u64, frames: &[Frame]) -> Result<Vec<u8>> {
     out[24..28].copy_from_slice(&count.to_le_bytes());
     let sum = checksum32(&out[0..28]);
     out[28..32].copy_from_slice(&sum.to_le_bytes());
-    for frame in frames {
-        frame.encode_into(&mut out);
-    }
+    encode_batches(&mut out, before)?;
+    encode_batches(&mut out, std::slice::from_ref(last))?;
     Ok(out)
 }
 
@@ -110,20 +116,26 @@ pub fn decode(bytes: &[u8]) -> Result<(Header, Vec<Frame>)> {
     }
     let mut frames = Vec::with_capacity(header.count.min(1 << 16) as usize);
     let mut at = HEADER_LEN;
-    for expected in header.first..=header.last() {
-        let frame = frame_in(bytes, at).map_err(|defect| match defect {
+    let mut expected = header.first;
+    while at < bytes.len() && expected <= header.last() {
+        let (batch, len) = batch_in(bytes, at).map_err(|defect| match defect {
             Defect::Invalid(error) => error,
             Defect::Damaged(_) => damaged(at),
         })?;
-        if frame.header.sequence != expected {
+        let found = batch.first().map_or(expected, |f| f.sequence);
+        if found != expected || expected + batch.len() as u64 - 1 > header.last() {
             return Err(Error::SequenceGap {
                 offset: at as u64,
                 expected,
-                found: frame.header.sequence,
+                found,
             });
         }
-        at += usize::try_from(frame.header.frame_len()).unwrap_or(usize::MAX);
-        frames.push(frame);
+        expected += batch.len() as u64;
+        at += len;
+        frames.extend(batch);
+    }
+    if expected != header.last() + 1 {
+        return Err(damaged(at));
     }
     if at != bytes.len() {
         return Err(damaged(at));

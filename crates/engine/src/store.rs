@@ -371,7 +371,7 @@ impl Replay {
         let applied = &mut self.applied;
         self.reader
             .collect(self.from, max_entries, max_bytes, |frame| {
-                if frame.header.flags & FLAG_CHECKPOINT_WATERMARK != 0 {
+                if frame.flags & FLAG_CHECKPOINT_WATERMARK != 0 {
                     return false;
                 }
                 let Origin::Replicated {

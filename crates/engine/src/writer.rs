@@ -1,10 +1,13 @@
 //! The append-only WAL writer: one owner, positional writes, rollback on failure.
 //!
-//! Appends are *staged* (validated, compressed, framed with provisional sequences) and then
-//! *committed* (one write, one fsync when the policy asks). Staging many appends before one
-//! commit is how the [`crate::committer`] turns concurrent appends into one fdatasync. A large
-//! payload is staged by reference, not copied: it is written from the buffer it arrived in,
-//! between the frame bytes around it, so a batch of large appends costs no second copy.
+//! Appends are *staged* (validated, compressed, given provisional sequences and timestamps)
+//! and then *committed*: framed as one format v4 batch frame per commit (several when it passes
+//! the caps of [`crate::scan::encode_records`]), one write, one fsync when the policy asks.
+//! Staging many appends before one commit is how the [`crate::committer`] turns concurrent
+//! appends into one batch and one fdatasync. A payload is staged by reference (a slice of the
+//! buffer it arrived in, or its compressed form) and copied once, into the batch frame. A WAL
+//! written in format v3 (read back from an older store) is appended to in v3 frames until a
+//! rotation replaces it with a v4 file.
 //!
 //! Its [`options`] (sync policy, compression, preallocation, and their defaults) and the
 //! [`entries`] an append hands it are modules of their own, re-exported here.
@@ -16,14 +19,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::batch_frame::Record;
 use crate::error::{Error, Result};
-use crate::file_header::{FILE_HEADER_LEN, FileHeader, le_u32};
+use crate::file_header::{FILE_HEADER_LEN, FileHeader, Layout, le_u32, le_u64};
 use crate::filename::{StoreFile, seal_path, torn_path};
-use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FrameFields};
+use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin, Producer};
 use crate::hlc::{Hlc, HlcClock};
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::{Placement, copy_range, dir_of, publish, write_all};
-use crate::scan::{FrameCursor, Step, TailRepair, read_file_header};
+use crate::scan::{FrameCursor, Step, TailRepair, encode_records_spliced, read_file_header};
 use crate::seal::{LastFrame, Seal, open_sidecar};
 use crate::warning::{self, Kind};
 
@@ -36,12 +40,12 @@ pub use options::{DEFAULT_PREALLOCATE, SyncPolicy, WalOptions};
 /// Largest sequence the writer assigns: 2^53 - 1, so every sequence is exact as a JS number.
 pub const MAX_SEQUENCE: u64 = (1 << 53) - 1;
 
+/// A stored payload at least this large is not copied into the commit's frame bytes but written
+/// from its own buffer between them: the write costs less than the copy.
+const SPLICE_MIN: usize = 1 << 20;
+
 /// A staged buffer larger than this is released after commit rather than kept for reuse.
 const STAGING_RETAIN_LIMIT: usize = 4 << 20;
-
-/// A stored payload at least this large is staged by reference (written with a write of its
-/// own) rather than copied into the staging buffer: the write costs less than the copy.
-const SPLICE_MIN: usize = 1 << 20;
 
 /// Committed bytes not yet synced whose writeback starts at once (see
 /// `WalWriter::start_writeback`): big enough that the disk gets whole requests, small enough
@@ -64,16 +68,15 @@ pub struct WalWriter {
     /// The file's length: `committed_offset` plus any preallocated zeros.
     allocated: u64,
     entries_since_fsync: u64,
-    /// The staged frames' bytes, except the payloads in `spliced`.
-    staged: Vec<u8>,
-    /// Large payloads staged by reference: each belongs at its index in `staged`.
-    spliced: Vec<(usize, Bytes)>,
-    /// Their bytes.
-    spliced_len: usize,
+    /// How the file's entries are framed (v4, or v3 for a file an older store wrote).
+    layout: Layout,
+    /// The staged entries, in sequence order.
+    staged: Vec<Staged>,
+    /// The frame bytes of a commit, kept for reuse, except the payloads in `spliced`.
+    encoded: Vec<u8>,
+    /// Large payloads left out of `encoded`: (their place in it, their index in `staged`).
+    spliced: Vec<(usize, usize)>,
     staged_count: u64,
-    /// Where the last staged frame starts: its index in `staged`, and its offset from the
-    /// first staged byte (the spliced payloads before it counted).
-    staged_last_start: (usize, usize),
     /// The last committed frame.
     last_frame: Option<LastFrame>,
     /// The newest durable prefix, ready to be sealed.
@@ -164,29 +167,24 @@ impl WalWriter {
         lock_writer(file.as_ref(), path)?;
         let header = read_file_header(file.as_ref(), path)?;
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
-        let mut cursor = FrameCursor::new(file_len, header.snapshot_seq).without_payloads();
+        let mut cursor = FrameCursor::new(file_len, header).without_payloads();
         let mut clock = HlcClock::default();
-        let seal = Seal::examine(
-            vfs.as_ref(),
-            path,
-            file.as_ref(),
-            header.snapshot_seq,
-            file_len,
-        )
-        .map_err(|why| {
-            if let Some(why) = why {
-                let detail = format!("the seal was ignored ({why}); the whole file was scanned");
-                warning::report(Kind::SealIgnored, &seal_path(path), detail);
-            }
-        })
-        .ok();
+        let seal = Seal::examine(vfs.as_ref(), path, file.as_ref(), header, file_len)
+            .map_err(|why| {
+                if let Some(why) = why {
+                    let detail =
+                        format!("the seal was ignored ({why}); the whole file was scanned");
+                    warning::report(Kind::SealIgnored, &seal_path(path), detail);
+                }
+            })
+            .ok();
         let mut last_frame = None;
         let mut scanned_from = cursor.offset();
         if let Some(seal) = seal {
             // The prefix is trusted unread, except its last frame, whose payload is verified
             // again: the seal names it by its header only.
             cursor = cursor
-                .starting_at(seal.last.offset, seal.last.sequence.saturating_sub(1))
+                .starting_at(seal.last.offset, seal.last.first_sequence.saturating_sub(1))
                 .sealed_until(seal.end);
             clock.observe(seal.clock);
             last_frame = Some(seal.last);
@@ -195,11 +193,15 @@ impl WalWriter {
         let tail_repair = loop {
             match cursor.next(file.as_ref(), path)? {
                 Step::Frame(frame) => {
-                    clock.observe(frame.header.hlc);
+                    clock.observe(frame.hlc);
+                    let first_sequence = last_frame
+                        .filter(|last: &LastFrame| last.offset == frame.offset)
+                        .map_or(frame.sequence, |last| last.first_sequence);
                     last_frame = Some(LastFrame {
                         offset: frame.offset,
-                        sequence: frame.header.sequence,
-                        header_checksum: frame.header.header_checksum,
+                        sequence: frame.sequence,
+                        header_checksum: frame.unit_checksum,
+                        first_sequence,
                     });
                 }
                 Step::End => break None,
@@ -230,11 +232,11 @@ impl WalWriter {
             written_back: cursor.offset(),
             allocated,
             entries_since_fsync: 0,
+            layout: header.layout,
             staged: Vec::new(),
+            encoded: Vec::new(),
             spliced: Vec::new(),
-            spliced_len: 0,
             staged_count: 0,
-            staged_last_start: (0, 0),
             last_frame,
             synced: seal,
             sealed_end: seal.map_or(0, |s| s.end),
@@ -273,7 +275,7 @@ impl WalWriter {
     /// `Poisoned`, cap errors, `SequenceExhausted`.
     pub fn stage(&mut self, entries: &[NewEntry]) -> Result<RangeInclusive<u64>> {
         let sourced = entries.iter().map(|e| (e.view(), Some(&e.payload)));
-        self.stage_flagged(entries.len(), sourced, 0)
+        self.stage_flagged(entries.len(), sourced, false)
     }
 
     /// [`Self::stage`] of a request's entries, listed or packed.
@@ -281,7 +283,7 @@ impl WalWriter {
     /// # Errors
     /// As [`Self::stage`].
     pub fn stage_entries(&mut self, entries: &NewEntries) -> Result<RangeInclusive<u64>> {
-        self.stage_flagged(entries.len(), entries.sourced_views(), 0)
+        self.stage_flagged(entries.len(), entries.sourced_views(), false)
     }
 
     /// Stage `entries`, each with the buffer its payload is a slice of (if any: a large
@@ -290,7 +292,7 @@ impl WalWriter {
         &mut self,
         count: usize,
         entries: impl Iterator<Item = (EntryView<'a>, Option<&'a Bytes>)> + Clone,
-        extra_flags: u8,
+        watermark: bool,
     ) -> Result<RangeInclusive<u64>> {
         self.check_usable()?;
         if count == 0 {
@@ -299,6 +301,12 @@ impl WalWriter {
             ));
         }
         entries.clone().try_for_each(|(e, _)| e.validate())?;
+        if self.layout == Layout::V3 && entries.clone().any(|(e, _)| e.producer.is_some()) {
+            return Err(Error::InvalidArgument(
+                "a producer stamp needs a format v4 WAL; this one is v3 until its next rotation"
+                    .into(),
+            ));
+        }
         let first = self.last_sequence + self.staged_count + 1;
         let last = first + count as u64 - 1;
         if last > MAX_SEQUENCE {
@@ -306,7 +314,7 @@ impl WalWriter {
         }
         // One wall-clock read per batch: the clock ticks past it for each further entry.
         let wall = Hlc::wall();
-        for (sequence, (entry, source)) in (first..=last).zip(entries) {
+        for (entry, source) in entries {
             let hlc = match entry.hlc {
                 Some(hlc) => {
                     self.clock.observe(hlc);
@@ -315,27 +323,22 @@ impl WalWriter {
                 None => self.clock.tick(wall),
             };
             let packed = self.options.compression.compress(entry.payload);
-            self.staged_last_start = (self.staged.len(), self.staged.len() + self.spliced_len);
-            let fields = FrameFields {
-                sequence,
-                hlc,
-                origin: entry.origin,
-                principal: entry.principal,
-                flags: extra_flags | if packed.is_some() { FLAG_COMPRESSED } else { 0 },
-            };
-            let stored = packed.as_deref().unwrap_or(entry.payload);
-            if stored.len() < SPLICE_MIN {
-                frame::encode_frame(&mut self.staged, &fields, stored);
-                continue;
-            }
-            frame::encode_frame_head(&mut self.staged, &fields, stored);
-            let spliced = match (packed, source) {
+            let compressed = packed.is_some();
+            let stored = match (packed, source) {
                 (Some(packed), _) => Bytes::from(packed),
+                (None, _) if entry.payload.is_empty() => Bytes::new(),
                 (None, Some(source)) => source.slice_ref(entry.payload),
                 (None, None) => Bytes::copy_from_slice(entry.payload),
             };
-            self.spliced_len += spliced.len();
-            self.spliced.push((self.staged.len(), spliced));
+            self.staged.push(Staged {
+                hlc,
+                origin: entry.origin,
+                principal: entry.principal.map(<[u8]>::to_vec),
+                producer: entry.producer,
+                stored,
+                compressed,
+                watermark,
+            });
         }
         self.staged_count += count as u64;
         Ok(first..=last)
@@ -378,28 +381,66 @@ impl WalWriter {
         }
         let outcome = self.write_staged(force_sync);
         self.staged_count = 0;
+        self.staged.clear();
         self.spliced.clear();
-        self.spliced_len = 0;
-        if self.staged.capacity() > STAGING_RETAIN_LIMIT {
-            self.staged = Vec::new();
+        if self.encoded.capacity() > STAGING_RETAIN_LIMIT {
+            self.encoded = Vec::new();
         } else {
-            self.staged.clear();
+            self.encoded.clear();
         }
         outcome
     }
 
-    /// Write the staged frames at the committed offset: the staging buffer, with each spliced
-    /// payload written from its own buffer at its place (one write when none is).
-    fn write_frames(&mut self) -> std::io::Result<()> {
+    /// Frame the staged entries into `encoded`: batch frames (v4, large payloads left for
+    /// `spliced`) or one frame each (v3). Returns where the last unit starts in `encoded`.
+    fn encode_staged(&mut self) -> Result<usize> {
+        let base = self.last_sequence + 1;
+        let mut last = 0;
+        match self.layout {
+            Layout::V4 => {
+                let records: Vec<Record<'_>> = self.staged.iter().map(Staged::record).collect();
+                let batches = encode_records_spliced(
+                    &mut self.encoded,
+                    base,
+                    &records,
+                    SPLICE_MIN,
+                    &mut self.spliced,
+                )?;
+                last = batches.last().map_or(0, |batch| batch.start);
+            }
+            Layout::V3 => {
+                for (sequence, staged) in (base..).zip(&self.staged) {
+                    let start = self.encoded.len();
+                    let record = staged.record();
+                    let fields = FrameFields {
+                        sequence,
+                        hlc: staged.hlc,
+                        origin: staged.origin,
+                        principal: record.principal,
+                        flags: record.flags()
+                            & (frame::FLAG_COMPRESSED | FLAG_CHECKPOINT_WATERMARK),
+                    };
+                    frame::encode_frame(&mut self.encoded, &fields, &staged.stored);
+                    last = start;
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// Write the encoded frames at the committed offset, each spliced payload from its own
+    /// buffer at its place (one write when none is).
+    fn write_encoded(&mut self) -> std::io::Result<()> {
         let (mut from, mut at) = (0, self.committed_offset);
-        for (to, payload) in &self.spliced {
-            let head = &self.staged[from..*to];
+        for &(to, index) in &self.spliced {
+            let head = &self.encoded[from..to];
+            let payload = &self.staged[index].stored;
             self.file.write_all_at(head, at)?;
             self.file.write_all_at(payload, at + head.len() as u64)?;
             at += (head.len() + payload.len()) as u64;
-            from = *to;
+            from = to;
         }
-        match &self.staged[from..] {
+        match &self.encoded[from..] {
             [] => Ok(()),
             tail => self.file.write_all_at(tail, at),
         }
@@ -407,10 +448,19 @@ impl WalWriter {
 
     fn write_staged(&mut self, force_sync: bool) -> Result<()> {
         self.check_usable()?;
-        let staged_len = (self.staged.len() + self.spliced_len) as u64;
+        let last_start = self.encode_staged()?;
+        let spliced_len = |upto: usize| -> usize {
+            self.spliced
+                .iter()
+                .filter(|&&(at, _)| at < upto)
+                .map(|&(_, index)| self.staged[index].stored.len())
+                .sum()
+        };
+        let staged_len = (self.encoded.len() + spliced_len(usize::MAX)) as u64;
+        let last_offset = (last_start + spliced_len(last_start)) as u64;
         self.preallocate(self.committed_offset + staged_len)?;
         let started = Instant::now();
-        let written = self.write_frames();
+        let written = self.write_encoded();
         self.io.write_us += micros_since(started);
         if let Err(e) = written {
             let error = Error::io("write", &self.path, e);
@@ -431,12 +481,12 @@ impl WalWriter {
             self.poison(&error);
             return Err(error);
         }
-        let (index, start) = self.staged_last_start;
         self.last_sequence += self.staged_count;
         self.last_frame = Some(LastFrame {
-            offset: self.committed_offset + start as u64,
+            offset: self.committed_offset + last_offset,
             sequence: self.last_sequence,
-            header_checksum: le_u32(&self.staged[index..index + 4]),
+            header_checksum: le_u32(&self.encoded[last_start..last_start + 4]),
+            first_sequence: le_u64(&self.encoded[last_start + 12..last_start + 20]),
         });
         self.committed_offset += staged_len;
         // A write past the preallocated zeros (there was no room for a chunk) grew the file.
@@ -588,11 +638,7 @@ impl WalWriter {
             ));
         }
         let watermark = EntryView::default();
-        self.stage_flagged(
-            1,
-            std::iter::once((watermark, None)),
-            FLAG_CHECKPOINT_WATERMARK,
-        )?;
+        self.stage_flagged(1, std::iter::once((watermark, None)), true)?;
         self.commit()?;
         // The epoch is anchored only once the watermark is durable.
         self.flush()?;
@@ -628,7 +674,17 @@ impl WalWriter {
                     self.committed_offset
                 ))
             })?;
-        let header = FileHeader { snapshot_seq }.encode();
+        // The new file is format v4 unless it carries over format v3 frames.
+        let layout = if tail_len == 0 {
+            Layout::V4
+        } else {
+            self.layout
+        };
+        let header = FileHeader {
+            snapshot_seq,
+            layout,
+        }
+        .encode();
         let (old, path) = (self.file.as_ref(), &self.path);
         let published = publish(self.vfs.as_ref(), path, Placement::Replace, |file, temp| {
             if !file.try_lock().map_err(|e| Error::io("lock", temp, e))? {
@@ -648,6 +704,7 @@ impl WalWriter {
             )
         })?;
         self.file = published.file;
+        self.layout = layout;
         self.snapshot_seq = snapshot_seq;
         self.committed_offset = FILE_HEADER_LEN as u64 + tail_len;
         self.allocated = self.committed_offset;
@@ -813,6 +870,32 @@ impl WalWriter {
     }
 }
 
+/// One staged entry: its fields, its payload as stored held by reference.
+#[derive(Debug)]
+struct Staged {
+    hlc: Hlc,
+    origin: Origin,
+    principal: Option<Vec<u8>>,
+    producer: Option<Producer>,
+    stored: Bytes,
+    compressed: bool,
+    watermark: bool,
+}
+
+impl Staged {
+    fn record(&self) -> Record<'_> {
+        Record {
+            hlc: self.hlc,
+            origin: self.origin,
+            principal: self.principal.as_deref(),
+            producer: self.producer,
+            stored: &self.stored,
+            compressed: self.compressed,
+            watermark: self.watermark,
+        }
+    }
+}
+
 /// Most bytes of a torn tail kept before it is cut: a torn write is at most the writes since
 /// the last fdatasync, so more than this is more than any forensics needs.
 pub const MAX_TORN_SAVED: u64 = 16 << 20;
@@ -864,7 +947,7 @@ fn lock_writer(file: &dyn VfsFile, path: &Path) -> Result<()> {
 /// Create a WAL holding only its header, atomically: a crash leaves either no WAL or a
 /// complete header. If another opener created it first, theirs is kept.
 fn create(vfs: &dyn Vfs, path: &Path, snapshot_seq: u64) -> Result<()> {
-    let header = FileHeader { snapshot_seq }.encode();
+    let header = FileHeader::new(snapshot_seq).encode();
     publish(
         vfs,
         path,

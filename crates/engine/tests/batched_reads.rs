@@ -50,6 +50,7 @@ fn write(path: &Path, specs: &[Spec]) {
                 seconds: 1_000 + i as u64,
                 subseconds: 5,
             }),
+            producer: None,
         };
         writer.append(&[entry]).unwrap();
         if watermark {

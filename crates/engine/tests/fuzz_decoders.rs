@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use common::*;
 use proptest::prelude::*;
 use selene_persist_engine::Entry;
-use selene_persist_engine::file_header::FileHeader;
+use selene_persist_engine::batch_frame::{decode_batch, salvage_batch};
+use selene_persist_engine::file_header::{FILE_HEADER_LEN, FileHeader};
 use selene_persist_engine::frame::{FRAME_HEADER_LEN, decode_extent, decode_header};
 use selene_persist_engine::manifest::Manifest;
 use selene_persist_engine::snapshot::SnapshotReader;
@@ -99,7 +100,7 @@ proptest! {
     }
 
     #[test]
-    fn frame_headers_and_extents(bytes in bytes_or_mutant("wal.log")) {
+    fn frame_headers_and_extents(bytes in bytes_or_mutant("wal-v3.log")) {
         for window in bytes.windows(FRAME_HEADER_LEN).take(64) {
             if let Ok(header) = decode_header(window.try_into().unwrap(), 0) {
                 let extent: Vec<u8> = bytes.iter().copied().take(header.extent_len()).collect();
@@ -108,6 +109,22 @@ proptest! {
                 }
             }
         }
+    }
+
+    #[test]
+    fn batch_frames(bytes in bytes_or_mutant("wal.log")) {
+        for at in [0, FILE_HEADER_LEN] {
+            if let Some(rest) = bytes.get(at..) {
+                let _ = decode_batch(rest, at as u64);
+                let _ = salvage_batch(rest, at as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn the_open_time_scan_of_a_v3_wal(bytes in bytes_or_mutant("wal-v3.log")) {
+        let dir = tempfile::tempdir().unwrap();
+        scan(dir.path(), &bytes);
     }
 
     #[test]

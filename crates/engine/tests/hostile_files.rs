@@ -180,3 +180,58 @@ fn a_symlinked_lock_creates_nothing_at_its_target() {
     assert_eq!(error.code(), "UNSAFE_LINK");
     assert!(!target.exists());
 }
+
+/// A batch frame head whose checksum holds but whose numbers are hostile, after two valid
+/// entries: `count` records of `record_len` bytes each, claimed.
+fn hostile_batch_after_two_entries(
+    count: u16,
+    record_len: u64,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let (dir, path) = common::fresh_wal();
+    common::write_entries(&path, 2);
+    let mut head = vec![0u8; 32];
+    head[4] = 4;
+    head[6..8].copy_from_slice(&count.to_le_bytes());
+    head[12..20].copy_from_slice(&3u64.to_le_bytes());
+    for _ in 0..count {
+        let mut value = record_len << 5;
+        while value >= 0x80 {
+            head.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        head.push(value as u8);
+    }
+    let sum = selene_persist_engine::checksum::checksum32(&head[4..]);
+    head[0..4].copy_from_slice(&sum.to_le_bytes());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&head);
+    std::fs::write(&path, &bytes).unwrap();
+    (dir, path)
+}
+
+/// A checksum-valid batch head claiming 65535 records of 256 MiB (16 TiB) is a batch cut short
+/// by the end of the file: read past, cut by the writer, and nothing is allocated for what it
+/// claims. One claiming records longer than any record can be is refused, never cut.
+#[test]
+fn hostile_batch_heads_are_a_torn_tail_or_refused_and_allocate_nothing_they_claim() {
+    let (_dir, path) = hostile_batch_after_two_entries(u16::MAX, 256 << 20);
+    assert_eq!(common::read_all(&path).unwrap().len(), 2);
+    let writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    assert_eq!(writer.last_sequence(), 2);
+    assert!(writer.tail_repair().is_some());
+    drop(writer);
+    let (_dir, path) = hostile_batch_after_two_entries(3, 1 << 40);
+    let before = std::fs::read(&path).unwrap();
+    let code = |e: Error| e.code();
+    assert_eq!(
+        common::read_all(&path).map_err(code).unwrap_err(),
+        "UNSUPPORTED_FRAME"
+    );
+    assert_eq!(
+        WalWriter::open(&fs(), &path, WalOptions::default())
+            .map_err(code)
+            .unwrap_err(),
+        "UNSUPPORTED_FRAME"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing was cut");
+}

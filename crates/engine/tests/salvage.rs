@@ -443,8 +443,11 @@ fn a_large_source_is_salvaged_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("large.log");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&source).unwrap());
-    out.write_all(&selene_persist_engine::file_header::FileHeader { snapshot_seq: 0 }.encode())
-        .unwrap();
+    let header = selene_persist_engine::file_header::FileHeader {
+        snapshot_seq: 0,
+        layout: selene_persist_engine::file_header::Layout::V3,
+    };
+    out.write_all(&header.encode()).unwrap();
     let mut at = 24;
     let mut frame = Vec::new();
     let mut garbage = 0;
@@ -598,4 +601,44 @@ fn a_salvage_counts_every_byte_of_its_source_once_damaged_or_not() {
     let len = bytes.len() as u64;
     assert_eq!(progress.total.load(Ordering::Relaxed), len);
     assert_eq!(progress.done.load(Ordering::Relaxed), len);
+}
+
+/// A damaged record of a batch frame costs that record alone: one append of 16 entries with a
+/// payload byte of the 6th flipped salvages the other 15 with their own sequences, the 6th
+/// filled with a watermark; the batch's bytes are kept as damage.
+#[test]
+fn a_damaged_record_costs_its_record_alone() {
+    let (dir, path) = fresh_wal();
+    let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    writer.append(&[entry(b"before")]).unwrap();
+    let group: Vec<_> = (2..=17).map(|n| entry(&payload(n * 4))).collect();
+    writer.append(&group).unwrap();
+    writer.append(&[entry(b"after")]).unwrap();
+    writer.close().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut offsets = common::frame_offsets(&path);
+    offsets.dedup();
+    let (batch, next) = (offsets[1] as usize, offsets[2] as usize);
+    // Entry 7's payload is the only one holding "payload 28 ".
+    let needle = b"payload 28 ";
+    let at = batch
+        + bytes[batch..next]
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .unwrap();
+    bytes[at + 3] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let dest = dir.path().join("out.log");
+    let report = salvage_wal(&fs(), &path, &dest).unwrap();
+    assert_eq!(report.frames_recovered, 17, "{report:?}");
+    assert_eq!(report.missing, vec![(7, 7)]);
+    assert_eq!(report.skipped, vec![(batch as u64, (next - batch) as u64)]);
+    let read = read_all(&dest).unwrap();
+    assert_eq!(read.len(), 18);
+    for e in &read {
+        assert_eq!(e.watermark, e.sequence == 7, "entry {}", e.sequence);
+        if (2..=17).contains(&e.sequence) && e.sequence != 7 {
+            assert_eq!(e.payload, payload(e.sequence * 4), "entry {}", e.sequence);
+        }
+    }
 }

@@ -81,8 +81,8 @@ impl Log {
 enum Survives {
     /// The open repairs nothing: the log ends after this many entries, and close cuts any zeros after them.
     Clean(u64),
-    /// The open cuts the tail after this many entries, for this reason, keeping the cut bytes beside the log.
-    Cut(TailReason, u64),
+    /// The open cuts the tail after this many entries, for this reason (`None`: either), keeping the cut bytes beside the log.
+    Cut(Option<TailReason>, u64),
     /// The open and a reader refuse the file with this code and leave it as it was.
     Refused(&'static str),
 }
@@ -94,12 +94,14 @@ type Damage = fn(&Log) -> Vec<Vec<u8>>;
 #[rustfmt::skip]
 const CASES: &[(&str, Damage, Survives)] = &[
     ("untouched", |l| vec![l.bytes.clone()], Clean(ENTRIES)),
-    ("the last frame cut at every byte", |l| l.cut_each_byte_of_last(), Cut(TailReason::ShortFrame, ENTRIES - 1)),
-    ("a bit flipped anywhere in the last frame", |l| l.flip_each(l.last()..l.bytes.len(), 0x40), Cut(TailReason::CorruptFinalFrame, ENTRIES - 1)),
+    ("the last frame cut at every byte", |l| l.cut_each_byte_of_last(), Cut(Some(TailReason::ShortFrame), ENTRIES - 1)),
+    ("a bit flipped anywhere in the last frame but its record count", |l| [l.flip_each(l.last()..l.last() + 6, 0x40), l.flip_each(l.last() + 8..l.bytes.len(), 0x40)].concat(), Cut(Some(TailReason::CorruptFinalFrame), ENTRIES - 1)),
+    // A larger count claims a length table past the end of the file: as torn as a short batch.
+    ("a bit flipped in the last batch's record count", |l| l.flip_each(l.last() + 6..l.last() + 8, 0x40), Cut(None, ENTRIES - 1)),
     ("zeros after the log, 1 byte to 5 MiB", |l| [1, 39, 40, 128, 70_000, 5 << 20].map(|pad| l.zeroed(ENTRIES, pad)).to_vec(), Clean(ENTRIES)),
     ("the last frame zeroed", |l| vec![l.zeroed(ENTRIES - 1, 0)], Clean(ENTRIES - 1)),
-    ("the last frame half written into 1 MiB preallocated", |l| vec![l.cut_then((l.last() + l.bytes.len()) / 2, &[], 1 << 20)], Cut(TailReason::CorruptFinalFrame, ENTRIES - 1)),
-    ("junk after a torn last frame", |l| vec![l.cut_then(l.bytes.len() - 3, b"\x01\x02junk", 0)], Cut(TailReason::CorruptFinalFrame, ENTRIES - 1)),
+    ("the last frame half written into 1 MiB preallocated", |l| vec![l.cut_then((l.last() + l.bytes.len()) / 2, &[], 1 << 20)], Cut(Some(TailReason::CorruptFinalFrame), ENTRIES - 1)),
+    ("junk after a torn last frame", |l| vec![l.cut_then(l.bytes.len() - 3, b"\x01\x02junk", 0)], Cut(Some(TailReason::CorruptFinalFrame), ENTRIES - 1)),
     ("a bit flipped in any byte before the last frame", |l| l.flip_each(l.end_of(0)..l.last(), 0x01), Refused("MID_LOG_CORRUPTION")),
     ("a frame zeroed, valid frames after it", |l| vec![l.zeroed(1, 0)], Refused("MID_LOG_CORRUPTION")),
     ("a frame zeroed, valid frames and zeros after it", |l| vec![l.zeroed(1, 8192)], Refused("MID_LOG_CORRUPTION")),
@@ -169,8 +171,8 @@ fn check(log: &Log, path: &std::path::Path, damaged: &[u8], survives: &Survives,
                 .tail_repair()
                 .unwrap_or_else(|| panic!("{at}: no repair"));
             assert_eq!(
-                (repair.reason, repair.offset),
-                (*reason, end as u64),
+                (reason.unwrap_or(repair.reason), repair.offset),
+                (repair.reason, end as u64),
                 "{at}"
             );
             // Counted to the torn write's last non-zero byte: trailing zeros are free space.

@@ -150,6 +150,7 @@ fn principals_origins_and_timestamps_round_trip() {
             principal: Some(b"alice".to_vec()),
             origin: replicated,
             hlc: Some(given),
+            producer: None,
         },
         NewEntry {
             payload: Vec::new().into(),
@@ -254,7 +255,9 @@ fn compression_threshold_is_inclusive_and_round_trips() {
     let below_len = writer.committed_offset() - before;
     writer.append(&[entry(&at)]).unwrap();
     let at_len = writer.committed_offset() - before - below_len;
-    assert_eq!(below_len, 40 + 999, "stored as is below the threshold");
+    // A batch of one: a 32-byte head, a 3-byte length-table entry (1004 << 5 | flags), a
+    // 1-byte HLC delta, a 2-byte check.
+    assert_eq!(below_len, 38 + 999, "stored as is below the threshold");
     assert!(at_len < 100, "compressed at the threshold: {at_len} bytes");
     writer.close().unwrap();
     let read = read_all(&path).unwrap();
@@ -613,4 +616,33 @@ fn allocate_appends_written_zeros_and_never_touches_what_is_there() {
     assert_eq!(bytes.len() as u64, len);
     assert_eq!(&bytes[..6], b"frames");
     assert!(bytes[6..].iter().all(|&b| b == 0));
+}
+
+/// An idempotent producer's stamp is stored with its entry and read back exactly, beside
+/// entries without one in the same batch; a v3 WAL, which has no room for it, refuses it.
+#[test]
+fn a_producer_stamp_reads_back_exactly() {
+    use selene_persist_engine::Producer;
+    let (_dir, path) = fresh_wal();
+    let stamp = |seq| Producer {
+        id: u64::MAX - 3,
+        epoch: u32::MAX,
+        seq,
+    };
+    let mut writer = WalWriter::open(&fs(), &path, WalOptions::default()).unwrap();
+    let entries: Vec<NewEntry> = (0..4u64)
+        .map(|i| NewEntry {
+            producer: (i != 2).then(|| stamp(i * 1000)),
+            ..entry(&payload_for(i + 1))
+        })
+        .collect();
+    writer.append(&entries).unwrap();
+    writer.close().unwrap();
+    let read = read_all(&path).unwrap();
+    let stamps: Vec<_> = read.iter().map(|e| e.producer).collect();
+    assert_eq!(
+        stamps,
+        vec![Some(stamp(0)), Some(stamp(1000)), None, Some(stamp(3000))]
+    );
+    assert_standard_entries(&read, 1, 4);
 }

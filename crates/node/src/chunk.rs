@@ -120,17 +120,17 @@ impl Batch for Packed {
     // payload, which the cap keeps far under 4 GiB.
     #[allow(clippy::cast_possible_truncation)]
     fn push_frame(&mut self, frame: FrameRef<'_>) -> Result<usize> {
-        let flags = frame.header.flags;
+        let flags = frame.flags;
         let compressed = flags & FLAG_COMPRESSED != 0;
-        if let Some(principal) = frame.principal {
+        if let Some(principal) = &frame.principal {
             self.data.extend_from_slice(principal);
         }
         let payload_start = self.data.len();
         if compressed {
             self.data
-                .extend_from_slice(&decompress_payload(frame.stored, frame.offset)?);
+                .extend_from_slice(&decompress_payload(&frame.stored, frame.offset)?);
         } else {
-            self.data.extend_from_slice(frame.stored);
+            self.data.extend_from_slice(&frame.stored);
         }
         let payload_len = self.data.len() - payload_start;
         let (node, seq) = match frame.origin {
@@ -143,16 +143,18 @@ impl Batch for Packed {
         let mut doubles = [0.0; META_FIELDS];
         let mut integers = [0_u32; U32_FIELDS];
         let at = |position: u32| position as usize;
-        doubles[at(LAYOUT.sequence)] = to_f64(frame.header.sequence);
-        doubles[at(LAYOUT.hlc_seconds)] = to_f64(frame.header.hlc.seconds);
+        doubles[at(LAYOUT.sequence)] = to_f64(frame.sequence);
+        doubles[at(LAYOUT.hlc_seconds)] = to_f64(frame.hlc.seconds);
         doubles[at(LAYOUT.source_node)] = node;
         doubles[at(LAYOUT.source_seq)] = seq;
         doubles[at(LAYOUT.offset)] = to_f64(frame.offset);
         integers[at(LAYOUT.payload_start)] = payload_start as u32;
         integers[at(LAYOUT.payload_len)] = payload_len as u32;
-        integers[at(LAYOUT.hlc_subseconds)] = frame.header.hlc.subseconds;
-        integers[at(LAYOUT.principal_len)] =
-            frame.principal.map_or(NO_PRINCIPAL, |p| p.len() as u32);
+        integers[at(LAYOUT.hlc_subseconds)] = frame.hlc.subseconds;
+        integers[at(LAYOUT.principal_len)] = frame
+            .principal
+            .as_ref()
+            .map_or(NO_PRINCIPAL, |p| p.len() as u32);
         integers[at(LAYOUT.stored_len)] = frame.stored.len() as u32;
         let watermark = flags & FLAG_CHECKPOINT_WATERMARK != 0;
         integers[at(LAYOUT.flags)] = if watermark { LAYOUT.flag_watermark } else { 0 }

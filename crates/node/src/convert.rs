@@ -246,6 +246,7 @@ pub fn new_entry(payload: Bytes, meta: Option<NativeMeta>) -> napi::Result<NewEn
         principal: meta.principal.map(|p| p.to_vec()),
         origin,
         hlc,
+        producer: None,
     })
 }
 

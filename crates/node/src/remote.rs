@@ -55,19 +55,19 @@ pub fn next_shipment(
 /// The JS form of a shipment and its frames.
 pub fn native_shipment(shipped: Option<Shipped>) -> Option<NativeShipment> {
     shipped.map(|(data, frames)| {
-        let first = frames.first().map_or(0, |f| f.header.sequence);
-        let last = frames.last().map_or(0, |f| f.header.sequence);
+        let first = frames.first().map_or(0, |f| f.sequence);
+        let last = frames.last().map_or(0, |f| f.sequence);
         NativeShipment {
             data: Buffer::from(data),
             first: to_f64(first),
             last: to_f64(last),
             watermarks: frames
                 .iter()
-                .filter(|f| f.header.flags & FLAG_CHECKPOINT_WATERMARK != 0)
+                .filter(|f| f.flags & FLAG_CHECKPOINT_WATERMARK != 0)
                 .flat_map(|f| {
-                    let hlc = f.header.hlc;
+                    let hlc = f.hlc;
                     [
-                        to_f64(f.header.sequence),
+                        to_f64(f.sequence),
                         to_f64(hlc.seconds),
                         f64::from(hlc.subseconds),
                     ]

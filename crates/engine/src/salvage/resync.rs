@@ -7,9 +7,9 @@
 use std::collections::VecDeque;
 
 use crate::error::Result;
-use crate::frame::{FRAME_HEADER_LEN, FrameHeader};
+use crate::frame::FRAME_HEADER_LEN;
 
-use super::source::Source;
+use super::source::{Source, Unit};
 
 /// How far past a frame that jumps ahead of the sequence the scan looks for one that jumps
 /// less: far enough to pass damage and a foreign frame or two spliced in before the genuine
@@ -22,7 +22,7 @@ pub(super) const LOOKAHEAD: u64 = 1 << 20;
 pub(super) struct Scanner {
     from: u64,
     to: u64,
-    found: VecDeque<(u64, FrameHeader)>,
+    found: VecDeque<(u64, Unit)>,
 }
 
 /// The most frames a look-ahead can hold (one per frame header's length).
@@ -46,26 +46,26 @@ impl Scanner {
         pos: u64,
         last: u64,
         max_gap: u64,
-    ) -> Result<Option<(u64, FrameHeader)>> {
-        let fits = |h: &FrameHeader| h.sequence > last && h.sequence - last - 1 <= max_gap;
+    ) -> Result<Option<(u64, Unit)>> {
+        let fits = |h: &Unit| h.first > last && h.first - last - 1 <= max_gap;
         let Some(first) = self.scan(source, pos, u64::MAX, |_, h| fits(h))? else {
             return Ok(None);
         };
-        if first.1.sequence == last + 1 {
+        if first.1.first == last + 1 {
             return Ok(Some(first));
         }
         // The look-ahead starts after the frame: bytes inside one that verifies are its own.
-        let after = first.0 + first.1.frame_len();
+        let after = first.0 + first.1.len;
         let mut best = first;
         self.scan(
             source,
             after,
             after.saturating_add(LOOKAHEAD),
             |offset, h| {
-                if fits(h) && h.sequence < best.1.sequence {
+                if fits(h) && h.first < best.1.first {
                     best = (offset, *h);
                 }
-                best.1.sequence == last + 1
+                best.1.first == last + 1
             },
         )?;
         Ok(Some(best))
@@ -78,8 +78,8 @@ impl Scanner {
         source: &mut Source,
         at: u64,
         limit: u64,
-        mut wanted: impl FnMut(u64, &FrameHeader) -> bool,
-    ) -> Result<Option<(u64, FrameHeader)>> {
+        mut wanted: impl FnMut(u64, &Unit) -> bool,
+    ) -> Result<Option<(u64, Unit)>> {
         if at < self.from || at > self.to {
             self.found.clear();
             self.to = at;
@@ -98,7 +98,7 @@ impl Scanner {
         }
         while self.to < limit.min(source.len()) {
             let offset = self.to;
-            let header = source.frame_at(offset)?;
+            let header = source.unit_at(offset)?;
             self.to += 1;
             if let Some(header) = header {
                 if self.found.len() == MAX_FOUND

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::batch_frame::Record;
 use crate::error::{Error, Result};
 use crate::filename::temp_path;
-use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin};
 use crate::hlc::Hlc;
 use crate::io::{OpenMode, Vfs, VfsFile};
 use crate::publish::remove_quietly;
+use crate::scan::{BATCH_RECORDS_CAP, encode_records};
 
 use super::source::Source;
 
@@ -54,15 +55,18 @@ impl<'a> Output<'a> {
     /// # Errors
     /// I/O errors.
     pub(super) fn watermarks(&mut self, sequences: std::ops::Range<u64>, hlc: Hlc) -> Result<()> {
-        for sequence in sequences {
-            let fields = FrameFields {
-                sequence,
-                hlc,
-                origin: Origin::Local,
-                principal: None,
-                flags: FLAG_CHECKPOINT_WATERMARK,
-            };
-            frame::encode_frame(&mut self.buffer, &fields, &[]);
+        let watermark = Record {
+            hlc,
+            watermark: true,
+            ..Record::default()
+        };
+        let mut first = sequences.start;
+        while first < sequences.end {
+            let n = usize::try_from(sequences.end - first)
+                .unwrap_or(usize::MAX)
+                .min(BATCH_RECORDS_CAP);
+            encode_records(&mut self.buffer, first, &vec![watermark; n])?;
+            first += n as u64;
             if self.buffer.len() >= BUFFER {
                 self.flush()?;
             }

@@ -1,14 +1,16 @@
 use super::*;
-use crate::frame::{self, FLAG_CHECKPOINT_WATERMARK, FrameFields, Origin};
+use crate::batch_frame::Record;
+use crate::frame::Origin;
 use crate::hlc::Hlc;
+use crate::scan::encode_records;
 
-/// Frames `first..first + n` as a WAL would hold them: a local entry with a principal, a
-/// replicated one, and a watermark, in turn.
+/// Entries `first..first + n` as a writer's commit of them holds them: a local entry with a
+/// principal, a replicated one, and a watermark, in turn.
 fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
-    let mut wal = Vec::new();
-    for sequence in first..first + n {
-        let fields = FrameFields {
-            sequence,
+    let payloads: Vec<String> = (first..first + n).map(|s| format!("entry {s}")).collect();
+    let records: Vec<Record<'_>> = (first..first + n)
+        .zip(&payloads)
+        .map(|(sequence, payload)| Record {
             hlc: Hlc {
                 seconds: sequence,
                 subseconds: 7,
@@ -22,20 +24,31 @@ fn frames(first: u64, n: u64) -> (Vec<u8>, Vec<Frame>) {
                 Origin::Local
             },
             principal: (sequence % 3 == 0).then_some(b"alice".as_slice()),
-            flags: if sequence % 3 == 2 {
-                FLAG_CHECKPOINT_WATERMARK
+            producer: (sequence % 2 == 0).then_some(crate::frame::Producer {
+                id: 77,
+                epoch: 2,
+                seq: sequence,
+            }),
+            stored: if sequence % 3 == 2 {
+                b""
             } else {
-                0
+                payload.as_bytes()
             },
-        };
-        frame::encode_frame(&mut wal, &fields, format!("entry {sequence}").as_bytes());
-    }
+            compressed: false,
+            watermark: sequence % 3 == 2,
+        })
+        .collect();
+    // As a shipment holds them: the last entry a batch of its own.
+    let mut wal = Vec::new();
+    let (last, before) = records.split_last().unwrap();
+    encode_records(&mut wal, first, before).unwrap();
+    encode_records(&mut wal, first + n - 1, std::slice::from_ref(last)).unwrap();
     let mut parsed = Vec::new();
     let mut at = 0;
     while at < wal.len() {
-        let f = frame_in(&wal, at).expect("valid frame");
-        at += f.header.frame_len() as usize;
-        parsed.push(f);
+        let (batch, len) = batch_in(&wal, at).expect("valid batch");
+        at += len;
+        parsed.extend(batch);
     }
     (wal, parsed)
 }
@@ -61,8 +74,24 @@ fn frames_travel_byte_for_byte_and_decode_back() {
     assert_eq!(header.last(), 46);
     for (a, b) in back.iter().zip(&parsed) {
         assert_eq!(
-            (a.header, a.origin, &a.principal, &a.stored),
-            (b.header, b.origin, &b.principal, &b.stored)
+            (
+                a.sequence,
+                a.hlc,
+                a.flags,
+                a.origin,
+                &a.principal,
+                a.producer,
+                &a.stored
+            ),
+            (
+                b.sequence,
+                b.hlc,
+                b.flags,
+                b.origin,
+                &b.principal,
+                b.producer,
+                &b.stored
+            )
         );
     }
 }
@@ -91,7 +120,7 @@ fn every_damaged_byte_is_refused() {
 fn the_version_is_checked_before_anything_else() {
     let (_, parsed) = frames(1, 1);
     let mut shipped = encode(1, &parsed).unwrap();
-    shipped[4] = 2;
+    shipped[4] = 3;
     assert_eq!(decode(&shipped).unwrap_err().code(), "UNSUPPORTED_VERSION");
     shipped[0] = b'X';
     assert_eq!(decode(&shipped).unwrap_err().code(), "MAGIC_MISMATCH");
@@ -110,4 +139,13 @@ fn frames_out_of_order_are_refused_both_ways() {
     let sum = checksum32(&shipped[0..28]);
     shipped[28..32].copy_from_slice(&sum.to_le_bytes());
     assert_eq!(decode(&shipped).unwrap_err().code(), "SEQUENCE_GAP");
+}
+
+#[test]
+fn a_shipment_ends_with_the_bytes_of_a_shipment_of_its_last_entry_alone() {
+    let (_, parsed) = frames(1, 9);
+    let shipped = encode(3, &parsed).unwrap();
+    let alone = encode(3, &parsed[8..]).unwrap();
+    let tail = &alone[HEADER_LEN..];
+    assert_eq!(&shipped[shipped.len() - tail.len()..], tail);
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin};
+use crate::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin, Producer};
 use crate::hlc::Hlc;
 
 /// One entry to append.
@@ -19,6 +19,8 @@ pub struct NewEntry {
     pub origin: Origin,
     /// Timestamp; the writer's clock supplies one when `None`.
     pub hlc: Option<Hlc>,
+    /// An idempotent producer's stamp, stored with the entry (format v4 WALs only).
+    pub producer: Option<Producer>,
 }
 
 impl NewEntry {
@@ -30,6 +32,7 @@ impl NewEntry {
             principal: self.principal.as_deref(),
             origin: self.origin,
             hlc: self.hlc,
+            producer: self.producer,
         }
     }
 }
@@ -45,6 +48,8 @@ pub struct EntryView<'a> {
     pub origin: Origin,
     /// Timestamp; the writer's clock supplies one when `None`.
     pub hlc: Option<Hlc>,
+    /// An idempotent producer's stamp, stored with the entry (format v4 WALs only).
+    pub producer: Option<Producer>,
 }
 
 impl EntryView<'_> {
