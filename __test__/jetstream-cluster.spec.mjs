@@ -3,6 +3,9 @@
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 
+import { jetstream } from '@nats-io/jetstream'
+import { Objm } from '@nats-io/obj'
+import { connect } from '@nats-io/transport-node'
 import test from 'ava'
 
 import { Store } from 'selene-persist'
@@ -36,8 +39,25 @@ run('a 3-node cluster: kill -9 of the shipper (50 rounds) and of a server mid-sh
   await cluster.restart()
   // Ship the rest, then restore: the origin's whole log, no gap, no entry twice.
   const store = await Store.open(origin)
+  // An upload's last step publishes the object's metadata: heard here as it is stored.
+  const nc = await connect({ servers: cluster.urls })
+  t.teardown(() => nc.close())
+  const metadata = nc.subscribe('$O.R3-snapshots.M.>')
+  await nc.flush()
   const shipper = await ship(store, { servers: cluster.urls, stream: 'R3', nodeId: 5 })
   await shipper.shipped(store.lastSequence)
+  // The live snapshot must be in the bucket before the restore (a killed child may have died
+  // before uploading it, and right after the restart the upload may need its retry): either a
+  // child stored it already, or its metadata message comes. Each look is a JetStream request
+  // with its own timeout, so the bounded loop waits on the cluster, not on a clock.
+  const name = `5.${store.snapshotSeq}`
+  // undefined: the look failed (a leader not elected yet); null: not stored yet.
+  let stored
+  for (let look = 0; look < 20 && stored === undefined; look++) {
+    stored = await new Objm(jetstream(nc)).open('R3-snapshots').then((bucket) => bucket.info(name), () => undefined)
+  }
+  if (!stored) for await (const message of metadata) if (message.json().name === name) break
+  metadata.unsubscribe()
   await shipper.close()
   await store.close()
   t.true(acknowledged > 50)
