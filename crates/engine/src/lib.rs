@@ -63,6 +63,7 @@ pub mod hlc;
 pub mod inspect;
 pub mod io;
 pub mod manifest;
+pub mod producer;
 pub mod publish;
 pub mod reader;
 pub mod replica;
@@ -72,6 +73,8 @@ pub mod rotation;
 pub mod salvage;
 pub mod scan;
 pub mod seal;
+#[cfg(unix)]
+pub mod shared;
 pub mod shipment;
 pub mod snapshot;
 pub mod stats;
