@@ -13,7 +13,7 @@
 //! starts empty with each owner, so a stamped request the dead owner made durable but did not
 //! answer can still land twice.
 //!
-//! [`SharedStore`] and [`Committer`] are both a [`Sink`]: what a binding appends through.
+//! [`SharedStore`] is a [`Sink`], as a [`Committer`] is: what a binding appends through.
 
 pub mod client;
 pub mod path;
@@ -27,13 +27,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::committer::{AppendRequest, Committer, Reply, WriterState};
+use crate::committer::{AppendRequest, Reply, WriterState};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
 use crate::io::Vfs;
 use crate::producer::ProducerTable;
 use crate::publish::make_dirs;
 use crate::scan::TailRepair;
+use crate::sink::Sink;
 use crate::stats::{CommitStats, StatsReport};
 use crate::store::Store;
 use crate::writer::{NewEntry, WalOptions};
@@ -42,72 +43,6 @@ use server::Server;
 
 /// How long a client tries to take over or reach a new owner before it gives up.
 pub const TAKEOVER_PATIENCE: Duration = Duration::from_secs(30);
-
-/// What a binding appends through: a committer of its own, or a shared store (which forwards
-/// to its own committer as owner, or to the owner's over the socket as a client).
-pub trait Sink: Send + Sync + Debug {
-    /// [`Committer::append_all`].
-    fn append_all(&self, requests: Vec<AppendRequest>);
-    /// [`Committer::flush`].
-    fn flush(&self, reply: Reply<()>);
-    /// [`Committer::close`].
-    fn close(&self, reply: Reply<()>);
-    /// [`Committer::commit_now`].
-    ///
-    /// # Errors
-    /// As [`Committer::commit_now`]; a client also `OwnerLost`.
-    fn commit_now(&self, entries: Vec<NewEntry>) -> Result<Option<RangeInclusive<u64>>>;
-    /// [`Committer::state`].
-    fn state(&self) -> WriterState;
-    /// [`Committer::stats`].
-    fn stats(&self) -> StatsReport;
-    /// [`Committer::queued_bytes`].
-    fn queued_bytes(&self) -> u64;
-    /// [`Committer::wait_for_room`].
-    fn wait_for_room(&self, limit: u64) -> bool;
-    /// [`Committer::is_closed`].
-    fn is_closed(&self) -> bool;
-    /// [`Committer::tail_repair`].
-    fn tail_repair(&self) -> Option<TailRepair>;
-    /// [`Committer::torn_file`].
-    fn torn_file(&self) -> Option<PathBuf>;
-}
-
-impl Sink for Committer {
-    fn append_all(&self, requests: Vec<AppendRequest>) {
-        Self::append_all(self, requests);
-    }
-    fn flush(&self, reply: Reply<()>) {
-        Self::flush(self, reply);
-    }
-    fn close(&self, reply: Reply<()>) {
-        Self::close(self, reply);
-    }
-    fn commit_now(&self, entries: Vec<NewEntry>) -> Result<Option<RangeInclusive<u64>>> {
-        Self::commit_now(self, entries)
-    }
-    fn state(&self) -> WriterState {
-        Self::state(self)
-    }
-    fn stats(&self) -> StatsReport {
-        Self::stats(self)
-    }
-    fn queued_bytes(&self) -> u64 {
-        Self::queued_bytes(self)
-    }
-    fn wait_for_room(&self, limit: u64) -> bool {
-        Self::wait_for_room(self, limit)
-    }
-    fn is_closed(&self) -> bool {
-        Self::is_closed(self)
-    }
-    fn tail_repair(&self) -> Option<TailRepair> {
-        Self::tail_repair(self)
-    }
-    fn torn_file(&self) -> Option<PathBuf> {
-        Self::torn_file(self).map(Path::to_path_buf)
-    }
-}
 
 /// How a shared store is opened.
 #[derive(Clone, Copy, Debug, Default)]
@@ -282,11 +217,11 @@ impl SharedStore {
                         *lock(&me.heard) = state;
                     }
                 }),
-                Box::new(move |pending, why| {
+                Box::new(move |pending, unread, why| {
                     if let Some(me) = lost.upgrade() {
-                        me.take_over(pending, &why);
+                        me.take_over(pending, unread, &why);
                     } else {
-                        fail_pending(pending, &why);
+                        fail_pending(pending.into_iter().chain(unread), &why);
                     }
                 }),
             );
@@ -299,25 +234,28 @@ impl SharedStore {
         }
     }
 
-    /// The connection broke with `pending` unanswered: retry the stamped ones, fail the rest
-    /// with `OwnerLost`, and find the new owner (or become it).
-    fn take_over(&self, pending: Vec<Pending>, why: &str) {
+    /// The connection ended with `pending` unanswered (the owner may have read them) and
+    /// `unread` (it said it did not): send again the unread ones and the stamped ones, fail
+    /// the rest with `OwnerLost`, and find the new owner (or become it).
+    fn take_over(&self, pending: Vec<Pending>, unread: Vec<Pending>, why: &str) {
         let mut retries = Vec::new();
-        for request in pending {
+        let unread = unread.into_iter().map(|p| (p, true));
+        for (request, resend) in pending.into_iter().map(|p| (p, false)).chain(unread) {
             match request {
                 Pending::Append {
                     reply,
                     entries,
                     chained,
-                    stamp: Some(stamp),
-                } => retries.push(Queued::Append(
+                    stamp,
+                } if resend || stamp.is_some() => retries.push(Queued::Append(
                     AppendRequest {
                         entries,
                         reply,
                         chained,
                     },
-                    Some(stamp),
+                    stamp,
                 )),
+                Pending::Flush(reply) if resend => retries.push(Queued::Flush(reply)),
                 other => other.settle(Err(owner_lost(why))),
             }
         }
@@ -460,7 +398,7 @@ fn owner_lost(why: &str) -> Error {
 }
 
 /// Fail every request of a connection whose store is gone.
-fn fail_pending(pending: Vec<Pending>, why: &str) {
+fn fail_pending(pending: impl IntoIterator<Item = Pending>, why: &str) {
     for request in pending {
         request.settle(Err(owner_lost(why)));
     }
@@ -491,11 +429,16 @@ impl Sink for SharedStore {
             }
             Role::Client(connection) => {
                 let theirs = Arc::clone(&connection);
+                // An owner that goes meanwhile leaves nothing of this handle's to flush: its
+                // appends were answered, or failed on their own.
                 let flushed = connection.send(
                     |id| wire::Request::Flush { id },
-                    Pending::Flush(Box::new(move |outcome| {
+                    Pending::Flush(Box::new(move |outcome: Result<()>| {
                         theirs.shut();
-                        reply(outcome);
+                        reply(outcome.or_else(|e| match e {
+                            Error::OwnerLost { .. } => Ok(()),
+                            other => Err(other),
+                        }));
                     })),
                 );
                 if let Err(unsent) = flushed {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use bytes::Bytes;
+use selene_persist_engine::Sink;
 use selene_persist_engine::io::{StdFs, Vfs};
-use selene_persist_engine::shared::{SharedOptions, SharedStore, Sink};
+use selene_persist_engine::shared::{SharedOptions, SharedStore};
 use selene_persist_engine::store::Store;
 use selene_persist_engine::{AppendRequest, Entry, NewEntries, Result, WalOptions};
 

@@ -15,7 +15,7 @@ use std::thread;
 
 use bytes::Bytes;
 
-use super::wire::{Done, FrameReader, Request};
+use super::wire::{Answer, FrameReader, Request};
 use crate::committer::{Reply, WriterState};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
@@ -60,8 +60,9 @@ impl Pending {
     }
 }
 
-/// Called once with the requests left unanswered when the connection broke, and why.
-pub type OnLost = Box<dyn FnOnce(Vec<Pending>, String) + Send>;
+/// Called once when the connection ends, with the requests left unanswered that the owner
+/// may have read (their outcome unknown), those it said it never read (a goodbye's), and why.
+pub type OnLost = Box<dyn FnOnce(Vec<Pending>, Vec<Pending>, String) + Send>;
 
 /// A live connection to the owner.
 pub struct Connection {
@@ -177,14 +178,19 @@ fn receive(
     on_lost: OnLost,
 ) {
     let mut frames = FrameReader::new(&stream);
+    let mut read_up_to = u64::MAX;
     let why = loop {
         let body = match frames.next_frame() {
             Ok(Some(body)) => body,
             Ok(None) => break "the owner closed the connection".to_owned(),
             Err(e) => break e.to_string(),
         };
-        let done = match Done::decode(body) {
-            Ok(done) => done,
+        let done = match Answer::decode(body) {
+            Ok(Answer::Done(done)) => done,
+            Ok(Answer::Bye(last)) => {
+                read_up_to = last;
+                break "the owner closed".to_owned();
+            }
             Err(e) => break e.to_string(),
         };
         on_state(done.state);
@@ -203,5 +209,11 @@ fn receive(
         .into_iter()
         .collect();
     left.sort_by_key(|(id, _)| *id);
-    on_lost(left.into_iter().map(|(_, p)| p).collect(), why);
+    let (unknown, unread): (Vec<_>, Vec<_>) =
+        left.into_iter().partition(|(id, _)| *id <= read_up_to);
+    on_lost(
+        unknown.into_iter().map(|(_, p)| p).collect(),
+        unread.into_iter().map(|(_, p)| p).collect(),
+        why,
+    );
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::path::bind;
-use super::wire::{Done, FrameReader, Request};
+use super::wire::{Answer, Done, FrameReader, Request};
 use crate::committer::{AppendRequest, Committer, Reply};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
@@ -127,8 +127,9 @@ impl Server {
 }
 
 impl Drop for Server {
-    /// Stop accepting, drop every connection (their requests in the committer still commit),
-    /// remove the socket if it is still ours.
+    /// Stop accepting and stop reading every connection: each is answered what it sent up to
+    /// now (as the committer answers it), then told which requests were read (the rest go to
+    /// the next owner), then closed. Removes the socket if it is still ours.
     fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         // Wakes the acceptor, which sees `stopping`.
@@ -137,7 +138,7 @@ impl Drop for Server {
             let _ = acceptor.join();
         }
         for stream in lock(&self.connections).values() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown(std::net::Shutdown::Read);
         }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path)
             && (meta.dev(), meta.ino()) == self.inode
@@ -244,20 +245,31 @@ fn serve(stream: UnixStream, committer: &Arc<Committer>, producers: &Arc<Mutex<P
     };
     let Ok(writer) = writer else { return };
     let mut frames = FrameReader::new(&stream);
+    let mut last = 0;
     while let Ok(Some(body)) = frames.next_frame() {
         let Ok(request) = Request::decode(body) else {
             break;
         };
+        last = request.id();
         dispatch(request, committer, producers, &in_flight, &tx);
     }
-    // Whatever it broke, nothing more is read from it; its answers may still go out.
+    // Whatever ended it, nothing more is read; the answers go out as the committer gives
+    // them, then the goodbye that says which requests were read.
     let _ = stream.shutdown(std::net::Shutdown::Read);
     drop(tx);
-    let _ = writer.join();
+    if let Ok(Some(mut out)) = writer.join() {
+        let _ = out.write_all(&Answer::bye(last));
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// Send each answer as it comes, several in one write when they queue up.
-fn write_answers(mut out: UnixStream, rx: &Receiver<(Bytes, u64)>, in_flight: &InFlight) {
+/// Send each answer as it comes, several in one write when they queue up; hands the stream
+/// back once every answer is sent (none if a write failed).
+fn write_answers(
+    mut out: UnixStream,
+    rx: &Receiver<(Bytes, u64)>,
+    in_flight: &InFlight,
+) -> Option<UnixStream> {
     let mut batch = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -278,9 +290,10 @@ fn write_answers(mut out: UnixStream, rx: &Receiver<(Bytes, u64)>, in_flight: &I
             for (_, payload) in rx.iter() {
                 in_flight.done(payload);
             }
-            return;
+            return None;
         }
     }
+    Some(out)
 }
 
 /// The answer to request `id`, with the committer's state now.

@@ -31,6 +31,7 @@ const APPEND: u8 = 1;
 const FLUSH: u8 = 2;
 const COMMIT_NOW: u8 = 3;
 const DONE: u8 = 0x80;
+const BYE: u8 = 0x81;
 
 const PACKED: u8 = 0;
 const LISTED: u8 = 1;
@@ -74,6 +75,40 @@ pub struct Done {
     /// The first sequence the request got (none: a flush, or a sync without entries), or the
     /// code and message of its failure.
     pub outcome: Result<Option<u64>, (Code, String)>,
+}
+
+/// What the owner sends a client.
+#[derive(Debug)]
+pub enum Answer {
+    /// The answer to one request.
+    Done(Done),
+    /// The owner is closing: it read the client's requests up to this id and has answered
+    /// every one; later ones it never read, so they may be sent to the next owner as they are.
+    Bye(u64),
+}
+
+impl Answer {
+    /// The owner's goodbye after reading requests up to `last`, as one frame.
+    #[must_use]
+    pub fn bye(last: u64) -> Bytes {
+        let mut body = BytesMut::new();
+        start(&mut body, BYE, last);
+        frame(&body)
+    }
+
+    /// The answer a frame's body holds.
+    ///
+    /// # Errors
+    /// `InvalidArgument` when it is not one whole answer of this version.
+    pub fn decode(body: Bytes) -> Result<Self, Error> {
+        if body.len() >= 2 && body[1] == BYE {
+            let mut at = Reader(body);
+            let (_, last) = at.start()?;
+            at.end()?;
+            return Ok(Self::Bye(last));
+        }
+        Done::decode(body).map(Self::Done)
+    }
 }
 
 impl Request {

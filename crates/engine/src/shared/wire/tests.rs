@@ -118,6 +118,10 @@ fn garbage_is_refused_whole() {
         assert_eq!(error.code(), "INVALID_ARGUMENT", "{error}");
     }
     assert!(Done::decode(body).is_err(), "a request is not an answer");
+    assert!(matches!(
+        Answer::decode(body_of(&Answer::bye(41))).unwrap(),
+        Answer::Bye(41)
+    ));
 }
 
 #[test]
