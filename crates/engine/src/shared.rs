@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::backup::{self, Upto};
 use crate::committer::{AppendRequest, Reply, WriterState};
+use crate::consumer::{self, Log, Summary};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
 use crate::io::Vfs;
@@ -388,6 +390,79 @@ impl SharedStore {
             epoch,
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
         })
+    }
+}
+
+/// What the owner does with its store, and a client does itself on the files (a client's own
+/// appends made durable first, over the socket, so what it has seen acknowledged is sealed).
+impl SharedStore {
+    /// Everything this handle appended is durable.
+    fn flushed(&self) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Sink::flush(self, Box::new(move |outcome| drop(tx.send(outcome))));
+        rx.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// [`Store::backup`]; a client's backup holds what the files record as durable.
+    ///
+    /// # Errors
+    /// As [`Store::backup`]; `OwnerLost` for a client's flush.
+    pub fn backup(&self, dest: &Path) -> Result<u64> {
+        if let Some(store) = self.store() {
+            return store.backup(dest);
+        }
+        self.flushed()?;
+        backup::backup(&self.vfs, &self.dir, dest, || Upto::Durable)
+    }
+
+    /// [`Store::consumer`].
+    ///
+    /// # Errors
+    /// As [`Store::consumer`]; `OwnerLost` for a client's flush.
+    pub fn consumer(&self, name: &str, start: u64) -> Result<u64> {
+        if let Some(store) = self.store() {
+            return store.consumer(name, start);
+        }
+        self.flushed()?;
+        consumer::register(self.vfs.as_ref(), &self.dir, name, start, Log::Files)
+    }
+
+    /// [`Store::ack`].
+    ///
+    /// # Errors
+    /// As [`Store::ack`]; `OwnerLost` for a client's flush.
+    pub fn ack(&self, name: &str, position: u64) -> Result<u64> {
+        if let Some(store) = self.store() {
+            return store.ack(name, position);
+        }
+        self.flushed()?;
+        consumer::ack(self.vfs.as_ref(), &self.dir, name, position, Log::Files)
+    }
+
+    /// [`Store::consumers`].
+    ///
+    /// # Errors
+    /// As [`Store::consumers`].
+    pub fn consumers(&self) -> Result<Vec<Summary>> {
+        if let Some(store) = self.store() {
+            return store.consumers();
+        }
+        consumer::describe(
+            self.vfs.as_ref(),
+            &self.dir,
+            Sink::state(self).last_sequence,
+        )
+    }
+
+    /// [`Store::remove_consumer`].
+    ///
+    /// # Errors
+    /// As [`Store::remove_consumer`].
+    pub fn remove_consumer(&self, name: &str) -> Result<bool> {
+        if let Some(store) = self.store() {
+            return store.remove_consumer(name);
+        }
+        consumer::remove(self.vfs.as_ref(), &self.dir, name)
     }
 }
 

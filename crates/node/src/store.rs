@@ -56,6 +56,7 @@ pub struct NativeStore {
 }
 
 /// How this process has the store.
+#[derive(Clone)]
 pub enum Opened {
     /// Its own: no other process may open it.
     Alone(Arc<Store>),
@@ -210,7 +211,7 @@ impl NativeStore {
     /// the last sequence the backup holds.
     #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn backup(&self, dest: String) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
-        let store = self.store("backup")?;
+        let store = self.store.clone();
         Ok(blocking(move || store.backup(&PathBuf::from(dest)), to_f64))
     }
 
@@ -222,7 +223,7 @@ impl NativeStore {
         start: f64,
     ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
         let start = to_u64("from", start)?;
-        let store = self.store("consumer")?;
+        let store = self.store.clone();
         Ok(blocking(move || store.consumer(&name, start), to_f64))
     }
 
@@ -235,7 +236,7 @@ impl NativeStore {
         sequence: f64,
     ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
         let sequence = to_u64("sequence", sequence)?;
-        let store = self.store("ack")?;
+        let store = self.store.clone();
         Ok(blocking(move || store.ack(&name, sequence), to_f64))
     }
 
@@ -244,14 +245,14 @@ impl NativeStore {
     pub fn consumers(
         &self,
     ) -> napi::Result<AsyncTask<Blocking<Vec<Summary>, Vec<NativeConsumer>>>> {
-        let store = self.store("consumers")?;
+        let store = self.store.clone();
         Ok(blocking(move || store.consumers(), native_consumers))
     }
 
     /// Forget consumer `name`; resolves with whether it was registered.
     #[napi(catch_unwind, ts_return_type = "Promise<boolean>")]
     pub fn remove_consumer(&self, name: String) -> napi::Result<AsyncTask<Blocking<bool, bool>>> {
-        let store = self.store("removeConsumer")?;
+        let store = self.store.clone();
         Ok(blocking(
             move || store.remove_consumer(&name),
             |removed| removed,
@@ -270,6 +271,49 @@ impl NativeStore {
             move || store.prune(&policy),
             NativePruneOutcome::from,
         ))
+    }
+}
+
+/// The calls a client of a shared store makes on the files itself.
+impl Opened {
+    fn backup(&self, dest: &std::path::Path) -> selene_persist_engine::Result<u64> {
+        match self {
+            Self::Alone(store) => store.backup(dest),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.backup(dest),
+        }
+    }
+
+    fn consumer(&self, name: &str, start: u64) -> selene_persist_engine::Result<u64> {
+        match self {
+            Self::Alone(store) => store.consumer(name, start),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.consumer(name, start),
+        }
+    }
+
+    fn ack(&self, name: &str, position: u64) -> selene_persist_engine::Result<u64> {
+        match self {
+            Self::Alone(store) => store.ack(name, position),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.ack(name, position),
+        }
+    }
+
+    fn consumers(&self) -> selene_persist_engine::Result<Vec<Summary>> {
+        match self {
+            Self::Alone(store) => store.consumers(),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.consumers(),
+        }
+    }
+
+    fn remove_consumer(&self, name: &str) -> selene_persist_engine::Result<bool> {
+        match self {
+            Self::Alone(store) => store.remove_consumer(name),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.remove_consumer(name),
+        }
     }
 }
 
