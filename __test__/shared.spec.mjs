@@ -268,7 +268,7 @@ test('two owners never coexist; without shared, a second opener gets WRITER_LOCK
   await (await Store.open(dir)).close()
 })
 
-test('a client registers and acknowledges consumers and backs up the store; checkpoint and prune are the owner’s (NOT_OWNER)', async (t) => {
+test('a client checkpoints (the owner performs it, with the client’s sections), registers and acknowledges consumers and backs up the store; prune is the owner’s (NOT_OWNER)', async (t) => {
   const dir = await tempDir(t)
   const dest = join(await tempDir(t), 'copy')
   const owner = start(dir, 'o', { total: 5, concurrency: 1 })
@@ -281,7 +281,10 @@ test('a client registers and acknowledges consumers and backs up the store; chec
   t.is(await relay.ack(4), 4)
   t.like(await store.consumers(), [{ name: 'relay', position: 4, lagEntries: 2 }])
   t.is(await store.backup(dest), 6)
-  t.is((await t.throwsAsync(store.checkpoint({ s: Buffer.from('x') }))).code, 'NOT_OWNER')
+  const checkpoint = await store.checkpoint({ s: Buffer.from('state') })
+  t.is(checkpoint.sequence, 7, 'the watermark follows the client’s appends')
+  t.is(store.snapshotSeq, 7)
+  t.is(await store.append(Buffer.from('client:1')), 8)
   t.is((await t.throwsAsync(store.prune())).code, 'NOT_OWNER')
   t.true(await store.removeConsumer('relay'))
   await store.close()
@@ -289,4 +292,11 @@ test('a client registers and acknowledges consumers and backs up the store; chec
   const copy = await Store.open(dest)
   t.is(copy.lastSequence, 6)
   await copy.close()
+  const after = await Store.open(dir)
+  t.is(after.snapshot.sequence, 7)
+  t.is(Buffer.from(await after.snapshot.read('s')).toString(), 'state')
+  const replayed = []
+  for await (const entry of after.replay()) replayed.push(Buffer.from(entry.payload).toString())
+  t.deepEqual(replayed, ['client:1'])
+  await after.close()
 })

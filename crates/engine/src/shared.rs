@@ -35,6 +35,7 @@ use crate::frame::Producer;
 use crate::io::Vfs;
 use crate::producer::ProducerTable;
 use crate::publish::make_dirs;
+use crate::rotation::Rotation;
 use crate::scan::TailRepair;
 use crate::sink::Sink;
 use crate::stats::{CommitStats, StatsReport};
@@ -197,11 +198,8 @@ impl SharedStore {
                 Ok(store) => {
                     let store = Arc::new(store);
                     let producers = Arc::new(Mutex::new(ProducerTable::default()));
-                    let server = Server::start(
-                        &self.socket,
-                        Arc::clone(store.committer()),
-                        Arc::clone(&producers),
-                    )?;
+                    let server =
+                        Server::start(&self.socket, Arc::clone(&store), Arc::clone(&producers))?;
                     return Ok(Role::Owner {
                         store,
                         producers,
@@ -351,7 +349,7 @@ impl SharedStore {
                             stamp,
                         ),
                         Pending::Flush(reply) => Queued::Flush(reply),
-                        Pending::Sync(tx) => return drop(tx.send(Err(owner_lost("unsent")))),
+                        other => return other.settle(Err(owner_lost("the connection broke"))),
                     }]);
                 }
             }
@@ -401,6 +399,64 @@ impl SharedStore {
         let (tx, rx) = std::sync::mpsc::channel();
         Sink::flush(self, Box::new(move |outcome| drop(tx.send(outcome))));
         rx.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// [`Store::begin_checkpoint`]: the watermark follows this handle's appends made before.
+    pub fn begin_checkpoint(&self, reply: Reply<u64>) {
+        let role = lock(&self.role);
+        match &*role {
+            Role::Owner { store, .. } => store.begin_checkpoint(reply),
+            Role::Client(connection) => {
+                let sent = connection.send(
+                    |id| wire::Request::BeginCheckpoint { id },
+                    Pending::Begin(reply),
+                );
+                if let Err(unsent) = sent {
+                    unsent.settle(Err(owner_lost("the connection broke")));
+                }
+            }
+            Role::Between(_) => reply(Err(owner_lost("a new owner is being found"))),
+            Role::Lost(e) => reply(Err(e.clone())),
+            Role::Closed => reply(Err(closed())),
+        }
+    }
+
+    /// [`Store::finish_checkpoint`], with the sections as given (the owner builds the
+    /// snapshot). Blocks.
+    ///
+    /// # Errors
+    /// As [`Store::finish_checkpoint`]; `OwnerLost` when the owner goes meanwhile.
+    pub fn finish_checkpoint(
+        &self,
+        sections: Vec<(String, Vec<u8>, bool)>,
+        sequence: u64,
+    ) -> Result<Rotation> {
+        let role = lock(&self.role);
+        let connection = match &*role {
+            Role::Owner { store, .. } => {
+                let store = Arc::clone(store);
+                drop(role);
+                return store.finish_checkpoint(store.builder(sections)?, sequence);
+            }
+            Role::Client(connection) => Arc::clone(connection),
+            Role::Between(_) => return Err(owner_lost("a new owner is being found")),
+            Role::Lost(e) => return Err(e.clone()),
+            Role::Closed => return Err(closed()),
+        };
+        drop(role);
+        let (tx, rx) = std::sync::mpsc::channel();
+        connection
+            .send(
+                |id| wire::Request::FinishCheckpoint {
+                    id,
+                    sequence,
+                    sections,
+                },
+                Pending::Finish(tx),
+            )
+            .map_err(|_| owner_lost("the connection broke"))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(owner_lost("the connection broke")))
     }
 
     /// [`Store::backup`]; a client's backup holds what the files record as durable.

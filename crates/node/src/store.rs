@@ -185,8 +185,7 @@ impl NativeStore {
     /// to `finishCheckpoint` must hold the state after every append queued before this.
     #[napi(catch_unwind, ts_return_type = "Promise<number>")]
     pub fn begin_checkpoint<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
-        let store = self.store("checkpoint")?;
-        promise(env, to_f64, |reply| store.begin_checkpoint(reply))
+        promise(env, to_f64, |reply| self.store.begin_checkpoint(reply))
     }
 
     /// Snapshot `sections` at the sequence `beginCheckpoint` returned and rotate.
@@ -197,12 +196,10 @@ impl NativeStore {
         sections_in: Vec<NativeSection>,
     ) -> napi::Result<AsyncTask<Blocking<Rotation, NativeRotation>>> {
         let sequence = to_u64("sequence", sequence)?;
-        let store = self.store("checkpoint")?;
-        let builder = store
-            .builder(sections(sections_in))
-            .map_err(|e| js_error(&e))?;
+        let store = self.store.clone();
+        let sections = sections(sections_in);
         Ok(blocking(
-            move || store.finish_checkpoint(builder, sequence),
+            move || store.finish_checkpoint(sections, sequence),
             NativeRotation::from,
         ))
     }
@@ -274,8 +271,28 @@ impl NativeStore {
     }
 }
 
-/// The calls a client of a shared store makes on the files itself.
+/// The calls a shared store forwards to its owner or makes on the files itself.
 impl Opened {
+    fn begin_checkpoint(&self, reply: selene_persist_engine::Reply<u64>) {
+        match self {
+            Self::Alone(store) => store.begin_checkpoint(reply),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.begin_checkpoint(reply),
+        }
+    }
+
+    fn finish_checkpoint(
+        &self,
+        sections: Vec<(String, Vec<u8>, bool)>,
+        sequence: u64,
+    ) -> selene_persist_engine::Result<Rotation> {
+        match self {
+            Self::Alone(store) => store.finish_checkpoint(store.builder(sections)?, sequence),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.finish_checkpoint(sections, sequence),
+        }
+    }
+
     fn backup(&self, dest: &std::path::Path) -> selene_persist_engine::Result<u64> {
         match self {
             Self::Alone(store) => store.backup(dest),

@@ -19,6 +19,7 @@ use super::wire::{Answer, FrameReader, Request};
 use crate::committer::{Reply, WriterState};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
+use crate::rotation::Rotation;
 use crate::writer::NewEntries;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,12 +43,24 @@ pub enum Pending {
     Flush(Reply<()>),
     /// A blocking sync or durable append.
     Sync(mpsc::Sender<Result<Option<u64>>>),
+    /// A checkpoint's watermark.
+    Begin(Reply<u64>),
+    /// A checkpoint's finish.
+    Finish(mpsc::Sender<Result<Rotation>>),
 }
 
 impl Pending {
     /// Answer it with `outcome`.
     pub fn settle(self, outcome: Result<Option<u64>>) {
+        self.settle_with(outcome, None);
+    }
+
+    /// Answer it with `outcome` and what a finished checkpoint did.
+    fn settle_with(self, outcome: Result<Option<u64>>, rotation: Option<Rotation>) {
+        let missing = || Error::Internal("the owner's answer lacks its result".into());
         match self {
+            Self::Begin(reply) => reply(outcome.and_then(|s| s.ok_or_else(missing))),
+            Self::Finish(tx) => drop(tx.send(outcome.and_then(|_| rotation.ok_or_else(missing)))),
             Self::Append { reply, entries, .. } => reply(outcome.and_then(|first| {
                 let count = entries.len() as u64;
                 let first = first
@@ -196,10 +209,10 @@ fn receive(
         on_state(done.state);
         let request = lock(pending).as_mut().and_then(|t| t.remove(&done.id));
         if let Some(request) = request {
-            request.settle(
-                done.outcome
-                    .map_err(|(code, message)| Error::Remote { code, message }),
-            );
+            let outcome = done
+                .outcome
+                .map_err(|(code, message)| Error::Remote { code, message });
+            request.settle_with(outcome, done.rotation);
         }
     };
     let _ = stream.shutdown(std::net::Shutdown::Both);

@@ -28,6 +28,8 @@ use crate::committer::{AppendRequest, Committer, Reply};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
 use crate::producer::{Check, ProducerTable};
+use crate::rotation::Rotation;
+use crate::store::Store;
 
 /// Most payload bytes of one connection's requests not yet answered and sent.
 pub const MAX_IN_FLIGHT_BYTES: u64 = 8 << 20;
@@ -95,13 +97,13 @@ pub struct Server {
 
 impl Server {
     /// Bind the socket at `path` (see [`bind`]: call while holding the writer lock) and serve
-    /// `committer`'s clients.
+    /// `store`'s clients.
     ///
     /// # Errors
     /// As [`bind`]; `Io` if the thread cannot be spawned.
     pub fn start(
         path: &Path,
-        committer: Arc<Committer>,
+        store: Arc<Store>,
         producers: Arc<Mutex<ProducerTable>>,
     ) -> Result<Self> {
         let listener = bind(path)?;
@@ -113,7 +115,7 @@ impl Server {
             let connections = Arc::clone(&connections);
             thread::Builder::new()
                 .name("selene-persist-owner".into())
-                .spawn(move || accept(&listener, &stopping, &connections, &committer, &producers))
+                .spawn(move || accept(&listener, &stopping, &connections, &store, &producers))
                 .map_err(|e| Error::io("spawn owner for", path, e))?
         };
         Ok(Self {
@@ -152,7 +154,7 @@ fn accept(
     listener: &UnixListener,
     stopping: &AtomicBool,
     connections: &Arc<Mutex<HashMap<u64, UnixStream>>>,
-    committer: &Arc<Committer>,
+    store: &Arc<Store>,
     producers: &Arc<Mutex<ProducerTable>>,
 ) {
     let ids = AtomicU64::new(0);
@@ -169,15 +171,15 @@ fn accept(
             continue;
         };
         lock(connections).insert(id, kept);
-        let (committer, producers, listed) = (
-            Arc::clone(committer),
+        let (store, producers, listed) = (
+            Arc::clone(store),
             Arc::clone(producers),
             Arc::clone(connections),
         );
         let spawned = thread::Builder::new()
             .name("selene-persist-client".into())
             .spawn(move || {
-                serve(stream, &committer, &producers);
+                serve(stream, &store, &producers);
                 lock(&listed).remove(&id);
             });
         if spawned.is_err() {
@@ -230,7 +232,7 @@ impl InFlight {
 }
 
 /// One client: read its requests until it goes or breaks the wire, then stop.
-fn serve(stream: UnixStream, committer: &Arc<Committer>, producers: &Arc<Mutex<ProducerTable>>) {
+fn serve(stream: UnixStream, store: &Arc<Store>, producers: &Arc<Mutex<ProducerTable>>) {
     let Ok(out) = stream.try_clone() else { return };
     if stream.set_read_timeout(Some(READ_TICK)).is_err() {
         return;
@@ -251,7 +253,7 @@ fn serve(stream: UnixStream, committer: &Arc<Committer>, producers: &Arc<Mutex<P
             break;
         };
         last = request.id();
-        dispatch(request, committer, producers, &in_flight, &tx);
+        dispatch(request, store, producers, &in_flight, &tx);
     }
     // Whatever ended it, nothing more is read; the answers go out as the committer gives
     // them, then the goodbye that says which requests were read.
@@ -304,21 +306,44 @@ fn answer(
     payload: u64,
     outcome: Result<Option<u64>>,
 ) {
+    answer_rotation(
+        committer,
+        tx,
+        id,
+        payload,
+        outcome.map(|first| (first, None)),
+    );
+}
+
+/// [`answer`], with what a finished checkpoint did.
+fn answer_rotation(
+    committer: &Committer,
+    tx: &Sender<(Bytes, u64)>,
+    id: u64,
+    payload: u64,
+    outcome: Result<(Option<u64>, Option<Rotation>)>,
+) {
+    let (outcome, rotation) = match outcome {
+        Ok((first, rotation)) => (Ok(first), rotation),
+        Err(e) => (Err((e.kind(), e.to_string())), None),
+    };
     let done = Done {
         id,
         state: committer.state(),
-        outcome: outcome.map_err(|e| (e.kind(), e.to_string())),
+        outcome,
+        rotation,
     };
     let _ = tx.send((done.encode(), payload));
 }
 
 fn dispatch(
     request: Request,
-    committer: &Arc<Committer>,
+    store: &Arc<Store>,
     producers: &Arc<Mutex<ProducerTable>>,
     in_flight: &Arc<InFlight>,
     tx: &Sender<(Bytes, u64)>,
 ) {
+    let committer = store.committer();
     let id = request.id();
     match request {
         Request::Append {
@@ -361,6 +386,35 @@ fn dispatch(
                 .commit_now(entries)
                 .map(|range| range.map(|r| *r.start()));
             answer(committer, tx, id, 0, outcome);
+        }
+        Request::BeginCheckpoint { .. } => {
+            in_flight.add(0);
+            let (theirs, tx) = (Arc::clone(committer), tx.clone());
+            store.begin_checkpoint(Box::new(move |outcome| {
+                answer(&theirs, &tx, id, 0, outcome.map(Some));
+            }));
+        }
+        Request::FinishCheckpoint {
+            sequence, sections, ..
+        } => {
+            let payload = sections.iter().map(|(_, b, _)| b.len() as u64).sum();
+            in_flight.add(payload);
+            // It blocks (a snapshot written, the WAL rotated): on a thread of its own, so this
+            // client's later appends go on meanwhile, as the owner's own do.
+            let (theirs, answers) = (Arc::clone(store), tx.clone());
+            let finished = thread::Builder::new()
+                .name("selene-persist-checkpoint".into())
+                .spawn(move || {
+                    let outcome = theirs
+                        .builder(sections)
+                        .and_then(|builder| theirs.finish_checkpoint(builder, sequence))
+                        .map(|rotation| (Some(rotation.sequence), Some(rotation)));
+                    answer_rotation(theirs.committer(), &answers, id, payload, outcome);
+                });
+            if let Err(e) = finished {
+                let failed = Error::io("spawn checkpoint for", store.dir(), e);
+                answer(committer, tx, id, payload, Err(failed));
+            }
         }
     }
 }

@@ -16,6 +16,8 @@ use crate::committer::WriterState;
 use crate::error::{Code, Error};
 use crate::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin, Producer};
 use crate::hlc::Hlc;
+use crate::rotation::Rotation;
+use crate::snapshot::PublishedSnapshot;
 use crate::writer::{NewEntries, NewEntry};
 
 /// The wire's version: the first byte of every body. A peer of another version is refused.
@@ -30,6 +32,8 @@ const MAX_ENTRIES: usize = 1 << 24;
 const APPEND: u8 = 1;
 const FLUSH: u8 = 2;
 const COMMIT_NOW: u8 = 3;
+const BEGIN_CHECKPOINT: u8 = 4;
+const FINISH_CHECKPOINT: u8 = 5;
 const DONE: u8 = 0x80;
 const BYE: u8 = 0x81;
 
@@ -63,6 +67,22 @@ pub enum Request {
         /// The entries.
         entries: Vec<NewEntry>,
     },
+    /// Queue a checkpoint watermark behind the client's requests before it; answered with its
+    /// sequence.
+    BeginCheckpoint {
+        /// The client's id for the request.
+        id: u64,
+    },
+    /// Snapshot `sections` at `sequence` (a watermark's) and rotate; answered with the
+    /// rotation.
+    FinishCheckpoint {
+        /// The client's id for the request.
+        id: u64,
+        /// The watermark's sequence.
+        sequence: u64,
+        /// The sections: name, bytes, whether to compress.
+        sections: Vec<(String, Vec<u8>, bool)>,
+    },
 }
 
 /// The owner's answer to one request.
@@ -75,6 +95,8 @@ pub struct Done {
     /// The first sequence the request got (none: a flush, or a sync without entries), or the
     /// code and message of its failure.
     pub outcome: Result<Option<u64>, (Code, String)>,
+    /// What a finished checkpoint did.
+    pub rotation: Option<Rotation>,
 }
 
 /// What the owner sends a client.
@@ -116,7 +138,11 @@ impl Request {
     #[must_use]
     pub const fn id(&self) -> u64 {
         match self {
-            Self::Append { id, .. } | Self::Flush { id } | Self::CommitNow { id, .. } => *id,
+            Self::Append { id, .. }
+            | Self::Flush { id }
+            | Self::CommitNow { id, .. }
+            | Self::BeginCheckpoint { id }
+            | Self::FinishCheckpoint { id, .. } => *id,
         }
     }
 
@@ -149,6 +175,21 @@ impl Request {
                 start(&mut body, COMMIT_NOW, *id);
                 put_entries(&mut body, &NewEntries::List(entries.clone()));
             }
+            Self::BeginCheckpoint { id } => start(&mut body, BEGIN_CHECKPOINT, *id),
+            Self::FinishCheckpoint {
+                id,
+                sequence,
+                sections,
+            } => {
+                start(&mut body, FINISH_CHECKPOINT, *id);
+                body.put_u64_le(*sequence);
+                body.put_u32_le(u32::try_from(sections.len()).unwrap_or(u32::MAX));
+                for (name, bytes, compress) in sections {
+                    put_bytes(&mut body, name.as_bytes());
+                    put_bytes(&mut body, bytes);
+                    body.put_u8(u8::from(*compress));
+                }
+            }
         }
         frame(&body)
     }
@@ -180,6 +221,22 @@ impl Request {
                 }
             }
             FLUSH => Self::Flush { id },
+            BEGIN_CHECKPOINT => Self::BeginCheckpoint { id },
+            FINISH_CHECKPOINT => {
+                let sequence = at.u64()?;
+                let count = at.count()?;
+                let mut sections = Vec::with_capacity(count.min(at.0.remaining()));
+                for _ in 0..count {
+                    let name = at.string()?;
+                    let bytes = at.bytes(MAX_BODY)?.to_vec();
+                    sections.push((name, bytes, at.flag()?));
+                }
+                Self::FinishCheckpoint {
+                    id,
+                    sequence,
+                    sections,
+                }
+            }
             COMMIT_NOW => match at.entries()? {
                 NewEntries::List(entries) => Self::CommitNow { id, entries },
                 NewEntries::Packed { .. } => {
@@ -221,6 +278,17 @@ impl Done {
                 put_bytes(&mut body, message.as_bytes());
             }
         }
+        match &self.rotation {
+            None => body.put_u8(0),
+            Some(r) => {
+                body.put_u8(1);
+                body.put_u64_le(r.sequence);
+                body.put_u64_le(r.snapshot.bytes);
+                body.put_u8(u8::from(r.snapshot.created));
+                put_bytes(&mut body, r.snapshot.path.as_os_str().as_encoded_bytes());
+                put_bytes(&mut body, r.archive_path.as_os_str().as_encoded_bytes());
+            }
+        }
         frame(&body)
     }
 
@@ -251,8 +319,31 @@ impl Done {
         } else {
             Ok(Some(at.u64()?).filter(|&first| first > 0))
         };
+        let rotation = if at.flag()? {
+            let sequence = at.u64()?;
+            let bytes = at.u64()?;
+            let created = at.flag()?;
+            let path = at.string()?.into();
+            Some(Rotation {
+                sequence,
+                snapshot: PublishedSnapshot {
+                    path,
+                    sequence,
+                    bytes,
+                    created,
+                },
+                archive_path: at.string()?.into(),
+            })
+        } else {
+            None
+        };
         at.end()?;
-        Ok(Self { id, state, outcome })
+        Ok(Self {
+            id,
+            state,
+            outcome,
+            rotation,
+        })
     }
 }
 

@@ -76,12 +76,50 @@ fn requests_and_answers_decode_to_what_was_encoded() {
             id: 1,
             state: state.clone(),
             outcome: outcome.clone(),
+            rotation: None,
         };
         let back = Done::decode(body_of(&done.encode())).unwrap();
         assert_eq!(
             (back.id, back.state, back.outcome),
             (1, state.clone(), outcome)
         );
+    }
+    let rotation = Rotation {
+        sequence: 12,
+        snapshot: PublishedSnapshot {
+            path: "/s/snapshot.12.snap".into(),
+            sequence: 12,
+            bytes: 99,
+            created: true,
+        },
+        archive_path: "/s/wal.12.archive".into(),
+    };
+    let done = Done {
+        id: 2,
+        state,
+        outcome: Ok(Some(12)),
+        rotation: Some(rotation.clone()),
+    };
+    assert_eq!(
+        Done::decode(body_of(&done.encode())).unwrap().rotation,
+        Some(rotation)
+    );
+    let sections = vec![
+        ("a".to_owned(), b"xyz".to_vec(), true),
+        ("b".to_owned(), vec![], false),
+    ];
+    let finish = Request::FinishCheckpoint {
+        id: 3,
+        sequence: 12,
+        sections: sections.clone(),
+    };
+    match Request::decode(body_of(&finish.encode())).unwrap() {
+        Request::FinishCheckpoint {
+            id: 3,
+            sequence: 12,
+            sections: back,
+        } => assert_eq!(back, sections),
+        other => panic!("{other:?}"),
     }
 }
 
