@@ -1,6 +1,6 @@
 // Issue 28: a store shared by any number of processes, with real processes (fixtures/shared-child.mjs).
 import { spawn } from 'node:child_process'
-import { lstat, readFile, symlink, writeFile } from 'node:fs/promises'
+import { lstat, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 
@@ -13,12 +13,14 @@ import { fixture, tempDir } from './helpers.mjs'
 /** Kill -9 rounds of the owner run here; the soak runs more (`SHARED_KILL_ROUNDS`). */
 const KILL_ROUNDS = Number(process.env.SHARED_KILL_ROUNDS ?? 3)
 
-/** A child process of the store: its acknowledged and refused appends, its roles, and a way to wait for what it says. */
-function start(dir, name, { total = 0, concurrency = 1, producer } = {}) {
+/** A child process of the store (for the test `t`): its acknowledged and refused appends, its roles, and a way to wait for what it says. */
+function start(t, dir, name, { total = 0, concurrency = 1, producer } = {}) {
   const args = [fixture('shared-child.mjs'), dir, name, String(total), String(concurrency)]
   if (producer !== undefined) args.push(String(producer))
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] })
-  const p = { child, name, acks: new Map(), fails: new Map(), roles: [], done: false, closed: false, dead: false, waiters: [] }
+  // Killed if the test ends without stopping it.
+  t.teardown(() => child.kill('SIGKILL'))
+  const p = { child, name, acks: new Map(), fails: new Map(), roles: [], said: [], done: false, closed: false, dead: false, waiters: [] }
   const wake = () => {
     for (const waiter of p.waiters.splice(0)) waiter()
   }
@@ -41,6 +43,7 @@ function start(dir, name, { total = 0, concurrency = 1, producer } = {}) {
       else if (word === 'role') p.roles.push(a)
       else if (word === 'done') p.done = true
       else if (word === 'closed') p.closed = true
+      else p.said.push(line)
     }
     wake()
   })
@@ -69,23 +72,30 @@ function start(dir, name, { total = 0, concurrency = 1, producer } = {}) {
   return p
 }
 
-/** Every entry of the store's WAL, read from the file (not replayed through the store). */
+/** Every entry of the store's archives and active WAL, in order, read from the files (not replayed through the store); watermarks are not entries. */
 async function scan(dir) {
-  const reader = await WalReader.open(join(dir, 'wal.log'))
+  const archives = (await readdir(dir))
+    .filter((name) => /^wal\.\d+\.archive$/.test(name))
+    .sort((a, b) => Number(a.split('.')[1]) - Number(b.split('.')[1]))
   const log = []
-  for await (const entry of reader.entries()) log.push([entry.sequence, Buffer.from(entry.payload).toString()])
+  for (const file of [...archives, 'wal.log']) {
+    const reader = await WalReader.open(join(dir, file))
+    for await (const entry of reader.entries()) log.push([entry.sequence, Buffer.from(entry.payload).toString()])
+  }
   return log
 }
 
 /**
- * The log against what the processes were told: sequences contiguous from 1, every
+ * The log against what the processes were told: sequences contiguous from 1 (but the
+ * checkpoint watermarks at `watermarks`), every
  * acknowledged append at its sequence, each process's appends in its own order. Returns the
  * payloads found more than once.
  */
-function checkLog(t, log, processes) {
+function checkLog(t, log, processes, watermarks = []) {
+  const last = Math.max(0, ...log.map(([sequence]) => sequence), ...watermarks)
   t.deepEqual(
     log.map(([sequence]) => sequence),
-    log.map((_, k) => k + 1),
+    Array.from({ length: last }, (_, k) => k + 1).filter((sequence) => !watermarks.includes(sequence)),
     'sequences contiguous from 1',
   )
   const at = new Map()
@@ -102,9 +112,23 @@ function checkLog(t, log, processes) {
   return doubled
 }
 
-test('8 processes x 64 concurrent appends: one log, every acknowledged entry once, in each process order', async (t) => {
+test('8 processes x 64 concurrent appends, with checkpoints by three and a prune: one log, every acknowledged entry once, in each process order', async (t) => {
   const dir = await tempDir(t)
-  const processes = Array.from({ length: 8 }, (_, k) => start(dir, `p${k}`, { total: 256, concurrency: 64 }))
+  const processes = Array.from({ length: 8 }, (_, k) => start(t, dir, `p${k}`, { total: 256, concurrency: 64 }))
+  await Promise.all(processes.map((p) => p.until(() => p.acks.size >= 32)))
+  const checkpointing = processes.slice(0, 3)
+  // One after another: a checkpoint whose watermark is older than a snapshot another process
+  // published meanwhile is refused, as it would be in one process.
+  for (const p of checkpointing) {
+    p.child.stdin.write('checkpoint\n')
+    await p.until(() => p.said.some((line) => line.startsWith('checkpoint')))
+  }
+  const owner = processes.find((p) => p.role() === 'owner')
+  owner.child.stdin.write('prune\n')
+  await owner.until(() => owner.said.some((line) => line.startsWith('prune')))
+  const watermarks = checkpointing.map((p) => p.said.find((line) => line.startsWith('checkpoint')))
+  t.true(watermarks.every((line) => /^checkpoint \d+$/.test(line)), `${watermarks}`)
+  t.true(owner.said.includes('pruned'))
   await Promise.all(processes.map((p) => p.until(() => p.done)))
   t.is(processes.filter((p) => p.role() === 'owner').length, 1, 'one owner')
   for (const p of processes) t.deepEqual([...p.fails], [], `${p.name} had no refusals`)
@@ -113,15 +137,15 @@ test('8 processes x 64 concurrent appends: one log, every acknowledged entry onc
   t.like(await processes.find((p) => p.role() === 'owner').stop(), { code: 0 })
   const log = await scan(dir)
   t.is(log.length, 8 * 256)
-  t.deepEqual(checkLog(t, log, processes), [])
+  t.deepEqual(checkLog(t, log, processes, watermarks.map((line) => Number(line.split(' ')[1]))), [])
 })
 
 test('kill -9 of the owner while 4 clients append: a client takes over, nothing acknowledged is lost or doubled', async (t) => {
   const dir = await tempDir(t)
-  const owner = start(dir, 'first', { concurrency: 4 })
+  const owner = start(t, dir, 'first', { concurrency: 4 })
   await owner.until(() => owner.role() === 'owner')
   // Two clients unstamped (an append in flight fails OWNER_LOST), two stamped (sent again).
-  let alive = [0, 1, 2, 3].map((k) => start(dir, `c${k}`, { concurrency: 8, producer: k >= 2 ? 100 + k : undefined }))
+  let alive = [0, 1, 2, 3].map((k) => start(t, dir, `c${k}`, { concurrency: 8, producer: k >= 2 ? 100 + k : undefined }))
   const everyone = [owner, ...alive]
   await Promise.all(alive.map((p) => p.until(() => p.role() === 'client')))
   let current = owner
@@ -140,7 +164,7 @@ test('kill -9 of the owner while 4 clients append: a client takes over, nothing 
     t.is(owners.length, 1, `round ${round}: exactly one new owner`)
     current = owners[0]
     if (alive.length < 4) {
-      const fresh = start(dir, `n${round}`, { concurrency: 8 })
+      const fresh = start(t, dir, `n${round}`, { concurrency: 8 })
       await fresh.until(() => fresh.role() === 'client')
       alive.push(fresh)
       everyone.push(fresh)
@@ -172,7 +196,7 @@ test('kill -9 of a client mid-append: the owner and the log carry on', async (t)
   const dir = await tempDir(t)
   const store = await Store.open(dir, { shared: true })
   t.is(store.role, 'owner')
-  const client = start(dir, 'c', { concurrency: 16 })
+  const client = start(t, dir, 'c', { concurrency: 16 })
   await client.until(() => client.acks.size >= 50)
   client.child.kill('SIGKILL')
   await client.exit
@@ -212,7 +236,7 @@ test('hostile clients (garbage, a huge length, a frame that never finishes) are 
     hostile(socket, (peer) => peer.write(Buffer.from([100, 0, 0, 0, 1, 2, 3, 4]))),
   ])
   // The owner still serves: its own appends and a real client's.
-  const client = start(dir, 'c', { total: 10, concurrency: 2 })
+  const client = start(t, dir, 'c', { total: 10, concurrency: 2 })
   await client.until(() => client.done)
   t.is(client.acks.size, 10)
   await store.append(Buffer.from('owner'))
@@ -224,14 +248,14 @@ test('hostile clients (garbage, a huge length, a frame that never finishes) are 
 test('a stale socket left by a killed owner, or a symlink planted at the path, is replaced and never followed', async (t) => {
   const dir = await tempDir(t)
   const socket = join(dir, 'shared.sock')
-  const first = start(dir, 'first', { concurrency: 1 })
+  const first = start(t, dir, 'first', { concurrency: 1 })
   await first.until(() => first.acks.size >= 5)
   first.child.kill('SIGKILL')
   await first.exit
   t.true((await lstat(socket)).isSocket(), 'the dead owner left its socket')
   let store = await Store.open(dir, { shared: true })
   t.is(store.role, 'owner', 'the stale socket did not make it a client')
-  const client = start(dir, 'c', { total: 5, concurrency: 1 })
+  const client = start(t, dir, 'c', { total: 5, concurrency: 1 })
   await client.until(() => client.done)
   t.like(await client.stop(), { code: 0 })
   await store.close()
@@ -249,7 +273,7 @@ test('two owners never coexist; without shared, a second opener gets WRITER_LOCK
   const store = await Store.open(dir, { shared: true })
   t.is(store.role, 'owner')
   t.is((await t.throwsAsync(Store.open(dir))).code, 'WRITER_LOCK_HELD')
-  const clients = [0, 1, 2, 3].map((k) => start(dir, `c${k}`, { total: 4, concurrency: 2 }))
+  const clients = [0, 1, 2, 3].map((k) => start(t, dir, `c${k}`, { total: 4, concurrency: 2 }))
   await Promise.all(clients.map((p) => p.until(() => p.done)))
   t.deepEqual(
     clients.map((p) => p.roles),
@@ -257,7 +281,7 @@ test('two owners never coexist; without shared, a second opener gets WRITER_LOCK
   )
   // The owner closes: exactly one process takes over, whichever gets the lock.
   await store.close()
-  const late = start(dir, 'late', { total: 4, concurrency: 1 })
+  const late = start(t, dir, 'late', { total: 4, concurrency: 1 })
   await late.until(() => late.done)
   const everyone = [...clients, late]
   const roles = await Promise.all(everyone.map((p) => p.ask()))
@@ -271,7 +295,7 @@ test('two owners never coexist; without shared, a second opener gets WRITER_LOCK
 test('a client checkpoints (the owner performs it, with the client’s sections), registers and acknowledges consumers and backs up the store; prune is the owner’s (NOT_OWNER)', async (t) => {
   const dir = await tempDir(t)
   const dest = join(await tempDir(t), 'copy')
-  const owner = start(dir, 'o', { total: 5, concurrency: 1 })
+  const owner = start(t, dir, 'o', { total: 5, concurrency: 1 })
   await owner.until(() => owner.done)
   const store = await Store.open(dir, { shared: true })
   t.is(store.role, 'client')
