@@ -1,6 +1,6 @@
 // Issue 28: a store shared by any number of processes, with real processes (fixtures/shared-child.mjs).
 import { spawn } from 'node:child_process'
-import { lstat, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, readFile, readdir, symlink, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 
@@ -323,4 +323,44 @@ test('a client checkpoints (the owner performs it, with the client’s sections)
   for await (const entry of after.replay()) replayed.push(Buffer.from(entry.payload).toString())
   t.deepEqual(replayed, ['client:1'])
   await after.close()
+})
+
+test('a peer running as another user is refused (SO_PEERCRED), even through a socket made reachable to it', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.log('needs root, to run a peer as another user')
+    t.pass()
+    return
+  }
+  const dir = await tempDir(t)
+  const store = await Store.open(dir, { shared: true })
+  const socket = join(dir, 'shared.sock')
+  // Loosened on purpose, so only the uid check stands between the stranger and the owner.
+  await chmod(dir, 0o711)
+  await chmod(socket, 0o666)
+  const peer = `const s = require('node:net').connect(${JSON.stringify(socket)}, () => {
+  console.log('connected')
+  s.write(Buffer.alloc(8))
+})
+let got = 0
+s.on('data', (d) => (got += d.length))
+s.on('error', () => undefined)
+s.on('close', () => console.log('closed ' + got))`
+  const heard = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', peer], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.on('error', reject)
+    child.on('exit', () => resolve(out.trim()))
+  })
+  // It got through the file's permissions, and was dropped unread: not even the goodbye a
+  // same-user peer gets after its bad frame.
+  t.is(heard, 'connected\nclosed 0')
+  const same = await new Promise((resolve) => {
+    let got = 0
+    const s = connect(socket, () => s.write(Buffer.alloc(8)))
+    s.on('data', (d) => (got += d.length))
+    s.on('close', () => resolve(got))
+  })
+  t.true(same > 0, 'a same-user peer is read, and told goodbye')
+  await store.close()
 })
