@@ -198,13 +198,24 @@ export declare class NativeSnapshotReader {
   static publish(dir: string, sequence: number, sections: Array<NativeSection>, level: number): Promise<NativePublished>
 }
 
-/** An open store. */
+/**
+ * An open store: this process's own, or one shared with other processes (this process its
+ * owner or a client of the owner).
+ */
 export declare class NativeStore {
   /** Create or recover the store in `dir`. */
   static open(dir: string, options: NativeOpenOptions): Promise<NativeStore>
+  /**
+   * Open the store in `dir` shared with other processes: as its owner if none holds it,
+   * else as a client of the one that does. `producer`: stamp this handle's appends as that
+   * idempotent producer, so a failover retries them instead of failing them.
+   */
+  static openShared(dir: string, options: NativeOpenOptions, producer?: number | undefined | null): Promise<NativeStore>
+  /** Whether this process is the owner of the store now (always, for a store not shared). */
+  isOwner(): boolean
   /** The appender of the store's WAL: appends, flushes and close go through it. */
   appender(): NativeAppender
-  /** What recovery found and did. */
+  /** What recovery found and did (a client of a shared store: nothing, its owner recovered). */
   recovery(): NativeRecovery
   /** The live snapshot, if any. */
   snapshot(): NativeSnapshotReader | null

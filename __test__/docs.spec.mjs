@@ -57,6 +57,7 @@ const CASES = {
   'docs/jetstream.md#0': { nats: true, before: `${REQUIRE}${OPEN_STORE}const otherStore = await Store.open('./other')\nconst servers = process.env.NATS_URL\n`, after: `await replica.caughtUp()\nconsole.log(shipper.lag.entries, otherStore.lastSequence)\nawait replica.close()\nawait shipper.close()\nawait otherStore.close()\nawait store.close()`, stdout: '0 1\n' },
   'docs/jetstream.md#1': { skip: 'a nats-server configuration file, not a program; the JetStream tests start servers from the same settings' },
   'docs/jetstream.md#2': { skip: 'needs a 3-node cluster at fixed ports; __test__/jetstream-cluster.spec.mjs runs the same commands on free ports' },
+  'docs/sharing.md#0': { stdout: '6\n' },
   'docs/store.md#0': { runs: 2, after: 'console.log(JSON.stringify([...todos]))', stdout: '[[1,"write the docs"]]\n[[1,"write the docs"]]\n' },
 }
 

@@ -251,3 +251,18 @@ export function closest(name: string, candidates: readonly string[]): string | u
   }
   return best ?? (bare(name).length >= 2 ? candidates.find((c) => bare(c).startsWith(bare(name))) : undefined)
 }
+
+/** The `shared` option of `Store.open` (docs/sharing.md): `true`, or with `producer`: stamp this handle's appends as that idempotent producer (an integer id, stable across the process's restarts), so an append in flight when the owner dies is sent again to the next owner instead of failing with `OWNER_LOST`. */
+export type SharedOption = boolean | { producer?: number }
+
+/** What this process is to a shared store: its owner, or a client of the owner. */
+export type SharedRole = 'owner' | 'client'
+
+/** The checked option: `null` when the store is not shared, else the producer id (or `null`). */
+export function checkShared(shared: unknown): { producer: number | null } | null {
+  if (shared === undefined || shared === false) return null
+  if (shared === true) return { producer: null }
+  if (!isObject(shared)) throw invalid('shared must be true, false or { producer }')
+  const { producer } = checkObject('shared', shared, ['producer'])
+  return { producer: producer === undefined ? null : checkInteger('shared.producer', producer, 0, Number.MAX_SAFE_INTEGER) }
+}

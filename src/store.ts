@@ -15,6 +15,9 @@ import {
   nativeOptions,
   nativePolicy,
   nativeSections,
+  type SharedOption,
+  type SharedRole,
+  checkShared,
 } from './options'
 import { Appender } from './appender'
 import { type EntriesOptions, type EntryBatch, type WalEntry, batchesOf, deferred, entriesOf, fromOption } from './batch'
@@ -75,6 +78,13 @@ export interface StoreOptions extends Omit<WalWriterOptions, 'snapshotSeq'> {
   retention?: RetentionPolicy
   /** Checkpoint automatically past a size or entry threshold. */
   autoCheckpoint?: AutoCheckpoint
+  /**
+   * Share the store with other processes (default `false`: a second opener gets
+   * `WRITER_LOCK_HELD`). The first to open it becomes its owner; the others are clients whose
+   * appends the owner commits with its own, and one of them takes over when the owner goes.
+   * See docs/sharing.md.
+   */
+  shared?: SharedOption
 }
 
 /** What recovery found and did when the store opened. */
@@ -92,7 +102,7 @@ export interface Recovery {
 }
 
 /** The keys of {@link StoreOptions}. */
-const STORE_OPTIONS = [...WAL_OPTIONS.filter((key) => key !== 'snapshotSeq'), 'compressSnapshots', 'retention', 'autoCheckpoint']
+const STORE_OPTIONS = [...WAL_OPTIONS.filter((key) => key !== 'snapshotSeq'), 'compressSnapshots', 'retention', 'autoCheckpoint', 'shared']
 
 function checkAuto(auto: unknown): AutoCheckpoint | null {
   if (auto === undefined) return null
@@ -120,6 +130,7 @@ export class Store extends Appender {
   readonly #compress: boolean
   readonly #auto: AutoCheckpoint | null
   #autoRunning: Promise<void> | null = null
+  readonly #shared: boolean
   /** Serialises checkpoint finishes and prunes, in call order. */
   #maintenance: Promise<unknown> = Promise.resolve()
   /** What recovery found and did. */
@@ -128,6 +139,7 @@ export class Store extends Appender {
   private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, sync: native.NativeSyncSemantics) {
     super(handle.appender(), maxQueueBytes, sync, dir)
     this.#native = handle
+    this.#shared = checkShared(options.shared) !== null
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? DEFAULTS.compressSnapshots
     this.#auto = auto
@@ -143,9 +155,15 @@ export class Store extends Appender {
       nativePolicy(given.retention)
       const maxQueueBytes = queueBound(given)
       const normalised = nativeOptions(given)
-      const handle = await native.NativeStore.open(checkPath(dir), normalised)
+      const shared = checkShared(given.shared)
+      const handle = shared ? await native.NativeStore.openShared(checkPath(dir), normalised, shared.producer) : await native.NativeStore.open(checkPath(dir), normalised)
       return new Store(handle, dir, given as StoreOptions, auto, maxQueueBytes, native.syncSemantics(normalised))
     })
+  }
+
+  /** What this process is to a store opened `shared`: its `'owner'` (a client becomes it when it takes over) or a `'client'`; `null` for a store not shared. */
+  get role(): SharedRole | null {
+    return guarded(() => (this.#shared ? (this.#native.isOwner() ? 'owner' : 'client') : null))
   }
 
   /** The live snapshot, or `null` before the first checkpoint. */

@@ -275,9 +275,54 @@ pub enum Error {
         /// The first sequence the follower needs.
         next: u64,
     },
+    /// The owner of a shared store went away (it exited, crashed or was killed) while a
+    /// request was in flight: whether that request was made durable is unknown.
+    #[error(
+        "the owner of the shared store was lost with the request in flight ({detail}); its outcome is unknown"
+    )]
+    OwnerLost {
+        /// How the owner was lost.
+        detail: String,
+    },
+    /// An idempotent producer's stamp carries an epoch older than the producer's latest.
+    #[error("producer {id} is fenced: epoch {epoch} is older than its epoch {current}")]
+    ProducerFenced {
+        /// The producer.
+        id: u64,
+        /// The epoch given.
+        epoch: u32,
+        /// Its latest epoch.
+        current: u32,
+    },
+    /// An idempotent producer's sequence skips ahead: the requests between were lost.
+    #[error("producer {id} sent sequence {found}, expected {expected}")]
+    ProducerGap {
+        /// The producer.
+        id: u64,
+        /// The sequence expected next.
+        expected: u64,
+        /// The sequence found.
+        found: u64,
+    },
+    /// A client of a shared store asked for what only the owner does and the wire does not
+    /// carry yet.
+    #[error("{what} is done by the owner of a shared store, and this process is a client")]
+    NotOwner {
+        /// What was asked for.
+        what: &'static str,
+    },
     /// A bug: an internal invariant failed or a panic was caught.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error the owner of a shared store reported for a client's request: its code and
+    /// message as the owner had them.
+    #[error("{message}")]
+    Remote {
+        /// The owner's error's code.
+        code: Code,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// Whether `error` says the file system has no room: ENOSPC or a quota (EDQUOT).
@@ -289,7 +334,7 @@ fn is_disk_full(error: &io::Error) -> bool {
 macro_rules! codes {
     ($($variant:ident => $name:literal),* $(,)?) => {
         /// The stable machine-readable code of an [`Error`], one per variant.
-        #[derive(Clone, Copy, Debug, Eq, PartialEq)]
+        #[derive(Clone, Copy, Debug, Eq, PartialEq, Hash)]
         pub enum Code {
             $(
                 #[doc = $name]
@@ -300,6 +345,12 @@ macro_rules! codes {
         impl Code {
             /// Every code, in the order of [`Error`]'s variants.
             pub const ALL: &'static [Self] = &[$(Self::$variant),*];
+
+            /// The code named `name`, if there is one: the inverse of [`Code::as_str`].
+            #[must_use]
+            pub fn parse(name: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|code| code.as_str() == name)
+            }
 
             /// The code as it crosses to JS, e.g. `WRITER_LOCK_HELD`.
             #[must_use]
@@ -345,6 +396,10 @@ codes! {
     UnsafeLink => "UNSAFE_LINK",
     FileInStore => "FILE_IN_STORE",
     ConsumerBehindRetention => "CONSUMER_BEHIND_RETENTION",
+    OwnerLost => "OWNER_LOST",
+    ProducerFenced => "PRODUCER_FENCED",
+    ProducerGap => "PRODUCER_GAP",
+    NotOwner => "NOT_OWNER",
     Internal => "INTERNAL",
     // Raised by the facade, never by the engine: by its JetStream integration
     // (`selene-persist/jetstream`), and when the addon itself or an optional peer package
@@ -408,7 +463,12 @@ impl Error {
             Self::UnsafeLink { .. } => Code::UnsafeLink,
             Self::FileInStore { .. } => Code::FileInStore,
             Self::ConsumerBehindRetention { .. } => Code::ConsumerBehindRetention,
+            Self::OwnerLost { .. } => Code::OwnerLost,
+            Self::ProducerFenced { .. } => Code::ProducerFenced,
+            Self::ProducerGap { .. } => Code::ProducerGap,
+            Self::NotOwner { .. } => Code::NotOwner,
             Self::Internal(_) => Code::Internal,
+            Self::Remote { code, .. } => *code,
         }
     }
 
@@ -604,6 +664,18 @@ mod tests {
                 dir: path.clone(),
             },
             Error::ConsumerBehindRetention { dir: path, next: 1 },
+            Error::OwnerLost { detail: "d".into() },
+            Error::ProducerFenced {
+                id: 1,
+                epoch: 0,
+                current: 1,
+            },
+            Error::ProducerGap {
+                id: 1,
+                expected: 1,
+                found: 2,
+            },
+            Error::NotOwner { what: "w" },
             Error::Internal("i".into()),
         ]
     }

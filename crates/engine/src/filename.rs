@@ -27,6 +27,9 @@ pub enum StoreFile {
     /// `wal.log.torn.<offset>`: the bytes an open cut as a torn tail at that offset of the
     /// active WAL (see [`torn_path`] for any WAL's).
     Torn(u64),
+    /// `shared.sock`: the socket a shared store's owner serves its clients on (when the path
+    /// is short enough; see `shared::path`).
+    Socket,
 }
 
 const WAL: &str = "wal.log";
@@ -34,6 +37,7 @@ const SEAL_SUFFIX: &str = ".seal";
 const MANIFEST: &str = "MANIFEST";
 const LOCK: &str = "MANIFEST.lock";
 const CONSUMER_LOCK: &str = "consumers.lock";
+const SOCKET: &str = "shared.sock";
 const TEMP_SUFFIX: &str = ".tmp";
 const CONSUMER_PREFIX: &str = "consumer.";
 const REPLICA_PREFIX: &str = "replica.";
@@ -52,6 +56,7 @@ impl StoreFile {
             Self::Lock => LOCK.to_owned(),
             Self::ConsumerLock => CONSUMER_LOCK.to_owned(),
             Self::Torn(offset) => format!("{WAL}{TORN_INFIX}{offset}"),
+            Self::Socket => SOCKET.to_owned(),
         }
     }
 
@@ -70,6 +75,7 @@ impl StoreFile {
             MANIFEST => return Some(Self::Manifest),
             LOCK => return Some(Self::Lock),
             CONSUMER_LOCK => return Some(Self::ConsumerLock),
+            SOCKET => return Some(Self::Socket),
             _ => {}
         }
         if name.strip_suffix(SEAL_SUFFIX) == Some(WAL) {
@@ -205,6 +211,7 @@ mod tests {
             StoreFile::ConsumerLock,
             StoreFile::Torn(0),
             StoreFile::Torn(4096),
+            StoreFile::Socket,
         ] {
             assert_eq!(StoreFile::parse(&file.name()), Some(file));
             assert!(!is_temp(&file.name()));

@@ -32,6 +32,13 @@
 //! application), [`store`] (recovery, checkpoint, prune, replay), [`backup`] (a consistent
 //! copy of a live store).
 //!
+//! **Sharing.** [`shared`] opens a store for any number of processes: the first its owner,
+//! whose [`server`](shared::server) thread feeds its committer the appends of the others, each
+//! a [`client`](shared::client); the messages are the [`wire`](shared::wire)'s, the socket's
+//! place is [`path`](shared::path)'s; a client takes over when the owner goes. [`producer`]
+//! is the idempotent producers' table the owner checks stamped appends against. A binding
+//! appends through a [`sink`]: its own committer or a shared store.
+//!
 //! **Inspection and repair.** [`inspect`] examines a store or a file at two depths and collects
 //! problems; [`salvage`] copies every frame that verifies past damage into a new log (`source`
 //! reads the damaged file in windows, `resync` finds where the log goes on, `sink` streams the
@@ -66,6 +73,7 @@ pub mod hlc;
 pub mod inspect;
 pub mod io;
 pub mod manifest;
+pub mod producer;
 pub mod publish;
 pub mod reader;
 pub mod replica;
@@ -75,7 +83,10 @@ pub mod rotation;
 pub mod salvage;
 pub mod scan;
 pub mod seal;
+#[cfg(unix)]
+pub mod shared;
 pub mod shipment;
+pub mod sink;
 pub mod snapshot;
 pub mod stats;
 pub mod store;
@@ -92,6 +103,7 @@ pub use frame::{Origin, Producer};
 pub use hlc::Hlc;
 pub use reader::WalReader;
 pub use scan::{TailReason, TailRepair};
+pub use sink::Sink;
 pub use writer::{
     EntryView, MAX_SEQUENCE, NewEntries, NewEntry, SyncPolicy, WalOptions, WalWriter,
 };

@@ -9,7 +9,7 @@ use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
 use napi_derive::napi;
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::{AppendRequest, Committer, NewEntries, Result, WalWriter};
+use selene_persist_engine::{AppendRequest, Committer, NewEntries, Result, Sink, WalWriter};
 
 use crate::convert::{
     NativeMeta, NativeOpenOptions, NativeTailRepair, invalid, js_error, new_entry, to_f64, to_u64,
@@ -65,13 +65,14 @@ where
 /// on the JS thread, except in `commitSync`, which blocks on purpose.
 #[napi]
 pub struct NativeAppender {
-    committer: Arc<Committer>,
+    /// Its own committer, or a shared store's handle.
+    committer: Arc<dyn Sink>,
     settler: OnceLock<Settler>,
 }
 
 impl NativeAppender {
     /// An appender over `committer`, delivering nothing until `listen` is called.
-    pub const fn new(committer: Arc<Committer>) -> Self {
+    pub const fn new(committer: Arc<dyn Sink>) -> Self {
         Self {
             committer,
             settler: OnceLock::new(),

@@ -10,7 +10,10 @@ use selene_persist_engine::consumer::Summary;
 use selene_persist_engine::io::StdFs;
 use selene_persist_engine::retention::PruneOutcome;
 use selene_persist_engine::rotation::Rotation;
+#[cfg(unix)]
+use selene_persist_engine::shared::{SharedOptions, SharedStore};
 use selene_persist_engine::store::{Replay, Store};
+use selene_persist_engine::{Error, Sink, WalOptions};
 
 use crate::appender::{NativeAppender, promise};
 use crate::chunk::{NativeChunk, Packed};
@@ -45,10 +48,35 @@ pub struct NativeCappedConsumer {
     pub capped_to: f64,
 }
 
-/// An open store.
+/// An open store: this process's own, or one shared with other processes (this process its
+/// owner or a client of the owner).
 #[napi]
 pub struct NativeStore {
-    store: Arc<Store>,
+    store: Opened,
+}
+
+/// How this process has the store.
+#[derive(Clone)]
+pub enum Opened {
+    /// Its own: no other process may open it.
+    Alone(Arc<Store>),
+    /// Shared with other processes.
+    #[cfg(unix)]
+    Shared(Arc<SharedStore>),
+}
+
+impl NativeStore {
+    /// The store, where this process has it: alone, or as the shared store's owner now; a
+    /// client is refused `what` with `NOT_OWNER`.
+    fn store(&self, what: &'static str) -> napi::Result<Arc<Store>> {
+        match &self.store {
+            Opened::Alone(store) => Ok(Arc::clone(store)),
+            #[cfg(unix)]
+            Opened::Shared(shared) => shared
+                .store()
+                .ok_or_else(|| js_error(&Error::NotOwner { what })),
+        }
+    }
 }
 
 #[napi]
@@ -66,22 +94,59 @@ impl NativeStore {
             |store| {
                 crate::teardown::register(store.committer());
                 NativeStore {
-                    store: Arc::new(store),
+                    store: Opened::Alone(Arc::new(store)),
                 }
             },
         ))
     }
 
+    /// Open the store in `dir` shared with other processes: as its owner if none holds it,
+    /// else as a client of the one that does. `producer`: stamp this handle's appends as that
+    /// idempotent producer, so a failover retries them instead of failing them.
+    #[napi(ts_return_type = "Promise<NativeStore>")]
+    pub fn open_shared(
+        dir: String,
+        options: NativeOpenOptions,
+        producer: Option<f64>,
+    ) -> napi::Result<AsyncTask<Blocking<Opened, NativeStore>>> {
+        let options = options.try_into()?;
+        let producer = producer.map(|id| to_u64("producer", id)).transpose()?;
+        let dir = PathBuf::from(dir);
+        Ok(blocking(
+            move || open_shared(&dir, options, producer),
+            |store| NativeStore { store },
+        ))
+    }
+
+    /// Whether this process is the owner of the store now (always, for a store not shared).
+    #[napi(catch_unwind)]
+    pub fn is_owner(&self) -> bool {
+        self.store("").is_ok()
+    }
+
     /// The appender of the store's WAL: appends, flushes and close go through it.
     #[napi(catch_unwind)]
     pub fn appender(&self) -> NativeAppender {
-        NativeAppender::new(Arc::clone(self.store.committer()))
+        match &self.store {
+            Opened::Alone(store) => {
+                NativeAppender::new(Arc::clone(store.committer()) as Arc<dyn Sink>)
+            }
+            #[cfg(unix)]
+            Opened::Shared(shared) => NativeAppender::new(Arc::clone(shared) as Arc<dyn Sink>),
+        }
     }
 
-    /// What recovery found and did.
+    /// What recovery found and did (a client of a shared store: nothing, its owner recovered).
     #[napi(catch_unwind)]
     pub fn recovery(&self) -> NativeRecovery {
-        let recovery = self.store.recovery();
+        let Ok(store) = self.store("") else {
+            return NativeRecovery {
+                snapshot_seq: 0.0,
+                finished_rotation: false,
+                capped_consumers: Vec::new(),
+            };
+        };
+        let recovery = store.recovery();
         NativeRecovery {
             snapshot_seq: to_f64(recovery.snapshot_seq),
             finished_rotation: recovery.finished_rotation,
@@ -99,15 +164,15 @@ impl NativeStore {
 
     /// The live snapshot, if any.
     #[napi(catch_unwind)]
-    pub fn snapshot(&self) -> Option<NativeSnapshotReader> {
-        self.store.snapshot().map(Into::into)
+    pub fn snapshot(&self) -> napi::Result<Option<NativeSnapshotReader>> {
+        Ok(self.store("snapshot")?.snapshot().map(Into::into))
     }
 
     /// A replay of the entries after the live snapshot, from `from` on.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeReplay>")]
     pub fn replay(&self, from: f64) -> napi::Result<AsyncTask<Blocking<Replay, NativeReplay>>> {
         let from = to_u64("from", from)?;
-        let store = Arc::clone(&self.store);
+        let store = self.store("replay")?;
         Ok(blocking(
             move || store.replay(from),
             |replay| NativeReplay {
@@ -131,13 +196,10 @@ impl NativeStore {
         sections_in: Vec<NativeSection>,
     ) -> napi::Result<AsyncTask<Blocking<Rotation, NativeRotation>>> {
         let sequence = to_u64("sequence", sequence)?;
-        let builder = self
-            .store
-            .builder(sections(sections_in))
-            .map_err(|e| js_error(&e))?;
-        let store = Arc::clone(&self.store);
+        let store = self.store.clone();
+        let sections = sections(sections_in);
         Ok(blocking(
-            move || store.finish_checkpoint(builder, sequence),
+            move || store.finish_checkpoint(sections, sequence),
             NativeRotation::from,
         ))
     }
@@ -145,9 +207,9 @@ impl NativeStore {
     /// Back up the store to `dest` (which must not exist) while appends go on; resolves with
     /// the last sequence the backup holds.
     #[napi(catch_unwind, ts_return_type = "Promise<number>")]
-    pub fn backup(&self, dest: String) -> AsyncTask<Blocking<u64, f64>> {
-        let store = Arc::clone(&self.store);
-        blocking(move || store.backup(&PathBuf::from(dest)), to_f64)
+    pub fn backup(&self, dest: String) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
+        let store = self.store.clone();
+        Ok(blocking(move || store.backup(&PathBuf::from(dest)), to_f64))
     }
 
     /// The position of the durable consumer `name`, registering it at `start` if it is new.
@@ -158,7 +220,7 @@ impl NativeStore {
         start: f64,
     ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
         let start = to_u64("from", start)?;
-        let store = Arc::clone(&self.store);
+        let store = self.store.clone();
         Ok(blocking(move || store.consumer(&name, start), to_f64))
     }
 
@@ -171,22 +233,27 @@ impl NativeStore {
         sequence: f64,
     ) -> napi::Result<AsyncTask<Blocking<u64, f64>>> {
         let sequence = to_u64("sequence", sequence)?;
-        let store = Arc::clone(&self.store);
+        let store = self.store.clone();
         Ok(blocking(move || store.ack(&name, sequence), to_f64))
     }
 
     /// Every registered consumer, damaged ones included, with its lag in bytes.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeConsumer[]>")]
-    pub fn consumers(&self) -> AsyncTask<Blocking<Vec<Summary>, Vec<NativeConsumer>>> {
-        let store = Arc::clone(&self.store);
-        blocking(move || store.consumers(), native_consumers)
+    pub fn consumers(
+        &self,
+    ) -> napi::Result<AsyncTask<Blocking<Vec<Summary>, Vec<NativeConsumer>>>> {
+        let store = self.store.clone();
+        Ok(blocking(move || store.consumers(), native_consumers))
     }
 
     /// Forget consumer `name`; resolves with whether it was registered.
     #[napi(catch_unwind, ts_return_type = "Promise<boolean>")]
-    pub fn remove_consumer(&self, name: String) -> AsyncTask<Blocking<bool, bool>> {
-        let store = Arc::clone(&self.store);
-        blocking(move || store.remove_consumer(&name), |removed| removed)
+    pub fn remove_consumer(&self, name: String) -> napi::Result<AsyncTask<Blocking<bool, bool>>> {
+        let store = self.store.clone();
+        Ok(blocking(
+            move || store.remove_consumer(&name),
+            |removed| removed,
+        ))
     }
 
     /// Apply a retention policy.
@@ -196,12 +263,98 @@ impl NativeStore {
         policy: NativePolicy,
     ) -> napi::Result<AsyncTask<Blocking<PruneOutcome, NativePruneOutcome>>> {
         let policy = policy.try_into()?;
-        let store = Arc::clone(&self.store);
+        let store = self.store("prune")?;
         Ok(blocking(
             move || store.prune(&policy),
             NativePruneOutcome::from,
         ))
     }
+}
+
+/// The calls a shared store forwards to its owner or makes on the files itself.
+impl Opened {
+    fn begin_checkpoint(&self, reply: selene_persist_engine::Reply<u64>) {
+        match self {
+            Self::Alone(store) => store.begin_checkpoint(reply),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.begin_checkpoint(reply),
+        }
+    }
+
+    fn finish_checkpoint(
+        &self,
+        sections: Vec<(String, Vec<u8>, bool)>,
+        sequence: u64,
+    ) -> selene_persist_engine::Result<Rotation> {
+        match self {
+            Self::Alone(store) => store.finish_checkpoint(store.builder(sections)?, sequence),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.finish_checkpoint(sections, sequence),
+        }
+    }
+
+    fn backup(&self, dest: &std::path::Path) -> selene_persist_engine::Result<u64> {
+        match self {
+            Self::Alone(store) => store.backup(dest),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.backup(dest),
+        }
+    }
+
+    fn consumer(&self, name: &str, start: u64) -> selene_persist_engine::Result<u64> {
+        match self {
+            Self::Alone(store) => store.consumer(name, start),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.consumer(name, start),
+        }
+    }
+
+    fn ack(&self, name: &str, position: u64) -> selene_persist_engine::Result<u64> {
+        match self {
+            Self::Alone(store) => store.ack(name, position),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.ack(name, position),
+        }
+    }
+
+    fn consumers(&self) -> selene_persist_engine::Result<Vec<Summary>> {
+        match self {
+            Self::Alone(store) => store.consumers(),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.consumers(),
+        }
+    }
+
+    fn remove_consumer(&self, name: &str) -> selene_persist_engine::Result<bool> {
+        match self {
+            Self::Alone(store) => store.remove_consumer(name),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.remove_consumer(name),
+        }
+    }
+}
+
+/// Open the store at `dir` shared (see `NativeStore.openShared`).
+#[cfg(unix)]
+fn open_shared(
+    dir: &std::path::Path,
+    options: WalOptions,
+    producer: Option<u64>,
+) -> selene_persist_engine::Result<Opened> {
+    SharedStore::open(&StdFs::shared(), dir, options, SharedOptions { producer })
+        .map(Opened::Shared)
+}
+
+/// Shared stores need a Unix domain socket; Windows named pipes are not built yet.
+#[cfg(not(unix))]
+fn open_shared(
+    _dir: &std::path::Path,
+    _options: WalOptions,
+    _producer: Option<u64>,
+) -> selene_persist_engine::Result<Opened> {
+    Err(Error::InvalidArgument(
+        "a shared store needs a Unix domain socket: not available on this platform yet".into(),
+    ))
 }
 
 /// Batches of replayed entries, read ahead on a thread of their own.

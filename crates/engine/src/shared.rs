@@ -1,0 +1,668 @@
+//! A store shared by any number of processes: the first to open it takes the writer lock and
+//! becomes the **owner** (its committer groups the appends of every process into one write
+//! and one fdatasync, and a [`server`] thread serves the others on a local socket); the later
+//! ones are **clients**, whose appends cross the socket ([`client`], [`wire`]) and are answered
+//! once the owner's committer has (under `'always'`, after the fdatasync that covers them).
+//!
+//! **Failover.** When a client's connection breaks (the owner closed, exited or was killed),
+//! it takes the lock if it can (recovering the store as any open does) and becomes the owner,
+//! else connects to whichever process did. A request that was in flight fails with
+//! `OwnerLost` (its outcome unknown), unless it carries an idempotent producer's stamp: then it
+//! is sent again, and the new owner's [`ProducerTable`] answers a retry of one it already
+//! appended with the sequences it got. Until entries carry their stamp on disk, that table
+//! starts empty with each owner, so a stamped request the dead owner made durable but did not
+//! answer can still land twice.
+//!
+//! [`SharedStore`] is a [`Sink`], as a [`Committer`] is: what a binding appends through.
+
+pub mod client;
+pub mod path;
+pub mod server;
+pub mod wire;
+
+use std::fmt::Debug;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::backup::{self, Upto};
+use crate::committer::{AppendRequest, Reply, WriterState};
+use crate::consumer::{self, Log, Summary};
+use crate::error::{Error, Result};
+use crate::frame::Producer;
+use crate::io::Vfs;
+use crate::producer::ProducerTable;
+use crate::publish::make_dirs;
+use crate::rotation::Rotation;
+use crate::scan::TailRepair;
+use crate::sink::Sink;
+use crate::stats::{CommitStats, StatsReport};
+use crate::store::Store;
+use crate::writer::{NewEntry, WalOptions};
+use client::{Connection, Pending};
+use server::Server;
+
+/// How long a client tries to take over or reach a new owner before it gives up.
+pub const TAKEOVER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How a shared store is opened.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SharedOptions {
+    /// Stamp this handle's appends as the idempotent producer with this id (its epoch the
+    /// time of opening, so a later incarnation fences an earlier one), so they are retried
+    /// across a failover instead of failing with `OwnerLost`.
+    pub producer: Option<u64>,
+}
+
+/// What this process is to the store now.
+enum Role {
+    Owner {
+        store: Arc<Store>,
+        producers: Arc<Mutex<ProducerTable>>,
+        _server: Server,
+    },
+    Client(Arc<Connection>),
+    /// Taking over: calls wait here, in order.
+    Between(Vec<Queued>),
+    /// Taking over failed: every call fails with this.
+    Lost(Error),
+    Closed,
+}
+
+/// A call waiting for a role.
+enum Queued {
+    Append(AppendRequest, Option<Producer>),
+    Flush(Reply<()>),
+}
+
+impl Queued {
+    fn fail(self, error: Error) {
+        match self {
+            Self::Append(request, _) => (request.reply)(Err(error)),
+            Self::Flush(reply) => reply(Err(error)),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn closed() -> Error {
+    Error::Closed { what: "writer" }
+}
+
+/// A store opened with sharing: see the module documentation.
+pub struct SharedStore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    socket: PathBuf,
+    options: WalOptions,
+    /// This handle's producer id and epoch, when it stamps its appends.
+    stamp: Option<(u64, u32)>,
+    next_seq: AtomicU64,
+    role: Mutex<Role>,
+    closed: AtomicBool,
+    /// Payload bytes appended and not yet answered, and who waits for them to drop.
+    queued: Mutex<u64>,
+    room: Condvar,
+    /// The owner's state with its last answer (as a client).
+    heard: Mutex<WriterState>,
+    /// This handle's appends as it saw them answered (as a client).
+    stats: Mutex<CommitStats>,
+    me: Weak<Self>,
+}
+
+impl Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedStore")
+            .field("dir", &self.dir)
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedStore {
+    /// Open the store at `dir` shared: as its owner if no process holds it, else as a client
+    /// of the one that does.
+    ///
+    /// # Errors
+    /// As [`Store::open`]; `Io` when the owner cannot be reached within [`TAKEOVER_PATIENCE`].
+    pub fn open(
+        vfs: &Arc<dyn Vfs>,
+        dir: &Path,
+        options: WalOptions,
+        shared: SharedOptions,
+    ) -> Result<Arc<Self>> {
+        make_dirs(vfs.as_ref(), dir)?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve", dir, e))?;
+        let socket = path::socket_path(&dir)?;
+        let epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+        let this = Arc::new_cyclic(|me| Self {
+            vfs: Arc::clone(vfs),
+            dir,
+            socket,
+            options,
+            stamp: shared.producer.map(|id| (id, epoch)),
+            next_seq: AtomicU64::new(0),
+            role: Mutex::new(Role::Between(Vec::new())),
+            closed: AtomicBool::new(false),
+            queued: Mutex::new(0),
+            room: Condvar::new(),
+            heard: Mutex::new(WriterState::default()),
+            stats: Mutex::new(CommitStats::default()),
+            me: me.clone(),
+        });
+        let role = this.establish()?;
+        *lock(&this.role) = role;
+        Ok(this)
+    }
+
+    /// The store, while this process is its owner.
+    #[must_use]
+    pub fn store(&self) -> Option<Arc<Store>> {
+        match &*lock(&self.role) {
+            Role::Owner { store, .. } => Some(Arc::clone(store)),
+            _ => None,
+        }
+    }
+
+    /// Whether this process is the owner now.
+    #[must_use]
+    pub fn is_owner(&self) -> bool {
+        self.store().is_some()
+    }
+
+    /// The store's directory, canonical.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The socket the owner serves on.
+    #[must_use]
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Become the owner (the lock is free) or a client of the owner, trying for up to
+    /// [`TAKEOVER_PATIENCE`].
+    fn establish(&self) -> Result<Role> {
+        let deadline = Instant::now() + TAKEOVER_PATIENCE;
+        loop {
+            match Store::open(&self.vfs, &self.dir, self.options) {
+                Ok(store) => {
+                    let store = Arc::new(store);
+                    let producers = Arc::new(Mutex::new(ProducerTable::default()));
+                    let server =
+                        Server::start(&self.socket, Arc::clone(&store), Arc::clone(&producers))?;
+                    return Ok(Role::Owner {
+                        store,
+                        producers,
+                        _server: server,
+                    });
+                }
+                Err(Error::WriterLockHeld { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let (heard, lost) = (self.me.clone(), self.me.clone());
+            let connected = Connection::connect(
+                &self.socket,
+                Box::new(move |state| {
+                    if let Some(me) = heard.upgrade() {
+                        *lock(&me.heard) = state;
+                    }
+                }),
+                Box::new(move |pending, unread, why| {
+                    if let Some(me) = lost.upgrade() {
+                        me.take_over(pending, unread, &why);
+                    } else {
+                        fail_pending(pending.into_iter().chain(unread), &why);
+                    }
+                }),
+            );
+            match connected {
+                Ok(connection) => return Ok(Role::Client(connection)),
+                // The owner has the lock but not yet its socket, or has just died.
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// The connection ended with `pending` unanswered (the owner may have read them) and
+    /// `unread` (it said it did not): send again the unread ones and the stamped ones, fail
+    /// the rest with `OwnerLost`, and find the new owner (or become it).
+    fn take_over(&self, pending: Vec<Pending>, unread: Vec<Pending>, why: &str) {
+        let mut retries = Vec::new();
+        let unread = unread.into_iter().map(|p| (p, true));
+        for (request, resend) in pending.into_iter().map(|p| (p, false)).chain(unread) {
+            match request {
+                Pending::Append {
+                    reply,
+                    entries,
+                    chained,
+                    stamp,
+                } if resend || stamp.is_some() => retries.push(Queued::Append(
+                    AppendRequest {
+                        entries,
+                        reply,
+                        chained,
+                    },
+                    stamp,
+                )),
+                Pending::Flush(reply) if resend => retries.push(Queued::Flush(reply)),
+                other => other.settle(Err(owner_lost(why))),
+            }
+        }
+        {
+            let mut role = lock(&self.role);
+            match &mut *role {
+                Role::Client(_) => *role = Role::Between(retries),
+                Role::Between(queued) => {
+                    retries.append(queued);
+                    *queued = retries;
+                }
+                // A connection of an earlier role, or a store closed meanwhile.
+                Role::Owner { .. } | Role::Lost(_) | Role::Closed => {
+                    for queued in retries {
+                        self.route(&mut role, queued);
+                    }
+                    return;
+                }
+            }
+        }
+        let established = self.establish();
+        let mut role = lock(&self.role);
+        let queued = match std::mem::replace(&mut *role, Role::Closed) {
+            Role::Between(queued) => queued,
+            // Closed meanwhile: the new role is dropped (an owner's server stops, its
+            // committer closes).
+            _ => return drop(established),
+        };
+        *role = match established {
+            Ok(new) => new,
+            Err(e) => Role::Lost(owner_lost(&format!("{why}; no new owner: {e}"))),
+        };
+        for call in queued {
+            self.route(&mut role, call);
+        }
+    }
+
+    /// Hand `call` to whatever `role` is now.
+    fn route(&self, role: &mut Role, call: Queued) {
+        match role {
+            Role::Owner {
+                store, producers, ..
+            } => match call {
+                Queued::Append(request, stamp) => {
+                    server::append(store.committer(), producers, request, stamp);
+                }
+                Queued::Flush(reply) => store.committer().flush(reply),
+            },
+            Role::Client(connection) => {
+                let sent = match call {
+                    Queued::Append(request, stamp) => {
+                        let AppendRequest {
+                            entries,
+                            reply,
+                            chained,
+                        } = request;
+                        let out = entries.clone();
+                        connection.send(
+                            move |id| wire::Request::Append {
+                                id,
+                                chained,
+                                producer: stamp,
+                                entries: out,
+                            },
+                            Pending::Append {
+                                reply,
+                                entries,
+                                chained,
+                                stamp,
+                            },
+                        )
+                    }
+                    Queued::Flush(reply) => {
+                        connection.send(|id| wire::Request::Flush { id }, Pending::Flush(reply))
+                    }
+                };
+                // Never sent: the connection had broken; it waits for the next role.
+                if let Err(unsent) = sent {
+                    *role = Role::Between(vec![match unsent {
+                        Pending::Append {
+                            reply,
+                            entries,
+                            chained,
+                            stamp,
+                        } => Queued::Append(
+                            AppendRequest {
+                                entries,
+                                reply,
+                                chained,
+                            },
+                            stamp,
+                        ),
+                        Pending::Flush(reply) => Queued::Flush(reply),
+                        other => return other.settle(Err(owner_lost("the connection broke"))),
+                    }]);
+                }
+            }
+            Role::Between(queued) => queued.push(call),
+            Role::Lost(e) => call.fail(e.clone()),
+            Role::Closed => call.fail(closed()),
+        }
+    }
+
+    /// `request`'s reply, counting its bytes out of the queue and its answer into the stats.
+    fn tracked(&self, request: AppendRequest) -> AppendRequest {
+        let bytes = request.entries.payload_bytes() as u64;
+        *lock(&self.queued) += bytes;
+        let me = self.me.clone();
+        let called = Instant::now();
+        let reply = request.reply;
+        AppendRequest {
+            reply: Box::new(move |outcome: Result<RangeInclusive<u64>>| {
+                if let Some(me) = me.upgrade() {
+                    if let Ok(range) = &outcome {
+                        let entries = range.end() - range.start() + 1;
+                        lock(&me.stats).record_group(entries, bytes, [called]);
+                    }
+                    *lock(&me.queued) -= bytes;
+                    me.room.notify_all();
+                }
+                reply(outcome);
+            }),
+            ..request
+        }
+    }
+
+    fn next_stamp(&self) -> Option<Producer> {
+        self.stamp.map(|(id, epoch)| Producer {
+            id,
+            epoch,
+            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+}
+
+/// What the owner does with its store, and a client does itself on the files (a client's own
+/// appends made durable first, over the socket, so what it has seen acknowledged is sealed).
+impl SharedStore {
+    /// Everything this handle appended is durable.
+    fn flushed(&self) -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        Sink::flush(self, Box::new(move |outcome| drop(tx.send(outcome))));
+        rx.recv().unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// [`Store::begin_checkpoint`]: the watermark follows this handle's appends made before.
+    pub fn begin_checkpoint(&self, reply: Reply<u64>) {
+        let role = lock(&self.role);
+        match &*role {
+            Role::Owner { store, .. } => store.begin_checkpoint(reply),
+            Role::Client(connection) => {
+                let sent = connection.send(
+                    |id| wire::Request::BeginCheckpoint { id },
+                    Pending::Begin(reply),
+                );
+                if let Err(unsent) = sent {
+                    unsent.settle(Err(owner_lost("the connection broke")));
+                }
+            }
+            Role::Between(_) => reply(Err(owner_lost("a new owner is being found"))),
+            Role::Lost(e) => reply(Err(e.clone())),
+            Role::Closed => reply(Err(closed())),
+        }
+    }
+
+    /// [`Store::finish_checkpoint`], with the sections as given (the owner builds the
+    /// snapshot). Blocks.
+    ///
+    /// # Errors
+    /// As [`Store::finish_checkpoint`]; `OwnerLost` when the owner goes meanwhile.
+    pub fn finish_checkpoint(
+        &self,
+        sections: Vec<(String, Vec<u8>, bool)>,
+        sequence: u64,
+    ) -> Result<Rotation> {
+        let role = lock(&self.role);
+        let connection = match &*role {
+            Role::Owner { store, .. } => {
+                let store = Arc::clone(store);
+                drop(role);
+                return store.finish_checkpoint(store.builder(sections)?, sequence);
+            }
+            Role::Client(connection) => Arc::clone(connection),
+            Role::Between(_) => return Err(owner_lost("a new owner is being found")),
+            Role::Lost(e) => return Err(e.clone()),
+            Role::Closed => return Err(closed()),
+        };
+        drop(role);
+        let (tx, rx) = std::sync::mpsc::channel();
+        connection
+            .send(
+                |id| wire::Request::FinishCheckpoint {
+                    id,
+                    sequence,
+                    sections,
+                },
+                Pending::Finish(tx),
+            )
+            .map_err(|_| owner_lost("the connection broke"))?;
+        rx.recv()
+            .unwrap_or_else(|_| Err(owner_lost("the connection broke")))
+    }
+
+    /// [`Store::backup`]; a client's backup holds what the files record as durable.
+    ///
+    /// # Errors
+    /// As [`Store::backup`]; `OwnerLost` for a client's flush.
+    pub fn backup(&self, dest: &Path) -> Result<u64> {
+        if let Some(store) = self.store() {
+            return store.backup(dest);
+        }
+        self.flushed()?;
+        backup::backup(&self.vfs, &self.dir, dest, || Upto::Durable)
+    }
+
+    /// [`Store::consumer`].
+    ///
+    /// # Errors
+    /// As [`Store::consumer`]; `OwnerLost` for a client's flush.
+    pub fn consumer(&self, name: &str, start: u64) -> Result<u64> {
+        if let Some(store) = self.store() {
+            return store.consumer(name, start);
+        }
+        self.flushed()?;
+        consumer::register(self.vfs.as_ref(), &self.dir, name, start, Log::Files)
+    }
+
+    /// [`Store::ack`].
+    ///
+    /// # Errors
+    /// As [`Store::ack`]; `OwnerLost` for a client's flush.
+    pub fn ack(&self, name: &str, position: u64) -> Result<u64> {
+        if let Some(store) = self.store() {
+            return store.ack(name, position);
+        }
+        self.flushed()?;
+        consumer::ack(self.vfs.as_ref(), &self.dir, name, position, Log::Files)
+    }
+
+    /// [`Store::consumers`].
+    ///
+    /// # Errors
+    /// As [`Store::consumers`].
+    pub fn consumers(&self) -> Result<Vec<Summary>> {
+        if let Some(store) = self.store() {
+            return store.consumers();
+        }
+        consumer::describe(
+            self.vfs.as_ref(),
+            &self.dir,
+            Sink::state(self).last_sequence,
+        )
+    }
+
+    /// [`Store::remove_consumer`].
+    ///
+    /// # Errors
+    /// As [`Store::remove_consumer`].
+    pub fn remove_consumer(&self, name: &str) -> Result<bool> {
+        if let Some(store) = self.store() {
+            return store.remove_consumer(name);
+        }
+        consumer::remove(self.vfs.as_ref(), &self.dir, name)
+    }
+}
+
+fn owner_lost(why: &str) -> Error {
+    Error::OwnerLost {
+        detail: why.to_owned(),
+    }
+}
+
+/// Fail every request of a connection whose store is gone.
+fn fail_pending(pending: impl IntoIterator<Item = Pending>, why: &str) {
+    for request in pending {
+        request.settle(Err(owner_lost(why)));
+    }
+}
+
+impl Sink for SharedStore {
+    fn append_all(&self, requests: Vec<AppendRequest>) {
+        let mut role = lock(&self.role);
+        for request in requests {
+            let call = Queued::Append(self.tracked(request), self.next_stamp());
+            self.route(&mut role, call);
+        }
+    }
+
+    fn flush(&self, reply: Reply<()>) {
+        let mut role = lock(&self.role);
+        self.route(&mut role, Queued::Flush(reply));
+    }
+
+    fn close(&self, reply: Reply<()>) {
+        self.closed.store(true, Ordering::Release);
+        self.room.notify_all();
+        let role = std::mem::replace(&mut *lock(&self.role), Role::Closed);
+        match role {
+            Role::Owner { store, _server, .. } => {
+                drop(_server);
+                store.committer().close(reply);
+            }
+            Role::Client(connection) => {
+                let theirs = Arc::clone(&connection);
+                // An owner that goes meanwhile leaves nothing of this handle's to flush: its
+                // appends were answered, or failed on their own.
+                let flushed = connection.send(
+                    |id| wire::Request::Flush { id },
+                    Pending::Flush(Box::new(move |outcome: Result<()>| {
+                        theirs.shut();
+                        reply(outcome.or_else(|e| match e {
+                            Error::OwnerLost { .. } => Ok(()),
+                            other => Err(other),
+                        }));
+                    })),
+                );
+                if let Err(unsent) = flushed {
+                    unsent.settle(Ok(None));
+                }
+            }
+            Role::Between(queued) => {
+                for call in queued {
+                    call.fail(closed());
+                }
+                reply(Ok(()));
+            }
+            Role::Lost(_) | Role::Closed => reply(Ok(())),
+        }
+    }
+
+    fn commit_now(&self, entries: Vec<NewEntry>) -> Result<Option<RangeInclusive<u64>>> {
+        let role = lock(&self.role);
+        let connection = match &*role {
+            Role::Owner { store, .. } => {
+                let committer = Arc::clone(store.committer());
+                drop(role);
+                return committer.commit_now(entries);
+            }
+            Role::Client(connection) => Arc::clone(connection),
+            Role::Between(_) => return Err(owner_lost("a new owner is being found")),
+            Role::Lost(e) => return Err(e.clone()),
+            Role::Closed => return Err(closed()),
+        };
+        drop(role);
+        let count = entries.len() as u64;
+        let (tx, rx) = std::sync::mpsc::channel();
+        connection
+            .send(
+                |id| wire::Request::CommitNow { id, entries },
+                Pending::Sync(tx),
+            )
+            .map_err(|_| owner_lost("the connection broke"))?;
+        let first = rx
+            .recv()
+            .unwrap_or_else(|_| Err(owner_lost("the connection broke")))?;
+        Ok(first.map(|first| first..=first + count.saturating_sub(1)))
+    }
+
+    fn state(&self) -> WriterState {
+        self.store()
+            .map_or_else(|| lock(&self.heard).clone(), |s| s.committer().state())
+    }
+
+    fn stats(&self) -> StatsReport {
+        self.store().map_or_else(
+            || lock(&self.stats).report(lock(&self.heard).fdatasyncs, None, 0),
+            |s| s.committer().stats(),
+        )
+    }
+
+    fn queued_bytes(&self) -> u64 {
+        *lock(&self.queued)
+    }
+
+    fn wait_for_room(&self, limit: u64) -> bool {
+        let mut queued = lock(&self.queued);
+        while *queued > limit {
+            if self.closed.load(Ordering::Acquire) {
+                return false;
+            }
+            queued = self
+                .room
+                .wait_timeout(queued, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn tail_repair(&self) -> Option<TailRepair> {
+        self.store().and_then(|s| s.committer().tail_repair())
+    }
+
+    fn torn_file(&self) -> Option<PathBuf> {
+        self.store()
+            .and_then(|s| s.committer().torn_file().map(Path::to_path_buf))
+    }
+}
+
+impl Drop for SharedStore {
+    fn drop(&mut self) {
+        if !self.is_closed() {
+            Sink::close(self, Box::new(|_| {}));
+        }
+    }
+}
