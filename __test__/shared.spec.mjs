@@ -92,7 +92,8 @@ async function scan(dir) {
  * payloads found more than once.
  */
 function checkLog(t, log, processes, watermarks = []) {
-  const last = Math.max(0, ...log.map(([sequence]) => sequence), ...watermarks)
+  // A reduce, not Math.max(...log): a long run's log is more arguments than a call takes.
+  const last = [...watermarks, ...log.map(([sequence]) => sequence)].reduce((a, b) => Math.max(a, b), 0)
   t.deepEqual(
     log.map(([sequence]) => sequence),
     Array.from({ length: last }, (_, k) => k + 1).filter((sequence) => !watermarks.includes(sequence)),
@@ -160,7 +161,9 @@ test('kill -9 of the owner while 4 clients append: a client takes over, nothing 
     // Each survivor goes on: a new owner exists and serves it.
     await Promise.all(alive.map((p) => p.until(() => p.acks.size >= before.get(p) + 10)))
     takeovers.push(Date.now() - killed)
-    const owners = alive.filter((p) => p.role() === 'owner')
+    // Asked, not taken from the last role line: a process reports a change when it notices.
+    const roles = await Promise.all(alive.map((p) => p.ask()))
+    const owners = alive.filter((_, i) => roles[i] === 'owner')
     t.is(owners.length, 1, `round ${round}: exactly one new owner`)
     current = owners[0]
     if (alive.length < 4) {
@@ -180,16 +183,9 @@ test('kill -9 of the owner while 4 clients append: a client takes over, nothing 
   }
   const stamped = everyone.filter((p) => p.name === 'c2' || p.name === 'c3')
   t.deepEqual([...stamped.flatMap((p) => [...p.fails.values()])], [], 'stamped appends are retried, never refused')
-  const doubled = checkLog(t, await scan(dir), everyone)
-  // Unstamped appends are never sent twice. A stamped one can land twice only if the owner
-  // died after its fdatasync and before its answer: the new owner's producer table starts
-  // empty until entries carry their stamp on disk (format v4).
-  t.deepEqual(
-    doubled.filter((text) => !text.startsWith('c2:') && !text.startsWith('c3:')),
-    [],
-    'no unstamped append doubled',
-  )
-  if (doubled.length > 0) t.log(`stamped appends doubled (table not yet durable): ${doubled.join(', ')}`)
+  // Unstamped appends are never sent twice; a stamped one sent again after its owner died is
+  // found in the new owner's producer table, rebuilt from the stamps on disk: once either way.
+  t.deepEqual(checkLog(t, await scan(dir), everyone), [], 'no append doubled (raw WAL scan)')
 })
 
 test('kill -9 of a client mid-append: the owner and the log carry on', async (t) => {

@@ -5,9 +5,9 @@
 //!
 //! A request's stamp is [`ProducerTable::check`]ed, then [`ProducerTable::reserve`]d as it is
 //! handed to the committer (so requests pipelined behind it check against it), then
-//! [`ProducerTable::record`]ed with the log sequence it got. [`ProducerTable::rebuild`] makes
-//! the table from the stamps a log holds: until entries carry their stamp on disk, the table
-//! lives only as long as the writer that keeps it.
+//! [`ProducerTable::record`]ed with the log sequence its last entry got. That entry carries the
+//! stamp on disk (format v4's per-record producer), so [`ProducerTable::rebuild`] makes the
+//! table from the log after a crash: a retry that reaches the next owner lands once.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -23,7 +23,7 @@ pub const WINDOW: usize = 8;
 pub enum Check {
     /// New: append it.
     Append,
-    /// A retry of a request that was appended: its first log sequence.
+    /// A retry of a request that was appended: its last entry's log sequence.
     Duplicate(u64),
 }
 
@@ -32,7 +32,7 @@ struct Entry {
     epoch: u32,
     /// The sequence its next request must carry.
     next: u64,
-    /// Its latest requests: stamp sequence, and the first log sequence once known.
+    /// Its latest requests: stamp sequence, and its last entry's log sequence once known.
     window: VecDeque<(u64, Option<u64>)>,
 }
 
@@ -43,7 +43,7 @@ pub struct ProducerTable {
 }
 
 impl ProducerTable {
-    /// The table a log's stamped entries give, in log order: `(stamp, first log sequence)`.
+    /// The table a log's stamped entries give, in log order: `(stamp, its entry's sequence)`.
     pub fn rebuild(stamps: impl IntoIterator<Item = (Producer, u64)>) -> Self {
         let mut table = Self::default();
         for (stamp, sequence) in stamps {
@@ -82,7 +82,7 @@ impl ProducerTable {
             });
         }
         match entry.window.iter().find(|(seq, _)| *seq == stamp.seq) {
-            Some((_, Some(first))) => Ok(Check::Duplicate(*first)),
+            Some((_, Some(last))) => Ok(Check::Duplicate(*last)),
             Some((_, None)) => Err(Error::InvalidArgument(format!(
                 "producer {} sequence {} is a retry of a request still in flight or failed",
                 stamp.id, stamp.seq
@@ -113,15 +113,15 @@ impl ProducerTable {
         entry.window.push_back((stamp.seq, None));
     }
 
-    /// The request stamped `stamp` was appended at `first` (its first log sequence).
-    pub fn record(&mut self, stamp: Producer, first: u64) {
+    /// The request stamped `stamp` was appended, its last entry at `last`.
+    pub fn record(&mut self, stamp: Producer, last: u64) {
         if let Some(slot) = self
             .producers
             .get_mut(&stamp.id)
             .filter(|e| e.epoch == stamp.epoch)
             .and_then(|e| e.window.iter_mut().find(|(seq, _)| *seq == stamp.seq))
         {
-            slot.1 = Some(first);
+            slot.1 = Some(last);
         }
     }
 }

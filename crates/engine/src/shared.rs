@@ -9,9 +9,9 @@
 //! else connects to whichever process did. A request that was in flight fails with
 //! `OwnerLost` (its outcome unknown), unless it carries an idempotent producer's stamp: then it
 //! is sent again, and the new owner's [`ProducerTable`] answers a retry of one it already
-//! appended with the sequences it got. Until entries carry their stamp on disk, that table
-//! starts empty with each owner, so a stamped request the dead owner made durable but did not
-//! answer can still land twice.
+//! appended with the sequences it got. The stamp is on disk with the request's last entry, and
+//! each owner rebuilds the table from the log it recovers, so a stamped request the dead owner
+//! made durable but did not answer lands once.
 //!
 //! [`SharedStore`] is a [`Sink`], as a [`Committer`] is: what a binding appends through.
 
@@ -28,6 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backup::{self, Upto};
+use crate::batch::Entry;
 use crate::committer::{AppendRequest, Reply, WriterState};
 use crate::consumer::{self, Log, Summary};
 use crate::error::{Error, Result};
@@ -88,6 +89,25 @@ impl Queued {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The producer table a store's log gives: the stamps on the entries after its live snapshot
+/// (each stamped entry ends the request it stamps). A retry of a request from before the live
+/// snapshot is not known to it.
+fn producers_of(store: &Store) -> Result<ProducerTable> {
+    let mut replay = store.replay(0)?;
+    let mut stamps = Vec::new();
+    loop {
+        let batch: Vec<Entry> = replay.next_batch(4096, 4 << 20)?;
+        if batch.is_empty() {
+            return Ok(ProducerTable::rebuild(stamps));
+        }
+        stamps.extend(
+            batch
+                .iter()
+                .filter_map(|e| e.producer.map(|p| (p, e.sequence))),
+        );
+    }
 }
 
 fn closed() -> Error {
@@ -197,7 +217,7 @@ impl SharedStore {
             match Store::open(&self.vfs, &self.dir, self.options) {
                 Ok(store) => {
                     let store = Arc::new(store);
-                    let producers = Arc::new(Mutex::new(ProducerTable::default()));
+                    let producers = Arc::new(Mutex::new(producers_of(&store)?));
                     let server =
                         Server::start(&self.socket, Arc::clone(&store), Arc::clone(&producers))?;
                     return Ok(Role::Owner {

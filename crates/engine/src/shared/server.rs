@@ -62,20 +62,26 @@ pub fn append(
             table.reserve(stamp);
             drop(table);
             let producers = Arc::clone(producers);
-            let reply = request.reply;
+            let AppendRequest {
+                entries,
+                reply,
+                chained,
+            } = request;
             committer.append_all(vec![AppendRequest {
+                // The stamp goes to disk with the request's last entry: the next owner's table.
+                entries: entries.stamped(stamp),
                 reply: Box::new(move |outcome: Result<RangeInclusive<u64>>| {
                     if let Ok(range) = &outcome {
-                        lock(&producers).record(stamp, *range.start());
+                        lock(&producers).record(stamp, *range.end());
                     }
                     reply(outcome);
                 }),
-                ..request
+                chained,
             }]);
         }
-        Ok(Check::Duplicate(first)) => {
+        Ok(Check::Duplicate(last)) => {
             drop(table);
-            (request.reply)(Ok(first..=first + count.saturating_sub(1)));
+            (request.reply)(Ok(last.saturating_sub(count.saturating_sub(1))..=last));
         }
         Err(e) => {
             drop(table);

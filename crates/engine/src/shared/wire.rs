@@ -516,11 +516,13 @@ impl Reader {
                     } else {
                         None
                     };
+                    // A request's producer stamp travels beside its entries (`producer`).
                     list.push(NewEntry {
                         payload,
                         principal,
                         origin,
                         hlc,
+                        producer: None,
                     });
                 }
                 Ok(NewEntries::List(list))

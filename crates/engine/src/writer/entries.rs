@@ -136,6 +136,33 @@ impl NewEntries {
         }
     }
 
+    /// The same entries with `producer` stamped on the last one: it lands only with all
+    /// before it (a log keeps a prefix), so a log holding the stamp holds the whole request.
+    #[must_use]
+    pub fn stamped(self, producer: Producer) -> Self {
+        let mut list = match self {
+            Self::List(entries) => entries,
+            Self::Packed { data, lengths } => {
+                let mut at = 0usize;
+                lengths
+                    .iter()
+                    .map(|&len| {
+                        let start = at;
+                        at += len as usize;
+                        NewEntry {
+                            payload: data.slice(start..at),
+                            ..NewEntry::default()
+                        }
+                    })
+                    .collect()
+            }
+        };
+        if let Some(last) = list.last_mut() {
+            last.producer = Some(producer);
+        }
+        Self::List(list)
+    }
+
     /// Each entry, borrowed, with the buffer its payload is a slice of.
     pub(super) fn sourced_views(
         &self,

@@ -45,6 +45,7 @@ fn requests_and_answers_decode_to_what_was_encoded() {
             seconds: 6,
             subseconds: 7,
         }),
+        producer: None,
     };
     let sync = Request::CommitNow {
         id: 8,
