@@ -165,7 +165,7 @@ test("every prose statement of the default retention ('keep N snapshots, M archi
 
 test('every error code the docs and the doc comments name exists', async (t) => {
   // Upper-case names with an underscore that are not codes: environment variables, open flags, constants.
-  const NOT_CODES = new Set(['ERROR_CODES', 'PROBLEM_CODES', 'O_NOFOLLOW', 'O_NONBLOCK', 'O_EXCL', 'RUSTC_BOOTSTRAP', 'PROPTEST_CASES', 'LD_PRELOAD', 'FUZZ_SEED', 'FUZZ_OPS', 'CARGO_TARGET_DIR', 'CARGO_INCREMENTAL', 'NAPI_RS_NATIVE_LIBRARY_PATH', 'NAPI_RS_FORCE_WASI', 'NAPI_RS_WASI_FLAVOR', 'NAPI_RS_ENFORCE_VERSION_CHECK', 'SO_PEERCRED', 'XDG_RUNTIME_DIR'])
+  const NOT_CODES = new Set(['ERROR_CODES', 'PROBLEM_CODES', 'O_NOFOLLOW', 'O_NONBLOCK', 'O_EXCL', 'RUSTC_BOOTSTRAP', 'PROPTEST_CASES', 'LD_PRELOAD', 'FUZZ_SEED', 'FUZZ_OPS', 'CARGO_TARGET_DIR', 'CARGO_INCREMENTAL', 'NAPI_RS_NATIVE_LIBRARY_PATH', 'NAPI_RS_FORCE_WASI', 'NAPI_RS_WASI_FLAVOR', 'NAPI_RS_ENFORCE_VERSION_CHECK', 'SO_PEERCRED', 'XDG_RUNTIME_DIR', 'SHARED_KILL_ROUNDS'])
   // The HTTP subscription API's codes are the protocol's, in their own table.
   const { SubscriptionErrors } = createRequire(import.meta.url)('../src/http/subscriptions.js')
   const known = new Set([...ERROR_CODES, ...PROBLEM_CODES, ...Object.values(SubscriptionErrors)])
