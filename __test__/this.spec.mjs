@@ -68,6 +68,7 @@ const TABLE = {
     verify: [ASYNC],
   },
   Store: {
+    role: [SYNC],
     snapshot: [SYNC],
     replay: [GENERATOR],
     replayBatches: [GENERATOR],

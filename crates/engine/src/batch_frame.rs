@@ -95,7 +95,7 @@ use crate::error::{Error, Result};
 use crate::file_header::{le_u32, le_u64};
 use crate::frame::{
     Damage, Defect, FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, FLAG_REPLICATED, MAX_PAYLOAD_LEN,
-    MAX_PRINCIPAL_LEN, Origin, Producer,
+    MAX_PRINCIPAL_LEN, Origin, Producer, check_caps,
 };
 use crate::hlc::Hlc;
 
@@ -251,7 +251,7 @@ pub fn encode_batch_spliced(
     let mut table_len = 0;
     let mut body_len = 0;
     for record in records {
-        check_caps(record)?;
+        check_caps(record.stored.len(), record.principal)?;
         let len = record_len(record, base_ticks);
         table_len += varint_len(table_entry(len, record));
         body_len += len;
@@ -665,22 +665,6 @@ fn parse_record(
         compressed: flags & FLAG_COMPRESSED != 0,
         watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
     })
-}
-
-fn check_caps(record: &Record<'_>) -> Result<()> {
-    if record.stored.len() > MAX_PAYLOAD_LEN {
-        return Err(Error::PayloadTooLarge {
-            len: record.stored.len() as u64,
-            cap: MAX_PAYLOAD_LEN as u64,
-        });
-    }
-    match record.principal {
-        Some(p) if p.len() > MAX_PRINCIPAL_LEN => Err(Error::PrincipalTooLarge {
-            len: p.len() as u64,
-            cap: MAX_PRINCIPAL_LEN as u64,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// The encoded length of `record` in a batch whose base HLC is `base_ticks`.

@@ -300,5 +300,26 @@ pub fn encode_frame_head(out: &mut Vec<u8>, fields: &FrameFields<'_>, stored: &[
     header[0..4].copy_from_slice(&sum.to_le_bytes());
 }
 
+/// The caps every entry is held to, written and read: a payload of `payload_len` bytes (as
+/// stored) and its principal.
+///
+/// # Errors
+/// `PayloadTooLarge` or `PrincipalTooLarge`.
+pub(crate) fn check_caps(payload_len: usize, principal: Option<&[u8]>) -> crate::error::Result<()> {
+    if payload_len > MAX_PAYLOAD_LEN {
+        return Err(Error::PayloadTooLarge {
+            len: payload_len as u64,
+            cap: MAX_PAYLOAD_LEN as u64,
+        });
+    }
+    match principal {
+        Some(p) if p.len() > MAX_PRINCIPAL_LEN => Err(Error::PrincipalTooLarge {
+            len: p.len() as u64,
+            cap: MAX_PRINCIPAL_LEN as u64,
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
-use crate::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin, Producer};
+use crate::frame::{Origin, Producer, check_caps};
 use crate::hlc::Hlc;
 
 /// One entry to append.
@@ -58,19 +58,7 @@ impl EntryView<'_> {
     /// # Errors
     /// `PayloadTooLarge` or `PrincipalTooLarge`.
     pub fn validate(&self) -> Result<()> {
-        if self.payload.len() > MAX_PAYLOAD_LEN {
-            return Err(Error::PayloadTooLarge {
-                len: self.payload.len() as u64,
-                cap: MAX_PAYLOAD_LEN as u64,
-            });
-        }
-        match self.principal {
-            Some(p) if p.len() > MAX_PRINCIPAL_LEN => Err(Error::PrincipalTooLarge {
-                len: p.len() as u64,
-                cap: MAX_PRINCIPAL_LEN as u64,
-            }),
-            _ => Ok(()),
-        }
+        check_caps(self.payload.len(), self.principal)
     }
 }
 
