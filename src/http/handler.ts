@@ -365,7 +365,7 @@ export class Protocol {
         ...this.#tailHeaders(stream),
       }, stream.json ? '[]' : '')
     }
-    let at = from === 'now' ? { ...stream.tail } : from
+    const at = from === 'now' ? { ...stream.tail } : from
     let result = await this.#streams.read(stream, at)
     if (live === 'long-poll' && result.chunks.length === 0 && !stream.closed) {
       const wait = stream.changed(this.#longPollMs)
@@ -388,7 +388,6 @@ export class Protocol {
     if (live === 'long-poll' && result.chunks.length === 0 && stream.closed) {
       return send(res, 204, { [Headers.upToDate]: 'true', [Headers.cursor]: nextCursor(cursor), ...this.#tailHeaders(stream) })
     }
-    at = result.end
     const etag = `"${formatOffset(from === 'now' ? stream.tail : from)}:${formatOffset(result.end)}${stream.closed && result.upToDate ? ':c' : ''}"`
     const headers: Record<string, string> = {
       'content-type': stream.meta.contentType,

@@ -17,6 +17,7 @@ import { join } from 'node:path'
 
 import { PersistError } from '../errors'
 import { Store } from '../store'
+import { fsyncDir, writeSynced } from './files'
 import { decodeMark, encodeMark, type Mark, type ProducerStamp } from './marks'
 import { ProducerTable } from './producers'
 import { comparePositions, isJson, type Position } from './protocol'
@@ -127,15 +128,6 @@ const MAX_READ_BYTES = 1 << 20
 
 function dirName(name: string): string {
   return createHash('sha256').update(name).digest('hex').slice(0, 40)
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }
 
 export class Streams {
@@ -337,13 +329,7 @@ export class Streams {
     const staging = join(this.#streamsDir, `.${randomBytes(8).toString('hex')}`)
     await fs.mkdir(staging, { mode: 0o700 })
     try {
-      const file = await fs.open(join(staging, META), 'wx', 0o600)
-      try {
-        await file.writeFile(JSON.stringify(meta))
-        await file.sync()
-      } finally {
-        await file.close()
-      }
+      await writeSynced(join(staging, META), JSON.stringify(meta))
       // One append at most: no preallocated megabyte to write and trim again.
       const store = await Store.open(join(staging, LOG), { preallocate: false })
       try {
@@ -470,7 +456,6 @@ export class Streams {
       end = at
     }
     await this.#readInto(stream, from, stream.tail, take, () => bytes >= MAX_READ_BYTES)
-    if (chunks.length === 0) end = comparePositions(from, stream.tail) > 0 ? from : end
     return { chunks, end, upToDate: comparePositions(end, stream.tail) >= 0 }
   }
 

@@ -8,7 +8,7 @@
  * worker cannot move a cursor a newer one owns.
  *
  * Subscriptions and their acknowledged offsets are published whole (temp file, fdatasync,
- * rename) under `<root>/subscriptions/`; the signing key is `<root>/webhook-key.json`.
+ * rename, directory fsync) under `<root>/subscriptions/`; the signing key is `<root>/webhook-key.json`.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, randomBytes, sign } from 'node:crypto'
 import { promises as fs } from 'node:fs'
@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 
+import { publish } from './files'
 import { formatOffset } from './protocol'
 import type { Streams } from './streams'
 
@@ -155,18 +156,6 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
     // answered below
   }
   throw new ApiError(400, SubscriptionErrors.invalidRequest, 'the body must be a JSON object')
-}
-
-async function publish(file: string, text: string): Promise<void> {
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`
-  const handle = await fs.open(temp, 'wx', 0o600)
-  try {
-    await handle.writeFile(text)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await fs.rename(temp, file)
 }
 
 export class Subscriptions {
