@@ -3,38 +3,22 @@
 // with every stream idle, and again with ACTIVE of them (default 256, the default maxOpenStores)
 // just appended to. The server runs in its own process; the figures are its /proc entries.
 // Run: node bench/http-scale.mjs   (after npm run build)
-import { spawn } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
-import { Agent, request } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
+import { readdir, readFile } from 'node:fs/promises'
+
+import { client, start } from './drivers/http-servers.mjs'
 
 const STREAMS = Number(process.env.STREAMS ?? 10_000)
 const ACTIVE = Number(process.env.ACTIVE ?? 256)
 const PARALLEL = 32
 
-const dir = await mkdtemp(join(tmpdir(), 'bench-http-scale-'))
-const child = spawn(process.execPath, [new URL('./drivers/http-servers.mjs', import.meta.url).pathname, 'selene-persist', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-let url
-for await (const line of createInterface({ input: child.stdout })) if (line.startsWith('listening ')) { url = line.slice(10); break }
-
-const agent = new Agent({ keepAlive: true, maxSockets: PARALLEL })
-const send = (method, path, body) =>
-  new Promise((resolve, reject) => {
-    const req = request(`${url}${path}`, { method, agent, headers: { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
+const server = await start('selene-persist')
+const request = client(PARALLEL)
+const send = (method, path, body) => request(method, `${server.url}${path}`, body)
 
 async function usage() {
-  // Settle the heap first: RSS after a GC is what the streams hold, not garbage.
-  const status = await readFile(`/proc/${child.pid}/status`, 'utf8')
+  const status = await readFile(`/proc/${server.pid}/status`, 'utf8')
   const rss = Number(/VmRSS:\s+(\d+)/.exec(status)[1]) * 1024
-  const fds = (await readdir(`/proc/${child.pid}/fd`)).length
+  const fds = (await readdir(`/proc/${server.pid}/fd`)).length
   return { rss, fds }
 }
 
@@ -53,8 +37,7 @@ for (let next = 0; next < ACTIVE; ) {
   for (const status of await Promise.all(wave)) if (status !== 204) throw new Error(`POST: ${status}`)
 }
 const active = await usage()
-child.kill('SIGKILL')
-await rm(dir, { recursive: true, force: true })
+await server.stop()
 
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`
 console.log(`${STREAMS} streams created in ${created.toFixed(1)} s (${(STREAMS / created).toFixed(0)}/s, ${PARALLEL} at a time)`)

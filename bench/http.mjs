@@ -4,13 +4,7 @@
 // stream, 32 clients on 32 streams (128-byte appends, each awaited), then a catch-up read of
 // 1M JSON messages and the SSE lag from an append to its event (selene-persist only).
 // Run: npm --prefix bench install && node bench/http.mjs   (after npm run build)
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { Agent, request } from 'node:http'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
+import { client, start } from './drivers/http-servers.mjs'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)
 const PAYLOAD = 'x'.repeat(128)
@@ -21,42 +15,7 @@ const CASES = [
   { name: '32 clients, 32 streams', clients: 32, streams: 32, appends: 3200 },
 ]
 
-async function start(server) {
-  const dir = await mkdtemp(join(tmpdir(), `bench-http-${server}-`))
-  const child = spawn(process.execPath, [new URL('./drivers/http-servers.mjs', import.meta.url).pathname, server, dir], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let url
-  for await (const line of createInterface({ input: child.stdout })) {
-    if (line.startsWith('listening ')) {
-      url = line.slice('listening '.length)
-      break
-    }
-  }
-  // The reference server logs to stdout: keep the pipe drained.
-  child.stdout.resume()
-  return {
-    url,
-    async stop() {
-      const exited = once(child, 'exit')
-      child.kill('SIGKILL')
-      await exited
-      await rm(dir, { recursive: true, force: true })
-    },
-  }
-}
-
-// The load generator: node:http on kept-alive sockets (fetch costs the client more CPU than the
-// servers spend, which would hide the difference between them).
-const agent = new Agent({ keepAlive: true, maxSockets: 256 })
-function post(url, body) {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent, headers: { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume()
-      res.on('end', () => resolve(res.statusCode))
-    })
-    req.on('error', reject)
-    req.end(body)
-  })
-}
+const send = client(256)
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -72,7 +31,7 @@ async function runCase(url, c) {
       const target = streams[k % c.streams]
       for (let i = 0; i < perClient; i++) {
         const s = performance.now()
-        const status = await post(target, PAYLOAD)
+        const status = await send('POST', target, PAYLOAD)
         if (status !== 204) throw new Error(`append: ${status}`)
         latencies.push(performance.now() - s)
       }
