@@ -11,7 +11,7 @@ use crate::compression::decompress_bounded;
 use crate::error::{Error, Result};
 use crate::frame::{FLAG_CHECKPOINT_WATERMARK, FLAG_COMPRESSED, MAX_PAYLOAD_LEN, Origin, Producer};
 use crate::hlc::Hlc;
-use crate::scan::{Frame, FrameRef};
+use crate::scan::FrameRef;
 
 /// One entry read back, payload decompressed.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -43,19 +43,19 @@ impl Entry {
     ///
     /// # Errors
     /// `Decompression`, `PayloadTooLarge`.
-    pub fn from_frame(frame: Frame) -> Result<Self> {
+    pub fn from_frame(frame: FrameRef<'_>) -> Result<Self> {
         let flags = frame.flags;
         let (offset, stored_len) = (frame.offset, frame.stored.len() as u64);
         let payload = if flags & FLAG_COMPRESSED == 0 {
-            frame.stored
+            frame.stored_shared()
         } else {
-            decompress_payload(&frame.stored, frame.offset)?.into()
+            decompress_payload(frame.stored, frame.offset)?.into()
         };
         Ok(Self {
             sequence: frame.sequence,
             hlc: frame.hlc,
             origin: frame.origin,
-            principal: frame.principal,
+            principal: frame.principal.map(<[u8]>::to_vec),
             producer: frame.producer,
             payload,
             watermark: flags & FLAG_CHECKPOINT_WATERMARK != 0,
@@ -97,7 +97,7 @@ impl Batch for Vec<Entry> {
     }
 
     fn push_frame(&mut self, frame: FrameRef<'_>) -> Result<usize> {
-        let entry = Entry::from_frame(frame.clone())?;
+        let entry = Entry::from_frame(frame)?;
         let len = entry.payload.len();
         self.push(entry);
         Ok(len)

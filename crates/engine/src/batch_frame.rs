@@ -512,13 +512,21 @@ fn read_head(bytes: &[u8], offset: u64) -> std::result::Result<Head, Defect> {
     if bytes.len() - BATCH_HEADER_LEN < count {
         return Err(short);
     }
+    // One pass over the table; a length out of range is reported only once the checksum
+    // says the table is what the writer wrote.
     let mut at = BATCH_HEADER_LEN;
-    let mut raw = Vec::with_capacity(count);
+    let mut table = Vec::with_capacity(count);
+    let mut bad_len = None;
     for _ in 0..count {
         match read_varint(&bytes[at..], MAX_U64_VARINT) {
             Varint::Value(value, used) => {
-                raw.push(value);
                 at += used;
+                let len = value >> RECORD_FLAG_BITS;
+                if !(MIN_RECORD_LEN as u128..=MAX_RECORD_LEN as u128).contains(&len) {
+                    bad_len.get_or_insert(len);
+                }
+                #[allow(clippy::cast_possible_truncation)] // checked above, and 4 bits
+                table.push((len as usize, (value & RECORD_FLAG_MASK) as u8));
             }
             Varint::Short => return Err(short),
             Varint::Invalid => return Err(damaged),
@@ -556,14 +564,8 @@ fn read_head(bytes: &[u8], offset: u64) -> std::result::Result<Head, Defect> {
             "{count} records from sequence {base_sequence} pass the largest sequence"
         )));
     }
-    let mut table = Vec::with_capacity(count);
-    for value in raw {
-        let len = value >> RECORD_FLAG_BITS;
-        if !(MIN_RECORD_LEN as u128..=MAX_RECORD_LEN as u128).contains(&len) {
-            return Err(invalid(format!("record length {len} out of range")));
-        }
-        #[allow(clippy::cast_possible_truncation)] // bounded by MAX_RECORD_LEN and 4 bits
-        table.push((len as usize, (value & RECORD_FLAG_MASK) as u8));
+    if let Some(len) = bad_len {
+        return Err(invalid(format!("record length {len} out of range")));
     }
     let base = Hlc {
         seconds: le_u64(&fixed[20..28]),
@@ -736,6 +738,14 @@ enum Varint {
 }
 
 fn read_varint(bytes: &[u8], max: usize) -> Varint {
+    // Most values here (lengths, small deltas) take one or two bytes.
+    match *bytes {
+        [b0, ..] if b0 < 0x80 => return Varint::Value(u128::from(b0), 1),
+        [b0, b1, ..] if b1 < 0x80 && b1 != 0 && max >= 2 => {
+            return Varint::Value(u128::from(b0 & 0x7f) | u128::from(b1) << 7, 2);
+        }
+        _ => {}
+    }
     let mut value = 0u128;
     for (i, &byte) in bytes.iter().take(max).enumerate() {
         value |= u128::from(byte & 0x7f) << (7 * i);

@@ -626,7 +626,7 @@ fn examine_wal(
         } else {
             summary.compressed_entries += 1;
             if depth == Depth::Verify {
-                match Entry::from_frame(frame) {
+                match Entry::from_frame(frame.borrowed()) {
                     Ok(entry) => summary.raw_payload_bytes += entry.payload.len() as u64,
                     Err(e) => report.error(path, &e),
                 }

@@ -120,9 +120,9 @@ impl WalReader {
     }
 
     /// Hand each verified frame with a sequence of at least `from` to `visit`, in order, until
-    /// it returns `Ok(false)` or the current end. Frames whole in the bytes already read go
-    /// borrowed, without a copy ([`FrameCursor::next_in_window`]); the others one by one as
-    /// [`Self::next_frame`] reads them.
+    /// it returns `Ok(false)` or the current end. Frames go borrowed from the bytes read, without
+    /// a copy ([`FrameCursor::next_in_window`], reading on with [`FrameCursor::fill_window`]); a
+    /// unit that does not verify there goes to [`Self::next_frame`], which judges it.
     ///
     /// # Errors
     /// As [`Self::next_frame`], and what `visit` returns.
@@ -146,6 +146,16 @@ impl WalReader {
             }
             if !more {
                 return Ok(());
+            }
+            if !self.failed {
+                match self.cursor.fill_window(self.file.as_ref(), &self.path) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.failed = true;
+                        return Err(e);
+                    }
+                }
             }
             let Some(frame) = self.next_frame(from)? else {
                 return Ok(());

@@ -102,8 +102,20 @@ pub struct Frame {
 impl Frame {
     /// The frame, borrowed.
     #[must_use]
-    pub const fn borrowed(&self) -> FrameRef<'_> {
-        self
+    pub fn borrowed(&self) -> FrameRef<'_> {
+        FrameRef {
+            offset: self.offset,
+            end: self.end,
+            unit_checksum: self.unit_checksum,
+            sequence: self.sequence,
+            hlc: self.hlc,
+            flags: self.flags,
+            origin: self.origin,
+            principal: self.principal.as_deref(),
+            producer: self.producer,
+            stored: &self.stored,
+            buffer: &self.stored,
+        }
     }
 
     /// The entry as a batch-frame record.
@@ -121,8 +133,62 @@ impl Frame {
     }
 }
 
-/// One verified entry, borrowed.
-pub type FrameRef<'a> = &'a Frame;
+/// One verified entry, borrowed from the bytes it was read into: what a batched read visits,
+/// so an entry costs no allocation and no reference count until a caller keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameRef<'a> {
+    /// As [`Frame::offset`].
+    pub offset: u64,
+    /// As [`Frame::end`].
+    pub end: u64,
+    /// As [`Frame::unit_checksum`].
+    pub unit_checksum: u32,
+    /// Entry sequence.
+    pub sequence: u64,
+    /// Entry timestamp.
+    pub hlc: Hlc,
+    /// Flag bits, as [`Frame::flags`].
+    pub flags: u8,
+    /// Its origin.
+    pub origin: Origin,
+    /// Its principal.
+    pub principal: Option<&'a [u8]>,
+    /// Its idempotent producer's stamp (format v4 only).
+    pub producer: Option<Producer>,
+    /// The payload as stored (empty from a cursor made [`FrameCursor::without_payloads`]).
+    pub stored: &'a [u8],
+    /// The shared buffer `stored` lies in.
+    buffer: &'a Bytes,
+}
+
+impl FrameRef<'_> {
+    /// The payload as stored, sharing the buffer it lies in rather than copied.
+    #[must_use]
+    pub fn stored_shared(&self) -> Bytes {
+        if self.stored.is_empty() {
+            Bytes::new()
+        } else {
+            self.buffer.slice_ref(self.stored)
+        }
+    }
+
+    /// The entry, owned (its payload shared, its principal copied).
+    #[must_use]
+    pub fn to_frame(&self) -> Frame {
+        Frame {
+            offset: self.offset,
+            end: self.end,
+            unit_checksum: self.unit_checksum,
+            sequence: self.sequence,
+            hlc: self.hlc,
+            flags: self.flags,
+            origin: self.origin,
+            principal: self.principal.map(<[u8]>::to_vec),
+            producer: self.producer,
+            stored: self.stored_shared(),
+        }
+    }
+}
 
 /// Most records one batch frame holds as the writer and every encoder here make them.
 pub const BATCH_RECORDS_CAP: usize = 1024;
@@ -194,19 +260,26 @@ pub fn encode_records_spliced(
     Ok(batches)
 }
 
-/// The entries of the unit (a v3 frame, or a v4 batch frame) at the start of `bytes`, found
-/// at `offset`, verified in full; `keep` is the buffer `bytes` lies in, which their payloads
-/// share (`None`: payloads left empty). Returns them and the unit's length.
-fn unit_in(
-    bytes: &[u8],
+/// Hand each entry of the unit (a v3 frame, or a v4 batch frame) at the start of `bytes`, found
+/// at `offset`, to `visit`, borrowed from `buffer` (which `bytes` lies in; `None`: payloads
+/// left empty). The unit is verified whole, and its first sequence checked to follow
+/// `previous` (when given), before the first entry is visited. Returns the unit's length and
+/// its last sequence.
+fn visit_unit<'a>(
+    bytes: &'a [u8],
     offset: u64,
     layout: Layout,
-    keep: Option<&Bytes>,
-) -> std::result::Result<(Vec<Frame>, usize), Defect> {
-    let share = |stored: &[u8]| match keep {
-        Some(buffer) if !stored.is_empty() => buffer.slice_ref(stored),
-        _ => Bytes::new(),
+    buffer: Option<&'a Bytes>,
+    previous: Option<u64>,
+    mut visit: impl FnMut(FrameRef<'a>),
+) -> std::result::Result<(usize, u64), Defect> {
+    static NO_BUFFER: Bytes = Bytes::new();
+    let follows = |base: u64| match previous {
+        Some(previous) => check_sequence(offset, previous, base).map_err(Defect::Invalid),
+        None => Ok(()),
     };
+    let keep = |stored: &'a [u8]| if buffer.is_some() { stored } else { &[] };
+    let buffer = buffer.unwrap_or(&NO_BUFFER);
     match layout {
         Layout::V3 => {
             let short = Defect::Damaged(Damage::Short);
@@ -218,29 +291,29 @@ fn unit_in(
             let len = usize::try_from(header.frame_len()).unwrap_or(usize::MAX);
             let body = bytes.get(FRAME_HEADER_LEN..len).ok_or(short)?;
             let (origin, principal, stored) = check_body(&header, body)?;
-            Ok((
-                vec![Frame {
-                    offset,
-                    end: offset + len as u64,
-                    unit_checksum: header.header_checksum,
-                    sequence: header.sequence,
-                    hlc: header.hlc,
-                    flags: header.flags,
-                    origin,
-                    principal: principal.map(<[u8]>::to_vec),
-                    producer: None,
-                    stored: share(stored),
-                }],
-                len,
-            ))
+            follows(header.sequence)?;
+            visit(FrameRef {
+                offset,
+                end: offset + len as u64,
+                unit_checksum: header.header_checksum,
+                sequence: header.sequence,
+                hlc: header.hlc,
+                flags: header.flags,
+                origin,
+                principal,
+                producer: None,
+                stored: keep(stored),
+                buffer,
+            });
+            Ok((len, header.sequence))
         }
         Layout::V4 => {
             let batch = batch_frame::decode_batch(bytes, offset)?;
+            follows(batch.base_sequence)?;
             let end = offset + batch.len as u64;
             let checksum = le_u32(&bytes[0..4]);
-            let frames = (batch.base_sequence..)
-                .zip(&batch.records)
-                .map(|(sequence, record)| Frame {
+            for (sequence, record) in (batch.base_sequence..).zip(&batch.records) {
+                visit(FrameRef {
                     offset,
                     end,
                     unit_checksum: checksum,
@@ -248,14 +321,30 @@ fn unit_in(
                     hlc: record.hlc,
                     flags: record.flags(),
                     origin: record.origin,
-                    principal: record.principal.map(<[u8]>::to_vec),
+                    principal: record.principal,
                     producer: record.producer,
-                    stored: share(record.stored),
-                })
-                .collect();
-            Ok((frames, batch.len))
+                    stored: keep(record.stored),
+                    buffer,
+                });
+            }
+            Ok((batch.len, *batch.sequences().end()))
         }
     }
+}
+
+/// The entries of the unit at the start of `bytes`, as [`visit_unit`] finds them, owned
+/// (payloads share `buffer`), and the unit's length.
+fn unit_in(
+    bytes: &[u8],
+    offset: u64,
+    layout: Layout,
+    buffer: Option<&Bytes>,
+) -> std::result::Result<(Vec<Frame>, usize), Defect> {
+    let mut frames = Vec::new();
+    let (len, _) = visit_unit(bytes, offset, layout, buffer, None, |frame| {
+        frames.push(frame.to_frame());
+    })?;
+    Ok((frames, len))
 }
 
 /// The entries of the format v4 batch frame at `offset` of an in-memory run of batch frames,
@@ -639,6 +728,21 @@ impl FrameCursor {
         file: &dyn VfsFile,
         path: &Path,
     ) -> Result<std::result::Result<(Vec<Frame>, usize), Defect>> {
+        let at = match self.fetch_unit(file, path)? {
+            Ok(at) => at,
+            Err(defect) => return Ok(Err(defect)),
+        };
+        let keep = self.keep_payloads.then_some(&self.window);
+        Ok(unit_in(&self.window[at], self.offset, self.layout, keep))
+    }
+
+    /// Bring the unit at the cursor whole into the window, its head verified and its sequence
+    /// checked (its records not yet): where it lies there.
+    fn fetch_unit(
+        &mut self,
+        file: &dyn VfsFile,
+        path: &Path,
+    ) -> Result<std::result::Result<Range<usize>, Defect>> {
         let (offset, layout) = (self.offset, self.layout);
         let fixed = fixed_len(layout);
         let Some(at) = self.fetch(file, path, offset, fixed)? else {
@@ -657,11 +761,26 @@ impl FrameCursor {
             Err(defect) => return Ok(Err(defect)),
         };
         check_sequence(offset, self.last_sequence, head.base_sequence)?;
-        let Some(at) = self.fetch(file, path, offset, head.len)? else {
-            return Ok(Err(Defect::Damaged(Damage::Short)));
-        };
-        let keep = self.keep_payloads.then_some(&self.window);
-        Ok(unit_in(&self.window[at], offset, layout, keep))
+        Ok(self
+            .fetch(file, path, offset, head.len)?
+            .ok_or(Defect::Damaged(Damage::Short)))
+    }
+
+    /// When the unit at the cursor is not whole in the window, read it in, so that
+    /// [`Self::next_in_window`] can visit it borrowed; whether the window changed. When it did
+    /// not, the unit is damaged or unfinished (or the file ends), and [`Self::next`] judges it.
+    /// Nothing pending is left behind: call it only once `next_in_window` returned.
+    ///
+    /// # Errors
+    /// I/O errors, and a sequence out of order behind a valid head.
+    pub fn fill_window(&mut self, file: &dyn VfsFile, path: &Path) -> Result<bool> {
+        if !self.pending.is_empty() {
+            return Ok(true);
+        }
+        let before = (self.window_start, self.window.len());
+        // A defect found here is judged by `next`, which reads the unit again.
+        let _whole = self.fetch_unit(file, path)?;
+        Ok((self.window_start, self.window.len()) != before)
     }
 
     /// The entries that follow whole in the bytes already read, each verified exactly as
@@ -675,32 +794,52 @@ impl FrameCursor {
         &mut self,
         mut visit: impl FnMut(FrameRef<'_>) -> std::result::Result<bool, E>,
     ) -> std::result::Result<(), E> {
-        loop {
-            while let Some(frame) = self.pending.pop_front() {
-                if !visit(frame.borrowed())? {
-                    return Ok(());
-                }
+        while let Some(frame) = self.pending.pop_front() {
+            if !visit(frame.borrowed())? {
+                return Ok(());
             }
-            match self.unit_in_window() {
-                Some(unit) => self.take(unit),
-                None => return Ok(()),
+        }
+        // Entries go to `visit` borrowed from the window as the unit is decoded; only those
+        // after the one where `visit` stops (or fails) are kept, owned, for the next call.
+        let window = self.window.clone();
+        let keep = self.keep_payloads.then_some(&window);
+        loop {
+            let Some(bytes) = self.window_at_cursor(&window) else {
+                return Ok(());
+            };
+            let mut outcome = Ok(true);
+            let mut rest = Vec::new();
+            let unit = visit_unit(
+                bytes,
+                self.offset,
+                self.layout,
+                keep,
+                Some(self.last_sequence),
+                |frame| match outcome {
+                    Ok(true) => outcome = visit(frame),
+                    _ => rest.push(frame.to_frame()),
+                },
+            );
+            // Not whole here, or not valid: `next` reads it afresh and judges it.
+            let Ok((len, last)) = unit else {
+                return Ok(());
+            };
+            self.offset += len as u64;
+            self.last_sequence = last;
+            self.pending.extend(rest);
+            if !outcome? {
+                return Ok(());
             }
         }
     }
 
-    /// The unit at the cursor, if it lies whole in the window and verifies.
-    fn unit_in_window(&self) -> Option<(Vec<Frame>, usize)> {
-        let end = (self.window_start + self.window.len() as u64).min(self.file_len);
-        if self.offset < self.window_start {
-            return None;
-        }
-        let at = usize::try_from(self.offset - self.window_start).ok()?;
+    /// The bytes of the window from the cursor to the file's end as last seen, if the window
+    /// holds the cursor.
+    fn window_at_cursor<'w>(&self, window: &'w Bytes) -> Option<&'w [u8]> {
+        let end = (self.window_start + window.len() as u64).min(self.file_len);
+        let at = usize::try_from(self.offset.checked_sub(self.window_start)?).ok()?;
         let visible = usize::try_from(end.checked_sub(self.offset)?).ok()?;
-        let bytes = self.window.get(at..at + visible)?;
-        let head = unit_head(bytes, self.offset, self.layout).ok()?;
-        check_sequence(self.offset, self.last_sequence, head.base_sequence).ok()?;
-        let keep = self.keep_payloads.then_some(&self.window);
-        unit_in(bytes.get(..head.len)?, self.offset, self.layout, keep).ok()
+        window.get(at..at + visible)
     }
 
     /// Where `len` bytes at `offset` are in the read window (read afresh if they are not);

@@ -14,8 +14,9 @@ use selene_persist_engine::{
     Compression, Entry, Hlc, NewEntry, Origin, Result, WalOptions, WalReader, WalWriter,
 };
 
-/// One entry to write: payload length, principal, replicated, and a watermark after it.
-type Spec = (usize, bool, bool, bool);
+/// One entry to write: payload length, principal, replicated, a watermark after it, and
+/// whether it is committed with the entries before it (one batch frame) or starts a group.
+type Spec = (usize, bool, bool, bool, bool);
 
 /// What a read saw: its entries, then how it ended (the error's code, if one), and the torn
 /// tail it stopped at.
@@ -30,7 +31,11 @@ fn write(path: &Path, specs: &[Spec]) {
         ..WalOptions::default()
     };
     let mut writer = WalWriter::open(&fs(), path, options).unwrap();
-    for (i, &(len, principal, replicated, watermark)) in specs.iter().enumerate() {
+    let mut group = Vec::new();
+    for (i, &(len, principal, replicated, watermark, joins)) in specs.iter().enumerate() {
+        if !joins && !group.is_empty() {
+            writer.append(&std::mem::take(&mut group)).unwrap();
+        }
         // Half of each payload repeats, so big ones compress.
         let payload: Vec<u8> = (0..len)
             .map(|j| if j % 2 == 0 { (i * 7 + j) as u8 } else { 3 })
@@ -52,10 +57,14 @@ fn write(path: &Path, specs: &[Spec]) {
             }),
             producer: None,
         };
-        writer.append(&[entry]).unwrap();
+        group.push(entry);
         if watermark {
+            writer.append(&std::mem::take(&mut group)).unwrap();
             writer.append_watermark().unwrap();
         }
+    }
+    if !group.is_empty() {
+        writer.append(&group).unwrap();
     }
     writer.close().unwrap();
 }
@@ -84,7 +93,7 @@ fn one_by_one(path: &Path, from: u64, marks: bool) -> Seen {
     let mut all = Vec::new();
     loop {
         match ended(reader.next_frame(from)) {
-            Ok(Some(frame)) => match ended(Entry::from_frame(frame)) {
+            Ok(Some(frame)) => match ended(Entry::from_frame(frame.borrowed())) {
                 Ok(entry) if entry.watermark && !marks => {}
                 Ok(entry) => all.push(entry),
                 Err(code) => return (all, Some(code), None),
@@ -127,9 +136,14 @@ fn damage(path: &Path, damage: Damage) {
 }
 
 fn specs() -> impl Strategy<Value = Vec<Spec>> {
-    // Up to 40 KB a payload: a 256 KiB read holds a few, so frames cross reads often.
+    // Up to 40 KB a payload: a 256 KiB read holds a few, so frames cross reads often; most
+    // entries join a group, so batches of many records are split by a read's limits.
     let len = prop_oneof![0..200usize, 0..40_000usize];
-    proptest::collection::vec((len, any::<bool>(), any::<bool>(), any::<bool>()), 1..40)
+    let joins = proptest::bool::weighted(0.7);
+    proptest::collection::vec(
+        (len, any::<bool>(), any::<bool>(), any::<bool>(), joins),
+        1..40,
+    )
 }
 
 fn damages() -> impl Strategy<Value = Damage> {

@@ -122,15 +122,15 @@ impl Batch for Packed {
     fn push_frame(&mut self, frame: FrameRef<'_>) -> Result<usize> {
         let flags = frame.flags;
         let compressed = flags & FLAG_COMPRESSED != 0;
-        if let Some(principal) = &frame.principal {
+        if let Some(principal) = frame.principal {
             self.data.extend_from_slice(principal);
         }
         let payload_start = self.data.len();
         if compressed {
             self.data
-                .extend_from_slice(&decompress_payload(&frame.stored, frame.offset)?);
+                .extend_from_slice(&decompress_payload(frame.stored, frame.offset)?);
         } else {
-            self.data.extend_from_slice(&frame.stored);
+            self.data.extend_from_slice(frame.stored);
         }
         let payload_len = self.data.len() - payload_start;
         let (node, seq) = match frame.origin {
