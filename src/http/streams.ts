@@ -335,6 +335,8 @@ export class Streams {
 
   /** Close a stream's store; `forget` (after a failed append) also drops what it learnt. */
   async #closeStore(stream: Stream, forget = false): Promise<void> {
+    // Appends admitted before the close reach the store first, as if handed over at once.
+    this.#sendUnsent()
     const store = stream.store
     stream.store = null
     if (store) await store.close()
@@ -411,6 +413,7 @@ export class Streams {
     }
     this.#known.delete(stream.meta.name)
     this.#open.delete(stream)
+    this.#sendUnsent()
     const store = stream.store
     stream.store = null
     stream.softDeleted = true
@@ -580,7 +583,6 @@ export class Streams {
   async close(): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper)
     this.#sweeper = null
-    this.#sendUnsent()
     const open = [...this.#open]
     this.#open.clear()
     await Promise.allSettled(open.map((stream) => this.#closeStore(stream)))
