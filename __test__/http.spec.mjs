@@ -166,6 +166,48 @@ test('hostile requests get protocol errors and harm nothing: huge bodies, bad of
   t.is(await (await fetch(`${url}/ok?offset=-1`)).text(), 'kept!')
 })
 
+test('concurrent appends handed to the store together are each acknowledged and each stored once, within the tail their responses name', async (t) => {
+  const { url } = await inProcess(t)
+  const stream = `${url}/together`
+  t.is((await fetch(stream, { method: 'PUT', headers: { 'content-type': 'text/plain' } })).status, 201)
+  const N = 64
+  const body = (i) => `<${String(i).padStart(6, '0')}>`
+  const size = body(0).length
+  // All at once over many sockets: requests read in one turn of the event loop share a hand-over.
+  const tails = await Promise.all(
+    Array.from({ length: N }, async (_, i) => {
+      const res = await fetch(stream, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: body(i) })
+      t.is(res.status, 204)
+      return Number(res.headers.get('stream-next-offset').split('_')[0])
+    }),
+  )
+  const read = await fetch(`${stream}?offset=-1`)
+  const text = await read.text()
+  const stored = Array.from({ length: text.length / size }, (_, k) => text.slice(k * size, (k + 1) * size))
+  t.deepEqual([...stored].sort(), Array.from({ length: N }, (_, i) => body(i)))
+  // A response names the tail once its append is durable: at least one, at most all of them.
+  t.is(read.headers.get('stream-next-offset'), `${String(N).padStart(16, '0')}_${'0'.repeat(16)}`)
+  t.true(tails.every((tail) => tail >= 1 && tail <= N))
+})
+
+test('a request target new URL would rewrite (dot segments, a query) names the stream of its rewritten path', async (t) => {
+  const { url } = await inProcess(t)
+  t.is((await fetch(`${url}/n/a`, { method: 'PUT', headers: { 'content-type': 'text/plain' } })).status, 201)
+  // node:http sends the target as written (fetch would normalise it first).
+  const post = (path, body) =>
+    new Promise((resolve, reject) => {
+      const req = request(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'text/plain' } }, (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode))
+      })
+      req.on('error', reject)
+      req.end(body)
+    })
+  for (const [path, body] of [['/n/./a', '1'], ['/n/x/../a', '2'], ['/n/a?q=1', '3'], ['/n/a', '4']]) t.is(await post(path, body), 204, path)
+  t.is(await post('/n/.a', 'x'), 404)
+  t.is(await (await fetch(`${url}/n/a?offset=-1`)).text(), '1234')
+})
+
 test('streams cost no open store when idle: only maxOpenStores stay open, and the others reopen on demand with their producers', async (t) => {
   const dir = await tempDir(t)
   const server = await serve({ dir, port: 0, maxOpenStores: 4 })

@@ -3,7 +3,7 @@
 // ROUNDS, default 3). Cases are data: one client appending in sequence, 32 clients on one
 // stream, 32 clients on 32 streams (128-byte appends, each awaited), then a catch-up read of
 // 1M JSON messages and the SSE lag from an append to its event (selene-persist only).
-// Run: npm --prefix bench install && node bench/http.mjs   (after npm run build)
+// Run: npm --prefix bench install && node bench/http.mjs   (after npm run build; ROUNDS=n)
 import { client, start } from './drivers/http-servers.mjs'
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3)

@@ -10,6 +10,7 @@ import type { Mark, ProducerStamp } from './marks'
 import {
   comparePositions,
   CORS,
+  respond as send,
   formatOffset,
   Headers,
   isJson,
@@ -49,15 +50,14 @@ const MAX_NAME_BYTES = 4096
 /** An SSE response ends after this long so caches can collapse readers (protocol 8.2). */
 const SSE_MAX_MS = 60_000
 
-function send(res: ServerResponse, status: number, headers: Record<string, string> = {}, body?: string | Buffer): void {
-  if (res.headersSent) {
-    res.end()
-    return
-  }
-  const all: Record<string, string> = { ...headers }
-  if (body !== undefined && typeof body === 'string' && all['content-type'] === undefined) all['content-type'] = 'text/plain'
-  res.writeHead(status, all)
-  res.end(body)
+/**
+ * A request target that `new URL` would return unchanged as its path: no query, escape, dot
+ * segment or leading `//`. Appends take this way; anything else is parsed.
+ */
+const PLAIN_PATH = /^\/(?:[\w~.-][\w~./-]*)?$/
+
+function pathOf(target: string): string {
+  return PLAIN_PATH.test(target) && !target.includes('/.') ? target : new URL(target, 'http://localhost').pathname
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -153,14 +153,13 @@ export class Protocol {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    for (const [name, value] of Object.entries(CORS)) res.setHeader(name, value)
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost')
-      const name = url.pathname
+      const target = req.url ?? '/'
+      const name = pathOf(target)
       if (req.method === 'OPTIONS') return send(res, 204)
       if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new StreamError(414, 'stream name too long')
       if (name.includes('\0') || name === '/') throw new StreamError(404, 'no such stream')
-      if (await this.#subscriptions.handle(name, req, res)) return
+      if (Subscriptions.owns(name)) return await this.#subscriptions.handle(name, req, res)
       switch (req.method) {
         case 'PUT':
           await this.#create(name, req, res)
@@ -169,7 +168,7 @@ export class Protocol {
           await this.#append(name, req, res)
           return this.#subscriptions.changed(name)
         case 'GET':
-          return await this.#read(name, url, req, res)
+          return await this.#read(name, new URL(target, 'http://localhost'), req, res)
         case 'HEAD':
           return await this.#head(name, res)
         case 'DELETE':
@@ -262,21 +261,29 @@ export class Protocol {
     const streamSeq = header(req, Headers.seq)
     const given = header(req, 'content-type')
     const body = await readBody(req, this.#maxBody)
-    const stream = await this.#existing(name)
+    const stream = this.#streams.ready(name) ?? (await this.#existing(name))
     stream.lastAccess = Date.now()
     if (body.length === 0 && !close) throw new StreamError(400, 'an append needs a body')
-    if (body.length > 0) {
+    // The stream's own content type was checked when it was created.
+    if (body.length > 0 && given !== stream.meta.contentType) {
       if (given === undefined || !validContentType(given)) throw new StreamError(400, 'Content-Type is required')
       if (mediaType(given) !== mediaType(stream.meta.contentType)) throw new StreamError(409, 'Content-Type differs from the stream')
     }
-    const echo = (seq: number): Record<string, string> =>
-      producer ? { [Headers.producerEpoch]: String(producer.epoch), [Headers.producerSeq]: String(seq) } : {}
+    /** The tail headers, and the producer's epoch with `seq` if a producer sent the append. */
+    const answer = (seq: number): Record<string, string> => {
+      const headers = this.#tailHeaders(stream)
+      if (producer) {
+        headers[Headers.producerEpoch] = String(producer.epoch)
+        headers[Headers.producerSeq] = String(seq)
+      }
+      return headers
+    }
 
     if (stream.closing) {
-      await stream.settled
+      await stream.drained()
       const sameClose = producer !== undefined && sameStamp(stream.closedBy, producer)
       if (sameClose || (close && body.length === 0 && producer === undefined)) {
-        return send(res, 204, { ...this.#tailHeaders(stream), ...echo(producer?.seq ?? 0) })
+        return send(res, 204, answer(producer?.seq ?? 0))
       }
       throw new StreamError(409, 'stream is closed', this.#tailHeaders(stream))
     }
@@ -295,8 +302,8 @@ export class Protocol {
             [Headers.producerReceivedSeq]: String(verdict.received),
           })
         case 'duplicate':
-          await stream.settled
-          return send(res, 204, { ...this.#tailHeaders(stream), ...echo(verdict.lastSeq) })
+          await stream.drained()
+          return send(res, 204, answer(verdict.lastSeq))
         case 'accept':
           if (seqRegresses) break
           stream.producers.record(producer)
@@ -317,7 +324,7 @@ export class Protocol {
       stream.closedBy = producer
     }
     await this.#streams.append(stream, payload, mark)
-    send(res, producer && payload !== null ? 200 : 204, { ...this.#tailHeaders(stream), ...echo(producer?.seq ?? 0) })
+    send(res, producer && payload !== null ? 200 : 204, answer(producer?.seq ?? 0))
   }
 
   async #head(name: string, res: ServerResponse): Promise<void> {
@@ -415,7 +422,7 @@ export class Protocol {
       connection: 'keep-alive',
     }
     if (base64) headers['stream-sse-data-encoding'] = 'base64'
-    res.writeHead(200, headers)
+    res.writeHead(200, { ...CORS, ...headers })
     this.#live.add(res)
     let open = true
     let wait: { cancel: () => void } | null = null

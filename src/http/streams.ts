@@ -53,6 +53,16 @@ export interface ReadResult {
   upToDate: boolean
 }
 
+/** An admitted append waiting for the end of the event loop's turn, and who awaits it. */
+interface Unsent {
+  payload: Buffer
+  principal: Buffer | undefined
+  resolve: (seq: number) => void
+  reject: (error: unknown) => void
+}
+
+const noop = (): void => {}
+
 const META = 'meta.json'
 const LOG = 'log'
 const DELETED = 'deleted'
@@ -72,8 +82,13 @@ export class Stream {
   lastAccess = Date.now()
   /** Forks that read through this stream. */
   forks = 0
-  /** The last admitted append: a duplicate is acknowledged only once it is durable. */
+  /**
+   * The last admitted append (it may reject: its own request handles that): a duplicate is
+   * acknowledged only once it is durable.
+   */
   settled: Promise<unknown> = Promise.resolve()
+  /** Appends admitted in this turn of the event loop, not yet handed to the store. */
+  unsent: Unsent[] = []
   readonly #waiters = new Set<() => void>()
   store: Store | null = null
   users = 0
@@ -87,6 +102,11 @@ export class Stream {
     readonly base: number,
   ) {
     this.tail = meta.fork ? { ...meta.fork.at } : { entries: 0, part: 0 }
+  }
+
+  /** Resolves once the last admitted append has settled, whichever way. */
+  async drained(): Promise<void> {
+    await this.settled.then(noop, noop)
   }
 
   get json(): boolean {
@@ -125,6 +145,7 @@ export interface StreamsOptions {
 
 /** Largest read answered at once (whole appends; at least one). */
 const MAX_READ_BYTES = 1 << 20
+const EMPTY = Buffer.alloc(0)
 
 function dirName(name: string): string {
   return createHash('sha256').update(name).digest('hex').slice(0, 40)
@@ -136,7 +157,11 @@ export class Streams {
   readonly #trash: string
   readonly #known = new Map<string, Stream>()
   readonly #loading = new Map<string, Promise<Stream | null>>()
-  readonly #open: Stream[] = []
+  /** Streams whose store is open, least recently used first. */
+  readonly #open = new Set<Stream>()
+  /** Streams with unsent appends, and whether their hand-over is scheduled. */
+  readonly #unsent = new Set<Stream>()
+  #sendScheduled = false
   readonly #maxOpen: number
   #sweeper: NodeJS.Timeout | null = null
 
@@ -201,6 +226,17 @@ export class Streams {
     for (const stream of [...this.#known.values()]) {
       if (!stream.softDeleted && this.#expired(stream, now)) await this.remove(stream).catch(() => {})
     }
+  }
+
+  /**
+   * The stream named `name` if it can be used at once (known, not deleted or expired, its
+   * store open), else undefined: then `get` decides. Spares the hot path an await.
+   */
+  ready(name: string): Stream | undefined {
+    const stream = this.#known.get(name)
+    if (!stream || stream.softDeleted || !stream.store || this.#expired(stream)) return undefined
+    this.#touchOpen(stream)
+    return stream
   }
 
   /** The stream named `name`, loaded (its log replayed once) and with its store open. */
@@ -285,25 +321,22 @@ export class Streams {
   }
 
   #touchOpen(stream: Stream): void {
-    const at = this.#open.indexOf(stream)
-    if (at >= 0) this.#open.splice(at, 1)
-    this.#open.push(stream)
+    this.#open.delete(stream)
+    this.#open.add(stream)
   }
 
   async #evict(): Promise<void> {
-    for (let i = 0; this.#open.length > this.#maxOpen && i < this.#open.length; ) {
-      const stream = this.#open[i]
-      if (stream.users > 0) {
-        i++
-        continue
-      }
-      this.#open.splice(i, 1)
+    for (const stream of [...this.#open]) {
+      if (this.#open.size <= this.#maxOpen) return
+      if (stream.users > 0 || !this.#open.delete(stream)) continue
       await this.#closeStore(stream)
     }
   }
 
   /** Close a stream's store; `forget` (after a failed append) also drops what it learnt. */
   async #closeStore(stream: Stream, forget = false): Promise<void> {
+    // Appends admitted before the close reach the store first, as if handed over at once.
+    this.#sendUnsent()
     const store = stream.store
     stream.store = null
     if (store) await store.close()
@@ -379,8 +412,8 @@ export class Streams {
       return
     }
     this.#known.delete(stream.meta.name)
-    const at = this.#open.indexOf(stream)
-    if (at >= 0) this.#open.splice(at, 1)
+    this.#open.delete(stream)
+    this.#sendUnsent()
     const store = stream.store
     stream.store = null
     stream.softDeleted = true
@@ -418,14 +451,25 @@ export class Streams {
   /**
    * Append `payload` (or only a mark: a close with no body) once the caller has checked the
    * protocol's rules. Returns when the append is durable.
+   *
+   * The appends admitted in one turn of the event loop (the requests of every socket that was
+   * readable) are handed to each store together at its end, in admission order: one native
+   * hand-over and one wake of the committer for all of them, where each request's own tick
+   * would cost one each.
    */
   async append(stream: Stream, payload: Buffer | null, mark: Mark): Promise<Position> {
-    const store = stream.store
-    if (!store) throw new StreamError(503, 'stream not open')
+    if (!stream.store) throw new StreamError(503, 'stream not open')
     const principal = encodeMark(mark)
     stream.users++
-    const pending = store.append(payload ?? Buffer.alloc(0), principal ? { principal } : undefined)
-    stream.settled = pending.catch(() => {})
+    const pending = new Promise<number>((resolve, reject) => {
+      stream.unsent.push({ payload: payload ?? EMPTY, principal, resolve, reject })
+    })
+    stream.settled = pending
+    this.#unsent.add(stream)
+    if (!this.#sendScheduled) {
+      this.#sendScheduled = true
+      setImmediate(this.#sendUnsent)
+    }
     try {
       const seq = await pending
       const at = stream.position(seq)
@@ -440,6 +484,19 @@ export class Streams {
     } finally {
       stream.users--
     }
+  }
+
+  /** Hand every stream's unsent appends to its store, in order. */
+  readonly #sendUnsent = (): void => {
+    this.#sendScheduled = false
+    for (const stream of this.#unsent) {
+      const store = stream.store
+      for (const { payload, principal, resolve, reject } of stream.unsent.splice(0)) {
+        if (store) store.append(payload, principal ? { principal } : undefined).then(resolve, reject)
+        else reject(new StreamError(503, 'stream not open'))
+      }
+    }
+    this.#unsent.clear()
   }
 
   /**
@@ -526,7 +583,8 @@ export class Streams {
   async close(): Promise<void> {
     if (this.#sweeper) clearInterval(this.#sweeper)
     this.#sweeper = null
-    const open = this.#open.splice(0)
+    const open = [...this.#open]
+    this.#open.clear()
     await Promise.allSettled(open.map((stream) => this.#closeStore(stream)))
     for (const stream of this.#known.values()) stream.wake()
   }

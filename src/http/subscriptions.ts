@@ -17,10 +17,13 @@ import { isIP } from 'node:net'
 import { join } from 'node:path'
 
 import { publish } from './files'
-import { formatOffset } from './protocol'
+import { formatOffset, respond } from './protocol'
 import type { Streams } from './streams'
 
 type Kind = 'webhook' | 'pull-wake'
+
+/** What a path holds to be a request of this API rather than a stream's. */
+const API = '/__ds/'
 
 interface Link {
   /** Named in the subscription (explicit), or found by its pattern (glob). */
@@ -132,13 +135,8 @@ export function webhookUrlAllowed(raw: string): boolean {
 }
 
 function json(res: ServerResponse, status: number, body?: unknown): void {
-  if (body === undefined) {
-    res.writeHead(status)
-    res.end()
-    return
-  }
-  res.writeHead(status, { 'content-type': 'application/json' })
-  res.end(JSON.stringify(body))
+  if (body === undefined) respond(res, status)
+  else respond(res, status, { 'content-type': 'application/json' }, JSON.stringify(body))
 }
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -212,31 +210,34 @@ export class Subscriptions {
     await publish(this.#file(sub), JSON.stringify(sub.saved))
   }
 
-  /** A request under `<prefix>/__ds/`: true if it was one (answered), false otherwise. */
-  async handle(name: string, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
-    const at = name.indexOf('/__ds/')
-    if (at < 0) return false
+  /** Whether a request for `name` is one of this API's (under `<prefix>/__ds/`). */
+  static owns(name: string): boolean {
+    return name.includes(API)
+  }
+
+  /** Answer a request for `name`, one of this API's (see `owns`). */
+  async handle(name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const at = name.indexOf(API)
     const prefix = name.slice(0, at)
-    const rest = name.slice(at + '/__ds/'.length).split('/')
+    const rest = name.slice(at + API.length).split('/')
     try {
       if (rest.length === 1 && rest[0] === 'jwks.json' && req.method === 'GET') {
         const jwk = createPublicKey(this.#key).export({ format: 'jwk' })
-        res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' })
-        res.end(JSON.stringify({ keys: [{ ...jwk, kid: this.#kid, alg: 'EdDSA', use: 'sig' }] }))
-        return true
+        respond(res, 200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'public, max-age=300' }, JSON.stringify({ keys: [{ ...jwk, kid: this.#kid, alg: 'EdDSA', use: 'sig' }] }))
+        return
       }
       if (rest[0] !== 'subscriptions' || rest.length < 2 || rest[1] === '') throw new ApiError(404, SubscriptionErrors.notFound, 'no such API')
       const id = decodeURIComponent(rest[1])
       const action = rest.slice(2)
       const base = `http://${req.headers.host ?? 'localhost'}${prefix}`
       if (action.length === 0) {
-        if (req.method === 'PUT') return await this.#put(prefix, base, id, req, res), true
+        if (req.method === 'PUT') return await this.#put(prefix, base, id, req, res)
         const sub = this.#get(prefix, id)
-        if (req.method === 'GET') return json(res, 200, await this.#describe(sub)), true
+        if (req.method === 'GET') return json(res, 200, await this.#describe(sub))
         if (req.method === 'DELETE') {
           this.#all.delete(this.#keyOf(prefix, id))
           await fs.rm(this.#file(sub), { force: true })
-          return json(res, 204), true
+          return json(res, 204)
         }
         throw new ApiError(405, SubscriptionErrors.methodNotAllowed, 'GET, PUT or DELETE')
       }
@@ -247,7 +248,7 @@ export class Subscriptions {
           const paths = Array.isArray(body.streams) ? body.streams.filter((s): s is string => typeof s === 'string') : []
           for (const path of paths) await this.#link(sub, path, true)
           await this.#save(sub)
-          return json(res, 204), true
+          return json(res, 204)
         }
         case 'DELETE streams': {
           const path = decodeURIComponent(action.slice(1).join('/'))
@@ -257,23 +258,22 @@ export class Subscriptions {
             else sub.links.delete(path)
           }
           await this.#save(sub)
-          return json(res, 204), true
+          return json(res, 204)
         }
         case 'POST callback':
         case 'POST ack':
-          return json(res, 200, await this.#ack(sub, req)), true
+          return json(res, 200, await this.#ack(sub, req))
         case 'POST claim':
-          return json(res, 200, await this.#claim(sub, req)), true
+          return json(res, 200, await this.#claim(sub, req))
         case 'POST release':
           await this.#release(sub, req)
-          return json(res, 204), true
+          return json(res, 204)
         default:
           throw new ApiError(404, SubscriptionErrors.notFound, 'no such API')
       }
     } catch (error) {
       if (error instanceof ApiError) json(res, error.status, { error: { code: error.code, message: error.message, ...error.extra } })
       else json(res, 500, { error: { code: SubscriptionErrors.internal, message: 'internal error' } })
-      return true
     }
   }
 
