@@ -46,7 +46,10 @@ function next(type) {
 const until = (at) => new Promise((resolve) => setTimeout(resolve, Math.max(0, at - wall())))
 
 async function child(spec) {
-  if (spec.kind === 'sqlite') return sqliteChild(spec)
+  // A parent gone (killed, interrupted) takes its children with it.
+  const orphaned = () => process.exit(1)
+  process.on('disconnect', orphaned)
+  if (spec.kind === 'sqlite') return sqliteChild(spec, orphaned)
   const { Store } = await import('../index.js')
   const shared = spec.kind === 'shared' ? (spec.producer ? { producer: spec.producer } : true) : undefined
   const store = await Store.open(spec.dir, { sync: 'always', ...(shared ? { shared } : {}) })
@@ -57,6 +60,7 @@ async function child(spec) {
   process.send({ type: 'result', role: store.role ?? 'alone', ...result, stats: { entries, groups, fdatasyncs, groupSize } })
   await next('close')
   await store.close()
+  process.off('disconnect', orphaned)
   process.disconnect()
 }
 
@@ -90,7 +94,8 @@ async function timedWriters(store, spec, at) {
 
 /**
  * Writers appending until told the owner was killed, then until `spec.after` appends were
- * acknowledged since: every acknowledgement's wall time and sequence after `spec.from`.
+ * acknowledged since (or `spec.patienceMs` passed): the wall time and sequence of every
+ * acknowledgement after the kill, and the failures by message.
  */
 async function failoverWriters(store, spec, at) {
   const acks = []
@@ -98,13 +103,11 @@ async function failoverWriters(store, spec, at) {
   let killedAt = Infinity
   let since = 0
   let stop = false
-  const done = new Promise((resolve) => {
-    next('killed').then((message) => {
-      killedAt = message.at
-      setTimeout(() => ((stop = true), resolve()), spec.patienceMs)
-    })
-    const check = () => since >= spec.after && ((stop = true), resolve())
-    acks.check = check
+  let finish
+  const done = new Promise((resolve) => (finish = () => ((stop = true), resolve())))
+  next('killed').then((message) => {
+    killedAt = message.at
+    setTimeout(finish, spec.patienceMs).unref()
   })
   await until(at)
   const writers = Array.from({ length: spec.writers }, async () => {
@@ -113,10 +116,7 @@ async function failoverWriters(store, spec, at) {
         const seq = await store.append(Buffer.alloc(PAYLOAD, 7))
         const t = wall()
         acks.push(t, seq)
-        if (t > killedAt) {
-          since++
-          acks.check()
-        }
+        if (t > killedAt && ++since >= spec.after) finish()
       } catch (error) {
         const key = `${error.code}: ${error.message}`.replace(/\d+/g, 'N').slice(0, 200)
         errors[key] = (errors[key] ?? 0) + 1
@@ -127,12 +127,11 @@ async function failoverWriters(store, spec, at) {
   await Promise.all(writers)
   const after = []
   for (let i = 0; i < acks.length; i += 2) if (acks[i] > killedAt) after.push(acks[i], acks[i + 1])
-  if (process.env.DEBUG_FAILOVER) console.error(process.pid, store.role, 'since', since, 'after', after.length / 2, 'last ack', (acks.at(-2) - killedAt).toFixed(1), 'total', acks.length / 2)
   return { acks: Float64Array.from(after), errors }
 }
 
 /** One better-sqlite3 connection inserting in autocommit as fast as it can; same window. */
-async function sqliteChild(spec) {
+async function sqliteChild(spec, orphaned) {
   const { default: Database } = await import('better-sqlite3')
   const db = new Database(join(spec.dir, 'db.sqlite'), { timeout: 30_000 })
   db.pragma('synchronous = FULL')
@@ -155,6 +154,7 @@ async function sqliteChild(spec) {
   process.send({ type: 'result', role: 'sqlite', count: latencies.length, latencies: Float64Array.from(latencies), ...cpuOf(cpu, n + 1) })
   await next('close')
   db.close()
+  process.off('disconnect', orphaned)
   process.disconnect()
 }
 
@@ -198,7 +198,7 @@ async function group(specs, run, execArgv = []) {
     const out = await run({ children, ready, receive, exited })
     return out
   } finally {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) process.kill(c.pid, 'SIGKILL')
     await Promise.allSettled(exited)
   }
 }
@@ -329,6 +329,9 @@ async function main() {
     console.log(`- the first acknowledged append of any client: ${q(firsts)}`)
     console.log(`- each client's first (${all.length}): ${q(all)}`)
     console.log(`- the new owner's first (${owners.length}): ${q(owners)}`)
+    const failed = {}
+    for (const round of rounds) for (const [code, n] of Object.entries(round.errors)) failed[code] = (failed[code] ?? 0) + n
+    console.log(`- appends failed: ${JSON.stringify(failed)}, in ${rounds.filter((r) => Object.keys(r.errors).length).length} of ${rounds.length} rounds; the dead owner's answers read after the kill: ${rounds.reduce((sum, r) => sum + r.stale, 0)}`)
   }
 }
 
