@@ -244,6 +244,10 @@ async function main() {
   const ms = seconds * 1000
   const warmMs = 500
   const load = [loadavg()[0]]
+  // Every process's clock is its own time origin plus its monotonic clock: check that this
+  // process's has not drifted from the system clock (entries' timestamps) over the run.
+  const offset = () => Date.now() - wall()
+  const offsetAtStart = offset()
   console.log(`# bench/shared.mjs, ${new Date().toISOString()}, node ${process.version}, load average ${load[0].toFixed(2)}`)
 
   const CASES = {
@@ -332,6 +336,7 @@ async function main() {
     const failed = {}
     for (const round of rounds) for (const [code, n] of Object.entries(round.errors)) failed[code] = (failed[code] ?? 0) + n
     console.log(`- appends failed: ${JSON.stringify(failed)}, in ${rounds.filter((r) => Object.keys(r.errors).length).length} of ${rounds.length} rounds; the dead owner's answers read after the kill: ${rounds.reduce((sum, r) => sum + r.stale, 0)}`)
+    console.log(`- this process's clock moved ${(offset() - offsetAtStart).toFixed(1)} ms against the system clock over the run (Date.now()'s 1 ms steps included)`)
   }
 }
 
