@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,11 @@ use crate::writer::{IoTotals, NewEntries, NewEntry, SyncPolicy, WalWriter};
 
 /// Called once with the outcome of a request, on the committer thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+/// Hears the writer's state each time it changes (a group committed, a sync, a rotation), on
+/// the thread that changed it: how a follower learns of commits it did not ask for. It must
+/// not block. Held weakly: it hears until its last `Arc` is dropped.
+pub type Watcher = Arc<dyn Fn(&WriterState) + Send + Sync>;
 
 /// Default bound on the payload bytes a caller queues to a committer before later calls wait:
 /// 4 MiB, four groups' worth, so groups are gathered while the last is written. A deeper queue
@@ -145,6 +150,8 @@ struct Shared {
     stopped: AtomicBool,
     /// Why the chain of chained requests broke, if it did (see [`AppendRequest::chained`]).
     chain_broken: Mutex<Option<Error>>,
+    /// Who hears of every new state ([`Committer::watch`]); gone ones are dropped.
+    watchers: Mutex<Vec<Weak<dyn Fn(&WriterState) + Send + Sync>>>,
 }
 
 impl Shared {
@@ -164,7 +171,10 @@ impl Shared {
     }
 
     fn publish(&self, writer: &WalWriter) {
-        *lock(&self.state) = WriterState::of(writer);
+        let state = WriterState::of(writer);
+        *lock(&self.state) = state.clone();
+        lock(&self.watchers)
+            .retain(|watcher| watcher.upgrade().map(|watcher| watcher(&state)).is_some());
     }
 
     /// Count a blocking commit of `entries` called at `called`, if it committed any.
@@ -221,6 +231,7 @@ impl Committer {
             room_lock: Mutex::new(()),
             stopped: AtomicBool::new(false),
             chain_broken: Mutex::new(None),
+            watchers: Mutex::new(Vec::new()),
         });
         let (sender, receiver) = mpsc::channel();
         let theirs = Arc::clone(&shared);
@@ -396,6 +407,11 @@ impl Committer {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         lock(&self.sender).is_none()
+    }
+
+    /// Tell `watcher` every new state from now on, until it is dropped.
+    pub fn watch(&self, watcher: &Watcher) {
+        lock(&self.shared.watchers).push(Arc::downgrade(watcher));
     }
 
     /// The state as of the last finished group.

@@ -9,9 +9,12 @@ use std::sync::mpsc;
 use bytes::Bytes;
 use selene_persist_engine::Sink;
 use selene_persist_engine::io::{StdFs, Vfs};
+use selene_persist_engine::retention::RetentionPolicy;
 use selene_persist_engine::shared::{SharedOptions, SharedStore};
 use selene_persist_engine::store::Store;
-use selene_persist_engine::{AppendRequest, Entry, NewEntries, Result, WalOptions};
+use selene_persist_engine::{
+    AppendRequest, Entry, NewEntries, Result, WalOptions, Watcher, WriterState,
+};
 
 fn open(dir: &std::path::Path, producer: Option<u64>) -> Arc<SharedStore> {
     let vfs: Arc<dyn Vfs> = StdFs::shared();
@@ -85,4 +88,102 @@ fn a_client_appends_through_the_owner_and_takes_over_when_it_closes() {
             .map(|(i, p)| (i as u64 + 1, p.to_vec()))
             .collect::<Vec<_>>()
     );
+}
+
+/// The states a watcher of `sink` hears, as they come.
+fn watched(sink: &dyn Sink) -> (Watcher, mpsc::Receiver<u64>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let watcher: Watcher = Arc::new(move |state: &WriterState| {
+        let _ = tx.lock().unwrap().send(state.last_sequence);
+    });
+    sink.watch(&watcher);
+    (watcher, rx)
+}
+
+/// Waits for a watcher to hear `sequence`; fails if the watcher is dropped first.
+fn hears(rx: &mpsc::Receiver<u64>, sequence: u64) {
+    while rx.recv().unwrap() < sequence {}
+}
+
+#[test]
+fn every_process_hears_every_commit_pushed_not_polled() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = open(dir.path(), None);
+    let client = open(dir.path(), None);
+    let other = open(dir.path(), None);
+    // The first notice arrives with the connection: a new client knows the log's end.
+    assert_eq!(client.state().last_sequence, 0);
+    let heard_at_open = client.sharing().notices_heard;
+    assert_eq!(heard_at_open, 1);
+    let (_c, at_client) = watched(&*client);
+    let (_o, at_owner) = watched(&*owner);
+    // Another client's appends reach this client's watcher, though it asked nothing.
+    for payload in [&b"x"[..], b"y", b"z"] {
+        append(&*other, payload).recv().unwrap().unwrap();
+    }
+    hears(&at_client, 3);
+    hears(&at_owner, 3);
+    assert_eq!(client.state().last_sequence, 3);
+    let sharing = client.sharing();
+    assert!(!sharing.owner);
+    // At least one notice per wake it had, none asked for: the only way it heard.
+    assert!(sharing.notices_heard > heard_at_open);
+    assert_eq!(client.stats().entries, 0, "the client appended nothing");
+    let owner_sharing = owner.sharing();
+    assert!(owner_sharing.owner);
+    assert_eq!(owner_sharing.backlog.clients, 2);
+    assert!(owner_sharing.backlog.notices >= sharing.notices_heard);
+    // The owner's own appends too.
+    append(&*owner, b"w").recv().unwrap().unwrap();
+    hears(&at_client, 4);
+    // A client that takes over keeps telling its watchers (through its new committer).
+    close(&*owner);
+    append(&*other, b"v").recv().unwrap().unwrap();
+    hears(&at_client, 5);
+    close(&*other);
+    close(&*client);
+}
+
+#[test]
+fn a_client_replays_reads_the_snapshot_and_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = open(dir.path(), None);
+    let client = open(dir.path(), None);
+    assert!(client.snapshot().unwrap().is_none());
+    for round in 0..3u8 {
+        append(&*client, b"a").recv().unwrap().unwrap();
+        let (tx, rx) = mpsc::channel();
+        client.begin_checkpoint(Box::new(move |outcome| drop(tx.send(outcome))));
+        let sequence = rx.recv().unwrap().unwrap();
+        let rotation = client
+            .finish_checkpoint(vec![("s".into(), vec![round], false)], sequence)
+            .unwrap();
+        assert_eq!(rotation.sequence, sequence);
+    }
+    append(&*owner, b"after").recv().unwrap().unwrap();
+    let snapshot = client.snapshot().unwrap().unwrap();
+    assert_eq!(snapshot.sequence(), 6);
+    assert_eq!(snapshot.read("s").unwrap(), vec![2]);
+    let mut replay = client.replay(0).unwrap();
+    let batch: Vec<Entry> = replay.next_batch(100, usize::MAX).unwrap();
+    assert_eq!(
+        batch
+            .iter()
+            .map(|e| (e.sequence, e.payload.to_vec()))
+            .collect::<Vec<_>>(),
+        [(7, b"after".to_vec())]
+    );
+    let pruned = client
+        .prune(&RetentionPolicy {
+            keep_snapshots: 1,
+            keep_archives: 1,
+            ..RetentionPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(pruned.deleted_snapshots, [2, 4]);
+    assert_eq!(pruned.retained_snapshots, [6]);
+    assert_eq!(pruned.deleted_archives.len(), 2);
+    close(&*client);
+    close(&*owner);
 }
