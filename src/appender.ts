@@ -166,6 +166,11 @@ export abstract class Appender {
     receiver(this, Appender).#wakeup.changed()
   }
 
+  /** Wake the followers on every commit to the log, not only this handle's (a shared store: other processes' too, told by the owner). */
+  protected wakeOnEveryCommit(): void {
+    this.#native.watch(() => this.changed())
+  }
+
   /**
    * Follow this log as it grows: every entry from `from` on (default: the first after the live
    * snapshot), in sequence order, exactly once, then each new one as soon as it is committed

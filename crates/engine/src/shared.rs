@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::backup::{self, Upto};
 use crate::batch::Entry;
-use crate::committer::{AppendRequest, Reply, Watcher, WriterState};
+use crate::committer::{AppendRequest, Reply, Watcher, Watchers, WriterState};
 use crate::consumer::{self, Log, Summary};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
@@ -141,7 +141,7 @@ pub struct SharedStore {
     /// This handle's appends as it saw them answered (as a client).
     stats: Mutex<CommitStats>,
     /// Who hears of every new state of the log ([`Sink::watch`]).
-    watchers: Mutex<Vec<Weak<dyn Fn(&WriterState) + Send + Sync>>>,
+    watchers: Watchers,
     /// Notices heard from owners (as a client).
     notices: AtomicU64,
     me: Weak<Self>,
@@ -198,7 +198,7 @@ impl SharedStore {
             room: Condvar::new(),
             heard: Mutex::new(WriterState::default()),
             stats: Mutex::new(CommitStats::default()),
-            watchers: Mutex::new(Vec::new()),
+            watchers: Watchers::default(),
             notices: AtomicU64::new(0),
             me: me.clone(),
         });
@@ -250,8 +250,7 @@ impl SharedStore {
 
     /// Tell this handle's watchers of the log's `state`.
     fn changed(&self, state: &WriterState) {
-        lock(&self.watchers)
-            .retain(|watcher| watcher.upgrade().map(|watcher| watcher(state)).is_some());
+        self.watchers.tell(state);
     }
 
     /// Become the owner (the lock is free) or a client of the owner, trying for up to
@@ -743,7 +742,7 @@ impl Sink for SharedStore {
     }
 
     fn watch(&self, watcher: &Watcher) {
-        lock(&self.watchers).push(Arc::downgrade(watcher));
+        self.watchers.add(watcher);
     }
 
     fn state(&self) -> WriterState {

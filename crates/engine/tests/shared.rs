@@ -2,6 +2,7 @@
 //! writer lock is per open file, so the second open becomes a client). The multi-process
 //! cases (kill -9 of the owner, hostile peers) are in `__test__/shared.spec.mjs`.
 
+use std::io::Write;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -10,6 +11,8 @@ use bytes::Bytes;
 use selene_persist_engine::Sink;
 use selene_persist_engine::io::{StdFs, Vfs};
 use selene_persist_engine::retention::RetentionPolicy;
+use selene_persist_engine::shared::server::{Backlog, MAX_IN_FLIGHT, MAX_IN_FLIGHT_BYTES};
+use selene_persist_engine::shared::wire::Request;
 use selene_persist_engine::shared::{SharedOptions, SharedStore};
 use selene_persist_engine::store::Store;
 use selene_persist_engine::{
@@ -185,5 +188,85 @@ fn a_client_replays_reads_the_snapshot_and_prunes() {
     assert_eq!(pruned.retained_snapshots, [6]);
     assert_eq!(pruned.deleted_archives.len(), 2);
     close(&*client);
+    close(&*owner);
+}
+
+/// Run as a process of its own by [`a_client_that_never_reads_holds_the_owner_to_its_bound`]:
+/// sends `Append` requests to the socket in `SELENE_FLOOD_SOCKET` and never reads an answer.
+#[test]
+#[ignore = "a child process of another test"]
+fn flood_child() {
+    let Ok(socket) = std::env::var("SELENE_FLOOD_SOCKET") else {
+        return;
+    };
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let frame = Request::Append {
+        id: 1,
+        chained: false,
+        producer: None,
+        entries: NewEntries::packed(Bytes::from_static(b"f"), vec![1]).unwrap(),
+    }
+    .encode();
+    // Blocks once the owner stops reading; killed by the parent.
+    loop {
+        if stream.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// Polls `condition` (the owner's counters have no event to wait on), for a bounded time.
+fn eventually(what: &str, condition: impl Fn() -> bool) {
+    for _ in 0..60_000 {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("never: {what}");
+}
+
+#[test]
+fn a_client_that_never_reads_holds_the_owner_to_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = open(dir.path(), None);
+    let mut flood = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["flood_child", "--exact", "--ignored", "--nocapture"])
+        .env("SELENE_FLOOD_SOCKET", owner.socket())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its answers fill the socket, then its in-flight bound: the owner stops reading it.
+    eventually("the flood reaches its bound", || {
+        owner.sharing().backlog.requests == MAX_IN_FLIGHT
+    });
+    // What it got in is committed once a flush queued behind it is done.
+    let (tx, rx) = mpsc::channel();
+    owner.flush(Box::new(move |outcome| drop(tx.send(outcome))));
+    rx.recv().unwrap().unwrap();
+    let stopped_at = owner.state().last_sequence;
+    // Another client goes on meanwhile, and the flooder gets nothing more in.
+    let other = open(dir.path(), None);
+    for _ in 0..100 {
+        append(&*other, b"o").recv().unwrap().unwrap();
+    }
+    assert_eq!(owner.state().last_sequence, stopped_at + 100);
+    let backlog = owner.sharing().backlog;
+    assert_eq!(backlog.clients, 2);
+    assert!(backlog.requests <= MAX_IN_FLIGHT + 1, "{backlog:?}");
+    assert!(backlog.bytes <= MAX_IN_FLIGHT_BYTES, "{backlog:?}");
+    // Whatever the flooder sent, the owner read a bounded part of it.
+    assert!(stopped_at < 4 * MAX_IN_FLIGHT, "{stopped_at}");
+    flood.kill().unwrap();
+    flood.wait().unwrap();
+    eventually("the flooder's connection is let go", || {
+        owner.sharing().backlog
+            == Backlog {
+                clients: 1,
+                notices: owner.sharing().backlog.notices,
+                ..Backlog::default()
+            }
+    });
+    close(&*other);
     close(&*owner);
 }

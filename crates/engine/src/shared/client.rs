@@ -223,7 +223,7 @@ fn receive(
             Err(e) => break e.to_string(),
         };
         let done = match Answer::decode(body) {
-            Ok(Answer::Done(done)) => done,
+            Ok(Answer::Done(done)) => *done,
             Ok(Answer::Bye(last)) => {
                 read_up_to = last;
                 break "the owner closed".to_owned();

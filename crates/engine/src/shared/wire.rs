@@ -130,7 +130,7 @@ pub struct Done {
 #[derive(Debug)]
 pub enum Answer {
     /// The answer to one request.
-    Done(Done),
+    Done(Box<Done>),
     /// The owner is closing: it read the client's requests up to this id and has answered
     /// every one; later ones it never read, so they may be sent to the next owner as they are.
     Bye(u64),
@@ -176,7 +176,7 @@ impl Answer {
                 at.end()?;
                 Ok(Self::Notice(state))
             }
-            _ => Done::decode(body).map(Self::Done),
+            _ => Done::decode(body).map(|done| Self::Done(Box::new(done))),
         }
     }
 }
