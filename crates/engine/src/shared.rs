@@ -32,14 +32,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backup::{self, Upto};
-use crate::batch::Entry;
 use crate::committer::{AppendRequest, Reply, Watcher, Watchers, WriterState};
 use crate::consumer::{self, Log, Summary};
 use crate::error::{Error, Result};
+use crate::filename::StoreFile;
 use crate::frame::Producer;
 use crate::io::Vfs;
 use crate::producer::ProducerTable;
 use crate::publish::make_dirs;
+use crate::reader::WalReader;
 use crate::retention::{PruneOutcome, RetentionPolicy};
 use crate::rotation::Rotation;
 use crate::scan::TailRepair;
@@ -100,22 +101,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The producer table a store's log gives: the stamps on the entries after its live snapshot
-/// (each stamped entry ends the request it stamps). A retry of a request from before the live
-/// snapshot is not known to it.
-fn producers_of(store: &Store) -> Result<ProducerTable> {
-    let mut replay = store.replay(0)?;
+/// (each stamped entry ends the request it stamps). Only the frames' stamps are read: their
+/// checksums verified, their payloads neither decompressed nor copied. A retry of a request
+/// from before the live snapshot is not known to it.
+fn producers_of(vfs: &Arc<dyn Vfs>, store: &Store) -> Result<ProducerTable> {
+    let after = store.snapshot().map_or(0, |s| s.sequence()) + 1;
+    let mut reader = WalReader::open(vfs, &StoreFile::Wal.path(store.dir()))?;
     let mut stamps = Vec::new();
-    loop {
-        let batch: Vec<Entry> = replay.next_batch(4096, 4 << 20)?;
-        if batch.is_empty() {
-            return Ok(ProducerTable::rebuild(stamps));
+    reader.visit_frames(after, |frame| {
+        if let Some(stamp) = frame.producer {
+            stamps.push((stamp, frame.sequence));
         }
-        stamps.extend(
-            batch
-                .iter()
-                .filter_map(|e| e.producer.map(|p| (p, e.sequence))),
-        );
-    }
+        Ok(true)
+    })?;
+    Ok(ProducerTable::rebuild(stamps))
 }
 
 fn closed() -> Error {
@@ -261,7 +260,7 @@ impl SharedStore {
             match Store::open(&self.vfs, &self.dir, self.options) {
                 Ok(store) => {
                     let store = Arc::new(store);
-                    let producers = Arc::new(Mutex::new(producers_of(&store)?));
+                    let producers = Arc::new(Mutex::new(producers_of(&self.vfs, &store)?));
                     let server =
                         Server::start(&self.socket, Arc::clone(&store), Arc::clone(&producers))?;
                     let me = self.me.clone();

@@ -270,3 +270,46 @@ fn a_client_that_never_reads_holds_the_owner_to_its_bound() {
     close(&*other);
     close(&*owner);
 }
+
+/// Takeover on a long log: how long a new owner's open takes (recovery and the producer table
+/// rebuilt from the stamps after the live snapshot). A measurement, not a check:
+/// `SELENE_TAKEOVER_ENTRIES=100000 cargo test --release -p selene-persist-engine --test shared takeover_time -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement"]
+fn takeover_time() {
+    let entries: usize =
+        std::env::var("SELENE_TAKEOVER_ENTRIES").map_or(100_000, |n| n.parse().unwrap());
+    let size: usize = std::env::var("SELENE_TAKEOVER_BYTES").map_or(4200, |n| n.parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let writer = open(dir.path(), Some(1));
+        let payload: Vec<u8> = (0..size).map(|i| b"{\"k\":\"value\"}"[i % 13]).collect();
+        let mut pending = Vec::new();
+        for _ in 0..entries / 100 {
+            let data: Vec<u8> = payload.iter().copied().cycle().take(size * 100).collect();
+            let (tx, rx) = mpsc::channel();
+            writer.append_all(vec![AppendRequest {
+                entries: NewEntries::packed(Bytes::from(data), vec![size as u32; 100]).unwrap(),
+                reply: Box::new(move |outcome| drop(tx.send(outcome))),
+                chained: false,
+            }]);
+            pending.push(rx);
+        }
+        for rx in pending {
+            rx.recv().unwrap().unwrap();
+        }
+        close(&*writer);
+    }
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let owner = open(dir.path(), None);
+        times.push(started.elapsed());
+        close(&*owner);
+    }
+    times.sort();
+    println!(
+        "takeover open of {entries} entries of {size} B: median {:?} (of {times:?})",
+        times[2]
+    );
+}
