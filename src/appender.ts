@@ -86,6 +86,9 @@ export abstract class Appender {
   readonly #admission: Admission
   /** What wakes in-process followers. */
   readonly #wakeup: Wakeup
+  /** Whether followers wake on every commit to the log, and whether the addon was asked to tell of them yet. */
+  #watchAll = false
+  #watching = false
   /** Whether the policy acknowledges before fdatasync, so `appendSync` may be used. */
   readonly #ackBeforeSync: boolean
   readonly #unsent = new SyncBatch()
@@ -166,9 +169,22 @@ export abstract class Appender {
     receiver(this, Appender).#wakeup.changed()
   }
 
-  /** Wake the followers on every commit to the log, not only this handle's (a shared store: other processes' too, told by the owner). */
+  /**
+   * Wake the followers on every commit to the log, not only this handle's (a shared store:
+   * other processes' too, told by the owner). Asked for at the first follower, so a process
+   * that only appends pays no call per commit.
+   */
   protected wakeOnEveryCommit(): void {
-    this.#native.watch(() => this.changed())
+    this.#watchAll = true
+  }
+
+  /** What wakes a follower, watching every commit first if asked to ({@link Appender.wakeOnEveryCommit}). */
+  #followerWakeup(): Wakeup {
+    if (this.#watchAll && !this.#watching && !this.#closing) {
+      this.#native.watch(() => this.changed())
+      this.#watching = true
+    }
+    return this.#wakeup
   }
 
   /**
@@ -180,7 +196,7 @@ export abstract class Appender {
    * or `signal` aborts.
    */
   followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    return deferred(() => followBatchesOf(this.#target, options, () => this.#wakeup.waker()))
+    return deferred(() => followBatchesOf(this.#target, options, () => receiver(this, Appender).#followerWakeup().waker()))
   }
 
   /** @internal The WAL file, or the store directory, this appender writes. */
@@ -193,7 +209,7 @@ export abstract class Appender {
    * closed: what wakes a follower, for the integrations that read the log themselves.
    */
   nextChange(): Promise<boolean> {
-    return call(() => this.#wakeup.next())
+    return call(() => receiver(this, Appender).#followerWakeup().next())
   }
 
   /** {@link Appender.followBatches}, one entry at a time. */
