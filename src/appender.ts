@@ -106,7 +106,10 @@ export abstract class Appender {
   protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string) {
     this.#native = handle
     this.#target = target
-    this.#wakeup = new Wakeup(sync.syncsInBackground)
+    this.#wakeup = new Wakeup()
+    // Under `{ intervalMs }` the fdatasync runs on the committer's timer, answering no call of
+    // this handle's: a durable follower hears of it as of another process's commit.
+    this.#watchAll = sync.syncsInBackground
     this.#ackBeforeSync = sync.acksBeforeSync
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
     const repair = this.tailRepair
@@ -170,9 +173,10 @@ export abstract class Appender {
   }
 
   /**
-   * Wake the followers on every commit to the log, not only this handle's (a shared store:
-   * other processes' too, told by the owner). Asked for at the first follower, so a process
-   * that only appends pays no call per commit.
+   * Wake the followers on every change of the log, not only on this handle's calls (a shared
+   * store: other processes' commits too, told by the owner; `{ intervalMs }`: the background
+   * fdatasync). Asked of the addon at the first follower, so a handle that only appends pays
+   * no call per commit. Nothing polls.
    */
   protected wakeOnEveryCommit(): void {
     this.#watchAll = true
