@@ -285,6 +285,7 @@ impl SharedStore {
             let (heard, lost) = (self.me.clone(), self.me.clone());
             let connected = Connection::connect(
                 &self.socket,
+                deadline.saturating_duration_since(Instant::now()),
                 Box::new(move |state, notice| {
                     if let Some(me) = heard.upgrade() {
                         *lock(&me.heard) = state.clone();

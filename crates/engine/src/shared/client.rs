@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -113,17 +114,26 @@ impl Connection {
     /// requests left when the connection breaks.
     ///
     /// # Errors
-    /// `Io` when no owner listens there, or it does not send its notice (or the threads cannot
-    /// be spawned).
-    pub fn connect(path: &Path, on_state: OnState, on_lost: OnLost) -> Result<Arc<Self>> {
+    /// `Io` when no owner listens there, or it does not send its notice within `patience`
+    /// (a process that holds the socket but does not serve: stopped, or hung), or the threads
+    /// cannot be spawned.
+    pub fn connect(
+        path: &Path,
+        patience: Duration,
+        on_state: OnState,
+        on_lost: OnLost,
+    ) -> Result<Arc<Self>> {
         let stream = UnixStream::connect(path).map_err(|e| Error::io("connect", path, e))?;
         let mut frames = FrameReader::new(
             stream
                 .try_clone()
                 .map_err(|e| Error::io("connect", path, e))?,
         );
-        let first = frames
-            .next_frame()
+        // A tick for the wait's deadline; answers are then waited for as long as they take.
+        let first = stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .and_then(|()| frames.next_frame_within(patience))
+            .and_then(|first| stream.set_read_timeout(None).map(|()| first))
             .map_err(|e| Error::io("connect", path, e))?
             .map(Answer::decode);
         let Some(Ok(Answer::Notice(state))) = first else {

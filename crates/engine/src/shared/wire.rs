@@ -714,6 +714,8 @@ pub struct FrameReader<R> {
     buf: BytesMut,
     /// When the frame in `buf` began arriving.
     begun: Option<Instant>,
+    /// How long idleness between frames is waited through (none: for ever).
+    idle_until: Option<Instant>,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -723,12 +725,24 @@ impl<R: Read> FrameReader<R> {
             stream,
             buf: BytesMut::new(),
             begun: None,
+            idle_until: None,
         }
     }
 
     /// The stream read from.
     pub const fn get_ref(&self) -> &R {
         &self.stream
+    }
+
+    /// [`Self::next_frame`], but `TimedOut` if no frame has begun to arrive within `limit`.
+    ///
+    /// # Errors
+    /// As [`Self::next_frame`].
+    pub fn next_frame_within(&mut self, limit: Duration) -> io::Result<Option<Bytes>> {
+        self.idle_until = Some(Instant::now() + limit);
+        let next = self.next_frame();
+        self.idle_until = None;
+        next
     }
 
     /// The next frame's body, checked against its length cap and checksum; `None` at a clean
@@ -806,6 +820,14 @@ impl<R: Read> FrameReader<R> {
                     Some(begun) if have > 0 && begun.elapsed() > frame_deadline(declared) => Err(
                         io::Error::new(io::ErrorKind::TimedOut, "a frame took too long to arrive"),
                     ),
+                    _ if have == 0
+                        && self.idle_until.is_some_and(|until| Instant::now() > until) =>
+                    {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no frame arrived in time",
+                        ))
+                    }
                     // Idle between frames, or still within the frame's deadline.
                     _ => Ok(Fill::Idle),
                 }

@@ -1,4 +1,4 @@
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 
 use super::*;
 
@@ -239,4 +239,25 @@ fn a_truncated_frame_is_an_early_end_and_a_clean_end_is_none() {
     }
     let mut trickle = FrameReader::new(Trickle(frame.to_vec(), 0));
     assert_eq!(trickle.next_frame().unwrap().unwrap(), body_of(&frame));
+}
+
+#[test]
+fn a_peer_that_sends_nothing_is_given_up_on_when_asked() {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut frames = FrameReader::new(&ours);
+    let error = frames
+        .next_frame_within(Duration::from_millis(50))
+        .unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    // A frame that comes is read as ever.
+    (&theirs)
+        .write_all(&Request::Flush { id: 4 }.encode())
+        .unwrap();
+    let body = frames
+        .next_frame_within(Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert_eq!(Request::decode(body).unwrap().id(), 4);
 }
