@@ -86,8 +86,13 @@ export abstract class Appender {
   readonly #admission: Admission
   /** What wakes in-process followers. */
   readonly #wakeup: Wakeup
-  /** Whether followers wake on every commit to the log, and whether the addon was asked to tell of them yet. */
-  #watchAll = false
+  /**
+   * Whether followers wake on every change of the log, not only on this handle's calls (a
+   * shared store: other processes' commits too, told by the owner; `{ intervalMs }`: the
+   * background fdatasync), and whether the addon was asked to tell of them yet: at the first
+   * follower, so a handle that only appends pays no call per commit. Nothing polls.
+   */
+  readonly #watchAll: boolean
   #watching = false
   /** Whether the policy acknowledges before fdatasync, so `appendSync` may be used. */
   readonly #ackBeforeSync: boolean
@@ -103,13 +108,14 @@ export abstract class Appender {
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string) {
+  /** `everyCommit`: the log has commits this handle did not ask for (a store shared by processes), which its followers must hear of. */
+  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string, everyCommit = false) {
     this.#native = handle
     this.#target = target
     this.#wakeup = new Wakeup()
     // Under `{ intervalMs }` the fdatasync runs on the committer's timer, answering no call of
     // this handle's: a durable follower hears of it as of another process's commit.
-    this.#watchAll = sync.syncsInBackground
+    this.#watchAll = everyCommit || sync.syncsInBackground
     this.#ackBeforeSync = sync.acksBeforeSync
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
     const repair = this.tailRepair
@@ -172,17 +178,7 @@ export abstract class Appender {
     receiver(this, Appender).#wakeup.changed()
   }
 
-  /**
-   * Wake the followers on every change of the log, not only on this handle's calls (a shared
-   * store: other processes' commits too, told by the owner; `{ intervalMs }`: the background
-   * fdatasync). Asked of the addon at the first follower, so a handle that only appends pays
-   * no call per commit. Nothing polls.
-   */
-  protected wakeOnEveryCommit(): void {
-    this.#watchAll = true
-  }
-
-  /** What wakes a follower, watching every commit first if asked to ({@link Appender.wakeOnEveryCommit}). */
+  /** What wakes a follower, watching every change of the log first if followers should. */
   #followerWakeup(): Wakeup {
     if (this.#watchAll && !this.#watching && !this.#closing) {
       this.#native.watch(() => this.changed())

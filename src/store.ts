@@ -149,14 +149,13 @@ export class Store extends Appender {
   readonly recovery: Recovery
 
   private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, sync: native.NativeSyncSemantics) {
-    super(handle.appender(), maxQueueBytes, sync, dir)
+    super(handle.appender(), maxQueueBytes, sync, dir, checkShared(options.shared) !== null)
     this.#native = handle
     this.#shared = checkShared(options.shared) !== null
     this.#retention = options.retention ?? {}
     this.#compress = options.compressSnapshots ?? DEFAULTS.compressSnapshots
     this.#auto = auto
     this.recovery = handle.recovery()
-    if (this.#shared) this.wakeOnEveryCommit()
   }
 
   /** Create the directory if needed, recover it, and open it for appends. */
