@@ -17,5 +17,5 @@ export { type ExamineOptions, type OnProgress, PROBLEM_CODES, type Problem, type
 export { type FollowOptions, type ProcessFollowOptions, follow, followBatches } from './src/follow'
 export type { AppendMeta, CompressionOption, Hlc, Origin, RetentionPolicy, Sections, SharedOption, SharedRole, SyncPolicy } from './src/options'
 export { type PublishedSnapshot, type SectionInfo, SnapshotBuilder, SnapshotReader } from './src/snapshot'
-export { type AutoCheckpoint, type Checkpoint, type PruneResult, type Recovery, type SectionsSource, Store, type StoreOptions } from './src/store'
+export { type AutoCheckpoint, type Checkpoint, type PruneResult, type Recovery, type SectionsSource, type SharingStats, Store, type StoreOptions } from './src/store'
 export { WalReader, WalWriter, type WalWriterOptions } from './src/wal'

@@ -19,6 +19,12 @@ export declare class NativeAppender {
   /** Deliver append outcomes to `callback`; call once, before `submit`. */
   listen(callback: (settled: Float64Array, failures: string[]) => void): void
   /**
+   * Call `callback` (on the JS thread) whenever the log changes, whoever committed to it
+   * (another process of a shared store included): at most one call is queued at a time, so a
+   * burst of commits costs one. Weak: it does not keep the process alive. Until close.
+   */
+  watch(callback: () => void): void
+  /**
    * Queue the appends gathered in one JS tick as one message to the committer, so they join
    * one group. `data` holds their payloads back to back (in one buffer, or in several: a
    * large request passes its caller's buffers, uncopied by the facade), `lengths` each
@@ -213,11 +219,13 @@ export declare class NativeStore {
   static openShared(dir: string, options: NativeOpenOptions, producer?: number | undefined | null): Promise<NativeStore>
   /** Whether this process is the owner of the store now (always, for a store not shared). */
   isOwner(): boolean
+  /** What a shared store's handle holds or has heard now; `null` for a store not shared. */
+  sharing(): NativeSharing | null
   /** The appender of the store's WAL: appends, flushes and close go through it. */
   appender(): NativeAppender
   /** What recovery found and did (a client of a shared store: nothing, its owner recovered). */
   recovery(): NativeRecovery
-  /** The live snapshot, if any. */
+  /** The live snapshot, if any (a client of a shared store reads the one its MANIFEST names). */
   snapshot(): NativeSnapshotReader | null
   /** A replay of the entries after the live snapshot, from `from` on. */
   replay(from: number): Promise<NativeReplay>
@@ -543,6 +551,18 @@ export interface NativeSettled {
   settled: Float64Array
   /** The messages of the failed ones, in order. */
   failures: Array<string>
+}
+
+/** What a shared store's handle holds (as the owner) or has heard (as a client) now. */
+export interface NativeSharing {
+  /** Clients connected (as the owner). */
+  clients: number
+  /** Requests read from clients and not yet answered and sent (as the owner). */
+  inFlightRequests: number
+  /** Their payload bytes. */
+  inFlightBytes: number
+  /** Notices of the log's state: written to clients (as the owner), or heard (as a client). */
+  notices: number
 }
 
 /** A shipment read from a follower: consecutive frames, watermarks included. */

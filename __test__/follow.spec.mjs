@@ -271,3 +271,17 @@ test('a follower from another process waits for its log to appear: a store not y
   abort.abort()
   t.true((await waiting).done, 'aborted while waiting: the end, no error')
 })
+
+test('under { intervalMs } a durable follower is woken by the background fdatasync itself', async (t) => {
+  const dir = await tempDir(t)
+  // A long interval: the entry turns durable at the first background sync, which no call of
+  // this process asks for; the follower hears of it from the committer.
+  const store = await Store.open(dir, { sync: { intervalMs: 200 } })
+  const seen = (async () => {
+    for await (const entry of store.follow({ durable: true })) return entry.payload.toString()
+  })()
+  await store.append(Buffer.from('x'))
+  t.is(await seen, 'x')
+  t.is(store.entriesSinceFsync, 0)
+  await store.close()
+})

@@ -188,6 +188,34 @@ test('kill -9 of the owner while 4 clients append: a client takes over, nothing 
   t.deepEqual(checkLog(t, await scan(dir), everyone), [], 'no append doubled (raw WAL scan)')
 })
 
+test('a client follows what other processes append, woken by the owner’s notices (no polling)', async (t) => {
+  const dir = await tempDir(t)
+  // An owner that appends nothing, and a writer that is another client.
+  const owner = start(t, dir, 'o', { concurrency: 0 })
+  await owner.until(() => owner.role() === 'owner')
+  const store = await Store.open(dir, { shared: true })
+  t.is(store.role, 'client')
+  const seen = []
+  const following = (async () => {
+    for await (const entry of store.follow({ from: 1 })) {
+      seen.push(Buffer.from(entry.payload).toString())
+      if (seen.length === 20) return
+    }
+  })()
+  const writer = start(t, dir, 'w', { total: 20, concurrency: 1 })
+  await following
+  t.deepEqual(
+    seen,
+    Array.from({ length: 20 }, (_, i) => `w:${i}`),
+  )
+  // This process appended nothing and runs no timer: the owner's notices woke it.
+  t.is(store.stats().entries, 0)
+  t.true(store.sharing.notices > 1)
+  t.like(await writer.stop(), { code: 0 })
+  await store.close()
+  t.like(await owner.stop(), { code: 0 })
+})
+
 test('kill -9 of a client mid-append: the owner and the log carry on', async (t) => {
   const dir = await tempDir(t)
   const store = await Store.open(dir, { shared: true })
@@ -288,7 +316,7 @@ test('two owners never coexist; without shared, a second opener gets WRITER_LOCK
   await (await Store.open(dir)).close()
 })
 
-test('a client checkpoints (the owner performs it, with the client’s sections), registers and acknowledges consumers and backs up the store; prune is the owner’s (NOT_OWNER)', async (t) => {
+test('a client checkpoints and prunes (the owner performs them), reads the live snapshot, replays, registers and acknowledges consumers and backs up the store', async (t) => {
   const dir = await tempDir(t)
   const dest = join(await tempDir(t), 'copy')
   const owner = start(t, dir, 'o', { total: 5, concurrency: 1 })
@@ -305,19 +333,32 @@ test('a client checkpoints (the owner performs it, with the client’s sections)
   t.is(checkpoint.sequence, 7, 'the watermark follows the client’s appends')
   t.is(store.snapshotSeq, 7)
   t.is(await store.append(Buffer.from('client:1')), 8)
-  t.is((await t.throwsAsync(store.prune())).code, 'NOT_OWNER')
+  // The snapshot and the replay read the files the owner writes.
+  t.is(store.snapshot.sequence, 7)
+  t.is(Buffer.from(await store.snapshot.read('s')).toString(), 'state')
+  const replayed = async () => {
+    const out = []
+    for await (const entry of store.replay()) out.push(Buffer.from(entry.payload).toString())
+    return out
+  }
+  t.deepEqual(await replayed(), ['client:1'])
+  owner.child.stdin.write('checkpoint\n')
+  await owner.until(() => owner.said.some((line) => line.startsWith('checkpoint')))
+  t.is(store.snapshot.sequence, 9, 'the snapshot another process made is the live one here too')
+  t.is(Buffer.from(await store.snapshot.read('by')).toString(), 'o')
+  t.deepEqual(await replayed(), [])
   t.true(await store.removeConsumer('relay'))
+  // The owner prunes for the client: two snapshots, each with its archive; one of each kept.
+  const pruned = await store.prune({ keepSnapshots: 1, keepArchives: 1 })
+  t.like(pruned, { deletedSnapshots: [7], retainedSnapshots: [9], deletedArchives: [7], retainedArchives: [9] })
+  t.deepEqual((await readdir(dir)).filter((name) => /^(snapshot|wal)\.\d+\./.test(name)), ['snapshot.9.snap', 'wal.9.archive'])
   await store.close()
   t.like(await owner.stop(), { code: 0 })
   const copy = await Store.open(dest)
   t.is(copy.lastSequence, 6)
   await copy.close()
   const after = await Store.open(dir)
-  t.is(after.snapshot.sequence, 7)
-  t.is(Buffer.from(await after.snapshot.read('s')).toString(), 'state')
-  const replayed = []
-  for await (const entry of after.replay()) replayed.push(Buffer.from(entry.payload).toString())
-  t.deepEqual(replayed, ['client:1'])
+  t.is(after.snapshot.sequence, 9)
   await after.close()
 })
 

@@ -69,6 +69,7 @@ const TABLE = {
   },
   Store: {
     role: [SYNC],
+    sharing: [SYNC],
     snapshot: [SYNC],
     replay: [GENERATOR],
     replayBatches: [GENERATOR],

@@ -86,6 +86,14 @@ export abstract class Appender {
   readonly #admission: Admission
   /** What wakes in-process followers. */
   readonly #wakeup: Wakeup
+  /**
+   * Whether followers wake on every change of the log, not only on this handle's calls (a
+   * shared store: other processes' commits too, told by the owner; `{ intervalMs }`: the
+   * background fdatasync), and whether the addon was asked to tell of them yet: at the first
+   * follower, so a handle that only appends pays no call per commit. Nothing polls.
+   */
+  readonly #watchAll: boolean
+  #watching = false
   /** Whether the policy acknowledges before fdatasync, so `appendSync` may be used. */
   readonly #ackBeforeSync: boolean
   readonly #unsent = new SyncBatch()
@@ -100,10 +108,14 @@ export abstract class Appender {
   /** The torn tail cut when this was opened, or `null` if the WAL was clean. */
   readonly tailRepair: TailRepair | null
 
-  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string) {
+  /** `everyCommit`: the log has commits this handle did not ask for (a store shared by processes), which its followers must hear of. */
+  protected constructor(handle: native.NativeAppender, maxQueueBytes: number, sync: native.NativeSyncSemantics, target: string, everyCommit = false) {
     this.#native = handle
     this.#target = target
-    this.#wakeup = new Wakeup(sync.syncsInBackground)
+    this.#wakeup = new Wakeup()
+    // Under `{ intervalMs }` the fdatasync runs on the committer's timer, answering no call of
+    // this handle's: a durable follower hears of it as of another process's commit.
+    this.#watchAll = everyCommit || sync.syncsInBackground
     this.#ackBeforeSync = sync.acksBeforeSync
     this.tailRepair = (handle.tailRepair() as TailRepair | null) ?? null
     const repair = this.tailRepair
@@ -166,6 +178,15 @@ export abstract class Appender {
     receiver(this, Appender).#wakeup.changed()
   }
 
+  /** What wakes a follower, watching every change of the log first if followers should. */
+  #followerWakeup(): Wakeup {
+    if (this.#watchAll && !this.#watching && !this.#closing) {
+      this.#native.watch(() => this.changed())
+      this.#watching = true
+    }
+    return this.#wakeup
+  }
+
   /**
    * Follow this log as it grows: every entry from `from` on (default: the first after the live
    * snapshot), in sequence order, exactly once, then each new one as soon as it is committed
@@ -175,7 +196,7 @@ export abstract class Appender {
    * or `signal` aborts.
    */
   followBatches(options: FollowOptions = {}): AsyncGenerator<EntryBatch, void, undefined> {
-    return deferred(() => followBatchesOf(this.#target, options, () => this.#wakeup.waker()))
+    return deferred(() => followBatchesOf(this.#target, options, () => receiver(this, Appender).#followerWakeup().waker()))
   }
 
   /** @internal The WAL file, or the store directory, this appender writes. */
@@ -188,7 +209,7 @@ export abstract class Appender {
    * closed: what wakes a follower, for the integrations that read the log themselves.
    */
   nextChange(): Promise<boolean> {
-    return call(() => this.#wakeup.next())
+    return call(() => receiver(this, Appender).#followerWakeup().next())
   }
 
   /** {@link Appender.followBatches}, one entry at a time. */

@@ -87,6 +87,18 @@ export interface StoreOptions extends Omit<WalWriterOptions, 'snapshotSeq'> {
   shared?: SharedOption
 }
 
+/** What a handle of a shared store holds or has heard now (docs/sharing.md). */
+export interface SharingStats {
+  /** As the owner: the clients connected (0 in a client). */
+  clients: number
+  /** As the owner: requests read from clients and not yet answered and sent; bounded per client. */
+  inFlightRequests: number
+  /** As the owner: those requests' payload bytes; bounded per client. */
+  inFlightBytes: number
+  /** As the owner: notices of the log's state written to clients; as a client: those heard from the owner (what wakes its followers). */
+  notices: number
+}
+
 /** What recovery found and did when the store opened. */
 export interface Recovery {
   /** Sequence of the live snapshot (0: none). */
@@ -137,7 +149,7 @@ export class Store extends Appender {
   readonly recovery: Recovery
 
   private constructor(handle: native.NativeStore, dir: string, options: StoreOptions, auto: AutoCheckpoint | null, maxQueueBytes: number, sync: native.NativeSyncSemantics) {
-    super(handle.appender(), maxQueueBytes, sync, dir)
+    super(handle.appender(), maxQueueBytes, sync, dir, checkShared(options.shared) !== null)
     this.#native = handle
     this.#shared = checkShared(options.shared) !== null
     this.#retention = options.retention ?? {}
@@ -164,6 +176,11 @@ export class Store extends Appender {
   /** What this process is to a store opened `shared`: its `'owner'` (a client becomes it when it takes over) or a `'client'`; `null` for a store not shared. */
   get role(): SharedRole | null {
     return guarded(() => (this.#shared ? (this.#native.isOwner() ? 'owner' : 'client') : null))
+  }
+
+  /** What this handle of a shared store holds (as the owner) or has heard (as a client) now; `null` for a store not shared. */
+  get sharing(): SharingStats | null {
+    return guarded(() => this.#native.sharing())
   }
 
   /** The live snapshot, or `null` before the first checkpoint. */

@@ -1,23 +1,14 @@
 /** Waking in-process followers: one Promise a change of the log, renewed on each. */
 import type { Waker } from '../follow'
 
-/**
- * Under `{ intervalMs }` the background fdatasync has no callback into JS, so a durable
- * follower also looks again this often.
- */
-const INTERVAL_FOLLOW_MS = 100
-
 /** The changes of one writer's log, announced to the followers waiting for one. */
 export class Wakeup {
   /** Resolves on the next commit, flush or checkpoint (`true`), or once ended (`false`). */
   #change!: Promise<boolean>
   #announce!: (more: boolean) => void
   #ended = false
-  /** Whether the policy fdatasyncs on a timer (`intervalMs`): followers look again on their own. */
-  readonly #timed: boolean
 
-  constructor(syncsInBackground: boolean) {
-    this.#timed = syncsInBackground
+  constructor() {
     this.#renew()
   }
 
@@ -35,9 +26,9 @@ export class Wakeup {
     this.#announce(false)
   }
 
-  /** Resolves on the next change (`true`; under `{ intervalMs }`, also after a short timer), or `false` once ended. */
+  /** Resolves on the next change (`true`), or `false` once ended. */
   next(): Promise<boolean> {
-    return this.#timed ? Promise.race([this.#change, new Promise<boolean>((resolve) => setTimeout(resolve, INTERVAL_FOLLOW_MS, true))]) : this.#change
+    return this.#change
   }
 
   /** What wakes one follower. */

@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,38 @@ use crate::writer::{IoTotals, NewEntries, NewEntry, SyncPolicy, WalWriter};
 
 /// Called once with the outcome of a request, on the committer thread.
 pub type Reply<T> = Box<dyn FnOnce(Result<T>) + Send>;
+
+/// Hears the writer's state each time it changes (a group committed, a sync, a rotation), on
+/// the thread that changed it: how a follower learns of commits it did not ask for. It must
+/// not block. Held weakly: it hears until its last `Arc` is dropped.
+pub type Watcher = Arc<Watch>;
+
+/// What a [`Watcher`] calls.
+pub type Watch = dyn Fn(&WriterState) + Send + Sync;
+
+/// The watchers of a log, each held weakly (dropped ones are forgotten as they are met).
+#[derive(Default)]
+pub struct Watchers(Mutex<Vec<Weak<Watch>>>);
+
+impl Watchers {
+    /// Tell `watcher` every state from now on, until it is dropped.
+    pub fn add(&self, watcher: &Watcher) {
+        lock(&self.0).push(Arc::downgrade(watcher));
+    }
+
+    /// Tell every watcher of `state`.
+    pub fn tell(&self, state: &WriterState) {
+        lock(&self.0).retain(|watcher| watcher.upgrade().map(|watcher| watcher(state)).is_some());
+    }
+}
+
+impl std::fmt::Debug for Watchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Watchers")
+            .field(&lock(&self.0).len())
+            .finish()
+    }
+}
 
 /// Default bound on the payload bytes a caller queues to a committer before later calls wait:
 /// 4 MiB, four groups' worth, so groups are gathered while the last is written. A deeper queue
@@ -145,6 +177,8 @@ struct Shared {
     stopped: AtomicBool,
     /// Why the chain of chained requests broke, if it did (see [`AppendRequest::chained`]).
     chain_broken: Mutex<Option<Error>>,
+    /// Who hears of every new state ([`Committer::watch`]); gone ones are dropped.
+    watchers: Watchers,
 }
 
 impl Shared {
@@ -164,7 +198,9 @@ impl Shared {
     }
 
     fn publish(&self, writer: &WalWriter) {
-        *lock(&self.state) = WriterState::of(writer);
+        let state = WriterState::of(writer);
+        *lock(&self.state) = state.clone();
+        self.watchers.tell(&state);
     }
 
     /// Count a blocking commit of `entries` called at `called`, if it committed any.
@@ -221,6 +257,7 @@ impl Committer {
             room_lock: Mutex::new(()),
             stopped: AtomicBool::new(false),
             chain_broken: Mutex::new(None),
+            watchers: Watchers::default(),
         });
         let (sender, receiver) = mpsc::channel();
         let theirs = Arc::clone(&shared);
@@ -396,6 +433,11 @@ impl Committer {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         lock(&self.sender).is_none()
+    }
+
+    /// Tell `watcher` every new state from now on, until it is dropped.
+    pub fn watch(&self, watcher: &Watcher) {
+        self.shared.watchers.add(watcher);
     }
 
     /// The state as of the last finished group.

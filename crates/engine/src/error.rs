@@ -304,13 +304,6 @@ pub enum Error {
         /// The sequence found.
         found: u64,
     },
-    /// A client of a shared store asked for what only the owner does and the wire does not
-    /// carry yet.
-    #[error("{what} is done by the owner of a shared store, and this process is a client")]
-    NotOwner {
-        /// What was asked for.
-        what: &'static str,
-    },
     /// A bug: an internal invariant failed or a panic was caught.
     #[error("internal error: {0}")]
     Internal(String),
@@ -399,7 +392,6 @@ codes! {
     OwnerLost => "OWNER_LOST",
     ProducerFenced => "PRODUCER_FENCED",
     ProducerGap => "PRODUCER_GAP",
-    NotOwner => "NOT_OWNER",
     Internal => "INTERNAL",
     // Raised by the facade, never by the engine: by its JetStream integration
     // (`selene-persist/jetstream`), and when the addon itself or an optional peer package
@@ -466,7 +458,6 @@ impl Error {
             Self::OwnerLost { .. } => Code::OwnerLost,
             Self::ProducerFenced { .. } => Code::ProducerFenced,
             Self::ProducerGap { .. } => Code::ProducerGap,
-            Self::NotOwner { .. } => Code::NotOwner,
             Self::Internal(_) => Code::Internal,
             Self::Remote { code, .. } => *code,
         }
@@ -675,7 +666,6 @@ mod tests {
                 expected: 1,
                 found: 2,
             },
-            Error::NotOwner { what: "w" },
             Error::Internal("i".into()),
         ]
     }

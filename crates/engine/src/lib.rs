@@ -96,7 +96,7 @@ pub mod warning;
 pub mod writer;
 
 pub use batch::Entry;
-pub use committer::{AppendRequest, Committer, Reply, WriterState};
+pub use committer::{AppendRequest, Committer, Reply, Watcher, WriterState};
 pub use compression::Compression;
 pub use error::{Error, Result};
 pub use frame::{Origin, Producer};

@@ -13,6 +13,10 @@
 //! each owner rebuilds the table from the log it recovers, so a stamped request the dead owner
 //! made durable but did not answer lands once.
 //!
+//! **Following.** Every commit of the owner's committer, whoever asked for it, is told to the
+//! watchers of every process ([`Sink::watch`]): the owner's through its committer, a client's
+//! through the owner's notices on the socket. Nothing polls.
+//!
 //! [`SharedStore`] is a [`Sink`], as a [`Committer`] is: what a binding appends through.
 
 pub mod client;
@@ -28,22 +32,25 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backup::{self, Upto};
-use crate::batch::Entry;
-use crate::committer::{AppendRequest, Reply, WriterState};
+use crate::committer::{AppendRequest, Reply, Watcher, Watchers, WriterState};
 use crate::consumer::{self, Log, Summary};
 use crate::error::{Error, Result};
+use crate::filename::StoreFile;
 use crate::frame::Producer;
 use crate::io::Vfs;
 use crate::producer::ProducerTable;
 use crate::publish::make_dirs;
+use crate::reader::WalReader;
+use crate::retention::{PruneOutcome, RetentionPolicy};
 use crate::rotation::Rotation;
 use crate::scan::TailRepair;
 use crate::sink::Sink;
+use crate::snapshot::SnapshotReader;
 use crate::stats::{CommitStats, StatsReport};
-use crate::store::Store;
+use crate::store::{self, Replay, Store};
 use crate::writer::{NewEntry, WalOptions};
 use client::{Connection, Pending};
-use server::Server;
+use server::{Backlog, Server};
 
 /// How long a client tries to take over or reach a new owner before it gives up.
 pub const TAKEOVER_PATIENCE: Duration = Duration::from_secs(30);
@@ -62,7 +69,9 @@ enum Role {
     Owner {
         store: Arc<Store>,
         producers: Arc<Mutex<ProducerTable>>,
-        _server: Server,
+        server: Server,
+        /// Hands the committer's states to this handle's watchers.
+        _relay: Watcher,
     },
     Client(Arc<Connection>),
     /// Taking over: calls wait here, in order.
@@ -92,22 +101,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The producer table a store's log gives: the stamps on the entries after its live snapshot
-/// (each stamped entry ends the request it stamps). A retry of a request from before the live
-/// snapshot is not known to it.
-fn producers_of(store: &Store) -> Result<ProducerTable> {
-    let mut replay = store.replay(0)?;
+/// (each stamped entry ends the request it stamps). Only the frames' stamps are read: their
+/// checksums verified, their payloads neither decompressed nor copied. A retry of a request
+/// from before the live snapshot is not known to it.
+fn producers_of(vfs: &Arc<dyn Vfs>, store: &Store) -> Result<ProducerTable> {
+    let after = store.snapshot().map_or(0, |s| s.sequence()) + 1;
+    let mut reader = WalReader::open(vfs, &StoreFile::Wal.path(store.dir()))?;
     let mut stamps = Vec::new();
-    loop {
-        let batch: Vec<Entry> = replay.next_batch(4096, 4 << 20)?;
-        if batch.is_empty() {
-            return Ok(ProducerTable::rebuild(stamps));
+    reader.visit_frames(after, |frame| {
+        if let Some(stamp) = frame.producer {
+            stamps.push((stamp, frame.sequence));
         }
-        stamps.extend(
-            batch
-                .iter()
-                .filter_map(|e| e.producer.map(|p| (p, e.sequence))),
-        );
-    }
+        Ok(true)
+    })?;
+    Ok(ProducerTable::rebuild(stamps))
 }
 
 fn closed() -> Error {
@@ -132,7 +139,22 @@ pub struct SharedStore {
     heard: Mutex<WriterState>,
     /// This handle's appends as it saw them answered (as a client).
     stats: Mutex<CommitStats>,
+    /// Who hears of every new state of the log ([`Sink::watch`]).
+    watchers: Watchers,
+    /// Notices heard from owners (as a client).
+    notices: AtomicU64,
     me: Weak<Self>,
+}
+
+/// What a shared store's handle holds or has heard now ([`SharedStore::sharing`]).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Sharing {
+    /// Whether this process is the owner now.
+    pub owner: bool,
+    /// As the owner: what it holds for its clients (their notices the ones it wrote).
+    pub backlog: Backlog,
+    /// As a client: the owners' notices of the log's state it has heard.
+    pub notices_heard: u64,
 }
 
 impl Debug for SharedStore {
@@ -175,6 +197,8 @@ impl SharedStore {
             room: Condvar::new(),
             heard: Mutex::new(WriterState::default()),
             stats: Mutex::new(CommitStats::default()),
+            watchers: Watchers::default(),
+            notices: AtomicU64::new(0),
             me: me.clone(),
         });
         let role = this.establish()?;
@@ -209,6 +233,25 @@ impl SharedStore {
         &self.socket
     }
 
+    /// What this handle holds (as the owner) or has heard (as a client) now.
+    #[must_use]
+    pub fn sharing(&self) -> Sharing {
+        let backlog = match &*lock(&self.role) {
+            Role::Owner { server, .. } => Some(server.backlog()),
+            _ => None,
+        };
+        Sharing {
+            owner: backlog.is_some(),
+            backlog: backlog.unwrap_or_default(),
+            notices_heard: self.notices.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Tell this handle's watchers of the log's `state`.
+    fn changed(&self, state: &WriterState) {
+        self.watchers.tell(state);
+    }
+
     /// Become the owner (the lock is free) or a client of the owner, trying for up to
     /// [`TAKEOVER_PATIENCE`].
     fn establish(&self) -> Result<Role> {
@@ -217,13 +260,23 @@ impl SharedStore {
             match Store::open(&self.vfs, &self.dir, self.options) {
                 Ok(store) => {
                     let store = Arc::new(store);
-                    let producers = Arc::new(Mutex::new(producers_of(&store)?));
+                    let producers = Arc::new(Mutex::new(producers_of(&self.vfs, &store)?));
                     let server =
                         Server::start(&self.socket, Arc::clone(&store), Arc::clone(&producers))?;
+                    let me = self.me.clone();
+                    let relay: Watcher = Arc::new(move |state: &WriterState| {
+                        if let Some(me) = me.upgrade() {
+                            me.changed(state);
+                        }
+                    });
+                    store.committer().watch(&relay);
+                    // What the last owner committed and this one recovered is news here too.
+                    self.changed(&store.committer().state());
                     return Ok(Role::Owner {
                         store,
                         producers,
-                        _server: server,
+                        server,
+                        _relay: relay,
                     });
                 }
                 Err(Error::WriterLockHeld { .. }) => {}
@@ -232,9 +285,14 @@ impl SharedStore {
             let (heard, lost) = (self.me.clone(), self.me.clone());
             let connected = Connection::connect(
                 &self.socket,
-                Box::new(move |state| {
+                deadline.saturating_duration_since(Instant::now()),
+                Box::new(move |state, notice| {
                     if let Some(me) = heard.upgrade() {
-                        *lock(&me.heard) = state;
+                        *lock(&me.heard) = state.clone();
+                        if notice {
+                            me.notices.fetch_add(1, Ordering::Relaxed);
+                            me.changed(&state);
+                        }
                     }
                 }),
                 Box::new(move |pending, unread, why| {
@@ -451,12 +509,44 @@ impl SharedStore {
         sections: Vec<(String, Vec<u8>, bool)>,
         sequence: u64,
     ) -> Result<Rotation> {
+        self.ask(
+            |store| store.finish_checkpoint(store.builder(sections.clone())?, sequence),
+            |id| wire::Request::FinishCheckpoint {
+                id,
+                sequence,
+                sections: sections.clone(),
+            },
+            Pending::Finish,
+        )
+    }
+
+    /// [`Store::prune`]: the owner applies `policy`, whoever asks. Blocks.
+    ///
+    /// # Errors
+    /// As [`Store::prune`]; `OwnerLost` when the owner goes meanwhile.
+    pub fn prune(&self, policy: &RetentionPolicy) -> Result<PruneOutcome> {
+        let policy = *policy;
+        self.ask(
+            |store| store.prune(&policy),
+            |id| wire::Request::Prune { id, policy },
+            Pending::Prune,
+        )
+    }
+
+    /// Do `own` with the store as its owner, or send the request `make` makes as a client and
+    /// wait for its answer (`pending` wraps where it goes). Blocks.
+    fn ask<T>(
+        &self,
+        own: impl FnOnce(&Store) -> Result<T>,
+        make: impl FnOnce(u64) -> wire::Request,
+        pending: impl FnOnce(std::sync::mpsc::Sender<Result<T>>) -> Pending,
+    ) -> Result<T> {
         let role = lock(&self.role);
         let connection = match &*role {
             Role::Owner { store, .. } => {
                 let store = Arc::clone(store);
                 drop(role);
-                return store.finish_checkpoint(store.builder(sections)?, sequence);
+                return own(&store);
             }
             Role::Client(connection) => Arc::clone(connection),
             Role::Between(_) => return Err(owner_lost("a new owner is being found")),
@@ -466,17 +556,34 @@ impl SharedStore {
         drop(role);
         let (tx, rx) = std::sync::mpsc::channel();
         connection
-            .send(
-                |id| wire::Request::FinishCheckpoint {
-                    id,
-                    sequence,
-                    sections,
-                },
-                Pending::Finish(tx),
-            )
+            .send(make, pending(tx))
             .map_err(|_| owner_lost("the connection broke"))?;
         rx.recv()
             .unwrap_or_else(|_| Err(owner_lost("the connection broke")))
+    }
+
+    /// [`Store::snapshot`]; a client reads the one the MANIFEST names live now.
+    ///
+    /// # Errors
+    /// As reading a MANIFEST and opening a snapshot.
+    pub fn snapshot(&self) -> Result<Option<Arc<SnapshotReader>>> {
+        if let Some(store) = self.store() {
+            return Ok(store.snapshot());
+        }
+        store::live_snapshot(&self.vfs, &self.dir).map(|found| found.map(Arc::new))
+    }
+
+    /// [`Store::replay`]; a client reads the files, beside the owner's writes (entries the owner
+    /// has committed, as the owner's own replay does).
+    ///
+    /// # Errors
+    /// As [`Store::replay`].
+    pub fn replay(&self, from: u64) -> Result<Replay> {
+        if let Some(store) = self.store() {
+            return store.replay(from);
+        }
+        let floor = store::live_snapshot(&self.vfs, &self.dir)?.map_or(0, |s| s.sequence());
+        Replay::open(&self.vfs, &self.dir, floor, from)
     }
 
     /// [`Store::backup`]; a client's backup holds what the files record as durable.
@@ -574,8 +681,8 @@ impl Sink for SharedStore {
         self.room.notify_all();
         let role = std::mem::replace(&mut *lock(&self.role), Role::Closed);
         match role {
-            Role::Owner { store, _server, .. } => {
-                drop(_server);
+            Role::Owner { store, server, .. } => {
+                drop(server);
                 store.committer().close(reply);
             }
             Role::Client(connection) => {
@@ -632,6 +739,10 @@ impl Sink for SharedStore {
             .recv()
             .unwrap_or_else(|_| Err(owner_lost("the connection broke")))?;
         Ok(first.map(|first| first..=first + count.saturating_sub(1)))
+    }
+
+    fn watch(&self, watcher: &Watcher) {
+        self.watchers.add(watcher);
     }
 
     fn state(&self) -> WriterState {

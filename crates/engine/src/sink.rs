@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
-use crate::committer::{AppendRequest, Committer, Reply, WriterState};
+use crate::committer::{AppendRequest, Committer, Reply, Watcher, WriterState};
 use crate::error::Result;
 use crate::scan::TailRepair;
 use crate::stats::StatsReport;
@@ -26,6 +26,8 @@ pub trait Sink: Send + Sync + Debug {
     fn commit_now(&self, entries: Vec<NewEntry>) -> Result<Option<RangeInclusive<u64>>>;
     /// [`Committer::state`].
     fn state(&self) -> WriterState;
+    /// [`Committer::watch`]: every new state of the log, whoever's commit made it.
+    fn watch(&self, watcher: &Watcher);
     /// [`Committer::stats`].
     fn stats(&self) -> StatsReport;
     /// [`Committer::queued_bytes`].
@@ -55,6 +57,9 @@ impl Sink for Committer {
     }
     fn state(&self) -> WriterState {
         Self::state(self)
+    }
+    fn watch(&self, watcher: &Watcher) {
+        Self::watch(self, watcher);
     }
     fn stats(&self) -> StatsReport {
         Self::stats(self)

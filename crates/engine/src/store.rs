@@ -40,6 +40,44 @@ pub struct Recovery {
     pub capped_consumers: Vec<Capped>,
 }
 
+/// The live snapshot of the store in `dir`, as its MANIFEST names it now, read beside the
+/// process that owns the store (a shared store's client). A snapshot pruned between reading
+/// the MANIFEST and opening it was replaced by a newer one: the MANIFEST is read again.
+///
+/// # Errors
+/// MANIFEST and snapshot errors; `StoreInconsistent` when the file named holds another
+/// sequence.
+pub fn live_snapshot(vfs: &Arc<dyn Vfs>, dir: &Path) -> Result<Option<SnapshotReader>> {
+    let mut tries = 0;
+    loop {
+        let live = Manifest::read(vfs.as_ref(), dir)?.map_or(0, |m| m.live_snapshot_seq);
+        if live == 0 {
+            return Ok(None);
+        }
+        let path = StoreFile::Snapshot(live).path(dir);
+        let reader = match SnapshotReader::open(vfs.as_ref(), &path) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && tries < 8 =>
+            {
+                tries += 1;
+                continue;
+            }
+            other => other?,
+        };
+        if reader.sequence() != live {
+            return Err(Error::StoreInconsistent {
+                dir: dir.to_path_buf(),
+                detail: format!(
+                    "{} holds the state after sequence {}, not {live}",
+                    path.display(),
+                    reader.sequence()
+                ),
+            });
+        }
+        return Ok(Some(reader));
+    }
+}
+
 /// An open store. One per directory: the WAL's lock enforces it across processes.
 #[derive(Debug)]
 pub struct Store {
@@ -191,12 +229,8 @@ impl Store {
     /// I/O and WAL header errors.
     pub fn replay(&self, from: u64) -> Result<Replay> {
         self.check_open()?;
-        let floor = self.snapshot().map_or(0, |s| s.sequence()) + 1;
-        Ok(Replay {
-            reader: WalReader::open(&self.vfs, &StoreFile::Wal.path(&self.dir))?,
-            from: from.max(floor),
-            applied: HashMap::new(),
-        })
+        let snapshot_seq = self.snapshot().map_or(0, |s| s.sequence());
+        Replay::open(&self.vfs, &self.dir, snapshot_seq, from)
     }
 
     /// Snapshot `sections` (name, bytes, compress) at a new watermark sequence and rotate.
@@ -363,6 +397,19 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// The entries of the active WAL of the store in `dir` after snapshot `snapshot_seq`, from
+    /// `from` on; safe beside a live writer (this process's or another's).
+    ///
+    /// # Errors
+    /// I/O and WAL header errors.
+    pub fn open(vfs: &Arc<dyn Vfs>, dir: &Path, snapshot_seq: u64, from: u64) -> Result<Self> {
+        Ok(Self {
+            reader: WalReader::open(vfs, &StoreFile::Wal.path(dir))?,
+            from: from.max(snapshot_seq + 1),
+            applied: HashMap::new(),
+        })
+    }
+
     /// Up to `max_entries` entries (or about `max_bytes` of payload); empty at the end.
     ///
     /// # Errors

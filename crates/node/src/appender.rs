@@ -2,14 +2,18 @@
 //! WAL writer (`openWriter`) and a store (`NativeStore.appender`).
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::{Bytes, BytesMut};
 use napi::Env;
 use napi::bindgen_prelude::{AsyncTask, Function, Object, ToNapiValue};
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::{AppendRequest, Committer, NewEntries, Result, Sink, WalWriter};
+use selene_persist_engine::{
+    AppendRequest, Committer, NewEntries, Result, Sink, WalWriter, Watcher, WriterState,
+};
 
 use crate::convert::{
     NativeMeta, NativeOpenOptions, NativeTailRepair, invalid, js_error, new_entry, to_f64, to_u64,
@@ -68,6 +72,8 @@ pub struct NativeAppender {
     /// Its own committer, or a shared store's handle.
     committer: Arc<dyn Sink>,
     settler: OnceLock<Settler>,
+    /// What `watch` registered; dropped at close, which lets go of its JS callback.
+    watcher: Mutex<Option<Watcher>>,
 }
 
 impl NativeAppender {
@@ -76,6 +82,7 @@ impl NativeAppender {
         Self {
             committer,
             settler: OnceLock::new(),
+            watcher: Mutex::new(None),
         }
     }
 
@@ -115,6 +122,32 @@ impl NativeAppender {
         self.settler
             .set(Settler::new(&callback)?)
             .map_err(|_| invalid("listen was already called".into()))
+    }
+
+    /// Call `callback` (on the JS thread) whenever the log changes, whoever committed to it
+    /// (another process of a shared store included): at most one call is queued at a time, so a
+    /// burst of commits costs one. Weak: it does not keep the process alive. Until close.
+    #[napi(catch_unwind)]
+    pub fn watch(&self, callback: Function<'_, (), ()>) -> napi::Result<()> {
+        let queued = Arc::new(AtomicBool::new(false));
+        let taken = Arc::clone(&queued);
+        let deliver = callback
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |_| {
+                taken.store(false, Ordering::Release);
+                Ok(())
+            })?;
+        let watcher: Watcher = Arc::new(move |_: &WriterState| {
+            if !queued.swap(true, Ordering::AcqRel) {
+                // Fails only while the environment is being torn down.
+                let _ = deliver.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            }
+        });
+        self.committer.watch(&watcher);
+        *self.watcher.lock().unwrap_or_else(PoisonError::into_inner) = Some(watcher);
+        Ok(())
     }
 
     /// Queue the appends gathered in one JS tick as one message to the committer, so they join
@@ -222,6 +255,12 @@ impl NativeAppender {
     pub fn close<'env>(&self, env: &'env Env) -> napi::Result<Object<'env>> {
         // Close answers after every append: then nothing more is delivered to `listen`.
         let settler = self.settler.get().cloned();
+        drop(
+            self.watcher
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         promise(
             env,
             |()| (),

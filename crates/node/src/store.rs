@@ -8,12 +8,12 @@ use napi::bindgen_prelude::{AsyncTask, Object};
 use napi_derive::napi;
 use selene_persist_engine::consumer::Summary;
 use selene_persist_engine::io::StdFs;
-use selene_persist_engine::retention::PruneOutcome;
+use selene_persist_engine::retention::{PruneOutcome, RetentionPolicy};
 use selene_persist_engine::rotation::Rotation;
 #[cfg(unix)]
 use selene_persist_engine::shared::{SharedOptions, SharedStore};
 use selene_persist_engine::store::{Replay, Store};
-use selene_persist_engine::{Error, Sink, WalOptions};
+use selene_persist_engine::{Sink, WalOptions};
 
 use crate::appender::{NativeAppender, promise};
 use crate::chunk::{NativeChunk, Packed};
@@ -66,17 +66,27 @@ pub enum Opened {
 }
 
 impl NativeStore {
-    /// The store, where this process has it: alone, or as the shared store's owner now; a
-    /// client is refused `what` with `NOT_OWNER`.
-    fn store(&self, what: &'static str) -> napi::Result<Arc<Store>> {
+    /// The store, where this process has it: alone, or as the shared store's owner now.
+    fn owned(&self) -> Option<Arc<Store>> {
         match &self.store {
-            Opened::Alone(store) => Ok(Arc::clone(store)),
+            Opened::Alone(store) => Some(Arc::clone(store)),
             #[cfg(unix)]
-            Opened::Shared(shared) => shared
-                .store()
-                .ok_or_else(|| js_error(&Error::NotOwner { what })),
+            Opened::Shared(shared) => shared.store(),
         }
     }
+}
+
+/// What a shared store's handle holds (as the owner) or has heard (as a client) now.
+#[napi(object)]
+pub struct NativeSharing {
+    /// Clients connected (as the owner).
+    pub clients: f64,
+    /// Requests read from clients and not yet answered and sent (as the owner).
+    pub in_flight_requests: f64,
+    /// Their payload bytes.
+    pub in_flight_bytes: f64,
+    /// Notices of the log's state: written to clients (as the owner), or heard (as a client).
+    pub notices: f64,
 }
 
 #[napi]
@@ -121,7 +131,29 @@ impl NativeStore {
     /// Whether this process is the owner of the store now (always, for a store not shared).
     #[napi(catch_unwind)]
     pub fn is_owner(&self) -> bool {
-        self.store("").is_ok()
+        self.owned().is_some()
+    }
+
+    /// What a shared store's handle holds or has heard now; `null` for a store not shared.
+    #[napi(catch_unwind)]
+    pub fn sharing(&self) -> Option<NativeSharing> {
+        match &self.store {
+            Opened::Alone(_) => None,
+            #[cfg(unix)]
+            Opened::Shared(shared) => {
+                let sharing = shared.sharing();
+                Some(NativeSharing {
+                    clients: to_f64(sharing.backlog.clients),
+                    in_flight_requests: to_f64(sharing.backlog.requests),
+                    in_flight_bytes: to_f64(sharing.backlog.bytes),
+                    notices: to_f64(if sharing.owner {
+                        sharing.backlog.notices
+                    } else {
+                        sharing.notices_heard
+                    }),
+                })
+            }
+        }
     }
 
     /// The appender of the store's WAL: appends, flushes and close go through it.
@@ -139,7 +171,7 @@ impl NativeStore {
     /// What recovery found and did (a client of a shared store: nothing, its owner recovered).
     #[napi(catch_unwind)]
     pub fn recovery(&self) -> NativeRecovery {
-        let Ok(store) = self.store("") else {
+        let Some(store) = self.owned() else {
             return NativeRecovery {
                 snapshot_seq: 0.0,
                 finished_rotation: false,
@@ -162,17 +194,22 @@ impl NativeStore {
         }
     }
 
-    /// The live snapshot, if any.
+    /// The live snapshot, if any (a client of a shared store reads the one its MANIFEST names).
     #[napi(catch_unwind)]
     pub fn snapshot(&self) -> napi::Result<Option<NativeSnapshotReader>> {
-        Ok(self.store("snapshot")?.snapshot().map(Into::into))
+        let snapshot = match &self.store {
+            Opened::Alone(store) => store.snapshot(),
+            #[cfg(unix)]
+            Opened::Shared(shared) => shared.snapshot().map_err(|e| js_error(&e))?,
+        };
+        Ok(snapshot.map(Into::into))
     }
 
     /// A replay of the entries after the live snapshot, from `from` on.
     #[napi(catch_unwind, ts_return_type = "Promise<NativeReplay>")]
     pub fn replay(&self, from: f64) -> napi::Result<AsyncTask<Blocking<Replay, NativeReplay>>> {
         let from = to_u64("from", from)?;
-        let store = self.store("replay")?;
+        let store = self.store.clone();
         Ok(blocking(
             move || store.replay(from),
             |replay| NativeReplay {
@@ -263,7 +300,7 @@ impl NativeStore {
         policy: NativePolicy,
     ) -> napi::Result<AsyncTask<Blocking<PruneOutcome, NativePruneOutcome>>> {
         let policy = policy.try_into()?;
-        let store = self.store("prune")?;
+        let store = self.store.clone();
         Ok(blocking(
             move || store.prune(&policy),
             NativePruneOutcome::from,
@@ -273,6 +310,22 @@ impl NativeStore {
 
 /// The calls a shared store forwards to its owner or makes on the files itself.
 impl Opened {
+    fn replay(&self, from: u64) -> selene_persist_engine::Result<Replay> {
+        match self {
+            Self::Alone(store) => store.replay(from),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.replay(from),
+        }
+    }
+
+    fn prune(&self, policy: &RetentionPolicy) -> selene_persist_engine::Result<PruneOutcome> {
+        match self {
+            Self::Alone(store) => store.prune(policy),
+            #[cfg(unix)]
+            Self::Shared(shared) => shared.prune(policy),
+        }
+    }
+
     fn begin_checkpoint(&self, reply: selene_persist_engine::Reply<u64>) {
         match self {
             Self::Alone(store) => store.begin_checkpoint(reply),
@@ -352,7 +405,7 @@ fn open_shared(
     _options: WalOptions,
     _producer: Option<u64>,
 ) -> selene_persist_engine::Result<Opened> {
-    Err(Error::InvalidArgument(
+    Err(selene_persist_engine::Error::InvalidArgument(
         "a shared store needs a Unix domain socket: not available on this platform yet".into(),
     ))
 }

@@ -1,7 +1,9 @@
 //! A client's connection to the owner: requests go out through a writer thread (the caller
 //! never blocks on the socket), answers come back on a reader thread, which settles each
-//! request by id. When the connection breaks, the requests still unanswered are handed to
-//! whoever asked to hear of it (the shared store, which takes over).
+//! request by id and hands on the owner's notices of the log's state (the first is read before
+//! `connect` returns, so a new client knows the log's end). When the connection breaks, the
+//! requests still unanswered are handed to whoever asked to hear of it (the shared store,
+//! which takes over).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,13 +14,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::wire::{Answer, FrameReader, Request};
+use super::wire::{Answer, Detail, FrameReader, Request};
 use crate::committer::{Reply, WriterState};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
+use crate::retention::PruneOutcome;
 use crate::rotation::Rotation;
 use crate::writer::NewEntries;
 
@@ -47,20 +51,29 @@ pub enum Pending {
     Begin(Reply<u64>),
     /// A checkpoint's finish.
     Finish(mpsc::Sender<Result<Rotation>>),
+    /// A prune.
+    Prune(mpsc::Sender<Result<PruneOutcome>>),
 }
 
 impl Pending {
     /// Answer it with `outcome`.
     pub fn settle(self, outcome: Result<Option<u64>>) {
-        self.settle_with(outcome, None);
+        self.settle_with(outcome, Detail::None);
     }
 
-    /// Answer it with `outcome` and what a finished checkpoint did.
-    fn settle_with(self, outcome: Result<Option<u64>>, rotation: Option<Rotation>) {
+    /// Answer it with `outcome` and what a finished checkpoint or a prune did.
+    fn settle_with(self, outcome: Result<Option<u64>>, detail: Detail) {
         let missing = || Error::Internal("the owner's answer lacks its result".into());
         match self {
             Self::Begin(reply) => reply(outcome.and_then(|s| s.ok_or_else(missing))),
-            Self::Finish(tx) => drop(tx.send(outcome.and_then(|_| rotation.ok_or_else(missing)))),
+            Self::Finish(tx) => drop(tx.send(outcome.and_then(|_| match detail {
+                Detail::Rotation(rotation) => Ok(rotation),
+                _ => Err(missing()),
+            }))),
+            Self::Prune(tx) => drop(tx.send(outcome.and_then(|_| match detail {
+                Detail::Pruned(pruned) => Ok(pruned),
+                _ => Err(missing()),
+            }))),
             Self::Append { reply, entries, .. } => reply(outcome.and_then(|first| {
                 let count = entries.len() as u64;
                 let first = first
@@ -72,6 +85,9 @@ impl Pending {
         }
     }
 }
+
+/// Hears the owner's state: with each answer (`false`), and each unasked notice (`true`).
+pub type OnState = Box<dyn Fn(WriterState, bool) + Send>;
 
 /// Called once when the connection ends, with the requests left unanswered that the owner
 /// may have read (their outcome unknown), those it said it never read (a goodbye's), and why.
@@ -93,25 +109,44 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connect to the owner at `path`; `on_state` hears the writer's state with every answer,
-    /// `on_lost` the requests left when the connection breaks.
+    /// Connect to the owner at `path` and read its first notice; `on_state` hears the
+    /// writer's state with every answer and notice (the first included), `on_lost` the
+    /// requests left when the connection breaks.
     ///
     /// # Errors
-    /// `Io` when no owner listens there (or the threads cannot be spawned).
+    /// `Io` when no owner listens there, or it does not send its notice within `patience`
+    /// (a process that holds the socket but does not serve: stopped, or hung), or the threads
+    /// cannot be spawned.
     pub fn connect(
         path: &Path,
-        on_state: Box<dyn Fn(WriterState) + Send>,
+        patience: Duration,
+        on_state: OnState,
         on_lost: OnLost,
     ) -> Result<Arc<Self>> {
         let stream = UnixStream::connect(path).map_err(|e| Error::io("connect", path, e))?;
-        let (reader, writer) = (
-            stream
-                .try_clone()
-                .map_err(|e| Error::io("connect", path, e))?,
+        let mut frames = FrameReader::new(
             stream
                 .try_clone()
                 .map_err(|e| Error::io("connect", path, e))?,
         );
+        // A tick for the wait's deadline; answers are then waited for as long as they take.
+        let first = stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .and_then(|()| frames.next_frame_within(patience))
+            .and_then(|first| stream.set_read_timeout(None).map(|()| first))
+            .map_err(|e| Error::io("connect", path, e))?
+            .map(Answer::decode);
+        let Some(Ok(Answer::Notice(state))) = first else {
+            let gone = std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the owner went before its first notice",
+            );
+            return Err(Error::io("connect", path, gone));
+        };
+        on_state(state, true);
+        let writer = stream
+            .try_clone()
+            .map_err(|e| Error::io("connect", path, e))?;
         let (tx, rx) = mpsc::channel();
         let pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let theirs = Arc::clone(&pending);
@@ -121,7 +156,7 @@ impl Connection {
             .map_err(|e| Error::io("spawn client for", path, e))?;
         thread::Builder::new()
             .name("selene-persist-answers".into())
-            .spawn(move || receive(reader, &theirs, &*on_state, on_lost))
+            .spawn(move || receive(frames, &theirs, &*on_state, on_lost))
             .map_err(|e| Error::io("spawn client for", path, e))?;
         Ok(Arc::new(Self {
             out: Mutex::new(Some(tx)),
@@ -185,12 +220,11 @@ fn send_all(mut stream: UnixStream, rx: &Receiver<Bytes>) {
 
 /// Settle each answer by id until the connection ends, then hand on what is left.
 fn receive(
-    stream: UnixStream,
+    mut frames: FrameReader<UnixStream>,
     pending: &Mutex<Option<HashMap<u64, Pending>>>,
-    on_state: &dyn Fn(WriterState),
+    on_state: &dyn Fn(WriterState, bool),
     on_lost: OnLost,
 ) {
-    let mut frames = FrameReader::new(&stream);
     let mut read_up_to = u64::MAX;
     let why = loop {
         let body = match frames.next_frame() {
@@ -199,23 +233,27 @@ fn receive(
             Err(e) => break e.to_string(),
         };
         let done = match Answer::decode(body) {
-            Ok(Answer::Done(done)) => done,
+            Ok(Answer::Done(done)) => *done,
             Ok(Answer::Bye(last)) => {
                 read_up_to = last;
                 break "the owner closed".to_owned();
             }
+            Ok(Answer::Notice(state)) => {
+                on_state(state, true);
+                continue;
+            }
             Err(e) => break e.to_string(),
         };
-        on_state(done.state);
+        on_state(done.state, false);
         let request = lock(pending).as_mut().and_then(|t| t.remove(&done.id));
         if let Some(request) = request {
             let outcome = done
                 .outcome
                 .map_err(|(code, message)| Error::Remote { code, message });
-            request.settle_with(outcome, done.rotation);
+            request.settle_with(outcome, done.detail);
         }
     };
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = frames.get_ref().shutdown(std::net::Shutdown::Both);
     let mut left: Vec<(u64, Pending)> = lock(pending)
         .take()
         .unwrap_or_default()

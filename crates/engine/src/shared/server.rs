@@ -6,7 +6,11 @@
 //! caps or checksum, or that takes longer than its deadline to arrive, drops its connection.
 //! Each connection has at most [`MAX_IN_FLIGHT_BYTES`] of payload and [`MAX_IN_FLIGHT`]
 //! requests unanswered or unsent: past that its reader stops reading, so a client that stops
-//! reading its answers holds the owner's memory to that bound.
+//! reading its answers holds the owner's memory to that bound ([`Backlog`] counts it).
+//!
+//! After every commit (whoever's) the writer thread of each connection sends a notice of the
+//! log's state, which wakes the client's followers. Notices are coalesced: a connection holds
+//! at most one unsent, the latest, so a client that reads slowly costs one state, not a queue.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,12 +27,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::path::bind;
-use super::wire::{Answer, Done, FrameReader, Request};
-use crate::committer::{AppendRequest, Committer, Reply};
+use super::wire::{Answer, Detail, Done, FrameReader, Request};
+use crate::committer::{AppendRequest, Committer, Reply, Watcher, WriterState};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
 use crate::producer::{Check, ProducerTable};
-use crate::rotation::Rotation;
 use crate::store::Store;
 
 /// Most payload bytes of one connection's requests not yet answered and sent.
@@ -97,8 +100,25 @@ pub struct Server {
     /// The socket file's identity, so only ours is removed.
     inode: (u64, u64),
     stopping: Arc<AtomicBool>,
-    connections: Arc<Mutex<HashMap<u64, UnixStream>>>,
+    connections: Arc<Connections>,
     acceptor: Option<JoinHandle<()>>,
+}
+
+/// The connections being served, by id: each one's stream (to stop it) and what it holds.
+type Connections = Mutex<HashMap<u64, (UnixStream, Arc<InFlight>)>>;
+
+/// What the owner holds for its clients now: bounded by [`MAX_CONNECTIONS`] times the
+/// per-connection bounds, however the clients behave.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct Backlog {
+    /// Clients connected.
+    pub clients: u64,
+    /// Requests read and not yet answered and sent.
+    pub requests: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Notices of the log's state written to clients since the server started.
+    pub notices: u64,
 }
 
 impl Server {
@@ -115,7 +135,7 @@ impl Server {
         let listener = bind(path)?;
         let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io("stat", path, e))?;
         let stopping = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(Mutex::new(HashMap::new()));
+        let connections = Arc::new(Connections::default());
         let acceptor = {
             let stopping = Arc::clone(&stopping);
             let connections = Arc::clone(&connections);
@@ -134,6 +154,25 @@ impl Server {
     }
 }
 
+impl Server {
+    /// What the owner holds for its clients now.
+    #[must_use]
+    pub fn backlog(&self) -> Backlog {
+        let connections = lock(&self.connections);
+        let mut backlog = Backlog {
+            clients: connections.len() as u64,
+            ..Backlog::default()
+        };
+        for (_, in_flight) in connections.values() {
+            let counts = lock(&in_flight.counts);
+            backlog.requests += counts.0;
+            backlog.bytes += counts.1;
+            backlog.notices += in_flight.notices.load(Ordering::Relaxed);
+        }
+        backlog
+    }
+}
+
 impl Drop for Server {
     /// Stop accepting and stop reading every connection: each is answered what it sent up to
     /// now (as the committer answers it), then told which requests were read (the rest go to
@@ -145,7 +184,7 @@ impl Drop for Server {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-        for stream in lock(&self.connections).values() {
+        for (stream, _) in lock(&self.connections).values() {
             let _ = stream.shutdown(std::net::Shutdown::Read);
         }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path)
@@ -159,7 +198,7 @@ impl Drop for Server {
 fn accept(
     listener: &UnixListener,
     stopping: &AtomicBool,
-    connections: &Arc<Mutex<HashMap<u64, UnixStream>>>,
+    connections: &Arc<Connections>,
     store: &Arc<Store>,
     producers: &Arc<Mutex<ProducerTable>>,
 ) {
@@ -176,7 +215,8 @@ fn accept(
         let Ok(kept) = stream.try_clone() else {
             continue;
         };
-        lock(connections).insert(id, kept);
+        let in_flight = Arc::new(InFlight::default());
+        lock(connections).insert(id, (kept, Arc::clone(&in_flight)));
         let (store, producers, listed) = (
             Arc::clone(store),
             Arc::clone(producers),
@@ -185,7 +225,7 @@ fn accept(
         let spawned = thread::Builder::new()
             .name("selene-persist-client".into())
             .spawn(move || {
-                serve(stream, &store, &producers);
+                serve(stream, &store, &producers, in_flight);
                 lock(&listed).remove(&id);
             });
         if spawned.is_err() {
@@ -210,10 +250,13 @@ fn same_user(stream: &UnixStream) -> bool {
 }
 
 /// What is in flight on one connection, and who waits for it to drop.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct InFlight {
+    /// Requests, and their payload bytes.
     counts: Mutex<(u64, u64)>,
     drained: Condvar,
+    /// Notices written.
+    notices: AtomicU64,
 }
 
 impl InFlight {
@@ -229,29 +272,70 @@ impl InFlight {
         counts.1 += bytes;
     }
 
-    fn done(&self, bytes: u64) {
+    /// `requests` answered and sent, with `bytes` of payload.
+    fn done(&self, requests: u64, bytes: u64) {
         let mut counts = lock(&self.counts);
-        counts.0 -= 1;
+        counts.0 -= requests;
         counts.1 -= bytes;
         self.drained.notify_all();
     }
 }
 
+/// What a connection's writer thread sends.
+enum Out {
+    /// An answer's frame, and the payload bytes of its request.
+    Answer(Bytes, u64),
+    /// The notice in the connection's slot (see [`Notices`]).
+    Notice,
+}
+
+/// A connection's unsent notice: the latest state only. The writer thread is told when the
+/// slot fills, so at most one [`Out::Notice`] is ever queued.
+#[derive(Default)]
+struct Notices(Mutex<Option<WriterState>>);
+
+impl Notices {
+    /// Keep `state` as the one to send; whether the writer must be told.
+    fn put(&self, state: &WriterState) -> bool {
+        lock(&self.0).replace(state.clone()).is_none()
+    }
+
+    fn take(&self) -> Option<WriterState> {
+        lock(&self.0).take()
+    }
+}
+
 /// One client: read its requests until it goes or breaks the wire, then stop.
-fn serve(stream: UnixStream, store: &Arc<Store>, producers: &Arc<Mutex<ProducerTable>>) {
+fn serve(
+    stream: UnixStream,
+    store: &Arc<Store>,
+    producers: &Arc<Mutex<ProducerTable>>,
+    in_flight: Arc<InFlight>,
+) {
     let Ok(out) = stream.try_clone() else { return };
     if stream.set_read_timeout(Some(READ_TICK)).is_err() {
         return;
     }
-    let in_flight = Arc::new(InFlight::default());
-    let (tx, rx) = mpsc::channel::<(Bytes, u64)>();
+    let notices = Arc::new(Notices::default());
+    let (tx, rx) = mpsc::channel::<Out>();
     let writer = {
-        let in_flight = Arc::clone(&in_flight);
+        let (in_flight, notices) = (Arc::clone(&in_flight), Arc::clone(&notices));
         thread::Builder::new()
             .name("selene-persist-answers".into())
-            .spawn(move || write_answers(out, &rx, &in_flight))
+            .spawn(move || write_answers(out, &rx, &in_flight, &notices))
     };
     let Ok(writer) = writer else { return };
+    // The state now, then every new one: the client's followers wake on them.
+    let watcher: Watcher = {
+        let (notices, tx) = (Arc::clone(&notices), tx.clone());
+        Arc::new(move |state: &WriterState| {
+            if notices.put(state) {
+                let _ = tx.send(Out::Notice);
+            }
+        })
+    };
+    store.committer().watch(&watcher);
+    watcher(&store.committer().state());
     let mut frames = FrameReader::new(&stream);
     let mut last = 0;
     while let Ok(Some(body)) = frames.next_frame() {
@@ -264,6 +348,7 @@ fn serve(stream: UnixStream, store: &Arc<Store>, producers: &Arc<Mutex<ProducerT
     // Whatever ended it, nothing more is read; the answers go out as the committer gives
     // them, then the goodbye that says which requests were read.
     let _ = stream.shutdown(std::net::Shutdown::Read);
+    drop(watcher);
     drop(tx);
     if let Ok(Some(mut out)) = writer.join() {
         let _ = out.write_all(&Answer::bye(last));
@@ -271,32 +356,43 @@ fn serve(stream: UnixStream, store: &Arc<Store>, producers: &Arc<Mutex<ProducerT
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// Send each answer as it comes, several in one write when they queue up; hands the stream
-/// back once every answer is sent (none if a write failed).
+/// Send each answer and notice as it comes, several in one write when they queue up; hands
+/// the stream back once every answer is sent (none if a write failed).
 fn write_answers(
     mut out: UnixStream,
-    rx: &Receiver<(Bytes, u64)>,
+    rx: &Receiver<Out>,
     in_flight: &InFlight,
+    notices: &Notices,
 ) -> Option<UnixStream> {
-    let mut batch = Vec::new();
+    let mut bytes = Vec::new();
+    let (mut answers, mut payloads) = (0, 0);
     while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while let Ok(next) = rx.try_recv() {
-            batch.push(next);
+        for next in std::iter::once(first).chain(rx.try_iter()) {
+            match next {
+                Out::Answer(frame, payload) => {
+                    bytes.extend_from_slice(&frame);
+                    answers += 1;
+                    payloads += payload;
+                }
+                Out::Notice => {
+                    if let Some(state) = notices.take() {
+                        bytes.extend_from_slice(&Answer::notice(&state));
+                        in_flight.notices.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
         }
-        let bytes: Vec<u8> = batch
-            .iter()
-            .flat_map(|(frame, _)| frame.iter().copied())
-            .collect();
         let sent = out.write_all(&bytes);
-        for (_, payload) in batch.drain(..) {
-            in_flight.done(payload);
-        }
+        bytes.clear();
+        in_flight.done(answers, payloads);
+        (answers, payloads) = (0, 0);
         if sent.is_err() {
             let _ = out.shutdown(std::net::Shutdown::Both);
             // Drain the rest so the reader's bound is released; nothing more is sent.
-            for (_, payload) in rx.iter() {
-                in_flight.done(payload);
+            for next in rx.iter() {
+                if let Out::Answer(_, payload) = next {
+                    in_flight.done(1, payload);
+                }
             }
             return None;
         }
@@ -307,39 +403,62 @@ fn write_answers(
 /// The answer to request `id`, with the committer's state now.
 fn answer(
     committer: &Committer,
-    tx: &Sender<(Bytes, u64)>,
+    tx: &Sender<Out>,
     id: u64,
     payload: u64,
     outcome: Result<Option<u64>>,
 ) {
-    answer_rotation(
+    answer_detail(
         committer,
         tx,
         id,
         payload,
-        outcome.map(|first| (first, None)),
+        outcome.map(|first| (first, Detail::None)),
     );
 }
 
-/// [`answer`], with what a finished checkpoint did.
-fn answer_rotation(
+/// [`answer`], with what a finished checkpoint or a prune did.
+fn answer_detail(
     committer: &Committer,
-    tx: &Sender<(Bytes, u64)>,
+    tx: &Sender<Out>,
     id: u64,
     payload: u64,
-    outcome: Result<(Option<u64>, Option<Rotation>)>,
+    outcome: Result<(Option<u64>, Detail)>,
 ) {
-    let (outcome, rotation) = match outcome {
-        Ok((first, rotation)) => (Ok(first), rotation),
-        Err(e) => (Err((e.kind(), e.to_string())), None),
+    let (outcome, detail) = match outcome {
+        Ok((first, detail)) => (Ok(first), detail),
+        Err(e) => (Err((e.kind(), e.to_string())), Detail::None),
     };
     let done = Done {
         id,
         state: committer.state(),
         outcome,
-        rotation,
+        detail,
     };
-    let _ = tx.send((done.encode(), payload));
+    let _ = tx.send(Out::Answer(done.encode(), payload));
+}
+
+/// Run `task` (it blocks: a snapshot written, files deleted) on a thread of its own, so this
+/// client's later requests go on meanwhile, as the owner's own do; answer `id` with what it
+/// gives.
+fn off_thread(
+    store: &Arc<Store>,
+    tx: &Sender<Out>,
+    id: u64,
+    payload: u64,
+    task: impl FnOnce(&Store) -> Result<(Option<u64>, Detail)> + Send + 'static,
+) {
+    let (theirs, answers) = (Arc::clone(store), tx.clone());
+    let spawned = thread::Builder::new()
+        .name("selene-persist-maintenance".into())
+        .spawn(move || {
+            let outcome = task(&theirs);
+            answer_detail(theirs.committer(), &answers, id, payload, outcome);
+        });
+    if let Err(e) = spawned {
+        let failed = Error::io("spawn maintenance for", store.dir(), e);
+        answer(store.committer(), tx, id, payload, Err(failed));
+    }
 }
 
 fn dispatch(
@@ -347,7 +466,7 @@ fn dispatch(
     store: &Arc<Store>,
     producers: &Arc<Mutex<ProducerTable>>,
     in_flight: &Arc<InFlight>,
-    tx: &Sender<(Bytes, u64)>,
+    tx: &Sender<Out>,
 ) {
     let committer = store.committer();
     let id = request.id();
@@ -405,22 +524,16 @@ fn dispatch(
         } => {
             let payload = sections.iter().map(|(_, b, _)| b.len() as u64).sum();
             in_flight.add(payload);
-            // It blocks (a snapshot written, the WAL rotated): on a thread of its own, so this
-            // client's later appends go on meanwhile, as the owner's own do.
-            let (theirs, answers) = (Arc::clone(store), tx.clone());
-            let finished = thread::Builder::new()
-                .name("selene-persist-checkpoint".into())
-                .spawn(move || {
-                    let outcome = theirs
-                        .builder(sections)
-                        .and_then(|builder| theirs.finish_checkpoint(builder, sequence))
-                        .map(|rotation| (Some(rotation.sequence), Some(rotation)));
-                    answer_rotation(theirs.committer(), &answers, id, payload, outcome);
-                });
-            if let Err(e) = finished {
-                let failed = Error::io("spawn checkpoint for", store.dir(), e);
-                answer(committer, tx, id, payload, Err(failed));
-            }
+            off_thread(store, tx, id, payload, move |store| {
+                let rotation = store.finish_checkpoint(store.builder(sections)?, sequence)?;
+                Ok((Some(rotation.sequence), Detail::Rotation(rotation)))
+            });
+        }
+        Request::Prune { policy, .. } => {
+            in_flight.add(0);
+            off_thread(store, tx, id, 0, move |store| {
+                Ok((None, Detail::Pruned(store.prune(&policy)?)))
+            });
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::committer::WriterState;
 use crate::error::{Code, Error};
 use crate::frame::{MAX_PAYLOAD_LEN, MAX_PRINCIPAL_LEN, Origin, Producer};
 use crate::hlc::Hlc;
+use crate::retention::{PruneOutcome, RetentionPolicy};
 use crate::rotation::Rotation;
 use crate::snapshot::PublishedSnapshot;
 use crate::writer::{NewEntries, NewEntry};
@@ -34,8 +35,15 @@ const FLUSH: u8 = 2;
 const COMMIT_NOW: u8 = 3;
 const BEGIN_CHECKPOINT: u8 = 4;
 const FINISH_CHECKPOINT: u8 = 5;
+const PRUNE: u8 = 6;
 const DONE: u8 = 0x80;
 const BYE: u8 = 0x81;
+const NOTICE: u8 = 0x82;
+
+/// What a [`Done`] carries beside its outcome (one tag byte, then the fields).
+const NO_DETAIL: u8 = 0;
+const ROTATION: u8 = 1;
+const PRUNED: u8 = 2;
 
 const PACKED: u8 = 0;
 const LISTED: u8 = 1;
@@ -83,6 +91,25 @@ pub enum Request {
         /// The sections: name, bytes, whether to compress.
         sections: Vec<(String, Vec<u8>, bool)>,
     },
+    /// Apply `policy` to the store's snapshots and archives; answered with what it did.
+    Prune {
+        /// The client's id for the request.
+        id: u64,
+        /// The retention policy.
+        policy: RetentionPolicy,
+    },
+}
+
+/// What an answer carries beside its outcome.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Nothing more.
+    #[default]
+    None,
+    /// What a finished checkpoint did.
+    Rotation(Rotation),
+    /// What a prune did.
+    Pruned(PruneOutcome),
 }
 
 /// The owner's answer to one request.
@@ -95,21 +122,33 @@ pub struct Done {
     /// The first sequence the request got (none: a flush, or a sync without entries), or the
     /// code and message of its failure.
     pub outcome: Result<Option<u64>, (Code, String)>,
-    /// What a finished checkpoint did.
-    pub rotation: Option<Rotation>,
+    /// What a finished checkpoint or a prune did.
+    pub detail: Detail,
 }
 
 /// What the owner sends a client.
 #[derive(Debug)]
 pub enum Answer {
     /// The answer to one request.
-    Done(Done),
+    Done(Box<Done>),
     /// The owner is closing: it read the client's requests up to this id and has answered
     /// every one; later ones it never read, so they may be sent to the next owner as they are.
     Bye(u64),
+    /// Unasked: the log's state after a commit, whoever made it (sent when the client connects
+    /// and after commits; a client that has not read one gets only the latest).
+    Notice(WriterState),
 }
 
 impl Answer {
+    /// The owner's notice of the log's `state`, as one frame.
+    #[must_use]
+    pub fn notice(state: &WriterState) -> Bytes {
+        let mut body = BytesMut::new();
+        start(&mut body, NOTICE, 0);
+        put_state(&mut body, state);
+        frame(&body)
+    }
+
     /// The owner's goodbye after reading requests up to `last`, as one frame.
     #[must_use]
     pub fn bye(last: u64) -> Bytes {
@@ -123,13 +162,22 @@ impl Answer {
     /// # Errors
     /// `InvalidArgument` when it is not one whole answer of this version.
     pub fn decode(body: Bytes) -> Result<Self, Error> {
-        if body.len() >= 2 && body[1] == BYE {
-            let mut at = Reader(body);
-            let (_, last) = at.start()?;
-            at.end()?;
-            return Ok(Self::Bye(last));
+        match body.get(1) {
+            Some(&BYE) => {
+                let mut at = Reader(body);
+                let (_, last) = at.start()?;
+                at.end()?;
+                Ok(Self::Bye(last))
+            }
+            Some(&NOTICE) => {
+                let mut at = Reader(body);
+                at.start()?;
+                let state = at.state()?;
+                at.end()?;
+                Ok(Self::Notice(state))
+            }
+            _ => Done::decode(body).map(|done| Self::Done(Box::new(done))),
         }
-        Done::decode(body).map(Self::Done)
     }
 }
 
@@ -142,7 +190,8 @@ impl Request {
             | Self::Flush { id }
             | Self::CommitNow { id, .. }
             | Self::BeginCheckpoint { id }
-            | Self::FinishCheckpoint { id, .. } => *id,
+            | Self::FinishCheckpoint { id, .. }
+            | Self::Prune { id, .. } => *id,
         }
     }
 
@@ -190,6 +239,18 @@ impl Request {
                     body.put_u8(u8::from(*compress));
                 }
             }
+            Self::Prune { id, policy } => {
+                start(&mut body, PRUNE, *id);
+                body.put_u32_le(policy.keep_snapshots);
+                body.put_u32_le(policy.keep_archives);
+                put_option(&mut body, policy.max_bytes, |body, bytes| {
+                    body.put_u64_le(bytes);
+                });
+                put_option(&mut body, policy.max_age, |body, age| {
+                    body.put_u64_le(age.as_secs());
+                    body.put_u32_le(age.subsec_nanos());
+                });
+            }
         }
         frame(&body)
     }
@@ -221,6 +282,22 @@ impl Request {
                 }
             }
             FLUSH => Self::Flush { id },
+            PRUNE => Self::Prune {
+                id,
+                policy: RetentionPolicy {
+                    keep_snapshots: at.u32()?,
+                    keep_archives: at.u32()?,
+                    max_bytes: at.option(Reader::u64)?,
+                    max_age: at.option(|at| {
+                        let secs = at.u64()?;
+                        let nanos = at.u32()?;
+                        if nanos >= 1_000_000_000 {
+                            return Err(bad(&format!("{nanos} nanoseconds")));
+                        }
+                        Ok(Duration::new(secs, nanos))
+                    })?,
+                },
+            },
             BEGIN_CHECKPOINT => Self::BeginCheckpoint { id },
             FINISH_CHECKPOINT => {
                 let sequence = at.u64()?;
@@ -256,17 +333,7 @@ impl Done {
     pub fn encode(&self) -> Bytes {
         let mut body = BytesMut::new();
         start(&mut body, DONE, self.id);
-        let s = &self.state;
-        for value in [
-            s.last_sequence,
-            s.committed_offset,
-            s.snapshot_seq,
-            s.entries_since_fsync,
-            s.fdatasyncs,
-        ] {
-            body.put_u64_le(value);
-        }
-        put_bytes(&mut body, s.poisoned.as_deref().unwrap_or("").as_bytes());
+        put_state(&mut body, &self.state);
         match &self.outcome {
             Ok(first) => {
                 body.put_u8(0);
@@ -278,15 +345,36 @@ impl Done {
                 put_bytes(&mut body, message.as_bytes());
             }
         }
-        match &self.rotation {
-            None => body.put_u8(0),
-            Some(r) => {
-                body.put_u8(1);
+        match &self.detail {
+            Detail::None => body.put_u8(NO_DETAIL),
+            Detail::Rotation(r) => {
+                body.put_u8(ROTATION);
                 body.put_u64_le(r.sequence);
                 body.put_u64_le(r.snapshot.bytes);
                 body.put_u8(u8::from(r.snapshot.created));
                 put_bytes(&mut body, r.snapshot.path.as_os_str().as_encoded_bytes());
                 put_bytes(&mut body, r.archive_path.as_os_str().as_encoded_bytes());
+            }
+            Detail::Pruned(p) => {
+                body.put_u8(PRUNED);
+                for list in [
+                    &p.deleted_snapshots,
+                    &p.deleted_archives,
+                    &p.retained_snapshots,
+                    &p.retained_archives,
+                ] {
+                    put_list(&mut body, list, |body, &n| body.put_u64_le(n));
+                }
+                for list in [
+                    &p.deleted_temp_files,
+                    &p.consumers_behind,
+                    &p.deleted_torn_files,
+                ] {
+                    put_list(&mut body, list, |body, name| {
+                        put_bytes(body, name.as_bytes())
+                    });
+                }
+                body.put_u64_le(p.bytes_reclaimed);
             }
         }
         frame(&body)
@@ -302,16 +390,7 @@ impl Done {
         if kind != DONE {
             return Err(bad(&format!("unknown answer kind {kind}")));
         }
-        let mut state = WriterState {
-            last_sequence: at.u64()?,
-            committed_offset: at.u64()?,
-            snapshot_seq: at.u64()?,
-            entries_since_fsync: at.u64()?,
-            fdatasyncs: at.u64()?,
-            ..WriterState::default()
-        };
-        let poisoned = at.string()?;
-        state.poisoned = (!poisoned.is_empty()).then_some(poisoned);
+        let state = at.state()?;
         let outcome = if at.flag()? {
             let name = at.string()?;
             let code = Code::parse(&name).ok_or_else(|| bad(&format!("unknown code {name}")))?;
@@ -319,30 +398,13 @@ impl Done {
         } else {
             Ok(Some(at.u64()?).filter(|&first| first > 0))
         };
-        let rotation = if at.flag()? {
-            let sequence = at.u64()?;
-            let bytes = at.u64()?;
-            let created = at.flag()?;
-            let path = at.string()?.into();
-            Some(Rotation {
-                sequence,
-                snapshot: PublishedSnapshot {
-                    path,
-                    sequence,
-                    bytes,
-                    created,
-                },
-                archive_path: at.string()?.into(),
-            })
-        } else {
-            None
-        };
+        let detail = at.detail()?;
         at.end()?;
         Ok(Self {
             id,
             state,
             outcome,
-            rotation,
+            detail,
         })
     }
 }
@@ -360,6 +422,37 @@ fn frame(body: &[u8]) -> Bytes {
     out.put_u32_le(checksum32(body));
     out.put_slice(body);
     out.freeze()
+}
+
+/// The writer's state as answers and notices carry it.
+fn put_state(body: &mut BytesMut, s: &WriterState) {
+    for value in [
+        s.last_sequence,
+        s.committed_offset,
+        s.snapshot_seq,
+        s.entries_since_fsync,
+        s.fdatasyncs,
+    ] {
+        body.put_u64_le(value);
+    }
+    put_bytes(body, s.poisoned.as_deref().unwrap_or("").as_bytes());
+}
+
+fn put_option<T: Copy>(body: &mut BytesMut, value: Option<T>, put: impl Fn(&mut BytesMut, T)) {
+    match value {
+        None => body.put_u8(0),
+        Some(value) => {
+            body.put_u8(1);
+            put(body, value);
+        }
+    }
+}
+
+fn put_list<T>(body: &mut BytesMut, list: &[T], put: impl Fn(&mut BytesMut, &T)) {
+    body.put_u32_le(u32::try_from(list.len()).unwrap_or(u32::MAX));
+    for item in list {
+        put(body, item);
+    }
 }
 
 fn put_bytes(body: &mut BytesMut, bytes: &[u8]) {
@@ -471,6 +564,74 @@ impl Reader {
         String::from_utf8(self.bytes(MAX_PAYLOAD_LEN)?.to_vec()).map_err(|_| bad("not UTF-8"))
     }
 
+    fn state(&mut self) -> Result<WriterState, Error> {
+        let mut state = WriterState {
+            last_sequence: self.u64()?,
+            committed_offset: self.u64()?,
+            snapshot_seq: self.u64()?,
+            entries_since_fsync: self.u64()?,
+            fdatasyncs: self.u64()?,
+            ..WriterState::default()
+        };
+        let poisoned = self.string()?;
+        state.poisoned = (!poisoned.is_empty()).then_some(poisoned);
+        Ok(state)
+    }
+
+    fn option<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<Option<T>, Error> {
+        if self.flag()? {
+            read(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn list<T>(&mut self, read: impl Fn(&mut Self) -> Result<T, Error>) -> Result<Vec<T>, Error> {
+        let count = self.count()?;
+        let mut list = Vec::with_capacity(count.min(self.0.remaining()));
+        for _ in 0..count {
+            list.push(read(self)?);
+        }
+        Ok(list)
+    }
+
+    fn detail(&mut self) -> Result<Detail, Error> {
+        self.need(1)?;
+        Ok(match self.0.get_u8() {
+            NO_DETAIL => Detail::None,
+            ROTATION => {
+                let sequence = self.u64()?;
+                let bytes = self.u64()?;
+                let created = self.flag()?;
+                let path = self.string()?.into();
+                Detail::Rotation(Rotation {
+                    sequence,
+                    snapshot: PublishedSnapshot {
+                        path,
+                        sequence,
+                        bytes,
+                        created,
+                    },
+                    archive_path: self.string()?.into(),
+                })
+            }
+            PRUNED => Detail::Pruned(PruneOutcome {
+                deleted_snapshots: self.list(Self::u64)?,
+                deleted_archives: self.list(Self::u64)?,
+                retained_snapshots: self.list(Self::u64)?,
+                retained_archives: self.list(Self::u64)?,
+                deleted_temp_files: self.list(Self::string)?,
+                consumers_behind: self.list(Self::string)?,
+                deleted_torn_files: self.list(Self::string)?,
+                bytes_reclaimed: self.u64()?,
+            }),
+            other => return Err(bad(&format!("detail kind {other}"))),
+        })
+    }
+
     fn count(&mut self) -> Result<usize, Error> {
         let count = self.u32()? as usize;
         if count > MAX_ENTRIES {
@@ -553,6 +714,8 @@ pub struct FrameReader<R> {
     buf: BytesMut,
     /// When the frame in `buf` began arriving.
     begun: Option<Instant>,
+    /// How long idleness between frames is waited through (none: for ever).
+    idle_until: Option<Instant>,
 }
 
 impl<R: Read> FrameReader<R> {
@@ -562,7 +725,24 @@ impl<R: Read> FrameReader<R> {
             stream,
             buf: BytesMut::new(),
             begun: None,
+            idle_until: None,
         }
+    }
+
+    /// The stream read from.
+    pub const fn get_ref(&self) -> &R {
+        &self.stream
+    }
+
+    /// [`Self::next_frame`], but `TimedOut` if no frame has begun to arrive within `limit`.
+    ///
+    /// # Errors
+    /// As [`Self::next_frame`].
+    pub fn next_frame_within(&mut self, limit: Duration) -> io::Result<Option<Bytes>> {
+        self.idle_until = Some(Instant::now() + limit);
+        let next = self.next_frame();
+        self.idle_until = None;
+        next
     }
 
     /// The next frame's body, checked against its length cap and checksum; `None` at a clean
@@ -640,6 +820,14 @@ impl<R: Read> FrameReader<R> {
                     Some(begun) if have > 0 && begun.elapsed() > frame_deadline(declared) => Err(
                         io::Error::new(io::ErrorKind::TimedOut, "a frame took too long to arrive"),
                     ),
+                    _ if have == 0
+                        && self.idle_until.is_some_and(|until| Instant::now() > until) =>
+                    {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no frame arrived in time",
+                        ))
+                    }
                     // Idle between frames, or still within the frame's deadline.
                     _ => Ok(Fill::Idle),
                 }

@@ -1,4 +1,4 @@
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 
 use super::*;
 
@@ -77,7 +77,7 @@ fn requests_and_answers_decode_to_what_was_encoded() {
             id: 1,
             state: state.clone(),
             outcome: outcome.clone(),
-            rotation: None,
+            detail: Detail::None,
         };
         let back = Done::decode(body_of(&done.encode())).unwrap();
         assert_eq!(
@@ -97,14 +97,51 @@ fn requests_and_answers_decode_to_what_was_encoded() {
     };
     let done = Done {
         id: 2,
-        state,
+        state: state.clone(),
         outcome: Ok(Some(12)),
-        rotation: Some(rotation.clone()),
+        detail: Detail::Rotation(rotation.clone()),
     };
     assert_eq!(
-        Done::decode(body_of(&done.encode())).unwrap().rotation,
-        Some(rotation)
+        Done::decode(body_of(&done.encode())).unwrap().detail,
+        Detail::Rotation(rotation)
     );
+    let pruned = PruneOutcome {
+        deleted_snapshots: vec![3, 5],
+        deleted_archives: vec![5],
+        deleted_temp_files: vec!["x.tmp".into()],
+        retained_snapshots: vec![12],
+        retained_archives: vec![],
+        bytes_reclaimed: 77,
+        consumers_behind: vec!["relay".into()],
+        deleted_torn_files: vec!["wal.log.torn.9".into()],
+    };
+    let done = Done {
+        id: 4,
+        state: state.clone(),
+        outcome: Ok(None),
+        detail: Detail::Pruned(pruned.clone()),
+    };
+    assert_eq!(
+        Done::decode(body_of(&done.encode())).unwrap().detail,
+        Detail::Pruned(pruned)
+    );
+    match Answer::decode(body_of(&Answer::notice(&state))).unwrap() {
+        Answer::Notice(back) => assert_eq!(back, state),
+        other => panic!("{other:?}"),
+    }
+    let policy = RetentionPolicy {
+        keep_snapshots: 1,
+        keep_archives: 0,
+        max_bytes: Some(1 << 30),
+        max_age: Some(Duration::new(60, 5)),
+    };
+    match Request::decode(body_of(&Request::Prune { id: 5, policy }.encode())).unwrap() {
+        Request::Prune {
+            id: 5,
+            policy: back,
+        } => assert_eq!(back, policy),
+        other => panic!("{other:?}"),
+    }
     let sections = vec![
         ("a".to_owned(), b"xyz".to_vec(), true),
         ("b".to_owned(), vec![], false),
@@ -202,4 +239,25 @@ fn a_truncated_frame_is_an_early_end_and_a_clean_end_is_none() {
     }
     let mut trickle = FrameReader::new(Trickle(frame.to_vec(), 0));
     assert_eq!(trickle.next_frame().unwrap().unwrap(), body_of(&frame));
+}
+
+#[test]
+fn a_peer_that_sends_nothing_is_given_up_on_when_asked() {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut frames = FrameReader::new(&ours);
+    let error = frames
+        .next_frame_within(Duration::from_millis(50))
+        .unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    // A frame that comes is read as ever.
+    (&theirs)
+        .write_all(&Request::Flush { id: 4 }.encode())
+        .unwrap();
+    let body = frames
+        .next_frame_within(Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    assert_eq!(Request::decode(body).unwrap().id(), 4);
 }
