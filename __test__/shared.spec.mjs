@@ -145,8 +145,9 @@ test('kill -9 of the owner while 4 clients append: a client takes over, nothing 
   const dir = await tempDir(t)
   const owner = start(t, dir, 'first', { concurrency: 4 })
   await owner.until(() => owner.role() === 'owner')
-  // Two clients unstamped (an append in flight fails OWNER_LOST), two stamped (sent again).
-  let alive = [0, 1, 2, 3].map((k) => start(t, dir, `c${k}`, { concurrency: 8, producer: k >= 2 ? 100 + k : undefined }))
+  // Two clients unstamped (an append in flight fails OWNER_LOST), two stamped (sent again),
+  // each with more appends in flight than the 8 a producer's window once held.
+  let alive = [0, 1, 2, 3].map((k) => start(t, dir, `c${k}`, { concurrency: k >= 2 ? 32 : 8, producer: k >= 2 ? 100 + k : undefined }))
   const everyone = [owner, ...alive]
   await Promise.all(alive.map((p) => p.until(() => p.role() === 'client')))
   let current = owner

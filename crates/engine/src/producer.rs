@@ -15,8 +15,10 @@ use crate::error::{Error, Result};
 use crate::frame::Producer;
 
 /// How many of each producer's latest requests are remembered: a retry of an older one is
-/// refused rather than appended again.
-pub const WINDOW: usize = 8;
+/// refused rather than appended again. A shared store's client never has more than this many
+/// stamped requests unanswered (it waits for an answer first), so every request it may retry
+/// after a failover is within the window (24 bytes a request remembered).
+pub const WINDOW: usize = 4096;
 
 /// What to do with a stamped request.
 #[derive(Clone, Debug, Eq, PartialEq)]

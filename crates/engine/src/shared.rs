@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::filename::StoreFile;
 use crate::frame::Producer;
 use crate::io::Vfs;
-use crate::producer::ProducerTable;
+use crate::producer::{self, ProducerTable};
 use crate::publish::make_dirs;
 use crate::reader::WalReader;
 use crate::retention::{PruneOutcome, RetentionPolicy};
@@ -130,6 +130,10 @@ pub struct SharedStore {
     /// This handle's producer id and epoch, when it stamps its appends.
     stamp: Option<(u64, u32)>,
     next_seq: AtomicU64,
+    /// Stamped requests sent and not yet answered (at most [`producer::WINDOW`]), and who
+    /// waits for one to be answered.
+    stamped: Mutex<usize>,
+    answered: Condvar,
     role: Mutex<Role>,
     closed: AtomicBool,
     /// Payload bytes appended and not yet answered, and who waits for them to drop.
@@ -191,6 +195,8 @@ impl SharedStore {
             options,
             stamp: shared.producer.map(|id| (id, epoch)),
             next_seq: AtomicU64::new(0),
+            stamped: Mutex::new(0),
+            answered: Condvar::new(),
             role: Mutex::new(Role::Between(Vec::new())),
             closed: AtomicBool::new(false),
             queued: Mutex::new(0),
@@ -257,7 +263,12 @@ impl SharedStore {
     fn establish(&self) -> Result<Role> {
         let deadline = Instant::now() + TAKEOVER_PATIENCE;
         loop {
-            match Store::open(&self.vfs, &self.dir, self.options) {
+            // No waiting for a held lock: its holder is an owner to connect to.
+            let options = WalOptions {
+                lock_patience: Duration::ZERO,
+                ..self.options
+            };
+            match Store::open(&self.vfs, &self.dir, options) {
                 Ok(store) => {
                     let store = Arc::new(store);
                     let producers = Arc::new(Mutex::new(producers_of(&self.vfs, &store)?));
@@ -458,6 +469,38 @@ impl SharedStore {
             }),
             ..request
         }
+    }
+
+    /// Wait until fewer than [`producer::WINDOW`] stamped requests are unanswered (so a retry
+    /// after a failover is always one the next owner remembers), then count `request` among
+    /// them until it is answered. `None` (the request failed) when the store closes first.
+    fn stamp_slot(&self, request: AppendRequest) -> Option<AppendRequest> {
+        let mut stamped = lock(&self.stamped);
+        while *stamped >= producer::WINDOW {
+            if self.closed.load(Ordering::Acquire) {
+                drop(stamped);
+                (request.reply)(Err(closed()));
+                return None;
+            }
+            stamped = self
+                .answered
+                .wait_timeout(stamped, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *stamped += 1;
+        let me = self.me.clone();
+        let reply = request.reply;
+        Some(AppendRequest {
+            reply: Box::new(move |outcome| {
+                if let Some(me) = me.upgrade() {
+                    *lock(&me.stamped) -= 1;
+                    me.answered.notify_one();
+                }
+                reply(outcome);
+            }),
+            ..request
+        })
     }
 
     fn next_stamp(&self) -> Option<Producer> {
@@ -664,9 +707,16 @@ fn fail_pending(pending: impl IntoIterator<Item = Pending>, why: &str) {
 
 impl Sink for SharedStore {
     fn append_all(&self, requests: Vec<AppendRequest>) {
-        let mut role = lock(&self.role);
         for request in requests {
-            let call = Queued::Append(self.tracked(request), self.next_stamp());
+            let mut request = self.tracked(request);
+            if self.stamp.is_some() {
+                match self.stamp_slot(request) {
+                    Some(held) => request = held,
+                    None => continue,
+                }
+            }
+            let mut role = lock(&self.role);
+            let call = Queued::Append(request, self.next_stamp());
             self.route(&mut role, call);
         }
     }

@@ -164,7 +164,7 @@ impl WalWriter {
             }
             Err(e) => return Err(Error::io("open", path, e)),
         };
-        lock_writer(file.as_ref(), path)?;
+        lock_writer(file.as_ref(), path, options.lock_patience)?;
         let header = read_file_header(file.as_ref(), path)?;
         let file_len = file.size().map_err(|e| Error::io("stat", path, e))?;
         let mut cursor = FrameCursor::new(file_len, header).without_payloads();
@@ -924,15 +924,9 @@ fn save_torn(vfs: &dyn Vfs, path: &Path, file: &dyn VfsFile, repair: &TailRepair
     }
 }
 
-/// How long `open` waits for a held writer lock before refusing. The lock belongs to the open
-/// file description, and a child process forked (to run another program) while this process
-/// has the WAL open holds a copy of it until it execs: a writer closed just then leaves the lock
-/// held for a few microseconds to milliseconds more. A real second writer holds it for good.
-const LOCK_PATIENCE: Duration = Duration::from_millis(100);
-
-/// Take the exclusive writer lock on `file`, waiting up to [`LOCK_PATIENCE`].
-fn lock_writer(file: &dyn VfsFile, path: &Path) -> Result<()> {
-    let deadline = Instant::now() + LOCK_PATIENCE;
+/// Take the exclusive writer lock on `file`, waiting up to `patience`.
+fn lock_writer(file: &dyn VfsFile, path: &Path, patience: Duration) -> Result<()> {
+    let deadline = Instant::now() + patience;
     while !file.try_lock().map_err(|e| Error::io("lock", path, e))? {
         if Instant::now() >= deadline {
             return Err(Error::WriterLockHeld {

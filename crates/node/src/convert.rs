@@ -129,6 +129,7 @@ impl TryFrom<NativeOpenOptions> for WalOptions {
             preallocate: options
                 .preallocate
                 .map_or(Ok(sync.default_preallocate()), |p| to_u64("preallocate", p))?,
+            lock_patience: defaults.lock_patience,
         })
     }
 }

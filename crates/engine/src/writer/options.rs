@@ -38,7 +38,18 @@ pub struct WalOptions {
     /// fdatasync flushes data without a file-size change; 0 grows it write by write. The
     /// unused zero tail is cut at close and is the clean end of the log after a crash.
     pub preallocate: u64,
+    /// How long `open` waits for a held writer lock before refusing: [`LOCK_PATIENCE`], for a
+    /// lock a forked child holds a moment past the writer's close. Zero for an opener that
+    /// has somewhere else to go when the lock is held (a shared store's client).
+    pub lock_patience: Duration,
 }
+
+/// How long `open` waits for a held writer lock before refusing, by default. The lock belongs
+/// to the open file description, and a child process forked (to run another program) while
+/// this process has the WAL open holds a copy of it until it execs: a writer closed just then
+/// leaves the lock held for a few microseconds to milliseconds more. A real second writer holds
+/// it for good.
+pub const LOCK_PATIENCE: Duration = Duration::from_millis(100);
 
 impl Default for WalOptions {
     fn default() -> Self {
@@ -48,6 +59,7 @@ impl Default for WalOptions {
             compression: Compression::default(),
             snapshot_seq: 0,
             preallocate: sync.default_preallocate(),
+            lock_patience: LOCK_PATIENCE,
         }
     }
 }
