@@ -1,6 +1,8 @@
 // The cost of one payload view, the per-entry work of a replay loop: the package's
 // `EntryBatch.payload(i)` against `Buffer#subarray` and `Buffer.from(arrayBuffer, offset, length)`
-// over the same 4096 payloads of 128 B. Medians of 5 rounds of 500 passes.
+// over the same 4096 payloads of 128 B; and W4's whole loop body (a sequence and a payload view,
+// as `npm run bench` replays), with no read at all: the most any replay through views can reach
+// on the JS thread. Medians of 5 rounds of 500 passes.
 // Usage (from the repository root, after `npm run build`): node bench/probes/views.mjs
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,6 +27,8 @@ const ways = {
   'EntryBatch.payload': (i) => batch.payload(i),
   'Buffer#subarray': (i) => whole.subarray(starts[i], starts[i] + LENGTH),
   'Buffer.from(ab, off, len)': (i) => Buffer.from(whole.buffer, starts[i], LENGTH),
+  // Its result's length is the payload's when the sequence is positive (it always is).
+  'W4 loop body': (i) => (batch.sequence(i) > 0 ? batch.payload(i) : whole),
 }
 const rounds = Object.fromEntries(Object.keys(ways).map((name) => [name, []]))
 for (let round = 0; round < 6; round++) {
@@ -38,5 +42,6 @@ for (let round = 0; round < 6; round++) {
   }
 }
 for (const [name, values] of Object.entries(rounds)) {
-  console.log(`${name.padEnd(26)} ${values.sort((a, b) => a - b)[2].toFixed(1)} ns a view`)
+  const ns = values.sort((a, b) => a - b)[2]
+  console.log(`${name.padEnd(26)} ${ns.toFixed(1)} ns an entry (at most ${(1e3 / ns).toFixed(1)}M entries/s)`)
 }
