@@ -48,7 +48,7 @@ use crate::sink::Sink;
 use crate::snapshot::SnapshotReader;
 use crate::stats::{CommitStats, StatsReport};
 use crate::store::{self, Replay, Store};
-use crate::writer::{NewEntry, WalOptions};
+use crate::writer::{NewEntries, NewEntry, WalOptions};
 use client::{Connection, Pending};
 use server::{Backlog, Server};
 
@@ -692,6 +692,81 @@ impl SharedStore {
     }
 }
 
+/// Payload bytes up to which requests of one call are joined ([`joined`]), each and in all.
+const JOIN_MAX_BYTES: usize = 64 << 10;
+
+/// The requests of one call (the appends a process made in one turn), joined where that
+/// changes nothing but their number: consecutive unchained requests of packed payloads (no
+/// metadata, so nothing a committer could refuse in one alone), up to [`JOIN_MAX_BYTES`] in
+/// all, become one, whose answer is split among them. A request's entries land together or
+/// not at all, as a group's do. So a client sends a turn's appends as one request, under one
+/// stamp, and hears one answer: per request, a client and its owner each pay a frame, two
+/// thread hand-offs and a wake of the JS thread.
+fn joined(requests: Vec<AppendRequest>) -> Vec<AppendRequest> {
+    let joinable = |r: &AppendRequest| {
+        !r.chained
+            && !r.entries.is_empty()
+            && matches!(r.entries, NewEntries::Packed { .. })
+            && r.entries.payload_bytes() <= JOIN_MAX_BYTES
+    };
+    let mut out = Vec::with_capacity(requests.len());
+    let mut run: Vec<AppendRequest> = Vec::new();
+    let mut run_bytes = 0;
+    for request in requests {
+        let bytes = request.entries.payload_bytes();
+        if !joinable(&request) || run_bytes + bytes > JOIN_MAX_BYTES {
+            out.extend(join(std::mem::take(&mut run)));
+            run_bytes = 0;
+        }
+        if joinable(&request) {
+            run_bytes += bytes;
+            run.push(request);
+        } else {
+            out.push(request);
+        }
+    }
+    out.extend(join(run));
+    out
+}
+
+/// `run` (packed, unchained) as one request, if there is any.
+fn join(run: Vec<AppendRequest>) -> Option<AppendRequest> {
+    if run.len() < 2 {
+        return run.into_iter().next();
+    }
+    let mut data = Vec::with_capacity(run.iter().map(|r| r.entries.payload_bytes()).sum());
+    let mut lengths = Vec::new();
+    let mut parts = Vec::with_capacity(run.len());
+    for AppendRequest { entries, reply, .. } in run {
+        parts.push((entries.len() as u64, reply));
+        if let NewEntries::Packed {
+            data: part,
+            lengths: mine,
+        } = entries
+        {
+            data.extend_from_slice(&part);
+            lengths.extend(mine);
+        }
+    }
+    Some(AppendRequest {
+        entries: NewEntries::Packed {
+            data: data.into(),
+            lengths,
+        },
+        reply: Box::new(move |outcome: Result<RangeInclusive<u64>>| {
+            let mut next = outcome.as_ref().map_or(0, |range| *range.start());
+            for (count, reply) in parts {
+                reply(outcome.as_ref().map_err(Clone::clone).map(|_| {
+                    let first = next;
+                    next += count;
+                    first..=first + count.saturating_sub(1)
+                }));
+            }
+        }),
+        chained: false,
+    })
+}
+
 fn owner_lost(why: &str) -> Error {
     Error::OwnerLost {
         detail: why.to_owned(),
@@ -707,7 +782,7 @@ fn fail_pending(pending: impl IntoIterator<Item = Pending>, why: &str) {
 
 impl Sink for SharedStore {
     fn append_all(&self, requests: Vec<AppendRequest>) {
-        for request in requests {
+        for request in joined(requests) {
             let mut request = self.tracked(request);
             if self.stamp.is_some() {
                 match self.stamp_slot(request) {
@@ -845,5 +920,94 @@ impl Drop for SharedStore {
         if !self.is_closed() {
             Sink::close(self, Box::new(|_| {}));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    type Heard = mpsc::Receiver<(usize, Result<RangeInclusive<u64>>)>;
+
+    /// A request of `count` payloads of `len` bytes, whose answer goes to `tx` as `id`.
+    fn request(
+        id: usize,
+        count: u32,
+        len: u32,
+        chained: bool,
+        tx: &mpsc::Sender<(usize, Result<RangeInclusive<u64>>)>,
+    ) -> AppendRequest {
+        let tx = tx.clone();
+        AppendRequest {
+            entries: NewEntries::packed(
+                Bytes::from(vec![id as u8; (count * len) as usize]),
+                vec![len; count as usize],
+            )
+            .unwrap(),
+            reply: Box::new(move |outcome| tx.send((id, outcome)).unwrap()),
+            chained,
+        }
+    }
+
+    fn heard(
+        rx: &Heard,
+    ) -> Vec<(
+        usize,
+        std::result::Result<RangeInclusive<u64>, &'static str>,
+    )> {
+        rx.try_iter()
+            .map(|(id, outcome)| (id, outcome.map_err(|e| e.code())))
+            .collect()
+    }
+
+    #[test]
+    fn a_calls_small_unchained_requests_go_as_one_and_its_answer_is_split_in_order() {
+        let (tx, rx) = mpsc::channel();
+        let requests = vec![
+            request(0, 2, 10, false, &tx),
+            request(1, 3, 10, false, &tx),
+            // Chained (appendSync batches) and large requests go alone, and end a run.
+            request(2, 1, 10, true, &tx),
+            request(3, 1, 10, false, &tx),
+            request(4, 1, JOIN_MAX_BYTES as u32 + 1, false, &tx),
+            request(5, 1, 10, false, &tx),
+        ];
+        let mut joined = joined(requests).into_iter();
+        let first = joined.next().unwrap();
+        assert_eq!(first.entries.len(), 5);
+        assert_eq!(first.entries.payload_bytes(), 50);
+        (first.reply)(Ok(10..=14));
+        assert_eq!(heard(&rx), vec![(0, Ok(10..=11)), (1, Ok(12..=14))]);
+        let rest: Vec<_> = joined.collect();
+        assert_eq!(
+            rest.iter().map(|r| r.entries.len()).collect::<Vec<_>>(),
+            vec![1, 1, 1, 1]
+        );
+        assert!(rest[0].chained);
+        for request in rest {
+            (request.reply)(Err(closed()));
+        }
+        assert_eq!(
+            heard(&rx),
+            (2..=5).map(|id| (id, Err("CLOSED"))).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_failed_joined_request_fails_each_of_its_parts() {
+        let (tx, rx) = mpsc::channel();
+        let joined = joined(vec![
+            request(0, 1, 5, false, &tx),
+            request(1, 4, 5, false, &tx),
+        ]);
+        assert_eq!(joined.len(), 1);
+        let request = joined.into_iter().next().unwrap();
+        assert_eq!(request.entries.payload_bytes(), 25);
+        (request.reply)(Err(closed()));
+        assert_eq!(heard(&rx), vec![(0, Err("CLOSED")), (1, Err("CLOSED"))]);
     }
 }

@@ -707,6 +707,9 @@ pub fn frame_deadline(declared: usize) -> Duration {
     Duration::from_secs(5) + Duration::from_secs((declared >> 20) as u64)
 }
 
+/// Bytes a [`FrameReader`] asks the stream for at least, whatever the frame it waits for needs.
+const READ_AHEAD: usize = 16 << 10;
+
 /// Reads frames off a stream whose read timeout is set (the owner's sockets: a timeout with no
 /// frame begun is waited through; one in the middle of a frame counts against its deadline).
 pub struct FrameReader<R> {
@@ -791,9 +794,10 @@ impl<R: Read> FrameReader<R> {
         } else {
             0
         };
+        // At least a few frames' worth: a frame at a time cost two reads (header, body) a frame.
         let want = (HEADER_LEN + declared)
             .saturating_sub(self.buf.len())
-            .clamp(HEADER_LEN, 1 << 20);
+            .clamp(READ_AHEAD, 1 << 20);
         let have = self.buf.len();
         self.buf.resize(have + want, 0);
         let read = self.stream.read(&mut self.buf[have..]);
