@@ -245,18 +245,21 @@ fn a_client_that_never_reads_holds_the_owner_to_its_bound() {
     owner.flush(Box::new(move |outcome| drop(tx.send(outcome))));
     rx.recv().unwrap().unwrap();
     let stopped_at = owner.state().last_sequence;
-    // Another client goes on meanwhile, and the flooder gets nothing more in.
+    // Another client goes on meanwhile. The flooder may still get in as many requests as the
+    // answers it never reads have room for in its socket (the bound counts a request until
+    // its answer is written), and no more.
     let other = open(dir.path(), None);
     for _ in 0..100 {
         append(&*other, b"o").recv().unwrap().unwrap();
     }
-    assert_eq!(owner.state().last_sequence, stopped_at + 100);
+    let last = owner.state().last_sequence;
+    assert!(last >= stopped_at + 100, "{last} {stopped_at}");
     let backlog = owner.sharing().backlog;
     assert_eq!(backlog.clients, 2);
     assert!(backlog.requests <= MAX_IN_FLIGHT + 1, "{backlog:?}");
     assert!(backlog.bytes <= MAX_IN_FLIGHT_BYTES, "{backlog:?}");
     // Whatever the flooder sent, the owner read a bounded part of it.
-    assert!(stopped_at < 4 * MAX_IN_FLIGHT, "{stopped_at}");
+    assert!(last - 100 < 4 * MAX_IN_FLIGHT, "{last}");
     flood.kill().unwrap();
     flood.wait().unwrap();
     eventually("the flooder's connection is let go", || {
