@@ -211,9 +211,13 @@ test('mid-log corruption is refused and the file left untouched', async (t) => {
   await writeFile(path, bytes)
   const error = await t.throwsAsync(WalWriter.open(path), { instanceOf: PersistError })
   t.is(error.code, 'MID_LOG_CORRUPTION')
+  // Which file: in a store, the damage may be in any of its archives.
+  t.is(error.path, path)
+  t.true(error.message.includes(path), error.message)
   t.deepEqual(await readFile(path), bytes)
   const readError = await t.throwsAsync(readAll(path), { instanceOf: PersistError })
   t.is(readError.code, 'MID_LOG_CORRUPTION')
+  t.is(readError.path, path)
 })
 
 test('damage in the last sealed frame is SEALED_CORRUPTION, never a torn tail to cut', async (t) => {
@@ -224,6 +228,7 @@ test('damage in the last sealed frame is SEALED_CORRUPTION, never a torn tail to
   await writeFile(path, bytes)
   const error = await t.throwsAsync(WalWriter.open(path), { instanceOf: PersistError })
   t.is(error.code, 'SEALED_CORRUPTION')
+  t.is(error.path, path)
   t.deepEqual(await readFile(path), bytes, 'nothing was cut')
   t.is((await t.throwsAsync(readAll(path), { instanceOf: PersistError })).code, 'SEALED_CORRUPTION')
   const report = await verify(path)

@@ -39,9 +39,12 @@ pub enum Error {
     },
     /// A damaged frame is followed by valid frames: this is not a torn tail, so nothing is repaired.
     #[error(
-        "damaged frame at offset {offset} ({detail}) is followed by a valid frame at offset {next_valid}; the file was left untouched"
+        "damaged frame at offset {offset} of {} ({detail}) is followed by a valid frame at offset {next_valid}; the file was left untouched",
+        path.display()
     )]
     MidLogCorruption {
+        /// The damaged file.
+        path: PathBuf,
         /// Offset of the damaged frame.
         offset: u64,
         /// What was wrong with it.
@@ -52,9 +55,12 @@ pub enum Error {
     /// A damaged frame inside the prefix the seal records as fdatasynced: bit rot or tampering,
     /// not a torn write, so it is never cut as a tail.
     #[error(
-        "damaged frame at offset {offset} ({detail}) lies inside the prefix the seal records as durable (up to offset {sealed_end}); the file was left untouched"
+        "damaged frame at offset {offset} of {} ({detail}) lies inside the prefix the seal records as durable (up to offset {sealed_end}); the file was left untouched",
+        path.display()
     )]
     SealedCorruption {
+        /// The damaged file.
+        path: PathBuf,
         /// Offset of the damaged frame.
         offset: u64,
         /// What was wrong with it.
@@ -492,7 +498,9 @@ impl Error {
             | Self::NotAFile { path, .. }
             | Self::NotADirectory { path }
             | Self::UnsafeLink { path, .. }
-            | Self::FileInStore { path, .. } => Some(path),
+            | Self::FileInStore { path, .. }
+            | Self::MidLogCorruption { path, .. }
+            | Self::SealedCorruption { path, .. } => Some(path),
             Self::StoreInconsistent { dir, .. } | Self::ConsumerBehindRetention { dir, .. } => {
                 Some(dir)
             }
@@ -571,11 +579,13 @@ mod tests {
             Error::PayloadTooLarge { len: 2, cap: 1 },
             Error::PrincipalTooLarge { len: 2, cap: 1 },
             Error::MidLogCorruption {
+                path: path.clone(),
                 offset: 0,
                 detail: "d",
                 next_valid: 1,
             },
             Error::SealedCorruption {
+                path: path.clone(),
                 offset: 0,
                 detail: "d",
                 sealed_end: 1,

@@ -897,6 +897,7 @@ impl FrameCursor {
             && let Some(next_valid) = self.find_valid_frame(file, path, offset + 1, data_end)?
         {
             return Err(Error::MidLogCorruption {
+                path: path.to_path_buf(),
                 offset,
                 detail: damage.describe(),
                 next_valid,
@@ -904,6 +905,7 @@ impl FrameCursor {
         }
         if offset < self.sealed_end {
             return Err(Error::SealedCorruption {
+                path: path.to_path_buf(),
                 offset,
                 detail: damage.describe(),
                 sealed_end: self.sealed_end,
