@@ -769,14 +769,10 @@ impl FrameCursor {
     /// When the unit at the cursor is not whole in the window, read it in, so that
     /// [`Self::next_in_window`] can visit it borrowed; whether the window changed. When it did
     /// not, the unit is damaged or unfinished (or the file ends), and [`Self::next`] judges it.
-    /// Nothing pending is left behind: call it only once `next_in_window` returned.
     ///
     /// # Errors
     /// I/O errors, and a sequence out of order behind a valid head.
     pub fn fill_window(&mut self, file: &dyn VfsFile, path: &Path) -> Result<bool> {
-        if !self.pending.is_empty() {
-            return Ok(true);
-        }
         let before = (self.window_start, self.window.len());
         // A defect found here is judged by `next`, which reads the unit again.
         let _whole = self.fetch_unit(file, path)?;

@@ -475,20 +475,14 @@ impl SharedStore {
     /// after a failover is always one the next owner remembers), then count `request` among
     /// them until it is answered. `None` (the request failed) when the store closes first.
     fn stamp_slot(&self, request: AppendRequest) -> Option<AppendRequest> {
-        let mut stamped = lock(&self.stamped);
-        while *stamped >= producer::WINDOW {
-            if self.closed.load(Ordering::Acquire) {
-                drop(stamped);
-                (request.reply)(Err(closed()));
-                return None;
-            }
-            stamped = self
-                .answered
-                .wait_timeout(stamped, Duration::from_millis(50))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
+        let Some(mut stamped) = self.wait_until(lock(&self.stamped), &self.answered, |n| {
+            *n < producer::WINDOW
+        }) else {
+            (request.reply)(Err(closed()));
+            return None;
+        };
         *stamped += 1;
+        drop(stamped);
         let me = self.me.clone();
         let reply = request.reply;
         Some(AppendRequest {
@@ -501,6 +495,26 @@ impl SharedStore {
             }),
             ..request
         })
+    }
+
+    /// `guard` once `ready` holds for what it guards, waiting on `signal` meanwhile; `None`
+    /// if the store closes first (nothing signals a close: the wait wakes to look every 50 ms).
+    fn wait_until<'a, T>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        signal: &Condvar,
+        ready: impl Fn(&T) -> bool,
+    ) -> Option<MutexGuard<'a, T>> {
+        while !ready(&guard) {
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            guard = signal
+                .wait_timeout(guard, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Some(guard)
     }
 
     fn next_stamp(&self) -> Option<Producer> {
@@ -887,18 +901,8 @@ impl Sink for SharedStore {
     }
 
     fn wait_for_room(&self, limit: u64) -> bool {
-        let mut queued = lock(&self.queued);
-        while *queued > limit {
-            if self.closed.load(Ordering::Acquire) {
-                return false;
-            }
-            queued = self
-                .room
-                .wait_timeout(queued, Duration::from_millis(50))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        self.wait_until(lock(&self.queued), &self.room, |queued| *queued <= limit)
+            .is_some()
     }
 
     fn is_closed(&self) -> bool {
