@@ -19,6 +19,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod gather;
+
+use gather::Gather;
+pub use gather::{LOCAL, Source};
+
 use crate::error::{Error, Result};
 use crate::filename::torn_path;
 use crate::scan::TailRepair;
@@ -87,9 +92,9 @@ pub struct AppendRequest {
 }
 
 enum Command {
-    /// Requests that arrived together (at that instant): they join the same group, each
-    /// staged on its own.
-    Append(Vec<AppendRequest>, Instant),
+    /// Requests that arrived together (at that instant, from that source): they join the same
+    /// group, each staged on its own.
+    Append(Vec<AppendRequest>, Instant, Source),
     Flush {
         reply: Reply<()>,
     },
@@ -110,7 +115,7 @@ impl Command {
     /// Answer a command that can no longer run: the writer is closed.
     fn refuse(self) {
         match self {
-            Self::Append(requests, _) => {
+            Self::Append(requests, ..) => {
                 for request in requests {
                     (request.reply)(Err(closed()));
                 }
@@ -198,9 +203,15 @@ impl Shared {
     }
 
     fn publish(&self, writer: &WalWriter) {
+        let state = self.set(writer);
+        self.watchers.tell(&state);
+    }
+
+    /// Make `writer`'s state the one callers see, without telling the watchers yet.
+    fn set(&self, writer: &WalWriter) -> WriterState {
         let state = WriterState::of(writer);
         *lock(&self.state) = state.clone();
-        self.watchers.tell(&state);
+        state
     }
 
     /// Count a blocking commit of `entries` called at `called`, if it committed any.
@@ -286,9 +297,16 @@ impl Committer {
     /// fdatasync covers them all), but each is staged on its own: one refused request (a cap,
     /// say) fails alone.
     pub fn append_all(&self, requests: Vec<AppendRequest>) {
+        self.append_from(LOCAL, requests);
+    }
+
+    /// [`Self::append_all`] for `source` (a shared store's client): a group that holds others'
+    /// requests may wait briefly for this source's next, once it has learnt its rhythm (see
+    /// `gather`).
+    pub fn append_from(&self, source: Source, requests: Vec<AppendRequest>) {
         let bytes = payload_bytes(&requests);
         self.shared.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
-        if let Err(refused) = self.send(Command::Append(requests, Instant::now())) {
+        if let Err(refused) = self.send(Command::Append(requests, Instant::now(), source)) {
             self.shared.dequeued(bytes);
             refused.refuse();
         }
@@ -536,6 +554,7 @@ fn shielded<T>(writer: &mut WalWriter, f: impl FnOnce(&mut WalWriter) -> Result<
 
 fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>) {
     let mut dirty_since: Option<Instant> = None;
+    let mut gather = Gather::default();
     loop {
         let first = match (interval, dirty_since) {
             (Some(period), Some(since)) => {
@@ -556,13 +575,13 @@ fn run(shared: &Shared, receiver: &Receiver<Command>, interval: Option<Duration>
         };
         let mut guard = lock(&shared.writer);
         let Some(writer) = guard.as_mut() else {
-            if let Command::Append(requests, _) = &first {
+            if let Command::Append(requests, ..) = &first {
                 shared.dequeued(payload_bytes(requests));
             }
             first.refuse();
             continue;
         };
-        let (close, taken) = process_group(writer, first, receiver, shared);
+        let (close, taken) = process_group(writer, first, receiver, shared, &mut gather);
         if writer.entries_since_fsync() > 0 {
             dirty_since.get_or_insert_with(Instant::now);
         } else {
@@ -612,14 +631,18 @@ type Staged = (
     bool,
 );
 
-/// Stage `first` and everything else queued, commit once, publish the state, then answer.
-/// Returns a pending close and how many commands were taken.
+/// Stage `first` and everything else queued (waiting briefly for due siblings, see `gather`),
+/// commit once, publish the state, then answer. Returns a pending close and how many commands
+/// were taken.
 fn process_group(
     writer: &mut WalWriter,
     first: Command,
     receiver: &Receiver<Command>,
     shared: &Shared,
+    gather: &mut Gather,
 ) -> (Option<Reply<()>>, usize) {
+    let start = Instant::now();
+    let mut seen: Vec<Source> = Vec::new();
     let mut pending: Vec<Staged> = Vec::new();
     let mut staged_bytes = 0u64;
     let mut taken_bytes = 0u64;
@@ -632,7 +655,11 @@ fn process_group(
     while let Some(command) = next.take() {
         taken += 1;
         match command {
-            Command::Append(requests, called) => {
+            Command::Append(requests, called, source) => {
+                if !seen.contains(&source) {
+                    seen.push(source);
+                    gather.arrived(source, called);
+                }
                 for AppendRequest {
                     entries,
                     reply,
@@ -672,12 +699,26 @@ fn process_group(
         }
         if bytes < MAX_GROUP_BYTES {
             next = receiver.try_recv().ok();
+            if next.is_none()
+                && flushes.is_empty()
+                && let Some(until) = gather.wait_until(&seen, start, Instant::now())
+            {
+                next = receiver
+                    .recv_timeout(until.saturating_duration_since(Instant::now()))
+                    .ok();
+            }
         }
     }
+    let began = Instant::now();
     let committed = shielded(writer, WalWriter::commit);
+    if !pending.is_empty() {
+        gather.committed(began.elapsed());
+    }
     let flushed = (!flushes.is_empty()).then(|| shielded(writer, WalWriter::flush));
-    // Callers that see their reply must also see the state it produced.
-    shared.publish(writer);
+    // Callers that see their reply must also see the state it produced. The watchers hear of
+    // it after the replies: a shared store's owner then sends a client its answers before the
+    // notice of the same state, which the answers make needless.
+    let state = shared.set(writer);
     shared.dequeued(taken_bytes);
     match &committed {
         Ok(()) if !pending.is_empty() => {
@@ -701,6 +742,7 @@ fn process_group(
             reply(flushed.clone());
         }
     }
+    shared.watchers.tell(&state);
     if let Some(task) = exclusive {
         let deliver = task(writer);
         shared.publish(writer);

@@ -32,7 +32,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::backup::{self, Upto};
-use crate::committer::{AppendRequest, Reply, Watcher, Watchers, WriterState};
+use crate::committer::{AppendRequest, LOCAL, Reply, Watcher, Watchers, WriterState};
 use crate::consumer::{self, Log, Summary};
 use crate::error::{Error, Result};
 use crate::filename::StoreFile;
@@ -297,11 +297,15 @@ impl SharedStore {
             let connected = Connection::connect(
                 &self.socket,
                 deadline.saturating_duration_since(Instant::now()),
+                // Answers carry the state too, and the owner sends no notice of a state an
+                // answer told: either wakes this process's followers when it is new.
                 Box::new(move |state, notice| {
                     if let Some(me) = heard.upgrade() {
-                        *lock(&me.heard) = state.clone();
                         if notice {
                             me.notices.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let new = std::mem::replace(&mut *lock(&me.heard), state.clone()) != state;
+                        if new {
                             me.changed(&state);
                         }
                     }
@@ -389,7 +393,7 @@ impl SharedStore {
                 store, producers, ..
             } => match call {
                 Queued::Append(request, stamp) => {
-                    server::append(store.committer(), producers, request, stamp);
+                    server::append(store.committer(), producers, LOCAL, request, stamp);
                 }
                 Queued::Flush(reply) => store.committer().flush(reply),
             },

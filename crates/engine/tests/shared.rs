@@ -149,6 +149,28 @@ fn every_process_hears_every_commit_pushed_not_polled() {
 }
 
 #[test]
+fn a_client_hears_its_own_commits_from_its_answers_not_from_notices_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = open(dir.path(), None);
+    let client = open(dir.path(), None);
+    let (_c, at_client) = watched(&*client);
+    for _ in 0..20 {
+        append(&*client, b"own").recv().unwrap().unwrap();
+    }
+    // Its watcher was woken by the answers' state...
+    hears(&at_client, 20);
+    // ...and the owner sent no notice of a state an answer had told: only the one at connect.
+    assert_eq!(client.sharing().notices_heard, 1);
+    assert_eq!(owner.sharing().backlog.notices, 1);
+    // A commit it did not ask for is still told by a notice.
+    append(&*owner, b"owner's").recv().unwrap().unwrap();
+    hears(&at_client, 21);
+    assert_eq!(client.sharing().notices_heard, 2);
+    close(&*client);
+    close(&*owner);
+}
+
+#[test]
 fn a_client_replays_reads_the_snapshot_and_prunes() {
     let dir = tempfile::tempdir().unwrap();
     let owner = open(dir.path(), None);

@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use super::path::bind;
 use super::wire::{Answer, Detail, Done, FrameReader, Request};
-use crate::committer::{AppendRequest, Committer, Reply, Watcher, WriterState};
+use crate::committer::{AppendRequest, Committer, Reply, Source, Watcher, WriterState};
 use crate::error::{Error, Result};
 use crate::frame::Producer;
 use crate::producer::{Check, ProducerTable};
@@ -47,16 +47,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Hand `request` (stamped `stamp`, if it is) to `committer`, through the producer table: a
-/// retry of a request already appended is answered with its sequences, without appending.
+/// Hand `request` of `source` (stamped `stamp`, if it is) to `committer`, through the
+/// producer table: a retry of a request already appended is answered with its sequences,
+/// without appending.
 pub fn append(
     committer: &Committer,
     producers: &Arc<Mutex<ProducerTable>>,
+    source: Source,
     request: AppendRequest,
     stamp: Option<Producer>,
 ) {
     let Some(stamp) = stamp else {
-        return committer.append_all(vec![request]);
+        return committer.append_from(source, vec![request]);
     };
     let count = request.entries.len() as u64;
     let mut table = lock(producers);
@@ -70,17 +72,20 @@ pub fn append(
                 reply,
                 chained,
             } = request;
-            committer.append_all(vec![AppendRequest {
-                // The stamp goes to disk with the request's last entry: the next owner's table.
-                entries: entries.stamped(stamp),
-                reply: Box::new(move |outcome: Result<RangeInclusive<u64>>| {
-                    if let Ok(range) = &outcome {
-                        lock(&producers).record(stamp, *range.end());
-                    }
-                    reply(outcome);
-                }),
-                chained,
-            }]);
+            committer.append_from(
+                source,
+                vec![AppendRequest {
+                    // The stamp goes to disk with the request's last entry: the next owner's table.
+                    entries: entries.stamped(stamp),
+                    reply: Box::new(move |outcome: Result<RangeInclusive<u64>>| {
+                        if let Ok(range) = &outcome {
+                            lock(&producers).record(stamp, *range.end());
+                        }
+                        reply(outcome);
+                    }),
+                    chained,
+                }],
+            );
         }
         Ok(Check::Duplicate(last)) => {
             drop(table);
@@ -225,7 +230,8 @@ fn accept(
         let spawned = thread::Builder::new()
             .name("selene-persist-client".into())
             .spawn(move || {
-                serve(stream, &store, &producers, in_flight);
+                // Source 0 is the owner's own process.
+                serve(stream, id + 1, &store, &producers, in_flight);
                 lock(&listed).remove(&id);
             });
         if spawned.is_err() {
@@ -283,8 +289,8 @@ impl InFlight {
 
 /// What a connection's writer thread sends.
 enum Out {
-    /// An answer's frame, and the payload bytes of its request.
-    Answer(Bytes, u64),
+    /// An answer's frame, the payload bytes of its request, and the log's state it carries.
+    Answer(Bytes, u64, WriterState),
     /// The notice in the connection's slot (see [`Notices`]).
     Notice,
 }
@@ -308,6 +314,7 @@ impl Notices {
 /// One client: read its requests until it goes or breaks the wire, then stop.
 fn serve(
     stream: UnixStream,
+    source: Source,
     store: &Arc<Store>,
     producers: &Arc<Mutex<ProducerTable>>,
     in_flight: Arc<InFlight>,
@@ -343,7 +350,7 @@ fn serve(
             break;
         };
         last = request.id();
-        dispatch(request, store, producers, &in_flight, &tx);
+        dispatch(request, source, store, producers, &in_flight, &tx);
     }
     // Whatever ended it, nothing more is read; the answers go out as the committer gives
     // them, then the goodbye that says which requests were read.
@@ -357,7 +364,9 @@ fn serve(
 }
 
 /// Send each answer and notice as it comes, several in one write when they queue up; hands
-/// the stream back once every answer is sent (none if a write failed).
+/// the stream back once every answer is sent (none if a write failed). A notice of the state
+/// the last answer carried is not sent: the client heard it with the answer (the committer
+/// answers a group before it tells of its state).
 fn write_answers(
     mut out: UnixStream,
     rx: &Receiver<Out>,
@@ -366,16 +375,19 @@ fn write_answers(
 ) -> Option<UnixStream> {
     let mut bytes = Vec::new();
     let (mut answers, mut payloads) = (0, 0);
+    let mut told = None;
     while let Ok(first) = rx.recv() {
         for next in std::iter::once(first).chain(rx.try_iter()) {
             match next {
-                Out::Answer(frame, payload) => {
+                Out::Answer(frame, payload, state) => {
                     bytes.extend_from_slice(&frame);
                     answers += 1;
                     payloads += payload;
+                    told = Some(state);
                 }
                 Out::Notice => {
-                    if let Some(state) = notices.take() {
+                    if let Some(state) = notices.take().filter(|s| told.as_ref() != Some(s)) {
+                        told = Some(state.clone());
                         bytes.extend_from_slice(&Answer::notice(&state));
                         in_flight.notices.fetch_add(1, Ordering::Relaxed);
                     }
@@ -390,7 +402,7 @@ fn write_answers(
             let _ = out.shutdown(std::net::Shutdown::Both);
             // Drain the rest so the reader's bound is released; nothing more is sent.
             for next in rx.iter() {
-                if let Out::Answer(_, payload) = next {
+                if let Out::Answer(_, payload, _) = next {
                     in_flight.done(1, payload);
                 }
             }
@@ -429,13 +441,14 @@ fn answer_detail(
         Ok((first, detail)) => (Ok(first), detail),
         Err(e) => (Err((e.kind(), e.to_string())), Detail::None),
     };
+    let state = committer.state();
     let done = Done {
         id,
-        state: committer.state(),
+        state: state.clone(),
         outcome,
         detail,
     };
-    let _ = tx.send(Out::Answer(done.encode(), payload));
+    let _ = tx.send(Out::Answer(done.encode(), payload, state));
 }
 
 /// Run `task` (it blocks: a snapshot written, files deleted) on a thread of its own, so this
@@ -463,6 +476,7 @@ fn off_thread(
 
 fn dispatch(
     request: Request,
+    source: Source,
     store: &Arc<Store>,
     producers: &Arc<Mutex<ProducerTable>>,
     in_flight: &Arc<InFlight>,
@@ -490,6 +504,7 @@ fn dispatch(
             append(
                 committer,
                 producers,
+                source,
                 AppendRequest {
                     entries,
                     reply,
